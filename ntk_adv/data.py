@@ -1,0 +1,661 @@
+"""Binary-classification datasets for the perturbation-learning experiments.
+
+Every loader returns a :class:`Dataset` of numpy float32 arrays: inputs ``x`` of shape ``(N, d)`` and
+labels ``y`` of shape ``(N,)`` in ``{-1, +1}``. Callers convert to JAX arrays themselves.
+
+Synthetic sets (``gauss``, ``shifted_gauss``) take an explicit ``jax.random`` key. File-based sets
+(``digits``, ``mnist``, ``fmnist``, ``cifar10``) are deterministic given an integer ``seed``.
+Image pixels are scaled to ``[0, 1]`` and a *scalar* mean is subtracted, as in Kumano et al. (2024).
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "DATASETS",
+    "FMNIST_MEAN",
+    "MNIST_MEAN",
+    "Dataset",
+    "load_cifar10_pair",
+    "load_dataset",
+    "load_digits_pair",
+    "load_mnist_pair",
+    "make_gauss",
+    "make_shifted_gauss",
+    "read_idx",
+    "subsample",
+]
+
+DATASETS: tuple[str, ...] = ("gauss", "shifted_gauss", "digits", "mnist", "fmnist", "cifar10")
+
+MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, pixels in [0, 1]
+FMNIST_MEAN = 0.2860  # same for Fashion-MNIST
+CIFAR10_MEAN = 0.4734  # mean over all pixels and channels of the CIFAR-10 training set, in [0, 1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Container
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A binary classification split.
+
+    x_train: (N, d) float32, y_train: (N,) float32 in {-1, +1};
+    x_test: (M, d) float32, y_test: (M,) float32 in {-1, +1} (M may be 0).
+    ``meta`` records provenance (classes, subtracted mean, source files, split).
+    Inputs are coerced to float32 numpy arrays; invalid shapes/values raise ``ValueError``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for attr in ("x_train", "y_train", "x_test", "y_test"):
+            value = getattr(self, attr)
+            try:
+                arr = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{attr} cannot be converted to a float32 array: {err}") from err
+            object.__setattr__(self, attr, arr)
+        for split in ("train", "test"):
+            x = getattr(self, f"x_{split}")
+            y = getattr(self, f"y_{split}")
+            if x.ndim != 2:
+                raise ValueError(f"x_{split} has {x.ndim} dimensions, expected 2 (N, d)")
+            if y.ndim != 1:
+                raise ValueError(f"y_{split} has {y.ndim} dimensions, expected 1 (N,)")
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"x_{split} has {x.shape[0]} rows but y_{split} has {y.shape[0]} labels")
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"x_{split} contains NaN or inf")
+            bad = ~np.isin(y, (-1.0, 1.0))
+            if np.any(bad):
+                found = np.unique(y[bad])[:5].tolist()
+                raise ValueError(f"y_{split} has labels outside {{-1, +1}}, e.g. {found}")
+        if self.x_train.shape[0] == 0:
+            raise ValueError("x_train is empty (N = 0)")
+        if self.x_test.shape[1] != self.x_train.shape[1]:
+            raise ValueError(
+                f"x_test has d = {self.x_test.shape[1]} features but x_train has d = {self.x_train.shape[1]}"
+            )
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, n_train={self.n_train}, n_test={self.n_test}, d={self.d}, "
+            f"meta keys={sorted(self.meta)})"
+        )
+
+    @property
+    def d(self) -> int:
+        """Input dimension d."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_train(self) -> int:
+        """Number of training points N."""
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        """Number of test points M."""
+        return int(self.x_test.shape[0])
+
+
+def _f32(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32)
+
+
+def subsample(ds: Dataset, n_train: int, *, key: jax.Array) -> Dataset:
+    """Random subset of ``n_train`` training points (without replacement); the test split is kept.
+
+    Returns a new Dataset with x_train (n_train, d); ``meta['subsampled_from']`` records the old N.
+    """
+    if not 1 <= n_train <= ds.n_train:
+        raise ValueError(f"n_train must be in [1, {ds.n_train}], got {n_train}")
+    idx = np.asarray(jax.random.permutation(key, ds.n_train)[:n_train])
+    meta = {**ds.meta, "subsampled_from": ds.n_train}
+    return replace(ds, x_train=ds.x_train[idx], y_train=ds.y_train[idx], meta=meta)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Synthetic data
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_sizes(n_train: int, n_test: int, d: int) -> None:
+    if int(n_train) < 1:
+        raise ValueError(f"n_train must be >= 1, got {n_train}")
+    if int(n_test) < 0:
+        raise ValueError(f"n_test must be >= 0, got {n_test}")
+    if int(d) < 1:
+        raise ValueError(f"d must be >= 1, got {d}")
+
+
+def make_gauss(*, key: jax.Array, n_train: int, n_test: int, d: int) -> Dataset:
+    """x ~ N(0, I_d), labels uniform on {-1, +1} independent of x.
+
+    Returns x_train (n_train, d), y_train (n_train,), x_test (n_test, d), y_test (n_test,).
+    """
+    _check_sizes(n_train, n_test, d)
+    kx, ky, kxt, kyt = jax.random.split(key, 4)
+    return Dataset(
+        x_train=_f32(jax.random.normal(kx, (n_train, d))),
+        y_train=_f32(jax.random.rademacher(ky, (n_train,), dtype=np.float32)),
+        x_test=_f32(jax.random.normal(kxt, (n_test, d))),
+        y_test=_f32(jax.random.rademacher(kyt, (n_test,), dtype=np.float32)),
+        name="gauss",
+        meta={"distribution": "N(0, I_d)", "labels": "uniform random, independent of x"},
+    )
+
+
+def _shifted_half(key: jax.Array, n: int, d: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """n points: ceil(n/2) from N(+shift*1, I) labelled +1, floor(n/2) from N(-shift*1, I) labelled -1,
+    in random order. Returns x (n, d), y (n,)."""
+    kx, kp = jax.random.split(key)
+    n_pos = n - n // 2
+    y = np.concatenate([np.ones(n_pos, np.float32), -np.ones(n // 2, np.float32)])
+    x = _f32(jax.random.normal(kx, (n, d))) + np.float32(shift) * y[:, None]
+    perm = np.asarray(jax.random.permutation(kp, n))
+    return x[perm], y[perm]
+
+
+def make_shifted_gauss(*, key: jax.Array, n_train: int, n_test: int, d: int, shift: float = 0.3) -> Dataset:
+    """Balanced mixture: N(+shift*1, I_d) labelled +1 and N(-shift*1, I_d) labelled -1, shuffled.
+
+    With odd sizes the +1 class has one extra point. Returns x (n, d), y (n,) for train and test.
+    """
+    _check_sizes(n_train, n_test, d)
+    if not np.isfinite(shift):
+        raise ValueError(f"shift must be finite, got {shift}")
+    k_train, k_test = jax.random.split(key)
+    x_tr, y_tr = _shifted_half(k_train, n_train, d, shift)
+    x_te, y_te = _shifted_half(k_test, n_test, d, shift)
+    return Dataset(
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        name="shifted_gauss",
+        meta={"distribution": "N(+-shift*1, I_d)", "shift": float(shift)},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared helpers for image pairs
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_pair(pos: int, neg: int, n_classes: int) -> None:
+    for nm, c in (("pos", pos), ("neg", neg)):
+        if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes):
+            raise ValueError(f"{nm} must be a class index in [0, {n_classes - 1}], got {c!r}")
+    if pos == neg:
+        raise ValueError(f"pos and neg must differ, both are {pos}")
+
+
+def _pair_indices(labels: np.ndarray, pos: int, neg: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the pos/neg class and the +-1 labels (original order)."""
+    idx = np.flatnonzero((labels == pos) | (labels == neg))
+    for c in (pos, neg):
+        if not np.any(labels == c):
+            raise ValueError(f"{what} contains no samples of class {c}")
+    y = np.where(labels[idx] == pos, 1.0, -1.0).astype(np.float32)
+    return idx, y
+
+
+def _stratified_split(
+    y: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class random split of indices into (train, test); round(test_fraction * n_c) test points
+    per class. Both index arrays are shuffled."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    train, test = [], []
+    for c in (1.0, -1.0):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_te = round(test_fraction * idx.size)
+        n_te = min(max(n_te, 1), idx.size - 1) if idx.size >= 2 else 0
+        test.append(idx[:n_te])
+        train.append(idx[n_te:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _take(n: int | None, available: int, what: str, rng: np.random.Generator) -> np.ndarray:
+    """Random subset (size n, or everything if n is None) of range(available), shuffled."""
+    if n is None:
+        return rng.permutation(available)
+    if not 1 <= int(n) <= available:
+        raise ValueError(f"{what} must be in [1, {available}] (available after the class filter), got {n}")
+    return rng.permutation(available)[: int(n)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# scikit-learn digits (8x8, embedded, offline)
+# ----------------------------------------------------------------------------------------------------
+
+
+def load_digits_pair(
+    *,
+    pos: int = 0,
+    neg: int = 1,
+    n_train: int | None = None,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    scale: str = "unit",
+) -> Dataset:
+    """Two classes of scikit-learn's 8x8 digits (offline); pos -> +1, neg -> -1.
+
+    scale='unit': pixels / 16 in [0, 1]; scale='raw': pixel counts 0..16. Then the scalar train mean
+    is subtracted from train and test. Stratified split by ``seed``; ``n_train`` subsamples train.
+    Returns x (n, 64), y (n,).
+    """
+    from sklearn.datasets import load_digits
+
+    if scale not in ("unit", "raw"):
+        raise ValueError(f"scale must be 'unit' or 'raw', got {scale!r}")
+    _check_pair(pos, neg, 10)
+    bunch = load_digits()
+    idx, y = _pair_indices(np.asarray(bunch.target), pos, neg, "digits")
+    x = np.asarray(bunch.data[idx], dtype=np.float64)
+    if scale == "unit":
+        x = x / 16.0
+    rng = np.random.default_rng(seed)
+    tr, te = _stratified_split(y, test_fraction, rng)
+    tr = tr[_take(n_train, tr.size, "n_train", rng)]
+    mean = float(x[tr].mean())
+    return Dataset(
+        x_train=_f32(x[tr] - mean),
+        y_train=y[tr],
+        x_test=_f32(x[te] - mean),
+        y_test=y[te],
+        name="digits",
+        meta={
+            "classes": {"pos": pos, "neg": neg},
+            "mean_subtracted": mean,
+            "mean_source": "train (scalar)",
+            "scale": scale,
+            "source": "sklearn.datasets.load_digits",
+            "split": f"stratified, test_fraction={test_fraction}",
+            "seed": seed,
+            "image_shape": (8, 8),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# IDX files (MNIST / Fashion-MNIST)
+# ----------------------------------------------------------------------------------------------------
+
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Raw file bytes, gunzipped if the file starts with the gzip magic."""
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
+    return raw
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip-compressed) into an array of shape ``dims`` in native byte order.
+
+    Supports dtype codes 0x08 (uint8), 0x09 (int8), 0x0B (int16), 0x0C (int32), 0x0D (float32),
+    0x0E (float64). Raises FileNotFoundError if missing, ValueError (naming the file) on a bad magic
+    number, a truncated header, or a payload whose length differs from prod(dims).
+    """
+    path = Path(path)
+    buf = _read_bytes(path)
+    if len(buf) < 4:
+        raise ValueError(f"{path}: too short for an IDX header ({len(buf)} bytes)")
+    if buf[0] != 0 or buf[1] != 0:
+        raise ValueError(f"{path}: bad IDX magic number {buf[:4].hex()} (must start with 0000)")
+    code, ndim = buf[2], buf[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise ValueError(f"{path}: truncated IDX header (need {header} bytes, file has {len(buf)})")
+    dims = tuple(int(v) for v in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    got = len(buf) - header
+    if got != expected:
+        kind = "truncated" if got < expected else "has trailing garbage"
+        raise ValueError(
+            f"{path}: IDX payload {kind}: dims {dims} need {expected} bytes of data, found {got}"
+        )
+    arr = np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+_IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        p = root / name
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, h, w) uint8 and labels (n,) with consistency checks naming the files."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise ValueError(f"{images_path}: expected 3-D images (n, h, w), got dims {images.shape}")
+    if labels.ndim != 1:
+        raise ValueError(f"{labels_path}: expected 1-D labels (n,), got dims {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"image/label count mismatch: {images_path} has {images.shape[0]} images but "
+            f"{labels_path} has {labels.shape[0]} labels"
+        )
+    return images, labels
+
+
+def load_mnist_pair(
+    root: str | Path,
+    *,
+    pos: int | None = None,
+    neg: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    kind: str = "mnist",
+    test_fraction: float = 0.3,
+    mean: float | None = None,
+) -> Dataset:
+    """Two classes of MNIST (kind='mnist', default 1 vs 2) or Fashion-MNIST (kind='fmnist', default
+    0 vs 9) from the standard IDX files in ``root`` (raw or ``.gz``); pos -> +1, neg -> -1.
+
+    Pixels / 255 minus the dataset mean constant (0.1307 / 0.2860, or ``mean``). If only the t10k
+    files exist, the t10k pair is split per class by ``seed`` with ``test_fraction`` held out
+    (meta['split'] = 't10k-only'). ``n_train`` / ``n_test`` take random subsets by ``seed``.
+    Returns x (n, 784), y (n,).
+    """
+    defaults = {"mnist": (1, 2, MNIST_MEAN), "fmnist": (0, 9, FMNIST_MEAN)}
+    if kind not in defaults:
+        raise ValueError(f"kind must be 'mnist' or 'fmnist', got {kind!r}")
+    d_pos, d_neg, d_mean = defaults[kind]
+    pos = d_pos if pos is None else pos
+    neg = d_neg if neg is None else neg
+    mean = d_mean if mean is None else float(mean)
+    _check_pair(pos, neg, 10)
+
+    root = Path(root)
+    expected = ", ".join(f"{s}[.gz]" for s in _IDX_NAMES.values())
+    if not root.is_dir():
+        raise FileNotFoundError(f"{kind} directory not found: {root} (expected files: {expected})")
+    found = {k: _find_idx(root, s) for k, s in _IDX_NAMES.items()}
+    if found["test_images"] is None or found["test_labels"] is None:
+        missing = [_IDX_NAMES[k] for k in ("test_images", "test_labels") if found[k] is None]
+        raise FileNotFoundError(
+            f"{kind}: missing {', '.join(m + '[.gz]' for m in missing)} in {root} (expected files: {expected})"
+        )
+    have_train = found["train_images"] is not None and found["train_labels"] is not None
+    if (found["train_images"] is None) != (found["train_labels"] is None):
+        missing = [_IDX_NAMES[k] for k in ("train_images", "train_labels") if found[k] is None]
+        raise FileNotFoundError(
+            f"{kind}: found only one of the train files, missing {missing[0]}[.gz] in {root} "
+            f"(expected files: {expected})"
+        )
+
+    rng = np.random.default_rng(seed)
+    te_images, te_labels = _read_idx_pair(found["test_images"], found["test_labels"])
+    te_idx, te_y = _pair_indices(te_labels, pos, neg, str(found["test_labels"]))
+    if have_train:
+        tr_images, tr_labels = _read_idx_pair(found["train_images"], found["train_labels"])
+        if tr_images.shape[1:] != te_images.shape[1:]:
+            raise ValueError(
+                f"image shape mismatch: {found['train_images']} has {tr_images.shape[1:]}, "
+                f"{found['test_images']} has {te_images.shape[1:]}"
+            )
+        tr_idx, tr_y = _pair_indices(tr_labels, pos, neg, str(found["train_labels"]))
+        x_tr_all, x_te_all = tr_images[tr_idx], te_images[te_idx]
+        y_tr_all, y_te_all = tr_y, te_y
+        split = "standard"
+        sources = [str(found[k]) for k in _IDX_NAMES]
+    else:
+        x_all = te_images[te_idx]
+        tr, te = _stratified_split(te_y, test_fraction, rng)
+        x_tr_all, y_tr_all = x_all[tr], te_y[tr]
+        x_te_all, y_te_all = x_all[te], te_y[te]
+        split = "t10k-only"
+        sources = [str(found["test_images"]), str(found["test_labels"])]
+
+    i_tr = _take(n_train, len(y_tr_all), "n_train", rng)
+    i_te = _take(n_test, len(y_te_all), "n_test", rng)
+
+    def prep(images: np.ndarray) -> np.ndarray:
+        x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
+        return x - np.float32(mean)
+
+    meta: dict[str, Any] = {
+        "classes": {"pos": pos, "neg": neg},
+        "mean_subtracted": mean,
+        "scale": "pixels / 255",
+        "source": sources,
+        "split": split,
+        "seed": seed,
+        "image_shape": tuple(te_images.shape[1:]),
+    }
+    if split == "t10k-only":
+        meta["test_fraction"] = test_fraction
+    return Dataset(
+        x_train=prep(x_tr_all[i_tr]),
+        y_train=y_tr_all[i_tr],
+        x_test=prep(x_te_all[i_te]),
+        y_test=y_te_all[i_te],
+        name=kind,
+        meta=meta,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches)
+# ----------------------------------------------------------------------------------------------------
+
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST = "test_batch"
+
+# Only what a CIFAR batch (a dict of a numpy array and a list) needs; anything else is refused, so a
+# malicious pickle cannot run code.
+_PICKLE_ALLOWED = {
+    ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("numpy.core"):  # pickles written with numpy < 2
+            module = "numpy._core" + module[len("numpy.core") :]
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar_root(root: Path) -> Path:
+    if (root / _CIFAR_TEST).is_file() or not (root / "cifar-10-batches-py").is_dir():
+        return root
+    return root / "cifar-10-batches-py"
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch: data (n, 3072) uint8, labels (n,) int64. ValueError naming the file if corrupt."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CIFAR-10 batch not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            obj = _SafeUnpickler(fh, encoding="bytes").load()
+    except Exception as err:  # any unpickling failure means a corrupt file
+        raise ValueError(
+            f"{path}: not a readable CIFAR-10 pickle batch ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(obj, dict):  # a corrupt file, not a caller's type error
+        raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")  # noqa: TRY004
+    obj = {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+    if "data" not in obj or "labels" not in obj:
+        raise ValueError(f"{path}: missing key b'data' or b'labels' (keys: {sorted(map(str, obj))})")
+    data = np.asarray(obj["data"])
+    try:
+        labels = np.asarray(obj["labels"], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: labels are not integers ({err})") from err
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise ValueError(f"{path}: b'data' must be (n, 3072) uint8, got {data.shape} {data.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+        raise ValueError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    return data, labels
+
+
+def load_cifar10_pair(
+    root: str | Path,
+    *,
+    pos: int = 0,
+    neg: int = 1,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    mean: float | None = None,
+) -> Dataset:
+    """Two CIFAR-10 classes (default airplane 0 vs automobile 1) from the python pickle batches
+    ``data_batch_1..5`` and ``test_batch`` in ``root`` or ``root/cifar-10-batches-py``.
+
+    Rows are flattened channel-major (R, G, B planes of 32x32), / 255, minus the scalar mean
+    (0.4734, or ``mean``). ``n_train`` / ``n_test`` take random subsets by ``seed``.
+    Returns x (n, 3072), y (n,).
+    """
+    _check_pair(pos, neg, 10)
+    mean = CIFAR10_MEAN if mean is None else float(mean)
+    root = Path(root)
+    names = (*_CIFAR_TRAIN, _CIFAR_TEST)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 directory not found: {root} (expected files: {', '.join(names)})")
+    base = _cifar_root(root)
+    missing = [n for n in names if not (base / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10: missing {', '.join(missing)} in {base} (expected files: {', '.join(names)})"
+        )
+
+    def read_pair(files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for fname in files:
+            data, labels = _read_cifar_batch(base / fname)
+            sel = (labels == pos) | (labels == neg)
+            xs.append(data[sel])
+            ys.append(labels[sel])
+        labels = np.concatenate(ys)
+        idx, y = _pair_indices(labels, pos, neg, f"CIFAR-10 {'/'.join(files)} in {base}")
+        return np.concatenate(xs)[idx], y
+
+    x_tr, y_tr = read_pair(_CIFAR_TRAIN)
+    x_te, y_te = read_pair((_CIFAR_TEST,))
+    rng = np.random.default_rng(seed)
+    i_tr = _take(n_train, len(y_tr), "n_train", rng)
+    i_te = _take(n_test, len(y_te), "n_test", rng)
+
+    def prep(data: np.ndarray) -> np.ndarray:
+        return data.astype(np.float32) / np.float32(255.0) - np.float32(mean)
+
+    return Dataset(
+        x_train=prep(x_tr[i_tr]),
+        y_train=y_tr[i_tr],
+        x_test=prep(x_te[i_te]),
+        y_test=y_te[i_te],
+        name="cifar10",
+        meta={
+            "classes": {"pos": pos, "neg": neg},
+            "mean_subtracted": mean,
+            "scale": "pixels / 255",
+            "source": [str(base / n) for n in names],
+            "split": "standard",
+            "seed": seed,
+            "image_shape": (3, 32, 32),
+            "layout": "CHW flattened",
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dispatcher
+# ----------------------------------------------------------------------------------------------------
+
+
+def load_dataset(
+    name: str, *, key: jax.Array | None = None, root: str | Path | None = None, **kwargs: Any
+) -> Dataset:
+    """Load a dataset by name (one of ``DATASETS``); ``kwargs`` go to the specific loader.
+
+    Synthetic sets need ``key``. File sets need ``root`` (mnist, fmnist, cifar10) and are seeded by
+    ``seed``; if ``key`` is given instead, a seed is derived from it. ``root`` is ignored otherwise.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if name in ("gauss", "shifted_gauss"):
+        if key is None:
+            raise ValueError(f"dataset {name!r} is synthetic and needs key=jax.random.key(...)")
+        maker = make_gauss if name == "gauss" else make_shifted_gauss
+        return maker(key=key, **kwargs)
+    if key is not None:
+        if "seed" in kwargs:
+            raise ValueError(f"dataset {name!r}: pass either key or seed, not both")
+        kwargs["seed"] = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+    if name == "digits":
+        return load_digits_pair(**kwargs)
+    if root is None:
+        raise ValueError(
+            f"dataset {name!r} is read from files: pass root=<directory containing the {name} files>"
+        )
+    if name in ("mnist", "fmnist"):
+        if "kind" in kwargs:
+            raise ValueError(f"dataset {name!r}: 'kind' is set by the name; do not pass it")
+        return load_mnist_pair(root, kind=name, **kwargs)
+    return load_cifar10_pair(root, **kwargs)

@@ -1,0 +1,121 @@
+"""Infinite-width predictors: a kernel machine ``f(z) = f_0(z) + Theta(z, X) @ coef`` for every loss.
+
+Gradient flow of the linearized (infinite-width) net on the mean loss over N training points, for time
+``t = lr * steps``, moves the function along the kernel: ``df(z)/dt = -(1/N) sum_n Theta(z, x_n) dl/df(x_n)``.
+Hence the trained predictor is always ``f_0(z) + Theta(z, X) coef`` with
+
+* identity loss  (l = -y f):          coef = (t / N) y                                   (closed form, exact)
+* MSE           (l = (f - y)^2 / 2):   coef = V diag((1 - exp(-lambda t / N)) / lambda) V^T (y - f_0(X))
+                                       with Theta(X, X) = V diag(lambda) V^T (as neural-tangents' predict)
+* logistic / exponential:              coef = integral of -(1/N) y l'(y f_s(X)) ds, integrated with the same
+                                       Euler steps as full-batch gradient descent with step ``lr`` (under jit)
+
+``f_0`` is either zero (the *centred* predictor) or the initial function of a finite net (the *with initial
+function* variant, which a trained finite net converges to as width grows).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ntk_adv.kernels import KernelFn, check_pair, kernel_matrix
+from ntk_adv.losses import check_loss, margin_loss_derivative
+
+InitFn = Callable[[jax.Array], jax.Array]
+
+
+@struct.dataclass
+class KernelPredictor:
+    """``f(z) = f0(z) + kernel(z, x_train) @ coef``; call it on z (M, d) to get (M,).
+
+    A pytree (x_train, coef are leaves) so it can be passed through jit/vmap; ``kernel`` and ``f0`` are static.
+    Differentiable in z, so every attack works on it."""
+
+    x_train: jax.Array
+    coef: jax.Array
+    kernel: KernelFn = struct.field(pytree_node=False)
+    f0: InitFn | None = struct.field(pytree_node=False, default=None)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        out = self.kernel(z, self.x_train) @ self.coef
+        return out if self.f0 is None else out + self.f0(z)
+
+
+def _validate(x_train, y_train, t):
+    check_pair(x_train, x_train)
+    if np.shape(y_train) != (np.shape(x_train)[0],):
+        raise ValueError(f"labels must have shape ({np.shape(x_train)[0]},), got {np.shape(y_train)}")
+    if not np.isfinite(t) or t < 0:
+        raise ValueError(f"training time t = lr * steps must be finite and >= 0, got {t}")
+
+
+def identity_predictor(kernel: KernelFn, x_train, y_train, *, t: float, f0: InitFn | None = None
+                       ) -> KernelPredictor:
+    """Identity loss: f_t(z) = f_0(z) + (t/N) sum_n y_n Theta(x_n, z) (exact for the linearized net)."""
+    _validate(x_train, y_train, t)
+    n = x_train.shape[0]
+    return KernelPredictor(x_train=jnp.asarray(x_train), coef=jnp.asarray(y_train) * (t / n), kernel=kernel, f0=f0)
+
+
+def mse_predictor(kernel: KernelFn, x_train, y_train, *, t: float = np.inf, f0: InitFn | None = None,
+                  k_train: jax.Array | None = None) -> KernelPredictor:
+    """MSE loss l = (f - y)^2 / 2 averaged over N points, gradient flow for time t (t = inf: interpolant).
+
+    Eigenvalues below ``1e-12 * max`` are treated as zero (their modes do not move)."""
+    _validate(x_train, y_train, 0.0 if t == np.inf else t)
+    n = x_train.shape[0]
+    k = kernel_matrix(kernel, x_train) if k_train is None else k_train
+    lam, vec = jnp.linalg.eigh(k)
+    resid = jnp.asarray(y_train) - (0.0 if f0 is None else f0(x_train))
+    keep = lam > 1e-12 * jnp.max(lam)
+    safe = jnp.where(keep, lam, 1.0)
+    if np.isinf(t):
+        gain = jnp.where(keep, 1.0 / safe, 0.0)
+    else:
+        gain = jnp.where(keep, -jnp.expm1(-safe * t / n) / safe, t / n)
+    coef = vec @ (gain * (vec.T @ resid))
+    return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
+
+
+def flow_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, steps: int,
+                   f0: InitFn | None = None, k_train: jax.Array | None = None) -> KernelPredictor:
+    """Kernel gradient descent for any margin loss (identity, logistic, exponential): ``steps`` Euler steps
+    of size ``lr`` - exactly full-batch GD on the linearized net in function space; t = lr * steps."""
+    check_loss(loss)
+    if loss == "mse":
+        return mse_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0, k_train=k_train)
+    _validate(x_train, y_train, lr * steps)
+    k = kernel_matrix(kernel, x_train) if k_train is None else k_train
+    f0_train = jnp.zeros(x_train.shape[0], k.dtype) if f0 is None else f0(x_train)
+    coef = _kernel_flow(loss, k, jnp.asarray(y_train, k.dtype), f0_train, jnp.asarray(lr, k.dtype), int(steps))
+    return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _kernel_flow(loss, k, y, f0_train, lr, steps):
+    dl = margin_loss_derivative(loss)
+    n = y.shape[0]
+
+    def step(coef, _):
+        f = f0_train + k @ coef
+        return coef - lr / n * y * dl(y * f), None
+
+    coef, _ = jax.lax.scan(step, jnp.zeros_like(y), None, length=steps)
+    return coef
+
+
+def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, steps: int,
+                   f0: InitFn | None = None, k_train: jax.Array | None = None) -> KernelPredictor:
+    """The infinite-width counterpart of ``train`` with the theory preset: dispatches on ``loss``."""
+    check_loss(loss)
+    if loss == "identity":
+        return identity_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0)
+    if loss == "mse":
+        return mse_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0, k_train=k_train)
+    return flow_predictor(kernel, x_train, y_train, loss=loss, lr=lr, steps=steps, f0=f0, k_train=k_train)

@@ -1,0 +1,144 @@
+"""Finite-width two-layer networks (theory.md), as pure init/apply functions and as a flax.linen module.
+
+    f(x) = sum_{i=1..m} a_i sigma(w_i . x + b_i),   sigma(u) = max(u, gamma u)
+
+Parametrizations (the same function at init for the same key, different gradient scales):
+
+* ``standard``  stored w ~ N(0, I/d), b ~ N(0, 1), a ~ N(0, 1/m);  f = sigma(x w^T + b) a
+* ``ntk``       stored W ~ N(0, I),   b ~ N(0, 1), A ~ N(0, 1);    f = sigma(x W^T / sqrt(d) + b) A / sqrt(m)
+
+The first-layer NTK is Phi (x.z + 1) in the standard and Phi (x.z/d + 1) in the NTK parametrization
+(:mod:`ntk_adv.kernels`). By default only the first layer (w, b) is trained and the readout is frozen,
+as in Kumano et al. (2024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ntk_adv.kernels import check_gamma, check_parametrization
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+@dataclass(frozen=True)
+class TwoLayerConfig:
+    """Architecture of the two-layer net. ``n_out=1`` gives scalar outputs (N,), else (N, n_out)."""
+
+    width: int
+    gamma: float = 0.0
+    bias: bool = True
+    train_readout: bool = False
+    n_out: int = 1
+    parametrization: str = "standard"
+
+    def __post_init__(self):
+        if not isinstance(self.width, (int, np.integer)) or self.width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
+        if not isinstance(self.n_out, (int, np.integer)) or self.n_out < 1:
+            raise ValueError(f"n_out must be an integer >= 1, got {self.n_out!r}")
+        check_gamma(self.gamma)
+        check_parametrization(self.parametrization)
+
+
+@struct.dataclass
+class TwoLayerParams:
+    """Parameters: w (m, d), b (m,), a (m,) for scalar output or (m, C)."""
+
+    w: jax.Array
+    b: jax.Array
+    a: jax.Array
+
+
+def leaky_relu(u: jax.Array, gamma: float) -> jax.Array:
+    return jnp.maximum(u, gamma * u)
+
+
+def init_params(cfg: TwoLayerConfig, d: int, *, key: jax.Array, dtype=jnp.float32) -> TwoLayerParams:
+    """Draw parameters for inputs of dimension ``d`` in ``cfg.parametrization``."""
+    if d < 1:
+        raise ValueError(f"input dimension d must be >= 1, got {d}")
+    k_w, k_b, k_a = jax.random.split(key, 3)
+    m = cfg.width
+    w = jax.random.normal(k_w, (m, d), dtype)
+    b = jax.random.normal(k_b, (m,), dtype) if cfg.bias else jnp.zeros((m,), dtype)
+    a_shape = (m,) if cfg.n_out == 1 else (m, cfg.n_out)
+    a = jax.random.normal(k_a, a_shape, dtype)
+    if cfg.parametrization == "standard":
+        w, a = w / np.sqrt(d), a / np.sqrt(m)
+    return TwoLayerParams(w=w, b=b, a=a)
+
+
+def hidden(params: TwoLayerParams, x: jax.Array, cfg: TwoLayerConfig) -> jax.Array:
+    """Pre-activations u = w.x + b, shape (N, m) (with the 1/sqrt(d) factor in the NTK parametrization)."""
+    u = x @ params.w.T
+    if cfg.parametrization == "ntk":
+        u = u / np.sqrt(x.shape[-1])
+    return u + params.b
+
+
+def apply(params: TwoLayerParams, x: jax.Array, cfg: TwoLayerConfig) -> jax.Array:
+    """Network outputs: (N,) for ``n_out == 1`` else (N, n_out); ``x`` is (N, d)."""
+    h = leaky_relu(hidden(params, x, cfg), cfg.gamma)
+    out = h @ params.a
+    if cfg.parametrization == "ntk":
+        out = out / np.sqrt(cfg.width)
+    return out
+
+
+@lru_cache(maxsize=None)
+def make_apply(cfg: TwoLayerConfig) -> ApplyFn:
+    """``apply_fn(params, x)`` for ``cfg``; cached so that equal configs share one function (and one jit)."""
+
+    def apply_fn(params, x):
+        return apply(params, x, cfg)
+
+    return apply_fn
+
+
+def trainable_mask(cfg: TwoLayerConfig) -> TwoLayerParams:
+    """Which leaves are trained: w always, b if the net has a bias, a if the readout is trained."""
+    return TwoLayerParams(w=True, b=cfg.bias, a=cfg.train_readout)
+
+
+def check_inputs(x, d: int | None = None, name: str = "x") -> None:
+    """Raise ValueError on a wrong shape or non-finite values (called eagerly, outside jit)."""
+    shape = np.shape(x)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (N, d); got shape {shape}")
+    if d is not None and shape[1] != d:
+        raise ValueError(f"{name} has dimension {shape[1]} but the model expects d={d}")
+    if not bool(np.all(np.isfinite(np.asarray(x)))):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+class TwoLayerNet(nn.Module):
+    """flax.linen wrapper around :func:`apply` (one implementation): ``TwoLayerNet(cfg).init(key, x)``.
+
+    Any linen model can be trained, attacked and kernelized with the same code via :func:`linen_apply`."""
+
+    cfg: TwoLayerConfig
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        init = lambda key: init_params(self.cfg, d, key=key, dtype=x.dtype)  # noqa: E731
+        params = self.param("two_layer", init)
+        return apply(params, x, self.cfg)
+
+
+def linen_apply(module: nn.Module) -> ApplyFn:
+    """``apply_fn(params, x)`` for a linen module whose variables are ``{'params': params}``."""
+
+    def apply_fn(params, x):
+        return module.apply({"params": params}, x)
+
+    return apply_fn

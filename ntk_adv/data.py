@@ -25,11 +25,13 @@ __all__ = [
     "DATASETS",
     "FMNIST_MEAN",
     "MNIST_MEAN",
+    "DataSpec",
     "Dataset",
     "load_cifar10_pair",
     "load_dataset",
     "load_digits_pair",
     "load_mnist_pair",
+    "load_spec",
     "make_gauss",
     "make_shifted_gauss",
     "read_idx",
@@ -659,3 +661,55 @@ def load_dataset(
             raise ValueError(f"dataset {name!r}: 'kind' is set by the name; do not pass it")
         return load_mnist_pair(root, kind=name, **kwargs)
     return load_cifar10_pair(root, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One frozen description of the data an experiment uses
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
+
+    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets); ``d`` and
+    ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None: the loader's default pair);
+    ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data seed.
+    """
+
+    name: str = "digits"
+    n_train: int | None = 200
+    n_test: int | None = 200
+    d: int = 100
+    shift: float = 0.3
+    pos: int | None = None
+    neg: int | None = None
+    root: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown dataset {self.name!r}; valid names: {', '.join(DATASETS)}")
+        for attr in ("n_train", "n_test"):
+            v = getattr(self, attr)
+            if v is not None and v < 1:
+                raise ValueError(f"{attr} must be >= 1, got {v}")
+        if self.d < 1:
+            raise ValueError(f"d must be >= 1, got {self.d}")
+
+
+def load_spec(spec: DataSpec) -> Dataset:
+    """Load the :class:`Dataset` described by ``spec`` (deterministic given ``spec.seed``)."""
+    pair = {k: v for k, v in (("pos", spec.pos), ("neg", spec.neg)) if v is not None}
+    if spec.name in ("gauss", "shifted_gauss"):
+        kw: dict[str, Any] = {"n_train": spec.n_train or 200, "n_test": spec.n_test or 200, "d": spec.d}
+        if spec.name == "shifted_gauss":
+            kw["shift"] = spec.shift
+        return load_dataset(spec.name, key=jax.random.PRNGKey(spec.seed), **kw)
+    if spec.name == "digits":
+        ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
+        if spec.n_test is not None and spec.n_test < ds.x_test.shape[0]:
+            ds = replace(ds, x_test=ds.x_test[: spec.n_test], y_test=ds.y_test[: spec.n_test])
+        return ds
+    return load_dataset(spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test,
+                        seed=spec.seed, **pair)

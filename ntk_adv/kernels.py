@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -16,8 +16,8 @@ function* variant, which a trained finite net converges to as width grows).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +93,17 @@ def flow_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
     _validate(x_train, y_train, lr * steps)
     k = kernel_matrix(kernel, x_train) if k_train is None else k_train
     f0_train = jnp.zeros(x_train.shape[0], k.dtype) if f0 is None else f0(x_train)
-    coef = _kernel_flow(loss, k, jnp.asarray(y_train, k.dtype), f0_train, jnp.asarray(lr, k.dtype), int(steps))
+    coef = flow_coefficients(loss, k, jnp.asarray(y_train, k.dtype), f0_train, lr=lr, steps=int(steps))
     return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
+
+
+def flow_coefficients(loss: str, k_train: jax.Array, y: jax.Array, f0_train: jax.Array, *, lr, steps: int
+                      ) -> jax.Array:
+    """Coefficients (N,) of kernel gradient descent for a margin loss; jit- and vmap-friendly (``lr`` may be
+    traced). ``k_train`` (N, N) = Theta(X, X), ``f0_train`` (N,) the initial function on X."""
+    if loss == "identity":
+        return y * (lr * steps / y.shape[0])
+    return _kernel_flow(loss, k_train, y, f0_train, jnp.asarray(lr, k_train.dtype), int(steps))
 
 
 @partial(jax.jit, static_argnums=(0, 5))

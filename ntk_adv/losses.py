@@ -11,7 +11,7 @@ mse          l(f, y) = (f - y)^2 / 2
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

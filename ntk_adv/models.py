@@ -14,9 +14,10 @@ as in Kumano et al. (2024).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -82,7 +83,7 @@ def hidden(params: TwoLayerParams, x: jax.Array, cfg: TwoLayerConfig) -> jax.Arr
     u = x @ params.w.T
     if cfg.parametrization == "ntk":
         u = u / np.sqrt(x.shape[-1])
-    return u + params.b
+    return u + jnp.broadcast_to(params.b, u.shape)  # explicit: tests forbid implicit rank promotion
 
 
 def apply(params: TwoLayerParams, x: jax.Array, cfg: TwoLayerConfig) -> jax.Array:
@@ -94,7 +95,7 @@ def apply(params: TwoLayerParams, x: jax.Array, cfg: TwoLayerConfig) -> jax.Arra
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_apply(cfg: TwoLayerConfig) -> ApplyFn:
     """``apply_fn(params, x)`` for ``cfg``; cached so that equal configs share one function (and one jit)."""
 
@@ -130,7 +131,7 @@ class TwoLayerNet(nn.Module):
     @nn.compact
     def __call__(self, x):
         d = x.shape[-1]
-        init = lambda key: init_params(self.cfg, d, key=key, dtype=x.dtype)  # noqa: E731
+        init = lambda key: init_params(self.cfg, d, key=key, dtype=x.dtype)
         params = self.param("two_layer", init)
         return apply(params, x, self.cfg)
 

@@ -14,7 +14,7 @@ The learning rate is a traced argument so that learning-rate grids and seeds can
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -56,16 +56,16 @@ class TrainConfig:
             raise ValueError(f"learning rate must be finite and >= 0, got {self.lr!r}")
 
     @classmethod
-    def theory(cls, lr: float = 0.01, steps: int = 100, loss: str = "identity", **kw) -> "TrainConfig":
+    def theory(cls, lr: float = 0.01, steps: int = 100, loss: str = "identity", **kw) -> TrainConfig:
         """Plain full-batch gradient descent (gradient flow for time lr * steps)."""
         return cls(loss=loss, steps=steps, lr=lr, optimizer="gd", plateau=False, **kw)
 
     @classmethod
-    def paper(cls, lr: float = 0.01, steps: int = 100, loss: str = "identity", **kw) -> "TrainConfig":
+    def paper(cls, lr: float = 0.01, steps: int = 100, loss: str = "identity", **kw) -> TrainConfig:
         """Full-batch SGD, momentum 0.9, reduce-on-plateau (reference implementation)."""
         return cls(loss=loss, steps=steps, lr=lr, optimizer="momentum", momentum=0.9, plateau=True, **kw)
 
-    def with_(self, **changes) -> "TrainConfig":
+    def with_(self, **changes) -> TrainConfig:
         return replace(self, **changes)
 
 
@@ -126,7 +126,7 @@ def _train(apply_fn, cfg, mask_leaves, params, x, y, lr):
     return TrainResult(params=params, losses=losses)
 
 
-@lru_cache(maxsize=None)
+@cache
 def centered(apply_fn: ApplyFn) -> ApplyFn:
     """Centred model ``(params, params0), x -> f(x; params) - f(x; params0)`` (removes the random init
     function f_0). Train it with mask ``(mask, frozen-all)``, see :func:`centered_mask`."""

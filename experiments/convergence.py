@@ -1,0 +1,136 @@
+"""Width convergence of finite two-layer nets to their NTK limit (the suite's foundation check).
+
+For each width m and seed: the relative Frobenius error of the empirical NTK (trainable first layer, frozen
+readout) against the closed-form NTK, at initialization and after training; and the relative distance between
+the trained finite net's outputs on held-out points and the infinite-width predictor that starts from the same
+initial function (``limits.make_predictor(..., f0=f_m,0)``). Theory: both decay like m^(-1/2).
+
+Outputs in ``out``: results.csv (long format: width, seed, metric, value), summary.json (fitted log-log slopes
+with 95% intervals: ``ntk_rel_error_slope``, ``ntk_rel_error_trained_slope``, ``function_gap_slope``), and
+figure convergence.png / .pdf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntk_adv import kernels, limits, models, plots
+from ntk_adv.data import DataSpec, load_spec
+from ntk_adv.empirical import relative_frobenius_error, two_layer_empirical_ntk
+from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
+from ntk_adv.results import provenance, write_csv, write_json
+from ntk_adv.training import TrainConfig, train
+
+METRICS = ("ntk_rel_error_init", "ntk_rel_error_trained", "function_gap")
+
+
+@dataclass(frozen=True)
+class Config:
+    widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)
+    seeds: int = 8
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=100))
+    gamma: float = 0.0
+    bias: bool = True
+    parametrization: str = "standard"
+    loss: str = "identity"
+    lr: float = 0.01
+    steps: int = 100
+    n_kernel: int = 100  # training points on which the NTK error is measured
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be a non-empty list of integers >= 1, got {self.widths}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        models.TwoLayerConfig(1, gamma=self.gamma, parametrization=self.parametrization)  # validates
+        TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
+        if self.loss == "mse":
+            raise ValueError("the convergence experiment needs a margin loss: identity, logistic or exponential")
+
+
+def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> dict[str, np.ndarray]:
+    """All seeds of one width at once (vmap); returns metric -> (seeds,) array."""
+    net = models.TwoLayerConfig(width, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
+    apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
+    tcfg = TrainConfig.theory(lr=cfg.lr, steps=cfg.steps, loss=cfg.loss, record_loss=False)
+    xk = x[: cfg.n_kernel]
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), width), cfg.seeds)
+
+    def one_seed(key):
+        p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
+        p1 = train(apply_fn, p0, x, y, tcfg, mask=mask).params
+        f0_test = apply_fn(p0, z)
+        coef = limits.flow_coefficients(cfg.loss, k_train, y, apply_fn(p0, x), lr=cfg.lr, steps=cfg.steps)
+        f_inf = f0_test + k_test @ coef
+        return {
+            "ntk_rel_error_init": relative_frobenius_error(two_layer_empirical_ntk(p0, xk, xk, net), k_kernel),
+            "ntk_rel_error_trained": relative_frobenius_error(two_layer_empirical_ntk(p1, xk, xk, net), k_kernel),
+            "function_gap": relative_gap(apply_fn(p1, z), f_inf) * jnp.linalg.norm(f_inf)
+            / jnp.linalg.norm(f_inf - f0_test),
+        }
+
+    out = jax.jit(jax.vmap(one_seed))(keys)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progress: bool = True) -> dict:
+    """Run the experiment, write results.csv, summary.json and the figure into ``out``; return the summary."""
+    out = Path(out)
+    ds = load_spec(cfg.data)
+    x, y, z = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.x_test)
+    kernel = kernels.two_layer_kernel(gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
+    k_train = kernels.kernel_matrix(kernel, x)
+    k_kernel = k_train[: cfg.n_kernel, : cfg.n_kernel]
+    k_test = kernels.kernel_matrix(kernel, z, x)
+
+    rows = []
+    for width in tqdm(cfg.widths, desc="convergence: widths", disable=None if progress else True):
+        res = run_width(cfg, width, x, y, z, k_kernel, k_train, k_test)
+        for metric in METRICS:
+            rows += [{"width": width, "seed": s, "metric": metric, "value": float(v)}
+                     for s, v in enumerate(res[metric])]
+    write_csv(rows, out / "results.csv")
+
+    summary: dict = {"experiment": "convergence", "config": asdict(cfg), "dataset": ds.name,
+                     "n_train": int(x.shape[0]), "d": int(x.shape[1]), **provenance(), "theory_slope": -0.5}
+    for metric, key in [("ntk_rel_error_init", "ntk_rel_error_slope"),
+                        ("ntk_rel_error_trained", "ntk_rel_error_trained_slope"),
+                        ("function_gap", "function_gap_slope")]:
+        sub = [r for r in rows if r["metric"] == metric]
+        fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
+        summary[key] = fit.slope
+        summary[key + "_ci95"] = [fit.low, fit.high]
+        summary[metric + "_geomean_by_width"] = {
+            str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
+            for w in cfg.widths}
+    write_json(summary, out / "summary.json")
+    plot(rows, summary, out)
+    if progress is not False:
+        print(f"NTK relative error slope {summary['ntk_rel_error_slope']:+.3f} "
+              f"(95% CI {summary['ntk_rel_error_slope_ci95'][0]:+.3f}..{summary['ntk_rel_error_slope_ci95'][1]:+.3f}),"
+              f" after training {summary['ntk_rel_error_trained_slope']:+.3f}, function gap slope "
+              f"{summary['function_gap_slope']:+.3f}; theory -0.5. Wrote {out}/")
+    return summary
+
+
+def plot(rows, summary, out: Path) -> list[Path]:
+    fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
+    labels = {"ntk_rel_error_init": "NTK error at init", "ntk_rel_error_trained": "NTK error after training",
+              "function_gap": "|f_m - f_inf| / |f_inf - f_0|"}
+    for metric in METRICS:
+        plots.plot_metric(ax, rows, "width", metric, label=labels[metric], logy=True)
+    widths = sorted({r["width"] for r in rows})
+    anchor = summary["ntk_rel_error_init_geomean_by_width"][str(widths[0])]
+    plots.theory_slope(ax, widths, anchor, -0.5, label="theory: slope -1/2")
+    ax.set_xlabel("width m")
+    ax.set_ylabel("relative error")
+    ax.set_title(f"Convergence to the NTK limit ({summary['dataset']}, {summary['config']['parametrization']} param.)")
+    ax.legend(frameon=False)
+    return plots.save(fig, out, "convergence")

@@ -1,0 +1,103 @@
+"""The ``ntk-adv`` command: one entry point, one subcommand per experiment.
+
+The CLI is thin: each experiment module exposes a frozen ``Config`` dataclass and ``main(config, out)``;
+options are generated from the dataclass fields (tuples take several values, nested ``DataSpec`` fields are
+``--dataset``, ``--n-train``, ... ), so adding an experiment means adding one line to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+import typing
+from pathlib import Path
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convergence": ("experiments.convergence", "finite-width NTK and trained nets converge to the limit (slope -1/2)"),
+}
+
+DATA_OPTIONS = {"name": "dataset", "seed": "data_seed", "root": "data_root"}
+
+
+def _field_type(tp):
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin is tuple:
+        return "tuple", args[0] if args else str
+    if origin is typing.Union or (origin is not None and type(None) in typing.get_args(tp)):
+        return "optional", args[0]
+    return "plain", tp
+
+
+def _add_field(parser, name: str, tp, default, dest: str):
+    flag = "--" + name.replace("_", "-")
+    metavar = name.upper()
+    kind, base = _field_type(tp)
+    if base is bool:
+        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
+    elif kind == "tuple":
+        parser.add_argument(flag, dest=dest, type=base, nargs="+", default=default, metavar=metavar,
+                            help=f"(default: {' '.join(map(str, default))})")
+    else:
+        parser.add_argument(flag, dest=dest, type=base, default=default, metavar=metavar,
+                            help=f"(default: {default})")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
+    hints = typing.get_type_hints(config_cls)
+    default = config_cls()
+    for f in dataclasses.fields(config_cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            sub_hints = typing.get_type_hints(type(value))
+            for g in dataclasses.fields(value):
+                opt = DATA_OPTIONS.get(g.name, g.name)
+                _add_field(parser, opt, sub_hints[g.name], getattr(value, g.name), f"{f.name}.{g.name}")
+        else:
+            _add_field(parser, f.name, hints[f.name], value, f.name)
+
+
+def config_from_args(args: argparse.Namespace, config_cls):
+    default = config_cls()
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            sub = {g.name: getattr(args, f"{f.name}.{g.name}") for g in dataclasses.fields(value)}
+            kwargs[f.name] = type(value)(**sub)
+        else:
+            v = getattr(args, f.name)
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return config_cls(**kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntk-adv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_, description=(module.__doc__ or help_).strip().splitlines()[0])
+        add_config_arguments(p, module.Config)
+        p.add_argument("--out", type=Path, default=Path("runs") / name, help="output directory")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = args._module
+    try:
+        cfg = config_from_args(args, module.Config)
+        module.main(cfg, args.out, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"ntk-adv {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

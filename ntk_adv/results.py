@@ -1,0 +1,108 @@
+"""Long-format result tables (one row per cell/seed/metric) and JSON summaries.
+
+A row is a flat dict of scalars; the canonical columns are ``metric`` and ``value`` plus the config columns
+that identify the cell (``width``, ``seed``, ``eps``, ...). Plots read only these tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def _scalar(v):
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if hasattr(v, "shape") and getattr(v, "shape", None) == ():
+        return np.asarray(v).item()
+    return v
+
+
+def write_csv(rows: Iterable[dict], path: str | os.PathLike) -> Path:
+    """Write rows (dicts) to CSV atomically; columns are the union of keys in first-seen order."""
+    rows = [{k: _scalar(v) for k, v in r.items()} for r in rows]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _parse(v: str):
+    if v == "":
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() and math.isfinite(f) else f
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Read a long-format CSV back into rows with numbers parsed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results table not found: {path}")
+    with open(path, newline="") as fh:
+        return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> Path:
+    """Write a JSON summary atomically (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        o = _scalar(o)
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        return o
+
+    tmp.write_text(json.dumps(clean(obj), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def select(rows: Iterable[dict], **where) -> list[dict]:
+    """Rows whose columns equal every ``where`` item."""
+    return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+
+
+def values(rows: Iterable[dict], column: str) -> list:
+    """Sorted distinct values of a column."""
+    return sorted({r[column] for r in rows if r.get(column) is not None})
+
+
+def provenance() -> dict:
+    """Git revision of the working tree (if any) and jax / jaxlib versions, recorded with every result."""
+    import subprocess
+
+    import jax
+    import jaxlib
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown"
+    return {"git_rev": rev, "jax": jax.__version__, "jaxlib": jaxlib.__version__}

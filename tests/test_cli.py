@@ -1,0 +1,41 @@
+"""The ntk-adv command: subcommands run, bad options give one clear line and exit code 2."""
+
+import pytest
+
+from ntk_adv import cli
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["convergence", "--gamma", "1.0"], "gamma=1.0 is outside [0, 1)"),
+        (["convergence", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["convergence", "--widths", "0", "8"], "widths must be"),
+        (["convergence", "--loss", "hinge"], "unknown loss 'hinge'"),
+        (["convergence", "--parametrization", "mup"], "unknown parametrization 'mup'"),
+        (["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "/nonexistent/dir"),
+    ],
+)
+def test_bad_options_fail_clearly(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_convergence_via_cli(tmp_path):
+    argv = ["convergence", "--widths", "16", "128", "1024", "--seeds", "2", "--n-train", "40", "--n-test", "20",
+            "--n-kernel", "20", "--steps", "10", "--out", str(tmp_path), "--quiet"]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "summary.json").exists()

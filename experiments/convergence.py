@@ -27,6 +27,7 @@ from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
 from ntk_adv.results import provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
+COMMAND = "convergence"
 METRICS = ("ntk_rel_error_init", "ntk_rel_error_trained", "function_gap")
 
 

@@ -591,29 +591,22 @@ def _lbfgs_solve(
         )  # safeguard (H is PD in exact arithmetic)
         p = jnp.where(done[:, None], 0, p)
 
-        def trial(alpha: Array) -> tuple[Array, Array, Array]:
-            eta_t = project(eta + alpha[:, None] * p)
-            f_t = objective(eta_t)
-            ok = jnp.isfinite(f_t) & (f_t <= f + armijo * jnp.sum(g * (eta_t - eta), axis=1))
-            return eta_t, f_t, ok
-
-        alpha = jnp.ones((n,), dtype)
-        eta_t, _, ok = trial(alpha)
-        acc = ok | done
-
         def ls_cond(ls: tuple[Array, Array, Array, Array]) -> Array:
             j, _, _, acc = ls
             return (j < max_linesearch) & ~jnp.all(acc)
 
         def ls_body(ls: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
+            # Armijo backtracking on the projected path, alpha = 1, 1/2, 1/4, ... for rows not yet accepted.
             j, alpha, eta_new, acc = ls
             alpha = jnp.where(acc, alpha, 0.5 * alpha)
-            eta_t, _, ok = trial(alpha)
+            eta_t = project(eta + alpha[:, None] * p)
+            f_t = objective(eta_t)
+            ok = jnp.isfinite(f_t) & (f_t <= f + armijo * jnp.sum(g * (eta_t - eta), axis=1))
             newly = ~acc & ok
             return j + 1, alpha, jnp.where(newly[:, None], eta_t, eta_new), acc | ok
 
-        eta_new = jnp.where((acc & ~done)[:, None], eta_t, eta)
-        _, _, eta_new, acc = lax.while_loop(ls_cond, ls_body, (1, alpha, eta_new, acc))
+        ls0 = (0, jnp.full((n,), 2.0, dtype), eta, done)
+        _, _, eta_new, acc = lax.while_loop(ls_cond, ls_body, ls0)
         failed = ~acc & ~done
         eta_new = jnp.where(failed[:, None], eta, eta_new)
         f_new, g_new = value_and_grad(eta_new)
@@ -708,11 +701,13 @@ def minimal_lbfgs_distortion(
 ) -> tuple[Array, Array]:
     """Smallest successful box-constrained L-BFGS perturbation per point, by a line search on ``c``.
 
-    For every ``c`` in ``c_grid`` (a ``lax.map``) run :func:`lbfgs_attack`; a run succeeds for point n
-    when ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``).  Keep, per point, the successful ``eta`` of
-    smallest L2 norm, then refine by ``refine_steps`` bisection steps in ``log c`` between that ``c``
-    (success) and the next larger grid value that failed (a ``lax.fori_loop``; the distortion of the
-    minimizer shrinks as ``c`` grows).  Points that already satisfy ``t f(x) > 0`` get ``eta = 0``.
+    For every ``c`` in ``c_grid`` run :func:`lbfgs_attack`; a run succeeds for point n when
+    ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``).  Keep, per point, the successful ``eta`` of
+    smallest L2 norm, then refine by ``refine_steps`` bisection steps in ``log c`` (per point) between
+    that ``c`` (success) and the next larger grid value that failed (the distortion of the minimizer
+    shrinks as ``c`` grows); points without such a bracket are not refined.  Grid and bisection run in
+    one ``lax.fori_loop``.  Points that already satisfy ``t f(x) > 0`` get ``eta = 0``.
+    Cost: ``len(c_grid) + refine_steps`` L-BFGS solves.
 
     Args:
       predict, x, targets: as in :func:`lbfgs_attack` (``x`` ``(N, d)``, ``targets`` ``(N,)``).
@@ -743,36 +738,45 @@ def minimal_lbfgs_distortion(
     box = _box(clip, x)
     cs = jnp.asarray(np.unique(grid), x.dtype)  # ascending
     n = x.shape[0]
-    rows = jnp.arange(n)
 
     def run(c: Array) -> tuple[Array, Array, Array]:
         eta = _lbfgs_solve(predict, x, t, lfn, c, box, steps, history, tol, max_linesearch)
         success = t * _predict(predict, x + eta) > 0
         return eta, success, _row_norm(eta)
 
-    etas, succ, norms = lax.map(run, cs)  # (G, N, d), (G, N), (G, N)
-    j = jnp.argmin(jnp.where(succ, norms, jnp.inf), axis=0)
-    found = jnp.any(succ, axis=0)
-    best_eta = etas[j, rows]
-    best_norm = jnp.where(found, norms[j, rows], jnp.inf)
-    c_lo = cs[j]
-    failed_above = (cs[:, None] > c_lo[None, :]) & ~succ
-    c_hi = jnp.min(jnp.where(failed_above, cs[:, None], jnp.inf), axis=0)
-    bracket = found & jnp.isfinite(c_hi)
-    c_hi = jnp.where(bracket, c_hi, c_lo)
+    # One loop over the grid (descending c: distortion grows as c shrinks) followed by the bisection
+    # steps, so that the solver is traced once.  c_lo: c of the best success; c_hi: the smallest failing
+    # c above it (inf if none); last_fail: the smallest failing grid c seen so far.
+    n_grid = cs.shape[0]
+    cs_desc = cs[::-1]
+    inf = jnp.full((n,), jnp.inf, x.dtype)
 
-    def refine(_: int, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        best_eta, best_norm, c_lo, c_hi = carry
-        c_mid = jnp.sqrt(c_lo * c_hi)
-        eta, success, norm = run(c_mid)
-        better = bracket & success & (norm < best_norm)
-        best_eta = jnp.where(better[:, None], eta, best_eta)
-        best_norm = jnp.where(better, norm, best_norm)
-        c_lo = jnp.where(bracket & success, c_mid, c_lo)
-        c_hi = jnp.where(bracket & ~success, c_mid, c_hi)
-        return best_eta, best_norm, c_lo, c_hi
+    def body(i: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        best_eta, best_norm, c_lo, c_hi, last_fail = carry
+        in_grid = i < n_grid
+        bracket = jnp.isfinite(best_norm) & jnp.isfinite(c_hi)
+        c_grid_i = jnp.broadcast_to(cs_desc[jnp.minimum(i, n_grid - 1)], (n,))
+        c_mid = jnp.where(bracket, jnp.sqrt(c_lo * c_hi), cs_desc[0])  # unbracketed rows: any valid c
+        c = jnp.where(in_grid, c_grid_i, c_mid)
+        eta, success, norm = run(c)
+        better = success & (norm < best_norm) & (in_grid | bracket)
+        new_eta = jnp.where(better[:, None], eta, best_eta)
+        new_norm = jnp.where(better, norm, best_norm)
+        grid_lo = jnp.where(better, c, c_lo)
+        grid_hi = jnp.where(better, last_fail, c_hi)
+        refine_lo = jnp.where(bracket & success, c, c_lo)
+        refine_hi = jnp.where(bracket & ~success, c, c_hi)
+        return (
+            new_eta,
+            new_norm,
+            jnp.where(in_grid, grid_lo, refine_lo),
+            jnp.where(in_grid, grid_hi, refine_hi),
+            jnp.where(in_grid & ~success, c, last_fail),
+        )
 
-    best_eta, _, _, _ = lax.fori_loop(0, refine_steps, refine, (best_eta, best_norm, c_lo, c_hi))
+    init = (jnp.zeros_like(x), inf, inf, inf, inf)
+    best_eta, best_norm, _, _, _ = lax.fori_loop(0, n_grid + refine_steps, body, init)
+    found = jnp.isfinite(best_norm)
     already = t * _predict(predict, x) > 0
     eta = jnp.where((found & ~already)[:, None], best_eta, 0)
     return eta, found | already

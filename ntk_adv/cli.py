@@ -1,8 +1,9 @@
 """The ``ntk-adv`` command: one entry point, one subcommand per experiment.
 
-The CLI is thin: each experiment module exposes a frozen ``Config`` dataclass and ``main(config, out)``;
-options are generated from the dataclass fields (tuples take several values, nested ``DataSpec`` fields are
-``--dataset``, ``--n-train``, ... ), so adding an experiment means adding one line to ``COMMANDS``.
+The CLI is thin: each experiment module in ``experiments/`` exposes ``COMMAND`` (its subcommand name), a frozen
+``Config`` dataclass and ``main(config, out, *, progress)``; options are generated from the dataclass fields
+(tuples take several values, nested ``DataSpec`` fields are ``--dataset``, ``--n-train``, ...), so adding an
+experiment means adding a module - nothing to register here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,23 @@ import sys
 import typing
 from pathlib import Path
 
-# subcommand -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "convergence": ("experiments.convergence", "finite-width NTK and trained nets converge to the limit (slope -1/2)"),
-}
+
+
+def discover() -> dict[str, str]:
+    """Subcommand -> module: every module in ``experiments/`` that defines ``COMMAND``, ``Config`` and ``main``."""
+    import pkgutil
+
+    import experiments
+
+    found = {}
+    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"experiments.{info.name}")
+        if all(hasattr(module, a) for a in ("COMMAND", "Config", "main")):
+            found[module.COMMAND] = module.__name__
+    return found
+
+
+COMMANDS: dict[str, str] = discover()
 
 DATA_OPTIONS = {"name": "dataset", "seed": "data_seed", "root": "data_root"}
 
@@ -77,9 +91,11 @@ def config_from_args(args: argparse.Namespace, config_cls):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntk-adv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_) in COMMANDS.items():
+    for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_, description=(module.__doc__ or help_).strip().splitlines()[0])
+        summary = (module.__doc__ or name).strip().splitlines()[0]
+        p = sub.add_parser(name, help=summary, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         add_config_arguments(p, module.Config)
         p.add_argument("--out", type=Path, default=Path("runs") / name, help="output directory")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -43,6 +43,7 @@ def _margin(predict, x, t):
 
 def _in_box(x, eta, lo, hi):
     z = x + eta
+    lo, hi = jnp.broadcast_to(lo, z.shape), jnp.broadcast_to(hi, z.shape)
     return bool(jnp.all(z >= lo) & jnp.all(z <= hi))
 
 
@@ -160,6 +161,34 @@ def test_pgd_array_box_and_jit(data):
     np.testing.assert_allclose(jitted, eta, atol=1e-6)
 
 
+def test_fit_box_repairs_rounding():
+    """fl(x + fl(hi - x)) can exceed hi in float32 (here for x outside the box); _fit_box nudges eta."""
+    lo, hi = -0.3, 0.7
+    x = jax.random.uniform(jax.random.PRNGKey(11), (4096, 2), minval=-3.0, maxval=3.0)
+    box = (jnp.full(x.shape, lo), jnp.full(x.shape, hi))
+    naive = hi - x
+    assert bool(jnp.any(x + naive > hi))  # the rounding problem is real
+    for naive in (hi - x, lo - x):
+        fixed = A._fit_box(x, naive, box)
+        assert _in_box(x, fixed, lo, hi)
+        assert float(jnp.max(jnp.abs(fixed - naive))) < 1e-6
+
+
+def test_box_attacks_end_on_the_bounds(data):
+    """Strong attacks on the linear model push every coordinate to the bound t*sign(w); exactly in the box."""
+    _, t, _, lin, w = data
+    lo, hi = -0.3, 0.7
+    x = jax.random.uniform(jax.random.PRNGKey(11), (N, D), minval=lo, maxval=hi)
+    etas = [
+        A.pgd(lin, x, t, eps=5.0, step_size=2.0, steps=2, norm="linf", clip=(lo, hi)),
+        A.l0_attack(lin, x, t, k=D, clip=(lo, hi)),
+        A.lbfgs_attack(lin, x, t, c=1e-3, clip=(lo, hi), loss="identity", steps=5),
+    ]
+    for eta in etas:
+        assert _in_box(x, eta, lo, hi)
+        assert float(jnp.max(jnp.abs(x + eta - jnp.where(t[:, None] * w[None, :] > 0, hi, lo)))) < 1e-6
+
+
 # --------------------------------------------------------------------------------------------------
 # L0
 # --------------------------------------------------------------------------------------------------
@@ -168,15 +197,14 @@ def test_pgd_array_box_and_jit(data):
 @pytest.mark.parametrize(("step", "clip"), [(None, (0.0, 1.0)), (0.5, None), (2.0, (0.0, 1.0))])
 def test_l0_changes_at_most_k_coordinates(data, step, clip):
     x, t, net, lin, _ = data
-    for k in (1, D + 2):
-        for predict in (net, lin):
-            eta = A.l0_attack(predict, x, t, k=k, step=step, clip=clip)
-            assert bool(jnp.all(jnp.sum(eta != 0, axis=1) <= k))
-            if clip is not None:
-                assert _in_box(x, eta, *clip)
-            gain = _margin(predict, x + eta, t) - _margin(predict, x, t)
-            assert jnp.mean(gain) > 0
-        assert bool(jnp.all(gain > 0))  # linear model
+    for predict, k in ((net, 2), (lin, D + 2)):  # k > d acts as d
+        eta = A.l0_attack(predict, x, t, k=k, step=step, clip=clip)
+        assert bool(jnp.all(jnp.sum(eta != 0, axis=1) <= k))
+        if clip is not None:
+            assert _in_box(x, eta, *clip)
+        gain = _margin(predict, x + eta, t) - _margin(predict, x, t)
+        assert jnp.mean(gain) > 0
+    assert bool(jnp.all(gain > 0))  # linear model
 
 
 def test_l0_linear_picks_largest_weights(data):
@@ -204,15 +232,16 @@ def test_lbfgs_linear_closed_form_float64():
         np.testing.assert_allclose(eta, t[:, None] * w[None, :] / (2 * c), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("loss", ["logistic", "identity"])
-def test_lbfgs_box_and_objective(data, loss):
+@pytest.mark.parametrize(("model", "loss"), [("net", "logistic"), ("linear", "identity")])
+def test_lbfgs_box_and_objective(data, model, loss):
     x, t, net, lin, _ = data
-    for predict in (net, lin):
-        eta = A.lbfgs_attack(predict, x, t, c=0.05, clip=(0.0, 1.0), loss=loss, steps=50)
-        assert _in_box(x, eta, 0.0, 1.0)
-        gain = _margin(predict, x + eta, t) - _margin(predict, x, t)
-        assert jnp.mean(gain) > 0
-    assert bool(jnp.all(gain > 0))  # linear model
+    predict = net if model == "net" else lin
+    eta = A.lbfgs_attack(predict, x, t, c=0.05, clip=(0.0, 1.0), loss=loss, steps=50)
+    assert _in_box(x, eta, 0.0, 1.0)
+    gain = _margin(predict, x + eta, t) - _margin(predict, x, t)
+    assert jnp.mean(gain) > 0
+    if model == "linear":
+        assert bool(jnp.all(gain > 0))
 
 
 def test_lbfgs_is_a_kkt_point_with_box(data):

@@ -119,33 +119,38 @@ def test_closed_forms_equal_monte_carlo_over_neurons(small_data, gamma, bias):
     d, n = x.shape[1], 200_000
     with enable_x64():
         x, z = jnp.asarray(x), jnp.asarray(z)
-        k_w, k_b, k_a = jax.random.split(jax.random.PRNGKey(42), 3)
-        w = jax.random.normal(k_w, (n, d), jnp.float64) / np.sqrt(d)
-        b = jax.random.normal(k_b, (n,), jnp.float64) if bias else jnp.zeros((n,), jnp.float64)
-        a = jax.random.normal(k_a, (n,), jnp.float64) / np.sqrt(n)
-        ux, uz = x @ w.T + b[None, :], z @ w.T + b[None, :]
-        beta = 1.0 if bias else 0.0
-
-        # per-neuron samples, shape (N, M, n); first-layer NTK sample = <grad_(w_i,b_i) f(x), grad f(z)>
-        grad_prod = leaky_grad(ux, gamma)[:, None, :] * leaky_grad(uz, gamma)[None, :, :]
-        samples = {
-            "phi": (grad_prod, kernels.phi(x, z, gamma=gamma, bias=bias)),
-            "nngp": (leaky(ux, gamma)[:, None, :] * leaky(uz, gamma)[None, :, :],
-                     kernels.nngp(x, z, gamma=gamma, bias=bias)),
-            # standard: grad_w f = a_i sigma' x, grad_b f = a_i sigma'; times m = n for an average
-            "ntk_standard": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T + beta)[:, :, None],
-                             kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="standard")),
-            # ntk: W = sqrt(d) w, A = sqrt(m) a; grad_W f = A sigma' x / sqrt(d m), grad_b f = A sigma' / sqrt(m)
-            "ntk_ntk": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T / d + beta)[:, :, None],
-                        kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk")),
-        }
-        for name, (sample, closed) in samples.items():
-            mean = jnp.mean(sample, axis=-1)
-            se = jnp.std(sample, axis=-1) / np.sqrt(n)
+        results = _monte_carlo(x, z, gamma, bias, n)
+        for name, (mean, se, closed) in results.items():
             excess = np.asarray(jnp.abs(mean - closed) - 5 * se)
             assert np.all(excess <= 1e-12), f"{name}: max |MC - closed| / se = " \
                 f"{float(jnp.max(jnp.abs(mean - closed) / (se + 1e-300))):.2f}"
             assert float(jnp.max(se)) < 1e-2 * float(jnp.max(jnp.abs(closed)))  # the test has power
+
+
+def _monte_carlo(x, z, gamma, bias, n):
+    """(MC mean, its standard error, closed form) for each kernel; samples are per-neuron, shape (N, M, n)."""
+    d = x.shape[1]
+    k_w, k_b, k_a = jax.random.split(jax.random.PRNGKey(42), 3)
+    w = jax.random.normal(k_w, (n, d), x.dtype) / np.sqrt(d)
+    b = jax.random.normal(k_b, (n,), x.dtype) if bias else jnp.zeros((n,), x.dtype)
+    a = jax.random.normal(k_a, (n,), x.dtype) / np.sqrt(n)
+    ux, uz = x @ w.T + b[None, :], z @ w.T + b[None, :]
+    beta = 1.0 if bias else 0.0
+    # first-layer NTK sample = <grad_(w_i, b_i) f(x), grad_(w_i, b_i) f(z)>
+    grad_prod = leaky_grad(ux, gamma)[:, None, :] * leaky_grad(uz, gamma)[None, :, :]
+    samples = {
+        "phi": (grad_prod, kernels.phi(x, z, gamma=gamma, bias=bias)),
+        "nngp": (leaky(ux, gamma)[:, None, :] * leaky(uz, gamma)[None, :, :],
+                 kernels.nngp(x, z, gamma=gamma, bias=bias)),
+        # standard: grad_w f = a_i sigma' x, grad_b f = a_i sigma' (times m = n: an average over neurons)
+        "ntk_standard": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T + beta)[:, :, None],
+                         kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="standard")),
+        # ntk: W = sqrt(d) w, A = sqrt(m) a; grad_W f = A sigma' x / sqrt(d m), grad_b f = A sigma' / sqrt(m)
+        "ntk_ntk": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T / d + beta)[:, :, None],
+                    kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk")),
+    }
+    return {name: (jnp.mean(s, axis=-1), jnp.std(s, axis=-1) / np.sqrt(n), closed)
+            for name, (s, closed) in samples.items()}
 
 
 # ----------------------------------------------------------------------------- blockwise evaluation, bridge
@@ -231,8 +236,8 @@ def test_gradient_at_training_points_is_finite(small_data, kind, kw, gamma, bias
         central = (objective(x64 + h * v) - objective(x64 - h * v)) / (2 * h)
         directional = jnp.sum(grad * v)
         assert abs(float(central - directional)) < 1e-4 * (1.0 + abs(float(directional)))
-    grad32 = jax.grad(lambda zz: jnp.sum(kern(zz, jnp.asarray(x, jnp.float32)) @ jnp.asarray(c, jnp.float32)))(
-        jnp.asarray(x, jnp.float32))
+    x32, c32 = jnp.asarray(x, jnp.float32), jnp.asarray(c, jnp.float32)
+    grad32 = jax.grad(lambda zz: jnp.sum(kern(zz, x32) @ c32))(x32)
     assert grad32.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(grad32)))
 
 
@@ -242,7 +247,7 @@ def test_gradient_away_from_tips_matches_finite_differences(small_data):
         x, z = jnp.asarray(x), jnp.asarray(z)
         for kind in ("phi", "nngp", "ntk"):
             kern = kernels.two_layer_kernel(kind, gamma=0.2)
-            obj = lambda zz: jnp.sum(jnp.sin(kern(zz, x)))  # noqa: E731
+            obj = lambda zz: jnp.sum(jnp.sin(kern(zz, x)))  # noqa: B023, E731
             grad = jax.grad(obj)(z)
             v = jax.random.normal(jax.random.PRNGKey(4), z.shape, jnp.float64)
             h = 1e-6

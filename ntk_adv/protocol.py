@@ -1,0 +1,293 @@
+"""Perturbation learning (Ilyas et al. 2019; Kumano, Kera, Yamasaki 2024): train f on clean data, perturb
+training (or noise) points toward target labels against f, train a fresh g only on the mislabeled adversarial
+set, and measure how closely g agrees with f - at finite width and in the infinite-width limit.
+
+Stages (pure functions, reused by the sweep engine so that f is trained once per (data, width, seed, lr_f)
+and perturbations once per (f, attack, eps, targets)):
+
+    train_f      -> params of f (finite)            | infinite_f  -> KernelPredictor f_inf (centred)
+    adversarial_set(predict_f, ...) -> AdvSet       (same function at both widths: attacks differentiate any
+                                                     predictor, the infinite one through the kernel)
+    train_g      -> params of g (fresh init)        | infinite_g  -> KernelPredictor g_inf (centred)
+    evaluate     -> dict of scalar metrics per seed
+
+Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
+(ICLR 2024), where noise is uniform or Gaussian with the data's per-coordinate standard deviation.
+Targets: ``random`` (uniform in {-1,+1}, independent of y) or ``deterministic`` (y_adv = -y).
+Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ntk_adv import attacks, kernels, limits, models
+from ntk_adv.data import DataSpec
+from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
+from ntk_adv.training import TrainConfig, centered, centered_mask, train
+
+SCENARIOS = ("a", "b", "noise")
+TARGET_MODES = ("random", "deterministic")
+NOISE_KINDS = ("uniform", "gaussian")
+PRESETS = ("theory", "paper")
+STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4}
+
+
+def _one_of(value, options, what):
+    if value not in options:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """One cell of perturbation learning. ``width=None`` runs only the infinite-width limit.
+
+    ``eps`` is the attack radius (L2 for one_step_l2/fgm/pgd_l2, L-inf for fgsm/pgd_linf, step for l0);
+    ``attack_steps``/``attack_step_size`` (default eps/4) for PGD, ``attack_k`` for L0, ``attack_c`` for L-BFGS.
+    Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
+    ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
+    random initial function (theory.md); their infinite-width limit is then the centred predictor itself."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    width: int | None = 100
+    gamma: float = 0.0
+    bias: bool = True
+    parametrization: str = "standard"
+    loss: str = "identity"
+    preset: str = "theory"
+    lr_f: float = 0.01
+    steps_f: int = 100
+    lr_g: float = 0.01
+    steps_g: int = 100
+    scenario: str = "a"
+    noise: str = "uniform"
+    attack: str = "one_step_l2"
+    eps: float = 1.0
+    attack_steps: int = 10
+    attack_step_size: float | None = None
+    attack_k: int = 10
+    attack_c: float = 0.1
+    targets: str = "random"
+    centered: bool = False
+
+    def __post_init__(self):
+        if self.width is not None:
+            models.TwoLayerConfig(self.width, gamma=self.gamma, parametrization=self.parametrization)
+        kernels.check_gamma(self.gamma)
+        kernels.check_parametrization(self.parametrization)
+        _one_of(self.scenario, SCENARIOS, "scenario")
+        _one_of(self.targets, TARGET_MODES, "target mode")
+        _one_of(self.noise, NOISE_KINDS, "noise kind")
+        _one_of(self.preset, PRESETS, "training preset")
+        _one_of(self.attack, attacks.ATTACKS, "attack")
+        if not np.isfinite(self.eps) or self.eps < 0:
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps}")
+        self.train_config("f")
+        self.train_config("g")
+
+    def net(self, width: int | None = None) -> models.TwoLayerConfig:
+        return models.TwoLayerConfig(width or self.width, gamma=self.gamma, bias=self.bias,
+                                     parametrization=self.parametrization)
+
+    def train_config(self, which: str) -> TrainConfig:
+        lr, steps = (self.lr_f, self.steps_f) if which == "f" else (self.lr_g, self.steps_g)
+        make = TrainConfig.theory if self.preset == "theory" else TrainConfig.paper
+        return make(lr=lr, steps=steps, loss=self.loss, record_loss=False)
+
+    def kernel(self) -> kernels.KernelFn:
+        """The infinite-width NTK matching this config's parametrization (first layer trained)."""
+        return kernels.two_layer_kernel(gamma=self.gamma, bias=self.bias, parametrization=self.parametrization)
+
+    def with_(self, **changes) -> ProtocolConfig:
+        return replace(self, **changes)
+
+
+@struct.dataclass
+class AdvSet:
+    """The adversarial training set: x_adv (N, d), y_adv (N,), the perturbations eta (N, d) and the points
+    they were computed at (base: x_train, or noise) (N, d)."""
+
+    x_adv: jax.Array
+    y_adv: jax.Array
+    eta: jax.Array
+    base: jax.Array
+
+
+def stream(key: jax.Array, name: str) -> jax.Array:
+    """Independent key for a named randomness stream of a cell."""
+    return jax.random.fold_in(key, STREAMS[name])
+
+
+# ------------------------------------------------------------------------------------------- stages
+def model_apply(cfg: ProtocolConfig):
+    """``apply_fn(params, x)`` of the finite net (the centred wrapper when ``cfg.centered``)."""
+    apply_fn = models.make_apply(cfg.net())
+    return centered(apply_fn) if cfg.centered else apply_fn
+
+
+def init_model(cfg: ProtocolConfig, d: int, key, dtype):
+    """(params, trainable mask) of a freshly initialized net; for centred nets params = (theta, theta_0)."""
+    net = cfg.net()
+    p0 = models.init_params(net, d, key=key, dtype=dtype)
+    mask = models.trainable_mask(net)
+    return ((p0, p0), centered_mask(mask)) if cfg.centered else (p0, mask)
+
+
+def initial_function(cfg: ProtocolConfig, params):
+    """The net's function at initialization: zero for centred nets."""
+    if cfg.centered:
+        return None
+    return lambda q: models.make_apply(cfg.net())(params, q)
+
+
+def train_f(cfg: ProtocolConfig, x, y, key, lr_f=None):
+    """Train the clean classifier f (finite width); returns its parameters."""
+    p0, mask = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)
+    return train(model_apply(cfg), p0, x, y, cfg.train_config("f"), lr=lr_f, mask=mask).params
+
+
+def infinite_f(cfg: ProtocolConfig, x, y, lr_f=None, k_train=None) -> limits.KernelPredictor:
+    """f_inf: the infinite-width predictor trained on clean data (centred: f_0 = 0), theory preset."""
+    lr = cfg.lr_f if lr_f is None else lr_f
+    return limits.make_predictor(cfg.kernel(), x, y, loss=cfg.loss, lr=lr, steps=cfg.steps_f, k_train=k_train)
+
+
+def make_targets(cfg: ProtocolConfig, y, key) -> jax.Array:
+    if cfg.targets == "deterministic":
+        return -y
+    return jnp.where(jax.random.bernoulli(stream(key, "targets"), 0.5, y.shape), 1.0, -1.0).astype(y.dtype)
+
+
+def make_noise(cfg: ProtocolConfig, x, key) -> jax.Array:
+    """Noise inputs with the data's per-coordinate standard deviation (uniform or Gaussian), (N, d)."""
+    scale = jnp.sqrt(jnp.mean(x**2))
+    k = stream(key, "noise")
+    if cfg.noise == "gaussian":
+        return scale * jax.random.normal(k, x.shape, x.dtype)
+    return scale * np.sqrt(3.0) * jax.random.uniform(k, x.shape, x.dtype, -1.0, 1.0)
+
+
+def attack_fn(cfg: ProtocolConfig, eps):
+    """The configured attack as ``attack(predict, x, targets) -> eta`` at radius ``eps`` (may be traced)."""
+    name = cfg.attack
+    params: dict = {"eps": eps, "loss": cfg.loss if cfg.loss != "mse" else "identity"}
+    if name in ("pgd_l2", "pgd_linf"):
+        step = cfg.attack_step_size if cfg.attack_step_size is not None else eps / 4
+        params.update(steps=cfg.attack_steps, step_size=step)
+    elif name == "l0":
+        params = {"k": cfg.attack_k, "step": eps, "loss": params["loss"]}
+    elif name == "lbfgs":
+        params = {"c": cfg.attack_c, "steps": cfg.attack_steps, "loss": params["loss"]}
+    return attacks.make_attack(name, **params)
+
+
+def adversarial_set(cfg: ProtocolConfig, predict_f, x, y, key, eps=None) -> AdvSet:
+    """Targets, base points, perturbations against ``predict_f`` and the adversarial training set."""
+    eps = cfg.eps if eps is None else eps
+    y_adv = make_targets(cfg, y, key)
+    base = make_noise(cfg, x, key) if cfg.scenario == "noise" else x
+    eta = attack_fn(cfg, eps)(predict_f, base, y_adv)
+    x_adv = eta if cfg.scenario == "a" else base + eta
+    return AdvSet(x_adv=x_adv, y_adv=y_adv, eta=eta, base=base)
+
+
+def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None):
+    """Train a fresh, independently initialized g on the adversarial set only."""
+    p0, mask = init_model(cfg, adv.x_adv.shape[1], stream(key, "g_init"), adv.x_adv.dtype)
+    return train(model_apply(cfg), p0, adv.x_adv, adv.y_adv, cfg.train_config("g"), lr=lr_g, mask=mask).params
+
+
+def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPredictor:
+    """g_inf: the infinite-width predictor trained on the adversarial set (centred)."""
+    lr = cfg.lr_g if lr_g is None else lr_g
+    return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
+
+
+def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test) -> dict[str, jax.Array]:
+    """Per-seed metrics: agreement of sign f and sign g on held-out z; g's natural accuracy on the clean
+    training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
+    D_n at the perturbed points; g's accuracy on its own (adversarial) training set."""
+    f_test = predict_f(z)
+    d_pred = kernels.predicted_direction(adv.base, x, y, gamma=cfg.gamma, bias=cfg.bias)
+    return {
+        "agreement": agreement(f_test, predict_g(z)),
+        "g_acc_train": accuracy(predict_g(x), y),
+        "g_acc_test": accuracy(predict_g(z), y_test),
+        "f_acc_train": accuracy(predict_f(x), y),
+        "f_acc_test": accuracy(f_test, y_test),
+        "g_acc_adv": accuracy(predict_g(adv.x_adv), adv.y_adv),
+        "cos_predicted": mean_abs_cosine(adv.eta, d_pred),
+    }
+
+
+# ------------------------------------------------------------------------------------------- cells
+def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None) -> dict:
+    """The whole protocol at finite width for one seed key; traceable (vmap over key, eps, lr_f, lr_g).
+
+    Besides :func:`evaluate`'s metrics: ``f_gap``/``g_gap``, the relative distance of the trained finite f/g
+    on z to the infinite-width predictor started from the same initial function, and ``agreement_f_inf`` /
+    ``agreement_g_inf``, the sign agreement of finite f/g with the centred infinite-width f_inf/g_inf."""
+    apply_fn = model_apply(cfg)
+    pf = train_f(cfg, x, y, key, lr_f)
+    adv = adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, key, eps)
+    pg = train_g(cfg, adv, key, lr_g)
+    out = evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
+    out.update(_finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g))
+    return out
+
+
+def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g) -> dict:
+    f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
+    g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
+    f_lim = infinite_f(cfg, x, y, lr_f)
+    g_lim = infinite_g(cfg, adv, lr_g)
+    f_init_lim = replace_f0(cfg, f_lim, x, y, initial_function(cfg, f0), lr_f)
+    g_init_lim = replace_f0(cfg, g_lim, adv.x_adv, adv.y_adv, initial_function(cfg, g0), lr_g, which="g")
+    f_z, g_z = apply_fn(pf, z), apply_fn(pg, z)
+    return {
+        "f_gap": relative_gap(f_z, f_init_lim(z)),
+        "g_gap": relative_gap(g_z, g_init_lim(z)),
+        "agreement_f_inf": agreement(f_z, f_lim(z)),
+        "agreement_g_inf": agreement(g_z, g_lim(z)),
+    }
+
+
+def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") -> limits.KernelPredictor:
+    """The infinite-width predictor on (x, y) started from the initial function ``f0`` (e.g. a finite net's)."""
+    if f0 is None:
+        return pred
+    if cfg.loss == "identity":  # the flow does not depend on f: only f_0 changes
+        return pred.replace(f0=f0)
+    steps = cfg.steps_f if which == "f" else cfg.steps_g
+    lr = (cfg.lr_f if which == "f" else cfg.lr_g) if lr is None else lr
+    return limits.make_predictor(cfg.kernel(), x, y, loss=cfg.loss, lr=lr, steps=steps, f0=f0)
+
+
+def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None) -> dict:
+    """The whole protocol in the infinite-width limit (f_inf, perturbations of f_inf, g_inf) for one key."""
+    f_lim = infinite_f(cfg, x, y, lr_f)
+    adv = adversarial_set(cfg, f_lim, x, y, key, eps)
+    g_lim = infinite_g(cfg, adv, lr_g)
+    return evaluate(cfg, f_lim, g_lim, adv, x, y, z, y_test)
+
+
+def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False, base_seed: int = 0,
+              eps=None) -> dict[str, np.ndarray]:
+    """All seeds of one config in a single jitted vmap; returns metric -> (seeds,) numpy array.
+
+    ``arrays`` = (x, y, z, y_test); ``eps`` optionally an array (E,) to batch radii too (-> (seeds, E))."""
+    x, y, z, y_test = arrays
+    cell = infinite_cell if infinite else finite_cell
+    keys = jax.random.split(jax.random.PRNGKey(base_seed), seeds)
+    if eps is None:
+        fn = jax.vmap(lambda k: cell(cfg, x, y, z, y_test, k))
+        out = jax.jit(fn)(keys)
+    else:
+        inner = jax.vmap(lambda k, e: cell(cfg, x, y, z, y_test, k, eps=e), in_axes=(None, 0))
+        out = jax.jit(jax.vmap(inner, in_axes=(0, None)))(keys, jnp.asarray(eps, x.dtype))
+    return {k: np.asarray(v) for k, v in out.items()}

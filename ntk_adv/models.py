@@ -7,6 +7,9 @@ Parametrizations (the same function at init for the same key, different gradient
 * ``standard``  stored w ~ N(0, I/d), b ~ N(0, 1), a ~ N(0, 1/m);  f = sigma(x w^T + b) a
 * ``ntk``       stored W ~ N(0, I),   b ~ N(0, 1), A ~ N(0, 1);    f = sigma(x W^T / sqrt(d) + b) A / sqrt(m)
 
+``init_scale`` < 1 multiplies every initial parameter (a small initialization, the feature-learning regime
+used by the feature-purification experiment; the NTK formulas assume ``init_scale == 1``).
+
 The first-layer NTK is Phi (x.z + 1) in the standard and Phi (x.z/d + 1) in the NTK parametrization
 (:mod:`ntk_adv.kernels`). By default only the first layer (w, b) is trained and the readout is frozen,
 as in Kumano et al. (2024).
@@ -40,6 +43,7 @@ class TwoLayerConfig:
     train_readout: bool = False
     n_out: int = 1
     parametrization: str = "standard"
+    init_scale: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.width, (int, np.integer)) or self.width < 1:
@@ -48,6 +52,8 @@ class TwoLayerConfig:
             raise ValueError(f"n_out must be an integer >= 1, got {self.n_out!r}")
         check_gamma(self.gamma)
         check_parametrization(self.parametrization)
+        if not (np.isfinite(self.init_scale) and self.init_scale > 0):
+            raise ValueError(f"init_scale must be finite and > 0, got {self.init_scale!r}")
 
 
 @struct.dataclass
@@ -75,6 +81,8 @@ def init_params(cfg: TwoLayerConfig, d: int, *, key: jax.Array, dtype=jnp.float3
     a = jax.random.normal(k_a, a_shape, dtype)
     if cfg.parametrization == "standard":
         w, a = w / np.sqrt(d), a / np.sqrt(m)
+    if cfg.init_scale != 1.0:  # small init: the feature-learning regime (outside the NTK theory)
+        w, b, a = cfg.init_scale * w, cfg.init_scale * b, cfg.init_scale * a
     return TwoLayerParams(w=w, b=b, a=a)
 
 

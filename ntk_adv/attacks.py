@@ -239,8 +239,9 @@ def _box(clip: Any, x: Array) -> tuple[Array, Array] | None:
 def _fit_box(x: Array, eta: Array, box: tuple[Array, Array] | None) -> Array:
     """Nudge ``eta`` by ulps (toward the box) until ``x + eta`` lies in ``[lo, hi]`` in floating point.
 
-    ``eta`` comes from ``clip(x + eta, lo, hi) - x``, whose rounding can put ``x + eta`` one ulp outside;
-    a handful of nudges always suffices (capped at 16).
+    ``eta`` comes from ``clip(x + eta, lo, hi) - x``, whose rounding can put ``x + eta`` an ulp outside
+    (seen for ``x`` outside the box; a cheap safeguard otherwise).  One or two nudges suffice in practice;
+    the loop is capped at 16 and exits at once when nothing is outside.
     """
     if box is None:
         return eta
@@ -585,10 +586,9 @@ def _lbfgs_solve(
         p = -jnp.where(
             free, _two_loop(g_free, st["s_mem"], st["y_mem"], st["rho"], st["gamma"], st["head"]), 0
         )
+        # Safeguard: fall back to a scaled projected-gradient step if rounding broke descent (H is PD).
         descent = jnp.sum(g * p, axis=1) < 0
-        p = jnp.where(
-            descent[:, None], p, -gamma0[:, None] * g_free
-        )  # safeguard (H is PD in exact arithmetic)
+        p = jnp.where(descent[:, None], p, -gamma0[:, None] * g_free)
         p = jnp.where(done[:, None], 0, p)
 
         def ls_cond(ls: tuple[Array, Array, Array, Array]) -> Array:

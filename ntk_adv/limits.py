@@ -51,7 +51,7 @@ def _validate(x_train, y_train, t):
     check_pair(x_train, x_train)
     if np.shape(y_train) != (np.shape(x_train)[0],):
         raise ValueError(f"labels must have shape ({np.shape(x_train)[0]},), got {np.shape(y_train)}")
-    if not np.isfinite(t) or t < 0:
+    if not isinstance(t, jax.core.Tracer) and (not np.isfinite(t) or t < 0):
         raise ValueError(f"training time t = lr * steps must be finite and >= 0, got {t}")
 
 

@@ -1,0 +1,287 @@
+"""The sweep engine: a grid of cells -> batched, cached, resumable execution on a chosen backend.
+
+* A :class:`Grid` is a frozen base config plus axes (field -> values, dotted names reach nested fields such as
+  ``data.n_train``) and a number of seeds. Every cell (config, seed) has a stable id (:func:`store.cell_id`).
+* Cells are grouped by a *batch key* (here: the config with the vmappable fields - eps, lr_f, lr_g - blanked
+  and the seed dropped); each group runs as one task, compiled once and batched with ``vmap``.
+* Inside a perturbation-learning group, work is shared (:func:`run_protocol_batch`): f is trained once per
+  (seed, lr_f), perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell.
+* Finished cells are written to a :class:`store.ResultStore` as each group completes; a restarted sweep skips
+  them (``force=True`` recomputes), so a killed sweep loses at most the group in flight and never duplicates.
+* Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
+  (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
+* Widths are grouped to limit recompilation, and JAX's persistent compilation cache can be enabled with
+  :func:`enable_compilation_cache`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntk_adv import protocol
+from ntk_adv.data import DataSpec, load_spec
+from ntk_adv.store import ResultStore, cell_id
+
+BACKENDS = ("inprocess", "processes", "ray")
+VMAPPED_FIELDS = ("eps", "lr_f", "lr_g")
+
+
+# ------------------------------------------------------------------------------------------- grids
+@dataclass(frozen=True)
+class Grid:
+    """``base`` config, ``axes`` as ((field, (values...)), ...), ``seeds`` per cell (seeds 0..seeds-1 offset
+    by ``seed0``). Axis fields may be dotted (``data.n_train``) or a data field's bare name (``n_train``)."""
+
+    base: Any
+    axes: tuple[tuple[str, tuple], ...] = ()
+    seeds: int = 1
+    seed0: int = 0
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        for name, vals in self.axes:
+            if len(vals) == 0:
+                raise ValueError(f"axis {name!r} has no values")
+            set_field(self.base, name, vals[0])  # validates the name
+
+    def configs(self) -> list[Any]:
+        names = [n for n, _ in self.axes]
+        out = []
+        for combo in itertools.product(*[v for _, v in self.axes]):
+            cfg = self.base
+            for name, value in zip(names, combo):
+                cfg = set_field(cfg, name, value)
+            out.append(cfg)
+        return out
+
+    def cells(self) -> list[tuple[Any, int]]:
+        return [(cfg, self.seed0 + s) for cfg in self.configs() for s in range(self.seeds)]
+
+
+def set_field(cfg: Any, name: str, value: Any) -> Any:
+    """``replace`` for possibly nested fields (``data.n_train``; a bare data field name works too)."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    head, _, rest = name.partition(".")
+    if rest:
+        if head not in fields:
+            raise ValueError(f"unknown sweep axis {name!r}: {type(cfg).__name__} has no field {head!r}")
+        return replace(cfg, **{head: set_field(getattr(cfg, head), rest, value)})
+    if name in fields:
+        return replace(cfg, **{name: value})
+    if "data" in fields and name in {f.name for f in dataclasses.fields(DataSpec)}:
+        return replace(cfg, data=replace(cfg.data, **{name: value}))
+    raise ValueError(f"unknown sweep axis {name!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}")
+
+
+# ------------------------------------------------------------------------------------------- protocol batches
+def protocol_batch_key(cfg: protocol.ProtocolConfig) -> protocol.ProtocolConfig:
+    """Cells with equal keys share shapes and static parameters and run as one vmapped group."""
+    return replace(cfg, eps=0.0, lr_f=0.0, lr_g=0.0)
+
+
+@lru_cache(maxsize=8)
+def data_arrays(spec: DataSpec):
+    ds = load_spec(spec)
+    return tuple(jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+
+
+def _unique_index(items: Sequence) -> tuple[list, np.ndarray]:
+    uniq: dict = {}
+    idx = [uniq.setdefault(it, len(uniq)) for it in items]
+    return list(uniq), np.asarray(idx, np.int32)
+
+
+def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]]) -> list[dict[str, float]]:
+    """Run cells that share a :func:`protocol_batch_key`; returns one metrics dict per cell, in order.
+
+    Finite width: f is trained once per unique (seed, lr_f) [vmap], perturbations once per unique
+    (seed, lr_f, eps) [vmap], g once per cell [vmap]. Infinite width (``width=None``): one vmap over cells."""
+    base = cells[0][0]
+    keys = {protocol_batch_key(c) for c, _ in cells}
+    if len(keys) != 1:
+        raise ValueError("run_protocol_batch needs cells that share one batch key")
+    x, y, z, y_test = data_arrays(base.data)
+    dtype = x.dtype
+    seeds = np.asarray([s for _, s in cells])
+    eps = jnp.asarray([c.eps for c, _ in cells], dtype)
+    lr_f = jnp.asarray([c.lr_f for c, _ in cells], dtype)
+    lr_g = jnp.asarray([c.lr_g for c, _ in cells], dtype)
+    cell_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+
+    if base.width is None:
+        out = _infinite_batch(base, x, y, z, y_test, cell_keys, eps, lr_f, lr_g)
+    else:
+        f_items, f_idx = _unique_index([(int(s), float(c.lr_f)) for c, s in cells])
+        a_items, a_idx = _unique_index([(int(s), float(c.lr_f), float(c.eps)) for c, s in cells])
+        a_to_f = np.asarray([f_items.index((s, lf)) for s, lf, _ in a_items], np.int32)
+        f_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _ in f_items]))
+        a_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _, _ in a_items]))
+        out = _finite_batch(base, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
+                            a_keys, jnp.asarray(a_to_f), jnp.asarray([e for _, _, e in a_items], dtype),
+                            cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx), lr_f, lr_g)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    return [{k: float(v[i]) for k, v in out.items()} for i in range(len(cells))]
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _infinite_batch(cfg, x, y, z, y_test, keys, eps, lr_f, lr_g):
+    return jax.vmap(lambda k, e, lf, lg: protocol.infinite_cell(cfg, x, y, z, y_test, k, e, lf, lg))(
+        keys, eps, lr_f, lr_g)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _finite_batch(cfg, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, cell_keys, f_idx, a_idx, lr_f, lr_g):
+    apply_fn = protocol.model_apply(cfg)
+    take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731
+    f_params = jax.vmap(lambda k, lf: protocol.train_f(cfg, x, y, k, lf))(f_keys, f_lr)
+
+    def perturb(k, fi, e):
+        pf = take(f_params, fi)
+        return protocol.adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, k, e)
+
+    advs = jax.vmap(perturb)(a_keys, a_to_f, a_eps)
+
+    def finish(k, fi, ai, lf, lg):
+        pf, adv = take(f_params, fi), take(advs, ai)
+        pg = protocol.train_g(cfg, adv, k, lg)
+        out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
+        out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg))
+        return out
+
+    return jax.vmap(finish)(cell_keys, f_idx, a_idx, lr_f, lr_g)
+
+
+# ------------------------------------------------------------------------------------------- engine
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache (default ``~/.cache/ntk-adv/jax``): a re-run or a resumed
+    sweep reuses compiled executables instead of recompiling every width."""
+    path = Path(path or os.environ.get("NTK_ADV_JAX_CACHE", Path.home() / ".cache" / "ntk-adv" / "jax"))
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+def plan(cells: Sequence[tuple[Any, int]], batch_key: Callable = protocol_batch_key, max_batch: int = 64
+         ) -> list[list[tuple[Any, int]]]:
+    """Deterministic groups of cells: equal batch keys together (first-seen order), each sorted so that cells
+    sharing (seed, lr_f, eps) are adjacent, then cut into chunks of at most ``max_batch`` cells."""
+    groups: dict = {}
+    for cell in cells:
+        groups.setdefault(batch_key(cell[0]), []).append(cell)
+    order = lambda c: (c[1], getattr(c[0], "lr_f", 0.0), getattr(c[0], "eps", 0.0), getattr(c[0], "lr_g", 0.0))  # noqa: E731
+    chunks = []
+    for group in groups.values():
+        group = sorted(group, key=order)
+        chunks += [group[i: i + max_batch] for i in range(0, len(group), max_batch)]
+    return chunks
+
+
+def _describe(cfg: Any) -> str:
+    width = getattr(cfg, "width", "?")
+    return f"width={'inf' if width is None else width}"
+
+
+def run_sweep(
+    cells: Grid | Sequence[tuple[Any, int]],
+    store: ResultStore | str | os.PathLike,
+    *,
+    run_batch: Callable[[Sequence[tuple[Any, int]]], list[dict]] = run_protocol_batch,
+    batch_key: Callable = protocol_batch_key,
+    kind: str = "perturbation_learning",
+    backend: str = "inprocess",
+    workers: int = 2,
+    ray_address: str | None = None,
+    force: bool = False,
+    max_batch: int = 64,
+    progress: bool | None = True,
+) -> list[dict]:
+    """Run every cell not already in ``store`` (all of them with ``force``); returns the records of all cells
+    in the order given. ``run_batch`` must be a module-level function (it is shipped to workers)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cells = cells.cells() if isinstance(cells, Grid) else list(cells)
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    ids = [cell_id(c, s) for c, s in cells]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the sweep lists the same cell (config, seed) more than once")
+    pending = [(cell, cid) for cell, cid in zip(cells, ids) if force or not store.has(cid)]
+    cell_ids = {id(cell): cid for cell, cid in pending}
+    chunks = plan([cell for cell, _ in pending], batch_key, max_batch)
+    verbose = progress is not False and sys.stderr.isatty()
+    bar = tqdm(total=len(pending), desc=f"{kind}: cells", unit="cell", disable=None if progress else True)
+
+    def commit(chunk, metrics, elapsed):
+        for cell, m in zip(chunk, metrics):
+            store.put(cell_ids[id(cell)], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk))
+        bar.update(len(chunk))
+        if verbose:
+            tqdm.write(f"  done {len(chunk)} cells ({_describe(chunk[0][0])}) in {elapsed:.1f}s")
+
+    try:
+        if backend == "inprocess":
+            for chunk in chunks:
+                t0 = time.perf_counter()
+                commit(chunk, run_batch(chunk), time.perf_counter() - t0)
+        elif backend == "processes":
+            _run_processes(chunks, run_batch, commit, workers)
+        else:
+            _run_ray(chunks, run_batch, commit, workers, ray_address)
+    finally:
+        bar.close()
+    return [store.get(cid) for cid in ids]
+
+
+def _timed(run_batch, chunk):
+    t0 = time.perf_counter()
+    return run_batch(chunk), time.perf_counter() - t0
+
+
+def _run_processes(chunks, run_batch, commit, workers):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
+        for fut in as_completed(futures):
+            metrics, elapsed = fut.result()
+            commit(futures[fut], metrics, elapsed)
+
+
+def _run_ray(chunks, run_batch, commit, workers, address):
+    try:
+        import ray
+    except ImportError as err:  # pragma: no cover - ray is a declared optional dependency
+        raise ValueError("backend 'ray' needs the ray package: uv sync --extra ray") from err
+    started = not ray.is_initialized()
+    if started:
+        kw = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(ignore_reinit_error=True, log_to_driver=False, **kw)
+    try:
+        remote = ray.remote(_timed)
+        futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}
+        waiting = list(futures)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            metrics, elapsed = ray.get(done[0])
+            commit(futures[done[0]], metrics, elapsed)
+    finally:
+        if started:
+            ray.shutdown()

@@ -10,9 +10,19 @@
 
 from __future__ import annotations
 
-import jax
+import os
+import tempfile
+
+# Persistent compilation cache shared with worker processes (sweep backends), set before jax is imported.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ntk-adv-test-jax-cache"))
+
+import jax  # noqa: E402
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import enable_x64
+
+from ntk_adv import models
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,3 +52,34 @@ def small_data(rng):
     y[:2] = [1.0, -1.0]  # both classes present
     z = rng.standard_normal((m, d))
     return x, y, z
+
+
+class WideInit:
+    """NTK-parametrization weights of ``seeds`` independent nets of width ``width`` on ``dim`` inputs (numpy
+    float64): W (S, m, d), b (S, m), A (S, m), all N(0, 1), so the first m neurons of each are a width-m
+    init and one draw serves a whole width sweep (random-number compilation dominates small tests)."""
+
+    seeds, width, dim = 8, 4096, 8
+
+    def __init__(self):
+        cfg = models.TwoLayerConfig(width=self.seeds * self.width, parametrization="ntk")
+        with enable_x64():  # one net of width S * m, drawn by the library, split into S nets
+            p = models.init_params(cfg, self.dim, key=jax.random.PRNGKey(100), dtype=jnp.float64)
+        shape = (self.seeds, self.width)
+        self.w = np.asarray(p.w).reshape(*shape, self.dim)
+        self.b, self.a = np.asarray(p.b).reshape(shape), np.asarray(p.a).reshape(shape)
+
+    def params(self, m: int, parametrization: str, seeds: int | None = None) -> models.TwoLayerParams:
+        """Stacked (seeds, ...) width-m params; the standard parametrization stores (W / sqrt(d), b,
+        A / sqrt(m)), exactly the map ``models.init_params`` applies (checked in test_models). Call inside
+        ``enable_x64()`` for float64."""
+        s = slice(0, self.seeds if seeds is None else seeds)
+        w, b, a = (jnp.asarray(v[s, :m]) for v in (self.w, self.b, self.a))
+        if parametrization == "standard":
+            w, a = w / np.sqrt(self.dim), a / np.sqrt(m)
+        return models.TwoLayerParams(w=w, b=b, a=a)
+
+
+@pytest.fixture(scope="session")
+def wide_init() -> WideInit:
+    return WideInit()

@@ -63,12 +63,15 @@ def _add_field(parser, name: str, tp, default, dest: str):
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
     hints = typing.get_type_hints(config_cls)
     default = config_cls()
+    top_level = {f.name for f in dataclasses.fields(config_cls)}
     for f in dataclasses.fields(config_cls):
         value = getattr(default, f.name)
         if dataclasses.is_dataclass(value):
             sub_hints = typing.get_type_hints(type(value))
             for g in dataclasses.fields(value):
                 opt = DATA_OPTIONS.get(g.name, g.name)
+                if opt in top_level:  # a top-level field (e.g. a sweep axis n_train) shadows the data field
+                    continue
                 _add_field(parser, opt, sub_hints[g.name], getattr(value, g.name), f"{f.name}.{g.name}")
         else:
             _add_field(parser, f.name, hints[f.name], value, f.name)
@@ -80,7 +83,8 @@ def config_from_args(args: argparse.Namespace, config_cls):
     for f in dataclasses.fields(config_cls):
         value = getattr(default, f.name)
         if dataclasses.is_dataclass(value):
-            sub = {g.name: getattr(args, f"{f.name}.{g.name}") for g in dataclasses.fields(value)}
+            sub = {g.name: getattr(args, f"{f.name}.{g.name}", getattr(value, g.name))
+                   for g in dataclasses.fields(value)}
             kwargs[f.name] = type(value)(**sub)
         else:
             v = getattr(args, f.name)

@@ -24,7 +24,7 @@ from ntk_adv import kernels, limits, models, plots
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import relative_frobenius_error, two_layer_empirical_ntk
 from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
-from ntk_adv.results import provenance, write_csv, write_json
+from ntk_adv.results import claim, provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "convergence"
@@ -54,6 +54,10 @@ class Config:
         TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
         if self.loss == "mse":
             raise ValueError("the convergence experiment needs a margin loss: identity, logistic or exponential")
+
+
+QUICK_CONFIG = Config(widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30,
+                      steps=20)
 
 
 def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> dict[str, np.ndarray]:
@@ -111,6 +115,14 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
         summary[metric + "_geomean_by_width"] = {
             str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
             for w in cfg.widths}
+    summary["claims"] = [
+        claim("Empirical NTK converges to the analytic NTK at init", "relative error ~ m^(-1/2): slope -0.5",
+              _slope_text(summary, "ntk_rel_error_slope"), _slope_ok(summary, "ntk_rel_error_slope")),
+        claim("... and stays close after training (lazy regime)", "slope -0.5",
+              _slope_text(summary, "ntk_rel_error_trained_slope"), _slope_ok(summary, "ntk_rel_error_trained_slope")),
+        claim("Trained finite net -> infinite-width predictor (same f_0)", "output gap ~ m^(-1/2): slope -0.5",
+              _slope_text(summary, "function_gap_slope"), _slope_ok(summary, "function_gap_slope")),
+    ]
     write_json(summary, out / "summary.json")
     plot(rows, summary, out)
     if progress is not False:
@@ -119,6 +131,17 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
               f" after training {summary['ntk_rel_error_trained_slope']:+.3f}, function gap slope "
               f"{summary['function_gap_slope']:+.3f}; theory -0.5. Wrote {out}/")
     return summary
+
+
+def _slope_text(summary: dict, key: str) -> str:
+    low, high = summary[key + "_ci95"]
+    return f"{summary[key]:+.3f} (95% CI {low:+.3f}..{high:+.3f})"
+
+
+def _slope_ok(summary: dict, key: str) -> bool:
+    """Confirmed when the 95% interval covers -1/2 or the slope lies in [-0.65, -0.35]."""
+    low, high = summary[key + "_ci95"]
+    return low <= -0.5 <= high or -0.65 <= summary[key] <= -0.35
 
 
 def plot(rows, summary, out: Path) -> list[Path]:

@@ -106,3 +106,9 @@ def provenance() -> dict:
     except (OSError, subprocess.SubprocessError):
         rev = "unknown"
     return {"git_rev": rev, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+
+
+def claim(claim: str, prediction: str, measured: str, confirmed: bool) -> dict:
+    """One line of an experiment's verdict table (``summary['claims']``, collected by ``ntk-adv report``)."""
+    return {"claim": claim, "prediction": prediction, "measured": measured,
+            "verdict": "confirmed" if bool(confirmed) else "not confirmed"}

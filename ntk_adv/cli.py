@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 import typing
 from pathlib import Path
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = args._module
+    if not os.environ.get("NTK_ADV_NO_JAX_CACHE"):
+        from ntk_adv.sweeps import enable_compilation_cache
+
+        enable_compilation_cache()  # re-runs and resumed sweeps reuse compiled executables
     try:
         cfg = config_from_args(args, module.Config)
         module.main(cfg, args.out, progress=not args.quiet)

@@ -101,8 +101,20 @@ def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfi
 
     ``mask``: a pytree of bools like ``params`` (e.g. :func:`ntk_adv.models.trainable_mask`); frozen leaves
     get exactly zero updates. ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
+    _check_data(x, y)
     lr = cfg.lr if lr is None else lr
     return _train(apply_fn, cfg, _mask_leaves(params, mask), params, x, y, jnp.asarray(lr, x.dtype))
+
+
+def _check_data(x, y) -> None:
+    """Shapes always; NaN/inf only for concrete arrays (inside jit/vmap the values are not known)."""
+    if np.ndim(x) != 2:
+        raise ValueError(f"training inputs must be 2-D (N, d); got shape {np.shape(x)}")
+    if np.shape(y)[:1] != np.shape(x)[:1]:
+        raise ValueError(f"labels have shape {np.shape(y)} but there are {np.shape(x)[0]} inputs")
+    for name, arr in (("training inputs", x), ("labels", y)):
+        if not isinstance(arr, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(arr)))):
+            raise ValueError(f"{name} contain NaN or inf")
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))

@@ -1,0 +1,73 @@
+"""Regenerate the perturbation-learning figure set (one command): agreement and g's accuracy vs width,
+agreement vs eps, vs g's training time T_g, vs input dimension d and training-set size N (scenario b), the
+cosine of the perturbations with the predicted direction D_n vs f's training time T_f, and decision maps.
+
+Each panel is a perturbation-learning sweep written to ``OUT/<panel>/`` (results.csv, summary.json, PNG + PDF,
+a resumable store); ``--panels`` picks a subset. Default ``OUT`` is the repository's ``figures/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from experiments import perturbation_learning as pl
+from ntk_adv.data import DataSpec
+from ntk_adv.results import write_json
+
+COMMAND = "figures"
+DIGITS = DataSpec("digits", n_train=200, n_test=200)
+GAUSS = DataSpec("shifted_gauss", n_train=200, n_test=200, d=100)
+
+PANELS: dict[str, pl.Config] = {
+    "width": pl.Config(data=DIGITS, widths=(16, 64, 256, 1024, 4096), seeds=5, eps=(1.0,)),
+    "eps": pl.Config(data=DIGITS, widths=(16, 256, 4096), seeds=5, eps=(0.03, 0.1, 0.3, 1.0, 3.0),
+                     lr_f=(0.1,), lr_g=(0.01,), decision_map=False),
+    "steps_g": pl.Config(data=DIGITS, widths=(16, 256, 4096), seeds=5, eps=(0.3,), lr_g=(0.01,),
+                         steps_g=(10, 30, 100, 300), decision_map=False),
+    "steps_f": pl.Config(data=DIGITS, widths=(256, 4096), seeds=5, eps=(1.0,), lr_f=(0.01,),
+                         steps_f=(1, 10, 100, 1000), decision_map=False),
+    "d": pl.Config(data=GAUSS, scenario="b", widths=(64, 1024), seeds=5, eps=(1.0,), lr_g=(0.01,),
+                   d=(10, 30, 100, 300, 1000), decision_map=False),
+    "n_train": pl.Config(data=GAUSS, scenario="b", widths=(64, 1024), seeds=5, eps=(1.0,), lr_g=(0.01,),
+                         n_train=(25, 50, 100, 200, 400), decision_map=False),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    panels: tuple[str, ...] = tuple(PANELS)
+    quick: bool = False  # 2 seeds, one width, at most 3 values per axis: a smoke test of the figure set
+
+    def __post_init__(self):
+        unknown = [p for p in self.panels if p not in PANELS]
+        if unknown:
+            raise ValueError(f"unknown panel(s) {', '.join(unknown)}; expected some of {', '.join(PANELS)}")
+
+
+def panel_config(name: str, quick: bool) -> pl.Config:
+    cfg = PANELS[name]
+    if quick:
+        from dataclasses import replace
+
+        cfg = replace(cfg, seeds=2, widths=cfg.widths[:1], data=replace(cfg.data, n_train=60, n_test=60),
+                      n_train=cfg.n_train[:2], d=cfg.d[:2], eps=cfg.eps[:3], steps_f=cfg.steps_f[:3],
+                      steps_g=cfg.steps_g[:3], decision_map=False)
+    return cfg
+
+
+def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool = True) -> dict:
+    out = Path(out)
+    done = {}
+    for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
+        summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
+        done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
+    summary = {"experiment": COMMAND, "panels": done,
+               "claims": [c for p in done.values() for c in p["claims"]]}
+    write_json(summary, out / "summary.json")
+    if progress is not False:
+        for name, p in done.items():
+            print(f"{name:>8}: {', '.join(p['figures'])}")
+    return summary

@@ -58,18 +58,18 @@ def test_standard_and_ntk_parametrizations_are_the_same_function_at_init(small_d
         inputs = jnp.asarray(np.concatenate([x, z]))
         outs = {}
         for par in ("standard", "ntk"):
-            cfg = TwoLayerConfig(width=50, gamma=gamma, bias=bias, parametrization=par)
+            cfg = TwoLayerConfig(width=32, gamma=gamma, bias=bias, parametrization=par)
             params = models.init_params(cfg, x.shape[1], key=jax.random.PRNGKey(7), dtype=jnp.float64)
             outs[par] = models.make_apply(cfg)(params, inputs)
         np.testing.assert_allclose(outs["standard"], outs["ntk"], rtol=1e-12, atol=1e-13)
         assert float(jnp.std(outs["standard"])) > 0.05  # a non-trivial function
         # but the stored parameters differ by the sqrt(d), sqrt(m) factors
-        p_std = models.init_params(TwoLayerConfig(width=50), x.shape[1], key=jax.random.PRNGKey(7),
+        p_std = models.init_params(TwoLayerConfig(width=32), x.shape[1], key=jax.random.PRNGKey(7),
                                    dtype=jnp.float64)
-        p_ntk = models.init_params(TwoLayerConfig(width=50, parametrization="ntk"), x.shape[1],
+        p_ntk = models.init_params(TwoLayerConfig(width=32, parametrization="ntk"), x.shape[1],
                                    key=jax.random.PRNGKey(7), dtype=jnp.float64)
         np.testing.assert_allclose(p_ntk.w, p_std.w * np.sqrt(x.shape[1]), rtol=1e-14)
-        np.testing.assert_allclose(p_ntk.a, p_std.a * np.sqrt(50), rtol=1e-14)
+        np.testing.assert_allclose(p_ntk.a, p_std.a * np.sqrt(32), rtol=1e-14)
 
 
 def test_init_variances_follow_the_standard_parametrization():
@@ -88,14 +88,14 @@ def test_init_variances_follow_the_standard_parametrization():
 def test_apply_matches_the_defining_formula(small_data):
     """f(x) = sum_i a_i sigma(w_i . x + b_i), sigma(u) = max(u, gamma u), evaluated neuron by neuron."""
     x, _, _ = small_data
-    cfg = TwoLayerConfig(width=6, gamma=0.2)
+    cfg = TwoLayerConfig(width=32, gamma=0.2)
     with enable_x64():
         p = models.init_params(cfg, x.shape[1], key=jax.random.PRNGKey(2), dtype=jnp.float64)
         out = models.apply(p, jnp.asarray(x), cfg)
         w, b, a = (np.asarray(v) for v in (p.w, p.b, p.a))
         for n in range(x.shape[0]):
             u = w @ x[n] + b
-            expected = sum(a[i] * max(u[i], 0.2 * u[i]) for i in range(6))
+            expected = sum(a[i] * max(u[i], 0.2 * u[i]) for i in range(32))
             np.testing.assert_allclose(out[n], expected, rtol=1e-12)
 
 
@@ -116,7 +116,7 @@ def test_make_apply_is_cached_per_config():
 def test_linen_module_equals_apply(small_data, parametrization, n_out):
     x, _, _ = small_data
     x = jnp.asarray(x, jnp.float32)
-    cfg = TwoLayerConfig(width=16, gamma=0.1, n_out=n_out, parametrization=parametrization)
+    cfg = TwoLayerConfig(width=32, gamma=0.1, n_out=n_out, parametrization=parametrization)
     module = models.TwoLayerNet(cfg)
     variables = module.init(jax.random.PRNGKey(3), x)
     params = variables["params"]["two_layer"]
@@ -140,3 +140,14 @@ def test_multi_output_shapes(small_data):
     col = models.apply(models.TwoLayerParams(w=p.w, b=p.b, a=p.a[:, 2]), jnp.asarray(x, jnp.float32),
                        TwoLayerConfig(width=8))
     np.testing.assert_allclose(out[:, 2], col, rtol=1e-6)
+
+
+def test_init_scale_multiplies_every_initial_parameter():
+    d = 5
+    base = models.init_params(TwoLayerConfig(width=32), d, key=jax.random.PRNGKey(4))
+    small = models.init_params(TwoLayerConfig(width=32, init_scale=0.1), d, key=jax.random.PRNGKey(4))
+    for got, want in zip(jax.tree_util.tree_leaves(small), jax.tree_util.tree_leaves(base)):
+        np.testing.assert_allclose(got, 0.1 * want, rtol=1e-6)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="init_scale must be finite and > 0"):
+            TwoLayerConfig(width=4, init_scale=bad)

@@ -112,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = args._module
-    if not os.environ.get("NTK_ADV_NO_JAX_CACHE"):
+    if os.environ.get("NTK_ADV_JAX_CACHE"):
+        # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
+        # executable, so the persistent compilation cache is off unless asked for.
         from ntk_adv.sweeps import enable_compilation_cache
 
-        enable_compilation_cache()  # re-runs and resumed sweeps reuse compiled executables
+        enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
     try:
         cfg = config_from_args(args, module.Config)
         module.main(cfg, args.out, progress=not args.quiet)

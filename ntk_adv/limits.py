@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ntk_adv.kernels import KernelFn, check_pair, kernel_matrix
+from ntk_adv.kernels import KernelFn, check_pair, kernel_matrix, phi
 from ntk_adv.losses import check_loss, margin_loss_derivative
 
 InitFn = Callable[[jax.Array], jax.Array]
@@ -128,3 +128,39 @@ def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
     if loss == "mse":
         return mse_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0, k_train=k_train)
     return flow_predictor(kernel, x_train, y_train, loss=loss, lr=lr, steps=steps, f0=f0, k_train=k_train)
+
+
+def limit_classifiers(x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool = True, base=None
+                      ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
+    """The limit classifiers of perturbation learning (Kumano et al. 2024; theory.md), as closures
+    ``z (M, d) -> (M,)``:
+
+        hat_f(z) = (1/N) sum_n y_n Phi(x_n, z) <x_n, z>
+        hat_g(z) = (1/N) sum_n Phi(x^adv_n, z) * [(1/N) sum_k y_k Phi(x_n, x_k) <x_k, z>]
+
+    hat_f is the clean classifier f and hat_g the classifier g trained on the adversarial set
+    R = {x^adv_n} (scenario (a): x^adv_n = eta_n, whose direction is y^adv_n D_n, so that y^adv_n <x^adv_n, z>
+    becomes the bracket), both up to positive factors (t, eps, the norms of D_n) and without the init terms.
+    ``Phi`` is :func:`ntk_adv.kernels.phi` with slope ``gamma`` and ``bias`` (the same in both
+    parametrizations). ``x_train`` (N, d), ``y_train`` (N,) in {-1, +1}, ``x_adv`` (N, d); ``base`` (N, d),
+    default ``x_train``, the points x_n the perturbations were computed at (the noise for the noise scenario).
+    Both closures are differentiable in z."""
+    x_train, x_adv = jnp.asarray(x_train), jnp.asarray(x_adv)
+    base = x_train if base is None else jnp.asarray(base)
+    check_pair(x_train, x_adv)
+    check_pair(x_train, base)
+    n = x_train.shape[0]
+    if np.shape(y_train) != (n,) or x_adv.shape[0] != n or base.shape[0] != n:
+        raise ValueError(f"need x_train (N, d), y_train (N,), x_adv and base (N, d); got {x_train.shape}, "
+                         f"{np.shape(y_train)}, {x_adv.shape}, {base.shape}")
+    y = jnp.asarray(y_train, x_train.dtype)
+    # rows of a_rows: (1/N) sum_k y_k Phi(x_n, x_k) x_k  (the unnormalized predicted direction D_n, over N)
+    a_rows = (phi(base, x_train, gamma=gamma, bias=bias) * y[None, :]) @ x_train / n
+
+    def hat_f(z):
+        return jnp.mean(y[:, None] * phi(x_train, z, gamma=gamma, bias=bias) * (x_train @ z.T), axis=0)
+
+    def hat_g(z):
+        return jnp.mean(phi(x_adv, z, gamma=gamma, bias=bias) * (a_rows @ z.T), axis=0)
+
+    return hat_f, hat_g

@@ -2,12 +2,22 @@
 
 Conventions: log2 width axes, mean over seeds with a shaded 95% Student-t interval, the theoretical value
 (or slope) as a dashed line; every figure is saved as PNG and PDF.
+
+Rows are dicts with ``metric``, ``value`` and config columns (``width``, ``seed``, ``eps``, ``steps_g``, ...).
+**Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`INF_WIDTH`; what
+``protocol.metric_rows`` writes; a CSV stores ``inf`` and ``results.read_csv`` reads it back as ``inf``).
+:func:`is_infinite_width` also accepts ``None`` (``ProtocolConfig.width=None`` or a blank CSV cell, so a row
+with no width column counts as infinite) and the strings ``"inf"``, ``"infinite"``, ``"infinity"``.
+Infinite-width results are drawn dashed: a horizontal line against width, a dashed curve against other axes.
+Every ``figure_*`` has a ``draw_*`` twin that draws on a given axis (for composition and tests) and
+returns the saved paths [png, pdf].
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -15,9 +25,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from ntk_adv.metrics import mean_ci
 from ntk_adv.results import select, values
+
+INF_WIDTH = math.inf  # the ``width`` of infinite-width rows (see the module docstring)
+_INF_STRINGS = ("inf", "infinite", "infinity")
 
 PAPER_RC = {
     "figure.figsize": (4.0, 3.0),
@@ -91,3 +107,188 @@ def theory_slope(ax, xs: Sequence[float], anchor_y: float, slope: float, *, labe
     xs = np.asarray(xs, float)
     ax.plot(xs, anchor_y * (xs / xs[0]) ** slope, ls="--", color=color, lw=1.0,
             label=label or f"theory slope {slope:g}")
+
+
+# ------------------------------------------------------------------------------------------- width convention
+def is_infinite_width(width) -> bool:
+    """True for an infinite-width row's ``width``: ``inf``, ``None`` or "inf"/"infinite"/"infinity"."""
+    if width is None:
+        return True
+    if isinstance(width, str):
+        return width.strip().lower() in _INF_STRINGS
+    try:
+        return bool(np.isinf(float(width)))
+    except (TypeError, ValueError):
+        return False
+
+
+def split_width(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    """(finite-width rows, infinite-width rows) by :func:`is_infinite_width` of the ``width`` column."""
+    finite, infinite = [], []
+    for r in rows:
+        (infinite if is_infinite_width(r.get("width")) else finite).append(r)
+    return finite, infinite
+
+
+def _auto_logx(rows, x, logx):
+    if logx != "auto":
+        return logx
+    xs = [r[x] for r in rows if r.get(x) is not None]
+    return 10 if xs and min(xs) > 0 and max(xs) / min(xs) >= 10 else None
+
+
+# ------------------------------------------------------------------------------------------- protocol figures
+def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
+                  labels: Mapping[str, str] | None = None, **where):
+    """Each metric against width (log2 axis, mean and 95% interval over seeds) in its own color, with its
+    infinite-width mean as a dashed horizontal line of the same color (and a light band for its interval
+    when the infinite rows vary over seeds). ``where`` filters rows (e.g. ``eps=1.0``)."""
+    finite, infinite = split_width(select(rows, **where))
+    labels = dict(labels or {})
+    for i, metric in enumerate(metrics):
+        label = labels.get(metric, metric)
+        line = plot_metric(ax, finite, "width", metric, label=label, color=f"C{i}", logx=2)
+        inf_vals = [r["value"] for r in infinite if r.get("metric") == metric]
+        if inf_vals:
+            ci = mean_ci(inf_vals)
+            theory_line(ax, ci.mean, label=f"{label} (infinite width)", color=line.get_color())
+            if ci.high > ci.low:
+                ax.axhspan(ci.low, ci.high, color=line.get_color(), alpha=0.08, lw=0)
+    ax.set_xlabel("width m")
+    ax.set_ylabel(labels.get(metrics[0], metrics[0]) if len(metrics) == 1 else "value")
+    ax.legend(frameon=False)
+    return ax
+
+
+def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
+                    out: str | os.PathLike, name: str = "vs_width", title: str | None = None,
+                    labels: Mapping[str, str] | None = None, **where) -> list[Path]:
+    """:func:`draw_vs_width` on a new figure, saved as ``out/name.png`` and ``.pdf``; returns both paths."""
+    fig, (ax,) = new_figure(1, 4.2, 3.2)
+    draw_vs_width(ax, list(rows), metrics, labels=labels, **where)
+    if title:
+        ax.set_title(title)
+    return save(fig, out, name)
+
+
+def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence | None = None,
+            logx: int | str | None = None, ylabel: str | None = None, **where):
+    """``metric`` against the column ``x`` (e.g. ``eps``, ``steps_g``, ``T_f``): one curve per finite width
+    (mean and 95% interval over seeds, colors from light to dark with width) and the infinite-width curve
+    dashed in black. ``widths`` restricts the finite widths; ``logx`` a log base, None (linear) or "auto"
+    (log10 when all x > 0 and they span a decade)."""
+    rows = select(rows, metric=metric, **where)
+    finite, infinite = split_width(rows)
+    all_widths = values(finite, "width")
+    widths = all_widths if widths is None else [w for w in all_widths if w in set(widths)]
+    if not widths and not infinite:
+        raise ValueError(f"no rows for metric {metric!r} with {where}")
+    logx = _auto_logx(rows, x, logx)
+    cmap = plt.get_cmap("viridis")
+    for i, w in enumerate(widths):
+        color = cmap(0.15 + 0.7 * i / max(len(widths) - 1, 1))
+        plot_metric(ax, finite, x, metric, label=f"m = {w}", color=color, logx=logx, width=w)
+    if infinite:
+        line = plot_metric(ax, infinite, x, metric, label="infinite width", color="k", logx=logx)
+        line.set_linestyle("--")
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(frameon=False)
+    return ax
+
+
+def figure_vs(rows: Iterable[dict], x: str, metric: str, *, out: str | os.PathLike, name: str | None = None,
+              widths: Sequence | None = None, logx: int | str | None = None, ylabel: str | None = None,
+              title: str | None = None, **where) -> list[Path]:
+    """:func:`draw_vs` on a new figure, saved as ``out/name`` (default ``{metric}_vs_{x}``) PNG and PDF."""
+    fig, (ax,) = new_figure(1, 4.2, 3.2)
+    draw_vs(ax, list(rows), x, metric, widths=widths, logx=logx, ylabel=ylabel, **where)
+    if title:
+        ax.set_title(title)
+    return save(fig, out, name or f"{metric}_vs_{x}")
+
+
+def draw_cosine_vs_steps_f(ax, rows: Iterable[dict], *, x: str = "steps_f", metric: str = "cos_predicted",
+                           logx: int | str | None = "auto", **where):
+    """Mean |cos(eta_n, D_n)| (perturbation vs the predicted weighted sum of training points) against f's
+    training length, per width and in the limit (dashed): the init gradient dominates early, D_n later."""
+    draw_vs(ax, rows, x, metric, logx=logx, ylabel="mean |cos(eta_n, D_n)|", **where)
+    ax.set_ylim(0.0, 1.02)
+    return ax
+
+
+def figure_cosine_vs_steps_f(rows: Iterable[dict], *, out: str | os.PathLike, name: str = "cosine_vs_steps_f",
+                             x: str = "steps_f", metric: str = "cos_predicted", logx: int | str | None = "auto",
+                             title: str | None = None, **where) -> list[Path]:
+    """:func:`draw_cosine_vs_steps_f` on a new figure, saved as PNG and PDF; returns both paths."""
+    fig, (ax,) = new_figure(1, 4.2, 3.2)
+    draw_cosine_vs_steps_f(ax, list(rows), x=x, metric=metric, logx=logx, **where)
+    if title:
+        ax.set_title(title)
+    return save(fig, out, name)
+
+
+# ------------------------------------------------------------------------------------------- decision maps
+DEFAULT_CONTOURS = {"hat_f": "--", "hat_g": ":"}
+
+
+def decision_map(ax, grid_values: Mapping[str, np.ndarray], f_name: str, g_name: str, extent,
+                 contours: Mapping[str, str] | None = None, *, points=None, labels=None,
+                 shade_color: str = "tab:orange", legend: bool = True):
+    """A decision map in a 2-D plane of input space (``protocol.decision_grid`` output).
+
+    ``grid_values``: name -> (n, n) values, ``[i, j]`` at coordinates ``(u_j, v_i)`` with
+    ``u = linspace(extent[0], extent[1], n)``, ``v = linspace(extent[2], extent[3], n)``; ``extent`` is
+    ``(u_min, u_max, v_min, v_max)`` or r for ``(-r, r, -r, r)``. Shades the cells where sign f != sign g
+    (zero counts as +1, as in ``metrics.agreement``), draws the zero level set of each ``contours`` entry
+    (name -> linestyle; default hat_f dashed and hat_g dotted, those present in ``grid_values``), and
+    optionally scatters projected training ``points`` (P, 2) colored by ``labels`` (P,) in {-1, +1}.
+    Returns ``ax``."""
+    if np.ndim(extent) == 0:
+        extent = (-float(extent), float(extent), -float(extent), float(extent))
+    f_vals, g_vals = np.asarray(grid_values[f_name]), np.asarray(grid_values[g_name])
+    if f_vals.ndim != 2 or f_vals.shape[0] != f_vals.shape[1] or g_vals.shape != f_vals.shape:
+        raise ValueError(f"grid values must be square (n, n) arrays of one shape; got {f_vals.shape}, {g_vals.shape}")
+    n = f_vals.shape[0]
+    u, v = np.linspace(extent[0], extent[1], n), np.linspace(extent[2], extent[3], n)
+    disagree = (f_vals >= 0) != (g_vals >= 0)
+    ax.pcolormesh(u, v, np.ma.masked_where(~disagree, np.ones_like(f_vals)), shading="nearest",
+                  cmap=ListedColormap([shade_color]), vmin=0.0, vmax=1.0, alpha=0.35, lw=0)
+    handles = [Patch(color=shade_color, alpha=0.35, label=f"sign {f_name} != sign {g_name}")]
+    if contours is None:
+        contours = {k: ls for k, ls in DEFAULT_CONTOURS.items() if k in grid_values}
+    for i, (name, ls) in enumerate(contours.items()):
+        if name not in grid_values:
+            raise KeyError(f"no grid values named {name!r} to contour; have {', '.join(grid_values)}")
+        vals = np.asarray(grid_values[name])
+        color = "k" if i == 0 else "0.35"
+        if np.nanmin(vals) < 0 < np.nanmax(vals):
+            ax.contour(u, v, vals, levels=[0.0], colors=[color], linestyles=[ls], linewidths=1.2)
+        handles.append(Line2D([], [], color=color, ls=ls, label=f"{name} = 0"))
+    if points is not None:
+        pts = np.asarray(points)
+        lab = np.ones(len(pts)) if labels is None else np.asarray(labels)
+        for sign, color, marker in ((1, "tab:red", "+"), (-1, "tab:blue", "_")):
+            sel = lab * sign > 0
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=12, c=color, marker=marker, lw=0.8, label=f"y = {sign:+d}")
+            handles.append(Line2D([], [], color=color, marker=marker, ls="", label=f"train y = {sign:+d}"))
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("along mean difference")
+    ax.set_ylabel("orthogonal (class-mean plane)")
+    if legend:
+        ax.legend(handles=handles, frameon=False, loc="best")
+    return ax
+
+
+def figure_decision_map(grid_values: Mapping[str, np.ndarray], f_name: str, g_name: str, extent, *,
+                        out: str | os.PathLike, name: str = "decision_map",
+                        contours: Mapping[str, str] | None = None, points=None, labels=None,
+                        title: str | None = None) -> list[Path]:
+    """:func:`decision_map` on a new square figure, saved as PNG and PDF; returns both paths."""
+    fig, (ax,) = new_figure(1, 4.0, 4.0)
+    decision_map(ax, grid_values, f_name, g_name, extent, contours, points=points, labels=labels)
+    if title:
+        ax.set_title(title)
+    return save(fig, out, name)

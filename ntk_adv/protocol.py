@@ -12,13 +12,23 @@ and perturbations once per (f, attack, eps, targets)):
     evaluate     -> dict of scalar metrics per seed
 
 Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
-(ICLR 2024), where noise is uniform or Gaussian with the data's per-coordinate standard deviation.
+(ICLR 2024), where noise is uniform or Gaussian with the data's root-mean-square coordinate scale.
 Targets: ``random`` (uniform in {-1,+1}, independent of y) or ``deterministic`` (y_adv = -y).
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
+
+Results are long-format rows (:func:`metric_rows`): one row per (cell, seed, metric) with the config columns
+and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``** (:data:`INF_WIDTH`; a CSV stores
+it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots`` also
+accepts ``None`` (``ProtocolConfig.width=None``, or a blank CSV cell) and the strings ``"inf"``/``"infinite"``.
+
+Decision maps: :func:`class_mean_plane` picks the plane spanned by the two class means, :func:`decision_grid`
+evaluates any predictors on an n x n grid in it (``plots.decision_map`` draws the result).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import jax
@@ -36,6 +46,7 @@ TARGET_MODES = ("random", "deterministic")
 NOISE_KINDS = ("uniform", "gaussian")
 PRESETS = ("theory", "paper")
 STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4}
+INF_WIDTH = math.inf  # the ``width`` column of infinite-width result rows
 
 
 def _one_of(value, options, what):
@@ -47,8 +58,10 @@ def _one_of(value, options, what):
 class ProtocolConfig:
     """One cell of perturbation learning. ``width=None`` runs only the infinite-width limit.
 
-    ``eps`` is the attack radius (L2 for one_step_l2/fgm/pgd_l2, L-inf for fgsm/pgd_linf, step for l0);
-    ``attack_steps``/``attack_step_size`` (default eps/4) for PGD, ``attack_k`` for L0, ``attack_c`` for L-BFGS.
+    ``eps`` is the attack radius (L2 for one_step_l2/fgm/pgd_l2, L-inf for fgsm/pgd_linf, step for l0;
+    unused by lbfgs, whose size is set by ``attack_c``); ``eps = 0`` gives zero perturbations for every attack
+    but lbfgs. ``attack_steps``/``attack_step_size`` (default eps/4) for PGD, ``attack_k`` for L0,
+    ``attack_c`` for L-BFGS; the attack parameters are validated at construction.
     Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
     ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
     random initial function (theory.md); their infinite-width limit is then the centred predictor itself."""
@@ -89,6 +102,7 @@ class ProtocolConfig:
             raise ValueError(f"eps must be finite and >= 0, got {self.eps}")
         self.train_config("f")
         self.train_config("g")
+        attack_fn(self, self.eps if self.eps > 0 else 1.0)  # validates the attack parameters (eps = 0 too)
 
     def net(self, width: int | None = None) -> models.TwoLayerConfig:
         return models.TwoLayerConfig(width or self.width, gamma=self.gamma, bias=self.bias,
@@ -164,7 +178,8 @@ def make_targets(cfg: ProtocolConfig, y, key) -> jax.Array:
 
 
 def make_noise(cfg: ProtocolConfig, x, key) -> jax.Array:
-    """Noise inputs with the data's per-coordinate standard deviation (uniform or Gaussian), (N, d)."""
+    """Noise inputs (N, d), uniform or Gaussian, i.i.d. coordinates with mean 0 and the data's root-mean-square
+    coordinate ``sqrt(mean(x**2))`` as standard deviation (so ``mean(noise**2) ~ mean(x**2)``)."""
     scale = jnp.sqrt(jnp.mean(x**2))
     k = stream(key, "noise")
     if cfg.noise == "gaussian":
@@ -173,8 +188,13 @@ def make_noise(cfg: ProtocolConfig, x, key) -> jax.Array:
 
 
 def attack_fn(cfg: ProtocolConfig, eps):
-    """The configured attack as ``attack(predict, x, targets) -> eta`` at radius ``eps`` (may be traced)."""
+    """The configured attack as ``attack(predict, x, targets) -> eta`` at radius ``eps`` (may be traced).
+
+    A concrete ``eps == 0`` returns the zero perturbation (PGD's default step eps/4 and L0's step eps would
+    otherwise be invalid); lbfgs ignores ``eps``."""
     name = cfg.attack
+    if name != "lbfgs" and not isinstance(eps, jax.core.Tracer) and float(eps) == 0.0:
+        return lambda predict, x, targets: jnp.zeros_like(x)
     params: dict = {"eps": eps, "loss": cfg.loss if cfg.loss != "mse" else "identity"}
     if name in ("pgd_l2", "pgd_linf"):
         step = cfg.attack_step_size if cfg.attack_step_size is not None else eps / 4
@@ -277,17 +297,140 @@ def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None
 
 
 def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False, base_seed: int = 0,
-              eps=None) -> dict[str, np.ndarray]:
+              eps=None, lr_f=None, lr_g=None) -> dict[str, np.ndarray]:
     """All seeds of one config in a single jitted vmap; returns metric -> (seeds,) numpy array.
 
-    ``arrays`` = (x, y, z, y_test); ``eps`` optionally an array (E,) to batch radii too (-> (seeds, E))."""
+    ``arrays`` = (x, y, z, y_test). Seed ``s`` uses key ``jax.random.split(PRNGKey(base_seed), seeds)[s]``.
+    ``eps``, ``lr_f``, ``lr_g``: optional 1-D arrays of one common length E, zipped into E points of config
+    space (a path: e.g. radii alone, or training times T_f = lr_f * steps_f at a fixed number of steps);
+    all E points run in the same compiled vmap and every metric is then (seeds, E). Values not given are
+    the config's."""
     x, y, z, y_test = arrays
     cell = infinite_cell if infinite else finite_cell
     keys = jax.random.split(jax.random.PRNGKey(base_seed), seeds)
-    if eps is None:
-        fn = jax.vmap(lambda k: cell(cfg, x, y, z, y_test, k))
-        out = jax.jit(fn)(keys)
-    else:
-        inner = jax.vmap(lambda k, e: cell(cfg, x, y, z, y_test, k, eps=e), in_axes=(None, 0))
-        out = jax.jit(jax.vmap(inner, in_axes=(0, None)))(keys, jnp.asarray(eps, x.dtype))
+    grid = {k: v for k, v in (("eps", eps), ("lr_f", lr_f), ("lr_g", lr_g)) if v is not None}
+    if not grid:
+        out = jax.jit(jax.vmap(lambda k: cell(cfg, x, y, z, y_test, k)))(keys)
+        return {k: np.asarray(v) for k, v in out.items()}
+    grid = {k: jnp.asarray(v, x.dtype) for k, v in grid.items()}
+    lengths = {k: v.shape for k, v in grid.items()}
+    if any(len(sh) != 1 for sh in lengths.values()) or len(set(lengths.values())) != 1:
+        raise ValueError(f"eps / lr_f / lr_g must be 1-D arrays of one common length, got shapes {lengths}")
+    inner = jax.vmap(lambda k, g: cell(cfg, x, y, z, y_test, k, **g), in_axes=(None, 0))
+    out = jax.jit(jax.vmap(inner, in_axes=(0, None)))(keys, grid)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------- result rows
+def width_column(width: int | None) -> float | int:
+    """The ``width`` column of a result row: the integer width, or :data:`INF_WIDTH` for the limit."""
+    return INF_WIDTH if width is None else int(width)
+
+
+def config_columns(cfg: ProtocolConfig, *, infinite: bool = False) -> dict:
+    """The config columns of a result row (flat scalars); ``width`` is ``inf`` for infinite-width rows,
+    ``T_f`` / ``T_g`` are the training times lr * steps."""
+    return {
+        "dataset": cfg.data.name, "n_train": cfg.data.n_train, "d": cfg.data.d,
+        "width": width_column(None if infinite else cfg.width), "gamma": cfg.gamma, "bias": cfg.bias,
+        "parametrization": cfg.parametrization, "loss": cfg.loss, "preset": cfg.preset,
+        "lr_f": cfg.lr_f, "steps_f": cfg.steps_f, "T_f": cfg.lr_f * cfg.steps_f,
+        "lr_g": cfg.lr_g, "steps_g": cfg.steps_g, "T_g": cfg.lr_g * cfg.steps_g,
+        "scenario": cfg.scenario, "noise": cfg.noise, "attack": cfg.attack, "eps": cfg.eps,
+        "targets": cfg.targets, "centered": cfg.centered,
+    }
+
+
+def metric_rows(cfg: ProtocolConfig, metrics: Mapping[str, np.ndarray], *, infinite: bool = False,
+                base_seed: int = 0, eps=None, lr_f=None, lr_g=None, **extra) -> list[dict]:
+    """Long-format rows from :func:`run_seeds` output (same ``infinite``/``base_seed``/``eps``/``lr_f``/
+    ``lr_g`` arguments): one row per (seed, grid point, metric) with :func:`config_columns`, ``seed`` (the
+    index s of the key, see :func:`run_seeds`), ``base_seed``, ``metric``, ``value`` and ``extra`` columns.
+    Grid values replace the config's (and ``T_f``/``T_g`` follow them)."""
+    grid = {k: np.asarray(v, float) for k, v in (("eps", eps), ("lr_f", lr_f), ("lr_g", lr_g)) if v is not None}
+    base = {**config_columns(cfg, infinite=infinite), "base_seed": base_seed, **extra}
+    n_points = next(iter(grid.values())).shape[0] if grid else None
+    rows = []
+    for name, vals in metrics.items():
+        vals = np.asarray(vals)
+        for s in range(vals.shape[0]):
+            for e in range(n_points or 1):
+                point = {k: float(v[e]) for k, v in grid.items()}
+                row = {**base, **point, "seed": s, "metric": name,
+                       "value": float(vals[s, e] if n_points else vals[s])}
+                row["T_f"] = row["lr_f"] * row["steps_f"]
+                row["T_g"] = row["lr_g"] * row["steps_g"]
+                rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- decision maps
+def class_mean_plane(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """The plane through 0 spanned by the two class means: ``(origin (d,) = 0, basis (2, d))`` orthonormal.
+
+    ``basis[0]`` is the unit vector from the -1 mean to the +1 mean (the discriminative axis), ``basis[1]``
+    the normalized component of the sum of the means orthogonal to it. If the means are (numerically)
+    collinear the span is a line; ``basis[1]`` is then the top principal direction of ``x`` orthogonal to
+    ``basis[0]``. Raises ValueError if a class is missing or the class means coincide."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"need x (N, d) and y (N,), got shapes {x.shape} and {y.shape}")
+    if x.shape[1] < 2:
+        raise ValueError("a decision plane needs d >= 2")
+    if not (np.any(y > 0) and np.any(y < 0)):
+        raise ValueError("both classes (+1 and -1) must be present to define the class-mean plane")
+    mu_p, mu_n = x[y > 0].mean(axis=0), x[y < 0].mean(axis=0)
+    e1 = mu_p - mu_n
+    if np.linalg.norm(e1) == 0:
+        raise ValueError("the two class means coincide: no class-mean plane")
+    e1 = e1 / np.linalg.norm(e1)
+    r = mu_p + mu_n
+    r = r - (r @ e1) * e1
+    if np.linalg.norm(r) <= 1e-8 * max(np.linalg.norm(mu_p), np.linalg.norm(mu_n)):
+        resid = x - np.outer(x @ e1, e1)
+        r = np.linalg.svd(resid, full_matrices=False)[2][0]
+        r = r - (r @ e1) * e1
+    e2 = r / np.linalg.norm(r)
+    dtype = np.result_type(np.asarray(x).dtype, np.float32)
+    return np.zeros(x.shape[1], dtype), np.stack([e1, e2]).astype(dtype)
+
+
+def grid_axes(extent, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid coordinates ``(u (n,), v (n,))`` along basis[0] and basis[1]: ``linspace`` including endpoints.
+
+    ``extent`` is ``(u_min, u_max, v_min, v_max)`` (matplotlib's order) or a number r for ``(-r, r, -r, r)``."""
+    if np.ndim(extent) == 0:
+        extent = (-float(extent), float(extent), -float(extent), float(extent))
+    if len(extent) != 4 or not (extent[0] < extent[1] and extent[2] < extent[3]):
+        raise ValueError(f"extent must be (u_min, u_max, v_min, v_max) with min < max, or r > 0; got {extent}")
+    if int(n) < 2:
+        raise ValueError(f"a grid needs n >= 2 points per side, got {n}")
+    return np.linspace(extent[0], extent[1], int(n)), np.linspace(extent[2], extent[3], int(n))
+
+
+def plane_points(origin, basis, extent, n: int) -> np.ndarray:
+    """The n*n grid points in input space, (n*n, d), row-major: point ``i*n + j`` is
+    ``origin + u_j basis[0] + v_i basis[1]``."""
+    u, v = grid_axes(extent, n)
+    uu, vv = np.meshgrid(u, v)  # (n, n), [i, j] = (u_j, v_i)
+    origin, basis = np.asarray(origin), np.asarray(basis)
+    return origin[None, :] + uu.reshape(-1, 1) * basis[0][None, :] + vv.reshape(-1, 1) * basis[1][None, :]
+
+
+def project(points, origin, basis) -> np.ndarray:
+    """Coordinates (P, 2) of points (P, d) in the plane: ``(points - origin) @ basis.T``."""
+    return (np.asarray(points) - np.asarray(origin)[None, :]) @ np.asarray(basis).T
+
+
+def decision_grid(predict_fns: Mapping[str, Callable], origin, basis, extent, n: int) -> dict[str, np.ndarray]:
+    """Values of each predictor (``(M, d) -> (M,)``) on the n x n grid of :func:`plane_points`.
+
+    Returns name -> (n, n) with ``[i, j]`` at ``origin + u_j basis[0] + v_i basis[1]`` (rows follow
+    basis[1], as ``ax.contour(u, v, values)`` expects; ``u, v = grid_axes(extent, n)``)."""
+    basis = np.asarray(basis)
+    if basis.ndim != 2 or basis.shape[0] != 2 or np.shape(origin) != (basis.shape[1],):
+        raise ValueError(f"need origin (d,) and basis (2, d), got {np.shape(origin)} and {basis.shape}")
+    pts = jnp.asarray(plane_points(origin, basis, extent, n).astype(basis.dtype))
+    n = int(n)
+    return {name: np.asarray(fn(pts)).reshape(n, n) for name, fn in predict_fns.items()}

@@ -10,8 +10,9 @@
   them (``force=True`` recomputes), so a killed sweep loses at most the group in flight and never duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
   (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
-* Widths are grouped to limit recompilation, and JAX's persistent compilation cache can be enabled with
-  :func:`enable_compilation_cache`.
+* Widths are grouped to limit recompilation. JAX's persistent compilation cache can be enabled with
+  :func:`enable_compilation_cache` (or ``NTK_ADV_JAX_CACHE=DIR`` for the CLI); it is off by default because
+  with jaxlib 0.5.3 an L-BFGS attack executable loaded from the cache returned all-zero perturbations.
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ def _finite_batch(cfg, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, cel
 # ------------------------------------------------------------------------------------------- engine
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/ntk-adv/jax``): a re-run or a resumed
-    sweep reuses compiled executables instead of recompiling every width."""
-    path = Path(path or os.environ.get("NTK_ADV_JAX_CACHE", Path.home() / ".cache" / "ntk-adv" / "jax"))
+    sweep reuses compiled executables instead of recompiling every width. Opt-in - see the module docstring
+    (cached L-BFGS executables misbehaved with jaxlib 0.5.3)."""
+    path = Path(path or Path.home() / ".cache" / "ntk-adv" / "jax")
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -10,13 +10,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Persistent compilation cache shared with worker processes (sweep backends), set before jax is imported.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ntk-adv-test-jax-cache"))
-
-import jax  # noqa: E402
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -17,7 +17,6 @@ import typing
 from pathlib import Path
 
 
-
 def discover() -> dict[str, str]:
     """Subcommand -> module: every module in ``experiments/`` that defines ``COMMAND``, ``Config`` and ``main``."""
     import pkgutil

@@ -5,7 +5,7 @@ Conventions: log2 width axes, mean over seeds with a shaded 95% Student-t interv
 
 Rows are dicts with ``metric``, ``value`` and config columns (``width``, ``seed``, ``eps``, ``steps_g``, ...).
 **Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`INF_WIDTH`; what
-``protocol.metric_rows`` writes; a CSV stores ``inf`` and ``results.read_csv`` reads it back as ``inf``).
+``store.ResultStore.rows`` writes; a CSV stores ``inf`` and ``results.read_csv`` reads it back as ``inf``).
 :func:`is_infinite_width` also accepts ``None`` (``ProtocolConfig.width=None`` or a blank CSV cell, so a row
 with no width column counts as infinite) and the strings ``"inf"``, ``"infinite"``, ``"infinity"``.
 Infinite-width results are drawn dashed: a horizontal line against width, a dashed curve against other axes.

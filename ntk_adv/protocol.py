@@ -16,10 +16,10 @@ Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``nois
 Targets: ``random`` (uniform in {-1,+1}, independent of y) or ``deterministic`` (y_adv = -y).
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
 
-Results are long-format rows (:func:`metric_rows`): one row per (cell, seed, metric) with the config columns
-and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``** (:data:`INF_WIDTH`; a CSV stores
-it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots`` also
-accepts ``None`` (``ProtocolConfig.width=None``, or a blank CSV cell) and the strings ``"inf"``/``"infinite"``.
+Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with the
+config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``** (:data:`INF_WIDTH`;
+a CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots``
+also accepts ``None`` and the strings ``"inf"``/``"infinite"``.
 
 Decision maps: :func:`class_mean_plane` picks the plane spanned by the two class means, :func:`decision_grid`
 evaluates any predictors on an n x n grid in it (``plots.decision_map`` draws the result).
@@ -319,49 +319,6 @@ def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False
     inner = jax.vmap(lambda k, g: cell(cfg, x, y, z, y_test, k, **g), in_axes=(None, 0))
     out = jax.jit(jax.vmap(inner, in_axes=(0, None)))(keys, grid)
     return {k: np.asarray(v) for k, v in out.items()}
-
-
-# ------------------------------------------------------------------------------------------- result rows
-def width_column(width: int | None) -> float | int:
-    """The ``width`` column of a result row: the integer width, or :data:`INF_WIDTH` for the limit."""
-    return INF_WIDTH if width is None else int(width)
-
-
-def config_columns(cfg: ProtocolConfig, *, infinite: bool = False) -> dict:
-    """The config columns of a result row (flat scalars); ``width`` is ``inf`` for infinite-width rows,
-    ``T_f`` / ``T_g`` are the training times lr * steps."""
-    return {
-        "dataset": cfg.data.name, "n_train": cfg.data.n_train, "d": cfg.data.d,
-        "width": width_column(None if infinite else cfg.width), "gamma": cfg.gamma, "bias": cfg.bias,
-        "parametrization": cfg.parametrization, "loss": cfg.loss, "preset": cfg.preset,
-        "lr_f": cfg.lr_f, "steps_f": cfg.steps_f, "T_f": cfg.lr_f * cfg.steps_f,
-        "lr_g": cfg.lr_g, "steps_g": cfg.steps_g, "T_g": cfg.lr_g * cfg.steps_g,
-        "scenario": cfg.scenario, "noise": cfg.noise, "attack": cfg.attack, "eps": cfg.eps,
-        "targets": cfg.targets, "centered": cfg.centered,
-    }
-
-
-def metric_rows(cfg: ProtocolConfig, metrics: Mapping[str, np.ndarray], *, infinite: bool = False,
-                base_seed: int = 0, eps=None, lr_f=None, lr_g=None, **extra) -> list[dict]:
-    """Long-format rows from :func:`run_seeds` output (same ``infinite``/``base_seed``/``eps``/``lr_f``/
-    ``lr_g`` arguments): one row per (seed, grid point, metric) with :func:`config_columns`, ``seed`` (the
-    index s of the key, see :func:`run_seeds`), ``base_seed``, ``metric``, ``value`` and ``extra`` columns.
-    Grid values replace the config's (and ``T_f``/``T_g`` follow them)."""
-    grid = {k: np.asarray(v, float) for k, v in (("eps", eps), ("lr_f", lr_f), ("lr_g", lr_g)) if v is not None}
-    base = {**config_columns(cfg, infinite=infinite), "base_seed": base_seed, **extra}
-    n_points = next(iter(grid.values())).shape[0] if grid else None
-    rows = []
-    for name, vals in metrics.items():
-        vals = np.asarray(vals)
-        for s in range(vals.shape[0]):
-            for e in range(n_points or 1):
-                point = {k: float(v[e]) for k, v in grid.items()}
-                row = {**base, **point, "seed": s, "metric": name,
-                       "value": float(vals[s, e] if n_points else vals[s])}
-                row["T_f"] = row["lr_f"] * row["steps_f"]
-                row["T_g"] = row["lr_g"] * row["steps_g"]
-                rows.append(row)
-    return rows
 
 
 # ------------------------------------------------------------------------------------------- decision maps

@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import uuid
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ntk_adv.results import provenance, write_csv
 
@@ -99,10 +101,13 @@ class ResultStore:
         return out
 
     def rows(self, records: Iterable[dict] | None = None) -> list[dict]:
-        """Long-format rows: flattened config columns + seed + cell_id + metric + value."""
+        """Long-format rows: flattened config columns + seed + cell_id + metric + value; a cell with
+        ``width=None`` (infinite width) gets ``width = inf``."""
         rows = []
         for rec in self.records() if records is None else records:
             cols = flatten(rec["config"])
+            if "width" in cols and cols["width"] is None:
+                cols["width"] = math.inf  # infinite-width cells (the plots' convention)
             cols.update(seed=rec["seed"], cell_id=rec["id"])
             rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]
         return rows

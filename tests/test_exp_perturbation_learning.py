@@ -1,6 +1,7 @@
 """perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the store."""
 
 import json
+import math
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_agreement_rises_with_eps(tiny_run):
     rows = [r for r in read_csv(out / "results.csv") if r["metric"] == "agreement"]
 
     def mean(eps, finite):
-        vals = [r["value"] for r in rows if r["eps"] == eps and (r["width"] is not None) == finite]
+        vals = [r["value"] for r in rows if r["eps"] == eps and (r["width"] != math.inf) == finite]
         return sum(vals) / len(vals)
 
     for finite in (True, False):

@@ -21,7 +21,6 @@ from jax.experimental import enable_x64
 from ntk_adv import attacks, kernels, limits, protocol
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import agreement
-from ntk_adv.results import read_csv, write_csv
 
 SPEC = DataSpec("shifted_gauss", n_train=101, n_test=200, d=30)
 BASE = protocol.ProtocolConfig(data=SPEC, width=128, lr_f=0.2, steps_f=50, lr_g=0.4, steps_g=50, eps=2.0)
@@ -349,20 +348,6 @@ def test_config_accepts_zero_radius_for_every_attack():
 def test_run_seeds_grid_must_be_one_common_length(arrays):
     with pytest.raises(ValueError, match="common length"):
         protocol.run_seeds(BASE.with_(width=None), arrays, 2, infinite=True, eps=[1.0, 2.0], lr_f=[0.1])
-
-
-def test_metric_rows_long_format_and_csv_round_trip(tmp_path):
-    metrics = {"agreement": np.array([[0.5, 0.9], [0.6, 1.0]]), "g_acc_test": np.array([[0.4, 0.8], [0.5, 0.7]])}
-    rows = protocol.metric_rows(BASE, metrics, infinite=True, eps=[0.0, 2.0], lr_f=[0.1, 0.01], tag="x")
-    assert len(rows) == 2 * 2 * 2
-    r = next(r for r in rows if r["metric"] == "agreement" and r["seed"] == 1 and r["eps"] == 2.0)
-    assert r["value"] == 1.0 and r["lr_f"] == 0.01 and r["T_f"] == pytest.approx(0.01 * BASE.steps_f)
-    assert r["width"] == math.inf and r["tag"] == "x" and r["steps_g"] == BASE.steps_g
-    finite = protocol.metric_rows(BASE, {"agreement": np.array([0.7, 0.8])})
-    assert [r["width"] for r in finite] == [BASE.width] * 2 and [r["eps"] for r in finite] == [BASE.eps] * 2
-    back = read_csv(write_csv(rows + finite, tmp_path / "rows.csv"))
-    assert sum(r["width"] == math.inf for r in back) == len(rows)
-    assert {r["width"] for r in back} == {math.inf, BASE.width}
 
 
 def test_class_mean_plane(arrays, rng):

@@ -1,6 +1,7 @@
 """The sweep engine: resumable, batched == one-by-one, backends agree, grids expand as documented."""
 
 import json
+import math
 import threading
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_export_long_format(tmp_path, reference):
     rows = store.rows(reference)
     assert len(rows) == sum(len(r["metrics"]) for r in reference)
     assert {"width", "eps", "lr_g", "data.name", "seed", "metric", "value", "cell_id"} <= set(rows[0])
-    infinite = [r for r in rows if r["width"] is None and r["metric"] == "agreement"]
+    infinite = [r for r in rows if r["width"] == math.inf and r["metric"] == "agreement"]
     assert len(infinite) == N_CELLS // 2 and all(0 <= r["value"] <= 1 for r in infinite)
 
 

@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ntk_adv import limits, models, plots, protocol, sweeps
+from ntk_adv import limits, plots, protocol, sweeps
 from ntk_adv.data import DataSpec
 from ntk_adv.metrics import mean_ci
 from ntk_adv.results import claim, provenance, select, write_csv, write_json
@@ -240,8 +239,8 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
     proj = np.asarray(x) @ basis.T
     extent = 1.3 * float(np.max(np.abs(proj)))
     paths = []
-    settings = ([("finite", max(cfg.widths))] if cfg.widths else []) + ([("infinite", None)] if cfg.infinite else [])
-    for label, width in settings:
+    settings = ([max(cfg.widths)] if cfg.widths else []) + ([None] if cfg.infinite else [])
+    for width in settings:
         c = base.with_(width=width)
         if width is None:
             f = protocol.infinite_f(c, x, y)
@@ -250,10 +249,10 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
         else:
             apply_fn = protocol.model_apply(c)
             pf = protocol.train_f(c, x, y, key)
-            f = lambda q, pf=pf: apply_fn(pf, q)  # noqa: E731
+            f = lambda q, pf=pf, apply_fn=apply_fn: apply_fn(pf, q)  # noqa: E731
             adv = protocol.adversarial_set(c, f, x, y, key)
             pg = protocol.train_g(c, adv, key)
-            g = lambda q, pg=pg: apply_fn(pg, q)  # noqa: E731
+            g = lambda q, pg=pg, apply_fn=apply_fn: apply_fn(pg, q)  # noqa: E731
         hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=c.gamma, bias=c.bias, base=adv.base)
         grid = protocol.decision_grid({"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g}, origin, basis, extent, 121)
         name = f"decision_map_{'inf' if width is None else f'm{width}'}"

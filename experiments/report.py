@@ -60,7 +60,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
         t0 = time.perf_counter()
         summary = module.main(exp_cfg, out / command, progress=False)
         timings[command] = time.perf_counter() - t0
-        claims = summary.get("claims", [])
+        claims = claims_of(summary)
         table += [{"experiment": command, **c} for c in claims]
         sections.append((command, module, exp_cfg, scale, claims, sorted((out / command).glob("*.png"))))
     text = render(sections, table, timings)
@@ -72,6 +72,31 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
     if progress is not False:
         print(f"{summary['confirmed']}/{summary['total']} predictions confirmed; report: {out / 'report.md'}")
     return summary
+
+
+def _fmt(v) -> str | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return f"{v:.3g}"
+    if isinstance(v, dict) and "mean" in v:
+        ci = v.get("ci95")
+        return f"{v['mean']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+    return None
+
+
+def claims_of(summary: dict) -> list[dict]:
+    """An experiment's verdict table: ``summary['claims']`` (list of claim/prediction/measured/verdict), or a
+    ``summary['predictions']`` mapping name -> {prediction, verdict, measured numbers...}."""
+    if "claims" in summary:
+        return list(summary["claims"])
+    out = []
+    for name, p in summary.get("predictions", {}).items():
+        numbers = [(k, _fmt(v)) for k, v in p.items() if k not in ("prediction", "verdict")]
+        measured = "; ".join([f"{k} = {v}" for k, v in numbers if v is not None][:4])
+        out.append({"claim": name.replace("_", " "), "prediction": p.get("prediction", ""), "measured": measured,
+                    "verdict": p.get("verdict", "not stated")})
+    return out
 
 
 def _cell(text) -> str:

@@ -1,0 +1,513 @@
+"""Flip points between classes: do wide nets "meet halfway", and does boundary agreement predict transfer?
+
+Claim operationalized (BenShmuel 2022, "Meet you halfway: explaining deep learning mysteries", arXiv 2206.04463):
+the paper explains (1) generalization - a trained net decides a new point by where it lies *between* training
+samples of the two classes, like a nearest-neighbour rule that "meets halfway" - and (2) the transfer of
+adversarial examples - different models trained on the same data place their decision boundaries at nearly the
+same places between samples of different classes, so a perturbation that crosses one model's boundary crosses
+the others'. We operationalize the paper's two claims through *flip points*: for a pair (x_a, x_b) of test
+points of different classes, the flip point of a predictor f is the first t in [0, 1] at which the predicted
+class of x(t) = (1 - t) x_a + t x_b differs from the class at x_a (a grid of ``grid`` steps locates the first
+sign change, ``bisection`` halvings refine it; pairs without a change count as "no flip" and are left out of
+flip-point distances). In the lazy regime the account is made quantitative by the infinite-width limit:
+
+(i)   Two nets of the same width trained from independent initializations have flip points that approach each
+      other as the width grows, like each net's distance to the infinite-width predictor (``ntk``: the kernel
+      predictor of ``limits.make_predictor`` with the matching NTK): mean |t_1 - t_2| -> 0 with a log-log slope
+      < 0 (fluctuation theory: -1/2; for independent fluctuations net-net ~ sqrt(2) x net-limit). Nets are
+      *centred* by default (f(x; theta) - f(x; theta_0)), so the limit is deterministic; with ``centered=False``
+      the O(1) random initial function survives at every width and net-net distances stall at a floor, while
+      each net still approaches its own limit f_0 + Theta coef.
+(ii)  Across all pairs of models (nets of every width and seed, and the NTK limit), closer flip points go with
+      higher transfer of one-step targeted perturbations (``attack``: fgm = one-step L2 or fgsm = L-inf sign,
+      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the Spearman
+      correlation between flip-point distance and symmetrized transfer rate is negative (prediction: sign < 0),
+      judged with a one-sided Mantel permutation test over models (p < 0.05).
+(iii) The net agrees more and more with the kernel predictor as the width grows (sign agreement on test points
+      rises towards 1), and its agreement with the 1-nearest-neighbour rule (1-NN on the training set, score =
+      distance to the nearest negative - distance to the nearest positive) converges to the kernel predictor's
+      agreement with 1-NN. The paper's "halfway / nearest-neighbour" reading is reported next to it: the net's
+      1-NN agreement at the largest width and the mean flip-point locations of the net, the limit and 1-NN.
+
+Transfer rate A -> B: among test points that B classifies correctly and on which the perturbation crafted on A
+succeeds against A, the fraction that B also classifies as the target.
+
+Outputs in ``out``: results.csv (long format: width, seed, metric, value; net-net rows use ``seed`` = index of
+a disjoint seed pair), pairs.csv (one row per model pair: flip distance, transfer both ways), summary.json
+(predictions with measured values and verdicts), halfway.png / .pdf.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
+
+from ntk_adv import attacks, kernels, limits, models, plots
+from ntk_adv.data import DataSpec, load_spec
+from ntk_adv.metrics import agreement, fit_loglog_slope, mean_ci
+from ntk_adv.results import provenance, write_csv, write_json
+from ntk_adv.training import TrainConfig, centered, centered_mask, train
+
+COMMAND = "halfway"
+HALFWAY_ATTACKS = ("fgm", "fgsm")
+# per (width, seed) rows; ``flip_net_net`` has one row per (width, disjoint seed pair)
+SEED_METRICS = ("flip_net_limit", "flip_net_1nn", "flip_net_kernel", "agree_net_limit", "agree_net_1nn", "acc",
+                "flip_t", "flip_rate", "attack_success")
+
+
+@dataclass(frozen=True)
+class Config:
+    widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
+    seeds: int = 8
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=250, n_test=200, pos=3, neg=8))
+    gamma: float = 0.0
+    bias: bool = True
+    parametrization: str = "standard"
+    loss: str = "logistic"
+    lr: float = 0.2
+    steps: int = 100
+    centered: bool = True
+    n_pairs: int = 300
+    grid: int = 64
+    bisection: int = 20
+    attack: str = "fgm"
+    eps_rel: float = 0.3
+    permutations: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.widths or any(not isinstance(w, (int, np.integer)) or w < 1 for w in self.widths):
+            raise ValueError(f"widths must be a non-empty list of integers >= 1, got {self.widths}")
+        if len(set(self.widths)) != len(self.widths):
+            raise ValueError(f"widths must be distinct, got {self.widths}")
+        if not isinstance(self.seeds, (int, np.integer)) or self.seeds < 2 or self.seeds % 2:
+            raise ValueError(f"seeds must be an even integer >= 2 (nets are compared in disjoint pairs), got "
+                             f"{self.seeds!r}")
+        models.TwoLayerConfig(1, gamma=self.gamma, parametrization=self.parametrization)  # validates
+        TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
+        for name, low in (("n_pairs", 1), ("grid", 1), ("bisection", 0), ("permutations", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.attack not in HALFWAY_ATTACKS:
+            raise ValueError(f"unknown attack {self.attack!r}; expected one of {', '.join(HALFWAY_ATTACKS)}")
+        if not (np.isfinite(self.eps_rel) and self.eps_rel > 0):
+            raise ValueError(f"eps_rel must be finite and > 0, got {self.eps_rel!r}")
+
+    def net(self, width: int) -> models.TwoLayerConfig:
+        return models.TwoLayerConfig(width, gamma=self.gamma, bias=self.bias, parametrization=self.parametrization)
+
+    def kernel(self) -> kernels.KernelFn:
+        return kernels.two_layer_kernel("ntk", gamma=self.gamma, bias=self.bias,
+                                        parametrization=self.parametrization)
+
+
+# ------------------------------------------------------------------------------------------------ flip points
+def flip_points(predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
+                ) -> tuple[jax.Array, jax.Array]:
+    """First class change of ``predict`` along x(t) = (1-t) xa + t xb, per row; returns (t (P,), found (P,)).
+
+    The class at t=0 is sign(f(xa)) (0 counts as +1). A grid of ``grid`` intervals locates the first interval
+    whose right end has another class; ``bisection`` halvings shrink it (the left end always keeps the start
+    class, the right end the other one); t is the bracket's midpoint. Rows without a change get t = NaN.
+    Traceable (jit/vmap); ``predict`` is pointwise (N, d) -> (N,)."""
+    p, d = xa.shape
+    ts = jnp.linspace(0.0, 1.0, grid + 1, dtype=xa.dtype)
+
+    def along(t):  # t (P, K) -> points (P*K, d)
+        pts = xa[:, None, :] * (1 - t)[..., None] + xb[:, None, :] * t[..., None]
+        return pts.reshape(-1, d)
+
+    cls = lambda v: jnp.where(v >= 0, 1.0, -1.0)
+    s = cls(predict(along(jnp.broadcast_to(ts, (p, grid + 1))))).reshape(p, grid + 1)
+    changed = s[:, 1:] != s[:, :1]
+    found = jnp.any(changed, axis=1)
+    i = jnp.argmax(changed, axis=1)
+    lo, hi = ts[i], ts[i + 1]
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        same = cls(predict(along(mid[:, None])))[:] == s[:, 0]
+        return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, bisection, halve, (lo, hi))
+    return jnp.where(found, (lo + hi) / 2, jnp.nan), found
+
+
+def nearest_neighbour(x_train: jax.Array, y_train: jax.Array):
+    """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in z."""
+    def score(z):
+        sq = (jnp.sum(z * z, axis=1)[:, None] + jnp.sum(x_train * x_train, axis=1)[None, :]
+              - 2 * z @ x_train.T)
+        dist = jnp.sqrt(jnp.maximum(sq, 0.0))
+        big = jnp.asarray(jnp.inf, dist.dtype)
+        pos = jnp.min(jnp.where(y_train[None, :] > 0, dist, big), axis=1)
+        neg = jnp.min(jnp.where(y_train[None, :] < 0, dist, big), axis=1)
+        return neg - pos
+
+    return score
+
+
+# ------------------------------------------------------------------------------------------------ models
+def make_pairs(cfg: Config, x_test: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (a, b) of ``n_pairs`` random test pairs with y_a = +1, y_b = -1 (fixed by ``seed``)."""
+    rng = np.random.default_rng(cfg.seed)
+    pos, neg = np.flatnonzero(y_test > 0), np.flatnonzero(y_test < 0)
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError("the test set needs points of both classes to form flip-point pairs")
+    return rng.choice(pos, cfg.n_pairs), rng.choice(neg, cfg.n_pairs)
+
+
+def attack_fn(cfg: Config, eps: float):
+    if cfg.attack == "fgm":
+        return lambda predict, x, t: attacks.fgm(predict, x, t, eps=eps)
+    return lambda predict, x, t: attacks.fgsm(predict, x, t, eps=eps)
+
+
+def train_width(cfg: Config, width: int, arrays: dict, eps: float):
+    """All seeds of one width in one jitted vmap: trained parameters, and per seed the flip points, test
+    outputs and adversarial test inputs (and, for uncentred nets, the flip points of the net's own limit)."""
+    net = cfg.net(width)
+    apply_fn = models.make_apply(net)
+    model_fn = centered(apply_fn) if cfg.centered else apply_fn
+    tcfg = TrainConfig.theory(lr=cfg.lr, steps=cfg.steps, loss=cfg.loss, record_loss=False)
+    x, y, xt, yt = arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
+    xa, xb = arrays["xa"], arrays["xb"]
+    attack = attack_fn(cfg, eps)
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), width), cfg.seeds)
+
+    def one_seed(key):
+        p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
+        mask = models.trainable_mask(net)
+        start, mask = ((p0, p0), centered_mask(mask)) if cfg.centered else (p0, mask)
+        params = train(model_fn, start, x, y, tcfg, mask=mask).params
+        predict = lambda q: model_fn(params, q)
+        t_net, found = flip_points(predict, xa, xb, grid=cfg.grid, bisection=cfg.bisection)
+        out = {"t": t_net, "found": found, "out_test": predict(xt), "x_adv": xt + attack(predict, xt, -yt)}
+        if not cfg.centered:  # each net's own limit keeps its initial function f_0
+            own_limit = limits.make_predictor(cfg.kernel(), x, y, loss=cfg.loss, lr=cfg.lr, steps=cfg.steps,
+                                              f0=lambda q: apply_fn(p0, q))
+            out["t_own_limit"] = flip_points(own_limit, xa, xb, grid=cfg.grid, bisection=cfg.bisection)[0]
+        return params, out
+
+    return jax.jit(jax.vmap(one_seed))(keys)
+
+
+def evaluate_width(cfg: Config, width: int, params, points: jax.Array) -> jax.Array:
+    """Outputs of every seed's net (seeds, K) on ``points`` (K, d)."""
+    apply_fn = models.make_apply(cfg.net(width))
+    model_fn = centered(apply_fn) if cfg.centered else apply_fn
+    return jax.jit(jax.vmap(lambda p: model_fn(p, points)))(params)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def mean_abs_diff(t1: np.ndarray, t2: np.ndarray) -> float:
+    """Mean |t1 - t2| over the pairs where both predictors flip (NaN if none)."""
+    ok = np.isfinite(t1) & np.isfinite(t2)
+    return float(np.mean(np.abs(t1[ok] - t2[ok]))) if ok.any() else np.nan
+
+
+def transfer_matrix(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """T[a, b] = transfer rate from source a to model b: among points that a and b classify correctly and
+    on which a's perturbation fools a, the fraction on which it fools b too.
+
+    ``out_clean`` (n_models, n_test) outputs on clean test points; ``out_adv`` (n_sources, n_models, n_test)
+    outputs of every model on each source's adversarial inputs; ``target`` (n_test,) the attack targets."""
+    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
+    correct = cls(out_clean) == y[None, :]  # (models, n)
+    fooled = cls(out_adv) == target[None, None, :]  # (sources, models, n)
+    success = np.stack([fooled[a, a] & correct[a] for a in range(out_adv.shape[0])])  # (sources, n)
+    base = success[:, None, :] & correct[None, :, :]
+    with np.errstate(invalid="ignore"):
+        return (fooled & base).sum(-1) / base.sum(-1)
+
+
+def white_box_success(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per model: among test points it classifies correctly, the fraction its own perturbation flips."""
+    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
+    correct = cls(out_clean) == y[None, :]
+    own = np.stack([cls(out_adv[a, a]) == -y for a in range(out_adv.shape[0])])
+    return (own & correct).sum(-1) / np.maximum(correct.sum(-1), 1)
+
+
+def mantel(dist: np.ndarray, sim: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
+    """Spearman correlation of the upper triangles of two symmetric matrices and the one-sided (negative)
+    Mantel permutation p-value (models permuted jointly in rows and columns)."""
+    n = dist.shape[0]
+    iu = np.triu_indices(n, 1)
+    ok = np.isfinite(dist[iu]) & np.isfinite(sim[iu])
+    if ok.sum() < 3 or np.ptp(dist[iu][ok]) == 0 or np.ptp(sim[iu][ok]) == 0:
+        return np.nan, 1.0  # no variation: no correlation to test
+    rd = stats.rankdata(dist[iu][ok])
+    rho = float(stats.spearmanr(dist[iu][ok], sim[iu][ok]).statistic)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(permutations):
+        perm = rng.permutation(n)
+        s = sim[np.ix_(perm, perm)][iu][ok]
+        count += np.corrcoef(rd, stats.rankdata(s))[0, 1] <= rho + 1e-12
+    return rho, (1 + count) / (1 + permutations)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: bool = True) -> dict:
+    """Run the experiment, write results.csv, pairs.csv, summary.json and the figure; return the summary."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    ds = load_spec(cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    xt, yt = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
+    ia, ib = make_pairs(cfg, ds.x_test, ds.y_test)
+    xa, xb = xt[ia], xt[ib]
+    median_dist = float(np.median(np.linalg.norm(ds.x_test[ia] - ds.x_test[ib], axis=1)))
+    eps = cfg.eps_rel * median_dist / (1.0 if cfg.attack == "fgm" else np.sqrt(x.shape[1]))
+    arrays = {"x": x, "y": y, "x_test": xt, "y_test": yt, "xa": xa, "xb": xb}
+    flips = lambda f: jax.jit(lambda a, b: flip_points(f, a, b, grid=cfg.grid, bisection=cfg.bisection))(xa, xb)
+
+    # references: the infinite-width kernel predictor (centred) and 1-NN
+    limit = limits.make_predictor(cfg.kernel(), x, y, loss=cfg.loss, lr=cfg.lr, steps=cfg.steps)
+    nn1 = nearest_neighbour(x, y)
+    t_limit, found_limit = (np.asarray(v) for v in flips(limit))
+    t_1nn, found_1nn = (np.asarray(v) for v in flips(nn1))
+    out_limit, out_1nn = np.asarray(limit(xt)), np.asarray(nn1(xt))
+    x_adv_limit = xt + jax.jit(lambda q: attack_fn(cfg, eps)(limit, q, -yt))(xt)
+
+    rows: list[dict] = []
+    per_width: dict[int, dict] = {}
+    params_by_width = {}
+    for width in tqdm(cfg.widths, desc="halfway: widths", disable=None if progress else True):
+        params, res = train_width(cfg, width, arrays, eps)
+        res = {k: np.asarray(v) for k, v in res.items()}
+        res.setdefault("t_own_limit", np.broadcast_to(t_limit, res["t"].shape))
+        params_by_width[width], per_width[width] = params, res
+        for s in range(cfg.seeds):
+            t = res["t"][s]
+            vals = {
+                "flip_net_limit": mean_abs_diff(t, res["t_own_limit"][s]),
+                "flip_net_1nn": mean_abs_diff(t, t_1nn),
+                "flip_net_kernel": mean_abs_diff(t, t_limit),
+                "agree_net_limit": float(agreement(res["out_test"][s], out_limit)),
+                "agree_net_1nn": float(agreement(res["out_test"][s], out_1nn)),
+                "acc": float(np.mean(np.where(res["out_test"][s] >= 0, 1.0, -1.0) == ds.y_test)),
+                "flip_t": float(np.nanmean(t)),
+                "flip_rate": float(np.mean(res["found"][s])),
+            }
+            rows += [{"width": width, "seed": s, "metric": k, "value": v} for k, v in vals.items()]
+        for j in range(cfg.seeds // 2):
+            rows.append({"width": width, "seed": j, "metric": "flip_net_net",
+                         "value": mean_abs_diff(res["t"][2 * j], res["t"][2 * j + 1])})
+
+    # transfer between every pair of models: nets (width, seed) and the NTK limit
+    names = [f"m{w}_s{s}" for w in cfg.widths for s in range(cfg.seeds)] + ["ntk"]
+    widths_of = [w for w in cfg.widths for _ in range(cfg.seeds)] + [np.inf]
+    t_all = np.concatenate([per_width[w]["t"] for w in cfg.widths] + [t_limit[None, :]])
+    adv_all = jnp.concatenate([jnp.asarray(per_width[w]["x_adv"]).reshape(-1, x.shape[1]) for w in cfg.widths]
+                              + [x_adv_limit])
+    out_adv = np.concatenate([np.asarray(evaluate_width(cfg, w, params_by_width[w], adv_all)) for w in cfg.widths]
+                             + [np.asarray(limit(adv_all))[None, :]])  # (models, sources * n_test)
+    n_models = len(names)
+    out_adv = out_adv.reshape(n_models, n_models, -1).transpose(1, 0, 2)  # (sources, models, n_test)
+    out_clean = np.concatenate([per_width[w]["out_test"] for w in cfg.widths] + [out_limit[None, :]])
+    transfer = transfer_matrix(out_clean, out_adv, ds.y_test, -ds.y_test)
+    success = white_box_success(out_clean, out_adv, ds.y_test)
+    for i, (w, s) in enumerate((w, s) for w in cfg.widths for s in range(cfg.seeds)):
+        rows.append({"width": w, "seed": s, "metric": "attack_success", "value": float(success[i])})
+    dist = np.array([[mean_abs_diff(t_all[a], t_all[b]) for b in range(n_models)] for a in range(n_models)])
+    sym = (transfer + transfer.T) / 2
+    rho, p_mantel = mantel(dist, sym, cfg.permutations, cfg.seed)
+    within = {}  # the same correlation among the seeds of one width (width cannot confound it)
+    for w in cfg.widths:
+        idx = [i for i, wi in enumerate(widths_of) if wi == w]
+        iu = np.triu_indices(len(idx), 1)
+        dd, ss = dist[np.ix_(idx, idx)][iu], sym[np.ix_(idx, idx)][iu]
+        ok = np.isfinite(dd) & np.isfinite(ss)
+        varies = ok.sum() > 2 and np.ptp(dd[ok]) > 0 and np.ptp(ss[ok]) > 0
+        within[str(w)] = float(stats.spearmanr(dd[ok], ss[ok]).statistic) if varies else np.nan
+    pair_rows = [{"model_a": names[a], "model_b": names[b], "width_a": widths_of[a], "width_b": widths_of[b],
+                  "flip_distance": dist[a, b], "transfer_ab": transfer[a, b], "transfer_ba": transfer[b, a]}
+                 for a in range(n_models) for b in range(a + 1, n_models)]
+    write_csv(rows, out / "results.csv")
+    write_csv(pair_rows, out / "pairs.csv")
+
+    summary = summarize(cfg, rows, {
+        "dataset": ds.name, "classes": ds.meta.get("classes"), "n_train": int(x.shape[0]), "d": int(x.shape[1]),
+        "eps": eps,
+        "median_pair_distance": median_dist, "rho": rho, "p_mantel": p_mantel, "rho_within_width": within,
+        "limit_acc": float(np.mean(np.where(out_limit >= 0, 1.0, -1.0) == ds.y_test)),
+        "nn1_acc": float(np.mean(np.where(out_1nn >= 0, 1.0, -1.0) == ds.y_test)),
+        "limit_1nn_agreement": float(agreement(out_limit, out_1nn)),
+        "limit_1nn_flip_distance": mean_abs_diff(t_limit, t_1nn),
+        "flip_t_limit": float(np.nanmean(t_limit)), "flip_t_1nn": float(np.nanmean(t_1nn)),
+        "flip_rate_limit": float(np.mean(found_limit)), "flip_rate_1nn": float(np.mean(found_1nn)),
+        "mean_transfer": float(np.nanmean(transfer[~np.eye(n_models, dtype=bool)])),
+        "limit_attack_success": float(success[-1]),
+    })
+    summary["timings_s"] = {"total": time.perf_counter() - t_start}
+    write_json(summary, out / "summary.json")
+    plot(rows, pair_rows, summary, out)
+    if progress is not False:
+        report(summary, out)
+    return summary
+
+
+def _by_width(rows, metric, widths):
+    return {w: mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths}
+
+
+def _verdict(ok: bool) -> str:
+    return "confirmed" if bool(ok) else "not confirmed"
+
+
+def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
+    widths = sorted(cfg.widths)
+    summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), **ref}
+    for metric in ("flip_net_net", "flip_net_limit", "flip_net_1nn", "flip_net_kernel", "agree_net_limit",
+                   "agree_net_1nn", "acc", "flip_t", "attack_success"):
+        summary[metric + "_by_width"] = {str(w): {"mean": ci.mean, "ci95": [ci.low, ci.high]}
+                                         for w, ci in _by_width(rows, metric, widths).items()}
+    preds = {}
+
+    # (i) flip-point distances shrink with width
+    nn_rows = [r for r in rows if r["metric"] == "flip_net_net"]
+    nl_rows = [r for r in rows if r["metric"] == "flip_net_limit"]
+    entry: dict = {"prediction": "mean |t_1 - t_2| between two nets of the same width decreases with width "
+                                 "(log-log slope < 0, theory -1/2), like the net-to-limit distance"}
+    first, last = (summary["flip_net_net_by_width"][str(w)]["mean"] for w in (widths[0], widths[-1]))
+    net_limit_last = summary["flip_net_limit_by_width"][str(widths[-1])]["mean"]
+    entry.update({"net_net_smallest_width": first, "net_net_largest_width": last,
+                  "net_limit_largest_width": net_limit_last,
+                  "net_net_over_net_limit_largest_width": last / net_limit_last if net_limit_last > 0 else np.nan,
+                  "independent_fluctuation_ratio": float(np.sqrt(2.0))})
+    ok = last < first
+    if len(widths) >= 2:
+        try:
+            fit = fit_loglog_slope([r["width"] for r in nn_rows], [r["value"] for r in nn_rows])
+            fit_l = fit_loglog_slope([r["width"] for r in nl_rows], [r["value"] for r in nl_rows])
+            entry.update({"net_net_slope": fit.slope, "net_net_slope_ci95": [fit.low, fit.high],
+                          "net_limit_slope": fit_l.slope, "net_limit_slope_ci95": [fit_l.low, fit_l.high]})
+            ok = ok and fit.high < 0
+        except ValueError as err:  # too few positive points for a slope
+            entry["slope_error"] = str(err)
+    entry["verdict"] = _verdict(ok)
+    preds["flip_points_converge"] = entry
+
+    # (ii) closer flip points, higher transfer
+    preds["flip_agreement_predicts_transfer"] = {
+        "prediction": "Spearman correlation across model pairs between flip-point distance and transfer rate "
+                      "is negative (one-sided Mantel permutation test, p < 0.05)",
+        "spearman_rho": ref["rho"], "mantel_p": ref["p_mantel"], "mean_transfer": ref["mean_transfer"],
+        "limit_attack_success": ref["limit_attack_success"],
+        "spearman_rho_within_width": ref["rho_within_width"],
+        "attack": cfg.attack, "eps": ref["eps"],
+        "verdict": _verdict(ref["rho"] < 0 and ref["p_mantel"] < 0.05)}
+
+    # (iii) net -> kernel predictor; 1-NN agreement -> the kernel's 1-NN agreement
+    agree_l = summary["agree_net_limit_by_width"]
+    agree_n = summary["agree_net_1nn_by_width"]
+    gap_first = abs(agree_n[str(widths[0])]["mean"] - ref["limit_1nn_agreement"])
+    gap_last = abs(agree_n[str(widths[-1])]["mean"] - ref["limit_1nn_agreement"])
+    preds["net_approaches_kernel"] = {
+        "prediction": "sign agreement of the net with the kernel predictor rises with width (largest > smallest "
+                      "width, >= 0.95 at the largest); its agreement with 1-NN approaches the kernel's "
+                      "(|gap| at the largest width <= 0.02 or smaller than at the smallest width)",
+        "agree_limit_smallest_width": agree_l[str(widths[0])]["mean"],
+        "agree_limit_largest_width": agree_l[str(widths[-1])]["mean"],
+        "agree_1nn_smallest_width": agree_n[str(widths[0])]["mean"],
+        "agree_1nn_largest_width": agree_n[str(widths[-1])]["mean"],
+        "kernel_1nn_agreement": ref["limit_1nn_agreement"],
+        "verdict": _verdict(agree_l[str(widths[-1])]["mean"] > agree_l[str(widths[0])]["mean"]
+                            and agree_l[str(widths[-1])]["mean"] >= 0.95
+                            and (gap_last <= 0.02 or gap_last < gap_first))}
+    preds["halfway_nearest_neighbour"] = {
+        "prediction": "(paper's reading, reported) the widest net agrees with 1-NN on >= 90% of test points",
+        "agree_1nn_largest_width": agree_n[str(widths[-1])]["mean"],
+        "flip_t_net_largest_width": summary["flip_t_by_width"][str(widths[-1])]["mean"],
+        "flip_t_limit": ref["flip_t_limit"], "flip_t_1nn": ref["flip_t_1nn"],
+        "flip_distance_limit_1nn": ref["limit_1nn_flip_distance"],
+        "verdict": _verdict(agree_n[str(widths[-1])]["mean"] >= 0.9)}
+    summary["predictions"] = preds
+    summary["verdicts"] = {k: v["verdict"] for k, v in preds.items()}
+    return summary
+
+
+def report(summary: dict, out: Path) -> None:
+    for name, p in summary["predictions"].items():
+        measured = {k: v for k, v in p.items() if k not in ("prediction", "verdict")}
+        fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+        shown = ", ".join(f"{k}=" + ("{" + ", ".join(f"{a}: {fmt(b)}" for a, b in v.items()) + "}"
+                                     if isinstance(v, dict) else fmt(v))
+                          for k, v in measured.items() if not isinstance(v, list))
+        print(f"[{p['verdict']}] {name}: {p['prediction']}\n    measured: {shown}")
+    print(f"Wrote {out}/ in {summary['timings_s']['total']:.0f}s")
+
+
+# ------------------------------------------------------------------------------------------------ figure
+def plot(rows, pair_rows, summary, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(plots.PAPER_RC):
+        return _plot(plt, rows, pair_rows, summary, out)
+
+
+def _plot(plt, rows, pair_rows, summary, out: Path) -> list[Path]:
+    fig, (ax_flip, ax_tr, ax_ag) = plots.new_figure(3, 3.6, 2.9)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    widths = sorted({r["width"] for r in rows})
+
+    # (a) flip-point distances against width
+    plots.plot_metric(ax_flip, rows, "width", "flip_net_net", label="net vs net (same width)", color=colors[0],
+                      logy=True)
+    plots.plot_metric(ax_flip, rows, "width", "flip_net_limit", label="net vs its infinite-width limit",
+                      color=colors[1], logy=True)
+    anchor = summary["flip_net_net_by_width"][str(widths[0])]["mean"]
+    if np.isfinite(anchor) and anchor > 0:
+        plots.theory_slope(ax_flip, widths, anchor, -0.5, label="slope -1/2")
+    ax_flip.set_xlabel("width m")
+    ax_flip.set_ylabel(r"mean $|t_1 - t_2|$ of flip points")
+    ax_flip.set_title("(a) flip points converge with width")
+    ax_flip.legend(frameon=False)
+
+    # (b) transfer rate against flip-point distance, one point per model pair
+    d = np.array([r["flip_distance"] for r in pair_rows], float)
+    tr = np.array([(r["transfer_ab"] + r["transfer_ba"]) / 2 for r in pair_rows], float)
+    wmin = np.array([min(r["width_a"], r["width_b"]) for r in pair_rows], float)
+    lim = np.array([np.isinf(r["width_a"]) or np.isinf(r["width_b"]) for r in pair_rows])
+    sc = ax_tr.scatter(d[~lim], tr[~lim], c=np.log2(wmin[~lim]), s=6, cmap="viridis", lw=0, alpha=0.7)
+    ax_tr.scatter(d[lim], tr[lim], marker="x", s=14, color="k", lw=0.8, label="net vs NTK limit")
+    cb = fig.colorbar(sc, ax=ax_tr, pad=0.02)
+    cb.set_label(r"$\log_2$ smaller width of the pair", fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+    ax_tr.set_xscale("log")
+    ax_tr.set_xlabel("flip-point distance between the two models")
+    ax_tr.set_ylabel(f"transfer rate ({summary['config']['attack']}, symmetrized)")
+    ax_tr.set_title("(b) boundary agreement predicts transfer")
+    ax_tr.text(0.04, 0.5, f"Spearman $\\rho$ = {summary['rho']:+.2f}\nMantel p = {summary['p_mantel']:.2g}",
+               transform=ax_tr.transAxes, ha="left", va="center", fontsize=7)
+    ax_tr.legend(frameon=False, loc="lower left")
+
+    # (c) agreement with the kernel predictor and with 1-NN
+    plots.plot_metric(ax_ag, rows, "width", "agree_net_limit", label="net vs NTK limit", color=colors[1])
+    plots.plot_metric(ax_ag, rows, "width", "agree_net_1nn", label="net vs 1-NN", color=colors[2])
+    plots.theory_line(ax_ag, summary["limit_1nn_agreement"], label="NTK limit vs 1-NN", color=colors[2])
+    plots.theory_line(ax_ag, 1.0, label="", color=colors[1])
+    ax_ag.set_ylim(top=1.005)
+    ax_ag.set_xlabel("width m")
+    ax_ag.set_ylabel("sign agreement on test points")
+    ax_ag.set_title("(c) agreement with kernel and 1-NN")
+    ax_ag.legend(frameon=False, loc="center right")
+    cfg = summary["config"]
+    classes = summary.get("classes")
+    data = summary["dataset"] + (f" {classes['pos']} vs {classes['neg']}" if classes else "")
+    fig.suptitle(f"Meet you halfway: {data} (d={summary['d']}, N={summary['n_train']}), "
+                 f"{cfg['loss']} loss, {'centred ' if cfg['centered'] else ''}{cfg['parametrization']} param., "
+                 f"{cfg['seeds']} seeds", fontsize=9)
+    fig.tight_layout()
+    return plots.save(fig, out, "halfway")

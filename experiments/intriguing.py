@@ -47,7 +47,8 @@ from ntk_adv import attacks, kernels, limits, models, plots
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.losses import MARGIN_LOSSES, margin_loss_derivative, pointwise_loss
 from ntk_adv.metrics import fit_loglog_slope, mean_ci
-from ntk_adv.results import claim, provenance, select, write_csv, write_json
+from ntk_adv.models import apply_in_chunks
+from ntk_adv.results import claims_table, prediction, provenance, select, write_csv, write_json
 from ntk_adv.training import centered
 
 COMMAND = "intriguing"
@@ -212,23 +213,14 @@ def _predictor(cfg: Config, width: int | None):
     return lambda p, q: apply_c(p, q)
 
 
-def _eval_chunked(f, pts, chunk: int = 2048):
-    n = pts.shape[0]
-    if n <= chunk:
-        return f(pts)
-    n_chunks = -(-n // chunk)
-    padded = jnp.pad(pts, ((0, n_chunks * chunk - n), (0, 0))).reshape(n_chunks, chunk, pts.shape[1])
-    return jax.lax.map(f, padded).reshape(-1)[:n]
-
-
 @partial(jax.jit, static_argnums=(0, 1))
 def _outputs(cfg: Config, width: int | None, params, pts):
     """Outputs (R, P) of the R stacked models of one kind on shared points pts (P, d) or on per-model points
     (R, P, d)."""
     predict = _predictor(cfg, width)
     if pts.ndim == 2:
-        return jax.vmap(lambda p: _eval_chunked(partial(predict, p), pts))(params)
-    return jax.vmap(lambda p, q: _eval_chunked(partial(predict, p), q))(params, pts)
+        return jax.vmap(lambda p: apply_in_chunks(partial(predict, p), pts))(params)
+    return jax.vmap(lambda p, q: apply_in_chunks(partial(predict, p), q))(params, pts)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -566,29 +558,6 @@ def _transfer_rows(cfg: Config, groups, sources, z_att, yv, box) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ summary
-def _claim(statement: str, prediction, measured, criterion: str, ok: bool, **extra) -> dict:
-    """One prediction (machine-readable, ``summary['predictions'][name]``)."""
-    return {"statement": statement, "prediction": prediction, "measured": measured, "criterion": criterion,
-            "verdict": "confirmed" if ok else "not confirmed", **extra}
-
-
-def _fmt(v) -> str:
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, float, np.floating, np.integer)):
-        return f"{float(v):.3g}"
-    return str(v)
-
-
-def claims_table(predictions: dict) -> list[dict]:
-    """``summary['claims']`` for ``ntk-adv report``: one results.claim row (strings) per prediction."""
-    return [{"name": name, **claim(p["statement"], _fmt(p["prediction"]), _fmt(p["measured"]),
-                                   p["verdict"] == "confirmed"), "criterion": p["criterion"]}
-            for name, p in predictions.items()]
-
-
 def _values(rows, **where) -> np.ndarray:
     return np.asarray([r["value"] for r in select(rows, **where)], float)
 
@@ -646,17 +615,17 @@ def _summarize_a(cfg: Config, rows, summary) -> None:
                     "clean_error_by_decay": {str(lam): _mean(rows, part="a", model="net", width=cfg.decay_width,
                                                              decay=lam, train_set="full", metric="clean_error")
                                              for lam in cfg.decays}})
-    claims["a_lbfgs_always_succeeds"] = _claim(
+    claims["a_lbfgs_always_succeeds"] = prediction(
         "box-constrained L-BFGS finds a misclassifying perturbation for every attacked test point", 1.0, success,
         "success rate >= 0.95 for every width and the limit", min(success.values()) >= 0.95)
-    claims["a_distortion_converges_to_limit"] = _claim(
+    claims["a_distortion_converges_to_limit"] = prediction(
         "per-point minimal distortion of finite nets converges to the infinite-width value (relative gap vs m)",
         -0.5, fit.slope, "slope < 0 with its 95% interval below 0 (theory: -1/2)", fit.high < 0,
         ci95=[fit.low, fit.high])
-    claims["a_decay_matches_limit"] = _claim(
+    claims["a_decay_matches_limit"] = prediction(
         f"at every weight decay the width-{cfg.decay_width} distortion matches the infinite-width distortion",
         0.0, mismatch, "max relative difference over the decays <= 0.05", mismatch <= 0.05)
-    claims["a_decay_raises_distortion"] = _claim(
+    claims["a_decay_raises_distortion"] = prediction(
         "stronger weight decay raises the minimal distortion (Szegedy et al. 2014)", "increase",
         {"net": change, "limit": change_limit},
         f"relative change from decay 0 to {lam_max} >= +0.05 for the net and the limit",
@@ -680,7 +649,7 @@ def _summarize_b(cfg: Config, rows, summary) -> None:
         worst = max(worst, max(noise.values()) - clean)
     summary["noise_vs_adversarial"] = table
     min_adv = min(t["adversarial_error"] for t in table.values())
-    summary["predictions"]["b_noise_near_clean"] = _claim(
+    summary["predictions"]["b_noise_near_clean"] = prediction(
         "Gaussian perturbations of 1x, 2x, 5x the mean minimal adversarial norm leave the error near the clean "
         "error, while the adversarial perturbation (1x) misclassifies every point",
         {"noise_minus_clean": 0.0, "adversarial_error": 1.0}, {"max_noise_minus_clean": worst,
@@ -707,7 +676,7 @@ def _summarize_c(cfg: Config, rows, summary) -> None:
     summary["transfer_halves"] = halves
     w0, w1 = str(min(cfg.widths)), str(max(cfg.widths))
     nn, nl = out["amplified"]["net_net"], out["amplified"]["net_limit"]
-    claims["c_transfer_rises_to_limit_value"] = _claim(
+    claims["c_transfer_rises_to_limit_value"] = prediction(
         f"transfer of x + {cfg.amplify:g} eta between two finite nets of the same width (different seeds) rises "
         "with the width toward the net-to-limit transfer", "net-net rises; net-limit minus net-net shrinks",
         {"net_net": nn, "net_limit": nl},
@@ -721,13 +690,13 @@ def _summarize_c(cfg: Config, rows, summary) -> None:
         slope, ci = float("nan"), [float("nan"), float("nan")]
     summary["kappa_excess_net_net_slope"] = slope
     summary["kappa_excess_net_net_slope_ci95"] = ci
-    claims["c_amplification_for_transfer_shrinks"] = _claim(
+    claims["c_amplification_for_transfer_shrinks"] = prediction(
         "the amplification k - 1 needed before x + k eta of one net fools another net of the same width (mean over "
         "examples) shrinks with the width (the nets converge to one function; theory m^(-1/2))", -0.5, slope,
         "log-log slope vs width with its 95% interval below 0", bool(ci[1] < 0), ci95=ci)
     amp = [v for v in (halves["amplified"]["net_A_to_B"], halves["amplified"]["net_B_to_A"]) if v is not None]
     amp_mean = float(np.mean(amp)) if amp else float("nan")
-    claims["c_amplified_transfer_across_halves"] = _claim(
+    claims["c_amplified_transfer_across_halves"] = prediction(
         f"adversarial examples amplified x{cfg.amplify:g} transfer between nets trained on disjoint halves of the "
         "training set", ">= 0.5", amp_mean, "mean error of the half-B net on half-A examples and vice versa >= 0.5",
         bool(amp_mean >= 0.5))
@@ -748,13 +717,13 @@ def _summarize_d(cfg: Config, rows, probes, summary) -> None:
     chance = summary["purity_by_width"]["purity_chance"][str(widest)]
     summary["purity_difference_widest"] = {"width": widest, "units_minus_random": diff, "ci95": [diff - half,
                                                                                               diff + half]}
-    summary["predictions"]["d_units_like_random_directions"] = _claim(
+    summary["predictions"]["d_units_like_random_directions"] = prediction(
         f"top-{cfg.top_k} label purity of hidden units equals that of random directions (pre-activation space), "
         f"widest net m={widest}", 0.0, diff,
         f"Welch 95% interval of the difference contains 0, or |difference| <= {cfg.purity_tolerance:g}",
         (diff - half <= 0 <= diff + half) or abs(diff) <= cfg.purity_tolerance, ci95=[diff - half, diff + half])
     above = min(float(units.mean()), float(rand.mean())) - chance
-    summary["predictions"]["d_directions_are_semantic"] = _claim(
+    summary["predictions"]["d_directions_are_semantic"] = prediction(
         "both units and random directions select label-pure top sets, well above chance", "> chance + 0.1",
         {"units": float(units.mean()), "random": float(rand.mean()), "chance": chance},
         "min(units, random) - chance >= 0.1", above >= 0.1)
@@ -780,13 +749,13 @@ def _summarize_e(cfg: Config, rows, summary, lazy: dict) -> None:
                       th_fit.slope, "min_ratio": min(measured.values())}
         rel = measured[str(widths[-1])] / th[widths[-1]] - 1.0
         if state == "init":
-            claims["e_bound_loosens_with_width_at_init"] = _claim(
+            claims["e_bound_loosens_with_width_at_init"] = prediction(
                 "at initialization ||W||_2 ||a||_2 / mean ||grad f|| grows like (1 + sqrt(m/d)) / "
                 "sqrt((1 + gamma^2)/2) (slope over the three largest widths)", th_fit.slope, fit.slope,
                 "slope interval above 0 and |slope - theory slope| <= 0.1", fit.low > 0
                 and abs(fit.slope - th_fit.slope) <= 0.1, ci95=[fit.low, fit.high])
         else:
-            claims["e_bound_loosens_with_width_trained"] = _claim(
+            claims["e_bound_loosens_with_width_trained"] = prediction(
                 "after lazy training the ratio still grows with the width, as the lazy-regime prediction "
                 "sqrt((1 + sqrt(m/d))^2 + ||Delta W||^2) / mean sqrt((1 + gamma^2)/2 + ||grad Delta f_inf||^2)",
                 {"slope": th_fit.slope, "ratio_at_widest": th[widths[-1]]},

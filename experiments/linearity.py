@@ -34,14 +34,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
-from ntk_adv import attacks, kernels, limits, models, plots
+from ntk_adv import attacks, kernels, limits, models, plots, training
 from ntk_adv.data import DataSpec, load_spec
-from ntk_adv.losses import MARGIN_LOSSES, mean_loss
+from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.metrics import accuracy, fit_loglog_slope, mean_ci
-from ntk_adv.results import claim, provenance, select, write_csv, write_json
+from ntk_adv.models import apply_in_chunks
+from ntk_adv.results import claims_table, prediction, provenance, select, write_csv, write_json
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
 COMMAND = "linearity"
@@ -144,21 +144,11 @@ def _train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key):
     return train(apply_c, (p0, p0), x, y, tcfg, mask=centered_mask(models.trainable_mask(net))).params
 
 
-def _eval_chunked(f, pts, chunk: int = 2048):
-    """f on the rows of pts (P, d) in chunks of ``chunk`` rows (bounded memory for wide nets)."""
-    n = pts.shape[0]
-    if n <= chunk:
-        return f(pts)
-    n_chunks = -(-n // chunk)
-    padded = jnp.pad(pts, ((0, n_chunks * chunk - n), (0, 0))).reshape(n_chunks, chunk, pts.shape[1])
-    return jax.lax.map(f, padded).reshape(-1)[:n]
-
-
 def _on_ray(f, z, s, ts):
     """f(z_j + t s_j) for rays j: z, s (M, d); ts (G,) shared or (M, G) per ray -> (M, G)."""
     ts = jnp.broadcast_to(ts, (z.shape[0], ts.shape[-1]))
     pts = z[:, None, :] + ts[:, :, None] * s[:, None, :]
-    return _eval_chunked(f, pts.reshape(-1, z.shape[1])).reshape(ts.shape)
+    return apply_in_chunks(f, pts.reshape(-1, z.shape[1])).reshape(ts.shape)
 
 
 def _crossings(p, net, z, s, t_max):
@@ -386,29 +376,16 @@ def _mode_weights(mode: str, alpha, dtype):
 
 
 def _mixed_train(apply_fn, params, x, y, weights, *, eps, loss: str, lr, steps: int, key, mask=None):
-    """Gradient descent on w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r), r random signs; the
-    weights (3,) may be traced, so that clean, adversarial and noise training share one compiled program."""
-    mask_leaves = [True] * len(jax.tree_util.tree_leaves(params)) if mask is None else [
-        bool(m) for m in jax.tree_util.tree_leaves(mask)]
-    treedef = jax.tree_util.tree_structure(params)
-    opt = optax.sgd(lr)
+    """:func:`ntk_adv.training.adversarial_train` on w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r),
+    r random signs; the weights (3,) may be traced, so that clean, adversarial and noise training share one
+    compiled program."""
 
-    def objective(p, k):
-        f = partial(apply_fn, p)
-        eta = (weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss)
-               + weights[2] * eps * jax.random.rademacher(k, x.shape, dtype=x.dtype))
-        perturbed = mean_loss(loss, f(x + jax.lax.stop_gradient(eta)), y)
-        return weights[0] * mean_loss(loss, f(x), y) + (1.0 - weights[0]) * perturbed
+    def perturb(f, x, y, k):
+        return (weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss)
+                + weights[2] * eps * jax.random.rademacher(k, x.shape, dtype=x.dtype))
 
-    def step(carry, k):
-        p, state = carry
-        grads = jax.grad(objective)(p, k)
-        g = [gl if m else jnp.zeros_like(gl) for gl, m in zip(jax.tree_util.tree_leaves(grads), mask_leaves)]
-        updates, state = opt.update(jax.tree_util.tree_unflatten(treedef, g), state, p)
-        return (optax.apply_updates(p, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
-    return params
+    return training.adversarial_train(apply_fn, params, x, y, perturb=perturb, alpha=weights[0], loss=loss, lr=lr,
+                                      steps=steps, key=key, mask=mask)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -478,29 +455,6 @@ TOL_SLOPE = 0.15  # tolerance on the slopes vs d (a) and on the kink-count slope
 TOL_GAP_SLOPE = 0.2  # tolerance on the m^(-1/2) convergence slope along the ray (b)
 
 
-def _claim(statement: str, prediction, measured, criterion: str, ok: bool, **extra) -> dict:
-    """One prediction (machine-readable, ``summary['predictions'][name]``)."""
-    return {"statement": statement, "prediction": prediction, "measured": measured, "criterion": criterion,
-            "verdict": "confirmed" if ok else "not confirmed", **extra}
-
-
-def _fmt(v) -> str:
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, float, np.floating, np.integer)):
-        return f"{float(v):.3g}"
-    return str(v)
-
-
-def claims_table(predictions: dict) -> list[dict]:
-    """``summary['claims']`` for ``ntk-adv report``: one results.claim row (strings) per prediction."""
-    return [{"name": name, **claim(p["statement"], _fmt(p["prediction"]), _fmt(p["measured"]),
-                                   p["verdict"] == "confirmed"), "criterion": p["criterion"]}
-            for name, p in predictions.items()]
-
-
 def _values(rows, **where) -> np.ndarray:
     return np.asarray([r["value"] for r in select(rows, **where)], float)
 
@@ -537,11 +491,11 @@ def _summarize_a(cfg: Config, rows, summary) -> None:
                              "random_first_order": 0.5, "fgsm_random_ratio": 0.5}
     fg = {m: slopes[f"fgsm_change_{m}"]["slope"] for m in DIM_MODELS}
     rd = {m: slopes[f"random_change_{m}"]["slope"] for m in DIM_MODELS}
-    summary["predictions"]["a_fgsm_linear_in_d"] = _claim(
+    summary["predictions"]["a_fgsm_linear_in_d"] = prediction(
         "FGSM logit change |f(x + eps sign grad f) - f(x)| grows linearly in d (slope vs d)", 1.0, fg,
         f"|slope - 1| <= {TOL_SLOPE} for the linear model, the net and the limit",
         all(abs(v - 1.0) <= TOL_SLOPE for v in fg.values()))
-    summary["predictions"]["a_random_sqrt_d"] = _claim(
+    summary["predictions"]["a_random_sqrt_d"] = prediction(
         "random-sign logit change of the same L-inf size grows like sqrt(d) (slope vs d)", 0.5, rd,
         f"|slope - 0.5| <= {TOL_SLOPE} for the linear model, the net and the limit",
         all(abs(v - 0.5) <= TOL_SLOPE for v in rd.values()))
@@ -568,21 +522,21 @@ def _summarize_b(cfg: Config, rows, summary) -> None:
         "ray_kinks_by_width": by_width("ray_kinks", _geomean),
         "ray_pl_residual_max": pl, "ray_wrong_contiguous": contiguous, "ray_linear_r2": r2,
     })
-    claims["b_piecewise_linear"] = _claim(
+    claims["b_piecewise_linear"] = prediction(
         "a finite ReLU net is exactly linear between consecutive unit sign changes along the FGSM ray",
         f"max |f(mid) - mean of f at the two kinks| / range f < {PL_TOLERANCE:g} (float32 round-off)", pl,
         "max over widths and seeds (first ray)", pl < PL_TOLERANCE)
-    claims["b_kinks_grow_with_width"] = _claim(
+    claims["b_kinks_grow_with_width"] = prediction(
         "the number of kinks along the ray grows like the width m (slope vs m)", 1.0, kink_fit.slope,
         f"|slope - 1| <= {TOL_SLOPE}", abs(kink_fit.slope - 1.0) <= TOL_SLOPE, ci95=[kink_fit.low, kink_fit.high])
-    claims["b_ray_converges_to_limit"] = _claim(
+    claims["b_ray_converges_to_limit"] = prediction(
         "sup distance between the finite-width and the infinite-width logit curve along the ray ~ m^(-1/2)",
         -0.5, gap_fit.slope, f"|slope + 0.5| <= {TOL_GAP_SLOPE}", abs(gap_fit.slope + 0.5) <= TOL_GAP_SLOPE,
         ci95=[gap_fit.low, gap_fit.high])
-    claims["b_ray_nearly_linear"] = _claim(
+    claims["b_ray_nearly_linear"] = prediction(
         "logits along the FGSM ray are close to linear over [-T, T] (R^2 of a line fit, mean over rays)",
         ">= 0.9", r2, "R^2 >= 0.9 for every width and for the limit", min(r2.values()) >= 0.9)
-    claims["b_wrong_region_contiguous"] = _claim(
+    claims["b_wrong_region_contiguous"] = prediction(
         "the wrong-class region along the FGSM ray is one interval (fraction of rays)", 1.0, contiguous,
         "fraction >= 0.95 for every width and for the limit", min(contiguous.values()) >= 0.95)
 
@@ -602,11 +556,11 @@ def _summarize_c(cfg: Config, rows, summary) -> None:
     summary["fgsm_error_gap_to_limit_by_width"] = gaps
     rising = {k: bool(np.all(np.diff(c[order]) >= -0.02) and c[order][-1] - c[order][0] >= 0.2)
               for k, c in curves.items()}
-    summary["predictions"]["c_error_rises_with_eps"] = _claim(
+    summary["predictions"]["c_error_rises_with_eps"] = prediction(
         "FGSM error rises with eps for logistic regression, every width and the limit", "monotone increase",
         rising, "non-decreasing (tolerance 0.02) and rising by >= 0.2 over the eps grid", all(rising.values()))
     g_small, g_large = gaps[str(min(cfg.widths))], gaps[str(max(cfg.widths))]
-    summary["predictions"]["c_error_converges_to_limit"] = _claim(
+    summary["predictions"]["c_error_converges_to_limit"] = prediction(
         "finite-width FGSM error curves approach the infinite-width curve as the width grows",
         "gap decreases with width", {"smallest_width": g_small, "largest_width": g_large},
         "mean |error_m - error_inf| over eps and seeds: largest width < smallest width (or both 0)",
@@ -624,11 +578,11 @@ def _summarize_d(cfg: Config, rows, summary) -> None:
     summary["adv_fgsm_error_at_eps"] = {m: {"mean": v.mean, "ci95": [v.low, v.high]} for m, v in at.items()}
     drop_adv = at["clean"].mean - at["fgsm"].mean
     drop_noise = at["clean"].mean - at["noise"].mean
-    summary["predictions"]["d_adversarial_training_helps"] = _claim(
+    summary["predictions"]["d_adversarial_training_helps"] = prediction(
         f"adversarial training (alpha={cfg.adv_alpha:g}, eps={cfg.adv_eps:g}) lowers the FGSM error at that eps",
         f"drop >= {cfg.adv_margin:g}", drop_adv, "mean error of clean-trained minus adversarially trained nets",
         drop_adv >= cfg.adv_margin)
-    summary["predictions"]["d_noise_training_does_not"] = _claim(
+    summary["predictions"]["d_noise_training_does_not"] = prediction(
         "training on random-sign noise of the same size does not lower the FGSM error",
         f"drop < {cfg.adv_margin:g}", drop_noise, "mean error of clean-trained minus noise-trained nets",
         drop_noise < cfg.adv_margin)

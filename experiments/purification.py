@@ -62,11 +62,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
-from ntk_adv import attacks, kernels, limits, models, plots
-from ntk_adv.losses import mean_loss
+from ntk_adv import attacks, kernels, limits, models, plots, training
 from ntk_adv.metrics import accuracy, mean_ci
 from ntk_adv.results import provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
@@ -277,20 +275,12 @@ def adversarial_attack(cfg: Config):
 
 
 def adversarial_train(cfg: Config, net: models.TwoLayerConfig, params, x, y, steps: int):
-    """``steps`` of adversarial training (lax.scan): attack the current net, then one GD step at x + eta."""
-    apply_fn = models.make_apply(net)
+    """``steps`` of adversarial training (:func:`ntk_adv.training.adversarial_train`, alpha = 0): attack the
+    current net, then one gradient step at x + eta."""
     attack = adversarial_attack(cfg)
-    opt = optax.sgd(cfg.adv_lr)
-
-    def step(carry, _):
-        p, state = carry
-        eta = attack(lambda q: apply_fn(p, q), x, y)
-        grads = jax.grad(lambda q: mean_loss(LOSS, apply_fn(q, x + eta), y))(p)
-        updates, state = opt.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    return params
+    return training.adversarial_train(models.make_apply(net), params, x, y,
+                                      perturb=lambda f, x, y, k: attack(f, x, y), alpha=0.0, loss=LOSS,
+                                      lr=cfg.adv_lr, steps=steps)
 
 
 def seed_keys(cfg: Config) -> jax.Array:

@@ -151,3 +151,14 @@ def linen_apply(module: nn.Module) -> ApplyFn:
         return module.apply({"params": params}, x)
 
     return apply_fn
+
+
+def apply_in_chunks(predict: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int = 2048) -> jax.Array:
+    """A pointwise predictor (M, d) -> (M,) on the rows of ``x`` in chunks of ``chunk`` rows (``lax.map``),
+    so that wide nets and kernel predictors on many points keep memory bounded. Traceable."""
+    n = x.shape[0]
+    if n <= chunk:
+        return predict(x)
+    n_chunks = -(-n // chunk)
+    padded = jnp.pad(x, ((0, n_chunks * chunk - n), (0, 0))).reshape(n_chunks, chunk, x.shape[1])
+    return jax.lax.map(predict, padded).reshape(-1)[:n]

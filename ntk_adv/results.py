@@ -112,3 +112,29 @@ def claim(claim: str, prediction: str, measured: str, confirmed: bool) -> dict:
     """One line of an experiment's verdict table (``summary['claims']``, collected by ``ntk-adv report``)."""
     return {"claim": claim, "prediction": prediction, "measured": measured,
             "verdict": "confirmed" if bool(confirmed) else "not confirmed"}
+
+
+def prediction(statement: str, predicted, measured, criterion: str, ok: bool, **extra) -> dict:
+    """One machine-readable prediction (``summary['predictions'][name]``): raw numbers and a verdict."""
+    return {"statement": statement, "prediction": predicted, "measured": measured, "criterion": criterion,
+            "verdict": "confirmed" if ok else "not confirmed", **extra}
+
+
+def format_value(v) -> str:
+    """Compact text of a number, bool or (nested) dict of them, for claims tables."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {format_value(x)}" for k, x in v.items())
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, float, np.floating, np.integer)):
+        return f"{float(v):.3g}"
+    return str(v)
+
+
+def claims_table(predictions: dict) -> list[dict]:
+    """``summary['claims']`` (for ``ntk-adv report``) from :func:`prediction` entries: one :func:`claim` each."""
+    return [{"name": name, **claim(p["statement"], format_value(p["prediction"]), format_value(p["measured"]),
+                                   p["verdict"] == "confirmed"), "criterion": p["criterion"]}
+            for name, p in predictions.items()]

@@ -153,3 +153,37 @@ def centered(apply_fn: ApplyFn) -> ApplyFn:
 def centered_mask(mask):
     """Mask for :func:`centered`: train ``params`` as ``mask`` says, never ``params0``."""
     return (mask, jax.tree_util.tree_map(lambda _: False, mask))
+
+
+def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, perturb, alpha=0.0,
+                      loss: str = "identity", lr, steps: int, key: jax.Array | None = None, mask=None):
+    """Full-batch adversarial training (one implementation for every experiment), under ``lax.scan``:
+
+        J~(theta) = alpha J(theta; x) + (1 - alpha) J(theta; x + eta),   eta = perturb(f_theta, x, y, key_t)
+
+    recomputed from the current parameters at every step and treated as a constant (no gradient flows
+    through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
+    labels (targets -y), or random-sign noise for the control. Plain gradient descent with step ``lr``;
+    ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
+    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
+    check_loss(loss)
+    _check_data(x, y)
+    mask_leaves = _mask_leaves(params, mask)
+    treedef = jax.tree_util.tree_structure(params)
+    keys = jax.random.split(jax.random.PRNGKey(0) if key is None else key, steps)
+    opt = optax.sgd(lr)
+
+    def objective(p, k):
+        f = partial(apply_fn, p)
+        eta = jax.lax.stop_gradient(perturb(f, x, y, k))
+        return alpha * mean_loss(loss, f(x), y) + (1.0 - alpha) * mean_loss(loss, f(x + eta), y)
+
+    def step(carry, k):
+        p, state = carry
+        grads = jax.grad(objective)(p, k)
+        g = [gl if m else jnp.zeros_like(gl) for gl, m in zip(jax.tree_util.tree_leaves(grads), mask_leaves)]
+        updates, state = opt.update(jax.tree_util.tree_unflatten(treedef, g), state, p)
+        return (optax.apply_updates(p, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), keys)
+    return params

@@ -201,3 +201,30 @@ def test_bad_configuration_is_rejected(small_data):
     apply_fn, p0, x, y = setup(small_data, cfg)
     with pytest.raises(ValueError, match="trainable mask does not match the parameter tree"):
         training.train(apply_fn, p0, x, y, TrainConfig(), mask=(True, False))
+
+
+def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
+    """With a zero perturbation (or alpha = 1) adversarial training is plain GD; an FGSM perturbation moves
+    the result and lowers the loss at the perturbed points more than clean training does."""
+    from ntk_adv import attacks, training
+
+    x = jnp.asarray(rng.standard_normal((24, 6)), jnp.float32)
+    y = jnp.sign(x[:, 0] + 0.1)
+    cfg = models.TwoLayerConfig(32)
+    apply_fn, mask = models.make_apply(cfg), models.trainable_mask(cfg)
+    p0 = models.init_params(cfg, 6, key=jax.random.PRNGKey(3))
+    plain = training.train(apply_fn, p0, x, y, training.TrainConfig.theory(lr=0.1, steps=30, loss="logistic"),
+                           mask=mask).params
+    zero = training.adversarial_train(apply_fn, p0, x, y, perturb=lambda f, x, y, k: jnp.zeros_like(x),
+                                      alpha=0.5, loss="logistic", lr=0.1, steps=30, mask=mask)
+    np.testing.assert_allclose(np.asarray(zero.w), np.asarray(plain.w), rtol=1e-5, atol=1e-6)
+    fgsm = lambda f, x, y, k: attacks.fgsm(f, x, -y, eps=0.3, loss="logistic")  # noqa: E731
+    adv = training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, alpha=0.0, loss="logistic", lr=0.1,
+                                     steps=30, mask=mask)
+    np.testing.assert_array_equal(np.asarray(adv.a), np.asarray(p0.a))  # frozen readout stays frozen
+
+    def adv_loss(p):
+        f = lambda q: apply_fn(p, q)  # noqa: E731
+        return float(jnp.mean(jax.nn.softplus(-y * f(x + fgsm(f, x, y, None)))))
+
+    assert adv_loss(adv) < adv_loss(plain)

@@ -3,6 +3,8 @@
 
 import json
 
+import pytest
+
 from experiments import convergence
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
@@ -23,3 +25,12 @@ def test_convergence_main_tiny(tmp_path):
     assert -0.8 < summary["ntk_rel_error_slope"] < -0.25
     assert summary["function_gap_slope"] < -0.25
     assert on_disk["jax"] == "0.5.3"
+
+
+@pytest.mark.slow
+def test_convergence_default_scale_matches_theory(tmp_path):
+    """Full default run (widths 64..4096, 8 seeds): every fitted slope lies within [-0.65, -0.35]."""
+    summary = convergence.main(convergence.Config(), tmp_path, progress=False)
+    for key in ("ntk_rel_error_slope", "ntk_rel_error_trained_slope", "function_gap_slope"):
+        assert -0.65 <= summary[key] <= -0.35, (key, summary[key])
+    assert all(c["verdict"] == "confirmed" for c in summary["claims"])

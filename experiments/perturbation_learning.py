@@ -204,7 +204,7 @@ def claims(summary: dict, rows: list[dict], axes: list[str]) -> list[dict]:
         vals = sorted({r[axis] for r in sub})
         largest = max((r["width"] for r in sub if not plots.is_infinite_width(r["width"])), default=None)
         for label, pick in (("infinite width", plots.is_infinite_width), (f"width {largest}",
-                                                                          lambda w: w == largest)):
+                                                                          lambda w, m=largest: w == m)):
             lo = [r["value"] for r in sub if r[axis] == vals[0] and pick(r["width"])]
             hi = [r["value"] for r in sub if r[axis] == vals[-1] and pick(r["width"])]
             if lo and hi:

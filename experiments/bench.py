@@ -1,0 +1,563 @@
+"""Performance benchmark: matmul peak, training throughput, sweep-engine speedups, infinite-width cost.
+
+Sections (one run does all of them; ``--quick`` scales every size down for a smoke run):
+
+0. **Matmul peak.** Jitted float32 ``a @ b`` for square shapes ``matmul_sizes``; GFLOP/s = 2 n^3 / t with the
+   best of ``repeats`` timings (``block_until_ready``); the peak is the best over the shapes.
+a. **Training throughput.** ``training.train`` (theory preset: plain full-batch GD, identity loss, first layer
+   trained, readout frozen) on N x d Gaussian inputs for ``steps`` steps at each of ``train_widths``, and the
+   ``vmap``-over-``vmap_seeds`` variant at ``vmap_widths``. FLOPs per step, counted analytically for one net::
+
+       forward   u = x W^T: 2Ndm;  + b: Nm;  leaky ReLU max(u, gamma u): 2Nm;  out = h a: 2Nm;  loss: 2N
+       backward  d out: N;  dh = d out a^T: Nm;  du = dh * sigma'(u): Nm;  dW = du^T x: 2Ndm;  db: Nm
+       update    W, b -= lr * grad: 2dm + 2m
+       total     4Ndm + 8Nm + 2dm + 2m + 3N   (the two matmuls, 4Ndm, are > 99% at d = 784)
+
+   (the frozen readout's gradient is never used, so XLA drops it; it is not counted). Achieved GFLOP/s =
+   steps * FLOPs / best time; ``peak_fraction`` = that / the measured matmul peak. Compile time is excluded
+   (one warm-up call per shape). Matmul and training timings are interleaved round by round, so that a
+   background load on the (shared) machine hits both alike, and the best of ``repeats`` rounds is reported.
+b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol (train f, perturb, train g,
+   evaluate, finite-to-infinite comparisons; both trainings ``steps`` steps) on a ``sweep_dataset`` task with
+   N = ``sweep_n``, d = ``d``: the *width sweep* (``sweep_widths`` x ``sweep_seeds`` seeds) and the
+   *paper sweep* (``paper_widths`` x lr_f x lr_g in ``paper_lrs`` x eps in linspace(0, ``paper_eps_max``,
+   ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
+   *Engine*: ``sweeps.run_sweep`` into a temporary store (inprocess backend, ``force=True``): f trained once per
+   (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one vmapped jit.
+   *Loop*: ``jax.jit(protocol.finite_cell)`` compiled once per width (eps, lr_f, lr_g, key traced - no
+   recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.
+   Both paths use the same cached data arrays and the same per-cell keys, so they compute the same metrics
+   (``max_abs_metric_diff`` reports the largest difference). Measurements are interleaved width by width
+   (engine and loop alternate, the order flipping between widths and rounds) and repeated ``sweep_repeats``
+   times. Compile time: every jit trace / lowering / backend compile is recorded through ``jax.monitoring``
+   (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile included),
+   ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for ``speedup`` - are
+   compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the measured compile time
+   (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
+   ``reuse_bound`` = (f + g trainings of the loop) / (f + g trainings of the engine), the speedup that reuse
+   alone can give when training dominates (132 + 132) / (6 + 132) = 1.91 for the paper sweep.
+c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted; f_inf, one-step L2
+   perturbations of f_inf, g_inf, every metric of ``evaluate``) on ``infinite_n`` Gaussian training points of
+   dimension ``d`` and ``infinite_n_test`` held-out points, in a fresh subprocess: ``seconds`` is the first
+   (cold, compile included) call, ``seconds_warm`` the best of ``infinite_repeats`` further calls;
+   ``peak_rss_mb`` the process's maximal resident set (``ru_maxrss``) and ``peak_rss_delta_mb`` its growth over
+   the level after imports and data loading.
+
+Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
+``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup}``, ``paper_sweep.{..., reuse_bound}``,
+``infinite_agreement.{seconds,peak_rss_mb}``, ``targets``, provenance, machine load) and prints a table.
+Targets: training >= 0.8 of the matmul peak at every width >= 1000; width sweep >= 1.3x; paper sweep >= 3x;
+infinite N = 10^4 < 30 s (cold).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_adv import models, protocol, sweeps
+from ntk_adv.data import DataSpec
+from ntk_adv.results import provenance, write_json
+from ntk_adv.store import ResultStore
+from ntk_adv.training import TrainConfig, train
+
+COMMAND = "bench"
+SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "infinite")
+TARGETS = {
+    "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
+    "width_sweep_speedup": 1.3,
+    "paper_sweep_speedup": 3.0,
+    "infinite_seconds": 30.0,  # N = 10^4
+}
+# The scaled-down variant (--quick): replaces every field that still has its default value.
+QUICK = dict(matmul_sizes=(1024, 2048), repeats=2, train_widths=(100, 1000), train_n=1000, d=256, steps=50,
+             sweep_n=500, sweep_n_test=250, sweep_widths=(16, 64, 256, 1024), sweep_seeds=3,
+             paper_widths=(10, 100), paper_eps_count=5, sweep_repeats=2, infinite_n=2000, infinite_n_test=500)
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool = False
+    sections: tuple[str, ...] = SECTIONS
+    # (0) + (a)
+    matmul_sizes: tuple[int, ...] = (2048, 3072, 4096)
+    repeats: int = 3  # best-of-k rounds for matmul and training timings
+    train_widths: tuple[int, ...] = (100, 1000, 4000)
+    train_n: int = 2000
+    d: int = 784
+    steps: int = 100
+    vmap_widths: tuple[int, ...] = (100,)
+    vmap_seeds: int = 8
+    # (b)
+    sweep_dataset: str = "shifted_gauss"
+    sweep_n: int = 2000
+    sweep_n_test: int = 1000
+    sweep_widths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    sweep_seeds: int = 5
+    sweep_eps: float = 0.14
+    sweep_lr: float = 0.01
+    paper_widths: tuple[int, ...] = (10, 100, 1000)
+    paper_lrs: tuple[float, ...] = (0.01, 0.001)
+    paper_eps_max: float = 0.14
+    paper_eps_count: int = 11
+    paper_seeds: int = 1
+    sweep_repeats: int = 1
+    # (c)
+    infinite_n: int = 10000
+    infinite_n_test: int = 1000
+    infinite_repeats: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown or not self.sections:
+            raise ValueError(f"sections must be a non-empty subset of {', '.join(SECTIONS)}; got {self.sections}")
+        positive = ("repeats", "train_n", "d", "steps", "vmap_seeds", "sweep_n", "sweep_n_test", "sweep_seeds",
+                    "paper_eps_count", "paper_seeds", "sweep_repeats", "infinite_n", "infinite_n_test")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.infinite_repeats < 0:
+            raise ValueError(f"infinite_repeats must be >= 0, got {self.infinite_repeats}")
+        for name in ("matmul_sizes", "train_widths", "sweep_widths", "paper_widths", "paper_lrs"):
+            vals = getattr(self, name)
+            if not vals or min(vals) <= 0:
+                raise ValueError(f"{name} must be a non-empty list of positive values, got {vals}")
+        if any(w < 1 for w in self.vmap_widths):
+            raise ValueError(f"vmap_widths must be >= 1, got {self.vmap_widths}")
+        if not (math.isfinite(self.paper_eps_max) and self.paper_eps_max >= 0 and self.sweep_eps >= 0):
+            raise ValueError("eps values must be finite and >= 0")
+        if self.sweep_dataset not in ("gauss", "shifted_gauss"):
+            raise ValueError(f"sweep_dataset must be gauss or shifted_gauss, got {self.sweep_dataset!r}")
+
+    def resolved(self) -> Config:
+        """With ``quick``: every field still at its default takes its :data:`QUICK` value."""
+        if not self.quick:
+            return self
+        default = Config()
+        return replace(self, **{k: v for k, v in QUICK.items() if getattr(self, k) == getattr(default, k)})
+
+    def sweep_data(self) -> DataSpec:
+        return DataSpec(self.sweep_dataset, n_train=self.sweep_n, n_test=self.sweep_n_test, d=self.d,
+                        seed=self.seed)
+
+    def base(self, width: int) -> protocol.ProtocolConfig:
+        return protocol.ProtocolConfig(data=self.sweep_data(), width=width, loss="identity", preset="theory",
+                                       lr_f=self.sweep_lr, lr_g=self.sweep_lr, steps_f=self.steps,
+                                       steps_g=self.steps, eps=self.sweep_eps)
+
+    def width_grid(self) -> sweeps.Grid:
+        return sweeps.Grid(self.base(self.sweep_widths[0]), axes=(("width", tuple(self.sweep_widths)),),
+                           seeds=self.sweep_seeds)
+
+    def paper_grid(self) -> sweeps.Grid:
+        eps = tuple(float(e) for e in np.linspace(0.0, self.paper_eps_max, self.paper_eps_count))
+        lrs = tuple(float(v) for v in self.paper_lrs)
+        return sweeps.Grid(self.base(self.paper_widths[0]),
+                           axes=(("width", tuple(self.paper_widths)), ("lr_f", lrs), ("lr_g", lrs), ("eps", eps)),
+                           seeds=self.paper_seeds)
+
+
+# ------------------------------------------------------------------------------------------- timing helpers
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+
+
+class _CompileSpans:
+    """Collects the time spans of JAX's trace / lowering / backend-compile events while active."""
+
+    def __init__(self):
+        self.spans: list[tuple[float, float]] | None = None
+
+    def __call__(self, event, start_time, end_time, **_):
+        if self.spans is not None and event in _COMPILE_EVENTS:
+            self.spans.append((start_time, end_time))
+
+
+_SPANS = _CompileSpans()
+jax.monitoring.register_event_time_span_listener(_SPANS)
+
+
+def _union_seconds(spans) -> float:
+    """Total length of the union of intervals (nested traces of inner jits overlap their outer trace)."""
+    total, end = 0.0, -math.inf
+    for a, b in sorted(spans):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+class Timing(NamedTuple):
+    out: object
+    wall: float  # seconds
+    compile: float  # seconds of jit tracing / lowering / backend compilation inside ``wall``
+    cpu: float  # process CPU seconds (all threads); cpu / wall near the core count = the cores were ours
+
+
+def timed(fn, *args, **kwargs) -> Timing:
+    """Run ``fn`` and block on its result."""
+    previous, _SPANS.spans = _SPANS.spans, []
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = jax.block_until_ready(fn(*args, **kwargs))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        compile_s = _union_seconds(_SPANS.spans)
+    finally:
+        if previous is not None:
+            previous.extend(_SPANS.spans)
+        _SPANS.spans = previous
+    return Timing(out, wall, compile_s, cpu)
+
+
+def _say(progress, msg):
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- (0) + (a)
+def train_flops_per_step(n: int, d: int, m: int) -> int:
+    """Analytic FLOPs of one full-batch GD step of one net (see the module docstring)."""
+    return 4 * n * d * m + 8 * n * m + 2 * d * m + 2 * m + 3 * n
+
+
+def _training_case(cfg: Config, x, y, width: int, seeds: int | None):
+    """A zero-argument function running ``steps`` GD steps at ``width`` (``seeds`` nets vmapped, or one)."""
+    net = models.TwoLayerConfig(width)
+    apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
+    tcfg = TrainConfig.theory(lr=0.01, steps=cfg.steps, loss="identity", record_loss=False)
+    key = jax.random.PRNGKey(cfg.seed + width)
+    if seeds is None:
+        p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
+        return lambda: train(apply_fn, p0, x, y, tcfg, mask=mask).params
+    keys = jax.random.split(key, seeds)
+    p0 = jax.vmap(lambda k: models.init_params(net, x.shape[1], key=k, dtype=x.dtype))(keys)
+    run = jax.jit(jax.vmap(lambda p: train(apply_fn, p, x, y, tcfg, mask=mask).params))
+    return lambda: run(p0)
+
+
+def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
+    """Sections 0 and a, interleaved round by round; returns (peak GFLOP/s, matmul dict, training dict)."""
+    do_matmul, do_train = "matmul" in cfg.sections, "training" in cfg.sections
+    key = jax.random.PRNGKey(cfg.seed)
+    matmul = jax.jit(lambda a, b: a @ b)
+    mats = {}
+    if do_matmul or do_train:  # the peak is the denominator of every training fraction
+        for n in cfg.matmul_sizes:
+            ka, kb = jax.random.split(jax.random.fold_in(key, n))
+            mats[n] = (jax.random.normal(ka, (n, n), jnp.float32), jax.random.normal(kb, (n, n), jnp.float32))
+            timed(matmul, *mats[n])  # compile
+    cases = {}
+    if do_train:
+        kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+        x = jax.random.normal(kx, (cfg.train_n, cfg.d), jnp.float32)
+        y = jax.random.rademacher(ky, (cfg.train_n,), dtype=jnp.float32)
+        for m in cfg.train_widths:
+            cases[(m, None)] = _training_case(cfg, x, y, m, None)
+        for m in cfg.vmap_widths:
+            cases[(m, cfg.vmap_seeds)] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
+        for case, fn in cases.items():
+            _, wall, comp, _ = timed(fn)
+            _say(progress, f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'}: "
+                           f"first call {wall:.1f}s ({comp:.1f}s compile)")
+    mm_times = {n: [] for n in mats}
+    tr_times = {c: [] for c in cases}
+    tr_cpu = {c: [] for c in cases}
+    for r in range(cfg.repeats):
+        for n, (a, b) in mats.items():
+            mm_times[n].append(timed(matmul, a, b).wall)
+        for case, fn in cases.items():
+            tm = timed(fn)
+            tr_times[case].append(tm.wall)
+            tr_cpu[case].append(tm.cpu)
+        _say(progress, f"  throughput round {r + 1}/{cfg.repeats} done")
+
+    mm = {f"n_{n}": {"gflops": 2 * n**3 / min(t) / 1e9, "best_s": min(t), "times_s": t}
+          for n, t in mm_times.items()}
+    peak = max(v["gflops"] for v in mm.values()) if mm else math.nan
+    training: dict = {"n": cfg.train_n, "d": cfg.d, "steps": cfg.steps, "loss": "identity", "preset": "theory",
+                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net)"}
+    vmapped: dict = {}
+    for (m, seeds), t in tr_times.items():
+        nets = 1 if seeds is None else seeds
+        flops = cfg.steps * nets * train_flops_per_step(cfg.train_n, cfg.d, m)
+        best = int(np.argmin(t))
+        entry = {"gflops": flops / t[best] / 1e9, "peak_fraction": flops / t[best] / 1e9 / peak,
+                 "best_s": t[best], "times_s": t, "flops": flops, "nets": nets,
+                 "cpu_utilization": tr_cpu[(m, seeds)][best] / t[best]}
+        if seeds is None:
+            training[f"width_{m}"] = entry
+        else:
+            vmapped[f"width_{m}_seeds_{seeds}"] = entry
+    if do_train:
+        training["vmapped"] = vmapped
+        big = [m for m in cfg.train_widths if m >= 1000]
+        top = max(big) if big else max(cfg.train_widths)
+        training["peak_fraction"] = training[f"width_{top}"]["peak_fraction"]
+        training["peak_fraction_width"] = top
+        training["min_peak_fraction_width_ge_1000"] = (
+            min(training[f"width_{m}"]["peak_fraction"] for m in big) if big else None)
+    return peak, {"sizes": mm, "peak_gflops": peak}, training
+
+
+# ------------------------------------------------------------------------------------------- (b)
+_RUNNERS: dict = {}
+
+
+def _loop_runner(cfg_key: protocol.ProtocolConfig):
+    """jit(finite_cell) for one batch key (width): eps, lr_f, lr_g and the key are traced arguments. One
+    jitted function per key for the whole process, so a width shared by both sweeps compiles once."""
+    if cfg_key not in _RUNNERS:
+        _RUNNERS[cfg_key] = jax.jit(partial(protocol.finite_cell, cfg_key))
+    return _RUNNERS[cfg_key]
+
+
+def run_loop(cells, arrays, runner) -> list[dict]:
+    """The baseline: every cell separately (f retrained per cell), one compiled function for the group."""
+    x, y, z, y_test = arrays
+    out = []
+    for c, s in cells:
+        res = runner(x, y, z, y_test, jax.random.PRNGKey(s), jnp.asarray(c.eps, x.dtype),
+                     jnp.asarray(c.lr_f, x.dtype), jnp.asarray(c.lr_g, x.dtype))
+        res = jax.block_until_ready(res)
+        out.append({k: float(v) for k, v in res.items()})
+    return out
+
+
+def _count_trainings(cells) -> tuple[int, int]:
+    """(f trainings, g trainings) of the engine: f per (width group, seed, lr_f), g per cell."""
+    f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f) for c, s in cells}
+    return len(f_units), len(cells)
+
+
+def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool) -> dict:
+    """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds."""
+    cells = grid.cells()
+    arrays = sweeps.data_arrays(grid.base.data)  # loaded (and cached) outside every timing
+    jax.block_until_ready(arrays)
+    groups: dict = {}
+    for cell in cells:
+        groups.setdefault(sweeps.protocol_batch_key(cell[0]), []).append(cell)
+    runners = {k: _loop_runner(k) for k in groups}
+    times = {(path, gi): [] for path in ("engine", "loop") for gi in range(len(groups))}
+    cpus = {k: [] for k in times}
+    compiles = dict.fromkeys(times, 0.0)
+    max_diff = 0.0
+    with tempfile.TemporaryDirectory(prefix="ntk-adv-bench-") as tmp:
+        store = ResultStore(Path(tmp) / name)
+        for r in range(cfg.sweep_repeats):
+            for gi, (key, group) in enumerate(groups.items()):
+                order = ("engine", "loop") if (gi + r) % 2 == 0 else ("loop", "engine")
+                results = {}
+                for path in order:
+                    if path == "engine":
+                        recs, wall, comp, cpu = timed(sweeps.run_sweep, group, store, force=True, progress=False,
+                                                      backend="inprocess", kind=f"bench_{name}")
+                        results[path] = [rec["metrics"] for rec in recs]
+                    else:
+                        results[path], wall, comp, cpu = timed(run_loop, group, arrays, runners[key])
+                    times[(path, gi)].append(wall)
+                    cpus[(path, gi)].append(cpu)
+                    if r == 0:
+                        compiles[(path, gi)] = comp
+                for a, b in zip(results["engine"], results["loop"]):
+                    max_diff = max(max_diff, max(abs(a[k] - b[k]) for k in a if math.isfinite(a[k] - b[k])))
+                _say(progress, f"  {name} round {r + 1}: width {key.width} ({len(group)} cells): engine "
+                               f"{times[('engine', gi)][-1]:.1f}s, loop {times[('loop', gi)][-1]:.1f}s")
+
+    def total(path, warm):
+        out = 0.0
+        for gi in range(len(groups)):
+            t = times[(path, gi)]
+            if not warm:
+                out += t[0]
+            elif len(t) >= 2:
+                out += min(t[1:])
+            else:
+                out += max(t[0] - compiles[(path, gi)], 0.0)
+        return out
+
+    f_engine, g_engine = _count_trainings(cells)
+    res = {
+        "cells": len(cells), "groups": len(groups),
+        "widths": [k.width for k in groups], "n_train": grid.base.data.n_train, "d": grid.base.data.d,
+        "n_test": grid.base.data.n_test, "dataset": grid.base.data.name, "steps": grid.base.steps_f,
+        "engine_s": total("engine", True), "loop_s": total("loop", True),
+        "engine_cold_s": total("engine", False), "loop_cold_s": total("loop", False),
+        "engine_cold_cpu_s": sum(cpus[("engine", gi)][0] for gi in range(len(groups))),
+        "loop_cold_cpu_s": sum(cpus[("loop", gi)][0] for gi in range(len(groups))),
+        "engine_compile_s": sum(compiles[("engine", gi)] for gi in range(len(groups))),
+        "loop_compile_s": sum(compiles[("loop", gi)] for gi in range(len(groups))),
+        "warm_method": "best_of_later_rounds" if cfg.sweep_repeats >= 2 else "cold_minus_measured_compile",
+        "rounds": cfg.sweep_repeats,
+        "trainings": {"engine_f": f_engine, "engine_g": g_engine, "loop_f": len(cells), "loop_g": len(cells)},
+        "reuse_bound": 2 * len(cells) / (f_engine + g_engine),
+        "max_abs_metric_diff": max_diff,
+        "by_width": {str(k.width): {
+            "cells": len(groups[k]),
+            "engine_s": [round(t, 4) for t in times[("engine", gi)]],
+            "loop_s": [round(t, 4) for t in times[("loop", gi)]],
+            "engine_cpu_s": [round(t, 4) for t in cpus[("engine", gi)]],
+            "loop_cpu_s": [round(t, 4) for t in cpus[("loop", gi)]],
+            "engine_compile_s": compiles[("engine", gi)], "loop_compile_s": compiles[("loop", gi)]}
+            for gi, k in enumerate(groups)},
+    }
+    # nan (null in bench.json) if a compile-free time could not be resolved (cold minus compile <= 0)
+    res["speedup"] = res["loop_s"] / res["engine_s"] if min(res["engine_s"], res["loop_s"]) > 0 else math.nan
+    res["speedup_cold"] = res["loop_cold_s"] / res["engine_cold_s"] if res["engine_cold_s"] > 0 else math.nan
+    return res
+
+
+# ------------------------------------------------------------------------------------------- (c)
+_CHILD = textwrap.dedent("""
+    import json, sys
+    from experiments.bench import infinite_child
+    print("BENCH-RESULT " + json.dumps(infinite_child(**json.loads(sys.argv[1]))), flush=True)
+""")
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def infinite_child(n: int, n_test: int, d: int, repeats: int, seed: int) -> dict:
+    """Runs in the subprocess: the jitted infinite-width protocol on gauss data (see the module docstring)."""
+    t0 = time.perf_counter()
+    cfg = protocol.ProtocolConfig(data=DataSpec("gauss", n_train=n, n_test=n_test, d=d, seed=seed), width=None,
+                                  loss="identity", preset="theory", eps=0.14)
+    arrays = jax.block_until_ready(sweeps.data_arrays(cfg.data))
+    data_s = time.perf_counter() - t0
+    base_rss = _rss_mb()
+    run = jax.jit(protocol.infinite_cell, static_argnums=0)
+    key = jax.random.PRNGKey(seed)
+    out, cold, comp, _ = timed(run, cfg, *arrays, key)
+    warm = [timed(run, cfg, *arrays, key).wall for _ in range(repeats)]
+    return {"seconds": cold, "compile_s": comp, "seconds_warm": min(warm) if warm else math.nan,
+            "times_warm_s": warm, "data_s": data_s, "baseline_rss_mb": base_rss, "peak_rss_mb": _rss_mb(),
+            "peak_rss_delta_mb": _rss_mb() - base_rss, "agreement": float(out["agreement"])}
+
+
+def bench_infinite(cfg: Config, progress: bool) -> dict:
+    """Section c in a fresh Python process (clean peak RSS)."""
+    args = {"n": cfg.infinite_n, "n_test": cfg.infinite_n_test, "d": cfg.d, "repeats": cfg.infinite_repeats,
+            "seed": cfg.seed}
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
+                          env=env, cwd=root)
+    total = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"infinite-width benchmark subprocess failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-3000:]}")
+    res = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    res.update(n_train=cfg.infinite_n, n_test=cfg.infinite_n_test, d=cfg.d, subprocess_total_s=total,
+               stages="protocol.infinite_cell: infinite_f, adversarial_set (one_step_l2), infinite_g, evaluate")
+    _say(progress, f"  infinite N={cfg.infinite_n}: {res['seconds']:.1f}s cold ({res['compile_s']:.1f}s compile), "
+                   f"peak RSS {res['peak_rss_mb']:.0f} MB")
+    return res
+
+
+# ------------------------------------------------------------------------------------------- main
+def _target(value, threshold, kind: str, what: str) -> dict:
+    ok = None if value is None or not math.isfinite(value) else (value >= threshold if kind == ">=" else
+                                                                   value < threshold)
+    return {"target": f"{kind} {threshold}", "what": what, "value": value, "met": ok}
+
+
+def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bool = True) -> dict:
+    """Run the selected sections, write ``out/bench.json``, print a table; returns the result dict."""
+    cfg = cfg.resolved()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    res: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "devices": str(jax.devices()),
+                 "cpu_count": os.cpu_count(), "loadavg_start": list(os.getloadavg())}
+    if {"matmul", "training"} & set(cfg.sections):
+        _say(progress, "bench: matmul peak and training throughput")
+        peak, mm, training = bench_throughput(cfg, progress)
+        res["matmul_peak_gflops"], res["matmul"] = peak, mm
+        if "training" in cfg.sections:
+            res["training"] = training
+    for section, grid_fn in (("width_sweep", cfg.width_grid), ("paper_sweep", cfg.paper_grid)):
+        if section in cfg.sections:
+            _say(progress, f"bench: {section}")
+            res[section] = bench_sweep(cfg, grid_fn(), section, progress)
+    if "infinite" in cfg.sections:
+        _say(progress, f"bench: infinite-width agreement, N = {cfg.infinite_n}")
+        res["infinite_agreement"] = bench_infinite(cfg, progress)
+
+    targets = {}
+    if "training" in res:
+        targets["training_peak_fraction"] = _target(
+            res["training"]["min_peak_fraction_width_ge_1000"], TARGETS["training_peak_fraction"], ">=",
+            "min over widths >= 1000 of training GFLOP/s / matmul peak")
+    for section in ("width_sweep", "paper_sweep"):
+        if section in res:
+            targets[f"{section}_speedup"] = _target(res[section]["speedup"], TARGETS[f"{section}_speedup"], ">=",
+                                                    f"{section}: loop_s / engine_s (compile excluded)")
+    if "infinite_agreement" in res:
+        targets["infinite_seconds"] = _target(res["infinite_agreement"]["seconds"], TARGETS["infinite_seconds"],
+                                              "<", f"infinite_cell at N={cfg.infinite_n}, cold (compile included)")
+    res["targets"] = targets
+    default = Config()
+    res["reference_sizes"] = replace(cfg, sections=SECTIONS, repeats=default.repeats, sweep_repeats=default.sweep_repeats,
+                                     infinite_repeats=default.infinite_repeats) == default
+    res["loadavg_end"] = list(os.getloadavg())
+    res["total_s"] = time.perf_counter() - t_start
+    write_json(res, out / "bench.json")
+    print(table(res))
+    return res
+
+
+def table(res: dict) -> str:
+    """A plain-text summary of a bench.json dict."""
+    lines = [f"ntk-adv bench (jax {res['jax']}, git {res['git_rev'][:10]}, load {res['loadavg_start'][0]:.1f})"]
+    if "matmul_peak_gflops" in res:
+        sizes = ", ".join(f"{k[2:]}: {v['gflops']:.0f}" for k, v in res["matmul"]["sizes"].items())
+        lines.append(f"  matmul peak            {res['matmul_peak_gflops']:8.1f} GFLOP/s   ({sizes})")
+    if "training" in res:
+        tr = res["training"]
+        for k, v in tr.items():
+            if k.startswith("width_"):
+                lines.append(f"  training {k:<13} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                             f"  ({v['best_s']:.3f}s / {tr['steps']} steps)")
+        for k, v in tr["vmapped"].items():
+            lines.append(f"  vmapped {k:<14} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                         f"  ({v['best_s']:.3f}s)")
+    for section in ("width_sweep", "paper_sweep"):
+        if section in res:
+            s = res[section]
+            lines.append(f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s  loop {s['loop_s']:7.1f}s"
+                         f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
+                         f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
+                         f"{s['loop_compile_s']:.1f}s)")
+    if "infinite_agreement" in res:
+        a = res["infinite_agreement"]
+        lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "
+                     f"{a['seconds_warm']:.1f}s warm, peak RSS {a['peak_rss_mb']:.0f} MB "
+                     f"(+{a['peak_rss_delta_mb']:.0f} MB)")
+    for name, t in res["targets"].items():
+        val = "n/a" if t["value"] is None else f"{t['value']:.3g}"
+        lines.append(f"  target {name:<24} {t['target']:<8} value {val:<8} "
+                     f"{'MET' if t['met'] else ('not met' if t['met'] is False else 'n/a')}")
+    return "\n".join(lines)
+

@@ -1,0 +1,64 @@
+"""The bench main runs every section on a tiny config and writes bench.json with all stable keys (no timing
+assertions: the numbers depend on the machine and its load)."""
+
+import json
+import math
+
+from experiments import bench
+from ntk_adv import cli
+
+# One width shared by both sweeps and a paper grid whose (seed, lr_f, eps) structure is still non-trivial
+# (2 lr_f x 2 lr_g x 2 eps): the loop's compiled cell is reused, each engine group compiles once.
+TINY = dict(matmul_sizes=(128,), repeats=2, train_widths=(8, 16), train_n=64, d=16, steps=5, vmap_widths=(8,),
+            vmap_seeds=2, sweep_n=48, sweep_n_test=32, sweep_widths=(8,), sweep_seeds=2, paper_widths=(8,),
+            paper_lrs=(0.1, 0.01), paper_eps_max=1.0, paper_eps_count=2, infinite_n=200, infinite_n_test=50,
+            infinite_repeats=1, sweep_repeats=2)
+
+KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_16.peak_fraction",
+        "training.peak_fraction", "training.vmapped.width_8_seeds_2.gflops",
+        "width_sweep.engine_s", "width_sweep.loop_s", "width_sweep.engine_cold_s", "width_sweep.loop_cold_s",
+        "paper_sweep.engine_s", "paper_sweep.loop_s", "paper_sweep.reuse_bound",
+        "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb"]
+SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold"]
+
+
+def get(tree: dict, path: str):
+    for part in path.split("."):
+        tree = tree[part]
+    return tree
+
+
+def test_bench_main_tiny(tmp_path, capsys):
+    res = bench.main(bench.Config(**TINY), tmp_path, progress=False)
+    on_disk = json.loads((tmp_path / "bench.json").read_text())
+    assert on_disk["matmul_peak_gflops"] == res["matmul_peak_gflops"]
+    for key in KEYS:
+        value = get(on_disk, key)
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+    for key in SPEEDUPS:
+        assert math.isfinite(get(on_disk, key)) and get(on_disk, key) > 0, key
+    # 1 seed x 2 lr_f x 2 lr_g x 2 eps = 8 cells: the engine trains 2 f and 8 g, the loop 8 + 8.
+    paper = on_disk["paper_sweep"]
+    assert paper["cells"] == 8 and paper["trainings"] == {"engine_f": 2, "engine_g": 8, "loop_f": 8, "loop_g": 8}
+    assert abs(paper["reuse_bound"] - 16 / 10) < 1e-12
+    assert on_disk["width_sweep"]["cells"] == 2
+    # The engine and the loop compute the same cells with the same keys.
+    assert on_disk["width_sweep"]["max_abs_metric_diff"] < 1e-3
+    assert set(on_disk["targets"]) == {"training_peak_fraction", "width_sweep_speedup", "paper_sweep_speedup",
+                                       "infinite_seconds"}
+    assert on_disk["targets"]["training_peak_fraction"]["met"] is None  # no width >= 1000 in the tiny run
+    assert all(isinstance(t["met"], bool) for k, t in on_disk["targets"].items() if k != "training_peak_fraction")
+    assert {"git_rev", "jax", "jaxlib"} <= set(on_disk) and on_disk["jax"] == "0.5.3"
+    assert on_disk["reference_sizes"] is False
+    assert "speedup" in capsys.readouterr().out  # the table
+
+
+def test_quick_and_cli_options():
+    quick = bench.Config(quick=True).resolved()
+    assert quick.sweep_n < bench.Config().sweep_n and quick.infinite_n < bench.Config().infinite_n
+    assert bench.Config(quick=True, steps=7).resolved().steps == 7  # explicit values win over --quick
+    args = cli.build_parser().parse_args(["bench", "--quick", "--sections", "matmul", "paper_sweep"])
+    cfg = cli.config_from_args(args, bench.Config)
+    assert cfg.quick and cfg.sections == ("matmul", "paper_sweep")
+    assert bench.train_flops_per_step(2000, 784, 100) == 4 * 2000 * 784 * 100 + 8 * 2000 * 100 + 2 * 784 * 100 \
+        + 2 * 100 + 3 * 2000

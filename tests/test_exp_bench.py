@@ -4,17 +4,21 @@ assertions: the numbers depend on the machine and its load)."""
 import json
 import math
 
+import numpy as np
+
 from experiments import bench
 from ntk_adv import cli
 
-# One width shared by both sweeps and a paper grid whose (seed, lr_f, eps) structure is still non-trivial
-# (2 lr_f x 2 lr_g x 2 eps): the loop's compiled cell is reused, each engine group compiles once.
-TINY = dict(matmul_sizes=(128,), repeats=2, train_widths=(8, 16), train_n=64, d=16, steps=5, vmap_widths=(8,),
-            vmap_seeds=2, sweep_n=48, sweep_n_test=32, sweep_widths=(8,), sweep_seeds=2, paper_widths=(8,),
-            paper_lrs=(0.1, 0.01), paper_eps_max=1.0, paper_eps_count=2, infinite_n=200, infinite_n_test=50,
-            infinite_repeats=1, sweep_repeats=2)
+# One width shared by both sweeps and a paper grid of the width sweep's shape and first cell (2 seeds, the sweep's
+# lr, eps = 0): the engine's jit is keyed on the first cell's config, so both sweeps reuse one compiled group and
+# one compiled loop cell, and the run is dominated by those two compiles and the infinite-width subprocess. The
+# reuse accounting of the reference grids is checked without running them (test_reference_grids_and_reuse_bound).
+TINY = dict(matmul_sizes=(128,), repeats=2, train_widths=(8,), train_n=64, d=16, steps=5, vmap_widths=(8,),
+            vmap_seeds=2, sweep_n=48, sweep_n_test=32, sweep_widths=(8,), sweep_seeds=2, sweep_eps=0.0,
+            sweep_lr=0.1, paper_widths=(8,), paper_lrs=(0.1,), paper_eps_count=1, paper_seeds=2, infinite_n=200,
+            infinite_n_test=50, infinite_repeats=1, sweep_repeats=2)
 
-KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_16.peak_fraction",
+KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_fraction",
         "training.peak_fraction", "training.vmapped.width_8_seeds_2.gflops",
         "width_sweep.engine_s", "width_sweep.loop_s", "width_sweep.engine_cold_s", "width_sweep.loop_cold_s",
         "paper_sweep.engine_s", "paper_sweep.loop_s", "paper_sweep.reuse_bound",
@@ -37,13 +41,12 @@ def test_bench_main_tiny(tmp_path, capsys):
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
     for key in SPEEDUPS:
         assert math.isfinite(get(on_disk, key)) and get(on_disk, key) > 0, key
-    # 1 seed x 2 lr_f x 2 lr_g x 2 eps = 8 cells: the engine trains 2 f and 8 g, the loop 8 + 8.
     paper = on_disk["paper_sweep"]
-    assert paper["cells"] == 8 and paper["trainings"] == {"engine_f": 2, "engine_g": 8, "loop_f": 8, "loop_g": 8}
-    assert abs(paper["reuse_bound"] - 16 / 10) < 1e-12
-    assert on_disk["width_sweep"]["cells"] == 2
+    assert paper["cells"] == 2 and paper["trainings"] == {"engine_f": 2, "engine_g": 2, "loop_f": 2, "loop_g": 2}
+    assert on_disk["width_sweep"]["cells"] == 2 and on_disk["width_sweep"]["rounds"] == 2
     # The engine and the loop compute the same cells with the same keys.
-    assert on_disk["width_sweep"]["max_abs_metric_diff"] < 1e-3
+    for sweep in ("width_sweep", "paper_sweep"):
+        assert on_disk[sweep]["max_abs_metric_diff"] < 1e-3
     assert set(on_disk["targets"]) == {"training_peak_fraction", "width_sweep_speedup", "paper_sweep_speedup",
                                        "infinite_seconds"}
     assert on_disk["targets"]["training_peak_fraction"]["met"] is None  # no width >= 1000 in the tiny run
@@ -62,3 +65,17 @@ def test_quick_and_cli_options():
     assert cfg.quick and cfg.sections == ("matmul", "paper_sweep")
     assert bench.train_flops_per_step(2000, 784, 100) == 4 * 2000 * 784 * 100 + 8 * 2000 * 100 + 2 * 784 * 100 \
         + 2 * 100 + 3 * 2000
+
+
+def test_reference_grids_and_reuse_bound():
+    """The default sweeps are the reference ones: 9 widths x 5 seeds, and 3 widths x 2 x 2 lr x 11 eps = 132 cells
+    whose engine trains f 6 times and g 132 times: reuse alone bounds the speedup by 264 / 138."""
+    cfg = bench.Config()
+    assert len(cfg.width_grid().cells()) == 45
+    cells = cfg.paper_grid().cells()
+    assert len(cells) == 132
+    assert {c.eps for c, _ in cells} == {float(e) for e in np.linspace(0, 0.14, 11)}
+    assert bench._count_trainings(cells) == (6, 132)
+    assert abs(bench.reuse_bound(cells) - 264 / 138) < 1e-12
+    assert cfg.paper_grid().base.data.n_train == 2000 and cfg.paper_grid().base.data.d == 784
+    assert cfg.paper_grid().base.steps_f == cfg.paper_grid().base.steps_g == 100

@@ -228,12 +228,17 @@ def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPred
     return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
 
 
-def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test) -> dict[str, jax.Array]:
+def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
+             ) -> dict[str, jax.Array]:
     """Per-seed metrics: agreement of sign f and sign g on held-out z; g's natural accuracy on the clean
     training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
-    D_n at the perturbed points; g's accuracy on its own (adversarial) training set."""
+    D_n at the perturbed points; g's accuracy on its own (adversarial) training set.
+
+    ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known (:func:`predicted_directions`;
+    the sweep engine computes them once per group when the base points are the training inputs)."""
     f_test = predict_f(z)
-    d_pred = kernels.predicted_direction(adv.base, x, y, gamma=cfg.gamma, bias=cfg.bias)
+    if d_pred is None:
+        d_pred = predicted_directions(cfg, adv.base, x, y)
     return {
         "agreement": agreement(f_test, predict_g(z)),
         "g_acc_train": accuracy(predict_g(x), y),
@@ -243,6 +248,11 @@ def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_
         "g_acc_adv": accuracy(predict_g(adv.x_adv), adv.y_adv),
         "cos_predicted": mean_abs_cosine(adv.eta, d_pred),
     }
+
+
+def predicted_directions(cfg: ProtocolConfig, base, x, y) -> jax.Array:
+    """D_n at the base points (N, d) for this config's activation (:func:`kernels.predicted_direction`)."""
+    return kernels.predicted_direction(base, x, y, gamma=cfg.gamma, bias=cfg.bias)
 
 
 # ------------------------------------------------------------------------------------------- cells
@@ -261,12 +271,14 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
     return out
 
 
-def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g) -> dict:
+def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None) -> dict:
+    """``f_lim_z``: the centred f_inf on z if already known (it does not depend on the seed)."""
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
     g_lim = infinite_g(cfg, adv, lr_g)
-    f_lim_z, g_lim_z = f_lim(z), g_lim(z)
+    f_lim_z = f_lim(z) if f_lim_z is None else f_lim_z
+    g_lim_z = g_lim(z)
     f_z, g_z = apply_fn(pf, z), apply_fn(pg, z)
 
     def same_init_limit(pred, pred_z, x_set, y_set, init, lr, which):

@@ -3,9 +3,11 @@
 * A :class:`Grid` is a frozen base config plus axes (field -> values, dotted names reach nested fields such as
   ``data.n_train``) and a number of seeds. Every cell (config, seed) has a stable id (:func:`store.cell_id`).
 * Cells are grouped by a *batch key* (here: the config with the vmappable fields - eps, lr_f, lr_g - blanked
-  and the seed dropped); each group runs as one task, compiled once and batched with ``vmap``.
+  and the seed dropped); each group runs as one task, compiled once; inside it every stage is batched with
+  ``vmap`` or run item by item with ``lax.map``, whichever is faster for its width on CPU (``batching``).
 * Inside a perturbation-learning group, work is shared (:func:`run_protocol_batch`): f is trained once per
-  (seed, lr_f), perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell.
+  (seed, lr_f), perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell;
+  seed-independent infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
 * Finished cells are written to a :class:`store.ResultStore` as each group completes; a restarted sweep skips
   them (``force=True`` recomputes), so a killed sweep loses at most the group in flight and never duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
@@ -39,6 +41,13 @@ from ntk_adv.store import ResultStore, cell_id
 
 BACKENDS = ("inprocess", "processes", "ray")
 VMAPPED_FIELDS = ("eps", "lr_f", "lr_g")
+BATCHING = ("auto", "vmap", "map")
+# Batching rule for finite-width groups. XLA:CPU runs a vmapped matmul whose operands are all batched (g's
+# distinct adversarial sets) as a batched dot that is slower than the same dots one after another, while a
+# matmul with a shared operand (f's clean inputs) becomes one wide matmul - faster for narrow nets, slower for
+# wide ones (layout transposes). Measured on 2 cores, N = 2000, d = 784 (benchmarks, not tests).
+VMAP_SHARED_WIDTH = 256  # train the f's of a group with vmap when width <= this, else one after another
+VMAP_DISTINCT_WIDTH = 32  # train / evaluate the g's with vmap when width <= this, else one after another
 
 
 # ------------------------------------------------------------------------------------------- grids
@@ -107,11 +116,18 @@ def _unique_index(items: Sequence) -> tuple[list, np.ndarray]:
     return list(uniq), np.asarray(idx, np.int32)
 
 
-def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]]) -> list[dict[str, float]]:
+def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], batching: str = "auto"
+                       ) -> list[dict[str, float]]:
     """Run cells that share a :func:`protocol_batch_key`; returns one metrics dict per cell, in order.
 
-    Finite width: f is trained once per unique (seed, lr_f) [vmap], perturbations once per unique
-    (seed, lr_f, eps) [vmap], g once per cell [vmap]. Infinite width (``width=None``): one vmap over cells."""
+    Finite width: f is trained once per unique (seed, lr_f), perturbations once per unique (seed, lr_f, eps),
+    g once per cell; the centred f_inf on z and (scenarios a, b) the predicted directions once per group.
+    ``batching``: ``vmap`` batches each stage with vmap, ``map`` runs its items one after another inside the
+    same jit (``lax.map``), ``auto`` picks per stage by width (:data:`VMAP_SHARED_WIDTH`,
+    :data:`VMAP_DISTINCT_WIDTH`). All three give the same numbers up to float32 reduction order.
+    Infinite width (``width=None``): one vmap over cells."""
+    if batching not in BATCHING:
+        raise ValueError(f"unknown batching {batching!r}; expected one of {', '.join(BATCHING)}")
     base = cells[0][0]
     keys = {protocol_batch_key(c) for c, _ in cells}
     if len(keys) != 1:
@@ -132,7 +148,11 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]]) -> 
         a_to_f = np.asarray([f_items.index((s, lf)) for s, lf, _ in a_items], np.int32)
         f_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _ in f_items]))
         a_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _, _ in a_items]))
-        out = _finite_batch(base, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
+        if batching == "auto":
+            vmap_f, vmap_g = base.width <= VMAP_SHARED_WIDTH, base.width <= VMAP_DISTINCT_WIDTH
+        else:
+            vmap_f = vmap_g = batching == "vmap"
+        out = _finite_batch(base, vmap_f, vmap_g, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
                             a_keys, jnp.asarray(a_to_f), jnp.asarray([e for _, _, e in a_items], dtype),
                             cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx), lr_f, lr_g)
     out = {k: np.asarray(v) for k, v in out.items()}
@@ -145,26 +165,40 @@ def _infinite_batch(cfg, x, y, z, y_test, keys, eps, lr_f, lr_g):
         keys, eps, lr_f, lr_g)
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _finite_batch(cfg, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, cell_keys, f_idx, a_idx, lr_f, lr_g):
+def _over(fn: Callable, args: tuple, batched: bool):
+    """``vmap(fn)(*args)`` if ``batched``, else the same results with ``lax.map`` (sequential, one compile)."""
+    if batched:
+        return jax.vmap(fn)(*args)
+    return jax.lax.map(lambda a: fn(*a), args)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, cell_keys, f_idx, a_idx, lr_f, lr_g):
     apply_fn = protocol.model_apply(cfg)
     take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731
-    f_params = jax.vmap(lambda k, lf: protocol.train_f(cfg, x, y, k, lf))(f_keys, f_lr)
+    # seed-independent work, once per group: the centred f_inf on z (per lr_f) and, when the perturbations are
+    # computed at the training inputs (scenarios a, b), the predicted directions D_n
+    f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(f_lr)
+    d_pred = protocol.predicted_directions(cfg, x, x, y) if cfg.scenario != "noise" else None
+
+    f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf), (f_keys, f_lr), vmap_f)
 
     def perturb(k, fi, e):
         pf = take(f_params, fi)
         return protocol.adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, k, e)
 
-    advs = jax.vmap(perturb)(a_keys, a_to_f, a_eps)
+    advs = _over(perturb, (a_keys, a_to_f, a_eps), vmap_f)
 
     def finish(k, fi, ai, lf, lg):
         pf, adv = take(f_params, fi), take(advs, ai)
         pg = protocol.train_g(cfg, adv, k, lg)
-        out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
-        out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg))
+        out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test,
+                                d_pred=d_pred)
+        out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg,
+                                                f_lim_z=f_lim_z[fi]))
         return out
 
-    return jax.vmap(finish)(cell_keys, f_idx, a_idx, lr_f, lr_g)
+    return _over(finish, (cell_keys, f_idx, a_idx, lr_f, lr_g), vmap_g)
 
 
 # ------------------------------------------------------------------------------------------- engine

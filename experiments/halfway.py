@@ -51,8 +51,16 @@ from tqdm.auto import tqdm
 
 from ntk_adv import attacks, kernels, limits, models, plots
 from ntk_adv.data import DataSpec, load_spec
-from ntk_adv.metrics import agreement, fit_loglog_slope, mean_ci
-from ntk_adv.results import provenance, write_csv, write_json
+from ntk_adv.metrics import (
+    agreement,
+    fit_loglog_slope,
+    flip_points,
+    mantel,
+    mean_ci,
+    transfer_matrix,
+    white_box_success,
+)
+from ntk_adv.results import provenance, verdict, write_csv, write_json
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
 COMMAND = "halfway"
@@ -110,38 +118,6 @@ class Config:
 
 
 # ------------------------------------------------------------------------------------------------ flip points
-def flip_points(predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
-                ) -> tuple[jax.Array, jax.Array]:
-    """First class change of ``predict`` along x(t) = (1-t) xa + t xb, per row; returns (t (P,), found (P,)).
-
-    The class at t=0 is sign(f(xa)) (0 counts as +1). A grid of ``grid`` intervals locates the first interval
-    whose right end has another class; ``bisection`` halvings shrink it (the left end always keeps the start
-    class, the right end the other one); t is the bracket's midpoint. Rows without a change get t = NaN.
-    Traceable (jit/vmap); ``predict`` is pointwise (N, d) -> (N,)."""
-    p, d = xa.shape
-    ts = jnp.linspace(0.0, 1.0, grid + 1, dtype=xa.dtype)
-
-    def along(t):  # t (P, K) -> points (P*K, d)
-        pts = xa[:, None, :] * (1 - t)[..., None] + xb[:, None, :] * t[..., None]
-        return pts.reshape(-1, d)
-
-    cls = lambda v: jnp.where(v >= 0, 1.0, -1.0)
-    s = cls(predict(along(jnp.broadcast_to(ts, (p, grid + 1))))).reshape(p, grid + 1)
-    changed = s[:, 1:] != s[:, :1]
-    found = jnp.any(changed, axis=1)
-    i = jnp.argmax(changed, axis=1)
-    lo, hi = ts[i], ts[i + 1]
-
-    def halve(_, bracket):
-        lo, hi = bracket
-        mid = (lo + hi) / 2
-        same = cls(predict(along(mid[:, None])))[:] == s[:, 0]
-        return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, bisection, halve, (lo, hi))
-    return jnp.where(found, (lo + hi) / 2, jnp.nan), found
-
-
 def nearest_neighbour(x_train: jax.Array, y_train: jax.Array):
     """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in z."""
     def score(z):
@@ -213,48 +189,6 @@ def mean_abs_diff(t1: np.ndarray, t2: np.ndarray) -> float:
     """Mean |t1 - t2| over the pairs where both predictors flip (NaN if none)."""
     ok = np.isfinite(t1) & np.isfinite(t2)
     return float(np.mean(np.abs(t1[ok] - t2[ok]))) if ok.any() else np.nan
-
-
-def transfer_matrix(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """T[a, b] = transfer rate from source a to model b: among points that a and b classify correctly and
-    on which a's perturbation fools a, the fraction on which it fools b too.
-
-    ``out_clean`` (n_models, n_test) outputs on clean test points; ``out_adv`` (n_sources, n_models, n_test)
-    outputs of every model on each source's adversarial inputs; ``target`` (n_test,) the attack targets."""
-    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
-    correct = cls(out_clean) == y[None, :]  # (models, n)
-    fooled = cls(out_adv) == target[None, None, :]  # (sources, models, n)
-    success = np.stack([fooled[a, a] & correct[a] for a in range(out_adv.shape[0])])  # (sources, n)
-    base = success[:, None, :] & correct[None, :, :]
-    with np.errstate(invalid="ignore"):
-        return (fooled & base).sum(-1) / base.sum(-1)
-
-
-def white_box_success(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per model: among test points it classifies correctly, the fraction its own perturbation flips."""
-    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
-    correct = cls(out_clean) == y[None, :]
-    own = np.stack([cls(out_adv[a, a]) == -y for a in range(out_adv.shape[0])])
-    return (own & correct).sum(-1) / np.maximum(correct.sum(-1), 1)
-
-
-def mantel(dist: np.ndarray, sim: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
-    """Spearman correlation of the upper triangles of two symmetric matrices and the one-sided (negative)
-    Mantel permutation p-value (models permuted jointly in rows and columns)."""
-    n = dist.shape[0]
-    iu = np.triu_indices(n, 1)
-    ok = np.isfinite(dist[iu]) & np.isfinite(sim[iu])
-    if ok.sum() < 3 or np.ptp(dist[iu][ok]) == 0 or np.ptp(sim[iu][ok]) == 0:
-        return np.nan, 1.0  # no variation: no correlation to test
-    rd = stats.rankdata(dist[iu][ok])
-    rho = float(stats.spearmanr(dist[iu][ok], sim[iu][ok]).statistic)
-    rng = np.random.default_rng(seed)
-    count = 0
-    for _ in range(permutations):
-        perm = rng.permutation(n)
-        s = sim[np.ix_(perm, perm)][iu][ok]
-        count += np.corrcoef(rd, stats.rankdata(s))[0, 1] <= rho + 1e-12
-    return rho, (1 + count) / (1 + permutations)
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -362,10 +296,6 @@ def _by_width(rows, metric, widths):
     return {w: mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths}
 
 
-def _verdict(ok: bool) -> str:
-    return "confirmed" if bool(ok) else "not confirmed"
-
-
 def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
     widths = sorted(cfg.widths)
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), **ref}
@@ -396,7 +326,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
             ok = ok and fit.high < 0
         except ValueError as err:  # too few positive points for a slope
             entry["slope_error"] = str(err)
-    entry["verdict"] = _verdict(ok)
+    entry["verdict"] = verdict(ok)
     preds["flip_points_converge"] = entry
 
     # (ii) closer flip points, higher transfer
@@ -407,7 +337,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         "limit_attack_success": ref["limit_attack_success"],
         "spearman_rho_within_width": ref["rho_within_width"],
         "attack": cfg.attack, "eps": ref["eps"],
-        "verdict": _verdict(ref["rho"] < 0 and ref["p_mantel"] < 0.05)}
+        "verdict": verdict(ref["rho"] < 0 and ref["p_mantel"] < 0.05)}
 
     # (iii) net -> kernel predictor; 1-NN agreement -> the kernel's 1-NN agreement
     agree_l = summary["agree_net_limit_by_width"]
@@ -423,7 +353,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         "agree_1nn_smallest_width": agree_n[str(widths[0])]["mean"],
         "agree_1nn_largest_width": agree_n[str(widths[-1])]["mean"],
         "kernel_1nn_agreement": ref["limit_1nn_agreement"],
-        "verdict": _verdict(agree_l[str(widths[-1])]["mean"] > agree_l[str(widths[0])]["mean"]
+        "verdict": verdict(agree_l[str(widths[-1])]["mean"] > agree_l[str(widths[0])]["mean"]
                             and agree_l[str(widths[-1])]["mean"] >= 0.95
                             and (gap_last <= 0.02 or gap_last < gap_first))}
     preds["halfway_nearest_neighbour"] = {
@@ -432,7 +362,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         "flip_t_net_largest_width": summary["flip_t_by_width"][str(widths[-1])]["mean"],
         "flip_t_limit": ref["flip_t_limit"], "flip_t_1nn": ref["flip_t_1nn"],
         "flip_distance_limit_1nn": ref["limit_1nn_flip_distance"],
-        "verdict": _verdict(agree_n[str(widths[-1])]["mean"] >= 0.9)}
+        "verdict": verdict(agree_n[str(widths[-1])]["mean"] >= 0.9)}
     summary["predictions"] = preds
     summary["verdicts"] = {k: v["verdict"] for k, v in preds.items()}
     return summary

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from ntk_adv import attacks, kernels, limits, models, plots, training
 from ntk_adv.metrics import accuracy, mean_ci
-from ntk_adv.results import provenance, write_csv, write_json
+from ntk_adv.results import provenance, verdict, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "purification"
@@ -379,10 +379,6 @@ def _interval(values) -> dict:
     return {"mean": ci.mean, "ci95": [ci.low, ci.high]}
 
 
-def _verdict(ok: bool) -> str:
-    return "confirmed" if bool(ok) else "not confirmed"
-
-
 def predictions(cfg: Config, metrics: dict) -> dict:
     """The four predictions with measured values and verdicts (see the module docstring)."""
     c, a, k = metrics["clean"], metrics["adversarial"], metrics["ntk_limit"]
@@ -398,7 +394,7 @@ def predictions(cfg: Config, metrics: dict) -> dict:
         "prediction": f"clean training: clean accuracy >= 0.9 and robust accuracy <= clean - {cfg.margin} (L2, L-inf)",
         "clean_acc": _interval(c["clean_acc"]), "robust_acc_l2": _interval(c["robust_acc_l2"]),
         "robust_acc_linf": _interval(c["robust_acc_linf"]),
-        "verdict": _verdict(mean(c["clean_acc"]) >= 0.9
+        "verdict": verdict(mean(c["clean_acc"]) >= 0.9
                             and mean(c["robust_acc_l2"]) <= mean(c["clean_acc"]) - cfg.margin
                             and mean(c["robust_acc_linf"]) <= mean(c["clean_acc"]) - cfg.margin)}
     d_pur, d_dense, d_frac = diff("purity"), diff("dense_mass"), diff("pure_fraction")
@@ -409,20 +405,20 @@ def predictions(cfg: Config, metrics: dict) -> dict:
         "dense_mass_before": _interval(c["dense_mass"]), "dense_mass_after": _interval(a["dense_mass"]),
         "pure_fraction_before": _interval(c["pure_fraction"]), "pure_fraction_after": _interval(a["pure_fraction"]),
         "purity_change": d_pur, "dense_mass_change": d_dense, "pure_fraction_change": d_frac,
-        "verdict": _verdict(d_pur["ci95"][0] > 0 and d_dense["ci95"][1] < 0 and d_frac["ci95"][0] > 0)}
+        "verdict": verdict(d_pur["ci95"][0] > 0 and d_dense["ci95"][1] < 0 and d_frac["ci95"][0] > 0)}
     d_rob, d_other = diff(trained), diff(other)
     out["robustness"] = {
         "prediction": f"adversarial training raises {trained} (paired 95% interval excludes 0)",
         f"{trained}_before": _interval(c[trained]), f"{trained}_after": _interval(a[trained]),
         f"{trained}_change": d_rob, f"{other}_change": d_other,
         "clean_acc_after": _interval(a["clean_acc"]),
-        "verdict": _verdict(d_rob["ci95"][0] > 0)}
+        "verdict": verdict(d_rob["ci95"][0] > 0)}
     out["ntk_non_robust"] = {
         "prediction": f"NTK limit: robust accuracy <= clean - {cfg.margin} (L2, L-inf) and below the adversarially "
                       f"trained net's {trained}",
         "clean_acc": _interval(k["clean_acc"]), "robust_acc_l2": _interval(k["robust_acc_l2"]),
         "robust_acc_linf": _interval(k["robust_acc_linf"]),
-        "verdict": _verdict(mean(k["robust_acc_l2"]) <= mean(k["clean_acc"]) - cfg.margin
+        "verdict": verdict(mean(k["robust_acc_l2"]) <= mean(k["clean_acc"]) - cfg.margin
                             and mean(k["robust_acc_linf"]) <= mean(k["clean_acc"]) - cfg.margin
                             and mean(k[trained]) < mean(a[trained]))}
     return out

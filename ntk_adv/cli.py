@@ -2,7 +2,7 @@
 
 The CLI is thin: each experiment module in ``experiments/`` exposes ``COMMAND`` (its subcommand name), a frozen
 ``Config`` dataclass and ``main(config, out, *, progress)``; options are generated from the dataclass fields
-(tuples take several values, nested ``DataSpec`` fields are ``--dataset``, ``--n-train``, ...), so adding an
+(tuples take several values, separated by spaces or commas; nested ``DataSpec`` fields are ``--dataset``, ``--n-train``, ...), so adding an
 experiment means adding a module - nothing to register here.
 """
 
@@ -46,6 +46,22 @@ def _field_type(tp):
     return "plain", tp
 
 
+def _items(base):
+    """argparse type for one token of a tuple option: ``1 2 3`` and ``1,2,3`` both work."""
+
+    def parse(token: str) -> list:
+        parts = [p for p in token.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"empty value {token!r}")
+        try:
+            return [base(p.strip()) for p in parts]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"invalid {base.__name__} in {token!r}") from err
+
+    parse.__name__ = base.__name__
+    return parse
+
+
 def _add_field(parser, name: str, tp, default, dest: str):
     flag = "--" + name.replace("_", "-")
     metavar = name.upper()
@@ -53,8 +69,8 @@ def _add_field(parser, name: str, tp, default, dest: str):
     if base is bool:
         parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
     elif kind == "tuple":
-        parser.add_argument(flag, dest=dest, type=base, nargs="+", default=default, metavar=metavar,
-                            help=f"(default: {' '.join(map(str, default))})")
+        parser.add_argument(flag, dest=dest, type=_items(base), nargs="+", default=default, metavar=metavar,
+                            help=f"(default: {' '.join(map(str, default))}; spaces or commas)")
     else:
         parser.add_argument(flag, dest=dest, type=base, default=default, metavar=metavar,
                             help=f"(default: {default})")
@@ -88,7 +104,7 @@ def config_from_args(args: argparse.Namespace, config_cls):
             kwargs[f.name] = type(value)(**sub)
         else:
             v = getattr(args, f.name)
-            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+            kwargs[f.name] = tuple(item for token in v for item in token) if isinstance(v, list) else v
     return config_cls(**kwargs)
 
 

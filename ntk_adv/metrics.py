@@ -1,4 +1,5 @@
-"""Metrics of the suite: classification agreement/accuracy, cosines, gaps, and statistics over seeds.
+"""Metrics of the suite: classification agreement/accuracy, cosines, gaps, statistics over seeds, flip points
+along segments (decision-boundary geometry) and transfer rates of adversarial examples between models.
 
 Statistics conventions (used by every experiment and figure):
 * ``mean_ci``: mean over seeds with a two-sided 95% Student-t interval (half-width t_{0.975,n-1} s / sqrt(n)).
@@ -89,3 +90,79 @@ def fit_loglog_slope(x, y, level: float = 0.95) -> SlopeFit:
     half = float(stats.t.ppf(0.5 + level / 2, lx.size - 2) * res.stderr)
     return SlopeFit(float(res.slope), float(res.slope - half), float(res.slope + half),
                     float(res.intercept), int(lx.size))
+
+
+# ------------------------------------------------------------------------------------------- decision geometry
+def flip_points(predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
+                ) -> tuple[jax.Array, jax.Array]:
+    """First class change of ``predict`` along x(t) = (1-t) xa + t xb, per row; returns (t (P,), found (P,)).
+
+    The class at t=0 is sign(f(xa)) (0 counts as +1). A grid of ``grid`` intervals locates the first interval
+    whose right end has another class; ``bisection`` halvings shrink it (the left end always keeps the start
+    class, the right end the other one); t is the bracket's midpoint. Rows without a change get t = NaN.
+    Traceable (jit/vmap); ``predict`` is pointwise (N, d) -> (N,)."""
+    p, d = xa.shape
+    ts = jnp.linspace(0.0, 1.0, grid + 1, dtype=xa.dtype)
+
+    def along(t):  # t (P, K) -> points (P*K, d)
+        pts = xa[:, None, :] * (1 - t)[..., None] + xb[:, None, :] * t[..., None]
+        return pts.reshape(-1, d)
+
+    cls = lambda v: jnp.where(v >= 0, 1.0, -1.0)
+    s = cls(predict(along(jnp.broadcast_to(ts, (p, grid + 1))))).reshape(p, grid + 1)
+    changed = s[:, 1:] != s[:, :1]
+    found = jnp.any(changed, axis=1)
+    i = jnp.argmax(changed, axis=1)
+    lo, hi = ts[i], ts[i + 1]
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        same = cls(predict(along(mid[:, None])))[:] == s[:, 0]
+        return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, bisection, halve, (lo, hi))
+    return jnp.where(found, (lo + hi) / 2, jnp.nan), found
+
+
+# ------------------------------------------------------------------------------------------- transferability
+def transfer_matrix(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """T[a, b] = transfer rate from source a to model b: among points that a and b classify correctly and
+    on which a's perturbation fools a, the fraction on which it fools b too.
+
+    ``out_clean`` (n_models, n_test) outputs on clean test points; ``out_adv`` (n_sources, n_models, n_test)
+    outputs of every model on each source's adversarial inputs; ``target`` (n_test,) the attack targets."""
+    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
+    correct = cls(out_clean) == y[None, :]  # (models, n)
+    fooled = cls(out_adv) == target[None, None, :]  # (sources, models, n)
+    success = np.stack([fooled[a, a] & correct[a] for a in range(out_adv.shape[0])])  # (sources, n)
+    base = success[:, None, :] & correct[None, :, :]
+    with np.errstate(invalid="ignore"):
+        return (fooled & base).sum(-1) / base.sum(-1)
+
+
+def white_box_success(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per model: among test points it classifies correctly, the fraction its own perturbation flips."""
+    cls = lambda v: np.where(v >= 0, 1.0, -1.0)
+    correct = cls(out_clean) == y[None, :]
+    own = np.stack([cls(out_adv[a, a]) == -y for a in range(out_adv.shape[0])])
+    return (own & correct).sum(-1) / np.maximum(correct.sum(-1), 1)
+
+
+def mantel(dist: np.ndarray, sim: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
+    """Spearman correlation of the upper triangles of two symmetric matrices and the one-sided (negative)
+    Mantel permutation p-value (models permuted jointly in rows and columns)."""
+    n = dist.shape[0]
+    iu = np.triu_indices(n, 1)
+    ok = np.isfinite(dist[iu]) & np.isfinite(sim[iu])
+    if ok.sum() < 3 or np.ptp(dist[iu][ok]) == 0 or np.ptp(sim[iu][ok]) == 0:
+        return np.nan, 1.0  # no variation: no correlation to test
+    rd = stats.rankdata(dist[iu][ok])
+    rho = float(stats.spearmanr(dist[iu][ok], sim[iu][ok]).statistic)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(permutations):
+        perm = rng.permutation(n)
+        s = sim[np.ix_(perm, perm)][iu][ok]
+        count += np.corrcoef(rd, stats.rankdata(s))[0, 1] <= rho + 1e-12
+    return rho, (1 + count) / (1 + permutations)

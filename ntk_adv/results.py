@@ -108,16 +108,21 @@ def provenance() -> dict:
     return {"git_rev": rev, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
 
 
+def verdict(ok) -> str:
+    """The verdict word of every claims table: 'confirmed' or 'not confirmed'."""
+    return "confirmed" if bool(ok) else "not confirmed"
+
+
 def claim(claim: str, prediction: str, measured: str, confirmed: bool) -> dict:
     """One line of an experiment's verdict table (``summary['claims']``, collected by ``ntk-adv report``)."""
     return {"claim": claim, "prediction": prediction, "measured": measured,
-            "verdict": "confirmed" if bool(confirmed) else "not confirmed"}
+            "verdict": verdict(confirmed)}
 
 
 def prediction(statement: str, predicted, measured, criterion: str, ok: bool, **extra) -> dict:
     """One machine-readable prediction (``summary['predictions'][name]``): raw numbers and a verdict."""
     return {"statement": statement, "prediction": predicted, "measured": measured, "criterion": criterion,
-            "verdict": "confirmed" if ok else "not confirmed", **extra}
+            "verdict": verdict(ok), **extra}
 
 
 def format_value(v) -> str:

@@ -39,3 +39,19 @@ def test_convergence_via_cli(tmp_path):
             "--n-kernel", "20", "--steps", "10", "--out", str(tmp_path), "--quiet"]
     assert cli.main(argv) == 0
     assert (tmp_path / "summary.json").exists()
+
+
+def test_tuple_options_take_spaces_or_commas():
+    from experiments import convergence
+
+    parser = cli.build_parser()
+    for argv in (["--widths", "16", "128", "1024"], ["--widths", "16,128", "1024"], ["--widths", "16,128,1024"]):
+        cfg = cli.config_from_args(parser.parse_args(["convergence", *argv]), convergence.Config)
+        assert cfg.widths == (16, 128, 1024)
+
+
+def test_bad_tuple_item_is_named(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["convergence", "--widths", "16,x"])
+    assert exc.value.code == 2
+    assert "invalid int in '16,x'" in capsys.readouterr().err

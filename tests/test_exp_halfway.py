@@ -12,22 +12,8 @@ import pytest
 from experiments import halfway
 from ntk_adv import limits
 from ntk_adv.data import DataSpec, load_spec
+from ntk_adv.metrics import flip_points
 from ntk_adv.results import read_csv
-
-
-def test_flip_points_of_a_linear_predictor_are_exact():
-    rng = np.random.default_rng(0)
-    w = jnp.asarray(rng.standard_normal(5), jnp.float32)
-    predict = lambda q: q @ w - 0.1
-    xa = jnp.asarray(rng.standard_normal((40, 5)), jnp.float32)
-    xb = jnp.asarray(rng.standard_normal((40, 5)), jnp.float32)
-    t, found = halfway.flip_points(predict, xa, xb, grid=16, bisection=25)
-    fa, fb = np.asarray(predict(xa)), np.asarray(predict(xb))
-    crosses = np.sign(fa) != np.sign(fb)
-    assert np.array_equal(np.asarray(found), crosses)  # a line changes class at most once
-    t_exact = fa / (fa - fb)
-    np.testing.assert_allclose(np.asarray(t)[crosses], t_exact[crosses], atol=1e-5)
-    assert np.all(np.isnan(np.asarray(t)[~crosses]))
 
 
 def test_flip_point_is_a_real_class_change_of_a_kernel_predictor():
@@ -37,7 +23,7 @@ def test_flip_point_is_a_real_class_change_of_a_kernel_predictor():
     pred = limits.make_predictor(cfg.kernel(), x, y, loss="logistic", lr=0.1, steps=100)
     ia, ib = halfway.make_pairs(halfway.Config(n_pairs=30), ds.x_test, ds.y_test)
     xa, xb = jnp.asarray(ds.x_test[ia]), jnp.asarray(ds.x_test[ib])
-    t, found = (np.asarray(v) for v in halfway.flip_points(pred, xa, xb, grid=32, bisection=20))
+    t, found = (np.asarray(v) for v in flip_points(pred, xa, xb, grid=32, bisection=20))
     assert found.mean() > 0.7  # a few pairs have an end point misclassified
     t, xa, xb = t[found], np.asarray(xa)[found], np.asarray(xb)[found]
     assert np.all((t >= 0) & (t <= 1))
@@ -58,22 +44,6 @@ def test_nearest_neighbour_score_matches_argmin():
     score = np.asarray(halfway.nearest_neighbour(jnp.asarray(x), jnp.asarray(y))(jnp.asarray(z)))
     nearest = np.argmin(((z[:, None, :] - x[None, :, :]) ** 2).sum(-1), axis=1)
     assert np.array_equal(np.where(score >= 0, 1.0, -1.0), y[nearest])
-
-
-def test_transfer_matrix_and_mantel():
-    y = np.array([1.0, 1.0, -1.0, -1.0])
-    clean = np.array([[1, 1, -1, -1], [1, -1, -1, -1]], float)  # model 1 misclassifies point 1
-    adv = np.array([[[-1, -1, 1, -1], [-1, -1, -1, -1]],  # source 0 fools itself on 0, 1, 2
-                    [[1, 1, 1, 1], [-1, -1, 1, 1]]], float)  # source 1 fools itself on 0, 2, 3
-    tr = halfway.transfer_matrix(clean, adv, y, -y)
-    assert tr[0, 0] == 1.0 and tr[1, 1] == 1.0
-    assert tr[0, 1] == pytest.approx(1 / 2)  # base: points 0, 2 (fooled on source, correct on 1); fooled: 0
-    assert tr[1, 0] == pytest.approx(2 / 3)  # base: points 0, 2, 3; model 0 fooled on 2, 3
-    rng = np.random.default_rng(2)
-    pts = rng.standard_normal((12, 2))
-    dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    rho, p = halfway.mantel(dist, -dist + 0.01 * rng.standard_normal(dist.shape), 200, 0)
-    assert rho < -0.9 and p < 0.02
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ntk_adv import metrics
 from ntk_adv.metrics import accuracy, agreement, fit_loglog_slope, mean_abs_cosine, mean_ci, relative_gap
 
 
@@ -90,3 +91,34 @@ def test_fit_loglog_slope_rejects_degenerate_input():
         fit_loglog_slope([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError):
         fit_loglog_slope([1.0, 2.0, -4.0, 0.0], [1.0, 2.0, 3.0, 4.0])  # only 2 positive points remain
+
+
+def test_flip_points_of_a_linear_predictor_are_exact():
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.standard_normal(5), jnp.float32)
+    predict = lambda q: q @ w - 0.1
+    xa = jnp.asarray(rng.standard_normal((40, 5)), jnp.float32)
+    xb = jnp.asarray(rng.standard_normal((40, 5)), jnp.float32)
+    t, found = metrics.flip_points(predict, xa, xb, grid=16, bisection=25)
+    fa, fb = np.asarray(predict(xa)), np.asarray(predict(xb))
+    crosses = np.sign(fa) != np.sign(fb)
+    assert np.array_equal(np.asarray(found), crosses)  # a line changes class at most once
+    t_exact = fa / (fa - fb)
+    np.testing.assert_allclose(np.asarray(t)[crosses], t_exact[crosses], atol=1e-5)
+    assert np.all(np.isnan(np.asarray(t)[~crosses]))
+
+
+def test_transfer_matrix_and_mantel():
+    y = np.array([1.0, 1.0, -1.0, -1.0])
+    clean = np.array([[1, 1, -1, -1], [1, -1, -1, -1]], float)  # model 1 misclassifies point 1
+    adv = np.array([[[-1, -1, 1, -1], [-1, -1, -1, -1]],  # source 0 fools itself on 0, 1, 2
+                    [[1, 1, 1, 1], [-1, -1, 1, 1]]], float)  # source 1 fools itself on 0, 2, 3
+    tr = metrics.transfer_matrix(clean, adv, y, -y)
+    assert tr[0, 0] == 1.0 and tr[1, 1] == 1.0
+    assert tr[0, 1] == pytest.approx(1 / 2)  # base: points 0, 2 (fooled on source, correct on 1); fooled: 0
+    assert tr[1, 0] == pytest.approx(2 / 3)  # base: points 0, 2, 3; model 0 fooled on 2, 3
+    rng = np.random.default_rng(2)
+    pts = rng.standard_normal((12, 2))
+    dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    rho, p = metrics.mantel(dist, -dist + 0.01 * rng.standard_normal(dist.shape), 200, 0)
+    assert rho < -0.9 and p < 0.02

@@ -117,7 +117,7 @@ class Config:
                                         parametrization=self.parametrization)
 
 
-# ------------------------------------------------------------------------------------------------ flip points
+# ------------------------------------------------------------------------------------------------ baselines
 def nearest_neighbour(x_train: jax.Array, y_train: jax.Array):
     """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in z."""
     def score(z):

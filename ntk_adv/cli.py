@@ -2,8 +2,8 @@
 
 The CLI is thin: each experiment module in ``experiments/`` exposes ``COMMAND`` (its subcommand name), a frozen
 ``Config`` dataclass and ``main(config, out, *, progress)``; options are generated from the dataclass fields
-(tuples take several values, separated by spaces or commas; nested ``DataSpec`` fields are ``--dataset``, ``--n-train``, ...), so adding an
-experiment means adding a module - nothing to register here.
+(tuples take several values, separated by spaces or commas; nested ``DataSpec`` fields are ``--dataset``,
+``--n-train``, ...), so adding an experiment means adding a module - nothing to register here.
 """
 
 from __future__ import annotations

@@ -148,13 +148,15 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], bat
         a_to_f = np.asarray([f_items.index((s, lf)) for s, lf, _ in a_items], np.int32)
         f_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _ in f_items]))
         a_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _, _ in a_items]))
+        lim_lrs, lim_idx = _unique_index([float(c.lr_f) for c, _ in cells])  # f_inf depends on lr_f only
         if batching == "auto":
             vmap_f, vmap_g = base.width <= VMAP_SHARED_WIDTH, base.width <= VMAP_DISTINCT_WIDTH
         else:
             vmap_f = vmap_g = batching == "vmap"
         out = _finite_batch(base, vmap_f, vmap_g, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
                             a_keys, jnp.asarray(a_to_f), jnp.asarray([e for _, _, e in a_items], dtype),
-                            cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx), lr_f, lr_g)
+                            jnp.asarray(lim_lrs, dtype), cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx),
+                            jnp.asarray(lim_idx), lr_f, lr_g)
     out = {k: np.asarray(v) for k, v in out.items()}
     return [{k: float(v[i]) for k, v in out.items()} for i in range(len(cells))]
 
@@ -173,12 +175,13 @@ def _over(fn: Callable, args: tuple, batched: bool):
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, cell_keys, f_idx, a_idx, lr_f, lr_g):
+def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, lim_lrs, cell_keys,
+                  f_idx, a_idx, lim_idx, lr_f, lr_g):
     apply_fn = protocol.model_apply(cfg)
     take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731
     # seed-independent work, once per group: the centred f_inf on z (per lr_f) and, when the perturbations are
     # computed at the training inputs (scenarios a, b), the predicted directions D_n
-    f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(f_lr)
+    f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(lim_lrs)
     d_pred = protocol.predicted_directions(cfg, x, x, y) if cfg.scenario != "noise" else None
 
     f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf), (f_keys, f_lr), vmap_f)
@@ -189,16 +192,16 @@ def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_
 
     advs = _over(perturb, (a_keys, a_to_f, a_eps), vmap_f)
 
-    def finish(k, fi, ai, lf, lg):
+    def finish(k, fi, ai, li, lf, lg):
         pf, adv = take(f_params, fi), take(advs, ai)
         pg = protocol.train_g(cfg, adv, k, lg)
         out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test,
                                 d_pred=d_pred)
         out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg,
-                                                f_lim_z=f_lim_z[fi]))
+                                                f_lim_z=f_lim_z[li]))
         return out
 
-    return _over(finish, (cell_keys, f_idx, a_idx, lr_f, lr_g), vmap_g)
+    return _over(finish, (cell_keys, f_idx, a_idx, lim_idx, lr_f, lr_g), vmap_g)
 
 
 # ------------------------------------------------------------------------------------------- engine

@@ -160,7 +160,7 @@ def test_vmapped_eps_matches_protocol_cell():
     """The staged, artifact-sharing batch equals the plain protocol cell for the same key."""
     import jax
 
-    cells = [(BASE.with_(eps=e), 3) for e in (0.5, 2.0)]
+    cells = [(BASE.with_(eps=e, lr_f=lf), 3) for e in (0.5, 2.0) for lf in (0.1, 0.05)]
     batched = sweeps.run_protocol_batch(cells)
     arrays = sweeps.data_arrays(BASE.data)
     for (cfg, seed), got in zip(cells, batched):

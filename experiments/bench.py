@@ -36,6 +36,10 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
    ``reuse_bound`` = (f + g trainings of the loop) / (f + g trainings of the engine), the speedup that reuse
    alone can give when training dominates (132 + 132) / (6 + 132) = 1.91 for the paper sweep.
+   ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's trainings
+   alone (``training_tflop.engine``, counted analytically) take at the measured matmul peak: no schedule of
+   the engine's work can beat it on this machine. ``engine_peak_fraction`` / ``loop_peak_fraction`` are the
+   training FLOPs of each path over its wall time, as a fraction of the peak.
 c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted; f_inf, one-step L2
    perturbations of f_inf, g_inf, every metric of ``evaluate``) on ``infinite_n`` Gaussian training points of
    dimension ``d`` and ``infinite_n_test`` held-out points, in a fresh subprocess: ``seconds`` is the first
@@ -44,7 +48,8 @@ c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted;
    its parent across exec) and ``peak_rss_delta_mb`` its growth over the level after imports and data loading.
 
 Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
-``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup}``, ``paper_sweep.{..., reuse_bound}``,
+``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup,peak_bound}``,
+``paper_sweep.{..., reuse_bound, peak_bound}``,
 ``infinite_agreement.{seconds,peak_rss_mb}``, ``targets``, provenance, machine load) and prints a table.
 Targets: training >= 0.8 of the matmul peak at every width >= 1000; width sweep >= 1.3x; paper sweep >= 3x;
 infinite N = 10^4 < 30 s (cold).
@@ -257,7 +262,8 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
     key = jax.random.PRNGKey(cfg.seed)
     matmul = jax.jit(lambda a, b: a @ b)
     mats = {}
-    if do_matmul or do_train:  # the peak is the denominator of every training fraction
+    # the peak is the denominator of every training fraction and of the sweeps' peak bounds
+    if do_matmul or do_train or {"width_sweep", "paper_sweep"} & set(cfg.sections):
         for n in cfg.matmul_sizes:
             ka, kb = jax.random.split(jax.random.fold_in(key, n))
             mats[n] = (jax.random.normal(ka, (n, n), jnp.float32), jax.random.normal(kb, (n, n), jnp.float32))
@@ -339,6 +345,18 @@ def run_loop(cells, arrays, runner) -> list[dict]:
     return out
 
 
+def training_flops(cells) -> dict[str, int]:
+    """Analytic FLOPs of the trainings alone (f and g, ``steps_f`` / ``steps_g`` full-batch GD steps each, see
+    :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for the
+    loop (f and g per cell)."""
+    f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
+    def one(c, steps):
+        return steps * train_flops_per_step(c.data.n_train, c.data.d, c.width)
+    g = sum(one(c, c.steps_g) for c, _ in cells)
+    return {"engine": sum(one(c, c.steps_f) for c in f_units.values()) + g,
+            "loop": sum(one(c, c.steps_f) for c, _ in cells) + g}
+
+
 def _count_trainings(cells) -> tuple[int, int]:
     """(f trainings, g trainings) of the engine: f per (width group, seed, lr_f), g per cell."""
     f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f) for c, s in cells}
@@ -351,8 +369,9 @@ def reuse_bound(cells) -> float:
     return 2 * len(cells) / sum(_count_trainings(cells))
 
 
-def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool) -> dict:
-    """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds."""
+def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_gflops: float = math.nan) -> dict:
+    """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds.
+    ``peak_gflops`` (the measured matmul peak) turns the analytic training FLOPs into ``peak_bound``."""
     cells = grid.cells()
     arrays = sweeps.data_arrays(grid.base.data)  # loaded (and cached) outside every timing
     jax.block_until_ready(arrays)
@@ -426,6 +445,14 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool) -> di
     # nan (null in bench.json) if a compile-free time could not be resolved (cold minus compile <= 0)
     res["speedup"] = res["loop_s"] / res["engine_s"] if min(res["engine_s"], res["loop_s"]) > 0 else math.nan
     res["speedup_cold"] = res["loop_cold_s"] / res["engine_cold_s"] if res["engine_cold_s"] > 0 else math.nan
+    flops = training_flops(cells)
+    floor = flops["engine"] / (peak_gflops * 1e9)  # nan without a peak
+    res["training_tflop"] = {k: v / 1e12 for k, v in flops.items()}
+    res["engine_floor_s"] = floor
+    res["peak_bound"] = res["loop_s"] / floor if floor > 0 else math.nan
+    res["loop_peak_fraction"] = flops["loop"] / res["loop_s"] / 1e9 / peak_gflops if res["loop_s"] > 0 else math.nan
+    res["engine_peak_fraction"] = (flops["engine"] / res["engine_s"] / 1e9 / peak_gflops if res["engine_s"] > 0
+                                   else math.nan)
     return res
 
 
@@ -506,8 +533,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     t_start = time.perf_counter()
     res: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "devices": str(jax.devices()),
                  "cpu_count": os.cpu_count(), "loadavg_start": list(os.getloadavg())}
-    if {"matmul", "training"} & set(cfg.sections):
-        _say(progress, "bench: matmul peak and training throughput")
+    peak = math.nan
+    if {"matmul", "training", "width_sweep", "paper_sweep"} & set(cfg.sections):
+        _say(progress, "bench: matmul peak" + (" and training throughput" if "training" in cfg.sections else ""))
         peak, mm, training = bench_throughput(cfg, progress)
         res["matmul_peak_gflops"], res["matmul"] = peak, mm
         if "training" in cfg.sections:
@@ -515,7 +543,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     for section, grid_fn in (("width_sweep", cfg.width_grid), ("paper_sweep", cfg.paper_grid)):
         if section in cfg.sections:
             _say(progress, f"bench: {section}")
-            res[section] = bench_sweep(cfg, grid_fn(), section, progress)
+            res[section] = bench_sweep(cfg, grid_fn(), section, progress, peak)
     if "infinite" in cfg.sections:
         _say(progress, f"bench: infinite-width agreement, N = {cfg.infinite_n}")
         res["infinite_agreement"] = bench_infinite(cfg, progress)
@@ -565,6 +593,10 @@ def table(res: dict) -> str:
                          f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
                          f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
                          f"{s['loop_compile_s']:.1f}s)")
+            lines.append(f"  {'':<12} trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
+                         f"{s['training_tflop']['loop']:.1f} loop: at the matmul peak the engine needs "
+                         f">= {s['engine_floor_s']:.1f}s, so speedup <= {s['peak_bound']:.2f}x (peak bound); "
+                         f"engine at {s['engine_peak_fraction']:.0%}, loop at {s['loop_peak_fraction']:.0%} of peak")
     if "infinite_agreement" in res:
         a = res["infinite_agreement"]
         lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "

@@ -22,6 +22,7 @@ KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_
         "training.peak_fraction", "training.vmapped.width_8_seeds_2.gflops",
         "width_sweep.engine_s", "width_sweep.loop_s", "width_sweep.engine_cold_s", "width_sweep.loop_cold_s",
         "paper_sweep.engine_s", "paper_sweep.loop_s", "paper_sweep.reuse_bound",
+        "width_sweep.peak_bound", "paper_sweep.peak_bound", "paper_sweep.engine_floor_s",
         "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb"]
 SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold"]
 
@@ -79,3 +80,20 @@ def test_reference_grids_and_reuse_bound():
     assert abs(bench.reuse_bound(cells) - 264 / 138) < 1e-12
     assert cfg.paper_grid().base.data.n_train == 2000 and cfg.paper_grid().base.data.d == 784
     assert cfg.paper_grid().base.steps_f == cfg.paper_grid().base.steps_g == 100
+
+
+def test_training_flops_of_the_reference_grids():
+    """Training FLOPs counted by hand: the paper sweep's engine trains f once per (width, lr_f) and g per cell, the
+    loop both per cell; per training 100 steps of 4Ndm + 8Nm + 2dm + 2m + 3N. The width sweep shares nothing."""
+    cfg = bench.Config()
+    n, d, steps = 2000, 784, 100
+
+    def per_training(m):
+        return steps * (4 * n * d * m + 8 * n * m + 2 * d * m + 2 * m + 3 * n)
+
+    paper = bench.training_flops(cfg.paper_grid().cells())
+    assert paper["engine"] == sum((2 + 44) * per_training(m) for m in (10, 100, 1000))
+    assert paper["loop"] == sum(88 * per_training(m) for m in (10, 100, 1000))
+    width = bench.training_flops(cfg.width_grid().cells())
+    assert width["engine"] == width["loop"] == sum(10 * per_training(2**k) for k in range(4, 13))
+    assert 5.1e13 < width["engine"] < 5.2e13  # 51.4 TFLOP: 202 s at 255 GFLOP/s

@@ -17,19 +17,25 @@ a. **Training throughput.** ``training.train`` (theory preset: plain full-batch 
    steps * FLOPs / best time; ``peak_fraction`` = that / the measured matmul peak. Compile time is excluded
    (one warm-up call per shape). Matmul and training timings are interleaved round by round, so that a
    background load on the (shared) machine hits both alike, and the best of ``repeats`` rounds is reported.
+   The same trainings by the activation-space solver (``pattern_gd.train``, the same GD iterates) are timed
+   alongside: ``training.width_<m>.pattern_best_s`` and ``pattern_speedup`` (autodiff time / its time).
 b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol (train f, perturb, train g,
    evaluate, finite-to-infinite comparisons; both trainings ``steps`` steps) on a ``sweep_dataset`` task with
    N = ``sweep_n``, d = ``d``: the *width sweep* (``sweep_widths`` x ``sweep_seeds`` seeds) and the
    *paper sweep* (``paper_widths`` x lr_f x lr_g in ``paper_lrs`` x eps in linspace(0, ``paper_eps_max``,
    ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
    *Engine*: ``sweeps.run_sweep`` into a temporary store (inprocess backend, ``force=True``): f trained once per
-   (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one vmapped jit.
-   *Loop*: ``jax.jit(protocol.finite_cell)`` compiled once per width (eps, lr_f, lr_g, key traced - no
-   recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.
-   Both paths use the same cached data arrays and the same per-cell keys, so they compute the same metrics
-   (``max_abs_metric_diff`` reports the largest difference). Measurements are interleaved width by width
-   (engine and loop alternate, the order flipping between widths and rounds) and repeated ``sweep_repeats``
-   times. Compile time: every jit trace / lowering / backend compile is recorded through ``jax.monitoring``
+   (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one jit; trainings by
+   the solver ``auto`` picks (activation space from width 128 on, :mod:`ntk_adv.pattern_gd`).
+   *Loop* (the baseline of ``speedup``): ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver
+   ``autodiff``, the reference implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key
+   traced - no recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.
+   *Loop with the engine's solver* (``same_solver_loop``): the same per-cell loop with solver ``auto``;
+   ``speedup_same_solver`` = its time / the engine's isolates what sharing and batching give, and
+   ``solver_speedup_per_cell`` = loop / it what the solver gives.
+   All paths use the same cached data arrays and the same per-cell keys, so they compute the same metrics up
+   to float32 rounding (``max_abs_metric_diff`` reports the largest difference). Measurements are interleaved
+   width by width (the order rotating between widths and rounds) and repeated ``sweep_repeats`` times. Compile time: every jit trace / lowering / backend compile is recorded through ``jax.monitoring``
    (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile included),
    ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for ``speedup`` - are
    compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the measured compile time
@@ -37,9 +43,11 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    ``reuse_bound`` = (f + g trainings of the loop) / (f + g trainings of the engine), the speedup that reuse
    alone can give when training dominates (132 + 132) / (6 + 132) = 1.91 for the paper sweep.
    ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's trainings
-   alone (``training_tflop.engine``, counted analytically) take at the measured matmul peak: no schedule of
-   the engine's work can beat it on this machine. ``engine_peak_fraction`` / ``loop_peak_fraction`` are the
-   training FLOPs of each path over its wall time, as a fraction of the peak.
+   alone (``training_tflop.engine``, counted analytically *as backpropagated GD*) take at the measured matmul
+   peak: no schedule of backpropagated trainings can beat it on this machine; the activation-space solver is
+   how the engine goes past it. ``loop_peak_fraction`` is the loop's training FLOPs over its wall time as a
+   fraction of the peak, ``engine_equivalent_peak_fraction`` the same with the engine's backprop-equivalent
+   FLOPs (above 1 when the engine does less arithmetic than backpropagation would).
 c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted; f_inf, one-step L2
    perturbations of f_inf, g_inf, every metric of ``evaluate``) on ``infinite_n`` Gaussian training points of
    dimension ``d`` and ``infinite_n_test`` held-out points, in a fresh subprocess: ``seconds`` is the first
@@ -48,7 +56,7 @@ c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted;
    its parent across exec) and ``peak_rss_delta_mb`` its growth over the level after imports and data loading.
 
 Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
-``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup,peak_bound}``,
+``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup,speedup_same_solver,peak_bound}``,
 ``paper_sweep.{..., reuse_bound, peak_bound}``,
 ``infinite_agreement.{seconds,peak_rss_mb}``, ``targets``, provenance, machine load) and prints a table.
 Targets: training >= 0.8 of the matmul peak at every width >= 1000; width sweep >= 1.3x; paper sweep >= 3x;
@@ -74,7 +82,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_adv import models, protocol, sweeps
+from ntk_adv import models, pattern_gd, protocol, sweeps
 from ntk_adv.data import DataSpec
 from ntk_adv.results import provenance, write_json
 from ntk_adv.store import ResultStore
@@ -121,6 +129,7 @@ class Config:
     paper_eps_count: int = 11
     paper_seeds: int = 1
     sweep_repeats: int = 1
+    same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
     # (c)
     infinite_n: int = 10000
     infinite_n_test: int = 1000
@@ -241,14 +250,17 @@ def train_flops_per_step(n: int, d: int, m: int) -> int:
     return 4 * n * d * m + 8 * n * m + 2 * d * m + 2 * m + 3 * n
 
 
-def _training_case(cfg: Config, x, y, width: int, seeds: int | None):
-    """A zero-argument function running ``steps`` GD steps at ``width`` (``seeds`` nets vmapped, or one)."""
+def _training_case(cfg: Config, x, y, width: int, seeds: int | None, solver: str = "autodiff"):
+    """A zero-argument function running ``steps`` GD steps at ``width`` (``seeds`` nets vmapped, or one), by
+    backpropagation (``solver='autodiff'``) or in activation space (``'pattern'``, one net)."""
     net = models.TwoLayerConfig(width)
     apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
     tcfg = TrainConfig.theory(lr=0.01, steps=cfg.steps, loss="identity", record_loss=False)
     key = jax.random.PRNGKey(cfg.seed + width)
     if seeds is None:
         p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
+        if solver == "pattern":
+            return lambda: pattern_gd.train(net, p0, x, y, lr=0.01, steps=cfg.steps)
         return lambda: train(apply_fn, p0, x, y, tcfg, mask=mask).params
     keys = jax.random.split(key, seeds)
     p0 = jax.vmap(lambda k: models.init_params(net, x.shape[1], key=k, dtype=x.dtype))(keys)
@@ -274,13 +286,14 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
         x = jax.random.normal(kx, (cfg.train_n, cfg.d), jnp.float32)
         y = jax.random.rademacher(ky, (cfg.train_n,), dtype=jnp.float32)
         for m in cfg.train_widths:
-            cases[(m, None)] = _training_case(cfg, x, y, m, None)
+            cases[(m, None, "autodiff")] = _training_case(cfg, x, y, m, None)
+            cases[(m, None, "pattern")] = _training_case(cfg, x, y, m, None, "pattern")
         for m in cfg.vmap_widths:
-            cases[(m, cfg.vmap_seeds)] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
+            cases[(m, cfg.vmap_seeds, "autodiff")] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
         for case, fn in cases.items():
             _, wall, comp, _ = timed(fn)
-            _say(progress, f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'}: "
-                           f"first call {wall:.1f}s ({comp:.1f}s compile)")
+            _say(progress, f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'} "
+                           f"({case[2]}): first call {wall:.1f}s ({comp:.1f}s compile)")
     mm_times = {n: [] for n in mats}
     tr_times = {c: [] for c in cases}
     tr_cpu = {c: [] for c in cases}
@@ -297,16 +310,23 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
           for n, t in mm_times.items()}
     peak = max(v["gflops"] for v in mm.values()) if mm else math.nan
     training: dict = {"n": cfg.train_n, "d": cfg.d, "steps": cfg.steps, "loss": "identity", "preset": "theory",
-                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net)"}
+                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net, backpropagated)",
+                      "pattern": "pattern_gd.train, the same GD in activation space; pattern_speedup = "
+                                 "autodiff best_s / pattern best_s"}
     vmapped: dict = {}
-    for (m, seeds), t in tr_times.items():
+    for (m, seeds, solver), t in tr_times.items():
+        if solver == "pattern":
+            continue
         nets = 1 if seeds is None else seeds
         flops = cfg.steps * nets * train_flops_per_step(cfg.train_n, cfg.d, m)
         best = int(np.argmin(t))
         entry = {"gflops": flops / t[best] / 1e9, "peak_fraction": flops / t[best] / 1e9 / peak,
                  "best_s": t[best], "times_s": t, "flops": flops, "nets": nets,
-                 "cpu_utilization": tr_cpu[(m, seeds)][best] / t[best]}
+                 "cpu_utilization": tr_cpu[(m, seeds, solver)][best] / t[best]}
         if seeds is None:
+            pattern_t = tr_times[(m, None, "pattern")]
+            entry.update(pattern_best_s=min(pattern_t), pattern_times_s=pattern_t,
+                         pattern_speedup=t[best] / min(pattern_t))
             training[f"width_{m}"] = entry
         else:
             vmapped[f"width_{m}_seeds_{seeds}"] = entry
@@ -323,14 +343,16 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
 
 # ------------------------------------------------------------------------------------------- (b)
 _RUNNERS: dict = {}
+LOOPS = {"loop": "autodiff", "loop_same_solver": "auto"}  # path -> the solver its per-cell trainings use
 
 
-def _loop_runner(cfg_key: protocol.ProtocolConfig):
-    """jit(finite_cell) for one batch key (width): eps, lr_f, lr_g and the key are traced arguments. One
-    jitted function per key for the whole process, so a width shared by both sweeps compiles once."""
-    if cfg_key not in _RUNNERS:
-        _RUNNERS[cfg_key] = jax.jit(partial(protocol.finite_cell, cfg_key))
-    return _RUNNERS[cfg_key]
+def _loop_runner(cfg_key: protocol.ProtocolConfig, solver: str = "autodiff"):
+    """jit(finite_cell) for one batch key (width) and solver: eps, lr_f, lr_g and the key are traced
+    arguments. One jitted function per (key, solver) for the whole process, so a width shared by both sweeps
+    compiles once."""
+    if (cfg_key, solver) not in _RUNNERS:
+        _RUNNERS[(cfg_key, solver)] = jax.jit(partial(protocol.finite_cell, cfg_key, solver=solver))
+    return _RUNNERS[(cfg_key, solver)]
 
 
 def run_loop(cells, arrays, runner) -> list[dict]:
@@ -378,8 +400,8 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
     groups: dict = {}
     for cell in cells:
         groups.setdefault(sweeps.protocol_batch_key(cell[0]), []).append(cell)
-    runners = {k: _loop_runner(k) for k in groups}
-    times = {(path, gi): [] for path in ("engine", "loop") for gi in range(len(groups))}
+    paths = ("engine", "loop") + (("loop_same_solver",) if cfg.same_solver_loop else ())
+    times = {(path, gi): [] for path in paths for gi in range(len(groups))}
     cpus = {k: [] for k in times}
     compiles = dict.fromkeys(times, 0.0)
     max_diff = 0.0
@@ -387,23 +409,26 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
         store = ResultStore(Path(tmp) / name)
         for r in range(cfg.sweep_repeats):
             for gi, (key, group) in enumerate(groups.items()):
-                order = ("engine", "loop") if (gi + r) % 2 == 0 else ("loop", "engine")
+                shift = (gi + r) % len(paths)  # rotate the order between widths and rounds
                 results = {}
-                for path in order:
+                for path in paths[shift:] + paths[:shift]:
                     if path == "engine":
                         recs, wall, comp, cpu = timed(sweeps.run_sweep, group, store, force=True, progress=False,
                                                       backend="inprocess", kind=f"bench_{name}")
                         results[path] = [rec["metrics"] for rec in recs]
                     else:
-                        results[path], wall, comp, cpu = timed(run_loop, group, arrays, runners[key])
+                        runner = _loop_runner(key, LOOPS[path])
+                        results[path], wall, comp, cpu = timed(run_loop, group, arrays, runner)
                     times[(path, gi)].append(wall)
                     cpus[(path, gi)].append(cpu)
                     if r == 0:
                         compiles[(path, gi)] = comp
-                for a, b in zip(results["engine"], results["loop"]):
-                    max_diff = max(max_diff, max((abs(a[k] - b[k]) for k in a if math.isfinite(a[k] - b[k])), default=0.0))
-                _say(progress, f"  {name} round {r + 1}: width {key.width} ({len(group)} cells): engine "
-                               f"{times[('engine', gi)][-1]:.1f}s, loop {times[('loop', gi)][-1]:.1f}s")
+                for path in paths[1:]:
+                    for a, b in zip(results["engine"], results[path]):
+                        max_diff = max(max_diff, max((abs(a[k] - b[k]) for k in a if math.isfinite(a[k] - b[k])),
+                                                     default=0.0))
+                _say(progress, f"  {name} round {r + 1}: width {key.width} ({len(group)} cells): " + ", ".join(
+                    f"{path} {times[(path, gi)][-1]:.1f}s" for path in paths))
 
     def total(path, warm):
         out = 0.0
@@ -418,41 +443,43 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
         return out
 
     f_engine, g_engine = _count_trainings(cells)
+    n_groups = range(len(groups))
     res = {
         "cells": len(cells), "groups": len(groups),
         "widths": [k.width for k in groups], "n_train": grid.base.data.n_train, "d": grid.base.data.d,
         "n_test": grid.base.data.n_test, "dataset": grid.base.data.name, "steps": grid.base.steps_f,
-        "engine_s": total("engine", True), "loop_s": total("loop", True),
-        "engine_cold_s": total("engine", False), "loop_cold_s": total("loop", False),
-        "engine_cold_cpu_s": sum(cpus[("engine", gi)][0] for gi in range(len(groups))),
-        "loop_cold_cpu_s": sum(cpus[("loop", gi)][0] for gi in range(len(groups))),
-        "engine_compile_s": sum(compiles[("engine", gi)] for gi in range(len(groups))),
-        "loop_compile_s": sum(compiles[("loop", gi)] for gi in range(len(groups))),
+        "solvers": {"engine": "auto", **{p: LOOPS[p] for p in paths[1:]}},
         "warm_method": "best_of_later_rounds" if cfg.sweep_repeats >= 2 else "cold_minus_measured_compile",
         "rounds": cfg.sweep_repeats,
         "trainings": {"engine_f": f_engine, "engine_g": g_engine, "loop_f": len(cells), "loop_g": len(cells)},
         "reuse_bound": reuse_bound(cells),
         "max_abs_metric_diff": max_diff,
-        "by_width": {str(k.width): {
-            "cells": len(groups[k]),
-            "engine_s": [round(t, 4) for t in times[("engine", gi)]],
-            "loop_s": [round(t, 4) for t in times[("loop", gi)]],
-            "engine_cpu_s": [round(t, 4) for t in cpus[("engine", gi)]],
-            "loop_cpu_s": [round(t, 4) for t in cpus[("loop", gi)]],
-            "engine_compile_s": compiles[("engine", gi)], "loop_compile_s": compiles[("loop", gi)]}
-            for gi, k in enumerate(groups)},
+        "by_width": {str(k.width): {"cells": len(groups[k]), **{
+            f"{path}_{what}": v for path in paths for what, v in (
+                ("s", [round(t, 4) for t in times[(path, gi)]]),
+                ("cpu_s", [round(t, 4) for t in cpus[(path, gi)]]),
+                ("compile_s", compiles[(path, gi)]))}} for gi, k in enumerate(groups)},
     }
-    # nan (null in bench.json) if a compile-free time could not be resolved (cold minus compile <= 0)
-    res["speedup"] = res["loop_s"] / res["engine_s"] if min(res["engine_s"], res["loop_s"]) > 0 else math.nan
-    res["speedup_cold"] = res["loop_cold_s"] / res["engine_cold_s"] if res["engine_cold_s"] > 0 else math.nan
+    for path in paths:
+        res.update({f"{path}_s": total(path, True), f"{path}_cold_s": total(path, False),
+                    f"{path}_cold_cpu_s": sum(cpus[(path, gi)][0] for gi in n_groups),
+                    f"{path}_compile_s": sum(compiles[(path, gi)] for gi in n_groups)})
+
+    def ratio(num, den):  # nan (null in bench.json) if a compile-free time could not be resolved
+        return num / den if min(num, den) > 0 else math.nan
+
+    res["speedup"] = ratio(res["loop_s"], res["engine_s"])
+    res["speedup_cold"] = ratio(res["loop_cold_s"], res["engine_cold_s"])
+    if cfg.same_solver_loop:
+        res["speedup_same_solver"] = ratio(res["loop_same_solver_s"], res["engine_s"])
+        res["solver_speedup_per_cell"] = ratio(res["loop_s"], res["loop_same_solver_s"])
     flops = training_flops(cells)
     floor = flops["engine"] / (peak_gflops * 1e9)  # nan without a peak
     res["training_tflop"] = {k: v / 1e12 for k, v in flops.items()}
     res["engine_floor_s"] = floor
-    res["peak_bound"] = res["loop_s"] / floor if floor > 0 else math.nan
-    res["loop_peak_fraction"] = flops["loop"] / res["loop_s"] / 1e9 / peak_gflops if res["loop_s"] > 0 else math.nan
-    res["engine_peak_fraction"] = (flops["engine"] / res["engine_s"] / 1e9 / peak_gflops if res["engine_s"] > 0
-                                   else math.nan)
+    res["peak_bound"] = ratio(res["loop_s"], floor)
+    res["loop_peak_fraction"] = ratio(flops["loop"] / 1e9 / peak_gflops, res["loop_s"])
+    res["engine_equivalent_peak_fraction"] = ratio(flops["engine"] / 1e9 / peak_gflops, res["engine_s"])
     return res
 
 
@@ -582,7 +609,8 @@ def table(res: dict) -> str:
         for k, v in tr.items():
             if k.startswith("width_"):
                 lines.append(f"  training {k:<13} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
-                             f"  ({v['best_s']:.3f}s / {tr['steps']} steps)")
+                             f"  ({v['best_s']:.3f}s / {tr['steps']} steps; activation-space solver "
+                             f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x)")
         for k, v in tr["vmapped"].items():
             lines.append(f"  vmapped {k:<14} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
                          f"  ({v['best_s']:.3f}s)")
@@ -593,10 +621,14 @@ def table(res: dict) -> str:
                          f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
                          f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
                          f"{s['loop_compile_s']:.1f}s)")
-            lines.append(f"  {'':<12} trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
-                         f"{s['training_tflop']['loop']:.1f} loop: at the matmul peak the engine needs "
-                         f">= {s['engine_floor_s']:.1f}s, so speedup <= {s['peak_bound']:.2f}x (peak bound); "
-                         f"engine at {s['engine_peak_fraction']:.0%}, loop at {s['loop_peak_fraction']:.0%} of peak")
+            if "speedup_same_solver" in s:
+                lines.append(f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
+                             f"reuse + batching {s['speedup_same_solver']:.2f}x, solver {s['solver_speedup_per_cell']:.2f}x")
+            lines.append(f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
+                         f"{s['training_tflop']['loop']:.1f} loop: backpropagating at the matmul peak the engine would "
+                         f"need >= {s['engine_floor_s']:.1f}s (speedup <= {s['peak_bound']:.2f}x); loop at "
+                         f"{s['loop_peak_fraction']:.0%} of peak, engine at {s['engine_equivalent_peak_fraction']:.0%} "
+                         f"(backprop-equivalent)")
     if "infinite_agreement" in res:
         a = res["infinite_agreement"]
         lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ntk_adv import attacks, kernels, limits, models
+from ntk_adv import attacks, kernels, limits, models, pattern_gd
 from ntk_adv.data import DataSpec
 from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
@@ -159,10 +159,25 @@ def initial_function(cfg: ProtocolConfig, params):
     return lambda q: models.make_apply(cfg.net())(params, q)
 
 
-def train_f(cfg: ProtocolConfig, x, y, key, lr_f=None):
-    """Train the clean classifier f (finite width); returns its parameters."""
-    p0, mask = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)
-    return train(model_apply(cfg), p0, x, y, cfg.train_config("f"), lr=lr_f, mask=mask).params
+def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str = "auto"):
+    """Train a freshly initialized net (``which`` = 'f' or 'g': init stream and training config) on (x, y).
+
+    ``solver`` (:data:`pattern_gd.SOLVERS`): ``autodiff`` backpropagates every step (:func:`training.train`);
+    ``pattern`` runs the same gradient descent in activation space (:mod:`ntk_adv.pattern_gd`; identity loss,
+    theory preset), equal up to float rounding; ``auto`` picks ``pattern`` where it applies and pays off. A
+    centred net trains like the plain one (the identity loss's gradient does not see f_0)."""
+    p0, mask = init_model(cfg, x.shape[1], stream(key, f"{which}_init"), x.dtype)
+    tcfg = cfg.train_config(which)
+    if pattern_gd.choose(cfg.net(), tcfg, x.shape[0], solver) == "pattern":
+        start = p0[0] if cfg.centered else p0
+        trained = pattern_gd.train(cfg.net(), start, x, y, lr=tcfg.lr if lr is None else lr, steps=tcfg.steps)
+        return (trained, p0[1]) if cfg.centered else trained
+    return train(model_apply(cfg), p0, x, y, tcfg, lr=lr, mask=mask).params
+
+
+def train_f(cfg: ProtocolConfig, x, y, key, lr_f=None, solver: str = "auto"):
+    """Train the clean classifier f (finite width); returns its parameters (see :func:`train_net`)."""
+    return train_net(cfg, "f", x, y, key, lr_f, solver)
 
 
 def infinite_f(cfg: ProtocolConfig, x, y, lr_f=None, k_train=None) -> limits.KernelPredictor:
@@ -216,10 +231,9 @@ def adversarial_set(cfg: ProtocolConfig, predict_f, x, y, key, eps=None) -> AdvS
     return AdvSet(x_adv=x_adv, y_adv=y_adv, eta=eta, base=base)
 
 
-def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None):
-    """Train a fresh, independently initialized g on the adversarial set only."""
-    p0, mask = init_model(cfg, adv.x_adv.shape[1], stream(key, "g_init"), adv.x_adv.dtype)
-    return train(model_apply(cfg), p0, adv.x_adv, adv.y_adv, cfg.train_config("g"), lr=lr_g, mask=mask).params
+def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None, solver: str = "auto"):
+    """Train a fresh, independently initialized g on the adversarial set only (see :func:`train_net`)."""
+    return train_net(cfg, "g", adv.x_adv, adv.y_adv, key, lr_g, solver)
 
 
 def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPredictor:
@@ -256,16 +270,18 @@ def predicted_directions(cfg: ProtocolConfig, base, x, y) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------------- cells
-def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None) -> dict:
-    """The whole protocol at finite width for one seed key; traceable (vmap over key, eps, lr_f, lr_g).
+def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None, solver: str = "auto"
+                ) -> dict:
+    """The whole protocol at finite width for one seed key; traceable (vmap over key, eps, lr_f, lr_g);
+    ``solver`` trains f and g (:func:`train_net`).
 
     Besides :func:`evaluate`'s metrics: ``f_gap``/``g_gap``, the relative distance of the trained finite f/g
     on z to the infinite-width predictor started from the same initial function, and ``agreement_f_inf`` /
     ``agreement_g_inf``, the sign agreement of finite f/g with the centred infinite-width f_inf/g_inf."""
     apply_fn = model_apply(cfg)
-    pf = train_f(cfg, x, y, key, lr_f)
+    pf = train_f(cfg, x, y, key, lr_f, solver)
     adv = adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, key, eps)
-    pg = train_g(cfg, adv, key, lr_g)
+    pg = train_g(cfg, adv, key, lr_g, solver)
     out = evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
     out.update(_finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g))
     return out

@@ -8,6 +8,8 @@
 * Inside a perturbation-learning group, work is shared (:func:`run_protocol_batch`): f is trained once per
   (seed, lr_f), perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell;
   seed-independent infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
+* Wide nets with the identity loss and plain GD train in activation space (:mod:`ntk_adv.pattern_gd`):
+  the same iterates as backpropagated GD, at a fraction of the cost (``solver``).
 * Finished cells are written to a :class:`store.ResultStore` as each group completes; a restarted sweep skips
   them (``force=True`` recomputes), so a killed sweep loses at most the group in flight and never duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntk_adv import protocol
+from ntk_adv import pattern_gd, protocol
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.store import ResultStore, cell_id
 
@@ -116,8 +118,8 @@ def _unique_index(items: Sequence) -> tuple[list, np.ndarray]:
     return list(uniq), np.asarray(idx, np.int32)
 
 
-def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], batching: str = "auto"
-                       ) -> list[dict[str, float]]:
+def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], batching: str = "auto",
+                       solver: str = "auto") -> list[dict[str, float]]:
     """Run cells that share a :func:`protocol_batch_key`; returns one metrics dict per cell, in order.
 
     Finite width: f is trained once per unique (seed, lr_f), perturbations once per unique (seed, lr_f, eps),
@@ -125,9 +127,13 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], bat
     ``batching``: ``vmap`` batches each stage with vmap, ``map`` runs its items one after another inside the
     same jit (``lax.map``), ``auto`` picks per stage by width (:data:`VMAP_SHARED_WIDTH`,
     :data:`VMAP_DISTINCT_WIDTH`). All three give the same numbers up to float32 reduction order.
-    Infinite width (``width=None``): one vmap over cells."""
+    ``solver`` trains f and g (:func:`protocol.train_net`: ``auto`` uses the activation-space solver of
+    :mod:`ntk_adv.pattern_gd` where it applies; its stages then run with ``lax.map``, as its data-dependent
+    inner loop does not batch well). Infinite width (``width=None``): one vmap over cells."""
     if batching not in BATCHING:
         raise ValueError(f"unknown batching {batching!r}; expected one of {', '.join(BATCHING)}")
+    if solver not in pattern_gd.SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(pattern_gd.SOLVERS)}")
     base = cells[0][0]
     keys = {protocol_batch_key(c) for c, _ in cells}
     if len(keys) != 1:
@@ -150,10 +156,13 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], bat
         a_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _, _ in a_items]))
         lim_lrs, lim_idx = _unique_index([float(c.lr_f) for c, _ in cells])  # f_inf depends on lr_f only
         if batching == "auto":
-            vmap_f, vmap_g = base.width <= VMAP_SHARED_WIDTH, base.width <= VMAP_DISTINCT_WIDTH
+            solver_f = pattern_gd.choose(base.net(), base.train_config("f"), x.shape[0], solver)
+            solver_g = pattern_gd.choose(base.net(), base.train_config("g"), x.shape[0], solver)
+            vmap_f = base.width <= VMAP_SHARED_WIDTH and solver_f == "autodiff"
+            vmap_g = base.width <= VMAP_DISTINCT_WIDTH and solver_g == "autodiff"
         else:
             vmap_f = vmap_g = batching == "vmap"
-        out = _finite_batch(base, vmap_f, vmap_g, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
+        out = _finite_batch(base, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
                             a_keys, jnp.asarray(a_to_f), jnp.asarray([e for _, _, e in a_items], dtype),
                             jnp.asarray(lim_lrs, dtype), cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx),
                             jnp.asarray(lim_idx), lr_f, lr_g)
@@ -174,8 +183,8 @@ def _over(fn: Callable, args: tuple, batched: bool):
     return jax.lax.map(lambda a: fn(*a), args)
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, lim_lrs, cell_keys,
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _finite_batch(cfg, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, f_lr, a_keys, a_to_f, a_eps, lim_lrs, cell_keys,
                   f_idx, a_idx, lim_idx, lr_f, lr_g):
     apply_fn = protocol.model_apply(cfg)
     take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731
@@ -184,7 +193,7 @@ def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_
     f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(lim_lrs)
     d_pred = protocol.predicted_directions(cfg, x, x, y) if cfg.scenario != "noise" else None
 
-    f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf), (f_keys, f_lr), vmap_f)
+    f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf, solver), (f_keys, f_lr), vmap_f)
 
     def perturb(k, fi, e):
         pf = take(f_params, fi)
@@ -194,7 +203,7 @@ def _finite_batch(cfg, vmap_f, vmap_g, x, y, z, y_test, f_keys, f_lr, a_keys, a_
 
     def finish(k, fi, ai, li, lf, lg):
         pf, adv = take(f_params, fi), take(advs, ai)
-        pg = protocol.train_g(cfg, adv, k, lg)
+        pg = protocol.train_g(cfg, adv, k, lg, solver)
         out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test,
                                 d_pred=d_pred)
         out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg,

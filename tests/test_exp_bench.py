@@ -23,8 +23,10 @@ KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_
         "width_sweep.engine_s", "width_sweep.loop_s", "width_sweep.engine_cold_s", "width_sweep.loop_cold_s",
         "paper_sweep.engine_s", "paper_sweep.loop_s", "paper_sweep.reuse_bound",
         "width_sweep.peak_bound", "paper_sweep.peak_bound", "paper_sweep.engine_floor_s",
+        "width_sweep.loop_same_solver_s", "training.width_8.pattern_best_s", "training.width_8.pattern_speedup",
         "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb"]
-SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold"]
+SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold",
+            "width_sweep.speedup_same_solver", "paper_sweep.solver_speedup_per_cell"]
 
 
 def get(tree: dict, path: str):
@@ -45,6 +47,7 @@ def test_bench_main_tiny(tmp_path, capsys):
     paper = on_disk["paper_sweep"]
     assert paper["cells"] == 2 and paper["trainings"] == {"engine_f": 2, "engine_g": 2, "loop_f": 2, "loop_g": 2}
     assert on_disk["width_sweep"]["cells"] == 2 and on_disk["width_sweep"]["rounds"] == 2
+    assert on_disk["width_sweep"]["solvers"] == {"engine": "auto", "loop": "autodiff", "loop_same_solver": "auto"}
     # The engine and the loop compute the same cells with the same keys.
     for sweep in ("width_sweep", "paper_sweep"):
         assert on_disk[sweep]["max_abs_metric_diff"] < 1e-3

@@ -167,3 +167,25 @@ def test_vmapped_eps_matches_protocol_cell():
         want = protocol.finite_cell(cfg, *arrays, jax.random.PRNGKey(seed))
         for k, v in want.items():
             assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-5), k
+
+
+@pytest.mark.parametrize("scenario", ["a", "b"])
+def test_wide_group_with_activation_space_solver_matches_backprop_cells(scenario):
+    """At width >= pattern_gd.AUTO_MIN_WIDTH the engine trains f and g in activation space; every metric equals
+    the plain cell trained by backpropagation (float32, 1e-4), and asking for a solver that does not exist
+    fails with its name."""
+    import jax
+
+    from ntk_adv import pattern_gd
+
+    wide = BASE.with_(width=pattern_gd.AUTO_MIN_WIDTH, scenario=scenario)
+    assert pattern_gd.choose(wide.net(), wide.train_config("g"), wide.data.n_train) == "pattern"
+    cells = [(wide.with_(eps=e, lr_g=lg), s) for s in (0, 1) for e in (0.5, 2.0) for lg in (0.1, 0.05)]
+    batched = sweeps.run_protocol_batch(cells)
+    arrays = sweeps.data_arrays(BASE.data)
+    for (cfg, seed), got in zip(cells, batched):
+        want = protocol.finite_cell(cfg, *arrays, jax.random.PRNGKey(seed), solver="autodiff")
+        for k, v in want.items():
+            assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-4), k
+    with pytest.raises(ValueError, match="unknown solver 'newton'"):
+        sweeps.run_protocol_batch(cells[:1], solver="newton")

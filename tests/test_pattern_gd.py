@@ -1,0 +1,105 @@
+"""The activation-space solver is gradient descent: the same iterates as backpropagated GD (float64, 1e-10),
+also when many activations flip per step (several inner chunks), for every activation, bias and
+parametrization; batched over learning rates; selected and refused as documented."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import enable_x64
+
+from ntk_adv import models, pattern_gd, protocol
+from ntk_adv.data import DataSpec
+from ntk_adv.training import TrainConfig, train
+
+N, D, WIDTH, STEPS, LR = 96, 6, 128, 12, 10.0
+
+
+def autodiff(net, params, x, y, lr, steps):
+    cfg = TrainConfig.theory(lr=lr, steps=steps, loss="identity", record_loss=False)
+    return train(models.make_apply(net), params, x, y, cfg, mask=models.trainable_mask(net)).params
+
+
+def flips_per_step(net, params, x, y, lr, steps) -> np.ndarray:
+    """Activations that change sign at each step of the backpropagated trajectory (the reference)."""
+    patterns = [models.hidden(autodiff(net, params, x, y, lr, t), x, net) > 0 for t in range(steps + 1)]
+    return np.array([int(jnp.sum(a != b)) for a, b in zip(patterns[:-1], patterns[1:])])
+
+
+@pytest.mark.parametrize("parametrization", ["standard", "ntk"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("gamma", [0.0, 0.2])
+def test_same_iterates_as_backpropagated_gd(rng, parametrization, bias, gamma):
+    net = models.TwoLayerConfig(WIDTH, gamma=gamma, bias=bias, parametrization=parametrization)
+    with enable_x64():
+        x = jnp.asarray(rng.standard_normal((N, D)))
+        y = jnp.asarray(np.where(rng.random(N) < 0.5, -1.0, 1.0))
+        p0 = models.init_params(net, D, key=jax.random.PRNGKey(7), dtype=jnp.float64)
+        lr = LR if parametrization == "standard" else LR * D  # the ntk kernel is d times smaller
+        flips = flips_per_step(net, p0, x, y, lr, STEPS)
+        assert flips.max() > pattern_gd._chunk(WIDTH)  # the multi-chunk path runs
+        assert np.count_nonzero(flips) >= STEPS - 1  # and patterns move at nearly every step
+        for steps in (0, 1, STEPS):
+            want = autodiff(net, p0, x, y, lr, steps)
+            got = pattern_gd.train(net, p0, x, y, lr=lr, steps=steps)
+            for name in ("w", "b", "a"):
+                a, b = getattr(got, name), getattr(want, name)
+                assert a.dtype == jnp.float64
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(b))), err_msg=name)
+        if not bias:
+            assert not np.any(np.asarray(got.b))
+
+
+def test_learning_rates_batch_with_vmap(rng):
+    net = models.TwoLayerConfig(WIDTH)
+    x = jnp.asarray(rng.standard_normal((N, D)), jnp.float32)
+    y = jnp.asarray(np.where(rng.random(N) < 0.5, -1.0, 1.0), jnp.float32)
+    p0 = models.init_params(net, D, key=jax.random.PRNGKey(1))
+    lrs = jnp.asarray([0.1, 1.0, 3.0], jnp.float32)
+    batched = jax.vmap(lambda lr: pattern_gd.train(net, p0, x, y, lr=lr, steps=STEPS))(lrs)
+    for i, lr in enumerate(lrs):
+        alone = autodiff(net, p0, x, y, float(lr), STEPS)
+        np.testing.assert_allclose(batched.w[i], alone.w, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(batched.b[i], alone.b, rtol=1e-4, atol=1e-5)
+
+
+def test_solver_choice_and_refusals():
+    wide, narrow = models.TwoLayerConfig(1024), models.TwoLayerConfig(16)
+    gd = TrainConfig.theory(lr=0.01, steps=10)
+    assert pattern_gd.choose(wide, gd, 2000) == "pattern"
+    assert pattern_gd.choose(narrow, gd, 2000) == "autodiff"  # small widths: backprop is cheaper
+    assert pattern_gd.choose(wide, gd, 10**5) == "autodiff"  # the N x N Gram matrix would be too big
+    assert pattern_gd.choose(narrow, gd, 2000, "pattern") == "pattern"
+    assert pattern_gd.choose(wide, gd, 2000, "autodiff") == "autodiff"
+    refusals = [(wide, TrainConfig.theory(loss="logistic"), "loss 'logistic'"),
+                (wide, TrainConfig.paper(), "momentum"),
+                (models.TwoLayerConfig(1024, train_readout=True), gd, "trained readout"),
+                (models.TwoLayerConfig(1024, n_out=3), gd, "n_out=3")]
+    for net, cfg, why in refusals:
+        assert pattern_gd.choose(net, cfg, 2000) == "autodiff"
+        with pytest.raises(ValueError, match=why):
+            pattern_gd.choose(net, cfg, 2000, "pattern")
+    with pytest.raises(ValueError, match="unknown solver 'fast'"):
+        pattern_gd.choose(wide, gd, 2000, "fast")
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_protocol_trains_f_and_g_alike_with_both_solvers(centered):
+    """train_f / train_g: the centred pair (theta, theta_0) keeps theta_0 and trains theta like the plain net."""
+    cfg = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5), width=32,
+                                  steps_f=15, steps_g=15, lr_f=0.5, lr_g=0.5, eps=0.5, centered=centered)
+    from ntk_adv.sweeps import data_arrays
+
+    x, y, _, _ = data_arrays(cfg.data)
+    key = jax.random.PRNGKey(3)
+    pf = {s: protocol.train_f(cfg, x, y, key, solver=s) for s in ("autodiff", "pattern")}
+    apply_fn = protocol.model_apply(cfg)
+    adv = protocol.adversarial_set(cfg, lambda q: apply_fn(pf["autodiff"], q), x, y, key)
+    pg = {s: protocol.train_g(cfg, adv, key, solver=s) for s in ("autodiff", "pattern")}
+    for trained in (pf, pg):
+        for a, b in zip(jax.tree_util.tree_leaves(trained["pattern"]), jax.tree_util.tree_leaves(trained["autodiff"])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    if centered:
+        start = protocol.init_model(cfg, x.shape[1], protocol.stream(key, "f_init"), x.dtype)[0][1]
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(pf["pattern"][1]),
+                                                         jax.tree_util.tree_leaves(start)))

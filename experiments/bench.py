@@ -26,7 +26,7 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
    *Engine*: ``sweeps.run_sweep`` into a temporary store (inprocess backend, ``force=True``): f trained once per
    (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one jit; trainings by
-   the solver ``auto`` picks (activation space from width 128 on, :mod:`ntk_adv.pattern_gd`).
+   the solver ``auto`` picks (activation space from ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on).
    *Loop* (the baseline of ``speedup``): ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver
    ``autodiff``, the reference implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key
    traced - no recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.

@@ -16,12 +16,13 @@ axes vary, and a decision map in the class-mean plane with the limit classifiers
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from ntk_adv import limits, plots, protocol, sweeps
+from ntk_adv import limits, pattern_gd, plots, protocol, sweeps
 from ntk_adv.data import DataSpec
 from ntk_adv.metrics import mean_ci
 from ntk_adv.results import claim, provenance, select, write_csv, write_json
@@ -55,6 +56,7 @@ class Config:
     gamma: tuple[float, ...] = (0.0,)
     d: tuple[int, ...] = ()  # input dimension(s) of synthetic data (overrides data.d)
     n_train: tuple[int, ...] = ()  # training-set size(s) (overrides data.n_train)
+    solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
     backend: str = "inprocess"
     workers: int = 2
     force: bool = False
@@ -73,7 +75,9 @@ class Config:
                 raise ValueError(f"{name} needs at least one value")
         if self.backend not in sweeps.BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; expected one of {', '.join(sweeps.BACKENDS)}")
-        self.base()  # validates scenario, attack, targets, loss, preset, eps, gamma ranges
+        base = self.base()  # validates scenario, attack, targets, loss, preset, eps, gamma ranges
+        if self.widths:  # an unknown solver, or 'pattern' where it cannot apply, is refused here, by name
+            pattern_gd.choose(base.net(), base.train_config("f"), base.data.n_train, self.solver)
 
     def base(self) -> protocol.ProtocolConfig:
         return protocol.ProtocolConfig(
@@ -278,8 +282,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()
     store = ResultStore(cfg.store or out / "store")
-    records = sweeps.run_sweep(grid, store, backend=cfg.backend, workers=cfg.workers, force=cfg.force,
-                               progress=progress)
+    records = sweeps.run_sweep(grid, store, run_batch=partial(sweeps.run_protocol_batch, solver=cfg.solver),
+                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress)
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")
     summary = summarize(cfg, rows)

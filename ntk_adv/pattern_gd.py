@@ -24,8 +24,8 @@ the 1 when the net has no bias); ``a~ = a`` (standard) or ``A / sqrt(m)`` (ntk).
 
 Cost per training: ``2 N^2 (d+1)`` for K plus ``~4 N (d+1) m + 2 N^2 m`` for the first and last step, then
 per step ``O(N m)`` elementwise work plus ``O(N)`` per flip; memory ``N^2 + 3 N m`` floats. It pays off at large
-widths (measured 2-7x over autodiff at m >= 1024, N = 2000, d = 784; benchmark ``ntk-adv bench``), not at
-small ones, which :func:`choose` leaves to autodiff under ``solver="auto"``.
+widths (one training: 1.5-3x at m = 64-128, 5-6x at m = 1000-4000 over autodiff, N = 2000, d = 784;
+``ntk-adv bench``), not at the smallest ones, which :func:`choose` leaves to autodiff under ``solver="auto"``.
 """
 
 from __future__ import annotations
@@ -39,21 +39,25 @@ import numpy as np
 from ntk_adv.models import TwoLayerConfig, TwoLayerParams
 
 SOLVERS = ("auto", "autodiff", "pattern")
-AUTO_MIN_WIDTH = 128  # "auto" uses this solver from this width on (measured break-even ~ 100 at N=2000, d=784)
+# "auto" uses this solver from this width on. Measured at N = 2000, d = 784 (bench task), 12-cell engine groups:
+# pattern 1.4 / 2.2 / 2.4 s vs autodiff 3.7 / 8.6 / 6.7 s at widths 32 / 64 / 100, and about even at 8 / 16,
+# where its cost (which grows with the number of flips, unlike backprop's) is not worth the risk.
+AUTO_MIN_WIDTH = 32
 AUTO_MAX_N = 16384  # and up to this many training points (the N x N Gram matrix must fit comfortably)
 BLOCK = 64  # flips are located through per-block counts of the flattened (m, N) flip mask
 
 
-def unsupported_reason(net: TwoLayerConfig, cfg) -> str | None:
-    """Why this solver cannot train ``net`` with training config ``cfg`` (a :class:`TrainConfig`), or None."""
-    if cfg.loss != "identity":
-        return f"loss {cfg.loss!r} (needs 'identity': its gradient does not depend on the outputs)"
-    if cfg.optimizer != "gd" or cfg.plateau:
-        return "optimizer momentum/plateau (needs plain gradient descent, the 'theory' preset)"
+def unsupported_reason(net: TwoLayerConfig, cfg=None) -> str | None:
+    """Why this solver cannot train ``net`` (with the :class:`ntk_adv.training.TrainConfig` ``cfg``, if given),
+    or None if it can."""
     if net.train_readout:
         return "a trained readout (needs a frozen readout)"
     if net.n_out != 1:
         return f"n_out={net.n_out} (needs scalar outputs)"
+    if cfg is not None and cfg.loss != "identity":
+        return f"loss {cfg.loss!r} (needs 'identity': its gradient does not depend on the outputs)"
+    if cfg is not None and (cfg.optimizer != "gd" or cfg.plateau):
+        return "optimizer momentum/plateau (needs plain gradient descent, the 'theory' preset)"
     return None
 
 
@@ -85,6 +89,16 @@ def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Arra
     """``steps`` full-batch GD steps of the first layer (w, b if ``net.bias``) on (x (N, d), y (N,)) with the
     identity loss and the readout frozen, in ``net.parametrization``; returns the trained parameters (same
     tree as ``params``). ``lr`` may be traced (vmap over a grid); ``steps`` is static. Traceable."""
+    reason = unsupported_reason(net)
+    if reason is not None:
+        raise ValueError(f"solver 'pattern' does not support {reason}")
+    if np.ndim(x) != 2 or np.shape(y) != np.shape(x)[:1]:
+        raise ValueError(f"need inputs x (N, d) and labels y (N,), got shapes {np.shape(x)} and {np.shape(y)}")
+    if np.shape(params.w) != (net.width, np.shape(x)[1]):
+        raise ValueError(f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
+                         f"{(net.width, np.shape(x)[1])}")
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     return _train(net, int(steps), params, x, y, jnp.asarray(lr, x.dtype))
 
 
@@ -127,11 +141,13 @@ def _train(net: TwoLayerConfig, steps: int, params: TwoLayerParams, x, y, lr):
             before = jnp.where(blk > 0, ends[jnp.maximum(blk - 1, 0)], 0)
             local = jnp.cumsum(flips[blk].astype(jnp.int32), axis=1)  # (chunk, BLOCK)
             offset = jnp.sum(local < (rank - before + 1)[:, None], axis=1, dtype=jnp.int32)
-            flat = jnp.where(valid, blk * BLOCK + jnp.minimum(offset, BLOCK - 1), 0)
+            # flat indices ascend with the rank; the unused tail points at the last entry with a zero update,
+            # so the row indices stay sorted
+            flat = jnp.where(valid, blk * BLOCK + jnp.minimum(offset, BLOCK - 1), m * npad - 1)
             unit, sample = flat // npad, flat % npad
             delta = jnp.where(valid, jnp.where(active.reshape(-1)[flat], jump, -jump), 0.0).astype(dtype)
-            v = v.at[unit].add(delta[:, None] * ky[sample])
-            acc = acc.at[flat].add(weight * delta)
+            v = v.at[unit].add(delta[:, None] * ky[sample], indices_are_sorted=True)
+            acc = acc.at[flat].add(weight * delta, indices_are_sorted=True)
             return k + 1, v, acc
 
         _, v, acc = jax.lax.while_loop(lambda st: st[0] * chunk < count, apply_chunk, (jnp.int32(0), v, acc))

@@ -81,11 +81,17 @@ def test_bad_config_errors():
         perturbation_learning.Config(eps=(-1.0,))
     with pytest.raises(ValueError, match="nothing to run"):
         perturbation_learning.Config(widths=(), infinite=False)
+    with pytest.raises(ValueError, match="unknown solver 'newton'"):
+        perturbation_learning.Config(solver="newton")
+    with pytest.raises(ValueError, match="solver 'pattern' does not support loss 'logistic'"):
+        perturbation_learning.Config(solver="pattern", loss="logistic")
 
 
 def test_demo_via_cli_tiny(tmp_path):
     argv = ["demo", "--dataset", "digits", "--n-train", "40", "--widths", "8", "--eps", "1.0", "--seeds", "1",
-            "--steps-f", "10", "--steps-g", "10", "--no-decision-map", "--out", str(tmp_path), "--quiet"]
+            "--steps-f", "10", "--steps-g", "10", "--no-decision-map", "--solver", "pattern", "--out", str(tmp_path),
+            "--quiet"]
     assert cli.main(argv) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["widths"] == [8]
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["solver"] == "pattern"
     assert demo.Config().widths == (16, 64, 256, 1024, 4096)

@@ -103,3 +103,17 @@ def test_protocol_trains_f_and_g_alike_with_both_solvers(centered):
         start = protocol.init_model(cfg, x.shape[1], protocol.stream(key, "f_init"), x.dtype)[0][1]
         assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(pf["pattern"][1]),
                                                          jax.tree_util.tree_leaves(start)))
+
+
+def test_bad_inputs_are_named():
+    net = models.TwoLayerConfig(8)
+    p0 = models.init_params(net, 3, key=jax.random.PRNGKey(0))
+    x, y = jnp.ones((5, 3)), jnp.ones((5,))
+    with pytest.raises(ValueError, match=r"labels y \(N,\)"):
+        pattern_gd.train(net, p0, x, jnp.ones((4,)), lr=0.1, steps=2)
+    with pytest.raises(ValueError, match=r"expected \(width, d\) = \(8, 4\)"):
+        pattern_gd.train(net, p0, jnp.ones((5, 4)), y, lr=0.1, steps=2)
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        pattern_gd.train(net, p0, x, y, lr=0.1, steps=-1)
+    with pytest.raises(ValueError, match="trained readout"):
+        pattern_gd.train(models.TwoLayerConfig(8, train_readout=True), p0, x, y, lr=0.1, steps=2)

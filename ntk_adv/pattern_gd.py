@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv.models import TwoLayerConfig, TwoLayerParams
+from ntk_adv.training import check_data
 
 SOLVERS = ("auto", "autodiff", "pattern")
 # "auto" uses this solver from this width on. Measured at N = 2000, d = 784 (bench task), 12-cell engine groups:
@@ -92,8 +93,7 @@ def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Arra
     reason = unsupported_reason(net)
     if reason is not None:
         raise ValueError(f"solver 'pattern' does not support {reason}")
-    if np.ndim(x) != 2 or np.shape(y) != np.shape(x)[:1]:
-        raise ValueError(f"need inputs x (N, d) and labels y (N,), got shapes {np.shape(x)} and {np.shape(y)}")
+    check_data(x, y)
     if np.shape(params.w) != (net.width, np.shape(x)[1]):
         raise ValueError(f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
                          f"{(net.width, np.shape(x)[1])}")

@@ -101,12 +101,12 @@ def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfi
 
     ``mask``: a pytree of bools like ``params`` (e.g. :func:`ntk_adv.models.trainable_mask`); frozen leaves
     get exactly zero updates. ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
-    _check_data(x, y)
+    check_data(x, y)
     lr = cfg.lr if lr is None else lr
     return _train(apply_fn, cfg, _mask_leaves(params, mask), params, x, y, jnp.asarray(lr, x.dtype))
 
 
-def _check_data(x, y) -> None:
+def check_data(x, y) -> None:
     """Shapes always; NaN/inf only for concrete arrays (inside jit/vmap the values are not known)."""
     if np.ndim(x) != 2:
         raise ValueError(f"training inputs must be 2-D (N, d); got shape {np.shape(x)}")
@@ -167,7 +167,7 @@ def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, 
     ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
     Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
     check_loss(loss)
-    _check_data(x, y)
+    check_data(x, y)
     mask_leaves = _mask_leaves(params, mask)
     treedef = jax.tree_util.tree_structure(params)
     keys = jax.random.split(jax.random.PRNGKey(0) if key is None else key, steps)

@@ -101,6 +101,13 @@ def nngp(x: jax.Array, z: jax.Array, *, gamma: float = 0.0, bias: bool = True) -
     return gamma * sxz + (1.0 - gamma) ** 2 * relu_part
 
 
+def nngp_diag(z: jax.Array, *, gamma: float = 0.0, bias: bool = True) -> jax.Array:
+    """Sigma(z, z) = E[sigma(u_z)^2] = (1 + gamma^2) s(z, z) / 2, shape (M,): the variance of a random net's
+    initial function f_0(z) at any width (a_i ~ N(0, 1/m) standard, or A/sqrt(m) NTK parametrization)."""
+    _, _, szz = _covariances(z[:1], z, bias)
+    return (1.0 + gamma**2) * szz / 2
+
+
 def ntk(
     x: jax.Array,
     z: jax.Array,

@@ -130,6 +130,41 @@ def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
     return flow_predictor(kernel, x_train, y_train, loss=loss, lr=lr, steps=steps, f0=f0, k_train=k_train)
 
 
+def kernel_parts(x_train, coef, z, *, gamma: float = 0.0, bias: bool = True,
+                 parametrization: str = "standard") -> tuple[jax.Array, jax.Array]:
+    """Split the kernel part ``Theta(z, X) @ coef`` of a two-layer predictor (first layer trained) into
+
+        B(z) = sum_n coef_n Phi(x_n, z)              (through the trained biases; 0 without bias)
+        S(z) = sum_n coef_n Phi(x_n, z) <x_n, z> / c  (through the trained weights; c = 1 standard, d ntk)
+
+    so that ``B + S == Theta(z, X) @ coef`` (docs/theory.md, "The limit g, decomposed"). ``x_train`` (N, d),
+    ``coef`` (N,), ``z`` (M, d); returns (B (M,), S (M,))."""
+    p = phi(z, x_train, gamma=gamma, bias=bias)
+    inner = z @ x_train.T
+    if parametrization == "ntk":
+        inner = inner / x_train.shape[1]
+    s_part = (p * inner) @ coef
+    b_part = p @ coef if bias else jnp.zeros_like(s_part)
+    return b_part, s_part
+
+
+def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, jax.Array]:
+    """First-order expansion in eps of the identity-loss limit g trained on x_adv_n = base_n + eps y_adv_n u_n
+    (scenario a: base = 0; b: base = x; ``u`` (N, d) the attack's unit direction, independent of eps and of the
+    target for one-step L2 / FGM / FGSM):
+
+        (g - g_0)(z) / tau = A(z) + eps L(z) + O(eps^2),
+        A(z) = (1/N) sum_n y_adv_n Theta(base_n, z)                  (targets only: the imbalance term)
+        L(z) = (1/N) sum_n d/ds Theta(base_n + s u_n, z) |_{s=0}      (the signal: does not see the targets)
+
+    Returns (A (M,), L (M,)). Each test point's threshold is eps*(z) = -A(z) / L(z) where positive."""
+    base, u, z = jnp.asarray(base), jnp.asarray(u), jnp.asarray(z)
+    y_adv = jnp.asarray(y_adv, base.dtype)
+    n = base.shape[0]
+    k0, dk = jax.jvp(lambda b: kernel(b, z), (base,), (u,))
+    return y_adv @ k0 / n, jnp.sum(dk, axis=0) / n
+
+
 def limit_classifiers(x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool = True, base=None
                       ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
     """The limit classifiers of perturbation learning (Kumano et al. 2024; theory.md), as closures

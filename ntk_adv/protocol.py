@@ -13,7 +13,8 @@ and perturbations once per (f, attack, eps, targets)):
 
 Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
 (ICLR 2024), where noise is uniform or Gaussian with the data's root-mean-square coordinate scale.
-Targets: ``random`` (uniform in {-1,+1}, independent of y) or ``deterministic`` (y_adv = -y).
+Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign plus,
+for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
 
 Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with the
@@ -39,10 +40,10 @@ from flax import struct
 from ntk_adv import attacks, kernels, limits, models, pattern_gd
 from ntk_adv.data import DataSpec
 from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
-from ntk_adv.training import TrainConfig, centered, centered_mask, train
+from ntk_adv.training import TrainConfig, centered, centered_mask, effective_time, train
 
 SCENARIOS = ("a", "b", "noise")
-TARGET_MODES = ("random", "deterministic")
+TARGET_MODES = ("random", "deterministic", "balanced")
 NOISE_KINDS = ("uniform", "gaussian")
 PRESETS = ("theory", "paper")
 STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4}
@@ -113,6 +114,19 @@ class ProtocolConfig:
         make = TrainConfig.theory if self.preset == "theory" else TrainConfig.paper
         return make(lr=lr, steps=steps, loss=self.loss, record_loss=False)
 
+    def limit_time(self, which: str, lr=None):
+        """tau of the lazy limit for f or g (:func:`ntk_adv.training.effective_time`): lr * steps under the
+        theory preset, the heavy-ball effective time under the paper preset. ``lr`` may be traced."""
+        return effective_time(self.train_config(which), lr)
+
+    def limit_not_applicable(self) -> str:
+        """Why the infinite-width objects are no prediction for the finite nets of this config ('' if they
+        are): the paper preset's momentum has an exact effective time only for the identity loss."""
+        if self.preset == "paper" and self.loss != "identity":
+            return (f"paper preset with the {self.loss} loss: heavy-ball momentum has no exact effective time "
+                    f"off the identity loss, so the limit objects use t = lr * steps and are not the nets' limit")
+        return ""
+
     def kernel(self) -> kernels.KernelFn:
         """The infinite-width NTK matching this config's parametrization (first layer trained)."""
         return kernels.two_layer_kernel(gamma=self.gamma, bias=self.bias, parametrization=self.parametrization)
@@ -181,14 +195,20 @@ def train_f(cfg: ProtocolConfig, x, y, key, lr_f=None, solver: str = "auto"):
 
 
 def infinite_f(cfg: ProtocolConfig, x, y, lr_f=None, k_train=None) -> limits.KernelPredictor:
-    """f_inf: the infinite-width predictor trained on clean data (centred: f_0 = 0), theory preset."""
+    """f_inf: the infinite-width predictor trained on clean data (centred: f_0 = 0). Identity loss: time
+    ``cfg.limit_time('f')`` (either preset); other losses: kernel GD with the theory preset's steps."""
     lr = cfg.lr_f if lr_f is None else lr_f
+    if cfg.loss == "identity":
+        return limits.identity_predictor(cfg.kernel(), x, y, t=cfg.limit_time("f", lr))
     return limits.make_predictor(cfg.kernel(), x, y, loss=cfg.loss, lr=lr, steps=cfg.steps_f, k_train=k_train)
 
 
 def make_targets(cfg: ProtocolConfig, y, key) -> jax.Array:
     if cfg.targets == "deterministic":
         return -y
+    if cfg.targets == "balanced":
+        alternating = jnp.where(jnp.arange(y.shape[0]) % 2 == 0, 1.0, -1.0).astype(y.dtype)
+        return jax.random.permutation(stream(key, "targets"), alternating)
     return jnp.where(jax.random.bernoulli(stream(key, "targets"), 0.5, y.shape), 1.0, -1.0).astype(y.dtype)
 
 
@@ -237,8 +257,10 @@ def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None, solver: str = "aut
 
 
 def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPredictor:
-    """g_inf: the infinite-width predictor trained on the adversarial set (centred)."""
+    """g_inf: the infinite-width predictor trained on the adversarial set (centred); time as :func:`infinite_f`."""
     lr = cfg.lr_g if lr_g is None else lr_g
+    if cfg.loss == "identity":
+        return limits.identity_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, t=cfg.limit_time("g", lr))
     return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
 
 
@@ -288,14 +310,19 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
 
 
 def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None) -> dict:
-    """``f_lim_z``: the centred f_inf on z if already known (it does not depend on the seed)."""
+    """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, and
+    the decomposition of g's limit (:func:`decomposition`). ``f_lim_z``: the centred f_inf on z if already known
+    (it does not depend on the seed)."""
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
     g_lim = infinite_g(cfg, adv, lr_g)
     f_lim_z = f_lim(z) if f_lim_z is None else f_lim_z
-    g_lim_z = g_lim(z)
+    b_part, s_part = g_parts(cfg, g_lim, z)
+    g_lim_z = b_part + s_part
     f_z, g_z = apply_fn(pf, z), apply_fn(pg, z)
+    g0_fn = initial_function(cfg, g0)
+    g0_z = jnp.zeros_like(g_z) if g0_fn is None else g0_fn(z)
 
     def same_init_limit(pred, pred_z, x_set, y_set, init, lr, which):
         """The limit started from the net's own f_0 on z; for the identity loss the kernel part is unchanged,
@@ -307,12 +334,52 @@ def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_
             return pred_z + f0_fn(z)
         return replace_f0(cfg, pred, x_set, y_set, f0_fn, lr, which=which)(z)
 
-    return {
+    g_same = same_init_limit(g_lim, g_lim_z, adv.x_adv, adv.y_adv, g0, lr_g, "g")
+    out = {
         "f_gap": relative_gap(f_z, same_init_limit(f_lim, f_lim_z, x, y, f0, lr_f, "f")),
-        "g_gap": relative_gap(g_z, same_init_limit(g_lim, g_lim_z, adv.x_adv, adv.y_adv, g0, lr_g, "g")),
+        "g_gap": relative_gap(g_z, g_same),
         "agreement_f_inf": agreement(f_z, f_lim_z),
         "agreement_g_inf": agreement(g_z, g_lim_z),
     }
+    out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
+    return out
+
+
+def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.Array, jax.Array]:
+    """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term (:func:`limits.kernel_parts`)."""
+    return limits.kernel_parts(g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias,
+                               parametrization=cfg.parametrization)
+
+
+def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=None, g_same_z=None) -> dict:
+    """The limit g on z, ``g = g_0 + B + S`` (docs/theory.md), against f's signs ``f_z`` (M,):
+
+    * ``g0_abs``, ``bias_term_abs``, ``signal_term_abs``: mean |g_0|, |B|, |S| over z; ``mean_y_adv``;
+    * ``agreement_signal`` sign S vs sign f; ``agreement_centred`` sign(B + S) vs sign f (the centred limit);
+    * finite nets (``g0_z`` given): ``agreement_same_init``, the limit with g's own initial function
+      (``g_same_z``, default g_0 + B + S), and, for the identity loss, ``agreement_predicted``: the expectation
+      of the agreement over g's random initialization, g_0(z) ~ N(0, Sigma(z, z)) (the NNGP variance at any
+      width), ``mean_z Phi_N(sign f(z) (B + S)(z) / sqrt(Sigma(z, z)))`` - g_0 = 0 for centred nets."""
+    h = b_part + s_part
+    out = {
+        "bias_term_abs": jnp.mean(jnp.abs(b_part)),
+        "signal_term_abs": jnp.mean(jnp.abs(s_part)),
+        "mean_y_adv": jnp.mean(y_adv),
+        "agreement_signal": agreement(f_z, s_part),
+        "agreement_centred": agreement(f_z, h),
+    }
+    if g0_z is None:
+        return out
+    out["g0_abs"] = jnp.mean(jnp.abs(g0_z))
+    out["agreement_same_init"] = agreement(f_z, h + g0_z if g_same_z is None else g_same_z)
+    if cfg.loss == "identity":
+        if cfg.centered:
+            out["agreement_predicted"] = agreement(f_z, h)
+        else:
+            sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.gamma, bias=cfg.bias))
+            sign_f = jnp.where(f_z >= 0, 1.0, -1.0)
+            out["agreement_predicted"] = jnp.mean(jax.scipy.stats.norm.cdf(sign_f * h / sd))
+    return out
 
 
 def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") -> limits.KernelPredictor:
@@ -331,7 +398,10 @@ def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None
     f_lim = infinite_f(cfg, x, y, lr_f)
     adv = adversarial_set(cfg, f_lim, x, y, key, eps)
     g_lim = infinite_g(cfg, adv, lr_g)
-    return evaluate(cfg, f_lim, g_lim, adv, x, y, z, y_test)
+    out = evaluate(cfg, f_lim, g_lim, adv, x, y, z, y_test)
+    b_part, s_part = g_parts(cfg, g_lim, z)
+    out.update(decomposition(cfg, f_lim(z), b_part, s_part, adv.y_adv, z))
+    return out
 
 
 def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False, base_seed: int = 0,

@@ -69,6 +69,25 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+def effective_time(cfg: TrainConfig, lr=None):
+    """Training time tau of the lazy (infinite-width) limit that ``cfg`` reaches (docs/theory.md, "Effective
+    time"). Plain GD: ``tau = lr * steps``. Heavy ball (optax ``sgd(momentum=beta)``: v_t = g_t + beta v_{t-1},
+    theta_t = theta_{t-1} - lr v_t) under a constant gradient, which is exact for the identity loss of the
+    linearized net (its function-space gradient does not depend on f):
+
+        tau = lr / (1 - beta) * (T - beta (1 - beta^T) / (1 - beta))
+
+    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate; for the identity
+    loss of a lazy net the loss falls by the same amount every step, so it never plateaus. ``lr`` may be traced.
+    """
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "gd":
+        return lr * cfg.steps
+    beta = float(cfg.momentum)
+    steps = float(cfg.steps)
+    return lr / (1.0 - beta) * (steps - beta * (1.0 - beta**steps) / (1.0 - beta))
+
+
 @struct.dataclass
 class TrainResult:
     """Trained ``params`` and the full-batch loss before each step, shape (steps,) (or None)."""

@@ -15,17 +15,17 @@ axes vary, and a decision map in the class-mean plane with the limit classifiers
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from ntk_adv import limits, pattern_gd, plots, protocol, sweeps
+from ntk_adv import limits, pattern_gd, plots, protocol, sweeps, verdicts
 from ntk_adv.data import DataSpec
-from ntk_adv.metrics import mean_ci
-from ntk_adv.results import claim, provenance, select, write_csv, write_json
+from ntk_adv.metrics import fit_loglog_slope
+from ntk_adv.results import provenance, select, write_csv, write_json
 from ntk_adv.store import ResultStore
 
 COMMAND = "perturbation-learning"
@@ -145,108 +145,262 @@ def headline_point(rows: list[dict], axes: list[str]) -> dict:
     return point
 
 
+# Tolerances, stated before any data (docs/verdicts.md): what "equal" means for each prediction.
+TOL_AGREEMENT = 0.05  # |measured - predicted| agreement of sign f and sign g, per seed, averaged over seeds
+TOL_COSINE = 0.05  # |measured - predicted| mean |cos(eta_n, D_n)|
+TOL_SLOPE = 0.2  # fitted log-log slope of the output gap to the same-init limit vs -1/2
+TOL_EXACT = 0.005  # a quantity the theory fixes exactly (the centred limit's T_g-independence)
+LAZY_GAP = 0.5  # relative output gap of g to its same-init limit above which the limit predicts nothing
+TREND_AXES = {"eps": "eps (L2 radius)", "steps_g": "T_g", "steps_f": "T_f", "data.d": "d", "data.n_train": "N",
+              "gamma": "gamma"}
+
+
+def n_test_points(cfg: Config) -> int:
+    """The number of held-out points z every agreement is measured on."""
+    return int(sweeps.data_arrays(cfg.data)[2].shape[0])
+
+
+def _per_seed(rows: list[dict], metric: str, **where) -> dict[int, float]:
+    return {r["seed"]: r["value"] for r in select(rows, metric=metric, **where)}
+
+
+def _paired(rows: list[dict], a: str, b: str, **where) -> list[float]:
+    """Per-seed differences metric a - metric b at one point (seeds present in both)."""
+    va, vb = _per_seed(rows, a, **where), _per_seed(rows, b, **where)
+    return [va[s] - vb[s] for s in sorted(va) if s in vb]
+
+
+def _not_lazy(cfg: Config, rows: list[dict], **where) -> str:
+    """Why the lazy limit is no prediction at this point ('' when it is)."""
+    base = cfg.base().limit_not_applicable()
+    if base:
+        return base
+    gaps = [r["value"] for r in select(rows, metric="g_gap", **where)]
+    moves = [r["value"] for r in select(rows, metric="g_weight_move", **where)]
+    if gaps and np.mean(gaps) > LAZY_GAP:
+        return (f"finite g is far from its lazy limit: relative output gap {np.mean(gaps):.2f} > {LAZY_GAP} "
+                f"(relative first-layer movement {np.mean(moves):.3f})")
+    return ""
+
+
+def _inconclusive(claim: verdicts.Claim, reason: str) -> verdicts.Claim:
+    return replace(claim, verdict="inconclusive", reason=f"not applicable: {reason}")
+
+
+def agreement_claim(cfg: Config, rows: list[dict], width, label: str, **where) -> dict | None:
+    """'At this point, measured agreement = the lazy limit's prediction (expectation over g's init)', judged on
+    the per-seed difference; the measured and predicted agreements are reported beside it."""
+    diffs = _paired(rows, "agreement", "agreement_predicted", width=width, **where)
+    if not diffs:
+        return None
+    n = n_test_points(cfg)
+    est = verdicts.seed_mean(diffs, bounds=(-1.0, 1.0))
+    c = verdicts.equals(
+        f"agreement_equals_prediction[{label}]",
+        f"Agreement of sign f and sign g at {label} equals the lazy limit's prediction E_g0[agreement] "
+        f"(measured minus predicted, per seed)", 0.0, TOL_AGREEMENT, est,
+        basis="docs/theory.md: Agreement over the random initial function")
+    why = _not_lazy(cfg, rows, width=width, **where)
+    if why:
+        c = _inconclusive(c, why)
+    meas = verdicts.seed_proportion(list(_per_seed(rows, "agreement", width=width, **where).values()), n)
+    pred = float(np.mean(list(_per_seed(rows, "agreement_predicted", width=width, **where).values())))
+    return {**c.to_dict(), "agreement": meas.text(), "agreement_predicted": round(pred, 4)}
+
+
 def summarize(cfg: Config, rows: list[dict]) -> dict:
     axes = cfg.varying()
     point = headline_point(rows, axes)
     chosen = select(restrict_to_best_lr(rows, axes), **point)
+    n = n_test_points(cfg)
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "headline_point": point,
+                     "n_test": n, "limit_time": {"f": float(cfg.base().limit_time("f")),
+                                                 "g": float(cfg.base().limit_time("g"))},
                      "lr_selection": "best mean agreement over the lr grid per point" if
                      any(a in axes for a in ("lr_f", "lr_g")) else "fixed"}
-    for metric in HEADLINE:
+    proportions = set(HEADLINE) | {"agreement_predicted", "agreement_same_init", "agreement_centred",
+                                   "agreement_signal"}
+    for metric in HEADLINE + ("agreement_predicted", "agreement_same_init", "agreement_centred",
+                              "agreement_signal", "mean_y_adv", "g0_abs", "bias_term_abs", "signal_term_abs",
+                              "g_gap", "g_weight_move"):
         by_width = {}
         for w in sorted({r["width"] for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w):
             vals = [r["value"] for r in select(chosen, metric=metric) if r["width"] == w]
             if not vals:
                 continue
-            ci = mean_ci(vals)
-            # every headline metric is a fraction: the t-interval is clipped to [0, 1]
-            by_width[width_label(w)] = {"mean": ci.mean, "ci95": [max(ci.low, 0.0), min(ci.high, 1.0)], "n": ci.n}
-        summary[f"{metric}_by_width"] = by_width
-        if "inf" in by_width:
-            summary[f"{metric}_infinite"] = by_width["inf"]["mean"]
-    summary["claims"] = claims(summary, rows, axes)
+            est = (verdicts.seed_proportion(vals, n) if metric in proportions and metric != "cos_predicted"
+                   else verdicts.seed_mean(vals))
+            by_width[width_label(w)] = {"mean": est.value, "ci95": [est.low, est.high], "n": est.n}
+        if by_width:
+            summary[f"{metric}_by_width"] = by_width
+            if "inf" in by_width:
+                summary[f"{metric}_infinite"] = by_width["inf"]["mean"]
+    summary["points"] = points(cfg, restrict_to_best_lr(rows, axes), axes)
+    summary["claims"] = claims(cfg, rows, axes)
+    summary["verdicts"] = verdicts.summarize(summary["claims"])
     if any(a in axes for a in ("lr_f", "lr_g")):
         summary["best_lr"] = {"/".join(map(str, k)): {"lr_f": v[0], "lr_g": v[1]}
                               for k, v in best_learning_rates(rows, axes).items()}
     return summary
 
 
-def claims(summary: dict, rows: list[dict], axes: list[str]) -> list[dict]:
-    """The verdict table: agreement above chance, finite -> infinite width, and the eps trend if swept."""
+def points(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
+    """One entry per (swept axis value, width): measured agreement (mean, 95% interval in [0, 1]) beside the
+    predicted, same-init-limit and centred-limit agreements (means over seeds)."""
+    n = n_test_points(cfg)
+    trend = [a for a in axes if a not in ("lr_f", "lr_g")]
+    axis = trend[0] if trend else "width"
     out = []
-    agr = summary["agreement_by_width"]
-    finite = [w for w in agr if w != "inf"]
-    if finite:
-        top = agr[finite[-1]]
-        out.append(claim(f"g trained only on mislabeled perturbations agrees with f (width {finite[-1]})",
-                         "agreement > 0.5 (chance), 95% CI above 0.5",
-                         f"{top['mean']:.3f} [{top['ci95'][0]:.3f}, {top['ci95'][1]:.3f}]", top["ci95"][0] > 0.5))
-    if "inf" in agr:
-        inf = agr["inf"]
-        out.append(claim("Infinite-width limit (f_inf, perturbations of f_inf, g_inf)", "agreement > 0.5",
-                         f"{inf['mean']:.3f} [{inf['ci95'][0]:.3f}, {inf['ci95'][1]:.3f}]", inf["ci95"][0] > 0.5))
-        if len(finite) >= 2:
-            gaps = [abs(agr[w]["mean"] - inf["mean"]) for w in finite]
-            ok = gaps[-1] <= gaps[0] or gaps[-1] <= max(agr[finite[-1]]["ci95"][1] - agr[finite[-1]]["mean"], 0.01)
-            out.append(claim("Finite-width agreement approaches the (centred) infinite-width value",
-                             "|agreement(m) - agreement(inf)| shrinks with m - expected only when f_0, g_0 are "
-                             "negligible (long training or centred nets; theory.md)",
-                             f"gap {gaps[0]:.3f} at m={finite[0]} -> {gaps[-1]:.3f} at m={finite[-1]}", ok))
-    point = summary["headline_point"]
-    gap = [r for r in select(rows, metric="g_gap", **point)]
-    widths = sorted({r["width"] for r in gap})
-    if len(widths) >= 2:
-        lo = np.mean([r["value"] for r in gap if r["width"] == widths[0]])
-        hi = np.mean([r["value"] for r in gap if r["width"] == widths[-1]])
-        out.append(claim("Finite g converges to the infinite-width g with the same initial function",
-                         "relative output gap shrinks with width (~ m^(-1/2) in the lazy regime)",
-                         f"{lo:.3f} at m={widths[0]:g} -> {hi:.3f} at m={widths[-1]:g}", hi < lo))
-    trend_axes = {"eps": "eps", "steps_g": "T_g (steps_g)", "data.d": "d", "data.n_train": "N"}
-    for axis in [a for a in trend_axes if a in axes]:
-        rest = {a: v for a, v in point.items() if a != axis}
-        sub = select(restrict_to_best_lr(rows, axes), metric="agreement", **rest)
-        vals = sorted({r[axis] for r in sub})
-        largest = max((r["width"] for r in sub if not plots.is_infinite_width(r["width"])), default=None)
-        for label, pick in (("infinite width", plots.is_infinite_width), (f"width {largest}",
-                                                                          lambda w, m=largest: w == m)):
-            lo = [r["value"] for r in sub if r[axis] == vals[0] and pick(r["width"])]
-            hi = [r["value"] for r in sub if r[axis] == vals[-1] and pick(r["width"])]
-            if lo and hi:
-                out.append(claim(f"Agreement rises with {trend_axes[axis]} ({label})",
-                                 f"agreement at {axis}={vals[-1]:g} >= at {axis}={vals[0]:g}",
-                                 f"{np.mean(lo):.3f} -> {np.mean(hi):.3f}", np.mean(hi) >= np.mean(lo)))
+    for w in sorted({r["width"] for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w):
+        for v in (sorted({r[axis] for r in rows}) if axis != "width" else [w]):
+            where = {"width": w} if axis == "width" else {"width": w, axis: v}
+            agr = _per_seed(rows, "agreement", **where)
+            if not agr:
+                continue
+            est = verdicts.seed_proportion(list(agr.values()), n)
+            entry = {"axis": axis, "value": v if axis != "width" else width_label(w), "width": width_label(w),
+                     "agreement_mean": est.value, "agreement_ci95": [est.low, est.high], "n_seeds": est.n}
+            for m in ("agreement_predicted", "agreement_same_init", "agreement_centred", "agreement_signal"):
+                vals = list(_per_seed(rows, m, **where).values())
+                if vals:
+                    entry[m] = float(np.mean(vals))
+            out.append(entry)
     return out
 
 
+def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
+    """The verdict table (:mod:`ntk_adv.verdicts`): measured agreement equals the lazy limit's prediction at
+    every finite width of the headline point and along each swept axis at the largest width; g converges to
+    its same-init limit at rate m^(-1/2); the centred limit does not depend on T_g; and the bias-free limit
+    sign(S) (the papers' hat_g) explains the agreement, which random targets at small eps refute."""
+    out: list[dict] = []
+    point = headline_point(rows, axes)
+    best = restrict_to_best_lr(rows, axes)
+    chosen = select(best, **point)
+    finite = sorted({r["width"] for r in chosen if not plots.is_infinite_width(r["width"])})
+    where_txt = ", ".join(f"{TREND_AXES.get(a, a)}={v:g}" for a, v in point.items())
+    for w in finite:
+        c = agreement_claim(cfg, chosen, w, f"m={w:g}" + (f", {where_txt}" if where_txt else ""))
+        if c:
+            out.append(c)
+    if finite:
+        top = finite[-1]
+        diffs = _paired(chosen, "agreement", "agreement_signal", width=top)
+        if diffs:
+            c = verdicts.equals(
+                "bias_free_limit",
+                f"sign(S), the limit g without its bias term (the papers' hat_g), predicts the agreement at "
+                f"m={top:g} (measured minus sign(S)-agreement, per seed)", 0.0, TOL_AGREEMENT,
+                verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)), basis="docs/theory.md: The limit g, decomposed")
+            yadv = [r["value"] for r in select(chosen, metric="mean_y_adv", width=top)]
+            out.append({**c.to_dict(), "mean_abs_y_adv": float(np.mean(np.abs(yadv))) if yadv else None})
+    gap = [r for r in select(chosen, metric="g_gap") if not plots.is_infinite_width(r["width"])]
+    if len({r["width"] for r in gap}) >= 2 and len(gap) >= 3:
+        fit = fit_loglog_slope([r["width"] for r in gap], [r["value"] for r in gap])
+        c = verdicts.slope("g_gap_rate", "Finite g converges to the limit with its own initial function: relative "
+                           "output gap ~ m^(-1/2)", -0.5, TOL_SLOPE, fit,
+                           basis="docs/theory.md: Finite width vs limit")
+        out.append({**c.to_dict(), "widths": sorted({r["width"] for r in gap})})
+    if "steps_g" in axes and cfg.loss == "identity":
+        rest = {a: v for a, v in point.items() if a != "steps_g"}
+        inf_rows = [r for r in select(best, metric="agreement", **rest) if plots.is_infinite_width(r["width"])]
+        ts = sorted({r["steps_g"] for r in inf_rows})
+        if len(ts) >= 2:
+            lo = {r["seed"]: r["value"] for r in inf_rows if r["steps_g"] == ts[0]}
+            hi = {r["seed"]: r["value"] for r in inf_rows if r["steps_g"] == ts[-1]}
+            diffs = [hi[s] - lo[s] for s in sorted(hi) if s in lo]
+            c = verdicts.equals("centred_limit_T_g", f"The centred limit's agreement does not depend on T_g "
+                                f"(identity loss: g_inf scales with tau); T_g={ts[-1]:g} minus T_g={ts[0]:g}",
+                                0.0, TOL_EXACT, verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+                                basis="docs/theory.md: Agreement over the random initial function")
+            out.append(c.to_dict())
+    if finite:
+        top = finite[-1]
+        for axis in [a for a in TREND_AXES if a in axes]:
+            rest = {a: v for a, v in point.items() if a != axis}
+            sub = select(best, width=top, **rest)
+            for v in sorted({r[axis] for r in sub}):
+                label = f"m={top:g}, {TREND_AXES[axis]}={v:g}"
+                if axis == "steps_f":
+                    diffs = _paired(sub, "cos_predicted", "cos_predicted_theory", **{axis: v})
+                    if diffs:
+                        c = verdicts.equals(f"cosine_equals_prediction[{label}]",
+                                            f"mean |cos(eta_n, D_n)| at {label} equals the lazy prediction",
+                                            0.0, TOL_COSINE, verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+                                            basis="docs/theory.md: Cosine with the predicted direction")
+                        out.append(c.to_dict())
+                elif axis not in point or point[axis] != v:
+                    c = agreement_claim(cfg, sub, top, label, **{axis: v})
+                    if c:
+                        out.append(c)
+    return out
+
+
+AXIS_LABELS = {"eps": "perturbation radius eps (L2 norm)", "steps_g": "g's training steps T_g",
+               "data.d": "input dimension d", "data.n_train": "training-set size N", "gamma": "leaky slope gamma"}
+AGREEMENT_LABEL = "agreement of sign f and sign g"
+
+
 def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
+    """Measured points with 95% intervals (in [0, 1]) beside the theory's predicted lines: agreement vs width
+    (predicted per width, centred limit dotted), vs each swept axis (predicted per width), the cosine of the
+    perturbations with D_n vs T_f (predicted per width) and the output gap to the same-init limit vs width
+    (fitted slope against -1/2)."""
     axes = cfg.varying()
     chosen = restrict_to_best_lr(rows, axes)
-    fixed = {a: chosen[0][a] for a in axes} if chosen else {}
+    n = n_test_points(cfg)
     paths = []
-    title = f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}"
+    title = f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, {cfg.preset} preset"
+    where = headline_point(chosen, axes)
     if len({r["width"] for r in chosen}) > 1 and any(not plots.is_infinite_width(r["width"]) for r in chosen):
-        where = headline_point(chosen, axes)
+        eps_txt = f", eps={where['eps']:g}" if "eps" in where else f", eps={cfg.eps[0]:g}"
         paths += plots.figure_vs_width(chosen, ("agreement", "g_acc_test"), out=out, name="agreement_vs_width",
-                                       title=title, labels={"agreement": "agreement(f, g)",
-                                                            "g_acc_test": "g accuracy (held-out)"}, **where)
-    for axis, metric, name in (("eps", "agreement", "agreement_vs_eps"), ("steps_g", "agreement",
-                               "agreement_vs_T_g"), ("data.d", "agreement", "agreement_vs_d"),
-                               ("data.n_train", "agreement", "agreement_vs_N"), ("gamma", "agreement",
-                               "agreement_vs_gamma")):
+                                       title=title + eps_txt, n_points=n,
+                                       labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
+                                       predictions={"agreement": "agreement_predicted"}, **where)
+        gap_rows = [r for r in select(chosen, **where) if not plots.is_infinite_width(r["width"])]
+        if len({r["width"] for r in gap_rows}) >= 2:
+            paths += gap_figure(gap_rows, out, title + eps_txt)
+    for axis, name in (("eps", "agreement_vs_eps"), ("steps_g", "agreement_vs_T_g"), ("data.d", "agreement_vs_d"),
+                       ("data.n_train", "agreement_vs_N"), ("gamma", "agreement_vs_gamma")):
         if axis in axes:
-            where = {a: fixed[a] for a in axes if a not in (axis, "lr_f", "lr_g")}
-            paths += plots.figure_vs(chosen, axis, metric, out=out, name=name, title=title,
-                                     ylabel="agreement(f, g)", **where)
+            fixed = {a: v for a, v in where.items() if a != axis}
+            paths += plots.figure_vs(chosen, axis, "agreement", out=out, name=name, title=title,
+                                     ylabel=AGREEMENT_LABEL, xlabel=AXIS_LABELS[axis], predicted="agreement_predicted",
+                                     n_points=n, logx="auto", **fixed)
     if "steps_f" in axes:
-        where = {a: fixed[a] for a in axes if a not in ("steps_f", "lr_f", "lr_g")}
-        paths += plots.figure_cosine_vs_steps_f(chosen, out=out, title=title, **where)
+        fixed = {a: v for a, v in where.items() if a != "steps_f"}
+        paths += plots.figure_cosine_vs_steps_f(chosen, out=out, title=title, **fixed)
     return paths
 
 
+def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
+    """Relative output gap of finite f and g to their same-init limits vs width m (log-log), with the fitted
+    slope and its 95% interval in the legend and the predicted m^(-1/2) as a dashed line."""
+    fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
+    for i, metric in enumerate(("g_gap", "f_gap")):
+        sub = select(rows, metric=metric)
+        if len(sub) < 3:
+            continue
+        fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
+        line = plots.plot_metric(ax, sub, "width", metric, color=f"C{i}", logx=2, logy=True,
+                                 label=f"{metric[0]}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]")
+        xs = np.asarray(sorted({r["width"] for r in sub}), float)
+        ax.plot(xs, np.exp(fit.intercept) * xs[0] ** fit.slope * (xs / xs[0]) ** -0.5, ls="--", lw=1.0,
+                color=line.get_color(), label=f"{metric[0]}: predicted m^(-1/2)")
+    ax.set_xlabel("width m")
+    ax.set_ylabel("||net - same-init limit|| / ||limit|| on z")
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return plots.save(fig, out, "gap_vs_width")
+
+
 def decision_maps(cfg: Config, out: Path) -> list[Path]:
-    """Decision maps for seed 0 at the largest finite width and at infinite width: where sign f != sign g in
-    the plane of the two class means, with the zero contours of the limit classifiers hat_f and hat_g."""
-    base = cfg.base()
+    """Decision maps for seed 0 at the headline eps (the largest), at the largest finite width and at infinite
+    width, in the plane of the two class means: shaded where sign f != sign g; zero contours of f, g, the
+    papers' limit classifiers hat_f, hat_g (without g's bias term), and of B + S, the centred limit g with its
+    bias term (docs/theory.md, "The limit g, decomposed")."""
+    base = cfg.base().with_(eps=max(cfg.eps))
     x, y, z, y_test = sweeps.data_arrays(cfg.data)
     key = jax.random.PRNGKey(0)
     origin, basis = protocol.class_mean_plane(np.asarray(x), np.asarray(y))
@@ -268,11 +422,17 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
             pg = protocol.train_g(c, adv, key)
             g = lambda q, pg=pg, apply_fn=apply_fn: apply_fn(pg, q)  # noqa: E731
         hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=c.gamma, bias=c.bias, base=adv.base)
-        grid = protocol.decision_grid({"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g}, origin, basis, extent, 121)
+        g_lim = protocol.infinite_g(c, adv)
+        b_plus_s = lambda q, g_lim=g_lim, c=c: sum(protocol.g_parts(c, g_lim, q))  # noqa: E731
+        grid = protocol.decision_grid({"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g, "B + S": b_plus_s},
+                                      origin, basis, extent, 121)
+        contours = {"f": "-", "g": (0, (5, 1)), "hat_f": "--", "hat_g": ":", "B + S": "-."}
         name = f"decision_map_{'inf' if width is None else f'm{width}'}"
-        paths += plots.figure_decision_map(grid, "f", "g", extent, out=out, name=name, points=proj,
-                                           labels=np.asarray(y), title=f"{cfg.data.name}: "
-                                           f"{'infinite width' if width is None else f'width {width}'}")
+        mean_yadv = float(np.mean(np.asarray(adv.y_adv)))
+        paths += plots.figure_decision_map(
+            grid, "f", "g", extent, out=out, name=name, points=proj, labels=np.asarray(y), contours=contours,
+            title=f"{cfg.data.name}: {'infinite width' if width is None else f'width {width}'}, "
+                  f"eps={c.eps:g} (L2), seed 0, mean(y_adv)={mean_yadv:+.3f}")
     return paths
 
 
@@ -297,12 +457,19 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
 
 
 def report(summary: dict) -> None:
-    """Print per-width agreement next to the infinite-width prediction."""
+    """Print per-width measured agreement next to the lazy limit's prediction, then the verdicts."""
     agr, acc = summary["agreement_by_width"], summary["g_acc_test_by_width"]
-    print(f"{'width':>8}  {'agreement(f,g)':>22}  {'g accuracy (test)':>22}")
+    pred = summary.get("agreement_predicted_by_width", {})
+    point = ", ".join(f"{k}={v:g}" for k, v in summary["headline_point"].items()) or "the configured point"
+    print(f"at {point} ({summary['n_test']} test points; intervals 95%, two-stage bootstrap):")
+    print(f"{'width':>8}  {'agreement(f,g)':>22}  {'predicted':>9}  {'g accuracy (test)':>22}")
     for w in agr:
         a, g = agr[w], acc.get(w, {"mean": np.nan, "ci95": [np.nan, np.nan]})
-        print(f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  "
+        p = pred.get(w, {}).get("mean", np.nan)
+        print(f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p:>9.3f}  "
               f"{g['mean']:.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]")
     if "agreement_infinite" in summary:
-        print(f"infinite-width prediction: agreement {summary['agreement_infinite']:.3f}")
+        print(f"centred limit (infinite width, g_0 = 0): agreement {summary['agreement_infinite']:.3f}")
+    for c in summary["claims"]:
+        print(f"  [{c['verdict']}] {c['claim']}: predicted {c['prediction']}, measured {c['measured']}"
+              + (f" - {c['reason']}" if c.get("reason") else ""))

@@ -46,6 +46,8 @@ PAPER_RC = {
     "axes.spines.right": False,
     "lines.linewidth": 1.4,
     "savefig.bbox": "tight",
+    "pdf.fonttype": 42,  # TrueType in PDFs (venues refuse Type 3)
+    "ps.fonttype": 42,
 }
 
 
@@ -67,14 +69,22 @@ def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     return paths
 
 
-def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False, **where
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False, n_points: int | None = None,
+          **where) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-x mean and 95% interval of ``metric`` over the rows (seeds) matching ``where``.
 
-    ``geometric=True`` (used for log-scale y axes): mean and interval of log(value), exponentiated - the
-    geometric mean with a multiplicative 95% interval, consistent with log-log slope fits."""
+    ``n_points``: the metric is a proportion over that many test points; the interval is then the two-stage
+    bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). ``geometric=True`` (used for
+    log-scale y axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative
+    95% interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
     sub = select(rows, metric=metric, **where)
     xs = values(sub, x)
+    if n_points:
+        from ntk_adv.verdicts import seed_proportion
+
+        est = [seed_proportion([r["value"] for r in sub if r[x] == xv], n_points) for xv in xs]
+        return (np.asarray(xs, float), np.array([e.value for e in est]), np.array([e.low for e in est]),
+                np.array([e.high for e in est]))
     tf, inv = (np.log, np.exp) if geometric else (np.asarray, np.asarray)
     stats_ = [mean_ci(tf(np.asarray([r["value"] for r in sub if r[x] == xv], float))) for xv in xs]
     return (np.asarray(xs, float), inv(np.array([s.mean for s in stats_])), inv(np.array([s.low for s in stats_])),
@@ -82,9 +92,9 @@ def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False,
 
 
 def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, color=None, logx: int | None = 2,
-                logy: bool = False, **where):
-    """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax``."""
-    xs, mean, low, high = curve(rows, x, metric, geometric=logy, **where)
+                logy: bool = False, n_points: int | None = None, **where):
+    """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax`` (``n_points``: see :func:`curve`)."""
+    xs, mean, low, high = curve(rows, x, metric, geometric=logy, n_points=n_points, **where)
     if xs.size == 0:
         raise ValueError(f"no rows for metric {metric!r} with {where}")
     (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or metric, color=color)
@@ -94,6 +104,19 @@ def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, colo
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(x)
+    return line
+
+
+def plot_prediction(ax, rows, x: str, metric: str, *, label: str | None = None, color=None, ls: str = "--",
+                    **where):
+    """The theory's prediction: the mean over seeds of a predicted ``metric`` against ``x``, as a line without
+    markers (computed from the limit objects, never fitted to the measurements)."""
+    sub = select(rows, metric=metric, **where)
+    xs = values(sub, x)
+    if not xs:
+        return None
+    ys = [np.mean([r["value"] for r in sub if r[x] == xv]) for xv in xs]
+    (line,) = ax.plot(np.asarray(xs, float), ys, ls=ls, lw=1.1, color=color, label=label)
     return line
 
 
@@ -139,45 +162,59 @@ def _auto_logx(rows, x, logx):
 
 # ------------------------------------------------------------------------------------------- protocol figures
 def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
-                  labels: Mapping[str, str] | None = None, **where):
-    """Each metric against width (log2 axis, mean and 95% interval over seeds) in its own color, with its
-    infinite-width mean as a dashed horizontal line of the same color (and a light band for its interval
-    when the infinite rows vary over seeds). ``where`` filters rows (e.g. ``eps=1.0``)."""
+                  labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
+                  n_points: int | None = None, ylabel: str | None = None, **where):
+    """Each metric against width m (log2 axis, mean and 95% interval over seeds) in its own color, with its
+    infinite-width mean as a dotted horizontal line of the same color, labelled "centred limit" (and a light
+    band for its interval when the infinite rows vary over seeds). ``predictions`` maps a metric to the row
+    metric holding its per-seed prediction (e.g. agreement -> agreement_predicted), drawn dashed in the same
+    color across the finite widths. ``n_points``: proportions over that many test points (intervals in
+    [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
     finite, infinite = split_width(select(rows, **where))
     labels = dict(labels or {})
+    predictions = dict(predictions or {})
     for i, metric in enumerate(metrics):
         label = labels.get(metric, metric)
-        line = plot_metric(ax, finite, "width", metric, label=label, color=f"C{i}", logx=2)
+        line = plot_metric(ax, finite, "width", metric, label=label, color=f"C{i}", logx=2, n_points=n_points)
+        if metric in predictions:
+            plot_prediction(ax, finite, "width", predictions[metric], color=line.get_color(),
+                            label=f"{label}: predicted (lazy limit)")
         inf_vals = [r["value"] for r in infinite if r.get("metric") == metric]
         if inf_vals:
             ci = mean_ci(inf_vals)
-            theory_line(ax, ci.mean, label=f"{label} (infinite width)", color=line.get_color())
+            ax.axhline(ci.mean, ls=":", color=line.get_color(), lw=1.0, label=f"{label}: centred limit (g_0 = 0)")
             if ci.high > ci.low:
-                ax.axhspan(ci.low, ci.high, color=line.get_color(), alpha=0.08, lw=0)
+                ax.axhspan(max(ci.low, 0.0), min(ci.high, 1.0), color=line.get_color(), alpha=0.08, lw=0)
     ax.set_xlabel("width m")
-    ax.set_ylabel(labels.get(metrics[0], metrics[0]) if len(metrics) == 1 else "value")
-    ax.legend(frameon=False)
+    ax.set_ylabel(ylabel or (labels.get(metrics[0], metrics[0]) if len(metrics) == 1 else "fraction of test points"))
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return ax
 
 
 def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
                     out: str | os.PathLike, name: str = "vs_width", title: str | None = None,
-                    labels: Mapping[str, str] | None = None, **where) -> list[Path]:
+                    labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
+                    n_points: int | None = None, ylabel: str | None = None, **where) -> list[Path]:
     """:func:`draw_vs_width` on a new figure, saved as ``out/name.png`` and ``.pdf``; returns both paths."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
-    draw_vs_width(ax, list(rows), metrics, labels=labels, **where)
+    draw_vs_width(ax, list(rows), metrics, labels=labels, predictions=predictions, n_points=n_points,
+                  ylabel=ylabel, **where)
     if title:
         ax.set_title(title)
     return save(fig, out, name)
 
 
 def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence | None = None,
-            logx: int | str | None = None, ylabel: str | None = None, **where):
+            logx: int | str | None = None, ylabel: str | None = None, xlabel: str | None = None,
+            predicted: str | None = None, n_points: int | None = None, **where):
     """``metric`` against the column ``x`` (e.g. ``eps``, ``steps_g``, ``T_f``): one curve per finite width
     (mean and 95% interval over seeds, colors from light to dark with width) and the infinite-width curve
     dashed in black. ``widths`` restricts the finite widths; ``logx`` a log base, None (linear) or "auto"
-    (log10 when all x > 0 and they span a decade)."""
-    rows = select(rows, metric=metric, **where)
+    (log10 when all x > 0 and they span a decade). ``predicted``: the row metric holding the per-seed
+    prediction of ``metric``, drawn dashed in each width's color (the infinite width's in black, dash-dot).
+    ``n_points``: proportions over that many test points (intervals in [0, 1])."""
+    all_rows = list(rows)
+    rows = select(all_rows, metric=metric, **where)
     finite, infinite = split_width(rows)
     all_widths = values(finite, "width")
     widths = all_widths if widths is None else [w for w in all_widths if w in set(widths)]
@@ -187,22 +224,28 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
     cmap = plt.get_cmap("viridis")
     for i, w in enumerate(widths):
         color = cmap(0.15 + 0.7 * i / max(len(widths) - 1, 1))
-        plot_metric(ax, finite, x, metric, label=f"m = {w}", color=color, logx=logx, width=w)
+        plot_metric(ax, finite, x, metric, label=f"m = {w:g}", color=color, logx=logx, width=w, n_points=n_points)
+        if predicted:
+            plot_prediction(ax, select(all_rows, width=w, **where), x, predicted, color=color,
+                            label=f"m = {w:g}: predicted" if i == len(widths) - 1 else None)
     if infinite:
-        line = plot_metric(ax, infinite, x, metric, label="infinite width", color="k", logx=logx)
-        line.set_linestyle("--")
-    ax.set_xlabel(x)
+        line = plot_metric(ax, infinite, x, metric, label="centred limit (infinite width, g_0 = 0)", color="k",
+                           logx=logx, n_points=n_points)
+        line.set_linestyle(":")
+    ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or metric)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return ax
 
 
 def figure_vs(rows: Iterable[dict], x: str, metric: str, *, out: str | os.PathLike, name: str | None = None,
               widths: Sequence | None = None, logx: int | str | None = None, ylabel: str | None = None,
+              xlabel: str | None = None, predicted: str | None = None, n_points: int | None = None,
               title: str | None = None, **where) -> list[Path]:
     """:func:`draw_vs` on a new figure, saved as ``out/name`` (default ``{metric}_vs_{x}``) PNG and PDF."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
-    draw_vs(ax, list(rows), x, metric, widths=widths, logx=logx, ylabel=ylabel, **where)
+    draw_vs(ax, list(rows), x, metric, widths=widths, logx=logx, ylabel=ylabel, xlabel=xlabel, predicted=predicted,
+            n_points=n_points, **where)
     if title:
         ax.set_title(title)
     return save(fig, out, name or f"{metric}_vs_{x}")
@@ -212,7 +255,8 @@ def draw_cosine_vs_steps_f(ax, rows: Iterable[dict], *, x: str = "steps_f", metr
                            logx: int | str | None = "auto", **where):
     """Mean |cos(eta_n, D_n)| (perturbation vs the predicted weighted sum of training points) against f's
     training length, per width and in the limit (dashed): the init gradient dominates early, D_n later."""
-    draw_vs(ax, rows, x, metric, logx=logx, ylabel="mean |cos(eta_n, D_n)|", **where)
+    draw_vs(ax, rows, x, metric, logx=logx, ylabel="mean |cos(eta_n, D_n)|", xlabel="f's training steps T_f",
+            predicted="cos_predicted_theory", **where)
     ax.set_ylim(0.0, 1.02)
     return ax
 
@@ -261,7 +305,7 @@ def decision_map(ax, grid_values: Mapping[str, np.ndarray], f_name: str, g_name:
         if name not in grid_values:
             raise KeyError(f"no grid values named {name!r} to contour; have {', '.join(grid_values)}")
         vals = np.asarray(grid_values[name])
-        color = "k" if i == 0 else "0.35"
+        color = ("k", "C0", "0.4", "0.4", "C3", "C2")[i % 6]
         if np.nanmin(vals) < 0 < np.nanmax(vals):
             ax.contour(u, v, vals, levels=[0.0], colors=[color], linestyles=[ls], linewidths=1.2)
         handles.append(Line2D([], [], color=color, ls=ls, label=f"{name} = 0"))

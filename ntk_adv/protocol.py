@@ -309,10 +309,14 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
     return out
 
 
-def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None) -> dict:
-    """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, and
-    the decomposition of g's limit (:func:`decomposition`). ``f_lim_z``: the centred f_inf on z if already known
-    (it does not depend on the seed)."""
+def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None,
+                        grad_dirs=None) -> dict:
+    """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
+    decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
+    (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the
+    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred f_inf
+    on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base points)
+    may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
@@ -342,7 +346,50 @@ def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_
         "agreement_g_inf": agreement(g_z, g_lim_z),
     }
     out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
+    out["f_weight_move"] = weight_movement(cfg, pf, f0)
+    out["g_weight_move"] = weight_movement(cfg, pg, g0)
+    d_pred = predicted_directions(cfg, adv.base, x, y) if d_pred is None else d_pred
+    grad_dirs = kernel_gradients(cfg, adv.base, x, y) if grad_dirs is None else grad_dirs
+    out["cos_predicted_theory"] = predicted_cosine(cfg, grad_dirs, d_pred, cfg.limit_time("f", lr_f))
     return out
+
+
+def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
+    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy regime."""
+    trained = params[0] if cfg.centered else params
+    start = init[0] if cfg.centered else init
+    num = jnp.sum((trained.w - start.w) ** 2) + jnp.sum((trained.b - start.b) ** 2)
+    den = jnp.sum(start.w**2) + jnp.sum(start.b**2)
+    return jnp.sqrt(num / den)
+
+
+def kernel_gradients(cfg: ProtocolConfig, base, x, y) -> jax.Array:
+    """G_n = (1/N) grad_z sum_k y_k Theta(x_k, z) at z = base_n, shape (N, d): the input gradient of the
+    limit f's kernel part per unit training time (docs/theory.md, "Cosine with the predicted direction")."""
+    kernel = cfg.kernel()
+    y = jnp.asarray(y, x.dtype)
+    return jax.grad(lambda b: jnp.sum(y @ kernel(x, b)))(base) / x.shape[0]
+
+
+def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
+    """Predicted mean_n |cos(eta_n, D_n)| of a net trained for time ``tau``: the input gradient is
+    grad f_0 + tau G_n with grad f_0 an isotropic random vector of mean square v0 = (1 + gamma^2)/2 (0 for centred
+    nets), so its component along the unit D_n is N(0, v0/d) and
+
+        E|cos| ~ E|mu_n + sqrt(v0/d) Z| / sqrt(||tau G_n||^2 + v0),   mu_n = <tau G_n, D_n>,
+
+    with the folded-normal mean E|mu + s Z| = s sqrt(2/pi) exp(-mu^2 / 2 s^2) + mu (1 - 2 Phi_N(-mu/s))."""
+    g = tau * grad_dirs
+    v0 = 0.0 if cfg.centered else (1.0 + cfg.gamma**2) / 2
+    mu = jnp.abs(jnp.sum(g * d_pred, axis=1))
+    if v0 > 0:
+        sd = np.sqrt(v0 / grad_dirs.shape[1])
+        num = sd * np.sqrt(2 / np.pi) * jnp.exp(-(mu**2) / (2 * sd**2)) + mu * (
+            1 - 2 * jax.scipy.stats.norm.cdf(-mu / sd))
+    else:
+        num = mu
+    denom = jnp.sqrt(jnp.sum(g * g, axis=1) + v0)
+    return jnp.mean(num / jnp.where(denom > 0, denom, 1.0))
 
 
 def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.Array, jax.Array]:

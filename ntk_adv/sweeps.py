@@ -192,6 +192,7 @@ def _finite_batch(cfg, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, f_lr, a_
     # computed at the training inputs (scenarios a, b), the predicted directions D_n
     f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(lim_lrs)
     d_pred = protocol.predicted_directions(cfg, x, x, y) if cfg.scenario != "noise" else None
+    grad_dirs = protocol.kernel_gradients(cfg, x, x, y) if cfg.scenario != "noise" else None
 
     f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf, solver), (f_keys, f_lr), vmap_f)
 
@@ -207,7 +208,7 @@ def _finite_batch(cfg, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, f_lr, a_
         out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test,
                                 d_pred=d_pred)
         out.update(protocol._finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg,
-                                                f_lim_z=f_lim_z[li]))
+                                                f_lim_z=f_lim_z[li], d_pred=d_pred, grad_dirs=grad_dirs))
         return out
 
     return _over(finish, (cell_keys, f_idx, a_idx, lim_idx, lr_f, lr_g), vmap_g)

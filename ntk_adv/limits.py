@@ -157,10 +157,15 @@ def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, 
         A(z) = (1/N) sum_n y_adv_n Theta(base_n, z)                  (targets only: the imbalance term)
         L(z) = (1/N) sum_n d/ds Theta(base_n + s u_n, z) |_{s=0}      (the signal: does not see the targets)
 
-    Returns (A (M,), L (M,)). Each test point's threshold is eps*(z) = -A(z) / L(z) where positive."""
+    Returns (A (M,), L (M,)). Each test point's threshold is eps*(z) = -A(z) / L(z) where positive.
+    Scenario (a) needs a kernel with bias: without it the kernel is not differentiable at base = 0 and the
+    expansion does not exist (refused when ``base`` is all zeros and ``kernel(0, z)`` vanishes)."""
     base, u, z = jnp.asarray(base), jnp.asarray(u), jnp.asarray(z)
     y_adv = jnp.asarray(y_adv, base.dtype)
     n = base.shape[0]
+    if not isinstance(base, jax.core.Tracer) and not bool(jnp.any(base)) and not bool(jnp.any(kernel(base[:1], z))):
+        raise ValueError("first_order_in_eps at base = 0 needs a kernel with bias (a bias-free kernel is not "
+                         "differentiable there)")
     k0, dk = jax.jvp(lambda b: kernel(b, z), (base,), (u,))
     return y_adv @ k0 / n, jnp.sum(dk, axis=0) / n
 

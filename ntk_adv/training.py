@@ -77,8 +77,9 @@ def effective_time(cfg: TrainConfig, lr=None):
 
         tau = lr / (1 - beta) * (T - beta (1 - beta^T) / (1 - beta))
 
-    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate; for the identity
-    loss of a lazy net the loss falls by the same amount every step, so it never plateaus. ``lr`` may be traced.
+    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate: for the identity
+    loss of a lazy net the loss falls every step (by an amount that grows over the first ~1/(1 - beta) steps,
+    then stays constant), so it does not plateau. ``lr`` may be traced.
     """
     lr = cfg.lr if lr is None else lr
     if cfg.optimizer == "gd":

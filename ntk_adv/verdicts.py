@@ -17,8 +17,8 @@ Intervals that respect their range:
 
 * :func:`wilson` - a proportion k/n (agreement or accuracy of one seed over n test points), in [0, 1];
 * :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample seeds,
-  then each resampled seed's count from its binomial), percentile interval, always inside [0, 1]; one seed
-  gives its Wilson interval;
+  then each resampled seed's count from its binomial), percentile interval widened to the Student-t interval
+  over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
 * :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over seeds,
   widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
 
@@ -128,8 +128,9 @@ def seed_proportion(proportions: Sequence[float], n_points: int, *, level: float
     """Mean over seeds of per-seed proportions, each measured on ``n_points`` test points.
 
     Two-stage bootstrap: resample the seeds with replacement, then redraw each resampled seed's count from
-    Binomial(n_points, p_seed); the percentile interval of the resampled means. It reflects both the spread
-    over seeds and the finite test set, and stays in [0, 1]. One seed: :func:`wilson`."""
+    Binomial(n_points, p_seed); the percentile interval of the resampled means, widened to the Student-t
+    interval over seeds where that is wider (few seeds), clipped to [0, 1]. It reflects both the spread over
+    seeds and the finite test set. One seed: :func:`wilson` over the test points."""
     p = _finite(proportions, "seed_proportion")
     if np.any((p < 0) | (p > 1)):
         raise ValueError(f"seed_proportion: proportions must lie in [0, 1], got {p.min()}..{p.max()}")
@@ -144,7 +145,10 @@ def seed_proportion(proportions: Sequence[float], n_points: int, *, level: float
     means = counts.mean(axis=1) / n_points
     lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
     m = float(p.mean())
-    return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(p.size), "bootstrap")
+    # a percentile bootstrap over few seeds is too narrow: widen to the Student-t interval, clipped to [0, 1]
+    half = float(stats.t.ppf(0.5 + level / 2, p.size - 1) * p.std(ddof=1) / math.sqrt(p.size))
+    lo, hi = max(min(lo, m - half), 0.0), min(max(hi, m + half), 1.0)
+    return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(p.size), "bootstrap+t")
 
 
 def seed_mean(values: Sequence[float], *, bounds: tuple[float, float] = (-np.inf, np.inf), level: float = LEVEL,
@@ -201,6 +205,8 @@ def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
     """Claim 'measured > threshold' (one-sided): confirmed when the whole interval is above it."""
     region = (float(threshold), math.inf)
     verdict, reason = judge(region, measured)
+    if verdict == "confirmed" and measured.low <= threshold:  # strictly above
+        verdict = "inconclusive"
     if verdict == "inconclusive":
         reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis)
@@ -210,6 +216,8 @@ def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
     """Claim 'measured < threshold' (one-sided)."""
     region = (-math.inf, float(threshold))
     verdict, reason = judge(region, measured)
+    if verdict == "confirmed" and measured.high >= threshold:  # strictly below
+        verdict = "inconclusive"
     if verdict == "inconclusive":
         reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis)

@@ -95,3 +95,18 @@ def test_demo_via_cli_tiny(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["widths"] == [8]
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["solver"] == "pattern"
     assert demo.Config().widths == (16, 64, 256, 1024, 4096)
+
+
+def test_random_targets_the_bias_term_decides_and_the_bias_free_limit_is_refuted(tmp_path):
+    """docs/theory.md: at small eps with random targets, g's bias term B = tau mean(y_adv) Phi_0 outweighs the
+    signal S, so agreement sits near chance - as the full limit predicts (confirmed) and against what sign(S),
+    the limit without the bias term, predicts (refuted: the check can fail)."""
+    cfg = perturbation_learning.Config(
+        data=DataSpec("shifted_gauss", n_train=100, n_test=200, d=20), widths=(512,), infinite=False, seeds=4,
+        eps=(0.002,), lr_f=(1.0,), lr_g=(1.0,), steps_f=(200,), steps_g=(200,), decision_map=False)
+    summary = perturbation_learning.main(cfg, tmp_path, progress=False)
+    by = {c["name"]: c for c in summary["claims"]}
+    assert by["agreement_equals_prediction[m=512]"]["verdict"] == "confirmed"
+    assert by["bias_free_limit"]["verdict"] == "refuted" and "below" in by["bias_free_limit"]["reason"]
+    assert summary["agreement_by_width"]["512"]["mean"] < 0.6
+    assert summary["signal_term_abs_by_width"]["512"]["mean"] < summary["bias_term_abs_by_width"]["512"]["mean"]

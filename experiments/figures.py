@@ -1,6 +1,9 @@
 """Regenerate the perturbation-learning figure set (one command): agreement and g's accuracy vs width,
 agreement vs eps, vs g's training time T_g, vs input dimension d and training-set size N (scenario b), the
-cosine of the perturbations with the predicted direction D_n vs f's training time T_f, and decision maps.
+cosine of the perturbations with the predicted direction D_n vs f's training time T_f, decision maps, and the
+random-vs-balanced targets comparison (``experiments.targets``). Every panel draws the theory's predicted
+lines beside the measurements and judges them (``summary.json``: claims in the verdict type of
+``ntk_adv.verdicts``).
 
 Each panel is a perturbation-learning sweep written to ``OUT/<panel>/`` (results.csv, summary.json, PNG + PDF,
 a resumable store); ``--panels`` picks a subset. Default ``OUT`` is the repository's ``figures/``.
@@ -14,6 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments import perturbation_learning as pl
+from experiments import targets
 from ntk_adv.data import DataSpec
 from ntk_adv.results import write_json
 
@@ -36,15 +40,19 @@ PANELS: dict[str, pl.Config] = {
 }
 
 
+EXTRA_PANELS = ("targets",)  # panels that are whole experiments of their own
+
+
 @dataclass(frozen=True)
 class Config:
-    panels: tuple[str, ...] = tuple(PANELS)
+    panels: tuple[str, ...] = tuple(PANELS) + EXTRA_PANELS
     quick: bool = False  # 2 seeds, one width, at most 3 values per axis: a smoke test of the figure set
 
     def __post_init__(self):
-        unknown = [p for p in self.panels if p not in PANELS]
+        unknown = [p for p in self.panels if p not in PANELS and p not in EXTRA_PANELS]
         if unknown:
-            raise ValueError(f"unknown panel(s) {', '.join(unknown)}; expected some of {', '.join(PANELS)}")
+            raise ValueError(f"unknown panel(s) {', '.join(unknown)}; expected some of "
+                             f"{', '.join(tuple(PANELS) + EXTRA_PANELS)}")
 
 
 def panel_config(name: str, quick: bool) -> pl.Config:
@@ -62,12 +70,17 @@ def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool 
     out = Path(out)
     done = {}
     for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
-        summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
+        if name == "targets":
+            summary = targets.main(targets.QUICK_CONFIG if cfg.quick else targets.Config(), out / name,
+                                   progress=False)
+        else:
+            summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
         done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
     summary = {"experiment": COMMAND, "panels": done,
-               "claims": [c for p in done.values() for c in p["claims"]]}
+               "claims": [{**c, "panel": name} for name, p in done.items() for c in p["claims"]]}
     write_json(summary, out / "summary.json")
     if progress is not False:
         for name, p in done.items():
             print(f"{name:>8}: {', '.join(p['figures'])}")
+        print(f"figures: wrote {out}/<panel>/ and {out / 'summary.json'}")
     return summary

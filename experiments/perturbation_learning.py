@@ -370,13 +370,54 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
                        ("data.n_train", "agreement_vs_N"), ("gamma", "agreement_vs_gamma")):
         if axis in axes:
             fixed = {a: v for a, v in where.items() if a != axis}
-            paths += plots.figure_vs(chosen, axis, "agreement", out=out, name=name, title=title,
-                                     ylabel=AGREEMENT_LABEL, xlabel=AXIS_LABELS[axis], predicted="agreement_predicted",
-                                     n_points=n, logx="auto", **fixed)
+            fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
+            plots.draw_vs(ax, chosen, axis, "agreement", ylabel=AGREEMENT_LABEL, xlabel=AXIS_LABELS[axis],
+                          predicted="agreement_predicted", n_points=n, logx="auto", **fixed)
+            if axis == "eps":
+                vals = sorted({r["eps"] for r in chosen})
+                lo = min([v for v in vals if v > 0], default=1e-3)
+                grid = np.geomspace(lo, max(vals), 60) if ax.get_xscale() == "log" else np.linspace(0, max(vals), 60)
+                curve = first_order_curve(cfg, grid, **{a: v for a, v in fixed.items() if a != "width"})
+                if curve is not None:
+                    ax.plot(grid, curve, color="0.5", lw=0.9, label="centred limit, first order in eps")
+                    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+            ax.set_title(title)
+            paths += plots.save(fig, out, name)
     if "steps_f" in axes:
         fixed = {a: v for a, v in where.items() if a != "steps_f"}
         paths += plots.figure_cosine_vs_steps_f(chosen, out=out, title=title, **fixed)
     return paths
+
+
+FIRST_ORDER_ATTACKS = ("one_step_l2", "fgm", "fgsm")  # attack direction independent of eps and of the target
+
+
+def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
+    """The centred limit's agreement against eps to first order (docs/theory.md, "First order in eps"):
+    ``mean_z 1[sign(A(z) + eps L(z)) = sign f_inf(z)]`` for each eps of ``eps_grid``, averaged over the seeds'
+    targets - one kernel computation for the whole curve, no training. ``None`` where the expansion does not
+    apply (other attacks or losses, the noise scenario, no bias)."""
+    base = cfg.base()
+    for axis, v in where.items():
+        base = sweeps.set_field(base, axis, v)
+    if (base.loss != "identity" or base.attack not in FIRST_ORDER_ATTACKS or base.scenario == "noise"
+            or not base.bias):
+        return None
+    x, y, z, _ = sweeps.data_arrays(base.data)
+    c = base.with_(width=None)
+    f_inf = protocol.infinite_f(c, x, y)
+    sign_f = np.where(np.asarray(f_inf(z)) >= 0, 1, -1)
+    eps_grid = np.asarray(eps_grid, float)
+    curves = []
+    for seed in range(cfg.seeds):
+        key = jax.random.PRNGKey(seed)
+        adv = protocol.adversarial_set(c.with_(scenario="a"), f_inf, x, y, key, eps=1.0)
+        u = np.asarray(adv.y_adv)[:, None] * np.asarray(adv.eta)  # y_adv eta = eps u: the unit direction
+        base_pts = np.zeros_like(np.asarray(x)) if base.scenario == "a" else np.asarray(x)
+        a_term, l_term = limits.first_order_in_eps(c.kernel(), base_pts, adv.y_adv, u, z)
+        h = np.asarray(a_term)[None, :] + eps_grid[:, None] * np.asarray(l_term)[None, :]
+        curves.append(np.mean(np.where(h >= 0, 1, -1) == sign_f[None, :], axis=1))
+    return np.mean(curves, axis=0)
 
 
 def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:

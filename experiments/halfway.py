@@ -60,7 +60,7 @@ from ntk_adv.metrics import (
     transfer_matrix,
     white_box_success,
 )
-from ntk_adv.results import provenance, verdict, write_csv, write_json
+from ntk_adv.results import provenance, verdict, with_reason, write_csv, write_json
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
 COMMAND = "halfway"
@@ -363,7 +363,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         "flip_t_limit": ref["flip_t_limit"], "flip_t_1nn": ref["flip_t_1nn"],
         "flip_distance_limit_1nn": ref["limit_1nn_flip_distance"],
         "verdict": verdict(agree_n[str(widths[-1])]["mean"] >= 0.9)}
-    summary["predictions"] = preds
+    summary["predictions"] = preds = {k: with_reason(v) for k, v in preds.items()}
     summary["verdicts"] = {k: v["verdict"] for k, v in preds.items()}
     return summary
 

@@ -2,7 +2,7 @@
 
 Claims, measured on centred two-layer nets f(x; theta_t) - f(x; theta_0) of several widths (first layer trained
 with full-batch gradient descent on the logistic loss, frozen readout) and on their infinite-width limit, the
-kernel predictor f(z) = Theta(z, X) coef (theory.md):
+kernel predictor f(z) = Theta(z, X) coef (docs/theory.md):
 
 (a) Box-constrained L-BFGS (``attacks.minimal_lbfgs_distortion``, pixel box) finds a misclassifying perturbation
     for every test point; the mean minimal distortion (RMS per pixel, ||eta||_2 / sqrt(d)) of finite nets

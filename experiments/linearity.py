@@ -16,7 +16,7 @@ Claims, each measured on finite two-layer nets of several widths and on their in
 (d) Adversarial training with J~ = a J(x) + (1 - a) J(x + eps sign grad_x J) lowers the FGSM error at that eps
     compared to clean training; training on random-sign noise of the same size does not.
 
-Finite nets are *centred*, f(x; theta_t) - f(x; theta_0) (theory.md): the random initial function is removed
+Finite nets are *centred*, f(x; theta_t) - f(x; theta_0) (docs/theory.md): the random initial function is removed
 and their infinite-width limit is the width-independent kernel predictor f(z) = Theta(z, X) coef. Trained
 first layer, frozen readout, full-batch gradient descent (the theory preset); ``parts`` selects a subset.
 

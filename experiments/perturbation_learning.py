@@ -499,6 +499,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
     write_json(summary, out / "summary.json")
     if progress is not False:
         report(summary)
+        print(f"{COMMAND}: wrote {out / 'results.csv'}, {out / 'summary.json'} and {len(summary['figures'])} "
+              f"figure files in {out}")
     return summary
 
 

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from ntk_adv import attacks, kernels, limits, models, plots, training
 from ntk_adv.metrics import accuracy, mean_ci
-from ntk_adv.results import provenance, verdict, write_csv, write_json
+from ntk_adv.results import provenance, verdict, with_reason, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "purification"
@@ -452,7 +452,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progr
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(),
                      "dense_direction_purity": 1.0 / np.sqrt(cfg.n_atoms),
                      "models": {m: {k: _interval(v) for k, v in res.items()} for m, res in metrics.items()},
-                     "predictions": predictions(cfg, metrics),
+                     "predictions": {k: with_reason(v) for k, v in predictions(cfg, metrics).items()},
                      "timings_s": {**timings, "total": time.perf_counter() - t0}}
     summary["verdicts"] = {name: p["verdict"] for name, p in summary["predictions"].items()}
     write_json(summary, out / "summary.json")

@@ -67,6 +67,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
     (out / "report.md").write_text(text)
     summary = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "claims": table,
                "seconds": timings, "confirmed": sum(c["verdict"] == "confirmed" for c in table),
+               "verdicts": {v: sum(c["verdict"] == v for c in table) for v in ("confirmed", "refuted", "inconclusive")},
                "total": len(table)}
     write_json(summary, out / "summary.json")
     if progress is not False:
@@ -95,7 +96,8 @@ def claims_of(summary: dict) -> list[dict]:
         numbers = [(k, _fmt(v)) for k, v in p.items() if k not in ("prediction", "verdict")]
         measured = "; ".join([f"{k} = {v}" for k, v in numbers if v is not None][:4])
         out.append({"claim": name.replace("_", " "), "prediction": p.get("prediction", ""), "measured": measured,
-                    "verdict": p.get("verdict", "not stated")})
+                    "verdict": p.get("verdict", "inconclusive"),
+                    "reason": p.get("reason") or ("" if p.get("verdict") == "confirmed" else "no verdict stated")})
     return out
 
 
@@ -107,9 +109,10 @@ def render(sections, table, timings) -> str:
     prov = provenance()
     lines = ["# ntk-adv report", "",
              f"git {prov['git_rev'][:12]}, jax {prov['jax']}, jaxlib {prov['jaxlib']}.", "",
-             "| experiment | claim | prediction | measured | verdict |", "| --- | --- | --- | --- | --- |"]
+             "| experiment | claim | prediction | measured | verdict | reason |",
+             "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {_cell(r['experiment'])} | {_cell(r['claim'])} | {_cell(r['prediction'])} | "
-              f"{_cell(r['measured'])} | **{r['verdict']}** |" for r in table]
+              f"{_cell(r['measured'])} | **{r['verdict']}** | {_cell(r.get('reason', ''))} |" for r in table]
     for command, module, exp_cfg, scale, claims, pngs in sections:
         doc = (module.__doc__ or "").strip().split("\n\n")[0]
         lines += ["", f"## {command}", "", doc, "",

@@ -1,6 +1,6 @@
 """Closed-form infinite-width kernels of the two-layer leaky-ReLU net, and a bridge to neural-tangents.
 
-Notation (theory.md): inputs x, z in R^d; with bias, the pre-activation covariance is
+Notation (docs/theory.md): inputs x, z in R^d; with bias, the pre-activation covariance is
 ``s(x, z) = x.z / d + 1`` (``x.z / d`` without bias); ``rho = s(x,z) / sqrt(s(x,x) s(z,z))``,
 ``theta = arccos(rho)``; activation ``sigma(u) = max(u, gamma u)``, ``gamma in [0, 1)``.
 

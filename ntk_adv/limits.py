@@ -172,7 +172,7 @@ def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, 
 
 def limit_classifiers(x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool = True, base=None
                       ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
-    """The limit classifiers of perturbation learning (Kumano et al. 2024; theory.md), as closures
+    """The limit classifiers of perturbation learning (Kumano et al. 2024; docs/theory.md), as closures
     ``z (M, d) -> (M,)``:
 
         hat_f(z) = (1/N) sum_n y_n Phi(x_n, z) <x_n, z>

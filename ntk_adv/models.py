@@ -1,4 +1,4 @@
-"""Finite-width two-layer networks (theory.md), as pure init/apply functions and as a flax.linen module.
+"""Finite-width two-layer networks (docs/theory.md), as pure init/apply functions and as a flax.linen module.
 
     f(x) = sum_{i=1..m} a_i sigma(w_i . x + b_i),   sigma(u) = max(u, gamma u)
 

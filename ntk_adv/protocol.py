@@ -65,7 +65,7 @@ class ProtocolConfig:
     ``attack_c`` for L-BFGS; the attack parameters are validated at construction.
     Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
     ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
-    random initial function (theory.md); their infinite-width limit is then the centred predictor itself."""
+    random initial function (docs/theory.md); their infinite-width limit is then the centred predictor itself."""
 
     data: DataSpec = field(default_factory=DataSpec)
     width: int | None = 100

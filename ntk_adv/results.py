@@ -109,20 +109,38 @@ def provenance() -> dict:
 
 
 def verdict(ok) -> str:
-    """The verdict word of every claims table: 'confirmed' or 'not confirmed'."""
-    return "confirmed" if bool(ok) else "not confirmed"
+    """The verdict word of a boolean criterion: 'confirmed' or 'refuted' (:data:`ntk_adv.verdicts.VERDICTS`;
+    new claims should use :mod:`ntk_adv.verdicts`, whose rules can also say 'inconclusive')."""
+    return "confirmed" if bool(ok) else "refuted"
 
 
 def claim(claim: str, prediction: str, measured: str, confirmed: bool) -> dict:
-    """One line of an experiment's verdict table (``summary['claims']``, collected by ``ntk-adv report``)."""
-    return {"claim": claim, "prediction": prediction, "measured": measured,
-            "verdict": verdict(confirmed)}
+    """One line of an experiment's verdict table (``summary['claims']``, collected by ``ntk-adv report``),
+    judged by a boolean criterion; a refuted line carries the numbers as its reason."""
+    from ntk_adv.verdicts import from_check
+
+    out = from_check("", claim, prediction, measured, confirmed)
+    out.pop("name")
+    out.pop("criterion")
+    return out
 
 
 def prediction(statement: str, predicted, measured, criterion: str, ok: bool, **extra) -> dict:
-    """One machine-readable prediction (``summary['predictions'][name]``): raw numbers and a verdict."""
-    return {"statement": statement, "prediction": predicted, "measured": measured, "criterion": criterion,
-            "verdict": verdict(ok), **extra}
+    """One machine-readable prediction (``summary['predictions'][name]``): raw numbers, a verdict and, when not
+    confirmed, the reason (the criterion and the measured numbers)."""
+    entry = {"statement": statement, "prediction": predicted, "measured": measured, "criterion": criterion,
+             "verdict": verdict(ok), **extra}
+    return with_reason(entry)
+
+
+def with_reason(entry: dict) -> dict:
+    """``entry`` with a ``reason`` computed from its numbers when its verdict is not 'confirmed'."""
+    if entry.get("verdict") != "confirmed" and not entry.get("reason"):
+        numbers = format_value({k: v for k, v in entry.items()
+                                if k not in ("statement", "verdict", "criterion", "prediction", "reason")})
+        entry = {**entry, "reason": f"criterion {entry.get('criterion', 'of the prediction')!r} not met by the "
+                                    f"measured numbers ({numbers})"}
+    return entry
 
 
 def format_value(v) -> str:
@@ -140,6 +158,10 @@ def format_value(v) -> str:
 
 def claims_table(predictions: dict) -> list[dict]:
     """``summary['claims']`` (for ``ntk-adv report``) from :func:`prediction` entries: one :func:`claim` each."""
-    return [{"name": name, **claim(p["statement"], format_value(p["prediction"]), format_value(p["measured"]),
-                                   p["verdict"] == "confirmed"), "criterion": p["criterion"]}
-            for name, p in predictions.items()]
+    rows = []
+    for name, p in predictions.items():
+        p = with_reason(p)
+        rows.append({"name": name, "claim": p["statement"], "prediction": format_value(p["prediction"]),
+                     "measured": format_value(p["measured"]), "verdict": p["verdict"],
+                     "reason": p.get("reason", ""), "criterion": p["criterion"]})
+    return rows

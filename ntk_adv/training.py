@@ -1,6 +1,6 @@
 """Training of any ``apply_fn(params, x)`` with optax, under ``jit`` with ``lax.scan`` (no Python loop per step).
 
-Two presets (theory.md):
+Two presets (docs/theory.md):
 
 * ``TrainConfig.theory(...)``: plain full-batch gradient descent with a small step - the discretization of the
   gradient flow assumed by the lazy-regime theory (time t = lr * steps).

@@ -22,7 +22,7 @@ def _outputs_exist(out, figures):
     for name in ("results.csv", "summary.json", *(f"{f}.{ext}" for f in figures for ext in ("png", "pdf"))):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
-    assert all(c["verdict"] in ("confirmed", "not confirmed") for c in summary["claims"])
+    assert all(c["verdict"] in ("confirmed", "refuted") and (c["verdict"] == "confirmed" or c["reason"]) for c in summary["claims"])
     assert set(summary["predictions"]) == {c["name"] for c in summary["claims"]}
     return summary, read_csv(out / "results.csv")
 

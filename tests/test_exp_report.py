@@ -11,12 +11,12 @@ def test_report_quick_subset(tmp_path):
     cfg = report.Config(experiments=("convergence",), quick=True)
     summary = report.main(cfg, tmp_path, progress=False)
     text = (tmp_path / "report.md").read_text()
-    assert "| experiment | claim | prediction | measured | verdict |" in text
+    assert "| experiment | claim | prediction | measured | verdict | reason |" in text
     assert summary["total"] == 3 and summary["total"] == text.count("| convergence |")
     assert "![convergence](convergence/convergence.png)" in text
     assert (tmp_path / "convergence" / "convergence.png").exists()
     assert json.loads((tmp_path / "summary.json").read_text())["claims"][0]["verdict"] in ("confirmed",
-                                                                                           "not confirmed")
+                                                                                           "refuted", "inconclusive")
 
 
 def test_report_rejects_unknown_experiment():

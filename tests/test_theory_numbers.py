@@ -50,7 +50,7 @@ def test_predicted_agreement_is_the_expectation_over_g0():
     f_z, h = rng.standard_normal(50), 0.7 * rng.standard_normal(50)
     var = np.asarray(kernels.nngp_diag(jnp.asarray(z)))
     g0 = rng.standard_normal((4000, 50)) * np.sqrt(var)
-    mc = np.mean((np.where(f_z >= 0, 1, -1) == np.where(g0 + h >= 0, 1, -1)))
+    mc = np.mean(np.where(f_z >= 0, 1, -1) == np.where(g0 + h >= 0, 1, -1))
     cfg = protocol.ProtocolConfig(data=DataSpec("gauss", n_train=4, n_test=4, d=4))
     out = protocol.decomposition(cfg, jnp.asarray(f_z), jnp.zeros(50), jnp.asarray(h), jnp.ones(4),
                                  jnp.asarray(z), g0_z=jnp.zeros(50))

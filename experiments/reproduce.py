@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from matplotlib import ticker
 
 from experiments import perturbation_learning as pl
 from ntk_adv import plots, verdicts
@@ -208,8 +209,9 @@ class Config:
                              f"(the directory holding t10k-images-idx3-ubyte[.gz] etc.)")
         if not block.synthetic and self.d is not None:
             raise ValueError(f"panel {self.panel}: d is fixed by the images (784); do not override it")
-        if sweep == "d" and self.d is not None:
-            raise ValueError(f"panel {self.panel} sweeps d: give the d values with --values, not --d")
+        if sweep in ("d", "width", "n_train") and getattr(self, sweep) is not None:
+            raise ValueError(f"panel {self.panel} sweeps {sweep}: give its values with --values, "
+                             f"not --{sweep.replace('_', '-')}")
         if sweep in INT_SWEEPS and any(float(v) != int(v) or v < 1 for v in self.values):
             raise ValueError(f"panel {self.panel} sweeps {sweep}: values must be positive integers, "
                              f"got {self.values}")
@@ -385,13 +387,17 @@ def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Pa
         ax.plot(*zip(*pr, strict=True), "--", color="k", lw=1.0, label="predicted (lazy limit, same init)")
     if use_log_axis(xs):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     xlabel = AXIS_LABELS[settings["sweep"]]
     if settings["sweep"] == "d":
         xlabel += f" (eps = {settings['eps_per_sqrt_d']:g} sqrt(d), L2 norm)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("agreement of sign f and sign g")
     ax.set_ylim(-0.02, 1.02)
-    fixed = f"m={settings['m']}, " if settings["sweep"] != "width" else ""
+    fixed = f"d={settings['d']}, " if settings["sweep"] != "d" else ""
+    fixed += f"N={settings['n_train']}, " if settings["sweep"] != "n_train" else ""
+    fixed += f"m={settings['m']}, " if settings["sweep"] != "width" else ""
     eps = f"eps={settings['eps']:g} (L2), " if settings["sweep"] not in ("eps", "d") else ""
     ax.set_title(f"{panel}: {settings['dataset']}, scenario ({settings['scenario']}), {fixed}{eps}"
                  f"T={settings['steps_f']}, paper preset", fontsize=8)

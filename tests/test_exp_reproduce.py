@@ -44,6 +44,9 @@ def test_published_settings_of_shifted_gauss_a_eps():
     assert reproduce.panel_settings("gauss_b_steps_g")["lr_g"] == [0.1]
     d_panel = reproduce.panel_settings("gauss_b_d")
     assert d_panel["eps_by_d"][0] == 1.0 and d_panel["eps_by_d"][-1] == 10.0 and d_panel["values"][-1] == 10000
+    subs = reproduce.Config(panel="shifted_gauss_a_d", values=(10, 40)).sweep_configs()  # one sweep per d
+    assert [(sub, c.data.d, c.eps) for sub, c in subs] == [("sweep_d10", 10, (0.0031,)), ("sweep_d40", 40, (0.0063,))]
+    assert all(c.preset == "paper" and c.widths == (100,) and c.steps_g == (1000,) for _, c in subs)
     mnist = reproduce.panel_settings("mnist_b_eps")
     assert mnist["lr_f"] == [0.01, 0.001] and mnist["steps_f"] == 100 and mnist["values"][-1] == 0.14
 
@@ -109,6 +112,8 @@ def test_errors(capsys):
         reproduce.Config(panel="gauss_c_eps")
     with pytest.raises(ValueError, match="--data-root"):
         reproduce.Config(panel="fmnist_b_eps")
+    with pytest.raises(ValueError, match="sweeps d: give its values with --values"):
+        reproduce.Config(panel="gauss_a_d", d=8)
     with pytest.raises(ValueError, match="--panel NAME"):
         reproduce.main(reproduce.Config(), "unused")
     with pytest.raises(SystemExit) as err:

@@ -156,6 +156,7 @@ TOL_COSINE = 0.05  # |measured - predicted| mean |cos(eta_n, D_n)|
 TOL_SLOPE = 0.2  # fitted log-log slope of the output gap to the same-init limit vs -1/2
 TOL_EXACT = 0.005  # a quantity the theory fixes exactly (the centred limit's T_g-independence)
 LAZY_GAP = 0.5  # relative output gap of g to its same-init limit above which the limit predicts nothing
+LAZY_MOVE = 0.5  # relative first-layer movement below which training counts as lazy (for the m^(-1/2) rate)
 TREND_AXES = {"eps": "eps (L2 radius)", "steps_g": "T_g", "steps_f": "T_f", "data.d": "d", "data.n_train": "N",
               "gamma": "gamma"}
 
@@ -211,6 +212,31 @@ def agreement_claim(cfg: Config, rows: list[dict], width, label: str, **where) -
     meas = verdicts.seed_proportion(list(_per_seed(rows, "agreement", width=width, **where).values()), n)
     pred = float(np.mean(list(_per_seed(rows, "agreement_predicted", width=width, **where).values())))
     return {**c.to_dict(), "agreement": meas.text(), "agreement_predicted": round(pred, 4)}
+
+
+def gap_rate_claim(rows: list[dict], net: str) -> dict | None:
+    """'The output gap of the finite net (f or g) to its same-init limit ~ m^(-1/2)': a log-log fit over the
+    widths where training was lazy (mean relative first-layer movement < :data:`LAZY_MOVE`, a rule fixed before
+    the data: the rate is a lazy-regime law), judged against -1/2 +- :data:`TOL_SLOPE`."""
+    gap = [r for r in select(rows, metric=f"{net}_gap") if not plots.is_infinite_width(r["width"])]
+    widths = sorted({r["width"] for r in gap})
+    if len(widths) < 2:
+        return None
+    move = {w: np.mean([r["value"] for r in select(rows, metric=f"{net}_weight_move", width=w)] or [0.0])
+            for w in widths}
+    lazy = [w for w in widths if move[w] < LAZY_MOVE]
+    pts = [r for r in gap if r["width"] in lazy]
+    claim = (f"Finite {net} converges to the limit with its own initial function: relative output gap ~ "
+             f"m^(-1/2) (fit over the lazy widths {', '.join(f'{w:g}' for w in lazy) or 'none'})")
+    if len(lazy) < 2 or len(pts) < 3:
+        est = verdicts.Estimate(0.0, -1.0, 1.0, len(pts), "none")
+        c = verdicts.equals(f"{net}_gap_rate", claim, -0.5, TOL_SLOPE, est)
+        c = _inconclusive(c, f"fewer than 2 lazy widths (relative weight movement < {LAZY_MOVE}: "
+                             f"{', '.join(f'm={w:g}: {move[w]:.2f}' for w in widths)})")
+        return {**c.to_dict(), "widths": lazy}
+    fit = fit_loglog_slope([r["width"] for r in pts], [r["value"] for r in pts])
+    c = verdicts.slope(f"{net}_gap_rate", claim, -0.5, TOL_SLOPE, fit, basis="docs/theory.md: Finite width vs limit")
+    return {**c.to_dict(), "widths": lazy, "weight_movement": {f"{w:g}": float(move[w]) for w in widths}}
 
 
 def summarize(cfg: Config, rows: list[dict]) -> dict:
@@ -299,13 +325,10 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
                 verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)), basis="docs/theory.md: The limit g, decomposed")
             yadv = [r["value"] for r in select(chosen, metric="mean_y_adv", width=top)]
             out.append({**c.to_dict(), "mean_abs_y_adv": float(np.mean(np.abs(yadv))) if yadv else None})
-    gap = [r for r in select(chosen, metric="g_gap") if not plots.is_infinite_width(r["width"])]
-    if len({r["width"] for r in gap}) >= 2 and len(gap) >= 3:
-        fit = fit_loglog_slope([r["width"] for r in gap], [r["value"] for r in gap])
-        c = verdicts.slope("g_gap_rate", "Finite g converges to the limit with its own initial function: relative "
-                           "output gap ~ m^(-1/2)", -0.5, TOL_SLOPE, fit,
-                           basis="docs/theory.md: Finite width vs limit")
-        out.append({**c.to_dict(), "widths": sorted({r["width"] for r in gap})})
+    for net in ("g", "f"):
+        c = gap_rate_claim(chosen, net)
+        if c:
+            out.append(c)
     if "steps_g" in axes and cfg.loss == "identity":
         rest = {a: v for a, v in point.items() if a != "steps_g"}
         inf_rows = [r for r in select(best, metric="agreement", **rest) if plots.is_infinite_width(r["width"])]

@@ -385,7 +385,8 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
         paths += plots.figure_vs_width(chosen, ("agreement", "g_acc_test"), out=out, name="agreement_vs_width",
                                        title=title + eps_txt, n_points=n,
                                        labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
-                                       predictions={"agreement": "agreement_predicted"}, **where)
+                                       predictions={"agreement": "agreement_predicted"},
+                                       infinite_label="centred limit, g_0 = 0", infinite_ls=":", **where)
         gap_rows = [r for r in select(chosen, **where) if not plots.is_infinite_width(r["width"])]
         if len({r["width"] for r in gap_rows}) >= 2:
             paths += gap_figure(gap_rows, out, title + eps_txt)
@@ -395,7 +396,8 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
             fixed = {a: v for a, v in where.items() if a != axis}
             fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
             plots.draw_vs(ax, chosen, axis, "agreement", ylabel=AGREEMENT_LABEL, xlabel=AXIS_LABELS[axis],
-                          predicted="agreement_predicted", n_points=n, logx="auto", **fixed)
+                          predicted="agreement_predicted", n_points=n, logx="auto",
+                          infinite_label="centred limit (infinite width, g_0 = 0)", infinite_ls=":", **fixed)
             if axis == "eps":
                 vals = sorted({r["eps"] for r in chosen})
                 lo = min([v for v in vals if v > 0], default=1e-3)

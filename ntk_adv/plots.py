@@ -163,10 +163,11 @@ def _auto_logx(rows, x, logx):
 # ------------------------------------------------------------------------------------------- protocol figures
 def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
                   labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
-                  n_points: int | None = None, ylabel: str | None = None, **where):
+                  n_points: int | None = None, ylabel: str | None = None, infinite_label: str = "infinite width",
+                  infinite_ls: str = "--", **where):
     """Each metric against width m (log2 axis, mean and 95% interval over seeds) in its own color, with its
-    infinite-width mean as a dotted horizontal line of the same color, labelled "centred limit" (and a light
-    band for its interval when the infinite rows vary over seeds). ``predictions`` maps a metric to the row
+    infinite-width mean as a horizontal line of the same color (``infinite_ls``, labelled "<metric>
+    (<infinite_label>)") and a light band for its interval when the infinite rows vary over seeds. ``predictions`` maps a metric to the row
     metric holding its per-seed prediction (e.g. agreement -> agreement_predicted), drawn dashed in the same
     color across the finite widths. ``n_points``: proportions over that many test points (intervals in
     [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
@@ -182,7 +183,7 @@ def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement
         inf_vals = [r["value"] for r in infinite if r.get("metric") == metric]
         if inf_vals:
             ci = mean_ci(inf_vals)
-            ax.axhline(ci.mean, ls=":", color=line.get_color(), lw=1.0, label=f"{label}: centred limit (g_0 = 0)")
+            ax.axhline(ci.mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
             if ci.high > ci.low:
                 ax.axhspan(max(ci.low, 0.0), min(ci.high, 1.0), color=line.get_color(), alpha=0.08, lw=0)
     ax.set_xlabel("width m")
@@ -194,11 +195,12 @@ def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement
 def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
                     out: str | os.PathLike, name: str = "vs_width", title: str | None = None,
                     labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
-                    n_points: int | None = None, ylabel: str | None = None, **where) -> list[Path]:
+                    n_points: int | None = None, ylabel: str | None = None, infinite_label: str = "infinite width",
+                    infinite_ls: str = "--", **where) -> list[Path]:
     """:func:`draw_vs_width` on a new figure, saved as ``out/name.png`` and ``.pdf``; returns both paths."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
     draw_vs_width(ax, list(rows), metrics, labels=labels, predictions=predictions, n_points=n_points,
-                  ylabel=ylabel, **where)
+                  ylabel=ylabel, infinite_label=infinite_label, infinite_ls=infinite_ls, **where)
     if title:
         ax.set_title(title)
     return save(fig, out, name)
@@ -206,7 +208,8 @@ def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement",
 
 def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence | None = None,
             logx: int | str | None = None, ylabel: str | None = None, xlabel: str | None = None,
-            predicted: str | None = None, n_points: int | None = None, **where):
+            predicted: str | None = None, n_points: int | None = None, infinite_label: str = "infinite width",
+            infinite_ls: str = "--", **where):
     """``metric`` against the column ``x`` (e.g. ``eps``, ``steps_g``, ``T_f``): one curve per finite width
     (mean and 95% interval over seeds, colors from light to dark with width) and the infinite-width curve
     dashed in black. ``widths`` restricts the finite widths; ``logx`` a log base, None (linear) or "auto"
@@ -229,9 +232,8 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
             plot_prediction(ax, select(all_rows, width=w, **where), x, predicted, color=color,
                             label=f"m = {w:g}: predicted" if i == len(widths) - 1 else None)
     if infinite:
-        line = plot_metric(ax, infinite, x, metric, label="centred limit (infinite width, g_0 = 0)", color="k",
-                           logx=logx, n_points=n_points)
-        line.set_linestyle(":")
+        line = plot_metric(ax, infinite, x, metric, label=infinite_label, color="k", logx=logx, n_points=n_points)
+        line.set_linestyle(infinite_ls)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or metric)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -241,11 +243,12 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
 def figure_vs(rows: Iterable[dict], x: str, metric: str, *, out: str | os.PathLike, name: str | None = None,
               widths: Sequence | None = None, logx: int | str | None = None, ylabel: str | None = None,
               xlabel: str | None = None, predicted: str | None = None, n_points: int | None = None,
-              title: str | None = None, **where) -> list[Path]:
+              title: str | None = None, infinite_label: str = "infinite width", infinite_ls: str = "--",
+              **where) -> list[Path]:
     """:func:`draw_vs` on a new figure, saved as ``out/name`` (default ``{metric}_vs_{x}``) PNG and PDF."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
     draw_vs(ax, list(rows), x, metric, widths=widths, logx=logx, ylabel=ylabel, xlabel=xlabel, predicted=predicted,
-            n_points=n_points, **where)
+            n_points=n_points, infinite_label=infinite_label, infinite_ls=infinite_ls, **where)
     if title:
         ax.set_title(title)
     return save(fig, out, name or f"{metric}_vs_{x}")
@@ -256,7 +259,8 @@ def draw_cosine_vs_steps_f(ax, rows: Iterable[dict], *, x: str = "steps_f", metr
     """Mean |cos(eta_n, D_n)| (perturbation vs the predicted weighted sum of training points) against f's
     training length, per width and in the limit (dashed): the init gradient dominates early, D_n later."""
     draw_vs(ax, rows, x, metric, logx=logx, ylabel="mean |cos(eta_n, D_n)|", xlabel="f's training steps T_f",
-            predicted="cos_predicted_theory", **where)
+            predicted="cos_predicted_theory" if any(r.get("metric") == "cos_predicted_theory" for r in rows)
+            else None, **where)
     ax.set_ylim(0.0, 1.02)
     return ax
 

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_adv import pattern_gd, protocol
-from ntk_adv.data import DataSpec, load_spec
+from ntk_adv.data import DataSpec, load_spec_cached
 from ntk_adv.store import ResultStore, cell_id
 
 BACKENDS = ("inprocess", "processes", "ray")
@@ -106,9 +106,14 @@ def protocol_batch_key(cfg: protocol.ProtocolConfig) -> protocol.ProtocolConfig:
     return replace(cfg, eps=0.0, lr_f=0.0, lr_g=0.0)
 
 
-@lru_cache(maxsize=8)
 def data_arrays(spec: DataSpec):
-    ds = load_spec(spec)
+    """(x, y, z, y_test) as JAX arrays, cached in-process (:func:`ntk_adv.data.load_spec_cached`: the cache
+    notices files that changed on disk)."""
+    return _jax_arrays(load_spec_cached(spec))
+
+
+@lru_cache(maxsize=8)
+def _jax_arrays(ds):
     return tuple(jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 

@@ -60,6 +60,7 @@ class Config:
     backend: str = "inprocess"
     workers: int = 2
     force: bool = False
+    accept_stale: bool = False  # keep stored cells computed by other code or on other data (rows marked 'stale')
     store: str = ""  # result store directory; default DIR/store
     decision_map: bool = True
 
@@ -283,10 +284,12 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
     grid = cfg.grid()
     store = ResultStore(cfg.store or out / "store")
     records = sweeps.run_sweep(grid, store, run_batch=partial(sweeps.run_protocol_batch, solver=cfg.solver),
-                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress)
+                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress,
+                               reuse="accept" if cfg.accept_stale else "verify")
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")
     summary = summarize(cfg, rows)
+    summary["stale_cells"] = sum(1 for r in records if r.get("stale"))  # kept with --accept-stale, rows marked
     summary["figures"] = [str(p.name) for p in figures(cfg, rows, out)]
     if cfg.decision_map:
         summary["figures"] += [str(p.name) for p in decision_maps(cfg, out)]

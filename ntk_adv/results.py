@@ -64,9 +64,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None] | str, *,
             else:
                 write(fh)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # e.g. ENOSPC on write: name the file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
     return path
 
@@ -194,17 +196,20 @@ def code_fingerprint(*extra_files: str) -> str:
 def git_state() -> tuple[str | None, bool | None]:
     """(revision, dirty) of the git checkout that holds this package's own files, or (None, None) when the
     package is not tracked by one (pip install, a venv inside another repository, no git)."""
+    return checkout_state(Path(__file__).resolve())
+
+
+def checkout_state(source_file: Path) -> tuple[str | None, bool | None]:
+    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none does.
+    git runs in the file's directory (never the caller's working directory), and the repository found there
+    must track the file: a copy or a venv inside another checkout is not that checkout's code."""
     import subprocess
 
-    pkg = Path(__file__).resolve().parent
-
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", *args], cwd=source_file.parent, capture_output=True, text=True, timeout=10)
 
     try:
-        # run inside the package directory, so the repository found is the one around the package; it must
-        # track the package's files (a venv or a copy inside another checkout is not that checkout's code)
-        if git("ls-files", "--error-unmatch", Path(__file__).name).returncode != 0:
+        if git("ls-files", "--error-unmatch", source_file.name).returncode != 0:
             return None, None
         rev = git("rev-parse", "HEAD").stdout.strip() or None
         status = git("status", "--porcelain", "--untracked-files=no")

@@ -37,7 +37,7 @@ HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predict
 
 @dataclass(frozen=True)
 class Config:
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=200))
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=None))
     scenario: str = "a"
     attack: str = "one_step_l2"
     targets: str = "random"
@@ -107,7 +107,7 @@ class Config:
 
 QUICK_CONFIG = Config(data=DataSpec("digits", n_train=60, n_test=60), widths=(16, 256), seeds=2, eps=(0.1, 1.0),
                       steps_f=(30,), steps_g=(30,), decision_map=False)
-REPORT_CONFIG = Config(data=DataSpec("digits", n_train=200, n_test=200), widths=(16, 64, 256, 1024, 4096), seeds=5,
+REPORT_CONFIG = Config(data=DataSpec("digits", n_train=200, n_test=None), widths=(16, 64, 256, 1024, 4096), seeds=5,
                        eps=(0.1, 0.3, 1.0))
 
 

@@ -678,14 +678,15 @@ def load_dataset(
 class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
 
-    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets); ``d`` and
+    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets, 200 for synthetic ones;
+    asking for more than a data set has is an error); ``d`` and
     ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None: the loader's default pair);
     ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data seed.
     """
 
     name: str = "digits"
     n_train: int | None = 200
-    n_test: int | None = 200
+    n_test: int | None = None
     d: int = 100
     shift: float = 0.3
     pos: int | None = None

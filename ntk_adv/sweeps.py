@@ -260,21 +260,6 @@ class StaleRecord(UserWarning):
     """Stored records were computed by other code or on other data (recomputed, or kept with reuse='accept')."""
 
 
-def _batch_files(run_batch: Callable) -> tuple[str, ...]:
-    """Source file of ``run_batch`` when it lives outside ntk_adv (part of the code fingerprint)."""
-    import inspect
-
-    fn = run_batch.func if isinstance(run_batch, partial) else run_batch
-    try:
-        path = inspect.getsourcefile(fn)
-    except TypeError:
-        return ()
-    if path is None or not os.path.isfile(path):
-        return ()
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    return () if os.path.abspath(path).startswith(pkg + os.sep) else (os.path.abspath(path),)
-
-
 def run_sweep(
     cells: Grid | Sequence[tuple[Any, int]],
     store: ResultStore | str | os.PathLike,
@@ -295,7 +280,7 @@ def run_sweep(
 
     A cell's id covers its config, seed and the content of its data (:func:`ntk_adv.store.cell_id`); a stored
     record is reused only if the same code computed it (:func:`ntk_adv.results.code_fingerprint`: package
-    source, library versions, and ``run_batch``'s module). ``reuse="verify"`` (default) recomputes stale records;
+    source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
     ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
     if backend not in BACKENDS:
@@ -306,7 +291,7 @@ def run_sweep(
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = cells.cells() if isinstance(cells, Grid) else list(cells)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    code_fp = code_fingerprint(*_batch_files(run_batch))
+    code_fp = code_fingerprint()
     data_fps = [data_fingerprint(c) for c, _ in cells]
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):

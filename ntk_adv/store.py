@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ntk_adv import data as data_mod
-from ntk_adv.results import atomic_write, provenance, sweep_temp_files, write_csv
+from ntk_adv.results import atomic_write, provenance, sweep_temp_files, versions, write_csv
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)  # schema-1 records (no fingerprints) are read, and are stale
@@ -116,11 +116,15 @@ class ResultStore:
         return self.get(cid) is not None
 
     def status(self, rec: dict | None, code_fp: str | None = None) -> str:
-        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's),
-        or ``stale`` (other code, other library versions, or no fingerprint at all)."""
+        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's, and
+        the recorded library versions are the installed ones), or ``stale`` (other code, other library versions,
+        or no fingerprint at all)."""
         if rec is None:
             return "missing"
-        return "fresh" if rec.get("code_fingerprint") == (code_fp or self.code_fingerprint) else "stale"
+        if rec.get("code_fingerprint") != (code_fp or self.code_fingerprint):
+            return "stale"
+        # the recorded versions must match too (a record edited, or written by a tool that stamps them itself)
+        return "fresh" if all(rec.get(k) == v for k, v in versions().items()) else "stale"
 
     def by_key(self) -> dict[str, dict]:
         """Readable records indexed by their config key (settings without data): for reusing a record of the same

@@ -312,7 +312,7 @@ def run_sweep(
         warnings.warn(f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
                       f"(reuse='accept'); their rows are marked in the 'stale' column", StaleRecord, stacklevel=2)
     elif n_stale:
-        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code (fingerprint differs from "
+        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
                       f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)", StaleRecord, stacklevel=2)
     pending = [(cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept]
     cell_index = {id(cell): i for cell, i in pending}

@@ -148,6 +148,9 @@ def test_records_from_other_code_are_recomputed_or_kept_and_marked(tmp_path):
         fresh, n = run(cells_on(str(root)), store)
     assert n == 2
     assert all(r["code_fingerprint"] == first[0]["code_fingerprint"] and r["jax"] == jax.__version__ for r in fresh)
+    stamp_records(store, jax="0.4.1")  # a record that claims other library versions is stale too
+    with pytest.warns(sweeps.StaleRecord, match="2 stored records"):
+        assert run(cells_on(str(root)), store)[1] == 2
     stamp_records(store, code_fingerprint="0" * 16)
     with pytest.warns(sweeps.StaleRecord, match="keeping 2 stored records"):
         kept, n = run(cells_on(str(root)), store, reuse="accept")

@@ -292,7 +292,9 @@ def run_sweep(
     cells = cells.cells() if isinstance(cells, Grid) else list(cells)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     code_fp = code_fingerprint()
-    data_fps = [data_fingerprint(c) for c, _ in cells]
+    by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
+    data_fps = [by_data[key] if (key := getattr(c, "data", None)) in by_data else
+                by_data.setdefault(key, data_fingerprint(c)) for c, _ in cells]
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from experiments import perturbation_learning as pl
 from ntk_adv.data import DataSpec
-from ntk_adv.results import provenance, write_json
+from ntk_adv.results import write_json
 
 COMMAND = "figures"
 DIGITS = DataSpec("digits", n_train=200, n_test=None)  # all 108 held-out digits
@@ -64,7 +64,7 @@ def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool 
     for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
         summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
         done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
-    summary = {"experiment": COMMAND, **provenance(), "panels": done,
+    summary = {"experiment": COMMAND, "panels": done,
                "claims": [c for p in done.values() for c in p["claims"]]}
     write_json(summary, out / "summary.json")
     if progress is not False:

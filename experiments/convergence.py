@@ -50,6 +50,15 @@ class Config:
             raise ValueError(f"widths must be a non-empty list of integers >= 1, got {self.widths}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        distinct = len(set(self.widths))
+        if distinct < 2 or distinct * self.seeds < 3:
+            raise ValueError(f"the log-log slope needs >= 2 distinct --widths and >= 3 (width, seed) points; got "
+                             f"--widths {' '.join(map(str, self.widths))} with --seeds {self.seeds}")
+        if self.n_kernel < 1:
+            raise ValueError(f"--n-kernel must be >= 1, got {self.n_kernel}")
+        if self.data.n_train is not None and self.n_kernel > self.data.n_train:
+            raise ValueError(f"--n-kernel {self.n_kernel} exceeds the --n-train {self.data.n_train} training points "
+                             f"it is measured on")
         models.TwoLayerConfig(1, gamma=self.gamma, parametrization=self.parametrization)  # validates
         TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
         if self.loss == "mse":
@@ -90,6 +99,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
     out = Path(out)
     ds = load_spec(cfg.data)
     x, y, z = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.x_test)
+    if cfg.n_kernel > x.shape[0]:  # --n-train unset: all points of the data set, known only now
+        raise ValueError(f"--n-kernel {cfg.n_kernel} exceeds the {x.shape[0]} training points of {ds.name}")
     kernel = kernels.two_layer_kernel(gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
     k_train = kernels.kernel_matrix(kernel, x)
     k_kernel = k_train[: cfg.n_kernel, : cfg.n_kernel]

@@ -22,7 +22,7 @@ from ntk_adv.data import DataSpec
 from ntk_adv.results import write_json
 
 COMMAND = "figures"
-DIGITS = DataSpec("digits", n_train=200, n_test=200)
+DIGITS = DataSpec("digits", n_train=200, n_test=None)  # all 108 held-out digits
 GAUSS = DataSpec("shifted_gauss", n_train=200, n_test=200, d=100)
 
 PANELS: dict[str, pl.Config] = {

@@ -74,7 +74,7 @@ SEED_METRICS = ("flip_net_limit", "flip_net_1nn", "flip_net_kernel", "agree_net_
 class Config:
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     seeds: int = 8
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=250, n_test=200, pos=3, neg=8))
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=250, n_test=None, pos=3, neg=8))
     gamma: float = 0.0
     bias: bool = True
     parametrization: str = "standard"

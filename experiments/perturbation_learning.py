@@ -37,7 +37,7 @@ HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predict
 
 @dataclass(frozen=True)
 class Config:
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=200))
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=None))
     scenario: str = "a"
     attack: str = "one_step_l2"
     targets: str = "random"
@@ -60,6 +60,7 @@ class Config:
     backend: str = "inprocess"
     workers: int = 2
     force: bool = False
+    accept_stale: bool = False  # keep stored cells computed by other code or on other data (rows marked 'stale')
     store: str = ""  # result store directory; default DIR/store
     decision_map: bool = True
 
@@ -106,7 +107,7 @@ class Config:
 
 QUICK_CONFIG = Config(data=DataSpec("digits", n_train=60, n_test=60), widths=(16, 256), seeds=2, eps=(0.1, 1.0),
                       steps_f=(30,), steps_g=(30,), decision_map=False)
-REPORT_CONFIG = Config(data=DataSpec("digits", n_train=200, n_test=200), widths=(16, 64, 256, 1024, 4096), seeds=5,
+REPORT_CONFIG = Config(data=DataSpec("digits", n_train=200, n_test=None), widths=(16, 64, 256, 1024, 4096), seeds=5,
                        eps=(0.1, 0.3, 1.0))
 
 
@@ -514,10 +515,12 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
     grid = cfg.grid()
     store = ResultStore(cfg.store or out / "store")
     records = sweeps.run_sweep(grid, store, run_batch=partial(sweeps.run_protocol_batch, solver=cfg.solver),
-                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress)
+                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress,
+                               reuse="accept" if cfg.accept_stale else "verify")
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")
     summary = summarize(cfg, rows)
+    summary["stale_cells"] = sum(1 for r in records if r.get("stale"))  # kept with --accept-stale, rows marked
     summary["figures"] = [str(p.name) for p in figures(cfg, rows, out)]
     if cfg.decision_map:
         summary["figures"] += [str(p.name) for p in decision_maps(cfg, out)]

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ntk_adv import validate
 from ntk_adv.losses import MARGIN_LOSSES, margin_loss
 
 Array = jax.Array
@@ -82,6 +83,7 @@ def _check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
         raise ValueError(f"x must be a 2-D array of shape (N, d); got shape {tuple(x.shape)}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
+    validate.finite("x", x)
     t = jnp.asarray(targets)
     if t.shape != (x.shape[0],):
         raise ValueError(

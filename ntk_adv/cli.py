@@ -119,25 +119,57 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(p, module.Config)
         p.add_argument("--out", type=Path, default=Path("runs") / name, help="output directory")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors (or NTK_ADV_DEBUG=1)")
         p.set_defaults(_module=module)
     return parser
 
 
+def os_error_message(err: OSError) -> str:
+    """One line naming the path(s) and the cause of an OS-level failure."""
+    cause = err.strerror or str(err)
+    if err.filename is None:
+        return cause
+    where = str(err.filename) + (f" -> {err.filename2}" if err.filename2 is not None else "")
+    return f"{where}: {cause}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Bad options and data: one line and exit code 2; OS-level failures (unwritable or
+    read-only output, a file in the way, a full disk): one line naming the path and the cause, exit code 1;
+    Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or ``NTK_ADV_DEBUG=1``
+    shows the full traceback instead."""
     parser = build_parser()
     args = parser.parse_args(argv)
     module = args._module
-    if os.environ.get("NTK_ADV_JAX_CACHE"):
-        # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
-        # executable, so the persistent compilation cache is off unless asked for.
-        from ntk_adv.sweeps import enable_compilation_cache
-
-        enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
+    debug = args.debug or os.environ.get("NTK_ADV_DEBUG", "") not in ("", "0")
+    prefix = f"ntk-adv {args.command}"
     try:
+        if os.environ.get("NTK_ADV_JAX_CACHE"):
+            # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
+            # executable, so the persistent compilation cache is off unless asked for.
+            from ntk_adv.sweeps import enable_compilation_cache
+
+            enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
         cfg = config_from_args(args, module.Config)
+        if args.out.is_dir():
+            from ntk_adv.results import sweep_temp_files
+
+            sweep_temp_files(args.out)  # debris of an earlier killed run
         module.main(cfg, args.out, progress=not args.quiet)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        parser.exit(130, f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
+                         f"to resume\n")
     except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"ntk-adv {args.command}: error: {err}\n")
+        if debug:
+            raise
+        msg = os_error_message(err) if isinstance(err, OSError) and err.errno is not None else str(err)
+        parser.exit(2, f"{prefix}: error: {msg}\n")
+    except OSError as err:
+        if debug:
+            raise
+        parser.exit(1, f"{prefix}: error: {os_error_message(err)}\n")
     return 0
 
 

@@ -11,9 +11,12 @@ Image pixels are scaled to ``[0, 1]`` and a *scalar* mean is subtracted, as in K
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import pickle
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +30,14 @@ __all__ = [
     "MNIST_MEAN",
     "DataSpec",
     "Dataset",
+    "array_fingerprint",
+    "fingerprint",
     "load_cifar10_pair",
     "load_dataset",
     "load_digits_pair",
     "load_mnist_pair",
     "load_spec",
+    "load_spec_cached",
     "make_gauss",
     "make_shifted_gauss",
     "read_idx",
@@ -672,14 +678,15 @@ def load_dataset(
 class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
 
-    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets); ``d`` and
+    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets, 200 for synthetic ones;
+    asking for more than a data set has is an error); ``d`` and
     ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None: the loader's default pair);
     ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data seed.
     """
 
     name: str = "digits"
     n_train: int | None = 200
-    n_test: int | None = 200
+    n_test: int | None = None
     d: int = 100
     shift: float = 0.3
     pos: int | None = None
@@ -699,17 +706,88 @@ class DataSpec:
 
 
 def load_spec(spec: DataSpec) -> Dataset:
-    """Load the :class:`Dataset` described by ``spec`` (deterministic given ``spec.seed``)."""
+    """Load the :class:`Dataset` described by ``spec`` (deterministic given ``spec.seed``).
+
+    Errors name the command-line option of the field (``--n-test``, ``--data-root``): a DataSpec is what the
+    CLI builds from them. Asking for more points than the data has is an error, never a silent cap."""
     pair = {k: v for k, v in (("pos", spec.pos), ("neg", spec.neg)) if v is not None}
     if spec.name in ("gauss", "shifted_gauss"):
         kw: dict[str, Any] = {"n_train": spec.n_train or 200, "n_test": spec.n_test or 200, "d": spec.d}
         if spec.name == "shifted_gauss":
             kw["shift"] = spec.shift
         return load_dataset(spec.name, key=jax.random.PRNGKey(spec.seed), **kw)
-    if spec.name == "digits":
-        ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
-        if spec.n_test is not None and spec.n_test < ds.x_test.shape[0]:
-            ds = replace(ds, x_test=ds.x_test[: spec.n_test], y_test=ds.y_test[: spec.n_test])
-        return ds
-    return load_dataset(spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test,
-                        seed=spec.seed, **pair)
+    try:
+        if spec.name == "digits":
+            ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
+            if spec.n_test is not None:
+                _take(spec.n_test, ds.x_test.shape[0], "n_test", np.random.default_rng(0))  # range check
+                ds = replace(ds, x_test=ds.x_test[: spec.n_test], y_test=ds.y_test[: spec.n_test])
+            return ds
+        if spec.root is None:
+            raise ValueError(f"dataset {spec.name!r} is read from files: give --data-root DIR (DataSpec.root), the "
+                             f"directory containing the {spec.name} files")
+        return load_dataset(spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test,
+                            seed=spec.seed, **pair)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--data-root {spec.root}: {err}") from err
+    except ValueError as err:
+        msg = str(err)
+        for fld in ("n_train", "n_test"):
+            if msg.startswith(f"{fld} must be in"):
+                msg = f"--{fld.replace('_', '-')} {getattr(spec, fld)}: {msg}"
+        raise ValueError(msg) from err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fingerprints: what identifies the data actually read
+# ----------------------------------------------------------------------------------------------------
+
+
+def array_fingerprint(*arrays: Any) -> str:
+    """Content hash (16 hex digits) of arrays: dtype, shape and bytes of each. Identifies user-supplied data."""
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _stamp(spec: DataSpec) -> tuple:
+    """A cheap stamp of the files a file-based spec may read (absolute path, size, mtime, inode of every file
+    in the root and its CIFAR subdirectory), so that a cache keyed on it never serves data that changed on
+    disk or that a relative root now names in another working directory."""
+    if spec.root is None or spec.name not in ("mnist", "fmnist", "cifar10"):
+        return ()
+    root = Path(spec.root).expanduser().absolute()
+    out = [str(root)]
+    for folder in (root, root / "cifar-10-batches-py"):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            out.append((e.path, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def _load_stamped(spec: DataSpec, stamp: tuple) -> tuple[Dataset, str]:
+    ds = load_spec(spec)
+    return ds, array_fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+
+
+def load_spec_cached(spec: DataSpec) -> Dataset:
+    """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on disk."""
+    return _load_stamped(spec, _stamp(spec))[0]
+
+
+def fingerprint(spec: DataSpec) -> str:
+    """Content hash of the arrays ``spec`` loads (train and test inputs and labels, after class selection,
+    splitting and subsampling): two specs that read the same numbers share it, whatever the root path; changed
+    files, a switched split or another directory behind the same relative root change it."""
+    return _load_stamped(spec, _stamp(spec))[1]

@@ -26,16 +26,15 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from ntk_adv import validate
 
 KernelFn = Callable[[jax.Array, jax.Array], jax.Array]
 PARAMETRIZATIONS = ("standard", "ntk")
 
 
 def check_gamma(gamma: float) -> float:
-    if not (0.0 <= float(gamma) < 1.0) or not np.isfinite(gamma):
-        raise ValueError(f"leaky-ReLU slope gamma={gamma!r} is outside [0, 1)")
-    return float(gamma)
+    return float(validate.gamma(gamma))
 
 
 def check_parametrization(parametrization: str) -> str:
@@ -47,12 +46,17 @@ def check_parametrization(parametrization: str) -> str:
 
 
 def check_pair(x, z) -> None:
-    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d."""
-    x_shape, z_shape = np.shape(x), np.shape(z)
-    if len(x_shape) != 2 or len(z_shape) != 2:
-        raise ValueError(f"kernel inputs must be 2-D (N, d) and (M, d); got shapes {x_shape} and {z_shape}")
-    if x_shape[1] != z_shape[1]:
-        raise ValueError(f"kernel inputs disagree in dimension d: {x_shape} vs {z_shape}")
+    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d (:func:`ntk_adv.validate.pair`)."""
+    validate.pair(x, z, ("kernel inputs x", "z"))
+
+
+def _check_call(x, z, gamma) -> None:
+    """The checks of every public kernel: shapes, gamma in [0, 1), finite inputs (concrete arrays only)."""
+    check_pair(x, z)
+    validate.gamma(gamma)
+    validate.finite("x", x)
+    if z is not x:
+        validate.finite("z", z)
 
 
 @jax.custom_jvp
@@ -89,12 +93,14 @@ def _angle(sxz, sxx, szz):
 
 def phi(x: jax.Array, z: jax.Array, *, gamma: float = 0.0, bias: bool = True) -> jax.Array:
     """Phi(x, z) = E[sigma'(u_x) sigma'(u_z)], shape (N, M). Same in both parametrizations."""
+    _check_call(x, z, gamma)
     theta, _ = _angle(*_covariances(x, z, bias))
     return (1.0 + gamma**2) * (jnp.pi - theta) / (2 * jnp.pi) + gamma * theta / jnp.pi
 
 
 def nngp(x: jax.Array, z: jax.Array, *, gamma: float = 0.0, bias: bool = True) -> jax.Array:
     """Sigma(x, z) = E[sigma(u_x) sigma(u_z)] (leaky arc-cosine kernel of degree 1), shape (N, M)."""
+    _check_call(x, z, gamma)
     sxz, sxx, szz = _covariances(x, z, bias)
     theta, norm = _angle(sxz, sxx, szz)
     relu_part = norm * (jnp.sin(theta) + (jnp.pi - theta) * jnp.cos(theta)) / (2 * jnp.pi)
@@ -123,6 +129,8 @@ def ntk(
     ``train_readout=True`` with the standard parametrization needs ``width`` (the readout term is m * Sigma:
     this is the exact expectation of the finite net's empirical NTK, which has no width-independent limit).
     """
+    _check_call(x, z, gamma)
+    check_parametrization(parametrization)
     d = x.shape[1]
     b = 1.0 if bias else 0.0
     inner = x @ z.T

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ntk_adv import validate
 from ntk_adv.kernels import KernelFn, check_pair, kernel_matrix, phi
 from ntk_adv.losses import check_loss, margin_loss_derivative
 
@@ -43,14 +44,13 @@ class KernelPredictor:
     f0: InitFn | None = struct.field(pytree_node=False, default=None)
 
     def __call__(self, z: jax.Array) -> jax.Array:
+        validate.inputs("z", z, np.shape(self.x_train)[-1])
         out = self.kernel(z, self.x_train) @ self.coef
         return out if self.f0 is None else out + self.f0(z)
 
 
 def _validate(x_train, y_train, t):
-    check_pair(x_train, x_train)
-    if np.shape(y_train) != (np.shape(x_train)[0],):
-        raise ValueError(f"labels must have shape ({np.shape(x_train)[0]},), got {np.shape(y_train)}")
+    validate.data(x_train, y_train, ("x_train", "y_train"))
     if not isinstance(t, jax.core.Tracer) and (not np.isfinite(t) or t < 0):
         raise ValueError(f"training time t = lr * steps must be finite and >= 0, got {t}")
 
@@ -123,6 +123,9 @@ def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
                    f0: InitFn | None = None, k_train: jax.Array | None = None) -> KernelPredictor:
     """The infinite-width counterpart of ``train`` with the theory preset: dispatches on ``loss``."""
     check_loss(loss)
+    validate.positive("lr", lr)
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if loss == "identity":
         return identity_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0)
     if loss == "mse":

@@ -16,15 +16,34 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from ntk_adv import validate
+
+
+def _nan_if_any(value: jax.Array, *outs: jax.Array) -> jax.Array:
+    """``value``, or NaN if any output is NaN (a NaN output is never counted as a class; concrete NaN outputs
+    are refused earlier by :func:`ntk_adv.validate.outputs`, traced ones surface as a NaN metric)."""
+    bad = jnp.zeros((), bool)
+    for o in outs:
+        bad = bad | jnp.any(jnp.isnan(o))
+    return jnp.where(bad, jnp.nan, value)
+
 
 def agreement(f_out: jax.Array, g_out: jax.Array) -> jax.Array:
-    """Fraction of points where sign f == sign g (scalar outputs (M,)); zero counts as +1 in both."""
-    return jnp.mean(jnp.where(f_out >= 0, 1, -1) == jnp.where(g_out >= 0, 1, -1))
+    """Fraction of points where sign f == sign g (scalar outputs (M,), equal shapes); zero counts as +1 in
+    both. NaN outputs: an error for concrete arrays, a NaN result under jit."""
+    validate.outputs("f_out", f_out)
+    validate.outputs("g_out", g_out, np.shape(f_out)[0])
+    agree = jnp.mean(jnp.where(f_out >= 0, 1, -1) == jnp.where(g_out >= 0, 1, -1))
+    return _nan_if_any(agree, f_out, g_out)
 
 
 def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of points with sign(output) == label, labels in {-1, +1}."""
-    return jnp.mean(jnp.where(outputs >= 0, 1.0, -1.0) == labels)
+    """Fraction of points with sign(output) == label; outputs (M,), float labels (M,) exactly in {-1, +1}.
+    NaN outputs: an error for concrete arrays, a NaN result under jit."""
+    validate.outputs("outputs", outputs)
+    validate.labels("labels", labels, np.shape(outputs)[0])
+    acc = jnp.mean(jnp.where(outputs >= 0, 1.0, -1.0) == labels)
+    return _nan_if_any(acc, outputs)
 
 
 def mean_abs_cosine(u: jax.Array, v: jax.Array) -> jax.Array:
@@ -47,23 +66,35 @@ class Interval:
     low: float
     high: float
     n: int
+    dropped: int = 0  # non-finite values left out (only with mean_ci(..., nan="omit"))
 
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
 
-def mean_ci(values, level: float = 0.95) -> Interval:
-    """Mean and Student-t interval over seeds; a single value gets a zero-width interval."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+def mean_ci(values, level: float = 0.95, *, nan: str = "raise") -> Interval:
+    """Mean and Student-t interval over seeds; a single value gets a zero-width interval.
+
+    A NaN or inf value is an error (``nan="raise"``, the default: a diverged seed must not vanish from a
+    mean); ``nan="omit"`` drops them explicitly and counts them in ``Interval.dropped``."""
+    if nan not in ("raise", "omit"):
+        raise ValueError(f"nan must be 'raise' or 'omit', got {nan!r}")
+    validate.scalar("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    v = np.asarray(values, dtype=float).reshape(-1)
+    ok = np.isfinite(v)
+    dropped = int(v.size - np.count_nonzero(ok))
+    if dropped and nan == "raise":
+        raise ValueError(f"mean_ci: {dropped} of {v.size} values are NaN or inf; fix the source or pass "
+                         f"nan='omit' to drop them explicitly")
+    v = v[ok]
     if v.size == 0:
-        return Interval(np.nan, np.nan, np.nan, 0)
+        return Interval(np.nan, np.nan, np.nan, 0, dropped)
     mean = float(v.mean())
     if v.size == 1:
-        return Interval(mean, mean, mean, 1)
+        return Interval(mean, mean, mean, 1, dropped)
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return Interval(mean, mean - half, mean + half, int(v.size))
+    return Interval(mean, mean - half, mean + half, int(v.size), dropped)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_adv import validate
 from ntk_adv.models import TwoLayerConfig, TwoLayerParams
 from ntk_adv.training import check_data
 
@@ -94,6 +95,7 @@ def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Arra
     if reason is not None:
         raise ValueError(f"solver 'pattern' does not support {reason}")
     check_data(x, y)
+    validate.positive("lr", lr)
     if np.shape(params.w) != (net.width, np.shape(x)[1]):
         raise ValueError(f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
                          f"{(net.width, np.shape(x)[1])}")

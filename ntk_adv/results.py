@@ -6,12 +6,19 @@ that identify the cell (``width``, ``seed``, ``eps``, ...). Plots read only thes
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,15 +37,62 @@ def write_csv(rows: Iterable[dict], path: str | os.PathLike) -> Path:
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+
+    def write(fh):
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+
+    return atomic_write(path, write, newline="")
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
+                 ) -> Path:
+    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary file
+    in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers never
+    share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "w", newline=newline) as fh:
+            if isinstance(write, str):
+                fh.write(write)
+            else:
+                write(fh)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # e.g. ENOSPC on write: name the file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     return path
+
+
+def sweep_temp_files(directory: str | os.PathLike, max_age_s: float = 3600.0) -> int:
+    """Remove temporary files (``.*.tmp``) of atomic writes in ``directory`` older than ``max_age_s`` seconds
+    (debris of a killed process; a live writer finishes its file within seconds); returns how many."""
+    import time
+
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    now = time.time()
+    for e in entries:
+        if e.name.startswith(".") and e.name.endswith(TMP_SUFFIX):
+            try:
+                if now - e.stat().st_mtime > max_age_s:
+                    os.unlink(e.path)
+                    removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def _parse(v: str):
@@ -64,9 +118,6 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 def write_json(obj: dict, path: str | os.PathLike) -> Path:
     """Write a JSON summary atomically (NaN written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
 
     def clean(o):
         if isinstance(o, dict):
@@ -78,9 +129,7 @@ def write_json(obj: dict, path: str | os.PathLike) -> Path:
             return None
         return o
 
-    tmp.write_text(json.dumps(clean(obj), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(clean(obj), indent=2, sort_keys=True))
 
 
 def select(rows: Iterable[dict], **where) -> list[dict]:
@@ -93,19 +142,106 @@ def values(rows: Iterable[dict], column: str) -> list:
     return sorted({r[column] for r in rows if r.get(column) is not None})
 
 
-def provenance() -> dict:
-    """Git revision of the working tree (if any) and jax / jaxlib versions, recorded with every result."""
+# Distributions whose versions can change the numbers; they are part of the code fingerprint.
+VERSIONED = ("jax", "jaxlib", "numpy", "scipy", "neural-tangents", "flax", "optax")
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Installed versions of :data:`VERSIONED` and of Python."""
+    from importlib import metadata
+
+    out = {}
+    for dist in VERSIONED:
+        try:
+            out[dist.replace("-", "_")] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist.replace("-", "_")] = "missing"
+    out["python"] = platform.python_version()
+    return out
+
+
+def _files_hash(files: Iterable[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(files):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """sha256 (16 hex digits) of the ntk_adv package's source files (paths and contents): correct in a git
+    checkout, in someone else's, and after ``pip install`` (no git involved)."""
+    root = Path(__file__).resolve().parent
+    return _files_hash(root.rglob("*.py"), root)
+
+
+@lru_cache(maxsize=32)
+def module_fingerprint(filename: str) -> str:
+    """sha256 (16 hex digits) of one source file (the module of a sweep's ``run_batch`` outside ntk_adv)."""
+    p = Path(filename)
+    return _files_hash([p], p.parent)
+
+
+def code_fingerprint(*extra_files: str) -> str:
+    """Fingerprint of everything that computes a result: the package source, :func:`versions`, and
+    ``extra_files`` (source files of code outside the package, e.g. a custom ``run_batch``)."""
+    payload = json.dumps({"source": source_fingerprint(), "versions": versions(),
+                          "extra": sorted(module_fingerprint(f) for f in extra_files)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def git_state() -> tuple[str | None, bool | None]:
+    """(revision, dirty) of the git checkout that holds this package's own files, or (None, None) when the
+    package is not tracked by one (pip install, a venv inside another repository, no git)."""
+    return checkout_state(Path(__file__).resolve())
+
+
+def checkout_state(source_file: Path) -> tuple[str | None, bool | None]:
+    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none does.
+    git runs in the file's directory (never the caller's working directory), and the repository found there
+    must track the file: a copy or a venv inside another checkout is not that checkout's code."""
     import subprocess
 
-    import jax
-    import jaxlib
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=source_file.parent, capture_output=True, text=True, timeout=10)
 
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+        if git("ls-files", "--error-unmatch", source_file.name).returncode != 0:
+            return None, None
+        rev = git("rev-parse", "HEAD").stdout.strip() or None
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return rev, (bool(status.stdout.strip()) if status.returncode == 0 else None)
     except (OSError, subprocess.SubprocessError):
-        rev = "unknown"
-    return {"git_rev": rev, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+        return None, None
+
+
+def _device() -> str:
+    import jax
+
+    devs = jax.devices()
+    return f"{devs[0].platform}:{getattr(devs[0], 'device_kind', '?')} x{len(devs)}"
+
+
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ntk-adv")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def provenance() -> dict:
+    """What produced a result, recorded with every record and summary: package version, source and code
+    fingerprints, git revision and dirty flag of the package's own checkout (None outside one), versions of
+    jax / jaxlib / numpy / scipy / neural-tangents / flax / optax / python, the device and the command line."""
+    rev, dirty = git_state()
+    return {"ntk_adv": _package_version(), "source_fingerprint": source_fingerprint(),
+            "code_fingerprint": code_fingerprint(), "git_rev": rev or "unknown", "git_dirty": dirty,
+            **versions(), "device": _device(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
 
 def verdict(ok) -> str:

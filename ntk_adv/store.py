@@ -1,11 +1,21 @@
 """Result store: one JSON record per sweep cell, written atomically, safe to share between sweeps.
 
-Layout: ``ROOT/records/<cell_id>.json``. A record holds the cell's id, kind, config, seed, metrics,
-the git revision, jax/jaxlib versions, wall time and a schema version. Writes go to a unique temporary file
-in the same directory and are renamed into place (atomic on POSIX), so a killed sweep leaves either a whole
-record or none, and two sweeps writing the same store never corrupt it (the same cell computed twice is simply
-replaced by an equal record). A record that cannot be parsed, or whose id/schema does not match, is reported
-(``CorruptRecord`` warning naming the file) and treated as missing, so the cell is recomputed.
+Layout: ``ROOT/records/<cell_id>.json``. A record holds the cell's id, its config key, kind, config, seed,
+metrics, the fingerprints of the data it read and of the code that computed it, the provenance
+(:func:`ntk_adv.results.provenance`: versions, git revision and dirty flag, device, command line), wall time and
+a schema version.
+
+Identity: a cell id is the hash of the config, the seed and the *content* fingerprint of the data the config
+reads (:func:`ntk_adv.data.fingerprint`; the data root's path is left out, its content is what counts), so
+changed data files are a different cell. The code fingerprint (:func:`ntk_adv.results.code_fingerprint`) is
+checked when a record is reused: a record computed by other code or other library versions is *stale*
+(:meth:`ResultStore.status`); the sweep engine recomputes it unless asked to accept it (then its rows are marked).
+
+Writes go to a unique temporary file in the same directory and are renamed into place (atomic on POSIX), so a
+killed sweep leaves either a whole record or none, two sweeps writing the same store never corrupt it, and a
+failed write removes its temporary file (old debris is swept when a store is opened). A record that cannot be
+parsed, or whose id/schema does not match, is reported (``CorruptRecord`` warning naming the file) and treated
+as missing, so the cell is recomputed.
 """
 
 from __future__ import annotations
@@ -15,15 +25,16 @@ import hashlib
 import json
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ntk_adv.results import provenance, write_csv
+from ntk_adv import data as data_mod
+from ntk_adv.results import atomic_write, provenance, sweep_temp_files, versions, write_csv
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)  # schema-1 records (no fingerprints) are read, and are stale
 
 
 class CorruptRecord(UserWarning):
@@ -44,10 +55,32 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
-def cell_id(config: Any, seed: int) -> str:
-    """Stable id of a cell: sha256 of the canonical JSON of (config, seed), 16 hex digits."""
-    payload = json.dumps({"config": canonical(config), "seed": int(seed)}, sort_keys=True, separators=(",", ":"))
+def _hash(obj: Any) -> str:
+    payload = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def data_fingerprint(config: Any) -> str:
+    """Content fingerprint of the data a config reads: its ``data`` field's :func:`ntk_adv.data.fingerprint`,
+    or "" for configs without a :class:`ntk_adv.data.DataSpec` (their data is the caller's business)."""
+    spec = getattr(config, "data", None)
+    return data_mod.fingerprint(spec) if isinstance(spec, data_mod.DataSpec) else ""
+
+
+def config_key(config: Any, seed: int) -> str:
+    """Hash of (config, seed) alone, without the data's path (``data.root``): equal for the same settings on
+    any data; records carry it so that a record of the same settings on other data can be found."""
+    canon = canonical(config)
+    if isinstance(canon.get("data") if isinstance(canon, dict) else None, dict):
+        canon = {**canon, "data": {k: v for k, v in canon["data"].items() if k != "root"}}
+    return _hash({"config": canon, "seed": int(seed)})
+
+
+def cell_id(config: Any, seed: int, data_fp: str | None = None) -> str:
+    """Stable id of a cell: hash of (config without the data path, seed, data content fingerprint), 16 hex
+    digits. ``data_fp`` defaults to :func:`data_fingerprint` (loads the data once per process and spec)."""
+    data_fp = data_fingerprint(config) if data_fp is None else data_fp
+    return _hash({"key": config_key(config, seed), "data": data_fp})
 
 
 class ResultStore:
@@ -57,7 +90,9 @@ class ResultStore:
         self.root = Path(root)
         self.records_dir = self.root / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files(self.records_dir)
         self._provenance = provenance()
+        self.code_fingerprint = self._provenance["code_fingerprint"]
 
     def path(self, cid: str) -> Path:
         return self.records_dir / f"{cid}.json"
@@ -69,7 +104,7 @@ class ResultStore:
             return None
         try:
             rec = json.loads(p.read_text())
-            if rec.get("id") != cid or rec.get("schema") != SCHEMA or not isinstance(rec.get("metrics"), dict):
+            if rec.get("id") != cid or rec.get("schema") not in READABLE_SCHEMAS or not isinstance(rec.get("metrics"), dict):
                 raise ValueError("id, schema or metrics do not match")
         except (ValueError, OSError, UnicodeDecodeError) as err:
             warnings.warn(f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord,
@@ -80,15 +115,32 @@ class ResultStore:
     def has(self, cid: str) -> bool:
         return self.get(cid) is not None
 
+    def status(self, rec: dict | None, code_fp: str | None = None) -> str:
+        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's, and
+        the recorded library versions are the installed ones), or ``stale`` (other code, other library versions,
+        or no fingerprint at all)."""
+        if rec is None:
+            return "missing"
+        if rec.get("code_fingerprint") != (code_fp or self.code_fingerprint):
+            return "stale"
+        # the recorded versions must match too (a record edited, or written by a tool that stamps them itself)
+        return "fresh" if all(rec.get(k) == v for k, v in versions().items()) else "stale"
+
+    def by_key(self) -> dict[str, dict]:
+        """Readable records indexed by their config key (settings without data): for reusing a record of the same
+        settings computed on other data, which only ``reuse='accept'`` does."""
+        return {rec["key"]: rec for rec in self.records() if "key" in rec}
+
     def put(self, cid: str, config: Any, seed: int, metrics: dict[str, float], *, kind: str,
-            elapsed_s: float | None = None) -> dict:
-        """Write one record atomically; returns it."""
-        rec = {"id": cid, "schema": SCHEMA, "kind": kind, "config": canonical(config), "seed": int(seed),
+            elapsed_s: float | None = None, data_fp: str | None = None, code_fp: str | None = None) -> dict:
+        """Write one record atomically (unique temporary name, removed on failure); returns it."""
+        rec = {"id": cid, "key": config_key(config, seed), "schema": SCHEMA, "kind": kind,
+               "config": canonical(config), "seed": int(seed),
                "metrics": {k: float(v) for k, v in metrics.items()}, **self._provenance,
+               "code_fingerprint": code_fp or self.code_fingerprint,
+               "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
                "elapsed_s": elapsed_s}
-        tmp = self.records_dir / f".{cid}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps(rec, sort_keys=True))
-        os.replace(tmp, self.path(cid))
+        atomic_write(self.path(cid), json.dumps(rec, sort_keys=True))
         return rec
 
     def records(self) -> list[dict]:
@@ -101,14 +153,16 @@ class ResultStore:
         return out
 
     def rows(self, records: Iterable[dict] | None = None) -> list[dict]:
-        """Long-format rows: flattened config columns + seed + cell_id + metric + value; a cell with
-        ``width=None`` (infinite width) gets ``width = inf``."""
+        """Long-format rows: flattened config columns + seed + cell_id + fingerprint (of the code) +
+        data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric + value;
+        a cell with ``width=None`` (infinite width) gets ``width = inf``."""
         rows = []
         for rec in self.records() if records is None else records:
             cols = flatten(rec["config"])
             if "width" in cols and cols["width"] is None:
                 cols["width"] = math.inf  # infinite-width cells (the plots' convention)
-            cols.update(seed=rec["seed"], cell_id=rec["id"])
+            cols.update(seed=rec["seed"], cell_id=rec["id"], fingerprint=rec.get("code_fingerprint", "none"),
+                        data_fingerprint=rec.get("data_fingerprint", "none"), stale=rec.get("stale", ""))
             rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]
         return rows
 

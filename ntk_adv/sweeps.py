@@ -21,11 +21,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
@@ -38,8 +40,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_adv import pattern_gd, protocol
-from ntk_adv.data import DataSpec, load_spec
-from ntk_adv.store import ResultStore, cell_id
+from ntk_adv.data import DataSpec, load_spec_cached
+from ntk_adv.results import code_fingerprint
+from ntk_adv.store import ResultStore, cell_id, config_key, data_fingerprint
 
 BACKENDS = ("inprocess", "processes", "ray")
 VMAPPED_FIELDS = ("eps", "lr_f", "lr_g")
@@ -106,9 +109,14 @@ def protocol_batch_key(cfg: protocol.ProtocolConfig) -> protocol.ProtocolConfig:
     return replace(cfg, eps=0.0, lr_f=0.0, lr_g=0.0)
 
 
-@lru_cache(maxsize=8)
 def data_arrays(spec: DataSpec):
-    ds = load_spec(spec)
+    """(x, y, z, y_test) as JAX arrays, cached in-process (:func:`ntk_adv.data.load_spec_cached`: the cache
+    notices files that changed on disk)."""
+    return _jax_arrays(load_spec_cached(spec))
+
+
+@lru_cache(maxsize=8)
+def _jax_arrays(ds):
     return tuple(jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 
@@ -246,6 +254,13 @@ def _describe(cfg: Any) -> str:
     return f"width={'inf' if width is None else width}"
 
 
+REUSE = ("verify", "accept")
+
+
+class StaleRecord(UserWarning):
+    """Stored records were computed by other code or on other data (recomputed, or kept with reuse='accept')."""
+
+
 def run_sweep(
     cells: Grid | Sequence[tuple[Any, int]],
     store: ResultStore | str | os.PathLike,
@@ -257,29 +272,63 @@ def run_sweep(
     workers: int = 2,
     ray_address: str | None = None,
     force: bool = False,
+    reuse: str = "verify",
     max_batch: int = 64,
     progress: bool | None = True,
 ) -> list[dict]:
     """Run every cell not already in ``store`` (all of them with ``force``); returns the records of all cells
-    in the order given. ``run_batch`` must be a module-level function (it is shipped to workers)."""
+    in the order given. ``run_batch`` must be a module-level function (it is shipped to workers).
+
+    A cell's id covers its config, seed and the content of its data (:func:`ntk_adv.store.cell_id`); a stored
+    record is reused only if the same code computed it (:func:`ntk_adv.results.code_fingerprint`: package
+    source and library versions). ``reuse="verify"`` (default) recomputes stale records;
+    ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
+    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if reuse not in REUSE:
+        raise ValueError(f"unknown reuse {reuse!r}; expected one of {', '.join(REUSE)}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = cells.cells() if isinstance(cells, Grid) else list(cells)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    ids = [cell_id(c, s) for c, s in cells]
+    code_fp = code_fingerprint()
+    by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
+    data_fps = [by_data[key] if (key := getattr(c, "data", None)) in by_data else
+                by_data.setdefault(key, data_fingerprint(c)) for c, _ in cells]
+    ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
-    pending = [(cell, cid) for cell, cid in zip(cells, ids) if force or not store.has(cid)]
-    cell_ids = {id(cell): cid for cell, cid in pending}
+    found = [None if force else store.get(cid) for cid in ids]
+    status = [store.status(rec, code_fp) for rec in found]
+    kept: dict[int, dict] = {}  # cell index -> accepted stale record
+    if reuse == "accept" and not force:
+        index = store.by_key() if "missing" in status else {}
+        for i, ((cfg, seed), st) in enumerate(zip(cells, status)):
+            if st == "stale":
+                kept[i] = {**found[i], "stale": "code"}
+            elif st == "missing" and config_key(cfg, seed) in index:
+                rec = index[config_key(cfg, seed)]
+                kept[i] = {**rec, "stale": "data" if store.status(rec, code_fp) == "fresh" else "code,data"}
+    n_stale = status.count("stale")
+    if kept:
+        warnings.warn(f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
+                      f"(reuse='accept'); their rows are marked in the 'stale' column", StaleRecord, stacklevel=2)
+    elif n_stale:
+        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+                      f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)", StaleRecord, stacklevel=2)
+    pending = [(cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept]
+    cell_index = {id(cell): i for cell, i in pending}
     chunks = plan([cell for cell, _ in pending], batch_key, max_batch)
     verbose = progress is not False and sys.stderr.isatty()
     bar = tqdm(total=len(pending), desc=f"{kind}: cells", unit="cell", disable=None if progress else True)
+    done: dict[int, dict] = {}
 
     def commit(chunk, metrics, elapsed):
         for cell, m in zip(chunk, metrics):
-            store.put(cell_ids[id(cell)], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk))
+            i = cell_index[id(cell)]
+            done[i] = store.put(ids[i], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk),
+                                data_fp=data_fps[i], code_fp=code_fp)
         bar.update(len(chunk))
         if verbose:
             tqdm.write(f"  done {len(chunk)} cells ({_describe(chunk[0][0])}) in {elapsed:.1f}s")
@@ -295,7 +344,7 @@ def run_sweep(
             _run_ray(chunks, run_batch, commit, workers, ray_address)
     finally:
         bar.close()
-    return [store.get(cid) for cid in ids]
+    return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
 
 
 def _timed(run_batch, chunk):
@@ -303,16 +352,47 @@ def _timed(run_batch, chunk):
     return run_batch(chunk), time.perf_counter() - t0
 
 
+WATCHDOG_PERIOD_S = 0.5
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as the
+    parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_PERIOD_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ntk-adv-parent-watchdog", daemon=True).start()
+
+
 def _run_processes(chunks, run_batch, commit, workers):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    futures = {}
+    try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
         for fut in as_completed(futures):
             metrics, elapsed = fut.result()
             commit(futures[fut], metrics, elapsed)
+    except BaseException:
+        # interrupted or failed: do not wait for the groups in flight (finished ones are committed already)
+        for fut in futures:
+            fut.cancel()
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_ray(chunks, run_batch, commit, workers, address):
@@ -328,10 +408,16 @@ def _run_ray(chunks, run_batch, commit, workers, address):
         remote = ray.remote(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}
         waiting = list(futures)
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            metrics, elapsed = ray.get(done[0])
-            commit(futures[done[0]], metrics, elapsed)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                metrics, elapsed = ray.get(done[0])
+                commit(futures[done[0]], metrics, elapsed)
+        except BaseException:
+            for ref in waiting:  # interrupted or failed: cancel the tasks still queued or running
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
     finally:
         if started:
             ray.shutdown()

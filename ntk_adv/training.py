@@ -23,8 +23,9 @@ import numpy as np
 import optax
 from flax import struct
 
+from ntk_adv import validate
 from ntk_adv.losses import check_loss, mean_loss
-from ntk_adv.models import ApplyFn
+from ntk_adv.models import ApplyFn, TwoLayerParams
 
 OPTIMIZERS = ("gd", "momentum")
 
@@ -122,19 +123,26 @@ def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfi
     ``mask``: a pytree of bools like ``params`` (e.g. :func:`ntk_adv.models.trainable_mask`); frozen leaves
     get exactly zero updates. ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
     check_data(x, y)
+    _check_d(params, x)
     lr = cfg.lr if lr is None else lr
+    validate.positive("lr", lr)
     return _train(apply_fn, cfg, _mask_leaves(params, mask), params, x, y, jnp.asarray(lr, x.dtype))
 
 
 def check_data(x, y) -> None:
-    """Shapes always; NaN/inf only for concrete arrays (inside jit/vmap the values are not known)."""
-    if np.ndim(x) != 2:
-        raise ValueError(f"training inputs must be 2-D (N, d); got shape {np.shape(x)}")
-    if np.shape(y)[:1] != np.shape(x)[:1]:
-        raise ValueError(f"labels have shape {np.shape(y)} but there are {np.shape(x)[0]} inputs")
-    for name, arr in (("training inputs", x), ("labels", y)):
-        if not isinstance(arr, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(arr)))):
-            raise ValueError(f"{name} contain NaN or inf")
+    """x (N, d) finite, y (N,) float labels in {-1, +1} (:func:`ntk_adv.validate.data`): shapes always, values
+    only for concrete arrays (inside jit/vmap the values are not known)."""
+    validate.data(x, y)
+
+
+def _check_d(params, x) -> None:
+    """The first layer of every two-layer net in ``params`` takes x's d inputs (else a named error, not a
+    JAX shape error from deep inside the trace)."""
+    nets = jax.tree_util.tree_leaves(params, is_leaf=lambda node: isinstance(node, TwoLayerParams))
+    for p in nets:
+        if isinstance(p, TwoLayerParams) and np.shape(p.w)[-1:] != np.shape(x)[1:]:
+            raise ValueError(f"params.w has shape {np.shape(p.w)} (d = {np.shape(p.w)[-1]}) but x has shape "
+                             f"{np.shape(x)} (d = {np.shape(x)[1]})")
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -188,6 +196,9 @@ def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, 
     Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
     check_loss(loss)
     check_data(x, y)
+    _check_d(params, x)
+    validate.scalar("alpha", alpha, low=0.0, high=1.0)
+    validate.positive("lr", lr)
     mask_leaves = _mask_leaves(params, mask)
     treedef = jax.tree_util.tree_structure(params)
     keys = jax.random.split(jax.random.PRNGKey(0) if key is None else key, steps)

@@ -170,7 +170,7 @@ def test_trained_finite_net_approaches_infinite_width_predictor(wide_init, param
 def test_predictor_input_validation(small_data):
     x, y, _ = small_data
     kern = kernels.two_layer_kernel("ntk")
-    with pytest.raises(ValueError, match=r"labels must have shape \(12,\)"):
+    with pytest.raises(ValueError, match=r"y_train must have shape \(12,\)"):
         limits.identity_predictor(kern, x, y[:5], t=1.0)
     with pytest.raises(ValueError, match="t = lr \\* steps must be finite and >= 0"):
         limits.identity_predictor(kern, x, y, t=-1.0)

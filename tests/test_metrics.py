@@ -48,8 +48,12 @@ def test_mean_ci_matches_scipy_t_interval(rng):
     assert ci.half_width == pytest.approx((high - low) / 2)
     ci90 = mean_ci(v, level=0.9)
     assert (ci90.low, ci90.high) == pytest.approx(stats.t.interval(0.9, df=6, loc=v.mean(), scale=stats.sem(v)))
-    # NaNs are dropped, one value gives a zero-width interval, none gives NaNs
-    assert mean_ci(np.append(v, np.nan)).n == 7
+    # a NaN is an error naming the count, dropped only when asked (and counted); one value gives a
+    # zero-width interval, none gives NaNs
+    with pytest.raises(ValueError, match="1 of 8 values are NaN or inf"):
+        mean_ci(np.append(v, np.nan))
+    omitted = mean_ci(np.append(v, np.nan), nan="omit")
+    assert (omitted.n, omitted.dropped, omitted.mean) == (7, 1, ci.mean)
     one = mean_ci([3.0])
     assert (one.mean, one.low, one.high, one.n) == (3.0, 3.0, 3.0, 1)
     assert np.isnan(mean_ci([]).mean)

@@ -109,7 +109,7 @@ def test_bad_inputs_are_named():
     net = models.TwoLayerConfig(8)
     p0 = models.init_params(net, 3, key=jax.random.PRNGKey(0))
     x, y = jnp.ones((5, 3)), jnp.ones((5,))
-    with pytest.raises(ValueError, match=r"labels have shape \(4,\) but there are 5 inputs"):
+    with pytest.raises(ValueError, match=r"y must have shape \(5,\); got \(4,\)"):
         pattern_gd.train(net, p0, x, jnp.ones((4,)), lr=0.1, steps=2)
     with pytest.raises(ValueError, match=r"expected \(width, d\) = \(8, 4\)"):
         pattern_gd.train(net, p0, jnp.ones((5, 4)), y, lr=0.1, steps=2)

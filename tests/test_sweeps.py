@@ -65,11 +65,12 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path, referenc
 
 
 def test_batched_equals_one_by_one(reference):
-    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects (1e-5)."""
+    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects - the tolerance the README
+    states (rtol 1e-5, atol 1e-6)."""
     for rec, (cfg, seed) in list(zip(reference, GRID.cells()))[::3]:
         alone = sweeps.run_protocol_batch([(cfg, seed)])[0]
         for k, v in alone.items():
-            assert v == pytest.approx(rec["metrics"][k], abs=1e-5), k
+            assert v == pytest.approx(rec["metrics"][k], rel=1e-5, abs=1e-6), k
 
 
 @pytest.mark.parametrize("batching", ["vmap", "map"])

@@ -1,0 +1,125 @@
+"""One validation layer for the library's public entry points: shapes, label values, finite values and parameter
+ranges, each failure a ``ValueError`` naming the argument.
+
+Every check works on jit / vmap tracers: shapes are always checked (they are static), values only for concrete
+arrays (inside a trace they are unknown; the metrics then return NaN instead of a number, see
+:mod:`ntk_adv.metrics`). The checks are Python-level and run once per call (or once per trace under jit),
+never inside a compiled loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_tracer(v: Any) -> bool:
+    return isinstance(v, jax.core.Tracer)
+
+
+def _values(arr) -> np.ndarray | None:
+    """The concrete values of ``arr`` as numpy, or None inside a trace."""
+    if is_tracer(arr):
+        return None
+    return np.asarray(arr)
+
+
+def finite(name: str, arr) -> None:
+    """NaN or inf anywhere in a concrete ``arr`` is an error naming ``name``."""
+    v = _values(arr)
+    if v is not None and v.dtype.kind in "fc" and not bool(np.all(np.isfinite(v))):
+        bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        raise ValueError(f"{name} contains NaN or inf ({bad} of {np.size(v)} values)")
+
+
+def inputs(name: str, x, d: int | None = None, *, check_finite: bool = True) -> None:
+    """``x`` is a 2-D (N, d) array of finite numbers (and has ``d`` columns if given)."""
+    shape = np.shape(x)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (N, d); got shape {shape}")
+    if d is not None and shape[1] != d:
+        raise ValueError(f"{name} has d = {shape[1]} features, expected d = {d}")
+    if check_finite:
+        finite(name, x)
+
+
+def pair(x, z, names: tuple[str, str] = ("x", "z")) -> None:
+    """x (N, d) and z (M, d): 2-D with the same d."""
+    x_shape, z_shape = np.shape(x), np.shape(z)
+    if len(x_shape) != 2 or len(z_shape) != 2:
+        raise ValueError(f"{names[0]} and {names[1]} must be 2-D (N, d) and (M, d); got shapes {x_shape} and "
+                         f"{z_shape}")
+    if x_shape[1] != z_shape[1]:
+        raise ValueError(f"{names[0]} and {names[1]} disagree in dimension d: {x_shape} vs {z_shape}")
+
+
+def vector(name: str, v, n: int | None = None) -> None:
+    """``v`` has shape (n,) (a (n, 1) column is refused: it would broadcast to (n, n))."""
+    shape = np.shape(v)
+    if len(shape) != 1 or (n is not None and shape[0] != n):
+        want = f"({n},)" if n is not None else "(N,)"
+        raise ValueError(f"{name} must have shape {want}; got {shape}")
+
+
+def labels(name: str, y, n: int | None = None) -> None:
+    """``y`` has shape (n,), a floating dtype and (if concrete) values exactly in {-1, +1}."""
+    vector(name, y, n)
+    dtype = np.result_type(y) if not is_tracer(y) else y.dtype
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name} must be floating-point labels in {{-1.0, +1.0}}; got dtype {dtype}")
+    v = _values(y)
+    if v is not None:
+        bad = ~((v == 1.0) | (v == -1.0))
+        if bool(np.any(bad)):
+            found = np.unique(v[bad])[:5].tolist()
+            raise ValueError(f"{name} must contain only -1.0 and +1.0; found {found}")
+
+
+def data(x, y, names: tuple[str, str] = ("x", "y")) -> None:
+    """Training data: x (N, d) finite, y (N,) labels in {-1, +1}."""
+    inputs(names[0], x)
+    labels(names[1], y, np.shape(x)[0])
+
+
+def scalar(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> None:
+    """A finite real number in the given range (bounds inclusive unless ``*_open``); tracers pass unchecked."""
+    if is_tracer(value):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar; got shape {np.shape(value)}")
+        return
+    try:
+        v = float(np.asarray(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number; got {value!r}") from None
+    if isinstance(value, (bool, np.bool_)) or not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if low is not None and (v <= low if low_open else v < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}; got {value!r}")
+    if high is not None and (v >= high if high_open else v > high):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}; got {value!r}")
+
+
+def positive(name: str, value) -> None:
+    scalar(name, value, low=0.0, low_open=True)
+
+
+def gamma(value) -> float:
+    """Leaky-ReLU slope in [0, 1)."""
+    if not is_tracer(value):
+        try:
+            g = float(value)
+        except (TypeError, ValueError):
+            g = np.nan
+        if not (np.isfinite(g) and 0.0 <= g < 1.0):
+            raise ValueError(f"leaky-ReLU slope gamma={value!r} is outside [0, 1)")
+        return g
+    return value
+
+
+def outputs(name: str, out, n: int | None = None) -> None:
+    """Scalar model outputs (n,), finite when concrete (a NaN output is an error, never a class)."""
+    vector(name, out, n)
+    finite(name, out)

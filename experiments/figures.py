@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from experiments import perturbation_learning as pl
 from experiments import targets
 from ntk_adv.data import DataSpec
-from ntk_adv.results import write_json
+from ntk_adv.results import provenance, write_json
 
 COMMAND = "figures"
 DIGITS = DataSpec("digits", n_train=200, n_test=None)  # all 108 held-out digits
@@ -76,7 +76,7 @@ def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool 
         else:
             summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
         done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
-    summary = {"experiment": COMMAND, "panels": done,
+    summary = {"experiment": COMMAND, **provenance(), "panels": done,
                "claims": [{**c, "panel": name} for name, p in done.items() for c in p["claims"]]}
     write_json(summary, out / "summary.json")
     if progress is not False:

@@ -84,7 +84,7 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
     for kind in KINDS:
         for axis, (summary, _) in runs[kind].items():
             for c in summary["claims"]:
-                if c["name"].startswith("agreement_equals_prediction"):
+                if c["name"].startswith(("agreement_equals_prediction", "agreement_equals_limit")):
                     out.append({**c, "name": f"{kind}/{axis}/{c['name']}",
                                 "claim": f"[{kind} targets] {c['claim']}"})
     # the seed-to-seed spread, measured; the theory's direction holds where tau |mean(y_adv)| Phi_0 outweighs g_0

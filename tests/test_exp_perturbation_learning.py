@@ -106,7 +106,8 @@ def test_random_targets_the_bias_term_decides_and_the_bias_free_limit_is_refuted
         eps=(0.002,), lr_f=(1.0,), lr_g=(1.0,), steps_f=(200,), steps_g=(200,), decision_map=False)
     summary = perturbation_learning.main(cfg, tmp_path, progress=False)
     by = {c["name"]: c for c in summary["claims"]}
-    assert by["agreement_equals_prediction[m=512]"]["verdict"] == "confirmed"
+    assert by["agreement_equals_limit[m=512]"]["verdict"] == "confirmed"
+    assert by["agreement_equals_prediction[m=512, pooled over all swept points]"]["verdict"] == "confirmed"
     assert by["bias_free_limit"]["verdict"] == "refuted" and "below" in by["bias_free_limit"]["reason"]
     assert summary["agreement_by_width"]["512"]["mean"] < 0.6
     assert summary["signal_term_abs_by_width"]["512"]["mean"] < summary["bias_term_abs_by_width"]["512"]["mean"]

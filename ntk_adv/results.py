@@ -49,6 +49,12 @@ def write_csv(rows: Iterable[dict], path: str | os.PathLike) -> Path:
 TMP_SUFFIX = ".tmp"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
                  ) -> Path:
     """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary file
@@ -63,6 +69,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None] | str, *,
                 fh.write(write)
             else:
                 write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: give the output the usual permissions
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(OSError):

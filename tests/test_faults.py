@@ -501,3 +501,17 @@ def exc_message(err: str, pattern: str) -> bool:
     import re
 
     return re.search(pattern, err) is not None or pytest.fail(f"{pattern!r} not in {err!r}")
+
+
+def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
+    """Outputs are written through a private temporary file (mode 0600); the result gets 0666 minus the umask."""
+    import os
+
+    from ntk_adv.results import write_json
+
+    mask = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "summary.json")
+    finally:
+        os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o644

@@ -1,4 +1,6 @@
-"""Exact full-batch gradient descent of a two-layer net in activation space (identity loss, frozen readout).
+"""Exact full-batch training of a two-layer net in activation space (identity loss, frozen readout): plain
+gradient descent (``theory`` preset) and the papers' optimizer, SGD with heavy-ball momentum and the
+reduce-on-plateau schedule (``paper`` preset).
 
 For ``f(x) = sum_i a~_i sigma(theta_i . phi(x))`` with ``sigma(u) = max(u, gamma u)``, first layer
 ``theta_i = (w_i, b_i)`` trained, readout ``a~`` frozen, and the identity loss ``L = -(1/N) sum_n y_n f(x_n)``,
@@ -14,10 +16,28 @@ does one elementwise pass over U plus one row update of V, ``V_i += +-(1 - gamma
 of the two N x d x m matmuls of a backpropagated step. The trained parameters are recovered once at the end
 from the accumulated patterns: ``theta_T = theta_0 + (lr / N) diag(a~) (sum_t S_t)^T diag(y) Phi``.
 
-In exact arithmetic this is the same sequence of iterates as autodiff GD (:func:`ntk_adv.training.train`
-with the ``theory`` preset); in floating point U is accumulated instead of recomputed, so the results agree
-to rounding (about 1e-6 relative in float32; tested). A pre-activation exactly at 0 counts as inactive
+In exact arithmetic this is the same sequence of iterates as autodiff training (:func:`ntk_adv.training.train`
+with the same :class:`ntk_adv.training.TrainConfig`); in floating point U is accumulated instead of
+recomputed, so the results agree to rounding (about 1e-6 relative in float32; tested). A pre-activation exactly at 0 counts as inactive
 (autodiff's ``max`` splits the gradient there; both happen with probability 0 for continuous data).
+
+**Momentum and the plateau schedule** (:func:`_train_momentum`). optax's SGD keeps a trace
+``tau_k = mu tau_{k-1} + g_k`` of the gradients and steps by ``-lr s_k tau_k``, where ``s_k`` is the plateau
+scale after it has seen the loss before step k. Each g_k is linear in the pattern S_k, so in activation space
+the velocity is ``T_k = mu T_{k-1} + V_k`` and ``U_{k+1} = U_k + (lr s_k / N) diag(a~) T_k``; the loss that
+drives the schedule is ``-mean(y f)`` with ``f = sigma(U_k) a~`` (one pass over U). Because s_k is only known
+once the loss is, the pattern weights of theta_T (``sum_k s_k sum_{j<=k} mu^(k-j) S_j``) are accumulated densely:
+four more elementwise passes over (m, N) arrays per step. The same optax transform decides the schedule
+(:func:`ntk_adv.training.plateau_transform`), so cuts happen at the same steps as under backpropagation
+(tested to 1e-10 in float64, including the steps where the rate is cut). Momentum lets the iterates move up to
+1 / (1 - mu) = 10 times further per step than GD at the same rate, so more activations flip per step and each
+costs a row update of V; the gain over backpropagation is therefore smaller than for the theory preset
+(``ntk-adv bench``, ``training.paper_preset``). Memory: three more (m, N) arrays.
+
+**Where it does not apply** (:func:`unsupported_reason`; ``solver="auto"`` then backpropagates): the logistic,
+exponential and mse losses (their per-example gradient weights depend on the outputs, so a step is no longer a
+function of the activation pattern alone), a trained readout (its gradient is sigma(U), not linear in the
+pattern), and vector outputs.
 
 Features ``phi(x)``: ``(x, 1)`` in the standard parametrization, ``(x / sqrt(d), 1)`` in the NTK one (without
 the 1 when the net has no bias); ``a~ = a`` (standard) or ``A / sqrt(m)`` (ntk).

@@ -55,12 +55,26 @@ c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted;
    ``peak_rss_mb`` the subprocess's peak resident set (VmHWM; not ``ru_maxrss``, which a child inherits from
    its parent across exec) and ``peak_rss_delta_mb`` its growth over the level after imports and data loading.
 
+d. **The papers' optimizer** (``paper_preset``). Researchers reproducing the published figures train with
+   full-batch SGD, momentum 0.9 and reduce-on-plateau (``--preset paper``), not with plain GD. The same two
+   sweeps under that preset: the engine (solver ``auto``, i.e. momentum + plateau in activation space from
+   width 32) against a per-cell loop that backpropagates momentum + plateau (``jax.jit(finite_cell)`` with
+   solver ``autodiff``, f retrained per cell) - ``paper_preset.{width_sweep,paper_sweep}`` with the keys of b
+   (``paper_same_solver_loop`` adds the per-cell loop with the engine's solver). Section a times the paper
+   preset's trainings too (``training.paper_preset.width_<m>``; FLOPs per step add 2dm + 2m for the momentum
+   trace).
+
+Cold and warm: every section reports the first call (compile included: ``cold_s`` / ``*_cold_s``, with the
+compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``, ``seconds_warm``).
+
 Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
-``training.peak_fraction``, ``width_sweep.{engine_s,loop_s,speedup,speedup_same_solver,peak_bound}``,
-``paper_sweep.{..., reuse_bound, peak_bound}``,
-``infinite_agreement.{seconds,peak_rss_mb}``, ``targets``, provenance, machine load) and prints a table.
-Targets: training >= 0.8 of the matmul peak at every width >= 1000; width sweep >= 1.3x; paper sweep >= 3x;
-infinite N = 10^4 < 30 s (cold).
+``training.peak_fraction``, ``training.paper_preset.width_<m>.{gflops,peak_fraction,pattern_speedup}``,
+``width_sweep.{engine_s,loop_s,speedup,speedup_same_solver,peak_bound}``,
+``paper_sweep.{..., reuse_bound, peak_bound}``, ``paper_preset.{width_sweep,paper_sweep}.{engine_s,loop_s,
+speedup,engine_cold_s,loop_cold_s}``, ``infinite_agreement.{seconds,peak_rss_mb}``, ``targets``, provenance,
+machine load) and prints a table. Targets: training >= 0.8 of the matmul peak at every width >= 1000; width
+sweep >= 1.3x; paper sweep >= 3x; under the paper preset width sweep >= 2x and paper sweep >= 4x; infinite
+N = 10^4 < 30 s (cold).
 """
 
 from __future__ import annotations
@@ -89,11 +103,14 @@ from ntk_adv.store import ResultStore
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "bench"
-SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "infinite")
+SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "paper_preset", "infinite")
+PRESETS = ("theory", "paper")
 TARGETS = {
     "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
     "width_sweep_speedup": 1.3,
     "paper_sweep_speedup": 3.0,
+    "paper_preset_width_sweep_speedup": 2.0,  # the papers' optimizer (momentum + plateau), against its own loop
+    "paper_preset_paper_sweep_speedup": 4.0,
     "infinite_seconds": 30.0,  # N = 10^4
 }
 # The scaled-down variant (--quick): replaces every field that still has its default value.
@@ -130,6 +147,7 @@ class Config:
     paper_seeds: int = 1
     sweep_repeats: int = 1
     same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
+    paper_same_solver_loop: bool = False  # the same for the paper_preset section (adds a third loop's time)
     # (c)
     infinite_n: int = 10000
     infinite_n_test: int = 1000
@@ -169,19 +187,19 @@ class Config:
         return DataSpec(self.sweep_dataset, n_train=self.sweep_n, n_test=self.sweep_n_test, d=self.d,
                         seed=self.seed)
 
-    def base(self, width: int) -> protocol.ProtocolConfig:
-        return protocol.ProtocolConfig(data=self.sweep_data(), width=width, loss="identity", preset="theory",
+    def base(self, width: int, preset: str = "theory") -> protocol.ProtocolConfig:
+        return protocol.ProtocolConfig(data=self.sweep_data(), width=width, loss="identity", preset=preset,
                                        lr_f=self.sweep_lr, lr_g=self.sweep_lr, steps_f=self.steps,
                                        steps_g=self.steps, eps=self.sweep_eps)
 
-    def width_grid(self) -> sweeps.Grid:
-        return sweeps.Grid(self.base(self.sweep_widths[0]), axes=(("width", tuple(self.sweep_widths)),),
+    def width_grid(self, preset: str = "theory") -> sweeps.Grid:
+        return sweeps.Grid(self.base(self.sweep_widths[0], preset), axes=(("width", tuple(self.sweep_widths)),),
                            seeds=self.sweep_seeds)
 
-    def paper_grid(self) -> sweeps.Grid:
+    def paper_grid(self, preset: str = "theory") -> sweeps.Grid:
         eps = tuple(float(e) for e in np.linspace(0.0, self.paper_eps_max, self.paper_eps_count))
         lrs = tuple(float(v) for v in self.paper_lrs)
-        return sweeps.Grid(self.base(self.paper_widths[0]),
+        return sweeps.Grid(self.base(self.paper_widths[0], preset),
                            axes=(("width", tuple(self.paper_widths)), ("lr_f", lrs), ("lr_g", lrs), ("eps", eps)),
                            seeds=self.paper_seeds)
 
@@ -245,22 +263,30 @@ def _say(progress, msg):
 
 
 # ------------------------------------------------------------------------------------------- (0) + (a)
-def train_flops_per_step(n: int, d: int, m: int) -> int:
-    """Analytic FLOPs of one full-batch GD step of one net (see the module docstring)."""
-    return 4 * n * d * m + 8 * n * m + 2 * d * m + 2 * m + 3 * n
+def train_flops_per_step(n: int, d: int, m: int, preset: str = "theory") -> int:
+    """Analytic FLOPs of one full-batch step of one net (see the module docstring); the paper preset adds the
+    momentum trace (2 per trained parameter) and the plateau schedule (a few scalars, not counted)."""
+    extra = 2 * d * m + 2 * m if preset == "paper" else 0
+    return 4 * n * d * m + 8 * n * m + 2 * d * m + 2 * m + 3 * n + extra
 
 
-def _training_case(cfg: Config, x, y, width: int, seeds: int | None, solver: str = "autodiff"):
-    """A zero-argument function running ``steps`` GD steps at ``width`` (``seeds`` nets vmapped, or one), by
-    backpropagation (``solver='autodiff'``) or in activation space (``'pattern'``, one net)."""
+def _train_config(preset: str, steps: int) -> TrainConfig:
+    make = TrainConfig.theory if preset == "theory" else TrainConfig.paper
+    return make(lr=0.01, steps=steps, loss="identity", record_loss=False)
+
+
+def _training_case(cfg: Config, x, y, width: int, seeds: int | None, solver: str = "autodiff",
+                   preset: str = "theory"):
+    """A zero-argument function running ``steps`` steps of ``preset`` at ``width`` (``seeds`` nets vmapped, or
+    one), by backpropagation (``solver='autodiff'``) or in activation space (``'pattern'``, one net)."""
     net = models.TwoLayerConfig(width)
     apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
-    tcfg = TrainConfig.theory(lr=0.01, steps=cfg.steps, loss="identity", record_loss=False)
+    tcfg = _train_config(preset, cfg.steps)
     key = jax.random.PRNGKey(cfg.seed + width)
     if seeds is None:
         p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
         if solver == "pattern":
-            return lambda: pattern_gd.train(net, p0, x, y, lr=0.01, steps=cfg.steps)
+            return lambda: pattern_gd.train(net, p0, x, y, lr=0.01, steps=cfg.steps, config=tcfg)
         return lambda: train(apply_fn, p0, x, y, tcfg, mask=mask).params
     keys = jax.random.split(key, seeds)
     p0 = jax.vmap(lambda k: models.init_params(net, x.shape[1], key=k, dtype=x.dtype))(keys)
@@ -275,25 +301,28 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
     matmul = jax.jit(lambda a, b: a @ b)
     mats = {}
     # the peak is the denominator of every training fraction and of the sweeps' peak bounds
-    if do_matmul or do_train or {"width_sweep", "paper_sweep"} & set(cfg.sections):
+    first_mm = {}
+    if do_matmul or do_train or {"width_sweep", "paper_sweep", "paper_preset"} & set(cfg.sections):
         for n in cfg.matmul_sizes:
             ka, kb = jax.random.split(jax.random.fold_in(key, n))
             mats[n] = (jax.random.normal(ka, (n, n), jnp.float32), jax.random.normal(kb, (n, n), jnp.float32))
-            timed(matmul, *mats[n])  # compile
-    cases = {}
+            first_mm[n] = timed(matmul, *mats[n])  # compile
+    cases, first = {}, {}
     if do_train:
         kx, ky = jax.random.split(jax.random.fold_in(key, 1))
         x = jax.random.normal(kx, (cfg.train_n, cfg.d), jnp.float32)
         y = jax.random.rademacher(ky, (cfg.train_n,), dtype=jnp.float32)
-        for m in cfg.train_widths:
-            cases[(m, None, "autodiff")] = _training_case(cfg, x, y, m, None)
-            cases[(m, None, "pattern")] = _training_case(cfg, x, y, m, None, "pattern")
+        for preset in PRESETS:
+            for m in cfg.train_widths:
+                cases[(m, None, "autodiff", preset)] = _training_case(cfg, x, y, m, None, preset=preset)
+                cases[(m, None, "pattern", preset)] = _training_case(cfg, x, y, m, None, "pattern", preset)
         for m in cfg.vmap_widths:
-            cases[(m, cfg.vmap_seeds, "autodiff")] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
+            cases[(m, cfg.vmap_seeds, "autodiff", "theory")] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
         for case, fn in cases.items():
-            _, wall, comp, _ = timed(fn)
+            first[case] = timed(fn)
             _say(progress, f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'} "
-                           f"({case[2]}): first call {wall:.1f}s ({comp:.1f}s compile)")
+                           f"({case[2]}, {case[3]} preset): first call {first[case].wall:.1f}s "
+                           f"({first[case].compile:.1f}s compile)")
     mm_times = {n: [] for n in mats}
     tr_times = {c: [] for c in cases}
     tr_cpu = {c: [] for c in cases}
@@ -306,38 +335,49 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
             tr_cpu[case].append(tm.cpu)
         _say(progress, f"  throughput round {r + 1}/{cfg.repeats} done")
 
-    mm = {f"n_{n}": {"gflops": 2 * n**3 / min(t) / 1e9, "best_s": min(t), "times_s": t}
+    mm = {f"n_{n}": {"gflops": 2 * n**3 / min(t) / 1e9, "best_s": min(t), "times_s": t,
+                     "cold_s": first_mm[n].wall, "compile_s": first_mm[n].compile}
           for n, t in mm_times.items()}
     peak = max(v["gflops"] for v in mm.values()) if mm else math.nan
     training: dict = {"n": cfg.train_n, "d": cfg.d, "steps": cfg.steps, "loss": "identity", "preset": "theory",
-                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net, backpropagated)",
-                      "pattern": "pattern_gd.train, the same GD in activation space; pattern_speedup = "
-                                 "autodiff best_s / pattern best_s"}
+                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net, backpropagated; the paper preset "
+                                        "adds 2dm + 2m for the momentum trace)",
+                      "pattern": "pattern_gd.train, the same optimizer in activation space; pattern_speedup = "
+                                 "autodiff best_s / pattern best_s",
+                      "cold": "cold_s: first call (compile included, compile_s of it); best_s: warm"}
     vmapped: dict = {}
-    for (m, seeds, solver), t in tr_times.items():
+    paper: dict = {"preset": "paper", "optimizer": "SGD, momentum 0.9, reduce-on-plateau (optax)"}
+    for (m, seeds, solver, preset), t in tr_times.items():
         if solver == "pattern":
             continue
         nets = 1 if seeds is None else seeds
-        flops = cfg.steps * nets * train_flops_per_step(cfg.train_n, cfg.d, m)
+        flops = cfg.steps * nets * train_flops_per_step(cfg.train_n, cfg.d, m, preset)
         best = int(np.argmin(t))
+        case = (m, seeds, solver, preset)
         entry = {"gflops": flops / t[best] / 1e9, "peak_fraction": flops / t[best] / 1e9 / peak,
                  "best_s": t[best], "times_s": t, "flops": flops, "nets": nets,
-                 "cpu_utilization": tr_cpu[(m, seeds, solver)][best] / t[best]}
+                 "cpu_utilization": tr_cpu[case][best] / t[best], "cold_s": first[case].wall,
+                 "compile_s": first[case].compile}
         if seeds is None:
-            pattern_t = tr_times[(m, None, "pattern")]
+            pcase = (m, None, "pattern", preset)
+            pattern_t = tr_times[pcase]
             entry.update(pattern_best_s=min(pattern_t), pattern_times_s=pattern_t,
-                         pattern_speedup=t[best] / min(pattern_t))
-            training[f"width_{m}"] = entry
+                         pattern_speedup=t[best] / min(pattern_t), pattern_cold_s=first[pcase].wall,
+                         pattern_compile_s=first[pcase].compile,
+                         pattern_equivalent_peak_fraction=flops / min(pattern_t) / 1e9 / peak)
+            (training if preset == "theory" else paper)[f"width_{m}"] = entry
         else:
             vmapped[f"width_{m}_seeds_{seeds}"] = entry
     if do_train:
         training["vmapped"] = vmapped
         big = [m for m in cfg.train_widths if m >= 1000]
         top = max(big) if big else max(cfg.train_widths)
-        training["peak_fraction"] = training[f"width_{top}"]["peak_fraction"]
-        training["peak_fraction_width"] = top
-        training["min_peak_fraction_width_ge_1000"] = (
-            min(training[f"width_{m}"]["peak_fraction"] for m in big) if big else None)
+        for part in (training, paper):
+            part["peak_fraction"] = part[f"width_{top}"]["peak_fraction"]
+            part["peak_fraction_width"] = top
+            part["min_peak_fraction_width_ge_1000"] = (
+                min(part[f"width_{m}"]["peak_fraction"] for m in big) if big else None)
+        training["paper_preset"] = paper
     return peak, {"sizes": mm, "peak_gflops": peak}, training
 
 
@@ -373,7 +413,7 @@ def training_flops(cells) -> dict[str, int]:
     loop (f and g per cell)."""
     f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
     def one(c, steps):
-        return steps * train_flops_per_step(c.data.n_train, c.data.d, c.width)
+        return steps * train_flops_per_step(c.data.n_train, c.data.d, c.width, c.preset)
     g = sum(one(c, c.steps_g) for c, _ in cells)
     return {"engine": sum(one(c, c.steps_f) for c in f_units.values()) + g,
             "loop": sum(one(c, c.steps_f) for c, _ in cells) + g}
@@ -391,16 +431,19 @@ def reuse_bound(cells) -> float:
     return 2 * len(cells) / sum(_count_trainings(cells))
 
 
-def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_gflops: float = math.nan) -> dict:
+def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_gflops: float = math.nan,
+                same_solver_loop: bool | None = None) -> dict:
     """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds.
-    ``peak_gflops`` (the measured matmul peak) turns the analytic training FLOPs into ``peak_bound``."""
+    ``peak_gflops`` (the measured matmul peak) turns the analytic training FLOPs into ``peak_bound``. The
+    trainings follow ``grid.base.preset`` in every path (the loop backpropagates that preset's optimizer)."""
+    same_solver_loop = cfg.same_solver_loop if same_solver_loop is None else same_solver_loop
     cells = grid.cells()
     arrays = sweeps.data_arrays(grid.base.data)  # loaded (and cached) outside every timing
     jax.block_until_ready(arrays)
     groups: dict = {}
     for cell in cells:
         groups.setdefault(sweeps.protocol_batch_key(cell[0]), []).append(cell)
-    paths = ("engine", "loop") + (("loop_same_solver",) if cfg.same_solver_loop else ())
+    paths = ("engine", "loop") + (("loop_same_solver",) if same_solver_loop else ())
     times = {(path, gi): [] for path in paths for gi in range(len(groups))}
     cpus = {k: [] for k in times}
     compiles = dict.fromkeys(times, 0.0)
@@ -448,6 +491,7 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
         "cells": len(cells), "groups": len(groups),
         "widths": [k.width for k in groups], "n_train": grid.base.data.n_train, "d": grid.base.data.d,
         "n_test": grid.base.data.n_test, "dataset": grid.base.data.name, "steps": grid.base.steps_f,
+        "preset": grid.base.preset,
         "solvers": {"engine": "auto", **{p: LOOPS[p] for p in paths[1:]}},
         "warm_method": "best_of_later_rounds" if cfg.sweep_repeats >= 2 else "cold_minus_measured_compile",
         "rounds": cfg.sweep_repeats,
@@ -470,7 +514,7 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
 
     res["speedup"] = ratio(res["loop_s"], res["engine_s"])
     res["speedup_cold"] = ratio(res["loop_cold_s"], res["engine_cold_s"])
-    if cfg.same_solver_loop:
+    if same_solver_loop:
         res["speedup_same_solver"] = ratio(res["loop_same_solver_s"], res["engine_s"])
         res["solver_speedup_per_cell"] = ratio(res["loop_s"], res["loop_same_solver_s"])
     flops = training_flops(cells)
@@ -561,7 +605,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     res: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "devices": str(jax.devices()),
                  "cpu_count": os.cpu_count(), "loadavg_start": list(os.getloadavg())}
     peak = math.nan
-    if {"matmul", "training", "width_sweep", "paper_sweep"} & set(cfg.sections):
+    if {"matmul", "training", "width_sweep", "paper_sweep", "paper_preset"} & set(cfg.sections):
         _say(progress, "bench: matmul peak" + (" and training throughput" if "training" in cfg.sections else ""))
         peak, mm, training = bench_throughput(cfg, progress)
         res["matmul_peak_gflops"], res["matmul"] = peak, mm
@@ -571,6 +615,12 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
         if section in cfg.sections:
             _say(progress, f"bench: {section}")
             res[section] = bench_sweep(cfg, grid_fn(), section, progress, peak)
+    if "paper_preset" in cfg.sections:
+        res["paper_preset"] = {}
+        for section, grid_fn in (("width_sweep", cfg.width_grid), ("paper_sweep", cfg.paper_grid)):
+            _say(progress, f"bench: paper_preset.{section} (momentum 0.9 + reduce-on-plateau)")
+            res["paper_preset"][section] = bench_sweep(cfg, grid_fn("paper"), f"paper_preset_{section}", progress,
+                                                       peak, cfg.paper_same_solver_loop)
     if "infinite" in cfg.sections:
         _say(progress, f"bench: infinite-width agreement, N = {cfg.infinite_n}")
         res["infinite_agreement"] = bench_infinite(cfg, progress)
@@ -584,6 +634,10 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
         if section in res:
             targets[f"{section}_speedup"] = _target(res[section]["speedup"], TARGETS[f"{section}_speedup"], ">=",
                                                     f"{section}: loop_s / engine_s (compile excluded)")
+        if section in res.get("paper_preset", {}):
+            targets[f"paper_preset_{section}_speedup"] = _target(
+                res["paper_preset"][section]["speedup"], TARGETS[f"paper_preset_{section}_speedup"], ">=",
+                f"paper_preset.{section}: loop_s / engine_s (compile excluded), both with momentum + plateau")
     if "infinite_agreement" in res:
         targets["infinite_seconds"] = _target(res["infinite_agreement"]["seconds"], TARGETS["infinite_seconds"],
                                               "<", f"infinite_cell at N={cfg.infinite_n}, cold (compile included)")
@@ -611,24 +665,33 @@ def table(res: dict) -> str:
                 lines.append(f"  training {k:<13} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
                              f"  ({v['best_s']:.3f}s / {tr['steps']} steps; activation-space solver "
                              f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x)")
+        for k, v in tr["paper_preset"].items():
+            if k.startswith("width_"):
+                lines.append(f"  paper-preset {k:<9} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                             f"  ({v['best_s']:.3f}s warm, {v['cold_s']:.1f}s cold; activation-space solver "
+                             f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x, "
+                             f"{v['pattern_equivalent_peak_fraction']:.0%} of peak backprop-equivalent)")
         for k, v in tr["vmapped"].items():
             lines.append(f"  vmapped {k:<14} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
                          f"  ({v['best_s']:.3f}s)")
-    for section in ("width_sweep", "paper_sweep"):
-        if section in res:
-            s = res[section]
-            lines.append(f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s  loop {s['loop_s']:7.1f}s"
-                         f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
-                         f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
-                         f"{s['loop_compile_s']:.1f}s)")
-            if "speedup_same_solver" in s:
-                lines.append(f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
-                             f"reuse + batching {s['speedup_same_solver']:.2f}x, solver {s['solver_speedup_per_cell']:.2f}x")
-            lines.append(f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
-                         f"{s['training_tflop']['loop']:.1f} loop: backpropagating at the matmul peak the engine would "
-                         f"need >= {s['engine_floor_s']:.1f}s (speedup <= {s['peak_bound']:.2f}x); loop at "
-                         f"{s['loop_peak_fraction']:.0%} of peak, engine at {s['engine_equivalent_peak_fraction']:.0%} "
-                         f"(backprop-equivalent)")
+    sweeps_run = [(k, res[k]) for k in ("width_sweep", "paper_sweep") if k in res]
+    sweeps_run += [(f"paper preset {k}", v) for k, v in res.get("paper_preset", {}).items()]
+    if sweeps_run:
+        lines.append("  sweeps: warm times (compile excluded), cold = first round with compile")
+    for section, s in sweeps_run:
+        lines.append(f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold {s['engine_cold_s']:.1f}s)"
+                     f"  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
+                     f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
+                     f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
+                     f"{s['loop_compile_s']:.1f}s)")
+        if "speedup_same_solver" in s:
+            lines.append(f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
+                         f"reuse + batching {s['speedup_same_solver']:.2f}x, solver {s['solver_speedup_per_cell']:.2f}x")
+        lines.append(f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
+                     f"{s['training_tflop']['loop']:.1f} loop: backpropagating at the matmul peak the engine would "
+                     f"need >= {s['engine_floor_s']:.1f}s (speedup <= {s['peak_bound']:.2f}x); loop at "
+                     f"{s['loop_peak_fraction']:.0%} of peak, engine at {s['engine_equivalent_peak_fraction']:.0%} "
+                     f"(backprop-equivalent)")
     if "infinite_agreement" in res:
         a = res["infinite_agreement"]
         lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "

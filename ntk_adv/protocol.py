@@ -177,14 +177,16 @@ def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str =
     """Train a freshly initialized net (``which`` = 'f' or 'g': init stream and training config) on (x, y).
 
     ``solver`` (:data:`pattern_gd.SOLVERS`): ``autodiff`` backpropagates every step (:func:`training.train`);
-    ``pattern`` runs the same gradient descent in activation space (:mod:`ntk_adv.pattern_gd`; identity loss,
-    theory preset), equal up to float rounding; ``auto`` picks ``pattern`` where it applies and pays off. A
-    centred net trains like the plain one (the identity loss's gradient does not see f_0)."""
+    ``pattern`` runs the same optimizer in activation space (:mod:`ntk_adv.pattern_gd`; identity loss, frozen
+    readout, either preset), equal up to float rounding; ``auto`` picks ``pattern`` where it applies and pays
+    off. A centred net trains like the plain one (the identity loss's gradient does not see f_0; only the loss
+    values that drive the paper preset's plateau schedule do)."""
     p0, mask = init_model(cfg, x.shape[1], stream(key, f"{which}_init"), x.dtype)
     tcfg = cfg.train_config(which)
     if pattern_gd.choose(cfg.net(), tcfg, x.shape[0], solver) == "pattern":
         start = p0[0] if cfg.centered else p0
-        trained = pattern_gd.train(cfg.net(), start, x, y, lr=tcfg.lr if lr is None else lr, steps=tcfg.steps)
+        trained = pattern_gd.train(cfg.net(), start, x, y, lr=tcfg.lr if lr is None else lr, steps=tcfg.steps,
+                                   config=tcfg, centered=cfg.centered)
         return (trained, p0[1]) if cfg.centered else trained
     return train(model_apply(cfg), p0, x, y, tcfg, lr=lr, mask=mask).params
 

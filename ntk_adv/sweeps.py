@@ -8,8 +8,8 @@
 * Inside a perturbation-learning group, work is shared (:func:`run_protocol_batch`): f is trained once per
   (seed, lr_f), perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell;
   seed-independent infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
-* Wide nets with the identity loss and plain GD train in activation space (:mod:`ntk_adv.pattern_gd`):
-  the same iterates as backpropagated GD, at a fraction of the cost (``solver``).
+* Wide nets with the identity loss and a frozen readout train in activation space (:mod:`ntk_adv.pattern_gd`,
+  both presets): the same iterates as backpropagation, at a fraction of the cost (``solver``).
 * Finished cells are written to a :class:`store.ResultStore` as each group completes; a restarted sweep skips
   them (``force=True`` recomputes), so a killed sweep loses at most the group in flight and never duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
@@ -154,8 +154,9 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], bat
     lr_g = jnp.asarray([c.lr_g for c, _ in cells], dtype)
     cell_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
 
+    static = protocol_batch_key(base)  # not the first cell: its eps / lr values would key (recompile) the jit
     if base.width is None:
-        out = _infinite_batch(base, x, y, z, y_test, cell_keys, eps, lr_f, lr_g)
+        out = _infinite_batch(static, x, y, z, y_test, cell_keys, eps, lr_f, lr_g)
     else:
         f_items, f_idx = _unique_index([(int(s), float(c.lr_f)) for c, s in cells])
         a_items, a_idx = _unique_index([(int(s), float(c.lr_f), float(c.eps)) for c, s in cells])
@@ -170,7 +171,7 @@ def run_protocol_batch(cells: Sequence[tuple[protocol.ProtocolConfig, int]], bat
             vmap_g = base.width <= VMAP_DISTINCT_WIDTH and solver_g == "autodiff"
         else:
             vmap_f = vmap_g = batching == "vmap"
-        out = _finite_batch(base, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
+        out = _finite_batch(static, vmap_f, vmap_g, solver, x, y, z, y_test, f_keys, jnp.asarray([lf for _, lf in f_items], dtype),
                             a_keys, jnp.asarray(a_to_f), jnp.asarray([e for _, _, e in a_items], dtype),
                             jnp.asarray(lim_lrs, dtype), cell_keys, jnp.asarray(f_idx), jnp.asarray(a_idx),
                             jnp.asarray(lim_idx), lr_f, lr_g)

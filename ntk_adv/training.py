@@ -99,12 +99,21 @@ class TrainResult:
 
 
 def make_optimizer(cfg: TrainConfig, lr) -> optax.GradientTransformationExtraArgs:
+    """``optax.sgd`` (heavy-ball momentum ``trace = momentum * trace + grad``, update ``-lr * trace``), chained
+    with :func:`plateau_transform` (which multiplies the update by its scale) when ``cfg.plateau``. The
+    plateau transform is fed the full-batch loss *before* the step (``value=`` in :func:`train`)."""
     momentum = cfg.momentum if cfg.optimizer == "momentum" else None
     opt = optax.sgd(learning_rate=lr, momentum=momentum)
     if cfg.plateau:
-        plateau = optax.contrib.reduce_on_plateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-        opt = optax.chain(opt, plateau)
+        opt = optax.chain(opt, plateau_transform(cfg))
     return optax.with_extra_args_support(opt)
+
+
+def plateau_transform(cfg: TrainConfig) -> optax.GradientTransformationExtraArgs:
+    """The reduce-on-plateau schedule of ``cfg`` (optax's defaults otherwise: rtol 1e-4, atol 0, cooldown 0,
+    accumulation size 1). One definition, shared with the activation-space solver (:mod:`ntk_adv.pattern_gd`),
+    which feeds it the same losses."""
+    return optax.contrib.reduce_on_plateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
 
 
 def _mask_leaves(params, mask) -> tuple[bool, ...]:

@@ -24,7 +24,12 @@ KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_
         "paper_sweep.engine_s", "paper_sweep.loop_s", "paper_sweep.reuse_bound",
         "width_sweep.peak_bound", "paper_sweep.peak_bound", "paper_sweep.engine_floor_s",
         "width_sweep.loop_same_solver_s", "training.width_8.pattern_best_s", "training.width_8.pattern_speedup",
-        "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb"]
+        "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb",
+        "training.width_8.cold_s", "training.paper_preset.width_8.gflops", "training.paper_preset.width_8.peak_fraction",
+        "training.paper_preset.width_8.pattern_best_s", "training.paper_preset.width_8.cold_s",
+        "matmul.sizes.n_128.cold_s"] + [
+        f"paper_preset.{sweep}.{k}" for sweep in ("width_sweep", "paper_sweep")
+        for k in ("engine_s", "loop_s", "speedup", "engine_cold_s", "loop_cold_s", "speedup_cold")]
 SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold",
             "width_sweep.speedup_same_solver", "paper_sweep.solver_speedup_per_cell"]
 
@@ -52,7 +57,13 @@ def test_bench_main_tiny(tmp_path, capsys):
     for sweep in ("width_sweep", "paper_sweep"):
         assert on_disk[sweep]["max_abs_metric_diff"] < 1e-3
     assert set(on_disk["targets"]) == {"training_peak_fraction", "width_sweep_speedup", "paper_sweep_speedup",
+                                       "paper_preset_width_sweep_speedup", "paper_preset_paper_sweep_speedup",
                                        "infinite_seconds"}
+    for sweep in ("width_sweep", "paper_sweep"):  # the papers' optimizer in every path, backprop in the loop
+        part = on_disk["paper_preset"][sweep]
+        assert part["preset"] == "paper" and on_disk[sweep]["preset"] == "theory"
+        assert part["solvers"] == {"engine": "auto", "loop": "autodiff"}
+        assert part["max_abs_metric_diff"] < 1e-3
     assert on_disk["targets"]["training_peak_fraction"]["met"] is None  # no width >= 1000 in the tiny run
     assert all(isinstance(t["met"], bool) for k, t in on_disk["targets"].items() if k != "training_peak_fraction")
     assert {"git_rev", "jax", "jaxlib"} <= set(on_disk) and on_disk["jax"] == "0.5.3"
@@ -69,6 +80,10 @@ def test_quick_and_cli_options():
     assert cfg.quick and cfg.sections == ("matmul", "paper_sweep")
     assert bench.train_flops_per_step(2000, 784, 100) == 4 * 2000 * 784 * 100 + 8 * 2000 * 100 + 2 * 784 * 100 \
         + 2 * 100 + 3 * 2000
+    assert bench.train_flops_per_step(2000, 784, 100, "paper") == bench.train_flops_per_step(2000, 784, 100) \
+        + 2 * 784 * 100 + 2 * 100  # the momentum trace
+    assert bench.Config().paper_grid("paper").base.preset == "paper"
+    assert len(bench.Config().width_grid("paper").cells()) == 45
 
 
 def test_reference_grids_and_reuse_bound():

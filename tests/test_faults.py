@@ -515,3 +515,50 @@ def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def _ray_processes() -> set[int]:
+    out = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "default_worker" in cmd
+                        or "dashboard" in cmd) and _alive(int(p.name)):
+                    out.add(int(p.name))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_no_orphan_ray_processes_when_the_driver_dies(tmp_path):
+    """kill -9 of a driver running a sweep on a local Ray cluster: the running task, raylet and GCS stop with
+    it; Ray's own dashboard / runtime-env agents notice the dead raylet and exit too (measured ~100 s)."""
+    pytest.importorskip("ray")
+    before = _ray_processes()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "slow_batch.py").write_text(SLOW_BATCH.format(marks=str(marks)))
+    script = WORKER_SCRIPT.format(tests=str(tmp_path), store=str(tmp_path / "store"), workers=1).replace(
+        'backend="processes"', 'backend="ray"')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(marks.iterdir()):
+            assert proc.poll() is None, "the driver died before its task started"
+            assert time.monotonic() < deadline, "the ray task did not start"
+            time.sleep(0.5)
+        started = _ray_processes() - before
+        assert started, "no ray processes seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 240
+        while (_ray_processes() & started) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert not (_ray_processes() & started), "ray processes outlived their driver by 240 s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

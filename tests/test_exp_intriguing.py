@@ -27,6 +27,7 @@ def _outputs_exist(out, figures):
     return summary, read_csv(out / "results.csv")
 
 
+@pytest.mark.slow  # ~20 s: in CI's slow run
 def test_lbfgs_distortion_and_noise(tmp_path):
     """(a) L-BFGS always succeeds and finite widths approach the limit's distortion; (b) Gaussian noise of up to
     5x the adversarial norm barely changes the error."""
@@ -45,6 +46,7 @@ def test_lbfgs_distortion_and_noise(tmp_path):
     assert {r["multiple"] for r in select(rows, part="b", metric="noise_error")} == {0.0, 1.0, 2.0, 5.0}
 
 
+@pytest.mark.slow  # ~20 s: in CI's slow run
 def test_transfer_matrix(tmp_path):
     """(c) the transfer matrix covers widths, seeds, the limit and the disjoint halves; a model's own minimal
     examples fool it; amplified perturbations transfer more than minimal ones."""

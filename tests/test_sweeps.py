@@ -144,7 +144,8 @@ def test_export_long_format(tmp_path, reference):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # JAX warns when ray forks
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
-@pytest.mark.parametrize("backend", [pytest.param("processes", marks=pytest.mark.slow), "ray"])
+@pytest.mark.parametrize("backend", [pytest.param("processes", marks=pytest.mark.slow),
+                                     pytest.param("ray", marks=pytest.mark.slow)])  # ~25 s each: CI's slow run
 def test_backends_match_inprocess(tmp_path, reference, backend):
     records = sweeps.run_sweep(GRID, tmp_path, backend=backend, workers=2, progress=False, max_batch=8)
     assert metrics_by_id(records) == metrics_by_id(reference)

@@ -103,7 +103,7 @@ from ntk_adv.store import ResultStore
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "bench"
-SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "paper_preset", "infinite")
+SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "paper_preset", "infinite", "reproduction_panel")
 PRESETS = ("theory", "paper")
 TARGETS = {
     "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
@@ -116,7 +116,8 @@ TARGETS = {
 # The scaled-down variant (--quick): replaces every field that still has its default value.
 QUICK = dict(matmul_sizes=(1024, 2048), repeats=2, train_widths=(100, 1000), train_n=1000, d=256, steps=50,
              sweep_n=500, sweep_n_test=250, sweep_widths=(16, 64, 256, 1024), sweep_seeds=3,
-             paper_widths=(10, 100), paper_eps_count=5, sweep_repeats=2, infinite_n=2000, infinite_n_test=500)
+             paper_widths=(10, 100), paper_eps_count=5, sweep_repeats=2, infinite_n=2000, infinite_n_test=500,
+             panel_seeds=2, panel_values=(0.0, 0.005, 0.01))
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,15 @@ class Config:
     sweep_repeats: int = 1
     same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
     paper_same_solver_loop: bool = False  # the same for the paper_preset section (adds a third loop's time)
+    # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary, figure)
+    panel: str = "shifted_gauss_a_eps"
+    panel_seeds: int = 5
+    panel_values: tuple[float, ...] = ()  # the panel's swept values; empty = the published ones
+    panel_n_train: int | None = None  # shrink the panel (smoke tests); None = the published setting
+    panel_n_test: int | None = None
+    panel_d: int | None = None
+    panel_width: int | None = None
+    panel_steps: int | None = None
     # (c)
     infinite_n: int = 10000
     infinite_n_test: int = 1000
@@ -596,6 +606,27 @@ def _target(value, threshold, kind: str, what: str) -> dict:
     return {"target": f"{kind} {threshold}", "what": what, "value": value, "met": ok}
 
 
+def bench_panel(cfg: Config, out: Path) -> dict:
+    """One reproduction panel end to end, twice in one process: cold (compiles included, empty store) and warm
+    (``force``: every cell recomputed with the compiled functions); the cells and which solver trained them."""
+    import shutil
+
+    from experiments import reproduce
+
+    rcfg = reproduce.Config(panel=cfg.panel, seeds=cfg.panel_seeds, values=tuple(cfg.panel_values),
+                            n_train=cfg.panel_n_train, n_test=cfg.panel_n_test, d=cfg.panel_d, width=cfg.panel_width,
+                            steps=cfg.panel_steps)
+    shutil.rmtree(out, ignore_errors=True)
+    times = []
+    for force in (False, True):
+        t0 = time.perf_counter()
+        summary = reproduce.main(replace(rcfg, force=force), out, progress=False)
+        times.append(time.perf_counter() - t0)
+    pcfg = summary.get("settings", {})
+    return {"panel": cfg.panel, "seeds": cfg.panel_seeds, "points": len(summary.get("points", [])),
+            "cold_s": times[0], "warm_s": times[1], "settings": pcfg, "solver": rcfg.solver}
+
+
 def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bool = True) -> dict:
     """Run the selected sections, write ``out/bench.json``, print a table; returns the result dict."""
     cfg = cfg.resolved()
@@ -624,6 +655,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     if "infinite" in cfg.sections:
         _say(progress, f"bench: infinite-width agreement, N = {cfg.infinite_n}")
         res["infinite_agreement"] = bench_infinite(cfg, progress)
+    if "reproduction_panel" in cfg.sections:
+        _say(progress, f"bench: reproduction panel {cfg.panel} end to end ({cfg.panel_seeds} seeds)")
+        res["reproduction_panel"] = bench_panel(cfg, out / "panel")
 
     targets = {}
     if "training" in res:
@@ -697,6 +731,10 @@ def table(res: dict) -> str:
         lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "
                      f"{a['seconds_warm']:.1f}s warm, peak RSS {a['peak_rss_mb']:.0f} MB "
                      f"(+{a['peak_rss_delta_mb']:.0f} MB)")
+    if "reproduction_panel" in res:
+        p = res["reproduction_panel"]
+        lines.append(f"  panel {p['panel']:<17} {p['cold_s']:7.1f}s cold, {p['warm_s']:.1f}s warm "
+                     f"({p['points']} points x {p['seeds']} seeds, lr grid, solver {p['solver']})")
     for name, t in res["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.3g}"
         lines.append(f"  target {name:<24} {t['target']:<8} value {val:<8} "

@@ -16,7 +16,8 @@ from ntk_adv import cli
 TINY = dict(matmul_sizes=(128,), repeats=2, train_widths=(8,), train_n=64, d=16, steps=5, vmap_widths=(8,),
             vmap_seeds=2, sweep_n=48, sweep_n_test=32, sweep_widths=(8,), sweep_seeds=2, sweep_eps=0.0,
             sweep_lr=0.1, paper_widths=(8,), paper_lrs=(0.1,), paper_eps_count=1, paper_seeds=2, infinite_n=200,
-            infinite_n_test=50, infinite_repeats=1, sweep_repeats=2)
+            infinite_n_test=50, infinite_repeats=1, sweep_repeats=2, panel_seeds=1, panel_values=(0.0, 0.01),
+            panel_n_train=32, panel_n_test=16, panel_d=8, panel_width=8, panel_steps=5)
 
 KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_fraction",
         "training.peak_fraction", "training.vmapped.width_8_seeds_2.gflops",
@@ -27,7 +28,8 @@ KEYS = ["matmul_peak_gflops", "training.width_8.gflops", "training.width_8.peak_
         "infinite_agreement.seconds", "infinite_agreement.peak_rss_mb",
         "training.width_8.cold_s", "training.paper_preset.width_8.gflops", "training.paper_preset.width_8.peak_fraction",
         "training.paper_preset.width_8.pattern_best_s", "training.paper_preset.width_8.cold_s",
-        "matmul.sizes.n_128.cold_s"] + [
+        "matmul.sizes.n_128.cold_s", "reproduction_panel.cold_s", "reproduction_panel.warm_s",
+        "reproduction_panel.points"] + [
         f"paper_preset.{sweep}.{k}" for sweep in ("width_sweep", "paper_sweep")
         for k in ("engine_s", "loop_s", "speedup", "engine_cold_s", "loop_cold_s", "speedup_cold")]
 SPEEDUPS = ["width_sweep.speedup", "width_sweep.speedup_cold", "paper_sweep.speedup", "paper_sweep.speedup_cold",

@@ -47,6 +47,7 @@ def test_dimension_slopes(tmp_path):
     assert summary["predictions"]["a_random_sqrt_d"]["verdict"] == "confirmed"
 
 
+@pytest.mark.slow  # ~10 s: in CI's slow run
 def test_rays_and_fgsm_error(tmp_path):
     """(b) piecewise linear rays converging to the limit, (c) FGSM error rising with eps, widths -> limit."""
     cfg = linearity.Config(widths=(16, 128, 1024), seeds=2, data=DIGITS, steps=100, ray_points=201, n_rays=8,

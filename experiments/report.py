@@ -23,9 +23,9 @@ SKIP = ("demo", "bench", "report", "figures", "reproduce")  # figures: the figur
 
 
 def reportable() -> dict[str, str]:
-    from ntk_adv.cli import discover
+    from experiments.cli import commands
 
-    return {c: m for c, m in discover().items() if c not in SKIP}
+    return {c: m for c, m in commands().items() if c not in SKIP}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The ``ntk-adv`` command: one entry point, one subcommand per experiment.
 
-The CLI is thin: each experiment module in ``experiments/`` exposes ``COMMAND`` (its subcommand name), a frozen
-``Config`` dataclass and ``main(config, out, *, progress)``; options are generated from the dataclass fields
-(tuples take several values, separated by spaces or commas; nested ``DataSpec`` fields are ``--dataset``,
-``--n-train``, ...), so adding an experiment means adding a module - nothing to register here.
+The library side of the command: the application (``experiments.cli``) hands in its registry of commands -
+subcommand -> module exposing ``COMMAND``, a frozen ``Config`` dataclass and ``main(config, out, *, progress)`` -
+and this module builds the parser and runs one. It never imports the application: dependencies point from
+``experiments`` to ``ntk_adv`` only. Options are generated from the dataclass fields (tuples take several values,
+separated by spaces or commas; nested ``DataSpec`` fields are ``--dataset``, ``--n-train``, ...).
 """
 
 from __future__ import annotations
@@ -12,26 +13,12 @@ import argparse
 import dataclasses
 import importlib
 import os
-import sys
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 
+Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
-def discover() -> dict[str, str]:
-    """Subcommand -> module: every module in ``experiments/`` that defines ``COMMAND``, ``Config`` and ``main``."""
-    import pkgutil
-
-    import experiments
-
-    found = {}
-    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"experiments.{info.name}")
-        if all(hasattr(module, a) for a in ("COMMAND", "Config", "main")):
-            found[module.COMMAND] = module.__name__
-    return found
-
-
-COMMANDS: dict[str, str] = discover()
 
 DATA_OPTIONS = {"name": "dataset", "seed": "data_seed", "root": "data_root"}
 
@@ -108,10 +95,12 @@ def config_from_args(args: argparse.Namespace, config_cls):
     return config_cls(**kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntk-adv", description=__doc__.splitlines()[0])
+def build_parser(commands: Commands) -> argparse.ArgumentParser:
+    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``."""
+    parser = argparse.ArgumentParser(prog="ntk-adv", description="Adversarial examples on wide two-layer networks "
+                                     "and their NTK limits: one subcommand per experiment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for name, module_name in commands.items():
         module = importlib.import_module(module_name)
         summary = (module.__doc__ or name).strip().splitlines()[0]
         p = sub.add_parser(name, help=summary, description=module.__doc__,
@@ -133,12 +122,12 @@ def os_error_message(err: OSError) -> str:
     return f"{where}: {cause}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a subcommand. Bad options and data: one line and exit code 2; OS-level failures (unwritable or
+def main(argv: list[str] | None, commands: Commands) -> int:
+    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures (unwritable or
     read-only output, a file in the way, a full disk): one line naming the path and the cause, exit code 1;
     Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or ``NTK_ADV_DEBUG=1``
     shows the full traceback instead."""
-    parser = build_parser()
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     module = args._module
     debug = args.debug or os.environ.get("NTK_ADV_DEBUG", "") not in ("", "0")
@@ -172,6 +161,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"{prefix}: error: {os_error_message(err)}\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

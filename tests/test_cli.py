@@ -2,7 +2,7 @@
 
 import pytest
 
-from ntk_adv import cli
+from experiments import cli
 
 
 def test_help_lists_subcommands(capsys):
@@ -10,7 +10,7 @@ def test_help_lists_subcommands(capsys):
         cli.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in cli.COMMANDS:
+    for name in cli.commands():
         assert name in out
 
 

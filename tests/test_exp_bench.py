@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from experiments import bench
-from ntk_adv import cli
+from experiments import bench, cli
 
 # One width shared by both sweeps and a paper grid of the width sweep's shape and first cell (2 seeds, the sweep's
 # lr, eps = 0): the engine's jit is keyed on the first cell's config, so both sweeps reuse one compiled group and

@@ -140,7 +140,7 @@ def test_bad_config(kwargs, message):
 
 
 def test_cli_rejects_bad_decays(capsys):
-    from ntk_adv import cli
+    from experiments import cli
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["intriguing", "--decays", "0.1", "1.0", "--quiet"])

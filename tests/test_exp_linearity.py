@@ -109,7 +109,7 @@ def test_bad_config(kwargs, message):
 
 
 def test_cli_rejects_bad_parts(capsys):
-    from ntk_adv import cli
+    from experiments import cli
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["linearity", "--parts", "xyz", "--quiet"])

@@ -5,8 +5,7 @@ import math
 
 import pytest
 
-from experiments import demo, perturbation_learning
-from ntk_adv import cli
+from experiments import cli, demo, perturbation_learning
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 

@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import reproduce
-from ntk_adv import cli
+from experiments import cli, reproduce
 from ntk_adv.results import read_csv
 
 POINT_KEYS = {"axis", "value", "agreement_mean", "agreement_ci95", "agreement_seed0_best_lr",

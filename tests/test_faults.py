@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import cli
 from ntk_adv import (
     attacks,
-    cli,
     data,
     kernels,
     limits,
@@ -333,6 +333,7 @@ sys.path.insert(0, {tests!r})
 import slow_batch
 from ntk_adv import sweeps
 from ntk_adv.data import DataSpec
+from experiments import cli
 from ntk_adv.protocol import ProtocolConfig
 cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), width=4)
 cells = [(cfg.with_(eps=e), 0) for e in (0.5, 1.0, 2.0, 4.0)]

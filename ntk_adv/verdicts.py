@@ -143,12 +143,7 @@ def seed_proportion(proportions: Sequence[float], n_points: int, *, level: float
     idx = rng.integers(0, p.size, size=(BOOTSTRAP, p.size))
     counts = rng.binomial(n_points, p[idx])
     means = counts.mean(axis=1) / n_points
-    lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
-    m = float(p.mean())
-    # a percentile bootstrap over few seeds is too narrow: widen to the Student-t interval, clipped to [0, 1]
-    half = float(stats.t.ppf(0.5 + level / 2, p.size - 1) * p.std(ddof=1) / math.sqrt(p.size))
-    lo, hi = max(min(lo, m - half), 0.0), min(max(hi, m + half), 1.0)
-    return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(p.size), "bootstrap+t")
+    return _bootstrap_t(p, means, (0.0, 1.0), level)
 
 
 def seed_mean(values: Sequence[float], *, bounds: tuple[float, float] = (-np.inf, np.inf), level: float = LEVEL,
@@ -162,11 +157,18 @@ def seed_mean(values: Sequence[float], *, bounds: tuple[float, float] = (-np.inf
         return Estimate(m, m, m, 1, "single")
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, size=(BOOTSTRAP, v.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    lo, hi = min(lo, m - half), max(hi, m + half)
-    lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
-    return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(v.size), "bootstrap+t")
+    return _bootstrap_t(v, means, bounds, level)
+
+
+def _bootstrap_t(values: np.ndarray, boot_means: np.ndarray, bounds: tuple[float, float], level: float
+                 ) -> Estimate:
+    """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that is
+    wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
+    m = float(values.mean())
+    lo, hi = np.quantile(boot_means, [0.5 - level / 2, 0.5 + level / 2])
+    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    lo, hi = max(min(lo, m - half), bounds[0]), min(max(hi, m + half), bounds[1])
+    return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(values.size), "bootstrap+t")
 
 
 # ------------------------------------------------------------------------------------------- verdicts

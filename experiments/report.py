@@ -109,10 +109,11 @@ def render(sections, table, timings) -> str:
     prov = provenance()
     lines = ["# ntk-adv report", "",
              f"git {prov['git_rev'][:12]}, jax {prov['jax']}, jaxlib {prov['jaxlib']}.", "",
-             "| experiment | claim | prediction | measured | verdict | reason |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| experiment | claim | prediction | measured | verdict | reason | paper |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {_cell(r['experiment'])} | {_cell(r['claim'])} | {_cell(r['prediction'])} | "
-              f"{_cell(r['measured'])} | **{r['verdict']}** | {_cell(r.get('reason', ''))} |" for r in table]
+              f"{_cell(r['measured'])} | **{r['verdict']}** | {_cell(r.get('reason', ''))} | "
+              f"{_cell(r.get('paper', ''))} |" for r in table]
     for command, module, exp_cfg, scale, claims, pngs in sections:
         doc = (module.__doc__ or "").strip().split("\n\n")[0]
         lines += ["", f"## {command}", "", doc, "",

@@ -76,6 +76,7 @@ class Claim:
     verdict: str
     reason: str
     basis: str = ""  # how the prediction was derived (a formula, a docs section)
+    paper: str = ""  # the published number for the closest setting, with its source and how settings differ
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -193,17 +194,18 @@ def judge(region: tuple[float, float], measured: Estimate) -> tuple[str, str]:
                             f"(interval width {width:.3f}): more seeds or test points needed to decide")
 
 
-def equals(name: str, claim: str, predicted: float, tolerance: float, measured: Estimate, *, basis: str = ""
-           ) -> Claim:
+def equals(name: str, claim: str, predicted: float, tolerance: float, measured: Estimate, *, basis: str = "",
+           paper: str = "") -> Claim:
     """Claim 'measured == predicted within tolerance' (two one-sided intervals)."""
     if not (math.isfinite(predicted) and tolerance >= 0):
         raise ValueError(f"{name}: need a finite prediction and tolerance >= 0, got {predicted}, {tolerance}")
     region = (predicted - tolerance, predicted + tolerance)
     verdict, reason = judge(region, measured)
-    return Claim(name, claim, float(predicted), float(tolerance), region, measured, verdict, reason, basis)
+    return Claim(name, claim, float(predicted), float(tolerance), region, measured, verdict, reason, basis, paper)
 
 
-def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "") -> Claim:
+def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
+          ) -> Claim:
     """Claim 'measured > threshold' (one-sided): confirmed when the whole interval is above it."""
     region = (float(threshold), math.inf)
     verdict, reason = judge(region, measured)
@@ -211,10 +213,11 @@ def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
         verdict = "inconclusive"
     if verdict == "inconclusive":
         reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
-    return Claim(name, claim, None, None, region, measured, verdict, reason, basis)
+    return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
 
 
-def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "") -> Claim:
+def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
+          ) -> Claim:
     """Claim 'measured < threshold' (one-sided)."""
     region = (-math.inf, float(threshold))
     verdict, reason = judge(region, measured)
@@ -222,14 +225,15 @@ def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
         verdict = "inconclusive"
     if verdict == "inconclusive":
         reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
-    return Claim(name, claim, None, None, region, measured, verdict, reason, basis)
+    return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
 
 
-def slope(name: str, claim: str, predicted: float, tolerance: float, fit, *, basis: str = "") -> Claim:
+def slope(name: str, claim: str, predicted: float, tolerance: float, fit, *, basis: str = "", paper: str = ""
+          ) -> Claim:
     """Claim 'fitted log-log slope == predicted within tolerance'; ``fit`` is a
     :class:`ntk_adv.metrics.SlopeFit` (95% Student-t interval on the slope)."""
     est = Estimate(fit.slope, fit.low, fit.high, fit.n, "fit")
-    return equals(name, claim, predicted, tolerance, est, basis=basis)
+    return equals(name, claim, predicted, tolerance, est, basis=basis, paper=paper)
 
 
 def from_check(name: str, claim: str, prediction: str, measured: str, ok: bool, criterion: str = "") -> dict:

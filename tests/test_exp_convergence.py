@@ -9,6 +9,9 @@ from experiments import convergence
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
+PINNED_TINY = {"ntk_rel_error_rate": "inconclusive", "ntk_rel_error_trained_rate": "inconclusive",
+               "function_gap_rate": "inconclusive"}  # 3 seeds: each slope interval straddles -0.5 +- 0.2
+
 
 def test_convergence_main_tiny(tmp_path):
     cfg = convergence.Config(widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30),
@@ -24,6 +27,10 @@ def test_convergence_main_tiny(tmp_path):
     # Theory: m^(-1/2). Three widths and three seeds give a loose but real check.
     assert -0.8 < summary["ntk_rel_error_slope"] < -0.25
     assert summary["function_gap_slope"] < -0.25
+    # Pinned verdicts of this tiny config (3 widths x 3 seeds; -1/2 +- 0.2).
+    assert {c["name"]: c["verdict"] for c in summary["claims"]} == PINNED_TINY
+    for c in summary["claims"]:
+        assert c["verdict"] == "confirmed" or c["reason"]
     assert on_disk["jax"] == "0.5.3"
 
 

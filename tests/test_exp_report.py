@@ -11,7 +11,7 @@ def test_report_quick_subset(tmp_path):
     cfg = report.Config(experiments=("convergence",), quick=True)
     summary = report.main(cfg, tmp_path, progress=False)
     text = (tmp_path / "report.md").read_text()
-    assert "| experiment | claim | prediction | measured | verdict | reason |" in text
+    assert "| experiment | claim | prediction | measured | verdict | reason | paper |" in text
     assert summary["total"] == 3 and summary["total"] == text.count("| convergence |")
     assert "![convergence](convergence/convergence.png)" in text
     assert (tmp_path / "convergence" / "convergence.png").exists()

@@ -54,13 +54,19 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
     commands = reportable()
     chosen = cfg.experiments or tuple(commands)
     sections, table, timings = [], [], {}
-    for command in tqdm(chosen, desc="report: experiments", disable=None if progress else True):
+    bar = tqdm(chosen, desc="report: experiments", disable=None if progress else True)
+    for command in bar:
+        bar.set_postfix_str(command)
         module = importlib.import_module(commands[command])
         exp_cfg, scale = scale_of(module, cfg.quick)
         t0 = time.perf_counter()
         summary = module.main(exp_cfg, out / command, progress=False)
         timings[command] = time.perf_counter() - t0
         claims = claims_of(summary)
+        if progress is not False:
+            counts = {v: sum(c["verdict"] == v for c in claims) for v in ("confirmed", "refuted", "inconclusive")}
+            bar.write(f"report: {command} ({scale} scale) {timings[command]:.0f} s, {len(claims)} claims: "
+                      + ", ".join(f"{n} {v}" for v, n in counts.items()))
         table += [{"experiment": command, **c} for c in claims]
         sections.append((command, module, exp_cfg, scale, claims, sorted((out / command).glob("*.png"))))
     text = render(sections, table, timings)

@@ -76,7 +76,7 @@ def test_mnist_table1(tmp_path):
     summary = intriguing.main(cfg, tmp_path, progress=False)
     claims = _check_claims(summary, tmp_path)
     c = claims["mnist_distortion_vs_table1"]
-    assert c["verdict"] in ("confirmed", "refuted", "inconclusive") and "Table 1" in c["paper"]
+    assert c["verdict"] == "confirmed" and "Table 1" in c["paper"]  # measured 0.098 [0.082, 0.114] vs 0.09 +- 0.06
     assert 0.0 < summary["mnist_table1"]["distortion"] < 1.0
 
 

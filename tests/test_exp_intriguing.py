@@ -22,6 +22,7 @@ MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% interval] vs prediction
     "a_lbfgs_always_succeeds": "confirmed",  # 1.000 [0.967, 1.000] vs 1.000 +- 0.050
     "a_distortion_converges_to_limit": "inconclusive",  # -0.906 [-1.167, -0.645] vs -0.500 +- 0.250
+    "a_decay_matches_limit": "inconclusive",  # 0.056 [0.000, 0.408] vs 0.000 +- 0.100
     "a_decay_raises_clean_error": "inconclusive",  # 0.014 [-0.045, 0.073] vs > 0
     "a_decay_raises_distortion": "inconclusive",  # 0.012 [-0.127, 0.152] vs > 0
     "b_noise_near_clean": "confirmed",  # 0.095 [0.071, 0.119] vs < 0.15

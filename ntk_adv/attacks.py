@@ -30,6 +30,10 @@ Iterations use ``lax.fori_loop`` / ``lax.while_loop`` / ``lax.scan``, never a Py
 Boxes (``clip=(lo, hi)``, scalars or arrays broadcastable to ``(N, d)``) constrain ``x + eta``; the clean
 ``x`` is assumed to lie in the box.  The returned ``eta`` is nudged by at most a few ulps so that
 ``x + eta``, evaluated in the dtype of ``x``, lies in ``[lo, hi]`` exactly.
+
+Modules: the argument checks and the small shared helpers (row norms, boxes) are in
+:mod:`ntk_adv.attack_checks`, the batched projected L-BFGS solver in :mod:`ntk_adv.lbfgs`; every attack and
+every public name (``ATTACKS``, ``NORMS``, the attack functions, ``make_attack``) is importable from here.
 """
 
 from __future__ import annotations
@@ -43,14 +47,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ntk_adv import validate
-from ntk_adv.losses import MARGIN_LOSSES, margin_loss
-
-Array = jax.Array
-Predictor = Callable[[Array], Array]
+from ntk_adv import lbfgs
+from ntk_adv.attack_checks import (  # argument checks and shared helpers (shapes in their docstrings)
+    NORMS,
+    Array,
+    Predictor,
+    _box,
+    _check_inputs,
+    _check_l0_mode,
+    _check_params,
+    _fit_box,
+    _grad,
+    _is_tracer,
+    _loss_fn,
+    _normalize_l2,
+    _predict,
+    _row_norm,
+)
 
 ATTACKS = ("one_step_l2", "fgsm", "fgm", "pgd_l2", "pgd_linf", "l0", "lbfgs")
-NORMS = ("l2", "linf")
 
 __all__ = [
     "ATTACKS",
@@ -65,209 +80,6 @@ __all__ = [
     "one_step_l2",
     "pgd",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Argument checks (eager, Python level: shapes and static parameters only)
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_tracer(v: Any) -> bool:
-    return isinstance(v, jax.core.Tracer)
-
-
-def _check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
-    """Validate ``x`` (N, d) and ``targets`` (N,) in {-1, +1}; return them as arrays of x's float dtype."""
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be a 2-D array of shape (N, d); got shape {tuple(x.shape)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    validate.finite("x", x)
-    t = jnp.asarray(targets)
-    if t.shape != (x.shape[0],):
-        raise ValueError(
-            f"targets must have shape (N,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}; "
-            f"got shape {tuple(t.shape)}"
-        )
-    if not _is_tracer(t):
-        tv = np.asarray(t)
-        if not np.all((tv == 1) | (tv == -1)):
-            raise ValueError("targets must contain only -1 and +1")
-    return x, t.astype(x.dtype)
-
-
-def _check_scalar(name: str, value: Any, *, positive: bool) -> None:
-    """A finite real scalar, > 0 (``positive``) or >= 0; traced scalars are accepted unchecked."""
-    if _is_tracer(value):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}")
-        return
-    try:
-        v = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        v = np.asarray(np.nan)
-    is_bool = isinstance(value, (bool, np.bool_))
-    if is_bool or v.dtype.kind != "f" or v.ndim != 0 or not np.isfinite(v):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if positive and not v > 0:
-        raise ValueError(f"{name} must be > 0; got {value!r}")
-    if not positive and v < 0:
-        raise ValueError(f"{name} must be >= 0; got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not (is_int and value >= minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-
-
-def _check_c(c: Any) -> None:
-    """L-BFGS trade-off ``c``: a positive scalar or a positive array of shape (N,) (per point)."""
-    if _is_tracer(c):
-        return
-    try:
-        v = np.asarray(c, dtype=float)
-    except (TypeError, ValueError):
-        v = np.asarray(np.nan)
-    if v.ndim > 1 or not np.all(np.isfinite(v)) or not np.all(v > 0):
-        raise ValueError(f"c must be a positive finite scalar or (N,) array; got {c!r}")
-
-
-def _check_clip(clip: Any) -> None:
-    if clip is None:
-        return
-    if not isinstance(clip, (tuple, list)) or len(clip) != 2:
-        raise ValueError(f"clip must be None or a pair (lo, hi); got {clip!r}")
-    lo, hi = clip
-    if not (_is_tracer(lo) or _is_tracer(hi)):
-        lo_v, hi_v = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-        if np.any(np.isnan(lo_v)) or np.any(np.isnan(hi_v)) or np.any(lo_v >= hi_v):
-            raise ValueError(f"clip must satisfy lo < hi; got {clip!r}")
-
-
-def _loss_fn(loss: Any) -> Callable[[Array], Array]:
-    if loss not in MARGIN_LOSSES:
-        raise ValueError(
-            f"attacks need a margin loss; got loss {loss!r}, expected one of {', '.join(MARGIN_LOSSES)}"
-        )
-    return margin_loss(loss)
-
-
-def _check_norm(norm: Any) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
-
-
-def _check_l0_mode(step: Any, clip: Any) -> None:
-    if step is None and clip is None:
-        raise ValueError("l0 attack needs step (a coordinate change size) or clip (move to the box bound)")
-    if step is not None:
-        _check_scalar("step", step, positive=True)
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if value is not True and value is not False and not isinstance(value, np.bool_):
-        raise ValueError(f"{name} must be a bool; got {value!r}")
-
-
-_PARAM_CHECKS: dict[str, Callable[[Any], None]] = {
-    "eps": lambda v: _check_scalar("eps", v, positive=False),
-    "step_size": lambda v: _check_scalar("step_size", v, positive=True),
-    "steps": lambda v: _check_int("steps", v),
-    "k": lambda v: _check_int("k", v),
-    "step": lambda v: None if v is None else _check_scalar("step", v, positive=True),
-    "c": _check_c,
-    "clip": _check_clip,
-    "loss": _loss_fn,
-    "norm": _check_norm,
-    "history": lambda v: _check_int("history", v),
-    "tol": lambda v: _check_scalar("tol", v, positive=False),
-    "max_linesearch": lambda v: _check_int("max_linesearch", v),
-    "refine_steps": lambda v: _check_int("refine_steps", v, minimum=0),
-    "random_start": lambda v: _check_bool("random_start", v),
-}
-
-
-def _check_params(**params: Any) -> None:
-    for name, value in params.items():
-        _PARAM_CHECKS[name](value)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small numerical helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _predict(predict: Predictor, z: Array) -> Array:
-    out = predict(z)
-    if jnp.shape(out) != (z.shape[0],):
-        raise ValueError(
-            f"predict must map x of shape (N, d) to outputs of shape (N,); got {jnp.shape(out)} for N={z.shape[0]}"
-        )
-    return out
-
-
-def _grad(predict: Predictor, x: Array, t: Array, lfn: Callable[[Array], Array]) -> Array:
-    """grad_x sum_n l(t_n f(x_n)): per-row gradients (N, d), one backward pass (predict is pointwise)."""
-    return jax.grad(lambda z: jnp.sum(lfn(t * _predict(predict, z))))(x)
-
-
-def _row_norm(v: Array) -> Array:
-    """Row L2 norms (N,), overflow/underflow safe (rows are rescaled by their max |entry| first)."""
-    scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
-    safe = jnp.where(scale > 0, scale, 1)
-    return (safe * jnp.sqrt(jnp.sum((v / safe) ** 2, axis=-1, keepdims=True)))[..., 0]
-
-
-def _normalize_l2(v: Array) -> Array:
-    """Rows of ``v`` scaled to unit L2 norm; an all-zero row stays zero (no arbitrary direction)."""
-    scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
-    u = v / jnp.where(scale > 0, scale, 1)  # entries in [-1, 1], max |entry| = 1 unless the row is 0
-    n = jnp.sqrt(jnp.sum(u**2, axis=-1, keepdims=True))
-    return jnp.where(n > 0, u / jnp.where(n > 0, n, 1), 0)
-
-
-def _box(clip: Any, x: Array) -> tuple[Array, Array] | None:
-    if clip is None:
-        return None
-    lo, hi = clip
-    return (
-        jnp.broadcast_to(jnp.asarray(lo, x.dtype), x.shape),
-        jnp.broadcast_to(jnp.asarray(hi, x.dtype), x.shape),
-    )
-
-
-def _fit_box(x: Array, eta: Array, box: tuple[Array, Array] | None) -> Array:
-    """Nudge ``eta`` by ulps (toward the box) until ``x + eta`` lies in ``[lo, hi]`` in floating point.
-
-    ``eta`` comes from ``clip(x + eta, lo, hi) - x``, whose rounding can put ``x + eta`` an ulp outside
-    (seen for ``x`` outside the box; a cheap safeguard otherwise).  One or two nudges suffice in practice;
-    the loop is capped at 16 and exits at once when nothing is outside.
-    """
-    if box is None:
-        return eta
-    lo, hi = box
-    down = jnp.asarray(-jnp.inf, eta.dtype)
-    up = jnp.asarray(jnp.inf, eta.dtype)
-
-    def outside(e: Array) -> Array:
-        z = x + e
-        return (z > hi) | (z < lo)
-
-    def cond(state: tuple[int, Array]) -> Array:
-        i, e = state
-        return (i < 16) & jnp.any(outside(e))
-
-    def body(state: tuple[int, Array]) -> tuple[int, Array]:
-        i, e = state
-        z = x + e
-        e = jnp.where(z > hi, jnp.nextafter(e, down), e)
-        e = jnp.where(z < lo, jnp.nextafter(e, up), e)
-        return i + 1, e
-
-    _, eta = lax.while_loop(cond, body, (0, eta))
-    return eta
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,167 +292,9 @@ def l0_attack(
 
 
 # --------------------------------------------------------------------------------------------------
-# Box-constrained L-BFGS (Szegedy et al. 2014)
+# Box-constrained L-BFGS (Szegedy et al. 2014); the solver is ntk_adv.lbfgs.solve
 # --------------------------------------------------------------------------------------------------
 
-
-def _two_loop(q: Array, s_mem: Array, y_mem: Array, rho: Array, gamma: Array, head: Array) -> Array:
-    """Batched L-BFGS two-loop recursion: returns ``H q`` per row.
-
-    ``s_mem``, ``y_mem``: ``(M, N, d)`` circular buffers (newest pair at ``head - 1``); ``rho``: ``(M, N)``
-    with ``rho = 1 / s.y`` for valid pairs and 0 for empty/invalid ones (those are exact no-ops);
-    ``gamma``: ``(N,)`` initial inverse-Hessian scale.
-    """
-    m = s_mem.shape[0]
-    order = (head - 1 - jnp.arange(m)) % m  # newest first
-
-    def first(q: Array, i: Array) -> tuple[Array, Array]:
-        a = rho[i] * jnp.sum(s_mem[i] * q, axis=1)
-        return q - a[:, None] * y_mem[i], a
-
-    q, alphas = lax.scan(first, q, order)
-    r = gamma[:, None] * q
-
-    def second(r: Array, inputs: tuple[Array, Array]) -> tuple[Array, None]:
-        i, a = inputs
-        b = rho[i] * jnp.sum(y_mem[i] * r, axis=1)
-        return r + s_mem[i] * (a - b)[:, None], None
-
-    r, _ = lax.scan(second, r, (order[::-1], alphas[::-1]))
-    return r
-
-
-def _lbfgs_solve(
-    predict: Predictor,
-    x: Array,
-    t: Array,
-    lfn: Callable[[Array], Array],
-    c: Any,
-    box: tuple[Array, Array] | None,
-    steps: int,
-    history: int,
-    tol: float,
-    max_linesearch: int,
-) -> Array:
-    """Per-row projected L-BFGS on ``F_n(eta) = c_n ||eta_n||^2 + l(t_n f(x_n + eta_n))``, box on x + eta.
-
-    The N problems are independent; they are solved together with row-wise inner products, one batched
-    forward/backward pass per iteration and per line-search trial.  Method (L-BFGS-B-like, two-metric
-    projection): variables at a bound whose gradient points outward are frozen; the L-BFGS direction of
-    the remaining ones is searched along the projected path ``P(eta + alpha p)`` with Armijo backtracking
-    (alpha = 1, 1/2, ...).  Initial inverse-Hessian scale ``1 / (2 c)`` (the regularizer's), then
-    ``s.y / y.y``.  A row stops when its projected-gradient step ``max |P(eta - g) - eta| <= tol``, when a
-    line search fails with an empty memory, or after ``steps`` iterations.
-    """
-    n, d = x.shape
-    dtype = x.dtype
-    c = jnp.broadcast_to(jnp.asarray(c, dtype), (n,))
-    gamma0 = 1.0 / (2.0 * c)
-    tiny = jnp.finfo(dtype).eps
-    armijo = 1e-4
-
-    def objective(eta: Array) -> Array:
-        return c * jnp.sum(eta**2, axis=1) + lfn(t * _predict(predict, x + eta))
-
-    def value_and_grad(eta: Array) -> tuple[Array, Array]:
-        val, vjp = jax.vjp(objective, eta)
-        (g,) = vjp(jnp.ones_like(val))
-        return val, g
-
-    def project(eta: Array) -> Array:
-        if box is None:
-            return eta
-        return jnp.clip(x + eta, box[0], box[1]) - x
-
-    def frozen(eta: Array, g: Array) -> Array:
-        if box is None:
-            return jnp.zeros(x.shape, jnp.bool_)
-        z = x + eta
-        slack = 4 * tiny * (1 + jnp.abs(z))
-        return ((z - box[0] <= slack) & (g > 0)) | ((box[1] - z <= slack) & (g < 0))
-
-    def converged(eta: Array, g: Array) -> Array:
-        return jnp.max(jnp.abs(project(eta - g) - eta), axis=1) <= tol
-
-    eta0 = project(jnp.zeros_like(x))
-    f0, g0 = value_and_grad(eta0)
-    state0 = {
-        "it": jnp.asarray(0),
-        "eta": eta0,
-        "f": f0,
-        "g": g0,
-        "s_mem": jnp.zeros((history, n, d), dtype),
-        "y_mem": jnp.zeros((history, n, d), dtype),
-        "rho": jnp.zeros((history, n), dtype),
-        "gamma": gamma0,
-        "head": jnp.asarray(0),
-        "fresh": jnp.ones((n,), jnp.bool_),
-        "done": converged(eta0, g0),
-    }
-
-    def cond(st: dict) -> Array:
-        return (st["it"] < steps) & ~jnp.all(st["done"])
-
-    def body(st: dict) -> dict:
-        eta, f, g, done = st["eta"], st["f"], st["g"], st["done"]
-        free = ~frozen(eta, g)
-        g_free = jnp.where(free, g, 0)
-        p = -jnp.where(
-            free, _two_loop(g_free, st["s_mem"], st["y_mem"], st["rho"], st["gamma"], st["head"]), 0
-        )
-        # Safeguard: fall back to a scaled projected-gradient step if rounding broke descent (H is PD).
-        descent = jnp.sum(g * p, axis=1) < 0
-        p = jnp.where(descent[:, None], p, -gamma0[:, None] * g_free)
-        p = jnp.where(done[:, None], 0, p)
-
-        def ls_cond(ls: tuple[Array, Array, Array, Array]) -> Array:
-            j, _, _, acc = ls
-            return (j < max_linesearch) & ~jnp.all(acc)
-
-        def ls_body(ls: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-            # Armijo backtracking on the projected path, alpha = 1, 1/2, 1/4, ... for rows not yet accepted.
-            j, alpha, eta_new, acc = ls
-            alpha = jnp.where(acc, alpha, 0.5 * alpha)
-            eta_t = project(eta + alpha[:, None] * p)
-            f_t = objective(eta_t)
-            ok = jnp.isfinite(f_t) & (f_t <= f + armijo * jnp.sum(g * (eta_t - eta), axis=1))
-            newly = ~acc & ok
-            return j + 1, alpha, jnp.where(newly[:, None], eta_t, eta_new), acc | ok
-
-        ls0 = (0, jnp.full((n,), 2.0, dtype), eta, done)
-        _, _, eta_new, acc = lax.while_loop(ls_cond, ls_body, ls0)
-        failed = ~acc & ~done
-        eta_new = jnp.where(failed[:, None], eta, eta_new)
-        f_new, g_new = value_and_grad(eta_new)
-
-        s = eta_new - eta
-        y = g_new - g
-        sy = jnp.sum(s * y, axis=1)
-        ss = jnp.sum(s * s, axis=1)
-        yy = jnp.sum(y * y, axis=1)
-        valid = ~done & ~failed & (ss > 0) & (sy > tiny * jnp.sqrt(ss * yy))
-        head = st["head"]
-        rho = st["rho"].at[head].set(jnp.where(valid, 1.0 / jnp.where(valid, sy, 1), 0))
-        rho = jnp.where(failed[None, :], 0, rho)  # forget the memory of rows whose search failed
-        gamma = jnp.where(valid, sy / jnp.where(valid, yy, 1), st["gamma"])
-        gamma = jnp.where(failed, gamma0, gamma)
-        stalled = failed & st["fresh"]
-        return {
-            "it": st["it"] + 1,
-            "eta": eta_new,
-            "f": f_new,
-            "g": g_new,
-            "s_mem": st["s_mem"].at[head].set(s),
-            "y_mem": st["y_mem"].at[head].set(y),
-            "rho": rho,
-            "gamma": gamma,
-            "head": (head + 1) % history,
-            "fresh": failed | (st["fresh"] & ~valid),
-            "done": done | stalled | converged(eta_new, g_new),
-        }
-
-    final = lax.while_loop(cond, body, state0)
-    return _fit_box(x, final["eta"], box)
 
 
 def lbfgs_attack(
@@ -659,7 +313,7 @@ def lbfgs_attack(
     """Box-constrained L-BFGS attack (Szegedy et al. 2014), targeted.
 
     Solves, independently for each point, ``min_eta c ||eta||_2^2 + l(t f(x + eta))`` subject to
-    ``lo <= x + eta <= hi`` with a projected L-BFGS method (see :func:`_lbfgs_solve`), starting at
+    ``lo <= x + eta <= hi`` with a projected L-BFGS method (see :func:`ntk_adv.lbfgs.solve`), starting at
     ``eta = 0``.  The default loss is ``logistic``, the binary analogue of Szegedy et al.'s cross-entropy;
     with ``identity`` the loss is unbounded below, so without a box the minimizer lies at distance
     ~ ``||grad f|| / (2 c)``.
@@ -684,7 +338,7 @@ def lbfgs_attack(
     x, t = _check_inputs(x, targets)
     if not _is_tracer(c) and np.ndim(c) == 1 and np.shape(c) != (x.shape[0],):
         raise ValueError(f"c must be a scalar or have shape (N,) = ({x.shape[0]},); got shape {np.shape(c)}")
-    return _lbfgs_solve(predict, x, t, _loss_fn(loss), c, _box(clip, x), steps, history, tol, max_linesearch)
+    return lbfgs.solve(predict, x, t, _loss_fn(loss), c, _box(clip, x), steps, history, tol, max_linesearch)
 
 
 def minimal_lbfgs_distortion(
@@ -742,7 +396,7 @@ def minimal_lbfgs_distortion(
     n = x.shape[0]
 
     def run(c: Array) -> tuple[Array, Array, Array]:
-        eta = _lbfgs_solve(predict, x, t, lfn, c, box, steps, history, tol, max_linesearch)
+        eta = lbfgs.solve(predict, x, t, lfn, c, box, steps, history, tol, max_linesearch)
         success = t * _predict(predict, x + eta) > 0
         return eta, success, _row_norm(eta)
 

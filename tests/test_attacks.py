@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.experimental import enable_x64
 
+from ntk_adv import attack_checks, lbfgs
 from ntk_adv import attacks as A
 
 N, D, H = 24, 6, 32
@@ -169,7 +170,7 @@ def test_fit_box_repairs_rounding():
     naive = hi - x
     assert bool(jnp.any(x + naive > hi))  # the rounding problem is real
     for naive in (hi - x, lo - x):
-        fixed = A._fit_box(x, naive, box)
+        fixed = attack_checks._fit_box(x, naive, box)
         assert _in_box(x, fixed, lo, hi)
         assert float(jnp.max(jnp.abs(fixed - naive))) < 1e-6
 
@@ -394,3 +395,15 @@ def test_traced_eps_allows_vmap_over_radii(data):
     np.testing.assert_allclose(
         jnp.linalg.norm(etas, axis=2), jnp.broadcast_to(radii[:, None], (3, N)), rtol=1e-6
     )
+
+
+def test_split_modules_keep_the_public_names():
+    """The solver and the checks live in their own modules; every public attack name stays in ntk_adv.attacks."""
+    import inspect
+
+    for name in A.__all__:
+        assert hasattr(A, name), name
+    assert A.NORMS is attack_checks.NORMS
+    assert inspect.getmodule(lbfgs.solve) is lbfgs
+    assert list(inspect.signature(A.fgsm).parameters) == ["predict", "x", "targets", "eps", "loss"]
+    assert list(inspect.signature(A.pgd).parameters)[:3] == ["predict", "x", "targets"]

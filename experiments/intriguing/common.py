@@ -1,0 +1,149 @@
+"""Models shared by every part: centred two-layer nets f(x; theta_t) - f(x; theta_0) trained with the library's
+:func:`ntk_adv.training.train` (first layer only, logistic loss; anchored weight decay between its steps), their
+infinite-width limit (kernel gradient descent with the same decay), batched predictors and the minimal
+box-constrained L-BFGS attack of every stacked model.
+
+Shapes: x (N, d) training inputs, y (N,) labels in {-1, +1}; R stacked runs (decays / seeds); outputs (R, P)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_adv import attacks, kernels, limits, models
+from ntk_adv.losses import margin_loss_derivative
+from ntk_adv.models import apply_in_chunks
+from ntk_adv.results import select
+from ntk_adv.training import centered, centered_mask, train
+
+from .config import Config
+
+ATTACK_LOSS = "logistic"  # Szegedy et al.'s cross-entropy, binary form
+
+
+# ------------------------------------------------------------------------------------------------ training
+def decayed_train(cfg: Config, width: int, x, y, decay, key):
+    """One centred net of ``width`` (standard or NTK parametrization as ``cfg.net``), initialized from ``key``
+    and trained on (x (N, d), y (N,)) by full-batch gradient descent on
+
+        mean_n l(y_n f(x_n)) + (decay / 2) ||W - W_0||^2,
+
+    the L2 penalty (weight decay) anchored at the initialization, the form whose infinite-width limit is exact
+    (:func:`anchored_limit_coefficients`). Every step is one step of :func:`ntk_adv.training.train` (the
+    library's loop, mask = first layer) followed by the decay's shrink ``W <- W - lr decay (W_prev - W_0)``;
+    with ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced (vmap).
+    Returns the pair (params, params0)."""
+    net = cfg.net_of(width)
+    apply_c = centered(models.make_apply(net))
+    mask = centered_mask(models.trainable_mask(net))
+    p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
+    one_step = cfg.train.with_(steps=1)
+    lr = cfg.train.lr
+    leaves_mask = [bool(m) for m in jax.tree_util.tree_leaves(mask)]
+
+    def step(pair, _):
+        stepped = train(apply_c, pair, x, y, one_step, mask=mask).params
+        leaves = [a - lr * decay * (b - c) if m else a for a, b, c, m in zip(
+            jax.tree_util.tree_leaves(stepped), jax.tree_util.tree_leaves(pair),
+            jax.tree_util.tree_leaves((p0, p0)), leaves_mask)]
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pair), leaves), None
+
+    pair, _ = jax.lax.scan(step, (p0, p0), None, length=cfg.train.steps)
+    return pair
+
+
+def anchored_limit_coefficients(loss: str, k_train, y, *, sample_weight, decay, lr, steps: int):
+    """Kernel gradient descent of the linearized (infinite-width) net trained by :func:`decayed_train`:
+    coef <- (1 - lr decay) coef - lr / sum(w) * w * y * l'(y f),  f = Theta(X, X) coef  (centred, f_0 = 0),
+    k_train (N, N), y (N,), sample_weight (N,) 0/1 selecting a training subset. With decay 0 and all weights 1
+    this is ``limits.flow_coefficients``."""
+    dl = margin_loss_derivative(loss)
+    n_eff = jnp.sum(sample_weight)
+
+    def step(coef, _):
+        f = k_train @ coef
+        return (1.0 - lr * decay) * coef - lr / n_eff * sample_weight * y * dl(y * f), None
+
+    coef, _ = jax.lax.scan(step, jnp.zeros_like(y), None, length=steps)
+    return coef
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def train_cell(cfg: Config, width: int, x, y, decays, keys):
+    """Runs (R,): decays (R,), keys (R, 2) -> centred pairs (params, params0) stacked along R."""
+    return jax.vmap(lambda lam, key: decayed_train(cfg, width, x, y, lam, key))(decays, keys)
+
+
+@partial(jax.jit, static_argnums=0)
+def limit_cell(cfg: Config, x, y, decays, sample_weights):
+    """Infinite-width coefficients (R, N) for decays (R,) and training subsets sample_weights (R, N)."""
+    k_train = kernels.kernel_matrix(cfg.kernel(), x)
+    return jax.vmap(lambda lam, w: anchored_limit_coefficients(
+        cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps))(
+        decays, sample_weights)
+
+
+# ------------------------------------------------------------------------------------------------ models
+def predictor(cfg: Config, width: int | None):
+    """``predict(params, q (Q, d)) -> (Q,)``: a centred net of ``width`` (params = (params, params0)) or, for
+    ``width=None``, the infinite-width predictor (params = (x_train, coef))."""
+    if width is None:
+        kernel = cfg.kernel()
+        return lambda p, q: limits.KernelPredictor(x_train=p[0], coef=p[1], kernel=kernel)(q)
+    apply_c = centered(models.make_apply(cfg.net_of(width)))
+    return lambda p, q: apply_c(p, q)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def outputs(cfg: Config, width: int | None, params, pts):
+    """Outputs (R, P) of the R stacked models of one kind on shared points pts (P, d) or on per-model points
+    (R, P, d)."""
+    predict = predictor(cfg, width)
+    if pts.ndim == 2:
+        return jax.vmap(lambda p: apply_in_chunks(partial(predict, p), pts))(params)
+    return jax.vmap(lambda p, q: apply_in_chunks(partial(predict, p), q))(params, pts)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def attack_cell(cfg: Config, width: int | None, box, params, z, y):
+    """Minimal box-constrained L-BFGS perturbations (L2) toward -y for the R stacked models: eta (R, M, d),
+    success (R, M)."""
+    predict = predictor(cfg, width)
+
+    def one(p):
+        return attacks.minimal_lbfgs_distortion(partial(predict, p), z, -y, c_grid=cfg.c_grid, clip=box,
+                                                refine_steps=cfg.refine_steps, steps=cfg.lbfgs_steps,
+                                                loss=ATTACK_LOSS)
+
+    return jax.vmap(one)(params)
+
+
+def pixel_box(ds):
+    """Pixel box of image data ([0, 1] minus the subtracted mean), None for synthetic data."""
+    mean = ds.meta.get("mean_subtracted")
+    return None if mean is None else (float(-mean), float(1.0 - mean))
+
+
+def take(tree, idx):
+    """Rows ``idx`` of every leaf of a stacked pytree."""
+    return jax.tree_util.tree_map(lambda a: a[np.asarray(idx)], tree)
+
+
+# ------------------------------------------------------------------------------------------------ rows
+def values(rows, **where) -> np.ndarray:
+    return np.asarray([r["value"] for r in select(rows, **where)], float)
+
+
+def mean(rows, **where) -> float:
+    v = values(rows, **where)
+    v = v[np.isfinite(v)]
+    return float(np.mean(v)) if v.size else float("nan")
+
+
+def nanmean(v) -> float:
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")

@@ -57,9 +57,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress
     rows: list[dict] = []
     claims: list[verdicts.Claim] = []
     if "a" in parts:
-        for d in cfg.dims:
-            rows += dimension.run(cfg, d)
-            bar.update()
+        rows += dimension.run(cfg)
+        bar.update(len(cfg.dims))
         claims += dimension.summarize(cfg, rows, summary)
     if parts & {"b", "c"}:
         rows += [r for r in rays.run(cfg, x, y, z, yz, bar) if r["part"] in parts]

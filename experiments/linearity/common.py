@@ -51,11 +51,23 @@ def init_centered(net: models.TwoLayerConfig, d: int, key, dtype):
     return (p0, p0)
 
 
-def train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key):
-    """Centred net (params, params0) trained from a fresh init (``train`` with the centred mask)."""
+def train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key, params0=None):
+    """Centred net (params, params0) trained from a fresh init (``train`` with the centred mask); ``params0``
+    overrides the init drawn from ``key`` (e.g. :func:`padded_init`)."""
     apply_c = centered(models.make_apply(net))
-    return train(apply_c, init_centered(net, x.shape[1], key, x.dtype), x, y, tcfg,
-                 mask=centered_mask(models.trainable_mask(net))).params
+    p0 = init_centered(net, x.shape[1], key, x.dtype) if params0 is None else (params0, params0)
+    return train(apply_c, p0, x, y, tcfg, mask=centered_mask(models.trainable_mask(net))).params
+
+
+def padded_init(net: models.TwoLayerConfig, m, d: int, key, dtype) -> models.TwoLayerParams:
+    """Init of a width-``m`` net stored in ``net.width`` >= m units (``m`` may be traced): units >= m are zero
+    (w, b, a = 0: no output, zero gradient with a frozen readout, no sign change along any ray), the readout of
+    the first m units is rescaled by sqrt(width / m), so that in both parametrizations the padded net is
+    exactly a width-m net at init and along training. One compiled program then serves every width."""
+    p = models.init_params(net, d, key=key, dtype=dtype)
+    keep = (jnp.arange(net.width) < m).astype(dtype)
+    scale = jnp.sqrt(jnp.asarray(net.width, dtype) / m)
+    return models.TwoLayerParams(w=p.w * keep[:, None], b=p.b * keep, a=p.a * keep * scale)
 
 
 def rbf_kernel(x, z, *, scale):

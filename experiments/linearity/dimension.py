@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_adv import attacks, limits, models, verdicts
+from ntk_adv import attacks, kernels, limits, models, verdicts
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import fit_loglog_slope
 from ntk_adv.results import select
@@ -30,23 +30,40 @@ THEORY = {"fgsm_change": 1.0, "fgsm_first_order": 1.0, "random_change": 0.5, "ra
 TOL_SLOPE = 0.15  # neglected: curvature of the net over an eps-ball, finite-d fluctuations of ||g||_1 / ||g||_2
 
 
+def _padded_ntk(cfg: Config, scale, x, z):
+    """The standard-parametrization NTK Phi(x, z) (x.z + b) of d-dimensional inputs zero-padded to D
+    coordinates: Phi's covariances divide by D, so the inputs enter it scaled by ``scale`` = sqrt(D / d)
+    (exactly :func:`ntk_adv.kernels.ntk` of the unpadded inputs)."""
+    b = 1.0 if cfg.net.bias else 0.0
+    return kernels.phi(x * scale, z * scale, gamma=cfg.net.gamma, bias=cfg.net.bias) * (x @ z.T + b)
+
+
 @partial(jax.jit, static_argnums=0)
-def _cell(cfg: Config, x, y, z, keys):
-    """All seeds of one dimension d: x (S, N, d), y (S, N), z (S, M, d), keys (S, 2) -> metric dicts (S,)."""
+def _cell(cfg: Config, dims, x, y, z, keys):
+    """Every (d, seed) problem, one after another (``lax.map``): dims (R,), x (R, N, D), y (R, N), z (R, M, D),
+    keys (R, 2) -> metric dicts (R,). Inputs are zero-padded to D = max(dims) coordinates: the padded coordinates
+    carry no signal, get no weight (first-layer columns zero at init and zero gradient, as x is 0 there), no
+    FGSM step (sign(0) = 0) and no random sign, so each problem is exactly its d-dimensional one; one compiled
+    program serves all d."""
     tcfg = cfg.dim_train()
+    big_d = max(cfg.dims)
     net = cfg.net_at(cfg.dim_width, "standard")
     apply_c = centered(models.make_apply(net))
-    kernel = cfg.kernel("standard")
     eps = cfg.dim_eps
 
-    def one(x, y, z, key):
+    def one(args):
+        d, x, y, z, key = args
         k_net, k_sign = jax.random.split(key)
+        cols = (jnp.arange(big_d) < d).astype(x.dtype)
+        p0 = models.init_params(net, big_d, key=k_net, dtype=x.dtype)  # w ~ N(0, 1/D): rescale to N(0, 1/d)
+        p0 = models.TwoLayerParams(w=p0.w * cols[None, :] * jnp.sqrt(big_d / d), b=p0.b, a=p0.a)
         lin = train_linear(x, y, tcfg)
-        pair = train_centered(net, x, y, tcfg, k_net)
-        limit = limits.make_predictor(kernel, x, y, loss=tcfg.loss, lr=tcfg.lr, steps=tcfg.steps)
+        pair = train_centered(net, x, y, tcfg, k_net, params0=p0)
+        limit = limits.make_predictor(partial(_padded_ntk, cfg, jnp.sqrt(big_d / d)), x, y, loss=tcfg.loss,
+                                      lr=tcfg.lr, steps=tcfg.steps)
         preds = {"linear": partial(linear_apply, lin), "net": partial(apply_c, pair), "limit": limit}
         up = jnp.ones((z.shape[0],), z.dtype)
-        r = eps * jax.random.rademacher(k_sign, z.shape, dtype=z.dtype)
+        r = eps * jax.random.rademacher(k_sign, z.shape, dtype=z.dtype) * cols[None, :]
         out = {}
         for name, f in preds.items():
             fz = f(z)
@@ -63,22 +80,30 @@ def _cell(cfg: Config, x, y, z, keys):
             }
         return out
 
-    return jax.vmap(one)(x, y, z, keys)
+    return jax.lax.map(one, (dims, x, y, z, keys))
 
 
-def run(cfg: Config, d: int) -> list[dict]:
-    """Rows (part a) of one input dimension d, all seeds."""
-    sets = [load_spec(DataSpec(cfg.synthetic, n_train=cfg.n_synthetic, n_test=cfg.n_points, d=d,
-                               seed=cfg.seed * 1000 + s)) for s in range(cfg.seeds)]
-    x = jnp.stack([jnp.asarray(ds.x_train) for ds in sets])
-    y = jnp.stack([jnp.asarray(ds.y_train) for ds in sets])
-    z = jnp.stack([jnp.asarray(ds.x_test) for ds in sets])
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), d), cfg.seeds)
-    res = _cell(cfg, x, y, z, keys)
+def run(cfg: Config) -> list[dict]:
+    """Rows (part a) of every input dimension and seed."""
+    big_d = max(cfg.dims)
+    pad = lambda a: np.pad(np.asarray(a), ((0, 0), (0, big_d - a.shape[1])))
+    xs, ys, zs, keys, dims = [], [], [], [], []
+    for d in cfg.dims:
+        for s in range(cfg.seeds):
+            ds = load_spec(DataSpec(cfg.synthetic, n_train=cfg.n_synthetic, n_test=cfg.n_points, d=d,
+                                    seed=cfg.seed * 1000 + s))
+            xs.append(pad(ds.x_train))
+            ys.append(ds.y_train)
+            zs.append(pad(ds.x_test))
+            dims.append(d)
+        keys.append(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), d), cfg.seeds))
+    x, y, z = (jnp.asarray(np.stack(v)) for v in (xs, ys, zs))
+    res = _cell(cfg, jnp.asarray(dims, x.dtype), x, y, z, jnp.concatenate(keys))
     width = {"linear": None, "net": cfg.dim_width, "limit": None}
-    return [{"part": "a", "model": model, "width": width[model], "d": d, "seed": s, "metric": metric,
+    return [{"part": "a", "model": model, "width": width[model], "d": d, "seed": i % cfg.seeds, "metric": metric,
              "value": float(v)}
-            for model in DIM_MODELS for metric in DIM_METRICS for s, v in enumerate(np.asarray(res[model][metric]))]
+            for model in DIM_MODELS for metric in DIM_METRICS
+            for i, (d, v) in enumerate(zip(dims, np.asarray(res[model][metric])))]
 
 
 def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:

@@ -29,6 +29,7 @@ from .common import (
     fgsm_errors,
     geomean,
     linear_apply,
+    padded_init,
     rbf_predictor,
     train_centered,
     train_linear,
@@ -81,15 +82,19 @@ def _ray_grid(cfg: Config, dtype):
     return jnp.linspace(-cfg.ray_t, cfg.ray_t, cfg.ray_points, dtype=dtype)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _width_cell(cfg: Config, width: int, x, y, z, yz, z_ray, y_ray, eps_grid, keys):
-    """All seeds of one width: FGSM errors over eps (c) and the ray metrics (b) of the centred net."""
-    net = cfg.net_at(width)
+@partial(jax.jit, static_argnums=0)
+def _width_cell(cfg: Config, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys):
+    """Every (width, seed) net, one after another (``lax.map``; widths (R,), keys (R, 2)): FGSM errors over eps
+    (c) and the ray metrics (b) of the centred net. Each net is a width-m net padded to max(widths) units
+    (:func:`padded_init`), so one compiled program serves all widths."""
+    net = cfg.net_at(max(cfg.widths))
     apply_c = centered(models.make_apply(net))
     ts = _ray_grid(cfg, x.dtype)
 
-    def one(key):
-        pair = train_centered(net, x, y, cfg.train, key)
+    def one(args):
+        m, key = args
+        p0 = padded_init(net, m, x.shape[1], key, x.dtype)
+        pair = train_centered(net, x, y, cfg.train, key, params0=p0)
         f = partial(apply_c, pair)
         errors = fgsm_errors(f, z, yz, eps_grid, cfg.train.loss)
         s = attacks.fgsm(f, z_ray, -y_ray, eps=1.0, loss=cfg.train.loss)  # the net's own FGSM ray direction
@@ -115,7 +120,7 @@ def _width_cell(cfg: Config, width: int, x, y, z, yz, z_ray, y_ray, eps_grid, ke
             "contiguous_count": jnp.sum(_wrong_runs(fm, y_ray) <= 1),
         }
 
-    return jax.vmap(one)(keys)
+    return jax.lax.map(one, (widths, keys))
 
 
 @partial(jax.jit, static_argnums=0)
@@ -172,9 +177,11 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
     bar.update()
 
     root = jax.random.PRNGKey(cfg.seed)
-    for width in cfg.widths:
-        keys = jax.random.split(jax.random.fold_in(root, width), cfg.seeds)
-        res = _width_cell(cfg, width, x, y, z, yz, z_ray, y_ray, eps_grid, keys)
+    keys = jnp.concatenate([jax.random.split(jax.random.fold_in(root, w), cfg.seeds) for w in cfg.widths])
+    widths = jnp.repeat(jnp.asarray(cfg.widths, x.dtype), cfg.seeds)
+    res_all = _width_cell(cfg, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys)
+    for k, width in enumerate(cfg.widths):
+        res = jax.tree_util.tree_map(lambda v, k=k: v[k * cfg.seeds:(k + 1) * cfg.seeds], res_all)
         gap, example_limit = _limit_on_rays(cfg, limit, z_ray, res["direction"], res["curve"])
         res = {**res, "ray_sup_gap": gap}
         errors = np.asarray(res["errors"])

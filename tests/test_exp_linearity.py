@@ -132,3 +132,26 @@ def test_mnist_comparison(tmp_path):
     print({k: (v["verdict"], v["measured"]) for k, v in got.items() if k.endswith("_mnist")})
     assert got["c_linear_fgsm_error_high_mnist"]["verdict"] == "confirmed"
     assert not math.isnan(got["c_rbf_resists_mnist"]["measured_value"])
+
+
+@pytest.mark.parametrize("parametrization", [pytest.param("standard", marks=pytest.mark.slow), "ntk"])
+def test_padded_width_is_the_narrow_net(parametrization):
+    """A width-8 net stored in 32 units (padded_init: one compiled program for every width) trains to the same
+    function as the width-8 net itself, in both parametrizations (the standard one is also exercised by the
+    quick run's rays, whose numbers did not change when padding was introduced)."""
+    from dataclasses import replace as dc_replace
+
+    from experiments.linearity.common import padded_init, train_centered
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (20, 6))
+    y = jnp.where(x[:, 0] > 0, 1.0, -1.0)
+    z = jax.random.normal(jax.random.PRNGKey(1), (7, 6))
+    tc = TrainConfig(loss="logistic", lr=0.3, steps=30)
+    big = models.TwoLayerConfig(32, parametrization=parametrization)
+    small = dc_replace(big, width=8)
+    p = padded_init(big, 8.0, 6, jax.random.PRNGKey(2), jnp.float32)
+    a = p.a[:8] if parametrization == "standard" else p.a[:8] * np.sqrt(8 / 32)
+    ps = models.TwoLayerParams(w=p.w[:8], b=p.b[:8], a=a)
+    f_big = centered(models.make_apply(big))(train_centered(big, x, y, tc, None, params0=p), z)
+    f_small = centered(models.make_apply(small))(train_centered(small, x, y, tc, None, params0=ps), z)
+    np.testing.assert_allclose(f_big, f_small, atol=1e-5)

@@ -118,5 +118,7 @@ def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
                        paper=f"{PAPER_ADV} (noise of the same size does not help); {SETTINGS}"),
         verdicts.below("d_adversarial_training_regularizes", f"{where}: adversarial training lowers the clean test "
                        "error (FGSM-trained minus clean-trained, per seed)", 0.0, d(clean["fgsm"], clean["clean"]),
-                       basis="the paper's regularization claim", paper=f"{PAPER_REG}; {SETTINGS}"),
+                       basis="the paper's regularization claim; where clean training already has 0 clean error "
+                             "there is nothing to improve and the measurement can only tie (inconclusive) or be "
+                             "refuted", paper=f"{PAPER_REG}; {SETTINGS}"),
     ]

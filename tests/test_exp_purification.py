@@ -1,6 +1,6 @@
-"""The purification experiment: neuron metrics are right on constructed weights, and on a tiny config the
-predicted directions hold (clean training is accurate but not robust, adversarial training purifies the neurons
-and raises robust accuracy, the NTK limit is not robust)."""
+"""The purification experiment (Allen-Zhu & Li): neuron metrics are right on constructed weights, the oracle is the
+purified net, and every claim's verdict on the quick configuration is pinned as measured (confirmed, refuted or
+inconclusive); bad configs fail with one line naming the option."""
 
 import json
 
@@ -11,10 +11,21 @@ import pytest
 from experiments import purification
 from ntk_adv import models
 from ntk_adv.results import read_csv
+from ntk_adv.training import TrainConfig
+
+# Measured on QUICK_CONFIG (fixed seeds); a change here is a change in what the experiment concludes.
+QUICK_VERDICTS = {
+    "clean_accurate": "confirmed", "oracle_robust_l2": "confirmed", "clean_not_robust_l2": "confirmed",
+    "clean_not_robust_linf": "confirmed", "adv_robust_any_attack_l2": "refuted",
+    "adv_robust_any_attack_linf": "refuted", "adv_raises_robust_acc": "confirmed",
+    "clean_neurons_mostly_pure": "refuted", "clean_purity_above_dense_baseline": "refuted",
+    "adv_purifies": "confirmed", "adv_lowers_dense_mass": "confirmed", "lazy_regime": "confirmed",
+    "lazy_adv_not_robust": "refuted", "kernel_adv_not_robust": "inconclusive", "linear_adv_not_robust": "refuted",
+}
 
 
 def _problem(**kw):
-    cfg = purification.Config(**kw)
+    cfg = purification.Config(data=purification.SparseCoding(**kw))
     return cfg, {k: jnp.asarray(v) for k, v in purification.make_problem(cfg, 0).items()}
 
 
@@ -23,7 +34,7 @@ def test_problem_is_sparse_coding():
     dic = np.asarray(prob["dic"])
     np.testing.assert_allclose(dic.T @ dic, np.eye(16), atol=1e-5)
     z = np.asarray(prob["x"]) @ dic  # noise-free: the codes themselves
-    np.testing.assert_allclose(np.sum(np.abs(z) > 0.5, axis=1), cfg.sparsity)
+    np.testing.assert_allclose(np.sum(np.abs(z) > 0.5, axis=1), cfg.data.sparsity)
     np.testing.assert_allclose(np.sign(z @ np.asarray(prob["w_star"])), np.asarray(prob["y"]))
 
 
@@ -47,39 +58,51 @@ def test_oracle_is_the_purified_net():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sparsity": 2}, "sparsity must be odd"),
-    ({"n_atoms": 64, "d": 32}, "orthogonal dictionary needs n_atoms <= d"),
+    ({"data": {"sparsity": 2}}, "sparsity must be odd"),
+    ({"data": {"n_atoms": 64, "d": 32}}, "orthogonal dictionary needs n_atoms <= d"),
     ({"adv_attack": "lbfgs"}, "unknown adversarial-training attack"),
     ({"adv_steps": 1000, "checkpoints": 3}, "multiple of checkpoints"),
-    ({"init_scale": 0.0}, "init_scale must be"),
+    ({"net": {"width": 8, "init_scale": 0.0}}, "init_scale must be"),
+    ({"net": {"width": 8, "train_readout": False}}, "readout trained"),
+    ({"eps_l2": 0.0}, "eps_l2 must be finite and > 0"),
+    ({"eps_linf": 0.0}, "eps_linf must be finite and > 0"),
+    ({"train": {"loss": "logistic", "optimizer": "momentum"}}, "plain GD"),
+    ({"robust_margin": 1.0}, "robust_margin"),
+    ({"kernel_rounds": 0}, "kernel_rounds"),
 ])
 def test_bad_config_fails_clearly(kwargs, message):
+    build = {"data": purification.SparseCoding, "net": models.TwoLayerConfig, "train": TrainConfig}
     with pytest.raises(ValueError, match=message):
-        purification.Config(**kwargs)
+        purification.Config(**{k: build[k](**v) if k in build else v for k, v in kwargs.items()})
 
 
-def test_purification_main_tiny(tmp_path):
-    cfg = purification.Config(seeds=2, n_train=500, n_test=200, width=128, steps=500, adv_steps=600,
-                              checkpoints=2, lazy_width=256, lazy_steps=200, eval_steps=10)
-    summary = purification.main(cfg, tmp_path, progress=False)
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("purification")
+    return out, purification.main(purification.QUICK_CONFIG, out, progress=False)
+
+
+def test_quick_verdicts_pinned(quick):
+    out, summary = quick
     for name in ("results.csv", "neurons.csv", "summary.json", "purification.png", "purification.pdf"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    rows = read_csv(tmp_path / "results.csv")
+        assert (out / name).stat().st_size > 0, name
+    rows = read_csv(out / "results.csv")
     assert {"model", "seed", "metric", "value"} <= set(rows[0])
-    assert json.loads((tmp_path / "summary.json").read_text())["verdicts"] == summary["verdicts"]
+    assert json.loads((out / "summary.json").read_text())["verdicts"] == summary["verdicts"]
+    assert summary["verdicts"] == QUICK_VERDICTS
+    for c in summary["claims"]:
+        assert c["verdict"] == "confirmed" or c["reason"], c["name"]
+        assert c["paper"], c["name"]
+        if c["name"] in ("clean_accurate", "oracle_robust_l2"):  # accuracies: intervals in [0, 1]
+            assert 0.0 <= c["measured_ci95"][0] <= c["measured_ci95"][1] <= 1.0
+
+
+def test_quick_numbers(quick):
+    """Regime checks behind the claims: rich clean training moves the weights far, the lazy net barely; the
+    clean neurons are dense (purity near 1/sqrt(D)) - what the 'mostly pure' claims are refuted with."""
+    _, summary = quick
     m = {model: {k: v["mean"] for k, v in res.items()} for model, res in summary["models"].items()}
-    # clean feature learning: accurate, dense (purity near 1/sqrt(D) = 0.18), and not robust
-    assert m["clean"]["clean_acc"] >= 0.95
-    assert m["clean"]["robust_acc_l2"] <= m["clean"]["clean_acc"] - 0.3
-    assert m["clean"]["purity"] < 0.25
-    assert m["clean"]["weight_move"] > 5  # rich regime: weights move far from the small init
-    # adversarial training: robust accuracy +0.1 or more, purity +0.05, dense mass -0.03
-    assert m["adversarial"]["robust_acc_l2"] >= m["clean"]["robust_acc_l2"] + 0.1
-    assert m["adversarial"]["purity"] >= m["clean"]["purity"] + 0.05
-    assert m["adversarial"]["dense_mass"] <= m["clean"]["dense_mass"] - 0.03
-    # lazy regime and its NTK limit: weights barely move, robust accuracy far below clean accuracy
-    assert m["lazy"]["weight_move"] < 0.2
-    for norm in ("l2", "linf"):
-        assert m["ntk_limit"][f"robust_acc_{norm}"] <= m["ntk_limit"]["clean_acc"] - 0.2
-    # the ideal purified net is robust at the same radii: the gap is not a property of the task
+    assert m["clean"]["weight_move"] > 5
+    assert m["lazy"]["weight_move"] < 0.2 and m["lazy"]["agreement_with_limit"] > 0.9
+    assert abs(m["clean"]["purity"] - summary["dense_direction_purity"]) < 0.05
     assert m["oracle"]["robust_acc_l2"] >= 0.9 and m["oracle"]["robust_acc_linf"] >= 0.9

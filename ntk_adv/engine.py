@@ -39,6 +39,7 @@ from typing import Any, Literal, get_args
 import jax
 from tqdm.auto import tqdm
 
+from ntk_adv import validate
 from ntk_adv.results import code_fingerprint
 from ntk_adv.store import ResultStore, cell_id, config_key, data_fingerprint
 
@@ -88,13 +89,17 @@ def set_field(cfg: Any, path: str, value: Any) -> Any:
     """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c, "data.n_train",
     7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the path is a
     ValueError naming the path and the fields that exist."""
+    return _set(cfg, path, path.split("."), value)
+
+
+def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
     if not dataclasses.is_dataclass(cfg):
         raise ValueError(f"unknown sweep axis {path!r}: {type(cfg).__name__} is not a dataclass")
     fields = {f.name for f in dataclasses.fields(cfg)}
-    head, _, rest = path.partition(".")
+    head, rest = names[0], names[1:]
     if head not in fields:
         raise ValueError(f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}")
-    return replace(cfg, **{head: set_field(getattr(cfg, head), rest, value) if rest else value})
+    return replace(cfg, **{head: _set(getattr(cfg, head), path, rest, value) if rest else value})
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -160,10 +165,8 @@ def run_sweep(
     source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
     ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if reuse not in REUSE:
-        raise ValueError(f"unknown reuse {reuse!r}; expected one of {', '.join(REUSE)}")
+    validate.one_of("backend", backend, BACKENDS)
+    validate.one_of("reuse", reuse, REUSE)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = cells.cells() if isinstance(cells, Grid) else list(cells)

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from jax.experimental import enable_x64
 
-from ntk_adv import attacks, kernels, limits, protocol
+from ntk_adv import attacks, kernels, limits
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import agreement
+from ntk_adv.perturbation import protocol
 
 SPEC = DataSpec("shifted_gauss", n_train=101, n_test=200, d=30)
 BASE = protocol.ProtocolConfig(data=SPEC, width=128, lr_f=0.2, steps_f=50, lr_g=0.4, steps_g=50, eps=2.0)

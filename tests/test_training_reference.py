@@ -49,3 +49,36 @@ def test_train_and_adversarial_train_match_the_reference(parametrization, readou
             p = adversarial_train(f, p0, x, y, perturb=perturb, alpha=alpha, loss="logistic", lr=0.05, steps=10,
                                   key=jax.random.PRNGKey(5), mask=mask)
             np.testing.assert_allclose(flat(p), REFERENCE[f"adv/{parametrization}/{alpha}"], rtol=1e-12, atol=1e-12)
+
+
+def test_anchored_weighted_fit_equals_a_plain_loop():
+    """The anchored, sample-weighted objective of the one loop (plain GD through optax, frozen readout through
+    ``optax.multi_transform``) equals a hand-written masked GD loop (the one experiments/intriguing.py had)."""
+    from ntk_adv.losses import pointwise_loss
+    from ntk_adv.training import Objective, fit, make_optimizer
+
+    with enable_x64():
+        rng = np.random.default_rng(1)
+        x = jnp.asarray(rng.standard_normal((10, 4)))
+        y = jnp.asarray(np.where(rng.random(10) < 0.5, -1.0, 1.0))
+        w = jnp.asarray((rng.random(10) < 0.7).astype(float))
+        net = models.TwoLayerConfig(6, gamma=0.2)
+        apply_c, pair, mask = models.centred_pair(net, 4, key=jax.random.PRNGKey(2), dtype=jnp.float64)
+        lr, decay, steps = 0.1, 0.05, 12
+        mask_leaves = [bool(m) for m in jax.tree_util.tree_leaves(mask)]
+
+        def objective(p):
+            fit_term = jnp.sum(w * pointwise_loss("logistic", apply_c(p, x), y)) / jnp.sum(w)
+            reg = sum(jnp.sum((a - b) ** 2) for a, b, m in
+                      zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(pair), mask_leaves) if m)
+            return fit_term + 0.5 * decay * reg
+
+        p = pair
+        for _ in range(steps):
+            g = jax.tree_util.tree_leaves(jax.grad(objective)(p))
+            leaves = [a - lr * gl if m else a for a, gl, m in zip(jax.tree_util.tree_leaves(p), g, mask_leaves)]
+            p = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pair), leaves)
+        got = fit(apply_c, pair, x, y, Objective("logistic", anchored=True, weighted=True),
+                  make_optimizer(TrainConfig.theory(), lr), steps=steps, mask=mask, sample_weight=w, anchor=pair,
+                  decay=decay).params
+        np.testing.assert_allclose(flat(got), flat(p), rtol=1e-12, atol=1e-12)

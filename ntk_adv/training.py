@@ -9,6 +9,13 @@ Two presets (docs/theory.md):
 
 The learning rate is a traced argument so that learning-rate grids and seeds can be batched with ``jax.vmap``:
 ``jax.vmap(lambda p, lr: train(apply_fn, p, x, y, cfg, lr=lr).params)(stacked_params, lrs)``.
+
+There is one loop, :func:`fit` (one ``lax.scan``): frozen parameters go through ``optax.multi_transform`` with
+``optax.set_to_zero`` (:func:`masked_optimizer`); clean, adversarial (a perturbation per step, its own key),
+anchored (L2 towards reference parameters) and sample-weighted training are options of its :class:`Objective`.
+:func:`train` (a :class:`TrainConfig`'s optimizer, jitted) and :func:`adversarial_train` (plain GD) are that
+loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with it
+like any other pytree of parameters.
 """
 
 from __future__ import annotations

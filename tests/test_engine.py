@@ -5,12 +5,14 @@ needs its batch function and grouping key, plans generically and sets dotted fie
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal  # noqa: F401 - resolves the string annotations of Choices
 
 import pytest
 
-from ntk_adv import engine
+from ntk_adv import engine, validate
 from ntk_adv.data import DataSpec
 from ntk_adv.perturbation import batch, protocol
+from ntk_adv.training import TrainConfig
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_sweep_digits.json").read_text())
 
@@ -63,3 +65,24 @@ def test_engine_is_generic(tmp_path):
                             progress=False)
     assert [r["metrics"]["y"] for r in recs] == [c.x**2 + c.inner.n + s for c, s in grid.cells()]
     assert {r["kind"] for r in recs} == {"toy"}
+
+
+@dataclass(frozen=True)
+class Choices:
+    mode: "Literal['a', 'b', 'c']" = "a"  # a string annotation, as under `from __future__ import annotations`
+    maybe: "Literal['x'] | None" = None
+
+    def __post_init__(self):
+        validate.check_choices(self)
+
+
+def test_literal_choices_are_validated_in_one_place():
+    Choices("b", "x")
+    with pytest.raises(ValueError, match=r"^unknown mode 'd'; expected one of a, b, c$"):
+        Choices("d")
+    with pytest.raises(ValueError, match="unknown maybe 'y'"):
+        Choices(maybe="y")
+    with pytest.raises(ValueError, match="unknown scenario 'c'; expected one of a, b, noise"):
+        protocol.ProtocolConfig(scenario="c")
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        TrainConfig(optimizer="adam")

@@ -320,9 +320,9 @@ def test_zero_radius_gives_zero_perturbations():
 @pytest.mark.parametrize("changes, message", [
     ({"scenario": "c"}, "unknown scenario 'c'"),
     ({"attack": "cw"}, "unknown attack 'cw'"),
-    ({"targets": "fixed"}, "unknown target mode 'fixed'"),
-    ({"preset": "adam"}, "unknown training preset 'adam'"),
-    ({"noise": "laplace"}, "unknown noise kind 'laplace'"),
+    ({"targets": "fixed"}, "unknown targets 'fixed'"),
+    ({"preset": "adam"}, "unknown preset 'adam'"),
+    ({"noise": "laplace"}, "unknown noise 'laplace'"),
     ({"eps": -0.1}, "eps must be finite and >= 0"),
     ({"eps": float("nan")}, "eps must be finite and >= 0"),
     ({"gamma": 1.0}, r"gamma=1.0 is outside \[0, 1\)"),

@@ -24,7 +24,7 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    N = ``sweep_n``, d = ``d``: the *width sweep* (``sweep_widths`` x ``sweep_seeds`` seeds) and the
    *paper sweep* (``paper_widths`` x lr_f x lr_g in ``paper_lrs`` x eps in linspace(0, ``paper_eps_max``,
    ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
-   *Engine*: ``sweeps.run_sweep`` into a temporary store (inprocess backend, ``force=True``): f trained once per
+   *Engine*: ``perturbation.batch.run_sweep`` (the engine) into a temporary store (inprocess backend, ``force=True``): f trained once per
    (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one jit; trainings by
    the solver ``auto`` picks (activation space from ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on).
    *Loop* (the baseline of ``speedup``): ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver
@@ -96,8 +96,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_adv import models, pattern_gd, protocol, sweeps
-from ntk_adv.data import DataSpec
+from ntk_adv import engine, models, pattern_gd
+from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.perturbation import batch, protocol
 from ntk_adv.results import provenance, write_json
 from ntk_adv.store import ResultStore
 from ntk_adv.training import TrainConfig, train
@@ -202,14 +203,14 @@ class Config:
                                        lr_f=self.sweep_lr, lr_g=self.sweep_lr, steps_f=self.steps,
                                        steps_g=self.steps, eps=self.sweep_eps)
 
-    def width_grid(self, preset: str = "theory") -> sweeps.Grid:
-        return sweeps.Grid(self.base(self.sweep_widths[0], preset), axes=(("width", tuple(self.sweep_widths)),),
+    def width_grid(self, preset: str = "theory") -> engine.Grid:
+        return engine.Grid(self.base(self.sweep_widths[0], preset), axes=(("width", tuple(self.sweep_widths)),),
                            seeds=self.sweep_seeds)
 
-    def paper_grid(self, preset: str = "theory") -> sweeps.Grid:
+    def paper_grid(self, preset: str = "theory") -> engine.Grid:
         eps = tuple(float(e) for e in np.linspace(0.0, self.paper_eps_max, self.paper_eps_count))
         lrs = tuple(float(v) for v in self.paper_lrs)
-        return sweeps.Grid(self.base(self.paper_widths[0], preset),
+        return engine.Grid(self.base(self.paper_widths[0], preset),
                            axes=(("width", tuple(self.paper_widths)), ("lr_f", lrs), ("lr_g", lrs), ("eps", eps)),
                            seeds=self.paper_seeds)
 
@@ -421,7 +422,7 @@ def training_flops(cells) -> dict[str, int]:
     """Analytic FLOPs of the trainings alone (f and g, ``steps_f`` / ``steps_g`` full-batch GD steps each, see
     :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for the
     loop (f and g per cell)."""
-    f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
+    f_units = {(batch.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
     def one(c, steps):
         return steps * train_flops_per_step(c.data.n_train, c.data.d, c.width, c.preset)
     g = sum(one(c, c.steps_g) for c, _ in cells)
@@ -431,7 +432,7 @@ def training_flops(cells) -> dict[str, int]:
 
 def _count_trainings(cells) -> tuple[int, int]:
     """(f trainings, g trainings) of the engine: f per (width group, seed, lr_f), g per cell."""
-    f_units = {(sweeps.protocol_batch_key(c), s, c.lr_f) for c, s in cells}
+    f_units = {(batch.protocol_batch_key(c), s, c.lr_f) for c, s in cells}
     return len(f_units), len(cells)
 
 
@@ -441,18 +442,18 @@ def reuse_bound(cells) -> float:
     return 2 * len(cells) / sum(_count_trainings(cells))
 
 
-def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_gflops: float = math.nan,
+def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_gflops: float = math.nan,
                 same_solver_loop: bool | None = None) -> dict:
     """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds.
     ``peak_gflops`` (the measured matmul peak) turns the analytic training FLOPs into ``peak_bound``. The
     trainings follow ``grid.base.preset`` in every path (the loop backpropagates that preset's optimizer)."""
     same_solver_loop = cfg.same_solver_loop if same_solver_loop is None else same_solver_loop
     cells = grid.cells()
-    arrays = sweeps.data_arrays(grid.base.data)  # loaded (and cached) outside every timing
+    arrays = data_arrays(grid.base.data)  # loaded (and cached) outside every timing
     jax.block_until_ready(arrays)
     groups: dict = {}
     for cell in cells:
-        groups.setdefault(sweeps.protocol_batch_key(cell[0]), []).append(cell)
+        groups.setdefault(batch.protocol_batch_key(cell[0]), []).append(cell)
     paths = ("engine", "loop") + (("loop_same_solver",) if same_solver_loop else ())
     times = {(path, gi): [] for path in paths for gi in range(len(groups))}
     cpus = {k: [] for k in times}
@@ -466,7 +467,7 @@ def bench_sweep(cfg: Config, grid: sweeps.Grid, name: str, progress: bool, peak_
                 results = {}
                 for path in paths[shift:] + paths[:shift]:
                     if path == "engine":
-                        recs, wall, comp, cpu = timed(sweeps.run_sweep, group, store, force=True, progress=False,
+                        recs, wall, comp, cpu = timed(batch.run_sweep, group, store, force=True, progress=False,
                                                       backend="inprocess", kind=f"bench_{name}")
                         results[path] = [rec["metrics"] for rec in recs]
                     else:
@@ -565,7 +566,7 @@ def infinite_child(n: int, n_test: int, d: int, repeats: int, seed: int) -> dict
     t0 = time.perf_counter()
     cfg = protocol.ProtocolConfig(data=DataSpec("gauss", n_train=n, n_test=n_test, d=d, seed=seed), width=None,
                                   loss="identity", preset="theory", eps=0.14)
-    arrays = jax.block_until_ready(sweeps.data_arrays(cfg.data))
+    arrays = jax.block_until_ready(data_arrays(cfg.data))
     data_s = time.perf_counter() - t0
     base_rss = _rss_mb()
     run = jax.jit(protocol.infinite_cell, static_argnums=0)

@@ -22,9 +22,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntk_adv import limits, pattern_gd, plots, protocol, sweeps, verdicts
-from ntk_adv.data import DataSpec
+from ntk_adv import engine, limits, pattern_gd, plots, validate, verdicts
+from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.metrics import fit_loglog_slope
+from ntk_adv.perturbation import batch, protocol
 from ntk_adv.results import provenance, select, write_csv, write_json
 from ntk_adv.store import ResultStore
 
@@ -74,8 +75,7 @@ class Config:
         for name in ("eps", "lr_f", "lr_g", "steps_f", "steps_g", "gamma"):
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value")
-        if self.backend not in sweeps.BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; expected one of {', '.join(sweeps.BACKENDS)}")
+        validate.one_of("backend", self.backend, engine.BACKENDS)
         base = self.base()  # validates scenario, attack, targets, loss, preset, eps, gamma ranges
         if self.widths:  # an unknown solver, or 'pattern' where it cannot apply, is refused here, by name
             pattern_gd.choose(base.net(), base.train_config("f"), base.data.n_train, self.solver)
@@ -87,7 +87,7 @@ class Config:
             steps_f=self.steps_f[0], lr_g=self.lr_g[0], steps_g=self.steps_g[0], scenario=self.scenario,
             attack=self.attack, eps=self.eps[0], targets=self.targets, centered=self.centered)
 
-    def grid(self) -> sweeps.Grid:
+    def grid(self) -> engine.Grid:
         widths = tuple(self.widths) + ((None,) if self.infinite else ())
         axes = [("width", widths)]
         for name, target in AXES.items():
@@ -98,7 +98,7 @@ class Config:
             for v in vals:
                 if isinstance(v, (int, float)) and v is not None and not np.isfinite(v):
                     raise ValueError(f"sweep values must be finite, got {vals}")
-        return sweeps.Grid(self.base(), axes=tuple(axes), seeds=self.seeds)
+        return engine.Grid(self.base(), axes=tuple(axes), seeds=self.seeds)
 
     def varying(self) -> list[str]:
         """Row columns of the axes that have more than one value (besides width)."""
@@ -164,7 +164,7 @@ TREND_AXES = {"eps": "eps (L2 radius)", "steps_g": "T_g", "steps_f": "T_f", "dat
 
 def n_test_points(cfg: Config) -> int:
     """The number of held-out points z every agreement is measured on."""
-    return int(sweeps.data_arrays(cfg.data)[2].shape[0])
+    return int(data_arrays(cfg.data)[2].shape[0])
 
 
 def _per_seed(rows: list[dict], metric: str, **where) -> dict[int, float]:
@@ -440,11 +440,11 @@ def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
     apply (other attacks or losses, the noise scenario, no bias)."""
     base = cfg.base()
     for axis, v in where.items():
-        base = sweeps.set_field(base, axis, v)
+        base = engine.set_field(base, axis, v)
     if (base.loss != "identity" or base.attack not in FIRST_ORDER_ATTACKS or base.scenario == "noise"
             or not base.bias):
         return None
-    x, y, z, _ = sweeps.data_arrays(base.data)
+    x, y, z, _ = data_arrays(base.data)
     c = base.with_(width=None)
     f_inf = protocol.infinite_f(c, x, y)
     sign_f = np.where(np.asarray(f_inf(z)) >= 0, 1, -1)
@@ -488,7 +488,7 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
     papers' limit classifiers hat_f, hat_g (without g's bias term), and of B + S, the centred limit g with its
     bias term (docs/theory.md, "The limit g, decomposed")."""
     base = cfg.base().with_(eps=max(cfg.eps))
-    x, y, z, y_test = sweeps.data_arrays(cfg.data)
+    x, y, z, y_test = data_arrays(cfg.data)
     key = jax.random.PRNGKey(0)
     origin, basis = protocol.class_mean_plane(np.asarray(x), np.asarray(y))
     proj = np.asarray(x) @ basis.T
@@ -529,9 +529,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning",
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()
     store = ResultStore(cfg.store or out / "store")
-    records = sweeps.run_sweep(grid, store, run_batch=partial(sweeps.run_protocol_batch, solver=cfg.solver),
-                               backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress,
-                               reuse="accept" if cfg.accept_stale else "verify")
+    records = batch.run_sweep(grid, store, run_batch=partial(batch.run_protocol_batch, solver=cfg.solver),
+                              backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress,
+                              reuse="accept" if cfg.accept_stale else "verify")
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")
     summary = summarize(cfg, rows)

@@ -35,8 +35,7 @@ from matplotlib import ticker
 
 from experiments import perturbation_learning as pl
 from ntk_adv import plots, verdicts
-from ntk_adv import sweeps as sweeps_mod
-from ntk_adv.data import DataSpec
+from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.results import provenance, read_csv, write_csv, write_json
 
 COMMAND = "reproduce"
@@ -446,7 +445,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/reproduce", *, progress
         sweeps.append(sub)
     settings["n_test"] = n_test
     if settings["n_train"] is None:
-        settings["n_train"] = int(sweeps_mod.data_arrays(pcfg.data)[0].shape[0])  # every point of the split
+        settings["n_train"] = int(data_arrays(pcfg.data)[0].shape[0])  # every point of the split
     write_csv(rows, out / "results.csv")
     width = None if settings["sweep"] == "width" else settings["m"]
     points = panel_points(rows, settings["sweep"], n_test, width)

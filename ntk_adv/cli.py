@@ -136,7 +136,7 @@ def main(argv: list[str] | None, commands: Commands) -> int:
         if os.environ.get("NTK_ADV_JAX_CACHE"):
             # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
             # executable, so the persistent compilation cache is off unless asked for.
-            from ntk_adv.sweeps import enable_compilation_cache
+            from ntk_adv.engine import enable_compilation_cache
 
             enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
         cfg = config_from_args(args, module.Config)

@@ -31,6 +31,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "array_fingerprint",
+    "data_arrays",
     "fingerprint",
     "load_cifar10_pair",
     "load_dataset",
@@ -784,6 +785,17 @@ def _load_stamped(spec: DataSpec, stamp: tuple) -> tuple[Dataset, str]:
 def load_spec_cached(spec: DataSpec) -> Dataset:
     """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on disk."""
     return _load_stamped(spec, _stamp(spec))[0]
+
+
+def data_arrays(spec: DataSpec) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(x_train (N, d), y_train (N,), x_test (M, d), y_test (M,)) of ``spec`` as JAX arrays, cached in-process
+    (:func:`load_spec_cached`: the cache notices files that changed on disk)."""
+    return _jax_arrays(load_spec_cached(spec))
+
+
+@lru_cache(maxsize=8)
+def _jax_arrays(ds: Dataset) -> tuple[jax.Array, ...]:
+    return tuple(jax.numpy.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 
 def fingerprint(spec: DataSpec) -> str:

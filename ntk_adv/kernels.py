@@ -23,6 +23,7 @@ import sys
 import types
 from collections.abc import Callable
 from functools import partial
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,8 @@ import jax.numpy as jnp
 from ntk_adv import validate
 
 KernelFn = Callable[[jax.Array, jax.Array], jax.Array]
-PARAMETRIZATIONS = ("standard", "ntk")
+Parametrization = Literal["standard", "ntk"]
+PARAMETRIZATIONS: tuple[str, ...] = get_args(Parametrization)
 
 
 def check_gamma(gamma: float) -> float:

@@ -12,11 +12,13 @@ mse          l(f, y) = (f - y)^2 / 2
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 
-LOSSES = ("identity", "logistic", "exponential", "mse")
+Loss = Literal["identity", "logistic", "exponential", "mse"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 MARGIN_LOSSES = ("identity", "logistic", "exponential")
 
 

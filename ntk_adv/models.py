@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ntk_adv.kernels import check_gamma, check_parametrization
+from ntk_adv import validate
+from ntk_adv.kernels import Parametrization, check_gamma
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -42,7 +43,7 @@ class TwoLayerConfig:
     bias: bool = True
     train_readout: bool = False
     n_out: int = 1
-    parametrization: str = "standard"
+    parametrization: Parametrization = "standard"
     init_scale: float = 1.0
 
     def __post_init__(self):
@@ -51,7 +52,7 @@ class TwoLayerConfig:
         if not isinstance(self.n_out, (int, np.integer)) or self.n_out < 1:
             raise ValueError(f"n_out must be an integer >= 1, got {self.n_out!r}")
         check_gamma(self.gamma)
-        check_parametrization(self.parametrization)
+        validate.check_choices(self)  # parametrization
         if not (np.isfinite(self.init_scale) and self.init_scale > 0):
             raise ValueError(f"init_scale must be finite and > 0, got {self.init_scale!r}")
 
@@ -116,6 +117,32 @@ def make_apply(cfg: TwoLayerConfig) -> ApplyFn:
 def trainable_mask(cfg: TwoLayerConfig) -> TwoLayerParams:
     """Which leaves are trained: w always, b if the net has a bias, a if the readout is trained."""
     return TwoLayerParams(w=True, b=cfg.bias, a=cfg.train_readout)
+
+
+@cache
+def centered(apply_fn: ApplyFn) -> ApplyFn:
+    """Centred model ``(params, params0), x -> f(x; params) - f(x; params0)`` (removes the random init
+    function f_0). Train it with mask ``(mask, frozen-all)``, see :func:`centered_mask`."""
+
+    def apply_centered(pair, x):
+        params, params0 = pair
+        return apply_fn(params, x) - apply_fn(params0, x)
+
+    return apply_centered
+
+
+def centered_mask(mask):
+    """Mask for :func:`centered`: train ``params`` as ``mask`` says, never ``params0``."""
+    return (mask, jax.tree_util.tree_map(lambda _: False, mask))
+
+
+def centred_pair(cfg: TwoLayerConfig, d: int, *, key: jax.Array, dtype=jnp.float32):
+    """A freshly initialized *centred* net, ``f(x) = net(params)(x) - net(params0)(x)`` (zero at init):
+    ``(apply_fn, (params0, params0), mask)`` with ``apply_fn = centered(make_apply(cfg))`` taking the pair and
+    x (N, d) to (N,), both halves drawn by :func:`init_params` with ``key`` (the plain net's draw), and the
+    trainable mask :func:`centered_mask` (params as :func:`trainable_mask` says, params0 frozen)."""
+    p0 = init_params(cfg, d, key=key, dtype=dtype)
+    return centered(make_apply(cfg)), (p0, p0), centered_mask(trainable_mask(cfg))
 
 
 def check_inputs(x, d: int | None = None, name: str = "x") -> None:

@@ -4,7 +4,7 @@ Conventions: log2 width axes, mean over seeds with a shaded 95% Student-t interv
 (or slope) as a dashed line; every figure is saved as PNG and PDF.
 
 Rows are dicts with ``metric``, ``value`` and config columns (``width``, ``seed``, ``eps``, ``steps_g``, ...).
-**Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`INF_WIDTH`; what
+**Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`ntk_adv.limits.INF_WIDTH`; what
 ``store.ResultStore.rows`` writes; a CSV stores ``inf`` and ``results.read_csv`` reads it back as ``inf``).
 :func:`is_infinite_width` also accepts ``None`` (``ProtocolConfig.width=None`` or a blank CSV cell, so a row
 with no width column counts as infinite) and the strings ``"inf"``, ``"infinite"``, ``"infinity"``.
@@ -15,7 +15,6 @@ returns the saved paths [png, pdf].
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from matplotlib.patches import Patch
 from ntk_adv.metrics import mean_ci
 from ntk_adv.results import select, values
 
-INF_WIDTH = math.inf  # the ``width`` of infinite-width rows (see the module docstring)
 _INF_STRINGS = ("inf", "infinite", "infinity")
 
 PAPER_RC = {

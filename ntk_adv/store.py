@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import warnings
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ntk_adv import data as data_mod
+from ntk_adv.limits import INF_WIDTH
 from ntk_adv.results import atomic_write, provenance, sweep_temp_files, versions, write_csv
 
 SCHEMA = 2
@@ -160,7 +160,7 @@ class ResultStore:
         for rec in self.records() if records is None else records:
             cols = flatten(rec["config"])
             if "width" in cols and cols["width"] is None:
-                cols["width"] = math.inf  # infinite-width cells (the plots' convention)
+                cols["width"] = INF_WIDTH  # infinite-width cells
             cols.update(seed=rec["seed"], cell_id=rec["id"], fingerprint=rec.get("code_fingerprint", "none"),
                         data_fingerprint=rec.get("data_fingerprint", "none"), stale=rec.get("stale", ""))
             rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]

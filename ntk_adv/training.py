@@ -9,13 +9,21 @@ Two presets (docs/theory.md):
 
 The learning rate is a traced argument so that learning-rate grids and seeds can be batched with ``jax.vmap``:
 ``jax.vmap(lambda p, lr: train(apply_fn, p, x, y, cfg, lr=lr).params)(stacked_params, lrs)``.
+
+There is one loop, :func:`fit` (one ``lax.scan``): frozen parameters go through ``optax.multi_transform`` with
+``optax.set_to_zero`` (:func:`masked_optimizer`); clean, adversarial (a perturbation per step, its own key),
+anchored (L2 towards reference parameters) and sample-weighted training are options of its :class:`Objective`.
+:func:`train` (a :class:`TrainConfig`'s optimizer, jitted) and :func:`adversarial_train` (plain GD) are that
+loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with it
+like any other pytree of parameters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache, partial
-from typing import Any
+from functools import partial
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +32,14 @@ import optax
 from flax import struct
 
 from ntk_adv import validate
-from ntk_adv.losses import check_loss, mean_loss
-from ntk_adv.models import ApplyFn, TwoLayerParams
+from ntk_adv.losses import Loss, check_loss, mean_loss, pointwise_loss
+from ntk_adv.models import ApplyFn, TwoLayerParams, centered, centered_mask
 
-OPTIMIZERS = ("gd", "momentum")
+__all__ = ["OPTIMIZERS", "Objective", "TrainConfig", "TrainResult", "adversarial_train", "centered", "centered_mask",
+           "check_data", "effective_time", "fit", "make_optimizer", "masked_optimizer", "plateau_transform", "train"]
+
+Optimizer = Literal["gd", "momentum"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 @dataclass(frozen=True)
@@ -37,10 +49,10 @@ class TrainConfig:
     ``plateau``: reduce the learning rate by ``plateau_factor`` when the loss has not improved (relative
     tolerance 1e-4) for ``plateau_patience`` steps (PyTorch's ReduceLROnPlateau defaults)."""
 
-    loss: str = "identity"
+    loss: Loss = "identity"
     steps: int = 100
     lr: float = 0.01
-    optimizer: str = "gd"
+    optimizer: Optimizer = "gd"
     momentum: float = 0.9
     plateau: bool = False
     plateau_factor: float = 0.1
@@ -48,9 +60,7 @@ class TrainConfig:
     record_loss: bool = True
 
     def __post_init__(self):
-        check_loss(self.loss)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        validate.check_choices(self)  # loss, optimizer
         if not isinstance(self.steps, (int, np.integer)) or self.steps < 0:
             raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
         if not (np.isfinite(self.lr) and self.lr >= 0):
@@ -125,9 +135,90 @@ def _mask_leaves(params, mask) -> tuple[bool, ...]:
     return tuple(bool(m) for m in leaves)
 
 
+def masked_optimizer(opt: optax.GradientTransformationExtraArgs, params, mask_leaves: tuple[bool, ...]
+                     ) -> optax.GradientTransformationExtraArgs:
+    """``opt`` on the trained leaves, :func:`optax.set_to_zero` on the frozen ones (``optax.multi_transform``
+    over labels ``train`` / ``frozen`` laid out like ``params``); ``opt`` itself when nothing is frozen."""
+    if all(mask_leaves):
+        return opt
+    labels = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
+                                          ["train" if m else "frozen" for m in mask_leaves])
+    return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one training step minimizes (static; the traced numbers are arguments of :func:`fit`):
+
+        J(theta) = alpha L(theta; x) + (1 - alpha) L(theta; x + eta) + (decay / 2) ||theta - theta_a||^2_mask
+
+    * ``loss``: the pointwise loss; L is its mean over the N points, or with ``sample_weight`` (N,) the
+      weighted mean ``sum_n w_n l_n / sum_n w_n`` (a 0/1 weight selects a subset without changing shapes);
+    * ``perturb``: None for clean training (J = L(theta; x)); else adversarial training,
+      ``eta = stop_gradient(perturb(f_theta, x, y, key_t))`` (N, d) recomputed at every step with its own key;
+    * ``anchored``: add the L2 penalty towards the anchor parameters theta_a over the trained leaves (weight
+      decay anchored at, e.g., the initialization)."""
+
+    loss: str = "identity"
+    perturb: Callable | None = None
+    anchored: bool = False
+    weighted: bool = False
+
+    def __post_init__(self):
+        check_loss(self.loss)
+
+
+def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Objective,
+        optimizer: optax.GradientTransformationExtraArgs, *, steps: int, mask=None, key: jax.Array | None = None,
+        alpha=0.0, sample_weight=None, anchor=None, decay=0.0, record_loss: bool = False) -> TrainResult:
+    """THE training loop: ``steps`` full-batch steps of ``optimizer`` (fed ``value=`` the objective before the
+    step) on ``objective`` (:class:`Objective`), one ``lax.scan``; :func:`train` and :func:`adversarial_train`
+    are this loop. Traceable (call it under jit / vmap; :func:`train` jits it).
+
+    ``params`` any pytree (``apply_fn(params, x (N, d)) -> (N,)``); ``mask`` a pytree of bools with one leaf
+    per parameter leaf: frozen leaves go through :func:`optax.set_to_zero` (:func:`masked_optimizer`);
+    ``key`` (required with ``objective.perturb``) is split into one key per step; ``alpha``, ``decay`` may be
+    traced; ``sample_weight`` (N,) with ``objective.weighted``; ``anchor`` (like ``params``) with
+    ``objective.anchored``. Returns the params and, with ``record_loss``, the objective before each step
+    (steps,)."""
+    mask_leaves = _mask_leaves(params, mask)
+    opt = masked_optimizer(optimizer, params, mask_leaves)
+    if objective.perturb is not None and key is None:
+        raise ValueError("adversarial training needs an explicit key (key=jax.random.PRNGKey(seed))")
+
+    def mean(per_point_out):
+        if objective.weighted:
+            return jnp.sum(sample_weight * pointwise_loss(objective.loss, per_point_out, y)) / jnp.sum(sample_weight)
+        return mean_loss(objective.loss, per_point_out, y)
+
+    def loss_fn(p, k):
+        out = apply_fn(p, x)
+        if objective.perturb is None:
+            value = mean(out)
+        else:
+            f = partial(apply_fn, p)
+            eta = jax.lax.stop_gradient(objective.perturb(f, x, y, k))
+            value = alpha * mean(out) + (1.0 - alpha) * mean(f(x + eta))
+        if objective.anchored:
+            pairs = zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(anchor), mask_leaves)
+            value = value + 0.5 * decay * sum(jnp.sum((a - b) ** 2) for a, b, m in pairs if m)
+        return value
+
+    def step(carry, k):
+        p, state = carry
+        value, grads = jax.value_and_grad(loss_fn)(p, k)
+        updates, state = opt.update(grads, state, p, value=value)
+        return (optax.apply_updates(p, updates), state), (value if record_loss else None)
+
+    keys = jax.random.split(key, steps) if objective.perturb is not None else None
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), keys, length=steps)
+    return TrainResult(params=params, losses=losses)
+
+
 def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfig, *, lr=None,
           mask=None) -> TrainResult:
-    """Full-batch training of ``apply_fn`` on (x (N, d), y (N,)) for ``cfg.steps`` steps.
+    """Full-batch training of ``apply_fn`` on (x (N, d), y (N,)) for ``cfg.steps`` steps (:func:`fit` with
+    the optimizer of ``cfg``, :func:`make_optimizer`, under jit).
 
     ``mask``: a pytree of bools like ``params`` (e.g. :func:`ntk_adv.models.trainable_mask`); frozen leaves
     get exactly zero updates. ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
@@ -156,74 +247,29 @@ def _check_d(params, x) -> None:
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _train(apply_fn, cfg, mask_leaves, params, x, y, lr):
-    treedef = jax.tree_util.tree_structure(params)
-    opt = make_optimizer(cfg, lr)
-
-    def loss_fn(p):
-        return mean_loss(cfg.loss, apply_fn(p, x), y)
-
-    def step(carry, _):
-        p, state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p)
-        g_leaves = [g if m else jnp.zeros_like(g) for g, m in zip(jax.tree_util.tree_leaves(grads), mask_leaves)]
-        grads = jax.tree_util.tree_unflatten(treedef, g_leaves)
-        updates, state = opt.update(grads, state, p, value=loss)
-        p = optax.apply_updates(p, updates)
-        return (p, state), (loss if cfg.record_loss else None)
-
-    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=cfg.steps)
-    return TrainResult(params=params, losses=losses)
-
-
-@cache
-def centered(apply_fn: ApplyFn) -> ApplyFn:
-    """Centred model ``(params, params0), x -> f(x; params) - f(x; params0)`` (removes the random init
-    function f_0). Train it with mask ``(mask, frozen-all)``, see :func:`centered_mask`."""
-
-    def apply_centered(pair, x):
-        params, params0 = pair
-        return apply_fn(params, x) - apply_fn(params0, x)
-
-    return apply_centered
-
-
-def centered_mask(mask):
-    """Mask for :func:`centered`: train ``params`` as ``mask`` says, never ``params0``."""
-    return (mask, jax.tree_util.tree_map(lambda _: False, mask))
+    return fit(apply_fn, params, x, y, Objective(cfg.loss), make_optimizer(cfg, lr), steps=cfg.steps,
+               mask=mask_leaves, record_loss=cfg.record_loss)
 
 
 def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, perturb, alpha=0.0,
                       loss: str = "identity", lr, steps: int, key: jax.Array | None = None, mask=None):
-    """Full-batch adversarial training (one implementation for every experiment), under ``lax.scan``:
+    """Full-batch adversarial training (one implementation for every experiment; :func:`fit` with
+    ``Objective(loss, perturb)`` and plain gradient descent ``optax.sgd(lr)``):
 
         J~(theta) = alpha J(theta; x) + (1 - alpha) J(theta; x + eta),   eta = perturb(f_theta, x, y, key_t)
 
     recomputed from the current parameters at every step and treated as a constant (no gradient flows
     through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
-    labels (targets -y), or random-sign noise for the control. Plain gradient descent with step ``lr``;
-    ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
+    labels (targets -y), or random-sign noise for the control. ``key`` is required (split into one key per
+    step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
     Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
+    if key is None:
+        raise ValueError("adversarial_train needs an explicit key (key=jax.random.PRNGKey(seed))")
     check_loss(loss)
     check_data(x, y)
     _check_d(params, x)
     validate.scalar("alpha", alpha, low=0.0, high=1.0)
     validate.positive("lr", lr)
-    mask_leaves = _mask_leaves(params, mask)
-    treedef = jax.tree_util.tree_structure(params)
-    keys = jax.random.split(jax.random.PRNGKey(0) if key is None else key, steps)
-    opt = optax.sgd(lr)
-
-    def objective(p, k):
-        f = partial(apply_fn, p)
-        eta = jax.lax.stop_gradient(perturb(f, x, y, k))
-        return alpha * mean_loss(loss, f(x), y) + (1.0 - alpha) * mean_loss(loss, f(x + eta), y)
-
-    def step(carry, k):
-        p, state = carry
-        grads = jax.grad(objective)(p, k)
-        g = [gl if m else jnp.zeros_like(gl) for gl, m in zip(jax.tree_util.tree_leaves(grads), mask_leaves)]
-        updates, state = opt.update(jax.tree_util.tree_unflatten(treedef, g), state, p)
-        return (optax.apply_updates(p, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), keys)
-    return params
+    opt = optax.with_extra_args_support(optax.sgd(lr))
+    return fit(apply_fn, params, x, y, Objective(loss, perturb=perturb), opt, steps=steps, mask=mask, key=key,
+               alpha=alpha).params

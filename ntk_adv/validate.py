@@ -9,6 +9,10 @@ never inside a compiled loop.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import types
+import typing
 from typing import Any
 
 import jax
@@ -123,3 +127,37 @@ def outputs(name: str, out, n: int | None = None) -> None:
     """Scalar model outputs (n,), finite when concrete (a NaN output is an error, never a class)."""
     vector(name, out, n)
     finite(name, out)
+
+
+def one_of(name: str, value: Any, options) -> None:
+    """``value`` is one of ``options``: else ``ValueError("unknown <name> 'x'; expected one of a, b, c")``."""
+    if value not in tuple(options):
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, options))}")
+
+
+def literal_options(tp) -> tuple | None:
+    """The choices of a ``Literal[...]`` type (also inside ``Optional`` / ``X | None``), or None."""
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [literal_options(a) for a in typing.get_args(tp)]
+        opts = tuple(o for f in found if f for o in f)
+        if opts:
+            return opts + ((None,) if type(None) in typing.get_args(tp) else ())
+    return None
+
+
+def check_choices(cfg: Any) -> None:
+    """Every field of the dataclass ``cfg`` annotated ``Literal[...]`` holds one of its choices (the one place
+    fixed-choice strings are validated; call it from ``__post_init__``). Annotations may be strings
+    (``from __future__ import annotations``): they are resolved with :func:`typing.get_type_hints`."""
+    for name, tp in _hints(type(cfg)).items():
+        opts = literal_options(tp)
+        if opts is not None:
+            one_of(name, getattr(cfg, name), opts)
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}

@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from ntk_adv import pattern_gd, protocol, sweeps
-from ntk_adv.data import DataSpec
+from ntk_adv import engine, pattern_gd
+from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.perturbation import batch, protocol
 
 # n_train = 26 appears in no other test, so that no compiled group of another test is reused here
 BASE = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=26, n_test=20, d=8), width=8, steps_f=10,
@@ -47,15 +48,15 @@ def counter():
 
 
 def grid(eps, lrs):
-    return sweeps.Grid(BASE, axes=(("width", WIDTHS), ("eps", eps), ("lr_g", lrs)), seeds=2)
+    return engine.Grid(BASE, axes=(("width", WIDTHS), ("eps", eps), ("lr_g", lrs)), seeds=2)
 
 
 def test_each_group_function_compiles_once(tmp_path, counter):
-    sweeps.run_sweep(grid((0.5, 2.0), (0.1, 0.05)), tmp_path / "a", progress=False)
+    batch.run_sweep(grid((0.5, 2.0), (0.1, 0.05)), tmp_path / "a", progress=False)
     assert counter.traces.get("_finite_batch") == len(WIDTHS)  # one trace per width group of 8 cells
     counter.traces.clear()
     counter.compiles = 0
-    sweeps.run_sweep(grid((0.25, 1.0), (0.2, 0.01)), tmp_path / "b", progress=False)  # same shapes, new values
+    batch.run_sweep(grid((0.25, 1.0), (0.2, 0.01)), tmp_path / "b", progress=False)  # same shapes, new values
     assert counter.traces == {} and counter.compiles == 0
 
 
@@ -64,8 +65,8 @@ def test_paper_preset_group_equals_backprop_cells(tmp_path):
     """The paper preset's activation-space group equals the backpropagated per-cell protocol on every metric
     (float32, 1e-4). Slow (a per-cell jit of the whole protocol); train_f / train_g are compared by default in
     test_pattern_gd."""
-    first = sweeps.run_sweep(grid((0.5, 2.0), (0.1, 0.05)), tmp_path, progress=False)
-    arrays = sweeps.data_arrays(BASE.data)
+    first = batch.run_sweep(grid((0.5, 2.0), (0.1, 0.05)), tmp_path, progress=False)
+    arrays = data_arrays(BASE.data)
     wide = [(rec, cfg) for rec, (cfg, _) in zip(first, grid((0.5, 2.0), (0.1, 0.05)).cells())
             if cfg.width == WIDTHS[1]]
     assert pattern_gd.choose(wide[0][1].net(), wide[0][1].train_config("f"), BASE.data.n_train) == "pattern"

@@ -50,13 +50,13 @@ def test_agreement_rises_with_eps(tiny_run):
 
 def test_rerun_resumes_from_store(tiny_run, monkeypatch):
     cfg, out, summary = tiny_run
-    from ntk_adv import sweeps
+    from ntk_adv.perturbation import batch
 
     def fail(chunk):
         raise AssertionError("a finished cell was recomputed")
 
-    original = sweeps.run_sweep
-    monkeypatch.setattr(sweeps, "run_sweep", lambda *a, **k: original(*a, **{**k, "run_batch": fail}))
+    original = batch.run_sweep
+    monkeypatch.setattr(batch, "run_sweep", lambda *a, **k: original(*a, **{**k, "run_batch": fail}))
     again = perturbation_learning.main(cfg.__class__(**{**cfg.__dict__, "decision_map": False}), out,
                                        progress=False)
     assert again["agreement_by_width"] == summary["agreement_by_width"]

@@ -32,16 +32,16 @@ from experiments import cli
 from ntk_adv import (
     attacks,
     data,
+    engine,
     kernels,
     limits,
     metrics,
     models,
     pattern_gd,
     results,
-    sweeps,
     training,
 )
-from ntk_adv.protocol import ProtocolConfig
+from ntk_adv.perturbation.protocol import ProtocolConfig
 from ntk_adv.store import ResultStore, cell_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def data_mean_batch(chunk):
     COMPUTED.extend(chunk)
     out = []
     for cfg, seed in chunk:
-        x, y, z, _ = sweeps.data_arrays(cfg.data)
+        x, y, z, _ = data.data_arrays(cfg.data)
         out.append({"x_mean": float(jnp.mean(x)) + seed, "y_mean": float(jnp.mean(y)), "z_mean": float(jnp.mean(z))})
     return out
 
@@ -86,7 +86,8 @@ def cells_on(root: str) -> list:
 
 def run(cells, store, **kw):
     COMPUTED.clear()
-    recs = sweeps.run_sweep(cells, store, run_batch=data_mean_batch, progress=False, **kw)
+    recs = engine.run_sweep(cells, store, run_batch=data_mean_batch, batch_key=lambda cfg: cfg, kind="test",
+                            progress=False, **kw)
     return recs, len(COMPUTED)
 
 
@@ -144,22 +145,22 @@ def test_records_from_other_code_are_recomputed_or_kept_and_marked(tmp_path):
     first, _ = run(cells_on(str(root)), store)
     assert first[0]["code_fingerprint"] == results.code_fingerprint()
     stamp_records(store, code_fingerprint="0" * 16, git_rev="0" * 40, jax="0.4.1")
-    with pytest.warns(sweeps.StaleRecord, match="2 stored records were computed by other code"):
+    with pytest.warns(engine.StaleRecord, match="2 stored records were computed by other code"):
         fresh, n = run(cells_on(str(root)), store)
     assert n == 2
     assert all(r["code_fingerprint"] == first[0]["code_fingerprint"] and r["jax"] == jax.__version__ for r in fresh)
     stamp_records(store, jax="0.4.1")  # a record that claims other library versions is stale too
-    with pytest.warns(sweeps.StaleRecord, match="2 stored records"):
+    with pytest.warns(engine.StaleRecord, match="2 stored records"):
         assert run(cells_on(str(root)), store)[1] == 2
     stamp_records(store, code_fingerprint="0" * 16)
-    with pytest.warns(sweeps.StaleRecord, match="keeping 2 stored records"):
+    with pytest.warns(engine.StaleRecord, match="keeping 2 stored records"):
         kept, n = run(cells_on(str(root)), store, reuse="accept")
     assert n == 0 and [r["stale"] for r in kept] == ["code", "code"]
     rows = ResultStore(store).rows(kept)
     assert {r["stale"] for r in rows} == {"code"} and {r["fingerprint"] for r in rows} == {"0" * 16}
     # accept also keeps the same settings computed on other data, marked 'data'
     make_mnist(root, invert=True)
-    with pytest.warns(sweeps.StaleRecord):
+    with pytest.warns(engine.StaleRecord):
         kept, n = run(cells_on(str(root)), store, reuse="accept")
     assert n == 0 and [r["stale"] for r in kept] == ["code,data", "code,data"]
     # force recomputes everything
@@ -331,16 +332,16 @@ WORKER_SCRIPT = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
 import slow_batch
-from ntk_adv import sweeps
+from ntk_adv.perturbation import batch
 from ntk_adv.data import DataSpec
 from experiments import cli
-from ntk_adv.protocol import ProtocolConfig
+from ntk_adv.perturbation.protocol import ProtocolConfig
 cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), width=4)
 cells = [(cfg.with_(eps=e), 0) for e in (0.5, 1.0, 2.0, 4.0)]
 print("parent", os.getpid(), flush=True)
 try:
-    sweeps.run_sweep(cells, {store!r}, run_batch=slow_batch.run, backend="processes", workers={workers}, max_batch=1,
-                     progress=False)
+    batch.run_sweep(cells, {store!r}, run_batch=slow_batch.run, backend="processes", workers={workers}, max_batch=1,
+                    progress=False)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
     sys.exit(130)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from jax.experimental import enable_x64
 
-from ntk_adv import models, pattern_gd, protocol
+from ntk_adv import models, pattern_gd
 from ntk_adv.data import DataSpec
+from ntk_adv.perturbation import protocol
 from ntk_adv.training import TrainConfig, centered, centered_mask, plateau_transform, train
 
 N, D, WIDTH, STEPS, LR = 96, 6, 128, 12, 10.0
@@ -92,7 +93,7 @@ def test_protocol_trains_f_and_g_alike_with_both_solvers(centered, preset):
     cfg = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5), width=32,
                                   steps_f=15, steps_g=15, lr_f=0.5, lr_g=0.5, eps=0.5, centered=centered,
                                   preset=preset)
-    from ntk_adv.sweeps import data_arrays
+    from ntk_adv.data import data_arrays
 
     x, y, _, _ = data_arrays(cfg.data)
     key = jax.random.PRNGKey(3)

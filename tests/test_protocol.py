@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from jax.experimental import enable_x64
 
-from ntk_adv import attacks, kernels, limits, protocol
+from ntk_adv import attacks, kernels, limits
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import agreement
+from ntk_adv.perturbation import protocol
 
 SPEC = DataSpec("shifted_gauss", n_train=101, n_test=200, d=30)
 BASE = protocol.ProtocolConfig(data=SPEC, width=128, lr_f=0.2, steps_f=50, lr_g=0.4, steps_g=50, eps=2.0)
@@ -319,9 +320,9 @@ def test_zero_radius_gives_zero_perturbations():
 @pytest.mark.parametrize("changes, message", [
     ({"scenario": "c"}, "unknown scenario 'c'"),
     ({"attack": "cw"}, "unknown attack 'cw'"),
-    ({"targets": "fixed"}, "unknown target mode 'fixed'"),
-    ({"preset": "adam"}, "unknown training preset 'adam'"),
-    ({"noise": "laplace"}, "unknown noise kind 'laplace'"),
+    ({"targets": "fixed"}, "unknown targets 'fixed'"),
+    ({"preset": "adam"}, "unknown preset 'adam'"),
+    ({"noise": "laplace"}, "unknown noise 'laplace'"),
     ({"eps": -0.1}, "eps must be finite and >= 0"),
     ({"eps": float("nan")}, "eps must be finite and >= 0"),
     ({"gamma": 1.0}, r"gamma=1.0 is outside \[0, 1\)"),

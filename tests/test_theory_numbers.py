@@ -9,8 +9,9 @@ import optax
 import pytest
 from jax.experimental import enable_x64
 
-from ntk_adv import kernels, limits, models, protocol
+from ntk_adv import kernels, limits, models
 from ntk_adv.data import DataSpec
+from ntk_adv.perturbation import protocol
 from ntk_adv.training import TrainConfig, effective_time
 
 
@@ -110,12 +111,12 @@ def test_balanced_targets_are_exactly_balanced_and_seeded():
 def test_paper_preset_limit_uses_the_heavy_ball_time():
     """Under momentum 0.9 the finite nets converge to the limit at the effective time ~ 9.1 lr T (T = 100), not
     at lr T: with lr T the relative gap of g to its limit would be ~ 5 (the limit moves 9x too little)."""
-    from ntk_adv import sweeps
+    from ntk_adv.perturbation import batch
 
     data = DataSpec("digits", n_train=60, n_test=60)
     cfg = protocol.ProtocolConfig(data=data, width=2048, lr_f=0.01, steps_f=100, lr_g=0.01, steps_g=100, eps=1.0,
                                   preset="paper")
     assert cfg.limit_time("g") == pytest.approx(9.100024, rel=1e-6)
-    res = sweeps.run_protocol_batch([(cfg, s) for s in range(2)])
+    res = batch.run_protocol_batch([(cfg, s) for s in range(2)])
     assert max(r["g_gap"] for r in res) < 0.15 and max(r["f_gap"] for r in res) < 0.15
     assert all(abs(r["agreement"] - r["agreement_predicted"]) < 0.1 for r in res)

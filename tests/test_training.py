@@ -216,11 +216,12 @@ def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
     plain = training.train(apply_fn, p0, x, y, training.TrainConfig.theory(lr=0.1, steps=30, loss="logistic"),
                            mask=mask).params
     zero = training.adversarial_train(apply_fn, p0, x, y, perturb=lambda f, x, y, k: jnp.zeros_like(x),
-                                      alpha=0.5, loss="logistic", lr=0.1, steps=30, mask=mask)
+                                      alpha=0.5, loss="logistic", lr=0.1, steps=30, mask=mask,
+                                      key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(np.asarray(zero.w), np.asarray(plain.w), rtol=1e-5, atol=1e-6)
     fgsm = lambda f, x, y, k: attacks.fgsm(f, x, -y, eps=0.3, loss="logistic")  # noqa: E731
     adv = training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, alpha=0.0, loss="logistic", lr=0.1,
-                                     steps=30, mask=mask)
+                                     steps=30, mask=mask, key=jax.random.PRNGKey(0))
     np.testing.assert_array_equal(np.asarray(adv.a), np.asarray(p0.a))  # frozen readout stays frozen
 
     def adv_loss(p):
@@ -228,3 +229,5 @@ def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
         return float(jnp.mean(jax.nn.softplus(-y * f(x + fgsm(f, x, y, None)))))
 
     assert adv_loss(adv) < adv_loss(plain)
+    with pytest.raises(ValueError, match="needs an explicit key"):  # no silent default key
+        training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, lr=0.1, steps=3, mask=mask)

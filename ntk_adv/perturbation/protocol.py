@@ -18,7 +18,8 @@ for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``determini
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
 
 Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with the
-config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``** (:data:`INF_WIDTH`;
+config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
+(:data:`ntk_adv.limits.INF_WIDTH`;
 a CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots``
 also accepts ``None`` and the strings ``"inf"``/``"infinite"``.
 
@@ -28,31 +29,31 @@ evaluates any predictors on an n x n grid in it (``plots.decision_map`` draws th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ntk_adv import attacks, kernels, limits, models, pattern_gd
+from ntk_adv import attacks, kernels, limits, models, pattern_gd, validate
 from ntk_adv.data import DataSpec
+from ntk_adv.kernels import Parametrization
+from ntk_adv.losses import Loss
 from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
-from ntk_adv.training import TrainConfig, centered, centered_mask, effective_time, train
+from ntk_adv.training import TrainConfig, centered, effective_time, train
 
-SCENARIOS = ("a", "b", "noise")
-TARGET_MODES = ("random", "deterministic", "balanced")
-NOISE_KINDS = ("uniform", "gaussian")
-PRESETS = ("theory", "paper")
+Scenario = Literal["a", "b", "noise"]
+Targets = Literal["random", "deterministic", "balanced"]
+NoiseKind = Literal["uniform", "gaussian"]
+Preset = Literal["theory", "paper"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
+TARGET_MODES: tuple[str, ...] = get_args(Targets)
+NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
+PRESETS: tuple[str, ...] = get_args(Preset)
 STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4}
-INF_WIDTH = math.inf  # the ``width`` column of infinite-width result rows
-
-
-def _one_of(value, options, what):
-    if value not in options:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
 
 
 @dataclass(frozen=True)
@@ -71,34 +72,30 @@ class ProtocolConfig:
     width: int | None = 100
     gamma: float = 0.0
     bias: bool = True
-    parametrization: str = "standard"
-    loss: str = "identity"
-    preset: str = "theory"
+    parametrization: Parametrization = "standard"
+    loss: Loss = "identity"
+    preset: Preset = "theory"
     lr_f: float = 0.01
     steps_f: int = 100
     lr_g: float = 0.01
     steps_g: int = 100
-    scenario: str = "a"
-    noise: str = "uniform"
+    scenario: Scenario = "a"
+    noise: NoiseKind = "uniform"
     attack: str = "one_step_l2"
     eps: float = 1.0
     attack_steps: int = 10
     attack_step_size: float | None = None
     attack_k: int = 10
     attack_c: float = 0.1
-    targets: str = "random"
+    targets: Targets = "random"
     centered: bool = False
 
     def __post_init__(self):
+        validate.check_choices(self)  # scenario, targets, noise, preset, loss, parametrization
         if self.width is not None:
             models.TwoLayerConfig(self.width, gamma=self.gamma, parametrization=self.parametrization)
         kernels.check_gamma(self.gamma)
-        kernels.check_parametrization(self.parametrization)
-        _one_of(self.scenario, SCENARIOS, "scenario")
-        _one_of(self.targets, TARGET_MODES, "target mode")
-        _one_of(self.noise, NOISE_KINDS, "noise kind")
-        _one_of(self.preset, PRESETS, "training preset")
-        _one_of(self.attack, attacks.ATTACKS, "attack")
+        validate.one_of("attack", self.attack, attacks.ATTACKS)
         if not np.isfinite(self.eps) or self.eps < 0:
             raise ValueError(f"eps must be finite and >= 0, got {self.eps}")
         self.train_config("f")
@@ -159,11 +156,12 @@ def model_apply(cfg: ProtocolConfig):
 
 
 def init_model(cfg: ProtocolConfig, d: int, key, dtype):
-    """(params, trainable mask) of a freshly initialized net; for centred nets params = (theta, theta_0)."""
+    """(params, trainable mask) of a freshly initialized net; for centred nets params = (theta, theta_0)
+    (:func:`ntk_adv.models.centred_pair`)."""
+    if cfg.centered:
+        return models.centred_pair(cfg.net(), d, key=key, dtype=dtype)[1:]
     net = cfg.net()
-    p0 = models.init_params(net, d, key=key, dtype=dtype)
-    mask = models.trainable_mask(net)
-    return ((p0, p0), centered_mask(mask)) if cfg.centered else (p0, mask)
+    return models.init_params(net, d, key=key, dtype=dtype), models.trainable_mask(net)
 
 
 def initial_function(cfg: ProtocolConfig, params):
@@ -307,12 +305,12 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
     adv = adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, key, eps)
     pg = train_g(cfg, adv, key, lr_g, solver)
     out = evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
-    out.update(_finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g))
+    out.update(finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g))
     return out
 
 
-def _finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None,
-                        grad_dirs=None) -> dict:
+def finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None,
+                       grad_dirs=None) -> dict:
     """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
     decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
     (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the

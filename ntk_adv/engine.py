@@ -1,0 +1,303 @@
+"""A generic sweep engine: a grid of cells -> planned groups -> batched, cached, resumable execution on a chosen
+backend. It knows no experiment: the caller passes the function that runs a group and the key that groups cells.
+
+* A :class:`Grid` is a frozen base config plus axes (dotted field path -> values; ``data.n_train`` reaches a
+  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a stable
+  id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
+* :func:`plan` groups cells by the caller's ``batch_key(config)`` (equal keys share shapes and static
+  parameters: one compiled function per group), orders each group (by the caller's ``order(cell)``, else as
+  given) and cuts it into chunks of at most ``max_batch`` cells.
+* :func:`run_sweep` runs every chunk with the caller's ``run_batch(chunk) -> [metrics dict per cell]`` and
+  writes finished cells to a :class:`ntk_adv.store.ResultStore` as each chunk completes; a restarted sweep
+  skips them (``force=True`` recomputes), so a killed sweep loses at most the chunks in flight and never
+  duplicates.
+* Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
+  (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
+  ``run_batch`` must then be a module-level function (it is pickled to the workers).
+* JAX's persistent compilation cache can be enabled with :func:`enable_compilation_cache` (or
+  ``NTK_ADV_JAX_CACHE=DIR`` for the CLI); it is off by default because with jaxlib 0.5.3 an L-BFGS attack
+  executable loaded from the cache returned all-zero perturbations.
+
+Perturbation learning is one client (:mod:`ntk_adv.perturbation.batch`: ``run_protocol_batch`` and
+``protocol_batch_key``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import jax
+from tqdm.auto import tqdm
+
+from ntk_adv import validate
+from ntk_adv.results import code_fingerprint
+from ntk_adv.store import ResultStore, cell_id, config_key, data_fingerprint
+
+Cell = tuple[Any, int]  # (config, seed)
+Backend = Literal["inprocess", "processes", "ray"]
+Reuse = Literal["verify", "accept"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+REUSE: tuple[str, ...] = get_args(Reuse)
+
+
+# ------------------------------------------------------------------------------------------- grids
+@dataclass(frozen=True)
+class Grid:
+    """``base`` config (a frozen dataclass), ``axes`` as ((field, (values...)), ...), ``seeds`` per config
+    (seeds ``seed0 .. seed0 + seeds - 1``). Axis fields are dotted paths into ``base`` (``width``,
+    ``data.n_train``; see :func:`set_field`). Cells are the product of the axes (first axis slowest), each
+    config repeated for every seed."""
+
+    base: Any
+    axes: tuple[tuple[str, tuple], ...] = ()
+    seeds: int = 1
+    seed0: int = 0
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        for name, vals in self.axes:
+            if len(vals) == 0:
+                raise ValueError(f"axis {name!r} has no values")
+            set_field(self.base, name, vals[0])  # validates the name
+
+    def configs(self) -> list[Any]:
+        names = [n for n, _ in self.axes]
+        out = []
+        for combo in itertools.product(*[v for _, v in self.axes]):
+            cfg = self.base
+            for name, value in zip(names, combo):
+                cfg = set_field(cfg, name, value)
+            out.append(cfg)
+        return out
+
+    def cells(self) -> list[Cell]:
+        return [(cfg, self.seed0 + s) for cfg in self.configs() for s in range(self.seeds)]
+
+
+def set_field(cfg: Any, path: str, value: Any) -> Any:
+    """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c, "data.n_train",
+    7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the path is a
+    ValueError naming the path and the fields that exist."""
+    return _set(cfg, path, path.split("."), value)
+
+
+def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
+    if not dataclasses.is_dataclass(cfg):
+        raise ValueError(f"unknown sweep axis {path!r}: {type(cfg).__name__} is not a dataclass")
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    head, rest = names[0], names[1:]
+    if head not in fields:
+        raise ValueError(f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}")
+    return replace(cfg, **{head: _set(getattr(cfg, head), path, rest, value) if rest else value})
+
+
+# ------------------------------------------------------------------------------------------- engine
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache (default ``~/.cache/ntk-adv/jax``): a re-run or a resumed
+    sweep reuses compiled executables instead of recompiling every width. Opt-in - see the module docstring
+    (cached L-BFGS executables misbehaved with jaxlib 0.5.3)."""
+    path = Path(path or Path.home() / ".cache" / "ntk-adv" / "jax")
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+def plan(cells: Sequence[Cell], batch_key: Callable[[Any], Hashable], max_batch: int = 64,
+         order: Callable[[Cell], Any] | None = None) -> list[list[Cell]]:
+    """Deterministic chunks of cells: cells with equal ``batch_key(config)`` together (groups in first-seen
+    order), each group sorted by ``order(cell)`` if given (stable: ties keep the given order; without
+    ``order`` the given order), then cut into chunks of at most ``max_batch`` cells."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    groups: dict = {}
+    for cell in cells:
+        groups.setdefault(batch_key(cell[0]), []).append(cell)
+    chunks = []
+    for group in groups.values():
+        group = sorted(group, key=order) if order is not None else group
+        chunks += [group[i: i + max_batch] for i in range(0, len(group), max_batch)]
+    return chunks
+
+
+class StaleRecord(UserWarning):
+    """Stored records were computed by other code or on other data (recomputed, or kept with reuse='accept')."""
+
+
+def run_sweep(
+    cells: Grid | Sequence[Cell],
+    store: ResultStore | str | os.PathLike,
+    *,
+    run_batch: Callable[[Sequence[Cell]], list[dict]],
+    batch_key: Callable[[Any], Hashable],
+    kind: str,
+    order: Callable[[Cell], Any] | None = None,
+    describe: Callable[[Any], str] | None = None,
+    backend: Backend = "inprocess",
+    workers: int = 2,
+    ray_address: str | None = None,
+    force: bool = False,
+    reuse: Reuse = "verify",
+    max_batch: int = 64,
+    progress: bool | None = True,
+) -> list[dict]:
+    """Run every cell not already in ``store`` (all of them with ``force``); returns the records of all cells
+    in the order given.
+
+    ``run_batch(chunk) -> [metrics dict per cell, in order]`` runs one chunk of cells that share a
+    ``batch_key`` (a module-level function for the ``processes`` and ``ray`` backends: it is pickled to the
+    workers); ``kind`` names the experiment in the records and messages; ``order`` sorts each group
+    (:func:`plan`); ``describe(config)`` labels a finished chunk in the log (default: the batch key).
+
+    A cell's id covers its config, seed and the content of its data (:func:`ntk_adv.store.cell_id`); a stored
+    record is reused only if the same code computed it (:func:`ntk_adv.results.code_fingerprint`: package
+    source and library versions). ``reuse="verify"`` (default) recomputes stale records;
+    ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
+    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
+    validate.one_of("backend", backend, BACKENDS)
+    validate.one_of("reuse", reuse, REUSE)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cells = cells.cells() if isinstance(cells, Grid) else list(cells)
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    code_fp = code_fingerprint()
+    by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
+    data_fps = [by_data[key] if (key := getattr(c, "data", None)) in by_data else
+                by_data.setdefault(key, data_fingerprint(c)) for c, _ in cells]
+    ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the sweep lists the same cell (config, seed) more than once")
+    found = [None if force else store.get(cid) for cid in ids]
+    status = [store.status(rec, code_fp) for rec in found]
+    kept: dict[int, dict] = {}  # cell index -> accepted stale record
+    if reuse == "accept" and not force:
+        index = store.by_key() if "missing" in status else {}
+        for i, ((cfg, seed), st) in enumerate(zip(cells, status)):
+            if st == "stale":
+                kept[i] = {**found[i], "stale": "code"}
+            elif st == "missing" and config_key(cfg, seed) in index:
+                rec = index[config_key(cfg, seed)]
+                kept[i] = {**rec, "stale": "data" if store.status(rec, code_fp) == "fresh" else "code,data"}
+    n_stale = status.count("stale")
+    if kept:
+        warnings.warn(f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
+                      f"(reuse='accept'); their rows are marked in the 'stale' column", StaleRecord, stacklevel=2)
+    elif n_stale:
+        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+                      f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)", StaleRecord, stacklevel=2)
+    pending = [(cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept]
+    cell_index = {id(cell): i for cell, i in pending}
+    chunks = plan([cell for cell, _ in pending], batch_key, max_batch, order)
+    describe = describe or (lambda cfg: repr(batch_key(cfg)))
+    verbose = progress is not False and sys.stderr.isatty()
+    bar = tqdm(total=len(pending), desc=f"{kind}: cells", unit="cell", disable=None if progress else True)
+    done: dict[int, dict] = {}
+
+    def commit(chunk, metrics, elapsed):
+        for cell, m in zip(chunk, metrics):
+            i = cell_index[id(cell)]
+            done[i] = store.put(ids[i], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk),
+                                data_fp=data_fps[i], code_fp=code_fp)
+        bar.update(len(chunk))
+        if verbose:
+            tqdm.write(f"  done {len(chunk)} cells ({describe(chunk[0][0])}) in {elapsed:.1f}s")
+
+    try:
+        if backend == "inprocess":
+            for chunk in chunks:
+                t0 = time.perf_counter()
+                commit(chunk, run_batch(chunk), time.perf_counter() - t0)
+        elif backend == "processes":
+            _run_processes(chunks, run_batch, commit, workers)
+        else:
+            _run_ray(chunks, run_batch, commit, workers, ray_address)
+    finally:
+        bar.close()
+    return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+def _timed(run_batch, chunk):
+    t0 = time.perf_counter()
+    return run_batch(chunk), time.perf_counter() - t0
+
+
+WATCHDOG_PERIOD_S = 0.5
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as the
+    parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_PERIOD_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ntk-adv-parent-watchdog", daemon=True).start()
+
+
+def _run_processes(chunks, run_batch, commit, workers):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    futures = {}
+    try:
+        futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
+        for fut in as_completed(futures):
+            metrics, elapsed = fut.result()
+            commit(futures[fut], metrics, elapsed)
+    except BaseException:
+        # interrupted or failed: do not wait for the groups in flight (finished ones are committed already)
+        for fut in futures:
+            fut.cancel()
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_ray(chunks, run_batch, commit, workers, address):
+    try:
+        import ray
+    except ImportError as err:  # pragma: no cover - ray is a declared optional dependency
+        raise ValueError("backend 'ray' needs the ray package: uv sync --extra ray") from err
+    started = not ray.is_initialized()
+    if started:
+        kw = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(ignore_reinit_error=True, log_to_driver=False, **kw)
+    try:
+        remote = ray.remote(_timed)
+        futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}
+        waiting = list(futures)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                metrics, elapsed = ray.get(done[0])
+                commit(futures[done[0]], metrics, elapsed)
+        except BaseException:
+            for ref in waiting:  # interrupted or failed: cancel the tasks still queued or running
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started:
+            ray.shutdown()

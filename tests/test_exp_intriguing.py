@@ -15,6 +15,7 @@ import pytest
 from experiments import intriguing
 from ntk_adv import kernels, limits, models
 from ntk_adv.data import DataSpec
+from ntk_adv.losses import mean_loss
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -98,6 +99,15 @@ def test_decayed_training_reduces_to_library():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     decayed = intriguing.decayed_train(cfg, 16, x, y, 1.0, key)
     assert jnp.linalg.norm(decayed[0].w - p0.w) < jnp.linalg.norm(ours[0].w - p0.w)
+    # decay > 0 against a plain loop: W <- W - lr (grad L + decay (W - W_0)) on the trained first layer
+    apply_c = centered(models.make_apply(net))
+    loss = lambda w, b: mean_loss("logistic", apply_c((p0.replace(w=w, b=b), p0), x), y)
+    w, b = p0.w, p0.b
+    for _ in range(20):
+        gw, gb = jax.grad(loss, argnums=(0, 1))(w, b)
+        w, b = w - 0.3 * (gw + 1.0 * (w - p0.w)), b - 0.3 * (gb + 1.0 * (b - p0.b))
+    np.testing.assert_allclose(decayed[0].w, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(decayed[0].b, b, rtol=1e-5, atol=1e-6)
     k = kernels.kernel_matrix(kernels.two_layer_kernel(), x)
     ones = jnp.ones(30)
     coef = intriguing.anchored_limit_coefficients("logistic", k, y, sample_weight=ones, decay=0.0, lr=0.3, steps=20)

@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_adv import attacks, kernels, limits, models
+from ntk_adv import attacks, kernels, limits, models, training
 from ntk_adv.losses import margin_loss_derivative
 from ntk_adv.models import apply_in_chunks
 from ntk_adv.results import select
-from ntk_adv.training import centered, centered_mask, train
+from ntk_adv.training import centered
 
 from .config import Config
 
@@ -32,27 +32,14 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
         mean_n l(y_n f(x_n)) + (decay / 2) ||W - W_0||^2,
 
     the L2 penalty (weight decay) anchored at the initialization, the form whose infinite-width limit is exact
-    (:func:`anchored_limit_coefficients`). Every step is one step of :func:`ntk_adv.training.train` (the
-    library's loop, mask = first layer) followed by the decay's shrink ``W <- W - lr decay (W_prev - W_0)``;
-    with ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced (vmap).
+    (:func:`anchored_limit_coefficients`): the library's one loop :func:`ntk_adv.training.fit` with an anchored
+    objective (anchor = the initialization, mask = the first layer) and the optimizer of ``cfg.train``; with
+    ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced (vmap).
     Returns the pair (params, params0)."""
-    net = cfg.net_of(width)
-    apply_c = centered(models.make_apply(net))
-    mask = centered_mask(models.trainable_mask(net))
-    p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
-    one_step = cfg.train.with_(steps=1)
-    lr = cfg.train.lr
-    leaves_mask = [bool(m) for m in jax.tree_util.tree_leaves(mask)]
-
-    def step(pair, _):
-        stepped = train(apply_c, pair, x, y, one_step, mask=mask).params
-        leaves = [a - lr * decay * (b - c) if m else a for a, b, c, m in zip(
-            jax.tree_util.tree_leaves(stepped), jax.tree_util.tree_leaves(pair),
-            jax.tree_util.tree_leaves((p0, p0)), leaves_mask)]
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pair), leaves), None
-
-    pair, _ = jax.lax.scan(step, (p0, p0), None, length=cfg.train.steps)
-    return pair
+    apply_c, pair, mask = models.centred_pair(cfg.net_of(width), x.shape[1], key=key, dtype=x.dtype)
+    objective = training.Objective(cfg.train.loss, anchored=True)
+    return training.fit(apply_c, pair, x, y, objective, training.make_optimizer(cfg.train, cfg.train.lr),
+                        steps=cfg.train.steps, mask=mask, anchor=pair, decay=decay).params
 
 
 def anchored_limit_coefficients(loss: str, k_train, y, *, sample_weight, decay, lr, steps: int):

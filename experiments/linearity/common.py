@@ -47,8 +47,7 @@ def train_linear(x, y, tcfg: TrainConfig):
 
 def init_centered(net: models.TwoLayerConfig, d: int, key, dtype):
     """(params, params0) of a centred net, f(x; params) - f(x; params0), both drawn from ``key``."""
-    p0 = models.init_params(net, d, key=key, dtype=dtype)
-    return (p0, p0)
+    return models.centred_pair(net, d, key=key, dtype=dtype)[1]
 
 
 def train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key, params0=None):

@@ -81,30 +81,11 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
     return summary
 
 
-def _fmt(v) -> str | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return f"{v:.3g}"
-    if isinstance(v, dict) and "mean" in v:
-        ci = v.get("ci95")
-        return f"{v['mean']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
-    return None
-
-
 def claims_of(summary: dict) -> list[dict]:
-    """An experiment's verdict table: ``summary['claims']`` (list of claim/prediction/measured/verdict), or a
-    ``summary['predictions']`` mapping name -> {prediction, verdict, measured numbers...}."""
-    if "claims" in summary:
-        return list(summary["claims"])
-    out = []
-    for name, p in summary.get("predictions", {}).items():
-        numbers = [(k, _fmt(v)) for k, v in p.items() if k not in ("prediction", "verdict")]
-        measured = "; ".join([f"{k} = {v}" for k, v in numbers if v is not None][:4])
-        out.append({"claim": name.replace("_", " "), "prediction": p.get("prediction", ""), "measured": measured,
-                    "verdict": p.get("verdict", "inconclusive"),
-                    "reason": p.get("reason") or ("" if p.get("verdict") == "confirmed" else "no verdict stated")})
-    return out
+    """An experiment's verdict table: ``summary['claims']``, each a :meth:`ntk_adv.verdicts.Claim.to_dict`."""
+    if "claims" not in summary:
+        raise ValueError(f"experiment {summary.get('experiment', '?')!r} reported no claims")
+    return list(summary["claims"])
 
 
 def _cell(text) -> str:

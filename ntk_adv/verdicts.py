@@ -236,16 +236,6 @@ def slope(name: str, claim: str, predicted: float, tolerance: float, fit, *, bas
     return equals(name, claim, predicted, tolerance, est, basis=basis, paper=paper)
 
 
-def from_check(name: str, claim: str, prediction: str, measured: str, ok: bool, criterion: str = "") -> dict:
-    """A claim judged by a boolean criterion on numbers an experiment computed (the classic experiments'
-    tables): confirmed when ``ok``, else refuted with the numbers in the reason. Same keys as
-    :meth:`Claim.to_dict` where they apply; prefer :func:`equals` / :func:`above` for new claims."""
-    verdict = "confirmed" if bool(ok) else "refuted"
-    reason = "" if ok else f"measured {measured} does not meet the prediction {prediction}"
-    return {"name": name, "claim": claim, "prediction": prediction, "measured": measured, "verdict": verdict,
-            "reason": reason, "criterion": criterion}
-
-
 def summarize(claims: Sequence[Claim | dict]) -> dict:
     """Counts of each verdict."""
     words = [c.verdict if isinstance(c, Claim) else c["verdict"] for c in claims]

@@ -44,7 +44,7 @@ def test_convergence_via_cli(tmp_path):
 def test_tuple_options_take_spaces_or_commas():
     from experiments import convergence
 
-    parser = cli.build_parser()
+    parser = cli.build_parser("convergence")
     for argv in (["--widths", "16", "128", "1024"], ["--widths", "16,128", "1024"], ["--widths", "16,128,1024"]):
         cfg = cli.config_from_args(parser.parse_args(["convergence", *argv]), convergence.Config)
         assert cfg.widths == (16, 128, 1024)

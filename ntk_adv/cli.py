@@ -483,5 +483,25 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
     return 0
 
 
+
+
+APPLICATIONS = ("ntk_adv_experiments.cli", "experiments.cli")  # installed wheel, then a checkout
+
+
+def launch() -> int:
+    """The ``ntk-adv`` console script: runs the application's ``main`` - the experiments folder, installed as
+    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install). The
+    application is imported here, when the script runs, never when this module is imported."""
+    for name in APPLICATIONS:
+        try:
+            app = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and name.startswith(err.name):
+                continue
+            raise
+        return app.main()
+    sys.exit("ntk-adv: the experiments are not installed (expected one of " + ", ".join(APPLICATIONS) + ")")
+
+
 __all__ = ["add_config_arguments", "add_options", "build_parser", "command_specs", "config_from_args",
-           "field_docs", "main", "module_summary", "option_specs", "os_error_message", "outputs_line"]
+           "field_docs", "launch", "main", "module_summary", "option_specs", "os_error_message", "outputs_line"]

@@ -41,7 +41,7 @@ Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Co
 
 RAY_ADDRESS_HELP = ("address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
                     "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share")
-SPEC_VERSION = 2  # bump when the JSON option spec changes shape
+SPEC_VERSION = 3  # bump when the JSON option spec changes shape
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def option_specs(config_cls: type, glossary: Mapping[str, str] | None = None) ->
 def _show(v) -> str:
     if isinstance(v, list):
         return " ".join(map(str, v)) if v else "none"
-    return "none" if v is None else str(v)
+    return "none" if v is None or v == "" else str(v)
 
 
 def _help_text(spec: dict) -> str:
@@ -335,28 +335,38 @@ def _cache_dir() -> Path:
     return Path(base) / "ntk-adv" / "cli"
 
 
-def command_specs(module_name: str, glossary: Mapping[str, str] | None = None) -> list[dict]:
-    """Option specs of one command, from the cache when the sources did not change, else by importing the
-    module (and caching the result; an unwritable cache is ignored)."""
+def default_out(module, name: str) -> str:
+    """The output directory a command writes to by default: its ``main``'s ``out`` default, else runs/<name>."""
+    try:
+        default = inspect.signature(module.main).parameters["out"].default
+    except (KeyError, TypeError, ValueError):
+        default = inspect.Parameter.empty
+    return str(default) if default not in (inspect.Parameter.empty, None) else str(Path("runs") / name)
+
+
+def command_specs(module_name: str, glossary: Mapping[str, str] | None = None, name: str = "") -> dict:
+    """``{"options": option specs, "out": default output directory}`` of one command, from the cache when the
+    sources did not change, else by importing the module (and caching the result; an unwritable cache is
+    ignored)."""
     path = _cache_dir() / f"{module_name}-{_source_version(module_name)}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
     module = importlib.import_module(module_name)
-    specs = option_specs(module.Config, glossary)
+    spec = {"options": option_specs(module.Config, glossary), "out": default_out(module, name or module_name)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(specs))
+        tmp.write_text(json.dumps(spec))
         os.replace(tmp, path)
     except OSError:
         pass
-    return specs
+    return spec
 
 
-def _common_options(p: argparse.ArgumentParser, name: str, specs: list[dict]) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs") / name, help="output directory")
+def _common_options(p: argparse.ArgumentParser, out: str, specs: list[dict]) -> None:
+    p.add_argument("--out", type=Path, default=Path(out), help=f"output directory (default: {out})")
     if any(s["dest"].rsplit(".", 1)[-1] == "backend" for s in specs):
         p.add_argument("--ray-address", metavar="HOST:PORT", default=None, help=RAY_ADDRESS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -384,9 +394,9 @@ def build_parser(commands: Commands, selected: str | None = None,
         summary, doc = module_summary(module_name)
         p = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == selected:
-            specs = command_specs(module_name, glossary)
-            add_options(p, specs)
-            _common_options(p, name, specs)
+            spec = command_specs(module_name, glossary, name)
+            add_options(p, spec["options"])
+            _common_options(p, spec["out"], spec["options"])
         p.set_defaults(_module=module_name)
     return parser
 

@@ -24,7 +24,7 @@ def test_convergence_main_tiny(tmp_path):
     # Theory: m^(-1/2). Three widths and three seeds give a loose but real check.
     assert -0.8 < summary["ntk_rel_error_slope"] < -0.25
     assert summary["function_gap_slope"] < -0.25
-    assert on_disk["jax"] == "0.5.3"
+    assert on_disk["jax"] == __import__("jax").__version__  # the installed stack
 
 
 @pytest.mark.slow

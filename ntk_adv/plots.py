@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -124,6 +125,11 @@ def paper_fonts(fig) -> None:
     """Paper font sizes on every text of ``fig`` (artists created outside :data:`PAPER_RC` included)."""
     for ax in fig.axes:
         ax.title.set_fontsize(PAPER_RC["axes.titlesize"])
+        # a title wider than its axes would widen the saved (tight) figure past the column: wrap it
+        width_pt = ax.get_position().width * fig.get_size_inches()[0] * 72
+        chars = max(int(width_pt / (0.5 * PAPER_RC["axes.titlesize"])), 20)
+        if len(ax.get_title()) > chars:
+            ax.set_title(textwrap.fill(" ".join(ax.get_title().split()), chars))
         ax.xaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
         ax.yaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
         ax.tick_params(labelsize=PAPER_RC["xtick.labelsize"])
@@ -142,6 +148,8 @@ def legend_below(ax, ncol: int = 2, **kw):
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
+    if max(len(t) for t in labels) > 28:  # long labels side by side would widen the figure past the column
+        ncol = 1
     return ax.legend(handles, labels, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
                      ncol=min(ncol, len(handles)), **kw)
 
@@ -291,12 +299,12 @@ def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement
         if metric in predictions:
             plot_prediction(ax, finite, "width", predictions[metric], color=line.get_color(),
                             label=f"{label}: predicted (lazy limit)")
-        inf_vals = [r["value"] for r in infinite if r.get("metric") == metric]
-        if inf_vals:
-            ci = mean_ci(inf_vals)
-            ax.axhline(ci.mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
-            if ci.high > ci.low:
-                ax.axhspan(max(ci.low, 0.0), min(ci.high, 1.0), color=line.get_color(), alpha=0.08, lw=0)
+        inf_rows = [{**r, "width": 0} for r in infinite if r.get("metric") == metric]
+        if inf_rows:
+            _, (mean,), (low,), (high,) = curve(inf_rows, "width", metric, n_points=n_points)
+            ax.axhline(mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
+            if high > low:
+                ax.axhspan(low, high, color=line.get_color(), alpha=0.08, lw=0)
     ax.set_xlabel(axis_label("width"))
     ax.set_ylabel(ylabel or (labels.get(metrics[0], axis_label(metrics[0])) if len(metrics) == 1
                              else "fraction of test points"))

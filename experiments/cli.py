@@ -10,8 +10,8 @@ is relative to ``__package__``.
 
 from __future__ import annotations
 
-import ast
 import importlib
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -58,30 +58,21 @@ GLOSSARY: dict[str, str] = {
 }
 
 
+_COMMAND = re.compile(r"""^COMMAND\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.M)
+_CONFIG = re.compile(r"^(class Config\b|Config\s*=|from \S+ import .*\bConfig\b)", re.M)
+_MAIN = re.compile(r"^(def main\(|main\s*=|from \S+ import .*\bmain\b)", re.M)
+
+
 def _literal_command(path: Path) -> str | None:
-    """The string assigned to a top-level ``COMMAND`` in ``path`` if the module also defines ``Config`` and
-    ``main`` (by class, function, assignment or import), else None."""
+    """The string literal assigned to a top-level ``COMMAND`` in ``path`` if the module also defines (or
+    imports) ``Config`` and ``main`` at top level, else None. A text scan, not an import (and faster than
+    parsing: discovery runs on every ``ntk-adv`` call)."""
     try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError):
+        text = path.read_text()
+    except OSError:
         return None
-    command, names = None, set()
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            for t in node.targets:
-                if isinstance(t, ast.Name):
-                    names.add(t.id)
-                    if t.id == "COMMAND" and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                        command = node.value.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-            if node.target.id == "COMMAND" and isinstance(node.value, ast.Constant):
-                command = node.value.value
-        elif isinstance(node, (ast.ClassDef, ast.FunctionDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return command if command and {"Config", "main"} <= names else None
+    found = _COMMAND.search(text)
+    return found.group(1) if found and _CONFIG.search(text) and _MAIN.search(text) else None
 
 
 @lru_cache(maxsize=1)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import importlib
 
-try:
+
+def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    __version__ = version("ntk-adv")
-except PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+    try:
+        return version("ntk-adv")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0.0.0+unknown"
 
 # name -> modules that may define it, first found wins (the engine and the perturbation protocol may live in
 # either place while the package is being restructured)
@@ -48,6 +50,9 @@ __all__ = ["__version__", *_NAMES, *_SUBMODULES]
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # read from the installed metadata on first use (keeps the import cheap)
+        globals()["__version__"] = _version()
+        return globals()["__version__"]
     if name in _SUBMODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module

@@ -382,13 +382,21 @@ def package_version(dist: str = "ntk-adv") -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ntk-adv {package_version()}")
+        parser.exit(0)
+
+
 def build_parser(commands: Commands, selected: str | None = None,
                  glossary: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand
     (if any) gets its options; the others are listed by their docstring's first line, read from source."""
     parser = argparse.ArgumentParser(prog="ntk-adv", description="Adversarial examples on wide two-layer networks "
                                      "and their NTK limits: one subcommand per experiment.")
-    parser.add_argument("--version", action="version", version=f"ntk-adv {package_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in commands.items():
         summary, doc = module_summary(module_name)
@@ -495,7 +503,9 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
 
 
 
-APPLICATIONS = ("ntk_adv_experiments.cli", "experiments.cli")  # installed wheel, then a checkout
+# A checkout first (an editable install puts it on sys.path; hatch also copies experiments/ into the editable
+# install as ntk_adv_experiments, a snapshot that must not shadow the live folder), then an installed wheel.
+APPLICATIONS = ("experiments.cli", "ntk_adv_experiments.cli")
 
 
 def launch() -> int:

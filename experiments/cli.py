@@ -106,7 +106,9 @@ def _alias_package() -> str:
 
 
 def build_parser(selected: str | None = None):
-    return _cli.build_parser(commands(), selected, GLOSSARY)
+    """The full parser: every command's options (imports them all), or only ``selected``'s. The ``ntk-adv``
+    script itself builds only the options of the command it runs."""
+    return _cli.build_parser(commands(), selected if selected is not None else tuple(commands()), GLOSSARY)
 
 
 def main(argv: list[str] | None = None) -> int:

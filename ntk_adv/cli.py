@@ -390,10 +390,12 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
-def build_parser(commands: Commands, selected: str | None = None,
+def build_parser(commands: Commands, selected: str | typing.Collection[str] | None = None,
                  glossary: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand
-    (if any) gets its options; the others are listed by their docstring's first line, read from source."""
+    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand(s)
+    get their options (describing a command may import it); the others are listed by their docstring's first
+    line, read from source."""
+    selected = {selected} if isinstance(selected, str) else set(selected or ())
     parser = argparse.ArgumentParser(prog="ntk-adv", description="Adversarial examples on wide two-layer networks "
                                      "and their NTK limits: one subcommand per experiment.")
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
@@ -401,7 +403,7 @@ def build_parser(commands: Commands, selected: str | None = None,
     for name, module_name in commands.items():
         summary, doc = module_summary(module_name)
         p = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-        if name == selected:
+        if name in selected:
             spec = command_specs(module_name, glossary, name)
             add_options(p, spec["options"])
             _common_options(p, spec["out"], spec["options"])
@@ -483,7 +485,9 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
             sweep_temp_files(args.out)  # debris of an earlier killed run
         before = _snapshot(args.out)
         module.main(cfg, args.out, progress=not args.quiet)
-        print(outputs_line(prefix, args.out, written_files(args.out, before)))
+        written = written_files(args.out, before)
+        if written:  # a listing-only run (e.g. reproduce --list) writes nothing and says nothing more
+            print(outputs_line(prefix, args.out, written))
     except KeyboardInterrupt:
         if debug:
             raise

@@ -1,41 +1,120 @@
-"""The ``ntk-adv`` command of this application: discovers the experiment modules of ``experiments/`` and hands
-that registry to the library's generic CLI (:mod:`ntk_adv.cli`). Adding an experiment means adding a module that
-defines ``COMMAND``, ``Config`` and ``main`` - nothing to register. Discovery imports the modules, so it runs when
-a command runs, not when this module is imported."""
+"""The ``ntk-adv`` command of this application: finds the experiment modules of this package and hands that
+registry to the library's generic CLI (:mod:`ntk_adv.cli`). Adding an experiment means adding a module (or a
+package, or a module inside a package) that defines ``COMMAND = "name"``, ``Config`` and ``main`` - nothing to
+register. Discovery reads the sources (``ast``) and imports nothing, so ``ntk-adv --help`` answers without JAX;
+a command's module is imported only when that command runs (or its options are described for the first time).
+
+The package is ``experiments`` in a checkout and ``ntk_adv_experiments`` in an installed wheel; everything here
+is relative to ``__package__``.
+"""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import re
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 from ntk_adv import cli as _cli
 
 config_from_args = _cli.config_from_args
+PACKAGE = __package__ or "experiments"
+ROOT = Path(__file__).resolve().parent
+
+# One-line help for fields whose config carries no comment (a field's own ``# comment`` wins).
+GLOSSARY: dict[str, str] = {
+    "eps": "perturbation size(s), L2 norm of each perturbation",
+    "eps_grid": "perturbation sizes, L2 norm",
+    "widths": "hidden widths m of the finite networks",
+    "width": "hidden width m",
+    "infinite": "also run the infinite-width (NTK) limit",
+    "seeds": "number of seeds (network initializations) per cell",
+    "scenario": "perturbation-learning scenario: a = g sees only perturbations with random target labels, "
+                "b = perturbations of other-class points, c = natural points plus perturbations",
+    "attack": "how f's adversarial perturbations are made",
+    "targets": "target labels of the perturbed points",
+    "loss": "training loss",
+    "preset": "training hyper-parameter preset",
+    "parametrization": "network parametrization (standard or NTK)",
+    "centered": "centre the networks at initialization (f_0 = 0)",
+    "lr": "learning rate (gradient descent step)",
+    "lr_f": "learning rate(s) of f",
+    "lr_g": "learning rate(s) of g",
+    "steps": "gradient-descent steps",
+    "steps_f": "training steps T_f of f",
+    "steps_g": "training steps T_g of g",
+    "gamma": "leaky-ReLU slope gamma in [0, 1)",
+    "solver": "trainings: auto | autodiff | pattern (the same gradient-descent iterates)",
+    "backend": "where cells run: inprocess, processes (a local pool) or ray (local or a cluster)",
+    "workers": "number of parallel workers (processes or Ray tasks)",
+    "force": "recompute cells already in the store",
+    "accept_stale": "keep stored cells computed by other code or on other data (rows marked 'stale')",
+    "store": "result store directory (default: OUT/store)",
+    "decision_map": "also draw decision maps in the class-mean plane",
+    "quick": "small smoke-test version of the run",
+    "n_kernel": "points used for the kernel comparison",
+    "bias": "networks with a bias term",
+}
+
+
+_COMMAND = re.compile(r"""^COMMAND\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.M)
+_CONFIG = re.compile(r"^(class Config\b|Config\s*=|from \S+ import .*\bConfig\b)", re.M)
+_MAIN = re.compile(r"^(def main\(|main\s*=|from \S+ import .*\bmain\b)", re.M)
+
+
+def _literal_command(path: Path) -> str | None:
+    """The string literal assigned to a top-level ``COMMAND`` in ``path`` if the module also defines (or
+    imports) ``Config`` and ``main`` at top level, else None. A text scan, not an import (and faster than
+    parsing: discovery runs on every ``ntk-adv`` call)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    found = _COMMAND.search(text)
+    return found.group(1) if found and _CONFIG.search(text) and _MAIN.search(text) else None
 
 
 @lru_cache(maxsize=1)
 def commands() -> dict[str, str]:
-    """Subcommand -> module: every module in ``experiments/`` that defines ``COMMAND``, ``Config`` and ``main``."""
-    import experiments
-
+    """Subcommand -> module name, for every module of this package (packages included, recursively) that
+    defines ``COMMAND``, ``Config`` and ``main``; found from the sources, nothing is imported."""
     found = {}
-    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
-        if info.name == "cli":
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("").parts
+        if rel == ("cli",) or any(p.startswith(("_", ".")) and p != "__init__" for p in rel):
             continue
-        module = importlib.import_module(f"experiments.{info.name}")
-        if all(hasattr(module, a) for a in ("COMMAND", "Config", "main")):
-            found[module.COMMAND] = module.__name__
-    return found
+        parts = rel[:-1] if rel[-1] == "__init__" else rel
+        if not parts:
+            continue
+        command = _literal_command(path)
+        if command:
+            found.setdefault(command, ".".join((PACKAGE, *parts)))
+    return dict(sorted(found.items()))
 
 
-def build_parser():
-    return _cli.build_parser(commands())
+def _alias_package() -> str:
+    """The package name to import commands under. In an installed wheel this package is
+    ``ntk_adv_experiments``; while its modules still import each other as ``experiments.x``, ``experiments`` is
+    made an alias of it for this process (set up when a command runs, never at import) and the commands are
+    imported under that one name, so no module is loaded twice."""
+    if PACKAGE == "experiments":
+        return PACKAGE
+    if "experiments" not in sys.modules:
+        sys.modules["experiments"] = importlib.import_module(PACKAGE)
+    return "experiments" if sys.modules["experiments"] is sys.modules[PACKAGE] else PACKAGE
+
+
+def build_parser(selected: str | None = None):
+    """The full parser: every command's options (imports them all), or only ``selected``'s. The ``ntk-adv``
+    script itself builds only the options of the command it runs."""
+    return _cli.build_parser(commands(), selected if selected is not None else tuple(commands()), GLOSSARY)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.main(argv, commands())
+    name = _alias_package()
+    registry = {c: name + m[len(PACKAGE):] for c, m in commands().items()}
+    return _cli.main(argv, registry, GLOSSARY)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import jax
 import numpy as np
@@ -30,6 +30,7 @@ __all__ = [
     "MNIST_MEAN",
     "DataSpec",
     "Dataset",
+    "Float64Cast",
     "array_fingerprint",
     "data_arrays",
     "fingerprint",
@@ -45,7 +46,8 @@ __all__ = [
     "subsample",
 ]
 
-DATASETS: tuple[str, ...] = ("gauss", "shifted_gauss", "digits", "mnist", "fmnist", "cifar10")
+DatasetName = Literal["gauss", "shifted_gauss", "digits", "mnist", "fmnist", "cifar10"]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, pixels in [0, 1]
 FMNIST_MEAN = 0.2860  # same for Fashion-MNIST
@@ -675,28 +677,60 @@ def load_dataset(
 # ----------------------------------------------------------------------------------------------------
 
 
+ARRAYS_PREFIX = "arrays:"  # DataSpec.name of a user's own arrays: "arrays:" + 16 hex digits of their sha256
+_USER_ARRAYS: dict[str, Dataset] = {}  # name -> arrays, filled by DataSpec.from_arrays (an in-process cache)
+
+
+def arrays_name(ds: Dataset) -> str:
+    """``"arrays:"`` + the first 16 hex digits of a sha256 over name, dtype, shape and bytes of the four arrays."""
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a = np.ascontiguousarray(getattr(ds, name))
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return ARRAYS_PREFIX + h.hexdigest()[:16]
+
+
+class Float64Cast(UserWarning):
+    """User arrays in float64 were converted to float32 (once, when the spec was built)."""
+
+
+def _x64_enabled() -> bool:
+    return bool(jax.config.read("jax_enable_x64"))
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
 
-    ``name`` in DATASETS; ``n_train`` / ``n_test`` (None: all available for file sets, 200 for synthetic ones;
-    asking for more than a data set has is an error); ``d`` and
-    ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None: the loader's default pair);
-    ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data seed.
+    ``name`` in DATASETS (or ``"arrays:<hash>"``: a user's own arrays, see :meth:`from_arrays`); ``n_train`` /
+    ``n_test`` (None: all available for file sets and user arrays, 200 for synthetic ones; asking for more than
+    a data set has is an error); ``d`` and ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None:
+    the loader's default pair); ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data
+    seed.
     """
 
-    name: str = "digits"
-    n_train: int | None = 200
-    n_test: int | None = None
-    d: int = 100
-    shift: float = 0.3
-    pos: int | None = None
-    neg: int | None = None
-    root: str | None = None
-    seed: int = 0
+    name: DatasetName = "digits"  # data set: embedded digits, synthetic Gaussians, or files under --data-root
+    n_train: int | None = 200  # training points N (none: all available; 200 for synthetic sets)
+    n_test: int | None = None  # held-out test points (none: all available; 200 for synthetic sets)
+    d: int = 100  # input dimension d of the synthetic sets
+    shift: float = 0.3  # class-mean shift of shifted_gauss (L2 distance of each mean from 0)
+    pos: int | None = None  # class index labelled +1 (none: the data set's default pair)
+    neg: int | None = None  # class index labelled -1 (none: the data set's default pair)
+    root: str | None = None  # directory holding the mnist / fmnist / cifar10 files (a path every worker sees)
+    seed: int = 0  # data seed: split, subsample and synthetic draw
+
+    CLI_ALIASES: ClassVar[dict[str, str]] = {"dataset": "name", "data_seed": "seed", "data_root": "root"}
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
+        if self.name.startswith(ARRAYS_PREFIX):
+            # The arrays ride along as a non-field attribute: not part of eq/hash/ids (the name carries their
+            # content hash), but pickled with the spec to process and Ray workers.
+            if self.name not in _USER_ARRAYS:
+                raise ValueError(f"dataset {self.name!r}: no such user arrays in this process; build the spec "
+                                 f"with DataSpec.from_arrays(x_train, y_train, x_test, y_test)")
+            object.__setattr__(self, "_arrays", _USER_ARRAYS[self.name])
+        elif self.name not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; valid names: {', '.join(DATASETS)}")
         for attr in ("n_train", "n_test"):
             v = getattr(self, attr)
@@ -705,6 +739,33 @@ class DataSpec:
         if self.d < 1:
             raise ValueError(f"d must be >= 1, got {self.d}")
 
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, n_train: int | None = None,
+                    n_test: int | None = None, seed: int = 0) -> DataSpec:
+        """A spec of the user's own arrays: inputs x (N, d) and labels y (N,) in {-1, +1}, train and test. Its
+        name is ``"arrays:<sha256 prefix>"`` of the arrays' content, so cell ids, store records and data
+        fingerprints identify the data exactly. ``n_train`` / ``n_test`` take a random subset (by ``seed``);
+        None keeps all. float64 input is converted to float32 once, with one ``Float64Cast`` warning (none when
+        ``jax_enable_x64`` is on: the arrays are then still stored as float32, the library's precision)."""
+        raw = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+        if any(getattr(v, "dtype", None) == np.float64 for v in raw.values()) and not _x64_enabled():
+            import warnings
+
+            warnings.warn("float64 arrays converted to float32, the precision ntk_adv computes in (done once "
+                          "here; jax_enable_x64 silences this note)", Float64Cast, stacklevel=2)
+        ds = Dataset(**raw, name="arrays")  # validates shapes, labels in {-1, +1}, finite values; float32
+        name = arrays_name(ds)
+        _USER_ARRAYS.setdefault(name, replace(ds, name=name, meta={"source": "user arrays"}))
+        return cls(name=name, n_train=n_train, n_test=n_test, d=ds.d, seed=seed)
+
+
+def _load_arrays(spec: DataSpec) -> Dataset:
+    ds = spec._arrays  # type: ignore[attr-defined]
+    rng = np.random.default_rng(spec.seed)
+    tr = np.sort(_take(spec.n_train, ds.n_train, "n_train", rng)) if spec.n_train is not None else slice(None)
+    te = np.sort(_take(spec.n_test, ds.n_test, "n_test", rng)) if spec.n_test is not None else slice(None)
+    return replace(ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr], x_test=ds.x_test[te], y_test=ds.y_test[te])
+
 
 def load_spec(spec: DataSpec) -> Dataset:
     """Load the :class:`Dataset` described by ``spec`` (deterministic given ``spec.seed``).
@@ -712,6 +773,8 @@ def load_spec(spec: DataSpec) -> Dataset:
     Errors name the command-line option of the field (``--n-test``, ``--data-root``): a DataSpec is what the
     CLI builds from them. Asking for more points than the data has is an error, never a silent cap."""
     pair = {k: v for k, v in (("pos", spec.pos), ("neg", spec.neg)) if v is not None}
+    if spec.name.startswith(ARRAYS_PREFIX):
+        return _load_arrays(spec)
     if spec.name in ("gauss", "shifted_gauss"):
         kw: dict[str, Any] = {"n_train": spec.n_train or 200, "n_test": spec.n_test or 200, "d": spec.d}
         if spec.name == "shifted_gauss":

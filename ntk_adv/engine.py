@@ -280,10 +280,22 @@ def _run_ray(chunks, run_batch, commit, workers, address):
         import ray
     except ImportError as err:  # pragma: no cover - ray is a declared optional dependency
         raise ValueError("backend 'ray' needs the ray package: uv sync --extra ray") from err
+    address = address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
-        kw = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(ignore_reinit_error=True, log_to_driver=False, **kw)
+        if address:
+            # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers receive
+            # ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's runtime_env;
+            # data is read from DataSpec.root, which must be a path every node sees (user arrays travel with
+            # the cells).
+            func = getattr(run_batch, "func", run_batch)
+            tops = {"ntk_adv", (getattr(func, "__module__", None) or "ntk_adv").split(".")[0]}
+            dirs = sorted({str(Path(sys.modules[t].__file__).resolve().parent) for t in tops
+                           if t in sys.modules and getattr(sys.modules[t], "__file__", None)})
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                     runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]})
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         remote = ray.remote(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}

@@ -202,9 +202,17 @@ def neural_tangents():
     """Import neural-tangents without its TensorFlow-only ``experimental`` submodule (environment.md)."""
     if "neural_tangents" not in sys.modules:
         sys.modules.setdefault("neural_tangents.experimental", types.ModuleType("neural_tangents.experimental"))
-    import neural_tangents as nt
-
+    try:
+        import neural_tangents as nt
+    except ImportError as err:
+        sys.modules.pop("neural_tangents.experimental", None)
+        raise OracleMissing("the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
+                            "needs jax 0.5.3; uv sync installs it by default)") from err
     return nt
+
+
+class OracleMissing(ImportError):
+    """neural-tangents (the optional ``oracle`` extra) is not installed."""
 
 
 def stax_kernel(kernel_fn, get: str = "ntk") -> KernelFn:

@@ -1,7 +1,14 @@
 """Paper-style figures from long-format result tables only (never from training code).
 
-Conventions: log2 width axes, mean over seeds with a shaded 95% Student-t interval, the theoretical value
-(or slope) as a dashed line; every figure is saved as PNG and PDF.
+Conventions: log2 width axes, log10 axes for other sweeps whose positive values span a factor of 10 or more,
+mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the two-stage
+bootstrap over seeds and test points when their number is given - always inside [0, 1]), the theoretical value
+(or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every figure is saved as PNG
+and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels: :data:`TEXT_WIDTH`) with 8-9 pt
+fonts and TrueType (Type 42) fonts in the PDF.
+
+Importing this module selects no backend: figures are :class:`matplotlib.figure.Figure` objects drawn without
+pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).
 
 Rows are dicts with ``metric``, ``value`` and config columns (``width``, ``seed``, ``eps``, ``steps_g``, ...).
 **Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`ntk_adv.limits.INF_WIDTH`; what
@@ -16,15 +23,14 @@ returns the saved paths [png, pdf].
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # only for colormaps and rc_context; no backend is selected at import
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -33,33 +39,126 @@ from ntk_adv.results import select, values
 
 _INF_STRINGS = ("inf", "infinite", "infinity")
 
+COLUMN_WIDTH = 3.25  # inches: one column of a two-column paper (NeurIPS/ICML/IEEE-style)
+TEXT_WIDTH = 6.75  # inches: the full text width, for multi-panel figures
+
 PAPER_RC = {
-    "figure.figsize": (4.0, 3.0),
+    "figure.figsize": (COLUMN_WIDTH, 2.4),
     "figure.dpi": 150,
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
+    "savefig.dpi": 300,
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
     "legend.fontsize": 7,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "lines.linewidth": 1.4,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3,
     "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.02,
     "pdf.fonttype": 42,  # TrueType in PDFs (venues refuse Type 3)
     "ps.fonttype": 42,
 }
 
+# Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed raw:
+# see :func:`axis_label`.
+LABELS: dict[str, str] = {
+    "width": "width m",
+    "eps": "eps (L2 norm)",
+    "eps_linf": "eps (L-inf norm)",
+    "steps_f": "T_f (steps of f)",
+    "steps_g": "T_g (steps of g)",
+    "T_f": "T_f (steps of f)",
+    "T_g": "T_g (steps of g)",
+    "lr_f": "learning rate of f",
+    "lr_g": "learning rate of g",
+    "lr": "learning rate",
+    "d": "d (input dimension)",
+    "data.d": "d (input dimension)",
+    "n_train": "N (training points)",
+    "data.n_train": "N (training points)",
+    "gamma": "gamma (leaky-ReLU slope)",
+    "multiple": "noise size (multiple of the adversarial distance)",
+    "agreement": "agreement of sign f and sign g",
+    "agreement_predicted": "agreement of sign f and sign g (predicted)",
+    "g_acc_test": "accuracy of g (held-out)",
+    "g_acc_train": "accuracy of g (training points)",
+    "f_acc_test": "accuracy of f (held-out)",
+    "cos_predicted": "mean |cos(eta_n, D_n)|",
+    "value": "measured value",
+}
+PROPORTION_PREFIXES = ("agreement", "agree_", "acc", "flip_")  # metrics that are fractions of points
+PROPORTION_PARTS = ("_acc", "accuracy", "error")
 
-def new_figure(ncols: int = 1, width: float = 4.0, height: float = 3.0):
+
+def axis_label(name: str) -> str:
+    """The label of a column or metric: :data:`LABELS`, else the name's last dotted part with spaces."""
+    if name in LABELS:
+        return LABELS[name]
+    leaf = name.rsplit(".", 1)[-1]
+    return LABELS.get(leaf, leaf.replace("_", " "))
+
+
+def is_proportion(metric: str) -> bool:
+    """A metric that is a fraction in [0, 1] (agreement, accuracy, error rate, flip rate)."""
+    return metric.startswith(PROPORTION_PREFIXES) or any(p in metric for p in PROPORTION_PARTS)
+
+
+def new_figure(ncols: int = 1, width: float | None = None, height: float | None = None):
+    """A figure of ``ncols`` panels, scaled (aspect kept) to :data:`COLUMN_WIDTH` for one panel and
+    :data:`TEXT_WIDTH` for several; ``width``/``height`` give a panel's aspect ratio (default 4:3). A plain
+    :class:`~matplotlib.figure.Figure`: no pyplot window, no backend switch. Returns (fig, axes)."""
+    width, height = width or 4.0, height or 3.0
+    target = COLUMN_WIDTH if ncols == 1 else TEXT_WIDTH
+    scale = target / (width * ncols)
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+        fig = Figure(figsize=(target, height * scale))
+        axes = fig.subplots(1, ncols, squeeze=False)
     return fig, axes[0]
 
 
+def paper_fonts(fig) -> None:
+    """Paper font sizes on every text of ``fig`` (artists created outside :data:`PAPER_RC` included)."""
+    for ax in fig.axes:
+        ax.title.set_fontsize(PAPER_RC["axes.titlesize"])
+        # a title wider than its axes would widen the saved (tight) figure past the column: wrap it
+        width_pt = ax.get_position().width * fig.get_size_inches()[0] * 72
+        chars = max(int(width_pt / (0.5 * PAPER_RC["axes.titlesize"])), 20)
+        if len(ax.get_title()) > chars:
+            ax.set_title(textwrap.fill(" ".join(ax.get_title().split()), chars))
+        ax.xaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
+        ax.yaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
+        ax.tick_params(labelsize=PAPER_RC["xtick.labelsize"])
+        legend = ax.get_legend()
+        if legend is not None:
+            for t in legend.get_texts():
+                t.set_fontsize(PAPER_RC["legend.fontsize"])
+        for label in (ax.xaxis.label, ax.yaxis.label):
+            text = label.get_text()
+            if text in LABELS or (text and "." in text and " " not in text):
+                label.set_text(axis_label(text))  # raw field names become labels with symbol and unit
+
+
+def legend_below(ax, ncol: int = 2, **kw):
+    """The legend under the axes (outside the data), ``ncol`` columns."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    if max(len(t) for t in labels) > 28:  # long labels side by side would widen the figure past the column
+        ncol = 1
+    return ax.legend(handles, labels, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                     ncol=min(ncol, len(handles)), **kw)
+
+
 def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Save ``fig`` as ``out_dir/name.png`` and ``.pdf``; returns both paths."""
+    """Save ``fig`` as ``out_dir/name.png`` and ``.pdf`` with :data:`PAPER_RC` (TrueType fonts, tight box);
+    returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    paper_fonts(fig)
     with plt.rc_context(PAPER_RC):
         for p in paths:
             fig.savefig(p)
@@ -67,14 +166,27 @@ def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     return paths
 
 
+def _bootstrap_mean(vals: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval over the values (inside their range: a proportion's stays in
+    [0, 1]); deterministic."""
+    vals = np.asarray(vals, float)
+    if vals.size < 2:
+        m = float(vals.mean()) if vals.size else float("nan")
+        return m, m, m
+    idx = np.random.default_rng(seed).integers(0, vals.size, size=(n_boot, vals.size))
+    means = vals[idx].mean(axis=1)
+    return float(vals.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False, n_points: int | None = None,
           **where) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-x mean and 95% interval of ``metric`` over the rows (seeds) matching ``where``.
 
     ``n_points``: the metric is a proportion over that many test points; the interval is then the two-stage
-    bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). ``geometric=True`` (used for
-    log-scale y axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative
-    95% interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
+    bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). Other proportions
+    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale y
+    axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
+    interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
     sub = select(rows, metric=metric, **where)
     xs = values(sub, x)
     if n_points:
@@ -83,25 +195,32 @@ def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False,
         est = [seed_proportion([r["value"] for r in sub if r[x] == xv], n_points) for xv in xs]
         return (np.asarray(xs, float), np.array([e.value for e in est]), np.array([e.low for e in est]),
                 np.array([e.high for e in est]))
+    if is_proportion(metric) and not geometric:
+        est = [_bootstrap_mean([r["value"] for r in sub if r[x] == xv]) for xv in xs]
+        arr = np.clip(np.array(est, float).reshape(-1, 3), 0.0, 1.0) if est else np.zeros((0, 3))
+        return np.asarray(xs, float), arr[:, 0], arr[:, 1], arr[:, 2]
     tf, inv = (np.log, np.exp) if geometric else (np.asarray, np.asarray)
     stats_ = [mean_ci(tf(np.asarray([r["value"] for r in sub if r[x] == xv], float))) for xv in xs]
     return (np.asarray(xs, float), inv(np.array([s.mean for s in stats_])), inv(np.array([s.low for s in stats_])),
             inv(np.array([s.high for s in stats_])))
 
 
-def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, color=None, logx: int | None = 2,
-                logy: bool = False, n_points: int | None = None, **where):
-    """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax`` (``n_points``: see :func:`curve`)."""
+def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, color=None,
+                logx: int | str | None = 2, logy: bool = False, n_points: int | None = None, **where):
+    """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax`` (``n_points``: see :func:`curve`);
+    ``logx``: a log base, None (linear) or "auto" (log10 for positive values spanning a factor >= 10). The x
+    label comes from :func:`axis_label`."""
     xs, mean, low, high = curve(rows, x, metric, geometric=logy, n_points=n_points, **where)
     if xs.size == 0:
         raise ValueError(f"no rows for metric {metric!r} with {where}")
-    (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or metric, color=color)
+    (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or axis_label(metric), color=color)
     ax.fill_between(xs, low, high, alpha=0.25, color=line.get_color(), lw=0)
+    logx = _auto_logx([{x: v} for v in xs], x, logx)
     if logx:
         ax.set_xscale("log", base=logx)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(x)
+    ax.set_xlabel(axis_label(x))
     return line
 
 
@@ -154,7 +273,7 @@ def split_width(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
 def _auto_logx(rows, x, logx):
     if logx != "auto":
         return logx
-    xs = [r[x] for r in rows if r.get(x) is not None]
+    xs = [float(r[x]) for r in rows if isinstance(r.get(x), (int, float)) and np.isfinite(float(r[x]))]
     return 10 if xs and min(xs) > 0 and max(xs) / min(xs) >= 10 else None
 
 
@@ -173,20 +292,21 @@ def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement
     labels = dict(labels or {})
     predictions = dict(predictions or {})
     for i, metric in enumerate(metrics):
-        label = labels.get(metric, metric)
+        label = labels.get(metric, axis_label(metric))
         line = plot_metric(ax, finite, "width", metric, label=label, color=f"C{i}", logx=2, n_points=n_points)
         if metric in predictions:
             plot_prediction(ax, finite, "width", predictions[metric], color=line.get_color(),
                             label=f"{label}: predicted (lazy limit)")
-        inf_vals = [r["value"] for r in infinite if r.get("metric") == metric]
-        if inf_vals:
-            ci = mean_ci(inf_vals)
-            ax.axhline(ci.mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
-            if ci.high > ci.low:
-                ax.axhspan(max(ci.low, 0.0), min(ci.high, 1.0), color=line.get_color(), alpha=0.08, lw=0)
-    ax.set_xlabel("width m")
-    ax.set_ylabel(ylabel or (labels.get(metrics[0], metrics[0]) if len(metrics) == 1 else "fraction of test points"))
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        inf_rows = [{**r, "width": 0} for r in infinite if r.get("metric") == metric]
+        if inf_rows:
+            _, (mean,), (low,), (high,) = curve(inf_rows, "width", metric, n_points=n_points)
+            ax.axhline(mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
+            if high > low:
+                ax.axhspan(low, high, color=line.get_color(), alpha=0.08, lw=0)
+    ax.set_xlabel(axis_label("width"))
+    ax.set_ylabel(ylabel or (labels.get(metrics[0], axis_label(metrics[0])) if len(metrics) == 1
+                             else "fraction of test points"))
+    legend_below(ax)
     return ax
 
 
@@ -205,7 +325,7 @@ def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement",
 
 
 def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence | None = None,
-            logx: int | str | None = None, ylabel: str | None = None, xlabel: str | None = None,
+            logx: int | str | None = "auto", ylabel: str | None = None, xlabel: str | None = None,
             predicted: str | None = None, n_points: int | None = None, infinite_label: str = "infinite width",
             infinite_ls: str = "--", **where):
     """``metric`` against the column ``x`` (e.g. ``eps``, ``steps_g``, ``T_f``): one curve per finite width
@@ -232,14 +352,14 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
     if infinite:
         line = plot_metric(ax, infinite, x, metric, label=infinite_label, color="k", logx=logx, n_points=n_points)
         line.set_linestyle(infinite_ls)
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or metric)
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_xlabel(xlabel or axis_label(x))
+    ax.set_ylabel(ylabel or axis_label(metric))
+    legend_below(ax)
     return ax
 
 
 def figure_vs(rows: Iterable[dict], x: str, metric: str, *, out: str | os.PathLike, name: str | None = None,
-              widths: Sequence | None = None, logx: int | str | None = None, ylabel: str | None = None,
+              widths: Sequence | None = None, logx: int | str | None = "auto", ylabel: str | None = None,
               xlabel: str | None = None, predicted: str | None = None, n_points: int | None = None,
               title: str | None = None, infinite_label: str = "infinite width", infinite_ls: str = "--",
               **where) -> list[Path]:

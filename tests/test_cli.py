@@ -44,7 +44,7 @@ def test_convergence_via_cli(tmp_path):
 def test_tuple_options_take_spaces_or_commas():
     from experiments import convergence
 
-    parser = cli.build_parser()
+    parser = cli.build_parser("convergence")
     for argv in (["--widths", "16", "128", "1024"], ["--widths", "16,128", "1024"], ["--widths", "16,128,1024"]):
         cfg = cli.config_from_args(parser.parse_args(["convergence", *argv]), convergence.Config)
         assert cfg.widths == (16, 128, 1024)
@@ -55,3 +55,98 @@ def test_bad_tuple_item_is_named(capsys):
         cli.main(["convergence", "--widths", "16,x"])
     assert exc.value.code == 2
     assert "invalid int in '16,x'" in capsys.readouterr().err
+
+
+def test_nested_options_have_dotted_names_and_unambiguous_aliases():
+    from experiments import convergence, perturbation_learning
+
+    parser = cli.build_parser("convergence")
+    cfg = cli.config_from_args(parser.parse_args(["convergence", "--data.n-train", "30", "--n-test", "10",
+                                                  "--dataset", "shifted_gauss", "--data-seed", "3", "--n-kernel", "10"]),
+                               convergence.Config)
+    assert (cfg.data.n_train, cfg.data.n_test, cfg.data.name, cfg.data.seed) == (30, 10, "shifted_gauss", 3)
+    parser = cli.build_parser("perturbation-learning")
+    args = parser.parse_args(["perturbation-learning", "--n-train", "25", "50", "--data.n-train", "60"])
+    cfg = cli.config_from_args(args, perturbation_learning.Config)
+    assert cfg.n_train == (25, 50) and cfg.data.n_train == 60  # the bare name is the top-level field's
+
+
+def test_help_lines_come_from_the_config(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["perturbation-learning", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "L2 norm" in out and "one of gauss, shifted_gauss, digits, mnist, fmnist, cifar10" in out
+    assert "(default: ; spaces" not in out and "--ray-address HOST:PORT" in out
+    assert "--data.name NAME, --dataset NAME" in out
+
+
+def test_choices_are_enforced_by_name(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--dataset", "imagenet"])
+    assert exc.value.code == 2
+    assert ("unknown dataset 'imagenet'; expected one of gauss, shifted_gauss, digits, mnist, fmnist, cifar10"
+            in capsys.readouterr().err)
+
+
+def test_field_docs_from_comments_and_attribute_docstrings():
+    from dataclasses import dataclass
+    from typing import Literal
+
+    from ntk_adv import cli as lib_cli
+
+    @dataclass(frozen=True)
+    class Inner:
+        lr: float = 0.1  # learning rate (step size)
+        kind: Literal["a", "b"] = "a"
+        """which kind"""
+
+    @dataclass(frozen=True)
+    class Outer:
+        train: Inner = Inner()
+        ids: tuple[int, ...] = ()
+
+    specs = {s["dest"]: s for s in lib_cli.option_specs(Outer)}
+    assert specs["train.lr"]["flags"] == ["--train.lr", "--lr"] and specs["train.lr"]["help"] == \
+        "learning rate (step size)"
+    assert specs["train.kind"]["choices"] == ["a", "b"] and specs["train.kind"]["help"] == "which kind"
+    assert lib_cli._help_text(specs["ids"]).endswith("(default: none)")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("ntk-adv ")
+
+
+def test_help_is_fast_and_imports_no_jax(tmp_path):
+    """Top-level help reads docstrings from source; a command's help reads its cached option spec (the first
+    call fills the cache)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    probe = ("import sys, runpy; sys.argv = ['ntk-adv'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('experiments.cli', run_name='__main__')\n"
+             "except SystemExit:\n    pass\nprint('JAX' if 'jax' in sys.modules else 'NOJAX')")
+    for argv in (["--help"], ["demo", "--help"], ["demo", "--help"]):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env).stdout
+        elapsed = time.perf_counter() - t0
+    assert out.strip().endswith("NOJAX") and "--eps" in out
+    assert elapsed < 3.0  # < 1 s on an idle machine; the bound leaves room for a loaded CI box
+
+
+def test_command_prints_where_it_wrote(tmp_path, capsys):
+    argv = ["convergence", "--widths", "16", "64", "--seeds", "2", "--n-train", "20", "--n-test", "10",
+            "--n-kernel", "10", "--steps", "5", "--out", str(tmp_path), "--quiet"]
+    assert cli.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"ntk-adv convergence: outputs in {tmp_path}/: ") and "summary.json" in last
+
+
+def test_default_out_follows_the_command():
+    args = cli.build_parser("figures").parse_args(["figures"])
+    assert str(args.out) == "figures"
+    assert str(cli.build_parser("demo").parse_args(["demo"]).out) == "runs/demo"

@@ -31,7 +31,7 @@ def test_convergence_main_tiny(tmp_path):
     assert {c["name"]: c["verdict"] for c in summary["claims"]} == PINNED_TINY
     for c in summary["claims"]:
         assert c["verdict"] == "confirmed" or c["reason"]
-    assert on_disk["jax"] == "0.5.3"
+    assert on_disk["jax"] == __import__("jax").__version__  # the installed stack
 
 
 @pytest.mark.slow

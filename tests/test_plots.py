@@ -73,11 +73,12 @@ def test_figure_vs_width(rows, tmp_path):
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     for metric in INF_VALUE:
-        curve = lines[metric]
+        metric_label = plots.axis_label(metric)
+        curve = lines[metric_label]
         np.testing.assert_array_equal(curve.get_xdata(), WIDTHS)  # the infinite rows are not a point
         expected = [np.mean([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in WIDTHS]
         np.testing.assert_allclose(curve.get_ydata(), expected)
-        inf_line = lines[f"{metric} (infinite width)"]
+        inf_line = lines[f"{metric_label} (infinite width)"]
         assert inf_line.get_linestyle() == "--" and inf_line.get_color() == curve.get_color()
         np.testing.assert_allclose(inf_line.get_ydata(), inf_mean(rows, metric))
     assert len(dashed(ax)) == 2
@@ -160,3 +161,69 @@ def test_decision_map(tmp_path):
     assert_written(paths, tmp_path, "decision_map")
     with pytest.raises(KeyError, match="nope"):
         plots.decision_map(plots.new_figure()[1][0], grid, "f", "g", 1.0, {"nope": "--"})
+
+
+def test_saved_pdf_has_no_type3_font_and_paper_width(rows, tmp_path):
+    png, pdf = plots.figure_vs_width(rows, out=tmp_path, name="vw", eps=1.0)
+    raw = pdf.read_bytes()
+    assert b"/Subtype /Type3" not in raw and b"/Type3" not in raw
+    assert b"/CIDFontType2" in raw or b"/TrueType" in raw  # pdf.fonttype 42
+    fig, axes = plots.new_figure(1, 4.2, 3.2)
+    assert fig.get_size_inches()[0] == pytest.approx(plots.COLUMN_WIDTH)
+    fig, axes = plots.new_figure(3, 3.6, 2.9)
+    assert fig.get_size_inches()[0] == pytest.approx(plots.TEXT_WIDTH) and len(axes) == 3
+
+
+def test_type3_check_would_catch_type3(tmp_path):
+    """The byte check above is meaningful: a figure saved with pdf.fonttype 3 is caught by it."""
+    import matplotlib
+
+    fig, (ax,) = plots.new_figure()
+    ax.set_xlabel("width m")
+    with matplotlib.rc_context({"pdf.fonttype": 3}):
+        fig.savefig(tmp_path / "t3.pdf")
+    assert b"/Type3" in (tmp_path / "t3.pdf").read_bytes()
+
+
+def test_labels_never_raw_field_names(rows):
+    fig, (ax,) = plots.new_figure()
+    plots.draw_vs(ax, [{**r, "data.d": r["steps_f"]} for r in rows if r["metric"] == "cos_predicted"], "data.d",
+                  "cos_predicted", eps=1.0)
+    assert ax.get_xlabel() == "d (input dimension)" and ax.get_ylabel() == "mean |cos(eta_n, D_n)|"
+    assert plots.axis_label("eps") == "eps (L2 norm)" and plots.axis_label("steps_g") == "T_g (steps of g)"
+    assert plots.axis_label("agreement") == "agreement of sign f and sign g"
+    assert plots.axis_label("data.n_train") == "N (training points)"
+    ax2 = plots.new_figure()[1][0]
+    ax2.set_xlabel("data.n_train")
+    plots.paper_fonts(ax2.figure)
+    assert ax2.get_xlabel() == "N (training points)"
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().bounds[1] < ax.get_window_extent().bounds[1]
+
+
+def test_factor_spaced_axes_are_logarithmic(rows):
+    fig, (ax,) = plots.new_figure()
+    plots.draw_vs(ax, rows, "steps_f", "cos_predicted", eps=1.0)  # 1 .. 1000: log
+    assert ax.get_xscale() == "log"
+    fig, (ax,) = plots.new_figure()
+    plots.draw_vs(ax, rows, "eps", "agreement_vs_eps", steps_f=100)  # includes 0: linear
+    assert ax.get_xscale() == "linear"
+
+
+def test_proportion_intervals_stay_in_unit_interval():
+    rows = [{"width": 16, "seed": s, "metric": "agreement", "value": v} for s, v in enumerate((1.0, 1.0, 0.5, 1.0, 1.0))]
+    _, mean, low, high = plots.curve(rows, "width", "agreement")
+    assert 0.0 <= low[0] <= mean[0] <= high[0] <= 1.0
+    _, _, low_t, high_t = plots.curve([{**r, "metric": "loss_like"} for r in rows], "width", "loss_like")
+    assert high_t[0] > 1.0  # a Student-t interval over 5 seeds would leave [0, 1]
+
+
+def test_import_selects_no_backend():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib, ntk_adv.plots as p; "
+            "print(matplotlib.rcParams._get_backend_or_none())")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "None"

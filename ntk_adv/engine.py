@@ -295,7 +295,7 @@ def _run_ray(chunks, run_batch, commit, workers, address):
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
                      runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]})
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         remote = ray.remote(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}

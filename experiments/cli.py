@@ -31,7 +31,7 @@ GLOSSARY: dict[str, str] = {
     "infinite": "also run the infinite-width (NTK) limit",
     "seeds": "number of seeds (network initializations) per cell",
     "scenario": "perturbation-learning scenario: a = g sees only perturbations with random target labels, "
-                "b = perturbations of other-class points, c = natural points plus perturbations",
+    "b = perturbations of other-class points, c = natural points plus perturbations",
     "attack": "how f's adversarial perturbations are made",
     "targets": "target labels of the perturbed points",
     "loss": "training loss",
@@ -113,7 +113,7 @@ def build_parser(selected: str | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     name = _alias_package()
-    registry = {c: name + m[len(PACKAGE):] for c, m in commands().items()}
+    registry = {c: name + m[len(PACKAGE) :] for c, m in commands().items()}
     return _cli.main(argv, registry, GLOSSARY)
 
 

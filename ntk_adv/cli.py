@@ -39,8 +39,10 @@ from pathlib import Path
 
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
-RAY_ADDRESS_HELP = ("address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
-                    "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share")
+RAY_ADDRESS_HELP = (
+    "address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
+    "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share"
+)
 SPEC_VERSION = 3  # bump when the JSON option spec changes shape
 
 
@@ -89,11 +91,21 @@ def _class_field_docs(source: str) -> dict[str, str]:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
         name = node.target.id
-        text = next((comments[ln] for ln in range(node.lineno, (node.end_lineno or node.lineno) + 1)
-                     if ln in comments), "")
+        text = next(
+            (
+                comments[ln]
+                for ln in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+                if ln in comments
+            ),
+            "",
+        )
         nxt = body[i + 1] if i + 1 < len(body) else None
-        if not text and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
-                and isinstance(nxt.value.value, str):
+        if (
+            not text
+            and isinstance(nxt, ast.Expr)
+            and isinstance(getattr(nxt, "value", None), ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             text = " ".join(nxt.value.value.split())
         if text:
             out[name] = text
@@ -192,8 +204,13 @@ def option_specs(config_cls: type, glossary: Mapping[str, str] | None = None) ->
             if target == path and alias not in taken and _flag(alias) not in flags:
                 flags.append(_flag(alias))
                 taken.add(alias)
-        spec = {"dest": path, "flags": flags, **_describe_type(tp), "default": _jsonable(value),
-                "help": doc or glossary.get(path, glossary.get(leaf, ""))}
+        spec = {
+            "dest": path,
+            "flags": flags,
+            **_describe_type(tp),
+            "default": _jsonable(value),
+            "help": doc or glossary.get(path, glossary.get(leaf, "")),
+        }
         specs.append(spec)
     return specs
 
@@ -233,8 +250,9 @@ def _parse_value(spec: dict):
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"invalid {base.__name__} value {token!r}") from err
         if spec["choices"] is not None and v not in spec["choices"]:
-            raise argparse.ArgumentTypeError(f"unknown {label} {token!r}; expected one of "
-                                             f"{', '.join(map(str, spec['choices']))}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {label} {token!r}; expected one of {', '.join(map(str, spec['choices']))}"
+            )
         return v
 
     if spec["kind"] != "tuple":
@@ -261,14 +279,32 @@ def add_options(parser: argparse.ArgumentParser, specs: list[dict]) -> None:
     for spec in specs:
         metavar = spec["dest"].rsplit(".", 1)[-1].upper()
         if spec["kind"] == "bool":
-            parser.add_argument(*spec["flags"], dest=spec["dest"], action=argparse.BooleanOptionalAction,
-                                default=spec["default"], help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                action=argparse.BooleanOptionalAction,
+                default=spec["default"],
+                help=_help_text(spec),
+            )
         elif spec["kind"] == "tuple":
-            parser.add_argument(*spec["flags"], dest=spec["dest"], type=_parse_value(spec), nargs="+",
-                                default=tuple(spec["default"]), metavar=metavar, help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                type=_parse_value(spec),
+                nargs="+",
+                default=tuple(spec["default"]),
+                metavar=metavar,
+                help=_help_text(spec),
+            )
         else:
-            parser.add_argument(*spec["flags"], dest=spec["dest"], type=_parse_value(spec),
-                                default=spec["default"], metavar=metavar, help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                type=_parse_value(spec),
+                default=spec["default"],
+                metavar=metavar,
+                help=_help_text(spec),
+            )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls, glossary=None) -> None:
@@ -392,19 +428,27 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
-def build_parser(commands: Commands, selected: str | typing.Collection[str] | None = None,
-                 glossary: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    commands: Commands,
+    selected: str | typing.Collection[str] | None = None,
+    glossary: Mapping[str, str] | None = None,
+) -> argparse.ArgumentParser:
     """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand(s)
     get their options (describing a command may import it); the others are listed by their docstring's first
     line, read from source."""
     selected = {selected} if isinstance(selected, str) else set(selected or ())
-    parser = argparse.ArgumentParser(prog="ntk-adv", description="Adversarial examples on wide two-layer networks "
-                                     "and their NTK limits: one subcommand per experiment.")
+    parser = argparse.ArgumentParser(
+        prog="ntk-adv",
+        description="Adversarial examples on wide two-layer networks "
+        "and their NTK limits: one subcommand per experiment.",
+    )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in commands.items():
         summary, doc = module_summary(module_name)
-        p = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         if name in selected:
             spec = command_specs(module_name, glossary, name)
             add_options(p, spec["options"])
@@ -493,8 +537,11 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
     except KeyboardInterrupt:
         if debug:
             raise
-        parser.exit(130, f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
-                         f"to resume\n")
+        parser.exit(
+            130,
+            f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
+            f"to resume\n",
+        )
     except (ValueError, FileNotFoundError) as err:
         if debug:
             raise
@@ -505,8 +552,6 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
             raise
         parser.exit(1, f"{prefix}: error: {os_error_message(err)}\n")
     return 0
-
-
 
 
 # A checkout first (an editable install puts it on sys.path; hatch also copies experiments/ into the editable
@@ -529,5 +574,17 @@ def launch() -> int:
     sys.exit("ntk-adv: the experiments are not installed (expected one of " + ", ".join(APPLICATIONS) + ")")
 
 
-__all__ = ["add_config_arguments", "add_options", "build_parser", "command_specs", "config_from_args",
-           "field_docs", "launch", "main", "module_summary", "option_specs", "os_error_message", "outputs_line"]
+__all__ = [
+    "add_config_arguments",
+    "add_options",
+    "build_parser",
+    "command_specs",
+    "config_from_args",
+    "field_docs",
+    "launch",
+    "main",
+    "module_summary",
+    "option_specs",
+    "os_error_message",
+    "outputs_line",
+]

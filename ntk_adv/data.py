@@ -727,8 +727,10 @@ class DataSpec:
             # The arrays ride along as a non-field attribute: not part of eq/hash/ids (the name carries their
             # content hash), but pickled with the spec to process and Ray workers.
             if self.name not in _USER_ARRAYS:
-                raise ValueError(f"dataset {self.name!r}: no such user arrays in this process; build the spec "
-                                 f"with DataSpec.from_arrays(x_train, y_train, x_test, y_test)")
+                raise ValueError(
+                    f"dataset {self.name!r}: no such user arrays in this process; build the spec "
+                    f"with DataSpec.from_arrays(x_train, y_train, x_test, y_test)"
+                )
             object.__setattr__(self, "_arrays", _USER_ARRAYS[self.name])
         elif self.name not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; valid names: {', '.join(DATASETS)}")
@@ -740,8 +742,17 @@ class DataSpec:
             raise ValueError(f"d must be >= 1, got {self.d}")
 
     @classmethod
-    def from_arrays(cls, x_train, y_train, x_test, y_test, *, n_train: int | None = None,
-                    n_test: int | None = None, seed: int = 0) -> DataSpec:
+    def from_arrays(
+        cls,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        *,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        seed: int = 0,
+    ) -> DataSpec:
         """A spec of the user's own arrays: inputs x (N, d) and labels y (N,) in {-1, +1}, train and test. Its
         name is ``"arrays:<sha256 prefix>"`` of the arrays' content, so cell ids, store records and data
         fingerprints identify the data exactly. ``n_train`` / ``n_test`` take a random subset (by ``seed``);
@@ -751,8 +762,12 @@ class DataSpec:
         if any(getattr(v, "dtype", None) == np.float64 for v in raw.values()) and not _x64_enabled():
             import warnings
 
-            warnings.warn("float64 arrays converted to float32, the precision ntk_adv computes in (done once "
-                          "here; jax_enable_x64 silences this note)", Float64Cast, stacklevel=2)
+            warnings.warn(
+                "float64 arrays converted to float32, the precision ntk_adv computes in (done once "
+                "here; jax_enable_x64 silences this note)",
+                Float64Cast,
+                stacklevel=2,
+            )
         ds = Dataset(**raw, name="arrays")  # validates shapes, labels in {-1, +1}, finite values; float32
         name = arrays_name(ds)
         _USER_ARRAYS.setdefault(name, replace(ds, name=name, meta={"source": "user arrays"}))
@@ -764,7 +779,9 @@ def _load_arrays(spec: DataSpec) -> Dataset:
     rng = np.random.default_rng(spec.seed)
     tr = np.sort(_take(spec.n_train, ds.n_train, "n_train", rng)) if spec.n_train is not None else slice(None)
     te = np.sort(_take(spec.n_test, ds.n_test, "n_test", rng)) if spec.n_test is not None else slice(None)
-    return replace(ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr], x_test=ds.x_test[te], y_test=ds.y_test[te])
+    return replace(
+        ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr], x_test=ds.x_test[te], y_test=ds.y_test[te]
+    )
 
 
 def load_spec(spec: DataSpec) -> Dataset:
@@ -788,10 +805,13 @@ def load_spec(spec: DataSpec) -> Dataset:
                 ds = replace(ds, x_test=ds.x_test[: spec.n_test], y_test=ds.y_test[: spec.n_test])
             return ds
         if spec.root is None:
-            raise ValueError(f"dataset {spec.name!r} is read from files: give --data-root DIR (DataSpec.root), the "
-                             f"directory containing the {spec.name} files")
-        return load_dataset(spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test,
-                            seed=spec.seed, **pair)
+            raise ValueError(
+                f"dataset {spec.name!r} is read from files: give --data-root DIR (DataSpec.root), the "
+                f"directory containing the {spec.name} files"
+            )
+        return load_dataset(
+            spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test, seed=spec.seed, **pair
+        )
     except FileNotFoundError as err:
         raise FileNotFoundError(f"--data-root {spec.root}: {err}") from err
     except ValueError as err:

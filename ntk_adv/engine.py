@@ -98,7 +98,9 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(cfg)}
     head, rest = names[0], names[1:]
     if head not in fields:
-        raise ValueError(f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}")
+        raise ValueError(
+            f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}"
+        )
     return replace(cfg, **{head: _set(getattr(cfg, head), path, rest, value) if rest else value})
 
 
@@ -114,8 +116,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def plan(cells: Sequence[Cell], batch_key: Callable[[Any], Hashable], max_batch: int = 64,
-         order: Callable[[Cell], Any] | None = None) -> list[list[Cell]]:
+def plan(
+    cells: Sequence[Cell],
+    batch_key: Callable[[Any], Hashable],
+    max_batch: int = 64,
+    order: Callable[[Cell], Any] | None = None,
+) -> list[list[Cell]]:
     """Deterministic chunks of cells: cells with equal ``batch_key(config)`` together (groups in first-seen
     order), each group sorted by ``order(cell)`` if given (stable: ties keep the given order; without
     ``order`` the given order), then cut into chunks of at most ``max_batch`` cells."""
@@ -127,7 +133,7 @@ def plan(cells: Sequence[Cell], batch_key: Callable[[Any], Hashable], max_batch:
     chunks = []
     for group in groups.values():
         group = sorted(group, key=order) if order is not None else group
-        chunks += [group[i: i + max_batch] for i in range(0, len(group), max_batch)]
+        chunks += [group[i : i + max_batch] for i in range(0, len(group), max_batch)]
     return chunks
 
 
@@ -173,8 +179,12 @@ def run_sweep(
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     code_fp = code_fingerprint()
     by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
-    data_fps = [by_data[key] if (key := getattr(c, "data", None)) in by_data else
-                by_data.setdefault(key, data_fingerprint(c)) for c, _ in cells]
+    data_fps = [
+        by_data[key]
+        if (key := getattr(c, "data", None)) in by_data
+        else by_data.setdefault(key, data_fingerprint(c))
+        for c, _ in cells
+    ]
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
@@ -191,12 +201,22 @@ def run_sweep(
                 kept[i] = {**rec, "stale": "data" if store.status(rec, code_fp) == "fresh" else "code,data"}
     n_stale = status.count("stale")
     if kept:
-        warnings.warn(f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
-                      f"(reuse='accept'); their rows are marked in the 'stale' column", StaleRecord, stacklevel=2)
+        warnings.warn(
+            f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
+            f"(reuse='accept'); their rows are marked in the 'stale' column",
+            StaleRecord,
+            stacklevel=2,
+        )
     elif n_stale:
-        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
-                      f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)", StaleRecord, stacklevel=2)
-    pending = [(cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept]
+        warnings.warn(
+            f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+            f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)",
+            StaleRecord,
+            stacklevel=2,
+        )
+    pending = [
+        (cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept
+    ]
     cell_index = {id(cell): i for cell, i in pending}
     chunks = plan([cell for cell, _ in pending], batch_key, max_batch, order)
     describe = describe or (lambda cfg: repr(batch_key(cfg)))
@@ -207,8 +227,16 @@ def run_sweep(
     def commit(chunk, metrics, elapsed):
         for cell, m in zip(chunk, metrics):
             i = cell_index[id(cell)]
-            done[i] = store.put(ids[i], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk),
-                                data_fp=data_fps[i], code_fp=code_fp)
+            done[i] = store.put(
+                ids[i],
+                cell[0],
+                cell[1],
+                m,
+                kind=kind,
+                elapsed_s=elapsed / len(chunk),
+                data_fp=data_fps[i],
+                code_fp=code_fp,
+            )
         bar.update(len(chunk))
         if verbose:
             tqdm.write(f"  done {len(chunk)} cells ({describe(chunk[0][0])}) in {elapsed:.1f}s")
@@ -256,8 +284,9 @@ def _run_processes(chunks, run_batch, commit, workers):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    )
     futures = {}
     try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
@@ -290,10 +319,19 @@ def _run_ray(chunks, run_batch, commit, workers, address):
             # the cells).
             func = getattr(run_batch, "func", run_batch)
             tops = {"ntk_adv", (getattr(func, "__module__", None) or "ntk_adv").split(".")[0]}
-            dirs = sorted({str(Path(sys.modules[t].__file__).resolve().parent) for t in tops
-                           if t in sys.modules and getattr(sys.modules[t], "__file__", None)})
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                     runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]})
+            dirs = sorted(
+                {
+                    str(Path(sys.modules[t].__file__).resolve().parent)
+                    for t in tops
+                    if t in sys.modules and getattr(sys.modules[t], "__file__", None)
+                }
+            )
+            ray.init(
+                address=address,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]},
+            )
         else:
             ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:

@@ -159,8 +159,14 @@ def two_layer_kernel(
     if train_readout and parametrization == "standard" and (width is None or width < 1):
         raise ValueError("train_readout=True in the standard parametrization needs the width m >= 1")
     if kind == "ntk":
-        fn = partial(ntk, gamma=gamma, bias=bias, parametrization=parametrization,
-                     train_readout=train_readout, width=width)
+        fn = partial(
+            ntk,
+            gamma=gamma,
+            bias=bias,
+            parametrization=parametrization,
+            train_readout=train_readout,
+            width=width,
+        )
     elif kind == "nngp":
         fn = partial(nngp, gamma=gamma, bias=bias)
     elif kind == "phi":
@@ -170,8 +176,9 @@ def two_layer_kernel(
     return fn
 
 
-def kernel_matrix(kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *,
-                  block_size: int = 2048) -> jax.Array:
+def kernel_matrix(
+    kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *, block_size: int = 2048
+) -> jax.Array:
     """Evaluate ``kernel(x, z)`` (N, M) in row blocks of ``block_size`` so that N x M kernels of 10^4
     points never materialize more than ``block_size x M`` intermediates per elementwise op."""
     z = x if z is None else z
@@ -187,8 +194,9 @@ def kernel_matrix(kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *,
     return out.reshape(n_blocks * block_size, z.shape[0])[:n]
 
 
-def predicted_direction(points: jax.Array, x_train: jax.Array, y_train: jax.Array, *,
-                        gamma: float = 0.0, bias: bool = True) -> jax.Array:
+def predicted_direction(
+    points: jax.Array, x_train: jax.Array, y_train: jax.Array, *, gamma: float = 0.0, bias: bool = True
+) -> jax.Array:
     """D_n = normalize(sum_k y_k Phi(x_n, x_k) x_k) for each row x_n of ``points``; shape (P, d).
 
     The direction a lazily trained net's input gradient takes at x_n (Kumano et al. 2024)."""
@@ -201,13 +209,17 @@ def predicted_direction(points: jax.Array, x_train: jax.Array, y_train: jax.Arra
 def neural_tangents():
     """Import neural-tangents without its TensorFlow-only ``experimental`` submodule (environment.md)."""
     if "neural_tangents" not in sys.modules:
-        sys.modules.setdefault("neural_tangents.experimental", types.ModuleType("neural_tangents.experimental"))
+        sys.modules.setdefault(
+            "neural_tangents.experimental", types.ModuleType("neural_tangents.experimental")
+        )
     try:
         import neural_tangents as nt
     except ImportError as err:
         sys.modules.pop("neural_tangents.experimental", None)
-        raise OracleMissing("the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
-                            "needs jax 0.5.3; uv sync installs it by default)") from err
+        raise OracleMissing(
+            "the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
+            "needs jax 0.5.3; uv sync installs it by default)"
+        ) from err
     return nt
 
 

@@ -109,8 +109,17 @@ def _chunk(width: int) -> int:
     return int(min(1024, max(128, 2 ** int(np.ceil(np.log2(width))))))
 
 
-def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Array, *, lr, steps: int,
-          config: TrainConfig | None = None, centered: bool = False) -> TwoLayerParams:
+def train(
+    net: TwoLayerConfig,
+    params: TwoLayerParams,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    lr,
+    steps: int,
+    config: TrainConfig | None = None,
+    centered: bool = False,
+) -> TwoLayerParams:
     """``steps`` full-batch steps of the first layer (w, b if ``net.bias``) on (x (N, d), y (N,)) with the
     identity loss and the readout frozen, in ``net.parametrization``; returns the trained parameters (same
     tree as ``params``). ``lr`` may be traced (vmap over a grid); ``steps`` is static. Traceable.
@@ -126,8 +135,10 @@ def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Arra
     check_data(x, y)
     validate.positive("lr", lr)
     if np.shape(params.w) != (net.width, np.shape(x)[1]):
-        raise ValueError(f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
-                         f"{(net.width, np.shape(x)[1])}")
+        raise ValueError(
+            f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
+            f"{(net.width, np.shape(x)[1])}"
+        )
     if not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     plain = config is None or (config.optimizer == "gd" and not config.plateau)
@@ -195,8 +206,9 @@ def _finish(net: TwoLayerConfig, params: TwoLayerParams, theta, acc, a_eff, yp, 
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _train(net: TwoLayerConfig, steps: int, opt: TrainConfig | None, centered: bool, params: TwoLayerParams,
-           x, y, lr):
+def _train(
+    net: TwoLayerConfig, steps: int, opt: TrainConfig | None, centered: bool, params: TwoLayerParams, x, y, lr
+):
     if opt is not None:
         return _train_momentum(net, steps, opt, centered, params, x, y, lr)
     n = x.shape[0]
@@ -227,8 +239,9 @@ def _slope(active, gamma, dtype):
     return jnp.where(active, jnp.asarray(1.0, dtype), jnp.asarray(gamma, dtype))
 
 
-def _train_momentum(net: TwoLayerConfig, steps: int, opt: TrainConfig, centered: bool, params: TwoLayerParams,
-                    x, y, lr):
+def _train_momentum(
+    net: TwoLayerConfig, steps: int, opt: TrainConfig, centered: bool, params: TwoLayerParams, x, y, lr
+):
     """Heavy-ball momentum and the plateau schedule in activation space. With the per-step gradient
     ``g_k = -(1/N) diag(a~) S_k^T diag(y) Phi``, optax's SGD (``tau_k = mu tau_{k-1} + g_k``, update
     ``-lr s_k tau_k`` with the plateau scale s_k) moves the pre-activations by

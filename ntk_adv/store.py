@@ -44,8 +44,10 @@ class CorruptRecord(UserWarning):
 def canonical(obj: Any) -> Any:
     """JSON-ready canonical form of a (nested) frozen dataclass config."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__type__": type(obj).__name__, **{f.name: canonical(getattr(obj, f.name))
-                                                  for f in dataclasses.fields(obj)}}
+        return {
+            "__type__": type(obj).__name__,
+            **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     if isinstance(obj, dict):
@@ -104,11 +106,16 @@ class ResultStore:
             return None
         try:
             rec = json.loads(p.read_text())
-            if rec.get("id") != cid or rec.get("schema") not in READABLE_SCHEMAS or not isinstance(rec.get("metrics"), dict):
+            if (
+                rec.get("id") != cid
+                or rec.get("schema") not in READABLE_SCHEMAS
+                or not isinstance(rec.get("metrics"), dict)
+            ):
                 raise ValueError("id, schema or metrics do not match")
         except (ValueError, OSError, UnicodeDecodeError) as err:
-            warnings.warn(f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord,
-                          stacklevel=2)
+            warnings.warn(
+                f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord, stacklevel=2
+            )
             return None
         return rec
 
@@ -131,15 +138,32 @@ class ResultStore:
         settings computed on other data, which only ``reuse='accept'`` does."""
         return {rec["key"]: rec for rec in self.records() if "key" in rec}
 
-    def put(self, cid: str, config: Any, seed: int, metrics: dict[str, float], *, kind: str,
-            elapsed_s: float | None = None, data_fp: str | None = None, code_fp: str | None = None) -> dict:
+    def put(
+        self,
+        cid: str,
+        config: Any,
+        seed: int,
+        metrics: dict[str, float],
+        *,
+        kind: str,
+        elapsed_s: float | None = None,
+        data_fp: str | None = None,
+        code_fp: str | None = None,
+    ) -> dict:
         """Write one record atomically (unique temporary name, removed on failure); returns it."""
-        rec = {"id": cid, "key": config_key(config, seed), "schema": SCHEMA, "kind": kind,
-               "config": canonical(config), "seed": int(seed),
-               "metrics": {k: float(v) for k, v in metrics.items()}, **self._provenance,
-               "code_fingerprint": code_fp or self.code_fingerprint,
-               "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
-               "elapsed_s": elapsed_s}
+        rec = {
+            "id": cid,
+            "key": config_key(config, seed),
+            "schema": SCHEMA,
+            "kind": kind,
+            "config": canonical(config),
+            "seed": int(seed),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            **self._provenance,
+            "code_fingerprint": code_fp or self.code_fingerprint,
+            "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
+            "elapsed_s": elapsed_s,
+        }
         atomic_write(self.path(cid), json.dumps(rec, sort_keys=True))
         return rec
 
@@ -161,8 +185,13 @@ class ResultStore:
             cols = flatten(rec["config"])
             if "width" in cols and cols["width"] is None:
                 cols["width"] = INF_WIDTH  # infinite-width cells
-            cols.update(seed=rec["seed"], cell_id=rec["id"], fingerprint=rec.get("code_fingerprint", "none"),
-                        data_fingerprint=rec.get("data_fingerprint", "none"), stale=rec.get("stale", ""))
+            cols.update(
+                seed=rec["seed"],
+                cell_id=rec["id"],
+                fingerprint=rec.get("code_fingerprint", "none"),
+                data_fingerprint=rec.get("data_fingerprint", "none"),
+                stale=rec.get("stale", ""),
+            )
             rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]
         return rows
 

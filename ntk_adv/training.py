@@ -35,8 +35,22 @@ from ntk_adv import validate
 from ntk_adv.losses import Loss, check_loss, mean_loss, pointwise_loss
 from ntk_adv.models import ApplyFn, TwoLayerParams, centered, centered_mask
 
-__all__ = ["OPTIMIZERS", "Objective", "TrainConfig", "TrainResult", "adversarial_train", "centered", "centered_mask",
-           "check_data", "effective_time", "fit", "make_optimizer", "masked_optimizer", "plateau_transform", "train"]
+__all__ = [
+    "OPTIMIZERS",
+    "Objective",
+    "TrainConfig",
+    "TrainResult",
+    "adversarial_train",
+    "centered",
+    "centered_mask",
+    "check_data",
+    "effective_time",
+    "fit",
+    "make_optimizer",
+    "masked_optimizer",
+    "plateau_transform",
+    "train",
+]
 
 Optimizer = Literal["gd", "momentum"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
@@ -135,14 +149,16 @@ def _mask_leaves(params, mask) -> tuple[bool, ...]:
     return tuple(bool(m) for m in leaves)
 
 
-def masked_optimizer(opt: optax.GradientTransformationExtraArgs, params, mask_leaves: tuple[bool, ...]
-                     ) -> optax.GradientTransformationExtraArgs:
+def masked_optimizer(
+    opt: optax.GradientTransformationExtraArgs, params, mask_leaves: tuple[bool, ...]
+) -> optax.GradientTransformationExtraArgs:
     """``opt`` on the trained leaves, :func:`optax.set_to_zero` on the frozen ones (``optax.multi_transform``
     over labels ``train`` / ``frozen`` laid out like ``params``); ``opt`` itself when nothing is frozen."""
     if all(mask_leaves):
         return opt
-    labels = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
-                                          ["train" if m else "frozen" for m in mask_leaves])
+    labels = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), ["train" if m else "frozen" for m in mask_leaves]
+    )
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
@@ -168,9 +184,23 @@ class Objective:
         check_loss(self.loss)
 
 
-def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Objective,
-        optimizer: optax.GradientTransformationExtraArgs, *, steps: int, mask=None, key: jax.Array | None = None,
-        alpha=0.0, sample_weight=None, anchor=None, decay=0.0, record_loss: bool = False) -> TrainResult:
+def fit(
+    apply_fn: ApplyFn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    objective: Objective,
+    optimizer: optax.GradientTransformationExtraArgs,
+    *,
+    steps: int,
+    mask=None,
+    key: jax.Array | None = None,
+    alpha=0.0,
+    sample_weight=None,
+    anchor=None,
+    decay=0.0,
+    record_loss: bool = False,
+) -> TrainResult:
     """THE training loop: ``steps`` full-batch steps of ``optimizer`` (fed ``value=`` the objective before the
     step) on ``objective`` (:class:`Objective`), one ``lax.scan``; :func:`train` and :func:`adversarial_train`
     are this loop. Traceable (call it under jit / vmap; :func:`train` jits it).
@@ -188,7 +218,9 @@ def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Object
 
     def mean(per_point_out):
         if objective.weighted:
-            return jnp.sum(sample_weight * pointwise_loss(objective.loss, per_point_out, y)) / jnp.sum(sample_weight)
+            return jnp.sum(sample_weight * pointwise_loss(objective.loss, per_point_out, y)) / jnp.sum(
+                sample_weight
+            )
         return mean_loss(objective.loss, per_point_out, y)
 
     def loss_fn(p, k):
@@ -215,8 +247,9 @@ def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Object
     return TrainResult(params=params, losses=losses)
 
 
-def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfig, *, lr=None,
-          mask=None) -> TrainResult:
+def train(
+    apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfig, *, lr=None, mask=None
+) -> TrainResult:
     """Full-batch training of ``apply_fn`` on (x (N, d), y (N,)) for ``cfg.steps`` steps (:func:`fit` with
     the optimizer of ``cfg``, :func:`make_optimizer`, under jit).
 
@@ -241,18 +274,41 @@ def _check_d(params, x) -> None:
     nets = jax.tree_util.tree_leaves(params, is_leaf=lambda node: isinstance(node, TwoLayerParams))
     for p in nets:
         if isinstance(p, TwoLayerParams) and np.shape(p.w)[-1:] != np.shape(x)[1:]:
-            raise ValueError(f"params.w has shape {np.shape(p.w)} (d = {np.shape(p.w)[-1]}) but x has shape "
-                             f"{np.shape(x)} (d = {np.shape(x)[1]})")
+            raise ValueError(
+                f"params.w has shape {np.shape(p.w)} (d = {np.shape(p.w)[-1]}) but x has shape "
+                f"{np.shape(x)} (d = {np.shape(x)[1]})"
+            )
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _train(apply_fn, cfg, mask_leaves, params, x, y, lr):
-    return fit(apply_fn, params, x, y, Objective(cfg.loss), make_optimizer(cfg, lr), steps=cfg.steps,
-               mask=mask_leaves, record_loss=cfg.record_loss)
+    return fit(
+        apply_fn,
+        params,
+        x,
+        y,
+        Objective(cfg.loss),
+        make_optimizer(cfg, lr),
+        steps=cfg.steps,
+        mask=mask_leaves,
+        record_loss=cfg.record_loss,
+    )
 
 
-def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, perturb, alpha=0.0,
-                      loss: str = "identity", lr, steps: int, key: jax.Array | None = None, mask=None):
+def adversarial_train(
+    apply_fn: ApplyFn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    perturb,
+    alpha=0.0,
+    loss: str = "identity",
+    lr,
+    steps: int,
+    key: jax.Array | None = None,
+    mask=None,
+):
     """Full-batch adversarial training (one implementation for every experiment; :func:`fit` with
     ``Objective(loss, perturb)`` and plain gradient descent ``optax.sgd(lr)``):
 
@@ -271,5 +327,15 @@ def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, 
     validate.scalar("alpha", alpha, low=0.0, high=1.0)
     validate.positive("lr", lr)
     opt = optax.with_extra_args_support(optax.sgd(lr))
-    return fit(apply_fn, params, x, y, Objective(loss, perturb=perturb), opt, steps=steps, mask=mask, key=key,
-               alpha=alpha).params
+    return fit(
+        apply_fn,
+        params,
+        x,
+        y,
+        Objective(loss, perturb=perturb),
+        opt,
+        steps=steps,
+        mask=mask,
+        key=key,
+        alpha=alpha,
+    ).params

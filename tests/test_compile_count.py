@@ -13,8 +13,16 @@ from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.perturbation import batch, protocol
 
 # n_train = 26 appears in no other test, so that no compiled group of another test is reused here
-BASE = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=26, n_test=20, d=8), width=8, steps_f=10,
-                               steps_g=10, lr_f=0.1, lr_g=0.1, eps=1.0, preset="paper")
+BASE = protocol.ProtocolConfig(
+    data=DataSpec("shifted_gauss", n_train=26, n_test=20, d=8),
+    width=8,
+    steps_f=10,
+    steps_g=10,
+    lr_f=0.1,
+    lr_g=0.1,
+    eps=1.0,
+    preset="paper",
+)
 WIDTHS = (8, pattern_gd.AUTO_MIN_WIDTH)  # backpropagated and activation-space groups
 
 
@@ -67,10 +75,15 @@ def test_paper_preset_group_equals_backprop_cells(tmp_path):
     test_pattern_gd."""
     first = batch.run_sweep(grid((0.5, 2.0), (0.1, 0.05)), tmp_path, progress=False)
     arrays = data_arrays(BASE.data)
-    wide = [(rec, cfg) for rec, (cfg, _) in zip(first, grid((0.5, 2.0), (0.1, 0.05)).cells())
-            if cfg.width == WIDTHS[1]]
+    wide = [
+        (rec, cfg)
+        for rec, (cfg, _) in zip(first, grid((0.5, 2.0), (0.1, 0.05)).cells())
+        if cfg.width == WIDTHS[1]
+    ]
     assert pattern_gd.choose(wide[0][1].net(), wide[0][1].train_config("f"), BASE.data.n_train) == "pattern"
-    run = jax.jit(lambda k, e, lg: protocol.finite_cell(wide[0][1], *arrays, k, eps=e, lr_g=lg, solver="autodiff"))
+    run = jax.jit(
+        lambda k, e, lg: protocol.finite_cell(wide[0][1], *arrays, k, eps=e, lr_g=lg, solver="autodiff")
+    )
     for rec, cfg in wide[::3]:
         want = run(jax.random.PRNGKey(rec["seed"]), cfg.eps, cfg.lr_g)
         for k, v in want.items():

@@ -46,14 +46,17 @@ def test_nearest_neighbour_score_matches_argmin():
     assert np.array_equal(np.where(score >= 0, 1.0, -1.0), y[nearest])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seeds": 3}, "seeds must be an even integer"),
-    ({"seeds": 2}, "seeds must be an even integer >= 4"),
-    ({"halfway_tolerance": 0.5}, "halfway_tolerance"),
-    ({"widths": ()}, "widths must be"),
-    ({"attack": "pgd"}, "unknown attack 'pgd'"),
-    ({"eps_rel": 0.0}, "eps_rel must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seeds": 3}, "seeds must be an even integer"),
+        ({"seeds": 2}, "seeds must be an even integer >= 4"),
+        ({"halfway_tolerance": 0.5}, "halfway_tolerance"),
+        ({"widths": ()}, "widths must be"),
+        ({"attack": "pgd"}, "unknown attack 'pgd'"),
+        ({"eps_rel": 0.0}, "eps_rel must be"),
+    ],
+)
 def test_bad_config_fails_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         halfway.Config(**kwargs)

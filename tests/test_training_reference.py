@@ -46,9 +46,22 @@ def test_train_and_adversarial_train_match_the_reference(parametrization, readou
                 want = REFERENCE[f"centred/{parametrization}/{preset}/{loss}"]
                 np.testing.assert_allclose(flat(r.params, r.losses), want, rtol=1e-12, atol=1e-12)
         for alpha in (0.0, 0.5):
-            p = adversarial_train(f, p0, x, y, perturb=perturb, alpha=alpha, loss="logistic", lr=0.05, steps=10,
-                                  key=jax.random.PRNGKey(5), mask=mask)
-            np.testing.assert_allclose(flat(p), REFERENCE[f"adv/{parametrization}/{alpha}"], rtol=1e-12, atol=1e-12)
+            p = adversarial_train(
+                f,
+                p0,
+                x,
+                y,
+                perturb=perturb,
+                alpha=alpha,
+                loss="logistic",
+                lr=0.05,
+                steps=10,
+                key=jax.random.PRNGKey(5),
+                mask=mask,
+            )
+            np.testing.assert_allclose(
+                flat(p), REFERENCE[f"adv/{parametrization}/{alpha}"], rtol=1e-12, atol=1e-12
+            )
 
 
 def test_anchored_weighted_fit_equals_a_plain_loop():
@@ -69,16 +82,31 @@ def test_anchored_weighted_fit_equals_a_plain_loop():
 
         def objective(p):
             fit_term = jnp.sum(w * pointwise_loss("logistic", apply_c(p, x), y)) / jnp.sum(w)
-            reg = sum(jnp.sum((a - b) ** 2) for a, b, m in
-                      zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(pair), mask_leaves) if m)
+            reg = sum(
+                jnp.sum((a - b) ** 2)
+                for a, b, m in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(pair), mask_leaves)
+                if m
+            )
             return fit_term + 0.5 * decay * reg
 
         p = pair
         for _ in range(steps):
             g = jax.tree_util.tree_leaves(jax.grad(objective)(p))
-            leaves = [a - lr * gl if m else a for a, gl, m in zip(jax.tree_util.tree_leaves(p), g, mask_leaves)]
+            leaves = [
+                a - lr * gl if m else a for a, gl, m in zip(jax.tree_util.tree_leaves(p), g, mask_leaves)
+            ]
             p = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pair), leaves)
-        got = fit(apply_c, pair, x, y, Objective("logistic", anchored=True, weighted=True),
-                  make_optimizer(TrainConfig.theory(), lr), steps=steps, mask=mask, sample_weight=w, anchor=pair,
-                  decay=decay).params
+        got = fit(
+            apply_c,
+            pair,
+            x,
+            y,
+            Objective("logistic", anchored=True, weighted=True),
+            make_optimizer(TrainConfig.theory(), lr),
+            steps=steps,
+            mask=mask,
+            sample_weight=w,
+            anchor=pair,
+            decay=decay,
+        ).params
         np.testing.assert_allclose(flat(got), flat(p), rtol=1e-12, atol=1e-12)

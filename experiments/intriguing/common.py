@@ -38,8 +38,18 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
     Returns the pair (params, params0)."""
     apply_c, pair, mask = models.centred_pair(cfg.net_of(width), x.shape[1], key=key, dtype=x.dtype)
     objective = training.Objective(cfg.train.loss, anchored=True)
-    return training.fit(apply_c, pair, x, y, objective, training.make_optimizer(cfg.train, cfg.train.lr),
-                        steps=cfg.train.steps, mask=mask, anchor=pair, decay=decay).params
+    return training.fit(
+        apply_c,
+        pair,
+        x,
+        y,
+        objective,
+        training.make_optimizer(cfg.train, cfg.train.lr),
+        steps=cfg.train.steps,
+        mask=mask,
+        anchor=pair,
+        decay=decay,
+    ).params
 
 
 def anchored_limit_coefficients(loss: str, k_train, y, *, sample_weight, decay, lr, steps: int):
@@ -68,9 +78,11 @@ def train_cell(cfg: Config, width: int, x, y, decays, keys):
 def limit_cell(cfg: Config, x, y, decays, sample_weights):
     """Infinite-width coefficients (R, N) for decays (R,) and training subsets sample_weights (R, N)."""
     k_train = kernels.kernel_matrix(cfg.kernel(), x)
-    return jax.vmap(lambda lam, w: anchored_limit_coefficients(
-        cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps))(
-        decays, sample_weights)
+    return jax.vmap(
+        lambda lam, w: anchored_limit_coefficients(
+            cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps
+        )
+    )(decays, sample_weights)
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -101,9 +113,16 @@ def attack_cell(cfg: Config, width: int | None, box, params, z, y):
     predict = predictor(cfg, width)
 
     def one(p):
-        return attacks.minimal_lbfgs_distortion(partial(predict, p), z, -y, c_grid=cfg.c_grid, clip=box,
-                                                refine_steps=cfg.refine_steps, steps=cfg.lbfgs_steps,
-                                                loss=ATTACK_LOSS)
+        return attacks.minimal_lbfgs_distortion(
+            partial(predict, p),
+            z,
+            -y,
+            c_grid=cfg.c_grid,
+            clip=box,
+            refine_steps=cfg.refine_steps,
+            steps=cfg.lbfgs_steps,
+            loss=ATTACK_LOSS,
+        )
 
     return jax.vmap(one)(params)
 

@@ -103,8 +103,9 @@ class ProtocolConfig:
         attack_fn(self, self.eps if self.eps > 0 else 1.0)  # validates the attack parameters (eps = 0 too)
 
     def net(self, width: int | None = None) -> models.TwoLayerConfig:
-        return models.TwoLayerConfig(width or self.width, gamma=self.gamma, bias=self.bias,
-                                     parametrization=self.parametrization)
+        return models.TwoLayerConfig(
+            width or self.width, gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
+        )
 
     def train_config(self, which: str) -> TrainConfig:
         lr, steps = (self.lr_f, self.steps_f) if which == "f" else (self.lr_g, self.steps_g)
@@ -120,13 +121,17 @@ class ProtocolConfig:
         """Why the infinite-width objects are no prediction for the finite nets of this config ('' if they
         are): the paper preset's momentum has an exact effective time only for the identity loss."""
         if self.preset == "paper" and self.loss != "identity":
-            return (f"paper preset with the {self.loss} loss: heavy-ball momentum has no exact effective time "
-                    f"off the identity loss, so the limit objects use t = lr * steps and are not the nets' limit")
+            return (
+                f"paper preset with the {self.loss} loss: heavy-ball momentum has no exact effective time "
+                f"off the identity loss, so the limit objects use t = lr * steps and are not the nets' limit"
+            )
         return ""
 
     def kernel(self) -> kernels.KernelFn:
         """The infinite-width NTK matching this config's parametrization (first layer trained)."""
-        return kernels.two_layer_kernel(gamma=self.gamma, bias=self.bias, parametrization=self.parametrization)
+        return kernels.two_layer_kernel(
+            gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
+        )
 
     def with_(self, **changes) -> ProtocolConfig:
         return replace(self, **changes)
@@ -183,8 +188,16 @@ def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str =
     tcfg = cfg.train_config(which)
     if pattern_gd.choose(cfg.net(), tcfg, x.shape[0], solver) == "pattern":
         start = p0[0] if cfg.centered else p0
-        trained = pattern_gd.train(cfg.net(), start, x, y, lr=tcfg.lr if lr is None else lr, steps=tcfg.steps,
-                                   config=tcfg, centered=cfg.centered)
+        trained = pattern_gd.train(
+            cfg.net(),
+            start,
+            x,
+            y,
+            lr=tcfg.lr if lr is None else lr,
+            steps=tcfg.steps,
+            config=tcfg,
+            centered=cfg.centered,
+        )
         return (trained, p0[1]) if cfg.centered else trained
     return train(model_apply(cfg), p0, x, y, tcfg, lr=lr, mask=mask).params
 
@@ -264,8 +277,9 @@ def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPred
     return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
 
 
-def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
-             ) -> dict[str, jax.Array]:
+def evaluate(
+    cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
+) -> dict[str, jax.Array]:
     """Per-seed metrics: agreement of sign f and sign g on held-out z; g's natural accuracy on the clean
     training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
     D_n at the perturbed points; g's accuracy on its own (adversarial) training set.
@@ -292,8 +306,9 @@ def predicted_directions(cfg: ProtocolConfig, base, x, y) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------------- cells
-def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None, solver: str = "auto"
-                ) -> dict:
+def finite_cell(
+    cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None, solver: str = "auto"
+) -> dict:
     """The whole protocol at finite width for one seed key; traceable (vmap over key, eps, lr_f, lr_g);
     ``solver`` trains f and g (:func:`train_net`).
 
@@ -309,8 +324,9 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
     return out
 
 
-def finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None,
-                       grad_dirs=None) -> dict:
+def finite_to_infinite(
+    cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None, grad_dirs=None
+) -> dict:
     """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
     decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
     (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the
@@ -385,7 +401,8 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
     if v0 > 0:
         sd = np.sqrt(v0 / grad_dirs.shape[1])
         num = sd * np.sqrt(2 / np.pi) * jnp.exp(-(mu**2) / (2 * sd**2)) + mu * (
-            1 - 2 * jax.scipy.stats.norm.cdf(-mu / sd))
+            1 - 2 * jax.scipy.stats.norm.cdf(-mu / sd)
+        )
     else:
         num = mu
     denom = jnp.sqrt(jnp.sum(g * g, axis=1) + v0)
@@ -394,8 +411,9 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
 
 def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.Array, jax.Array]:
     """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term (:func:`limits.kernel_parts`)."""
-    return limits.kernel_parts(g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias,
-                               parametrization=cfg.parametrization)
+    return limits.kernel_parts(
+        g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization
+    )
 
 
 def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=None, g_same_z=None) -> dict:
@@ -451,8 +469,17 @@ def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None
     return out
 
 
-def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False, base_seed: int = 0,
-              eps=None, lr_f=None, lr_g=None) -> dict[str, np.ndarray]:
+def run_seeds(
+    cfg: ProtocolConfig,
+    arrays,
+    seeds: int,
+    *,
+    infinite: bool = False,
+    base_seed: int = 0,
+    eps=None,
+    lr_f=None,
+    lr_g=None,
+) -> dict[str, np.ndarray]:
     """All seeds of one config in a single jitted vmap; returns metric -> (seeds,) numpy array.
 
     ``arrays`` = (x, y, z, y_test). Seed ``s`` uses key ``jax.random.split(PRNGKey(base_seed), seeds)[s]``.
@@ -515,7 +542,9 @@ def grid_axes(extent, n: int) -> tuple[np.ndarray, np.ndarray]:
     if np.ndim(extent) == 0:
         extent = (-float(extent), float(extent), -float(extent), float(extent))
     if len(extent) != 4 or not (extent[0] < extent[1] and extent[2] < extent[3]):
-        raise ValueError(f"extent must be (u_min, u_max, v_min, v_max) with min < max, or r > 0; got {extent}")
+        raise ValueError(
+            f"extent must be (u_min, u_max, v_min, v_max) with min < max, or r > 0; got {extent}"
+        )
     if int(n) < 2:
         raise ValueError(f"a grid needs n >= 2 points per side, got {n}")
     return np.linspace(extent[0], extent[1], int(n)), np.linspace(extent[2], extent[3], int(n))
@@ -535,7 +564,9 @@ def project(points, origin, basis) -> np.ndarray:
     return (np.asarray(points) - np.asarray(origin)[None, :]) @ np.asarray(basis).T
 
 
-def decision_grid(predict_fns: Mapping[str, Callable], origin, basis, extent, n: int) -> dict[str, np.ndarray]:
+def decision_grid(
+    predict_fns: Mapping[str, Callable], origin, basis, extent, n: int
+) -> dict[str, np.ndarray]:
     """Values of each predictor (``(M, d) -> (M,)``) on the n x n grid of :func:`plane_points`.
 
     Returns name -> (n, n) with ``[i, j]`` at ``origin + u_j basis[0] + v_i basis[1]`` (rows follow

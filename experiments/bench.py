@@ -24,30 +24,32 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    N = ``sweep_n``, d = ``d``: the *width sweep* (``sweep_widths`` x ``sweep_seeds`` seeds) and the
    *paper sweep* (``paper_widths`` x lr_f x lr_g in ``paper_lrs`` x eps in linspace(0, ``paper_eps_max``,
    ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
-   *Engine*: ``perturbation.batch.run_sweep`` (the engine) into a temporary store (inprocess backend, ``force=True``): f trained once per
-   (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one jit; trainings by
-   the solver ``auto`` picks (activation space from ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on).
-   *Loop* (the baseline of ``speedup``): ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver
-   ``autodiff``, the reference implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key
-   traced - no recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.
-   *Loop with the engine's solver* (``same_solver_loop``): the same per-cell loop with solver ``auto``;
-   ``speedup_same_solver`` = its time / the engine's isolates what sharing and batching give, and
-   ``solver_speedup_per_cell`` = loop / it what the solver gives.
-   All paths use the same cached data arrays and the same per-cell keys, so they compute the same metrics up
-   to float32 rounding (``max_abs_metric_diff`` reports the largest difference). Measurements are interleaved
-   width by width (the order rotating between widths and rounds) and repeated ``sweep_repeats`` times. Compile time: every jit trace / lowering / backend compile is recorded through ``jax.monitoring``
-   (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile included),
-   ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for ``speedup`` - are
-   compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the measured compile time
-   (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
+   *Engine*: ``perturbation.batch.run_sweep`` (the engine) into a temporary store (inprocess backend,
+   ``force=True``): f trained once per (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell,
+   each width group one jit; trainings by the solver ``auto`` picks (activation space from
+   ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on). *Loop* (the baseline of ``speedup``):
+   ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver ``autodiff``, the reference
+   implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key traced - no recompiles per
+   cell), called per cell with ``block_until_ready``; it retrains f for every cell. *Loop with the engine's
+   solver* (``same_solver_loop``): the same per-cell loop with solver ``auto``; ``speedup_same_solver`` = its
+   time / the engine's isolates what sharing and batching give, and ``solver_speedup_per_cell`` = loop / it
+   what the solver gives. All paths use the same cached data arrays and the same per-cell keys, so they
+   compute the same metrics up to float32 rounding (``max_abs_metric_diff`` reports the largest difference).
+   Measurements are interleaved width by width (the order rotating between widths and rounds) and repeated
+   ``sweep_repeats`` times. Compile time: every jit trace / lowering / backend compile is recorded through
+   ``jax.monitoring`` (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile
+   included), ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for
+   ``speedup`` - are compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the
+   measured compile time (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
    ``reuse_bound`` = (f + g trainings of the loop) / (f + g trainings of the engine), the speedup that reuse
    alone can give when training dominates (132 + 132) / (6 + 132) = 1.91 for the paper sweep.
-   ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's trainings
-   alone (``training_tflop.engine``, counted analytically *as backpropagated GD*) take at the measured matmul
-   peak: no schedule of backpropagated trainings can beat it on this machine; the activation-space solver is
-   how the engine goes past it. ``loop_peak_fraction`` is the loop's training FLOPs over its wall time as a
-   fraction of the peak, ``engine_equivalent_peak_fraction`` the same with the engine's backprop-equivalent
-   FLOPs (above 1 when the engine does less arithmetic than backpropagation would).
+   ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's
+   trainings alone (``training_tflop.engine``, counted analytically *as backpropagated GD*) take at the
+   measured matmul peak: no schedule of backpropagated trainings can beat it on this machine; the
+   activation-space solver is how the engine goes past it. ``loop_peak_fraction`` is the loop's training FLOPs
+   over its wall time as a fraction of the peak, ``engine_equivalent_peak_fraction`` the same with the
+   engine's backprop-equivalent FLOPs (above 1 when the engine does less arithmetic than backpropagation
+   would).
 c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted; f_inf, one-step L2
    perturbations of f_inf, g_inf, every metric of ``evaluate``) on ``infinite_n`` Gaussian training points of
    dimension ``d`` and ``infinite_n_test`` held-out points, in a fresh subprocess: ``seconds`` is the first
@@ -65,7 +67,8 @@ d. **The papers' optimizer** (``paper_preset``). Researchers reproducing the pub
    trace).
 
 Cold and warm: every section reports the first call (compile included: ``cold_s`` / ``*_cold_s``, with the
-compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``, ``seconds_warm``).
+compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``,
+``seconds_warm``).
 
 Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
 ``training.peak_fraction``, ``training.paper_preset.width_<m>.{gflops,peak_fraction,pattern_speedup}``,
@@ -118,7 +121,8 @@ TARGETS = {
     "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
     "width_sweep_speedup": 1.3,
     "paper_sweep_speedup": 3.0,
-    "paper_preset_width_sweep_speedup": 2.0,  # the papers' optimizer (momentum + plateau), against its own loop
+    # the papers' optimizer (momentum + plateau), against its own loop
+    "paper_preset_width_sweep_speedup": 2.0,
     "paper_preset_paper_sweep_speedup": 4.0,
     "infinite_seconds": 30.0,  # N = 10^4
 }
@@ -173,7 +177,8 @@ class Config:
     sweep_repeats: int = 1
     same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
     paper_same_solver_loop: bool = False  # the same for the paper_preset section (adds a third loop's time)
-    # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary, figure)
+    # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary,
+    # figure)
     panel: str = "shifted_gauss_a_eps"
     panel_seeds: int = 5
     panel_values: tuple[float, ...] = ()  # the panel's swept values; empty = the published ones
@@ -512,8 +517,8 @@ def run_loop(cells, arrays, runner) -> list[dict]:
 
 def training_flops(cells) -> dict[str, int]:
     """Analytic FLOPs of the trainings alone (f and g, ``steps_f`` / ``steps_g`` full-batch GD steps each, see
-    :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for the
-    loop (f and g per cell)."""
+    :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for
+    the loop (f and g per cell)."""
     f_units = {(batch.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
 
     def one(c, steps):
@@ -776,7 +781,8 @@ def _target(value, threshold, kind: str, what: str) -> dict:
 
 def bench_panel(cfg: Config, out: Path) -> dict:
     """One reproduction panel end to end, twice in one process: cold (compiles included, empty store) and warm
-    (``force``: every cell recomputed with the compiled functions); the cells and which solver trained them."""
+    (``force``: every cell recomputed with the compiled functions); the cells and which solver trained
+    them."""
     import shutil
 
     from experiments import reproduce
@@ -936,7 +942,8 @@ def table(res: dict) -> str:
         lines.append("  sweeps: warm times (compile excluded), cold = first round with compile")
     for section, s in sweeps_run:
         lines.append(
-            f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold {s['engine_cold_s']:.1f}s)"
+            f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold "
+            f"{s['engine_cold_s']:.1f}s)"
             f"  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
             f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
             f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
@@ -945,7 +952,8 @@ def table(res: dict) -> str:
         if "speedup_same_solver" in s:
             lines.append(
                 f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
-                f"reuse + batching {s['speedup_same_solver']:.2f}x, solver {s['solver_speedup_per_cell']:.2f}x"
+                f"reuse + batching {s['speedup_same_solver']:.2f}x, solver "
+                f"{s['solver_speedup_per_cell']:.2f}x"
             )
         lines.append(
             f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "

@@ -158,7 +158,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
     if progress is not False:
         print(
             f"NTK relative error slope {summary['ntk_rel_error_slope']:+.3f} "
-            f"(95% CI {summary['ntk_rel_error_slope_ci95'][0]:+.3f}..{summary['ntk_rel_error_slope_ci95'][1]:+.3f}),"
+            "(95% CI "
+            f"{summary['ntk_rel_error_slope_ci95'][0]:+.3f}..{summary['ntk_rel_error_slope_ci95'][1]:+.3f}),"
             f" after training {summary['ntk_rel_error_trained_slope']:+.3f}, function gap slope "
             f"{summary['function_gap_slope']:+.3f}; theory -0.5. Wrote {out}/"
         )

@@ -1,28 +1,29 @@
 """Flip points between classes: do wide nets "meet halfway", and does boundary agreement predict transfer?
 
-Claim operationalized (BenShmuel 2022, "Meet you halfway: explaining deep learning mysteries", arXiv 2206.04463):
-the paper explains (1) generalization - a trained net decides a new point by where it lies *between* training
-samples of the two classes, like a nearest-neighbour rule that "meets halfway" - and (2) the transfer of
-adversarial examples - different models trained on the same data place their decision boundaries at nearly the
-same places between samples of different classes, so a perturbation that crosses one model's boundary crosses
-the others'. We operationalize the paper's two claims through *flip points*: for a pair (x_a, x_b) of test
-points of different classes, the flip point of a predictor f is the first t in [0, 1] at which the predicted
-class of x(t) = (1 - t) x_a + t x_b differs from the class at x_a (a grid of ``grid`` steps locates the first
-sign change, ``bisection`` halvings refine it; pairs without a change count as "no flip" and are left out of
-flip-point distances). In the lazy regime the account is made quantitative by the infinite-width limit:
+Claim operationalized (BenShmuel 2022, "Meet you halfway: explaining deep learning mysteries", arXiv
+2206.04463): the paper explains (1) generalization - a trained net decides a new point by where it lies
+*between* training samples of the two classes, like a nearest-neighbour rule that "meets halfway" - and (2)
+the transfer of adversarial examples - different models trained on the same data place their decision
+boundaries at nearly the same places between samples of different classes, so a perturbation that crosses one
+model's boundary crosses the others'. We operationalize the paper's two claims through *flip points*: for a
+pair (x_a, x_b) of test points of different classes, the flip point of a predictor f is the first t in [0, 1]
+at which the predicted class of x(t) = (1 - t) x_a + t x_b differs from the class at x_a (a grid of ``grid``
+steps locates the first sign change, ``bisection`` halvings refine it; pairs without a change count as "no
+flip" and are left out of flip-point distances). In the lazy regime the account is made quantitative by the
+infinite-width limit:
 
 (i)   Two nets of the same width trained from independent initializations have flip points that approach each
       other as the width grows, like each net's distance to the infinite-width predictor (``ntk``: the kernel
-      predictor of ``limits.make_predictor`` with the matching NTK): mean |t_1 - t_2| -> 0 with a log-log slope
-      < 0 (fluctuation theory: -1/2; for independent fluctuations net-net ~ sqrt(2) x net-limit). Nets are
-      *centred* by default (f(x; theta) - f(x; theta_0)), so the limit is deterministic; with ``centered=False``
-      the O(1) random initial function survives at every width and net-net distances stall at a floor, while
-      each net still approaches its own limit f_0 + Theta coef.
+      predictor of ``limits.make_predictor`` with the matching NTK): mean |t_1 - t_2| -> 0 with a log-log
+      slope < 0 (fluctuation theory: -1/2; for independent fluctuations net-net ~ sqrt(2) x net-limit). Nets
+      are *centred* by default (f(x; theta) - f(x; theta_0)), so the limit is deterministic; with
+      ``centered=False`` the O(1) random initial function survives at every width and net-net distances stall
+      at a floor, while each net still approaches its own limit f_0 + Theta coef.
 (ii)  Across all pairs of models (nets of every width and seed, and the NTK limit), closer flip points go with
       higher transfer of one-step targeted perturbations (``attack``: fgm = one-step L2 or fgsm = L-inf sign,
-      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the Spearman
-      correlation between flip-point distance and symmetrized transfer rate is negative (prediction: sign < 0),
-      judged with a one-sided Mantel permutation test over models (p < 0.05).
+      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the
+      Spearman correlation between flip-point distance and symmetrized transfer rate is negative (prediction:
+      sign < 0), judged with a one-sided Mantel permutation test over models (p < 0.05).
 (iii) The net agrees more and more with the kernel predictor as the width grows (sign agreement on test points
       rises towards 1), and its agreement with the 1-nearest-neighbour rule (1-NN on the training set, score =
       distance to the nearest negative - distance to the nearest positive) converges to the kernel predictor's
@@ -30,10 +31,11 @@ flip-point distances). In the lazy regime the account is made quantitative by th
       1-NN agreement at the largest width and the mean flip-point locations of the net, the limit and 1-NN.
 
 Every claim is a :class:`ntk_adv.verdicts.Claim` judged per width, on what distinguishes the two readings:
-agreement with 1-NN on the test points where 1-NN and the kernel predictor disagree (paper: > 0.5; lazy theory:
--> 0), the mean flip point t vs 0.5 (+- ``halfway_tolerance``), the transfer/boundary Spearman correlation among
-the seeds of one width (Fisher-z interval; not pooled over widths, which confounds it), agreement with the kernel
-predictor; plus the slope of (i) and the attack's own white-box success (a precondition of the transfer claims).
+agreement with 1-NN on the test points where 1-NN and the kernel predictor disagree (paper: > 0.5; lazy
+theory: -> 0), the mean flip point t vs 0.5 (+- ``halfway_tolerance``), the transfer/boundary Spearman
+correlation among the seeds of one width (Fisher-z interval; not pooled over widths, which confounds it),
+agreement with the kernel predictor; plus the slope of (i) and the attack's own white-box success (a
+precondition of the transfer claims).
 
 Transfer rate A -> B: among test points that B classifies correctly and on which the perturbation crafted on A
 succeeds against A, the fraction that B also classifies as the target.
@@ -92,8 +94,8 @@ SEED_METRICS = (
 class Config:
     """Composed of the library's configs: ``net`` (:class:`ntk_adv.models.TwoLayerConfig`; its ``width`` is a
     template overridden by ``widths``), ``train`` (:class:`ntk_adv.training.TrainConfig`, plain gradient
-    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps_rel``: attack radius as a fraction of the median
-    test-pair L2 distance (fgm, L2) or that divided by sqrt(d) (fgsm, L-inf)."""
+    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps_rel``: attack radius as a fraction of the
+    median test-pair L2 distance (fgm, L2) or that divided by sqrt(d) (fgsm, L-inf)."""
 
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     seeds: int = 8
@@ -169,7 +171,8 @@ QUICK_CONFIG = Config(
 
 # ------------------------------------------------------------------------------------------------ baselines
 def nearest_neighbour(x_train: jax.Array, y_train: jax.Array):
-    """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in z."""
+    """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in
+    z."""
 
     def score(z):
         sq = jnp.sum(z * z, axis=1)[:, None] + jnp.sum(x_train * x_train, axis=1)[None, :] - 2 * z @ x_train.T
@@ -404,7 +407,8 @@ def _by_width(rows, metric, widths):
 
 PAPER = (
     "BenShmuel 2022 (arXiv 2206.04463) argues qualitatively, without a table for a comparable setting: "
-    "trained nets decide like a nearest-neighbour rule that meets halfway between samples of the two classes, "
+    "trained nets decide like a nearest-neighbour rule that meets halfway between samples of the "
+    "two classes, "
     "and models share decision boundaries, hence transfer"
 )
 
@@ -418,7 +422,8 @@ def _seed_values(rows, metric, width) -> list[float]:
 
 
 def _fisher(rho: float, n: int) -> V.Estimate:
-    """Spearman rho over n pairs with the Fisher-z 95% interval (se 1.06 / sqrt(n - 3), Fieller et al. 1957)."""
+    """Spearman rho over n pairs with the Fisher-z 95% interval (se 1.06 / sqrt(n - 3), Fieller et al.
+    1957)."""
     if not np.isfinite(rho) or n < 4:
         return V.Estimate(0.0, -1.0, 1.0, int(n), "none")
     zr, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), 1.96 * 1.06 / np.sqrt(n - 3)
@@ -426,9 +431,10 @@ def _fisher(rho: float, n: int) -> V.Estimate:
 
 
 def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
-    """Summary with ``claims`` (one :class:`ntk_adv.verdicts.Claim` dict each): flip points converge with width;
-    per width: agreement with 1-NN where 1-NN and the kernel disagree, the mean flip point t vs 0.5, the
-    within-width transfer/boundary correlation, agreement with the kernel; the attack's white-box success."""
+    """Summary with ``claims`` (one :class:`ntk_adv.verdicts.Claim` dict each): flip points converge with
+    width; per width: agreement with 1-NN where 1-NN and the kernel disagree, the mean flip point t vs 0.5,
+    the within-width transfer/boundary correlation, agreement with the kernel; the attack's white-box
+    success."""
     widths = sorted(cfg.widths)
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), **ref}
     for metric in (
@@ -521,7 +527,8 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         claims.append(
             V.equals(
                 f"flip_point_halfway_m{w}",
-                f"width {w}: the flip point between a test pair of opposite classes lies halfway, mean t = 0.5 within "
+                f"width {w}: the flip point between a test pair of opposite classes lies "
+                "halfway, mean t = 0.5 within "
                 f"+-{cfg.halfway_tolerance:g} (t = 0 at the +1 point)",
                 0.5,
                 cfg.halfway_tolerance,
@@ -535,7 +542,8 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         claims.append(
             V.below(
                 f"transfer_follows_boundaries_m{w}",
-                f"width {w}: among the seeds of one width, pairs of nets with closer flip points transfer more "
+                f"width {w}: among the seeds of one width, pairs of nets with closer flip points "
+                "transfer more "
                 "(Spearman rho(flip distance, symmetrized transfer) < 0 over net pairs)",
                 0.0,
                 _fisher(within["rho"], within["pairs"]),
@@ -559,7 +567,8 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
     claims.append(
         V.above(
             "attack_white_box_success",
-            f"the one-step {cfg.attack} attack (eps_rel {cfg.eps_rel:g}) fools its own net on more than half of the "
+            f"the one-step {cfg.attack} attack (eps_rel {cfg.eps_rel:g}) fools its own net on "
+            "more than half of the "
             "correctly classified test points (so transfer rates measure something), all nets pooled",
             0.5,
             V.seed_proportion(success, ref["n_test"]),
@@ -656,7 +665,8 @@ def _plot(plt, rows, pair_rows, summary, out: Path) -> list[Path]:
     data = summary["dataset"] + (f" {classes['pos']} vs {classes['neg']}" if classes else "")
     fig.suptitle(
         f"Meet you halfway: {data} (d={summary['d']}, N={summary['n_train']}), "
-        f"{cfg['train']['loss']} loss, {'centred ' if cfg['centered'] else ''}{cfg['net']['parametrization']} param., "
+        f"{cfg['train']['loss']} loss, "
+        f"{'centred ' if cfg['centered'] else ''}{cfg['net']['parametrization']} param., "
         f"{cfg['seeds']} seeds",
         fontsize=9,
     )

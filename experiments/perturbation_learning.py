@@ -158,8 +158,8 @@ def best_learning_rates(rows: list[dict], axes: list[str], metric: str = "agreem
 
 
 def restrict_to_best_lr(rows: list[dict], axes: list[str], metric: str = "agreement") -> list[dict]:
-    """Rows at the lr pair of :func:`best_learning_rates` per point (all rows when no lr axis is swept); a point
-    without ``metric`` rows (e.g. no prediction for its loss) keeps its first lr pair."""
+    """Rows at the lr pair of :func:`best_learning_rates` per point (all rows when no lr axis is swept); a
+    point without ``metric`` rows (e.g. no prediction for its loss) keeps its first lr pair."""
     if not any(a in axes for a in ("lr_f", "lr_g")):
         return rows
     best = best_learning_rates(rows, axes, metric)
@@ -258,9 +258,9 @@ def agreement_claim(
     cfg: Config, rows: list[dict], width, label: str, reference: str = "agreement_same_init", **where
 ) -> dict | None:
     """'At this point, measured agreement = the reference' (:data:`REFERENCES`: the same-init limit, which the
-    finite net converges to seed by seed, or the expectation over g's initial function), judged on the per-cell
-    differences (pooled over the points matched by ``where`` when an axis is left free); the measured and
-    reference agreements are reported beside it."""
+    finite net converges to seed by seed, or the expectation over g's initial function), judged on the
+    per-cell differences (pooled over the points matched by ``where`` when an axis is left free); the measured
+    and reference agreements are reported beside it."""
     name, what, basis = REFERENCES[reference]
     diffs = _paired(rows, "agreement", reference, width=width, **where)
     if not diffs:
@@ -287,8 +287,8 @@ def agreement_claim(
 
 def gap_rate_claim(rows: list[dict], net: str) -> dict | None:
     """'The output gap of the finite net (f or g) to its same-init limit ~ m^(-1/2)': a log-log fit over the
-    widths where training was lazy (mean relative first-layer movement < :data:`LAZY_MOVE`, a rule fixed before
-    the data: the rate is a lazy-regime law), judged against -1/2 +- :data:`TOL_SLOPE`."""
+    widths where training was lazy (mean relative first-layer movement < :data:`LAZY_MOVE`, a rule fixed
+    before the data: the rate is a lazy-regime law), judged against -1/2 +- :data:`TOL_SLOPE`."""
     gap = [r for r in select(rows, metric=f"{net}_gap") if not plots.is_infinite_width(r["width"])]
     widths = sorted({r["width"] for r in gap})
     if len(widths) < 2:
@@ -522,7 +522,10 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
     chosen = restrict_to_best_lr(rows, axes)
     n = n_test_points(cfg)
     paths = []
-    title = f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, {cfg.preset} preset"
+    title = (
+        f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, "
+        f"{cfg.preset} preset"
+    )
     where = headline_point(chosen, axes)
     if len({r["width"] for r in chosen}) > 1 and any(not plots.is_infinite_width(r["width"]) for r in chosen):
         eps_txt = f", eps={where['eps']:g}" if "eps" in where else f", eps={cfg.eps[0]:g}"
@@ -710,7 +713,8 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
 def main(
     cfg: Config = Config(), out: str | Path = "runs/perturbation-learning", *, progress: bool = True
 ) -> dict:
-    """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return summary."""
+    """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return
+    summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()

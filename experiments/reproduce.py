@@ -15,9 +15,10 @@ with the measured weight movement. ``ntk-adv reproduce --list`` prints every pan
 
 Panels are ``<block>_<sweep>``: blocks shifted_gauss_a/b, gauss_a/b (synthetic), mnist_a/b (1 vs 2) and
 fmnist_a/b (0 vs 9); sweeps eps, width, d and n_train (synthetic only), steps_f, steps_g, gamma. Every panel
-uses the paper preset (full-batch SGD, momentum 0.9, reduce-on-plateau), the identity loss, leaky slope 0 (ReLU),
-a one-step L2 perturbation, random targets, and its block's lr grid. MNIST / Fashion-MNIST are read from IDX
-files in ``--data-root`` (all training and test points of the pair, pixels in [0, 1] minus the dataset mean).
+uses the paper preset (full-batch SGD, momentum 0.9, reduce-on-plateau), the identity loss, leaky slope 0
+(ReLU), a one-step L2 perturbation, random targets, and its block's lr grid. MNIST / Fashion-MNIST are read
+from IDX files in ``--data-root`` (all training and test points of the pair, pixels in [0, 1] minus the
+dataset mean).
 
 Outputs in DIR: summary.json (``panel``, ``settings``, ``points``, ``claims``), results.csv (all cells),
 reproduce_<panel>.png/.pdf, and the perturbation-learning sweep(s) in DIR/sweep (DIR/sweep_d<d> for a d panel,
@@ -82,9 +83,9 @@ INT_SWEEPS = ("width", "d", "n_train", "steps_f", "steps_g")
 @dataclass(frozen=True)
 class Block:
     """One row of the published settings: the data (``dataset``, classes, d, N, n_test; None = every point of
-    the file split), width m, T_f = T_g = ``steps``, the L2 radius ``eps`` (= ``eps_per_sqrt_d`` sqrt(d) on the
-    synthetic blocks), the scenario, the lr grid (lr_f and lr_g each over ``lr``), the seed the scripts used,
-    the values of each sweep, and lr values a sweep fixes instead of searching the grid."""
+    the file split), width m, T_f = T_g = ``steps``, the L2 radius ``eps`` (= ``eps_per_sqrt_d`` sqrt(d) on
+    the synthetic blocks), the scenario, the lr grid (lr_f and lr_g each over ``lr``), the seed the scripts
+    used, the values of each sweep, and lr values a sweep fixes instead of searching the grid."""
 
     name: str
     dataset: str
@@ -574,8 +575,8 @@ def use_log_axis(values) -> bool:
 
 
 def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Path]:
-    """Agreement vs the swept value: ours (mean over seeds, 95% band), the papers' convention (seed 0, best lr;
-    markers) and the lazy limit's prediction (dashed)."""
+    """Agreement vs the swept value: ours (mean over seeds, 95% band), the papers' convention (seed 0, best
+    lr; markers) and the lazy limit's prediction (dashed)."""
     fig, (ax,) = plots.new_figure(1, 4.6, 3.2)
     xs = np.asarray([p["value"] for p in points], float)
     mean = np.asarray([p["agreement_mean"] for p in points], float)
@@ -644,7 +645,8 @@ def _relabel(claim: dict, label: str) -> dict:
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/reproduce", *, progress: bool = True) -> dict:
-    """Run the panel (or list the panels), write summary.json, results.csv and the figure; return the summary."""
+    """Run the panel (or list the panels), write summary.json, results.csv and the figure; return the
+    summary."""
     if cfg.list:
         return {"panels": list_panels()}
     if not cfg.panel:

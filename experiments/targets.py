@@ -1,10 +1,11 @@
-"""Random vs balanced target labels in perturbation learning: why single-seed results are erratic in N and seed.
+"""Random vs balanced target labels in perturbation learning: why single-seed results are erratic in N and
+seed.
 
-Theory (docs/theory.md, "The limit g, decomposed"): in scenario (a) at small eps the lazy limit of g is, to first
-order, ``g_0 + tau [mean(y_adv) Phi_0(z) + eps L(z)]``. With random targets ``|mean(y_adv)| ~ N^(-1/2)`` is a
-per-seed accident, and whenever ``tau |mean(y_adv)| Phi_0`` outweighs the signal ``tau eps L`` g is a constant
-classifier and agrees with f on about half the points - whatever width. Balanced targets (exactly half +1)
-remove that term, and the agreement no longer depends on the draw of the targets.
+Theory (docs/theory.md, "The limit g, decomposed"): in scenario (a) at small eps the lazy limit of g is, to
+first order, ``g_0 + tau [mean(y_adv) Phi_0(z) + eps L(z)]``. With random targets ``|mean(y_adv)| ~ N^(-1/2)``
+is a per-seed accident, and whenever ``tau |mean(y_adv)| Phi_0`` outweighs the signal ``tau eps L`` g is a
+constant classifier and agrees with f on about half the points - whatever width. Balanced targets (exactly
+half +1) remove that term, and the agreement no longer depends on the draw of the targets.
 
 The experiment runs four perturbation-learning sweeps (random and balanced targets; against N at a small eps,
 and against eps at one N) and judges, in the suite's verdict type:
@@ -14,8 +15,8 @@ and against eps at one N) and judges, in the suite's verdict type:
   nets g are trained) and measured - balanced targets shrink it;
 * balanced targets raise the mean agreement over random ones at the small eps (a one-sided claim).
 
-Writes OUT/{random,balanced}_{n_train,eps}/ (each a perturbation-learning run), OUT/summary.json and the figure
-OUT/targets.png/.pdf: agreement vs N and vs eps, random and balanced, measured (mean, 95% interval) and
+Writes OUT/{random,balanced}_{n_train,eps}/ (each a perturbation-learning run), OUT/summary.json and the
+figure OUT/targets.png/.pdf: agreement vs N and vs eps, random and balanced, measured (mean, 95% interval) and
 predicted (dashed).
 """
 
@@ -113,7 +114,8 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
                     out.append(
                         {**c, "name": f"{kind}/{axis}/{c['name']}", "claim": f"[{kind} targets] {c['claim']}"}
                     )
-    # the seed-to-seed spread, measured; the theory's direction holds where tau |mean(y_adv)| Phi_0 outweighs g_0
+    # the seed-to-seed spread, measured; the theory's direction holds where tau |mean(y_adv)| Phi_0 outweighs
+    # g_0
     rows = {k: runs[k]["n_train"][1] for k in KINDS}
     sizes = {
         m: float(np.mean([r["value"] for r in select(rows["random"], metric=m)]))

@@ -1,7 +1,7 @@
 """ntk_adv: adversarial examples on wide two-layer networks and their neural-tangent-kernel limits.
 
-The public API is imported lazily (PEP 562): ``import ntk_adv`` is cheap and imports neither JAX nor numpy; the
-first use of a name imports its module. Example on your own arrays (labels in {-1, +1})::
+The public API is imported lazily (PEP 562): ``import ntk_adv`` is cheap and imports neither JAX nor numpy;
+the first use of a name imports its module. Example on your own arrays (labels in {-1, +1})::
 
     import ntk_adv
 

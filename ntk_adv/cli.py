@@ -1,9 +1,9 @@
 """The ``ntk-adv`` command: one entry point, one subcommand per experiment.
 
 The library side of the command: the application (``experiments.cli``) hands in its registry of commands -
-subcommand -> module exposing ``COMMAND``, a frozen ``Config`` dataclass and ``main(config, out, *, progress)`` -
-and this module builds the parser and runs one. It never imports the application: dependencies point from
-``experiments`` to ``ntk_adv`` only.
+subcommand -> module exposing ``COMMAND``, a frozen ``Config`` dataclass and ``main(config, out, *,
+progress)`` - and this module builds the parser and runs one. It never imports the application: dependencies
+point from ``experiments`` to ``ntk_adv`` only.
 
 Options are generated from the (nested) config dataclasses: every leaf field is ``--path.to-field``
 (``--train.lr``, ``--data.n-train``); its bare name (``--lr``, ``--n-train``) is an alias when no other leaf
@@ -14,8 +14,8 @@ literal right after it) in the dataclass source; ``Literal`` fields list and enf
 fields take several values, separated by spaces or commas.
 
 Help answers without importing JAX: the top-level listing reads module docstrings from source, and a
-subcommand's options are described by a JSON spec cached per source version (``$XDG_CACHE_HOME/ntk-adv``); only
-a cache miss imports the experiment module.
+subcommand's options are described by a JSON spec cached per source version (``$XDG_CACHE_HOME/ntk-adv``);
+only a cache miss imports the experiment module.
 """
 
 from __future__ import annotations
@@ -355,7 +355,8 @@ def module_summary(module_name: str) -> tuple[str, str]:
 
 def _source_version(module_name: str) -> str:
     """Hash of the sources that define a command's options: this package and the application package that
-    holds ``module_name`` (paths, sizes and mtimes - cheap), so a cached spec is never served for other code."""
+    holds ``module_name`` (paths, sizes and mtimes - cheap), so a cached spec is never served for other
+    code."""
     h = hashlib.sha256(f"{SPEC_VERSION}:{module_name}".encode())
     roots = {Path(__file__).resolve().parent}
     top = importlib.util.find_spec(module_name.split(".")[0])
@@ -374,7 +375,8 @@ def _cache_dir() -> Path:
 
 
 def default_out(module, name: str) -> str:
-    """The output directory a command writes to by default: its ``main``'s ``out`` default, else runs/<name>."""
+    """The output directory a command writes to by default: its ``main``'s ``out`` default, else
+    runs/<name>."""
     try:
         default = inspect.signature(module.main).parameters["out"].default
     except (KeyError, TypeError, ValueError):
@@ -433,9 +435,9 @@ def build_parser(
     selected: str | typing.Collection[str] | None = None,
     glossary: Mapping[str, str] | None = None,
 ) -> argparse.ArgumentParser:
-    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand(s)
-    get their options (describing a command may import it); the others are listed by their docstring's first
-    line, read from source."""
+    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected``
+    subcommand(s) get their options (describing a command may import it); the others are listed by their
+    docstring's first line, read from source."""
     selected = {selected} if isinstance(selected, str) else set(selected or ())
     parser = argparse.ArgumentParser(
         prog="ntk-adv",
@@ -479,8 +481,8 @@ def written_files(out: Path, before: dict[Path, int]) -> list[Path]:
 
 
 def outputs_line(prefix: str, out: Path, files: list[Path]) -> str:
-    """``<prefix>: outputs in OUT/: a, b, c (+ store/: n records)``: files under a ``store``/``records`` folder
-    are counted, the others named relative to ``out``."""
+    """``<prefix>: outputs in OUT/: a, b, c (+ store/: n records)``: files under a ``store``/``records``
+    folder are counted, the others named relative to ``out``."""
     records = [p for p in files if "records" in p.relative_to(out).parts]
     named = [str(p.relative_to(out)) for p in files if p not in records]
     text = f"{prefix}: outputs in {out}/"
@@ -505,10 +507,11 @@ def _selected(argv: list[str], commands: Commands) -> str | None:
 
 
 def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str] | None = None) -> int:
-    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures (unwritable or
-    read-only output, a file in the way, a full disk): one line naming the path and the cause, exit code 1;
-    Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or ``NTK_ADV_DEBUG=1``
-    shows the full traceback instead. At the end the command prints where it wrote its outputs."""
+    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures
+    (unwritable or read-only output, a file in the way, a full disk): one line naming the path and the cause,
+    exit code 1; Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or
+    ``NTK_ADV_DEBUG=1`` shows the full traceback instead. At the end the command prints where it wrote its
+    outputs."""
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected(argv, commands)
     parser = build_parser(commands, selected if selected in commands else None, glossary)
@@ -561,8 +564,8 @@ APPLICATIONS = ("experiments.cli", "ntk_adv_experiments.cli")
 
 def launch() -> int:
     """The ``ntk-adv`` console script: runs the application's ``main`` - the experiments folder, installed as
-    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install). The
-    application is imported here, when the script runs, never when this module is imported."""
+    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install).
+    The application is imported here, when the script runs, never when this module is imported."""
     for name in APPLICATIONS:
         try:
             app = importlib.import_module(name)

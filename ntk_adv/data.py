@@ -443,7 +443,8 @@ def load_mnist_pair(
     if found["test_images"] is None or found["test_labels"] is None:
         missing = [_IDX_NAMES[k] for k in ("test_images", "test_labels") if found[k] is None]
         raise FileNotFoundError(
-            f"{kind}: missing {', '.join(m + '[.gz]' for m in missing)} in {root} (expected files: {expected})"
+            f"{kind}: missing {', '.join(m + '[.gz]' for m in missing)} in {root} (expected "
+            f"files: {expected})"
         )
     have_train = found["train_images"] is not None and found["train_labels"] is not None
     if (found["train_images"] is None) != (found["train_labels"] is None):
@@ -682,7 +683,8 @@ _USER_ARRAYS: dict[str, Dataset] = {}  # name -> arrays, filled by DataSpec.from
 
 
 def arrays_name(ds: Dataset) -> str:
-    """``"arrays:"`` + the first 16 hex digits of a sha256 over name, dtype, shape and bytes of the four arrays."""
+    """``"arrays:"`` + the first 16 hex digits of a sha256 over name, dtype, shape and bytes of the four
+    arrays."""
     h = hashlib.sha256()
     for name in ("x_train", "y_train", "x_test", "y_test"):
         a = np.ascontiguousarray(getattr(ds, name))
@@ -704,10 +706,10 @@ class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
 
     ``name`` in DATASETS (or ``"arrays:<hash>"``: a user's own arrays, see :meth:`from_arrays`); ``n_train`` /
-    ``n_test`` (None: all available for file sets and user arrays, 200 for synthetic ones; asking for more than
-    a data set has is an error); ``d`` and ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None:
-    the loader's default pair); ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data
-    seed.
+    ``n_test`` (None: all available for file sets and user arrays, 200 for synthetic ones; asking for more
+    than a data set has is an error); ``d`` and ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes
+    (None: the loader's default pair); ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed``
+    the data seed.
     """
 
     name: DatasetName = "digits"  # data set: embedded digits, synthetic Gaussians, or files under --data-root
@@ -756,8 +758,9 @@ class DataSpec:
         """A spec of the user's own arrays: inputs x (N, d) and labels y (N,) in {-1, +1}, train and test. Its
         name is ``"arrays:<sha256 prefix>"`` of the arrays' content, so cell ids, store records and data
         fingerprints identify the data exactly. ``n_train`` / ``n_test`` take a random subset (by ``seed``);
-        None keeps all. float64 input is converted to float32 once, with one ``Float64Cast`` warning (none when
-        ``jax_enable_x64`` is on: the arrays are then still stored as float32, the library's precision)."""
+        None keeps all. float64 input is converted to float32 once, with one ``Float64Cast`` warning (none
+        when ``jax_enable_x64`` is on: the arrays are then still stored as float32, the library's
+        precision)."""
         raw = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         if any(getattr(v, "dtype", None) == np.float64 for v in raw.values()) and not _x64_enabled():
             import warnings
@@ -828,7 +831,8 @@ def load_spec(spec: DataSpec) -> Dataset:
 
 
 def array_fingerprint(*arrays: Any) -> str:
-    """Content hash (16 hex digits) of arrays: dtype, shape and bytes of each. Identifies user-supplied data."""
+    """Content hash (16 hex digits) of arrays: dtype, shape and bytes of each. Identifies user-supplied
+    data."""
     h = hashlib.blake2b(digest_size=8)
     for a in arrays:
         a = np.ascontiguousarray(np.asarray(a))
@@ -866,7 +870,8 @@ def _load_stamped(spec: DataSpec, stamp: tuple) -> tuple[Dataset, str]:
 
 
 def load_spec_cached(spec: DataSpec) -> Dataset:
-    """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on disk."""
+    """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on
+    disk."""
     return _load_stamped(spec, _stamp(spec))[0]
 
 

@@ -1,9 +1,10 @@
-"""A generic sweep engine: a grid of cells -> planned groups -> batched, cached, resumable execution on a chosen
-backend. It knows no experiment: the caller passes the function that runs a group and the key that groups cells.
+"""A generic sweep engine: a grid of cells -> planned groups -> batched, cached, resumable execution on a
+chosen backend. It knows no experiment: the caller passes the function that runs a group and the key that
+groups cells.
 
 * A :class:`Grid` is a frozen base config plus axes (dotted field path -> values; ``data.n_train`` reaches a
-  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a stable
-  id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
+  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a
+  stable id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
 * :func:`plan` groups cells by the caller's ``batch_key(config)`` (equal keys share shapes and static
   parameters: one compiled function per group), orders each group (by the caller's ``order(cell)``, else as
   given) and cuts it into chunks of at most ``max_batch`` cells.
@@ -86,9 +87,9 @@ class Grid:
 
 
 def set_field(cfg: Any, path: str, value: Any) -> Any:
-    """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c, "data.n_train",
-    7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the path is a
-    ValueError naming the path and the fields that exist."""
+    """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c,
+    "data.n_train", 7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the
+    path is a ValueError naming the path and the fields that exist."""
     return _set(cfg, path, path.split("."), value)
 
 
@@ -138,7 +139,8 @@ def plan(
 
 
 class StaleRecord(UserWarning):
-    """Stored records were computed by other code or on other data (recomputed, or kept with reuse='accept')."""
+    """Stored records were computed by other code or on other data (recomputed, or kept with
+    reuse='accept')."""
 
 
 def run_sweep(
@@ -170,7 +172,8 @@ def run_sweep(
     record is reused only if the same code computed it (:func:`ntk_adv.results.code_fingerprint`: package
     source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
-    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
+    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts
+    them."""
     validate.one_of("backend", backend, BACKENDS)
     validate.one_of("reuse", reuse, REUSE)
     if workers < 1:
@@ -264,8 +267,8 @@ WATCHDOG_PERIOD_S = 0.5
 
 
 def _worker_init(parent_pid: int) -> None:
-    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as the
-    parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
+    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as
+    the parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
     import signal
     import threading
 
@@ -313,10 +316,10 @@ def _run_ray(chunks, run_batch, commit, workers, address):
     started = not ray.is_initialized()
     if started:
         if address:
-            # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers receive
-            # ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's runtime_env;
-            # data is read from DataSpec.root, which must be a path every node sees (user arrays travel with
-            # the cells).
+            # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers
+            # receive ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's
+            # runtime_env; data is read from DataSpec.root, which must be a path every node sees (user arrays
+            # travel with the cells).
             func = getattr(run_batch, "func", run_batch)
             tops = {"ntk_adv", (getattr(func, "__module__", None) or "ntk_adv").split(".")[0]}
             dirs = sorted(

@@ -5,7 +5,8 @@ Notation (docs/theory.md): inputs x, z in R^d; with bias, the pre-activation cov
 ``theta = arccos(rho)``; activation ``sigma(u) = max(u, gamma u)``, ``gamma in [0, 1)``.
 
 * ``phi``   Phi(x,z)   = E[sigma'(u_x) sigma'(u_z)] = (1+gamma^2)(pi-theta)/(2 pi) + gamma theta / pi
-* ``nngp``  Sigma(x,z) = E[sigma(u_x) sigma(u_z)]   = gamma s + (1-gamma)^2 sqrt(s_xx s_zz)(sin t + (pi-t) cos t)/(2 pi)
+* ``nngp``  Sigma(x,z) = E[sigma(u_x) sigma(u_z)]   = gamma s + (1-gamma)^2 sqrt(s_xx s_zz)(sin t + (pi-t) cos
+  t)/(2 pi)
 * ``ntk``   first layer trained:
       standard parametrization (w ~ N(0, I/d), a ~ N(0, 1/m)):  Phi(x,z) * (x.z + 1)
       NTK parametrization (w = W/sqrt(d), f = A.sigma/sqrt(m)): Phi(x,z) * (x.z/d + 1)
@@ -48,7 +49,8 @@ def check_parametrization(parametrization: str) -> str:
 
 
 def check_pair(x, z) -> None:
-    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d (:func:`ntk_adv.validate.pair`)."""
+    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d
+    (:func:`ntk_adv.validate.pair`)."""
     validate.pair(x, z, ("kernel inputs x", "z"))
 
 

@@ -39,8 +39,8 @@ INF_WIDTH = math.inf  # the one spelling of "infinite width": the ``width`` colu
 class KernelPredictor:
     """``f(z) = f0(z) + kernel(z, x_train) @ coef``; call it on z (M, d) to get (M,).
 
-    A pytree (x_train, coef are leaves) so it can be passed through jit/vmap; ``kernel`` and ``f0`` are static.
-    Differentiable in z, so every attack works on it."""
+    A pytree (x_train, coef are leaves) so it can be passed through jit/vmap; ``kernel`` and ``f0`` are
+    static. Differentiable in z, so every attack works on it."""
 
     x_train: jax.Array
     coef: jax.Array
@@ -187,8 +187,8 @@ def kernel_parts(
 
 def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, jax.Array]:
     """First-order expansion in eps of the identity-loss limit g trained on x_adv_n = base_n + eps y_adv_n u_n
-    (scenario a: base = 0; b: base = x; ``u`` (N, d) the attack's unit direction, independent of eps and of the
-    target for one-step L2 / FGM / FGSM):
+    (scenario a: base = 0; b: base = x; ``u`` (N, d) the attack's unit direction, independent of eps and of
+    the target for one-step L2 / FGM / FGSM):
 
         (g - g_0)(z) / tau = A(z) + eps L(z) + O(eps^2),
         A(z) = (1/N) sum_n y_adv_n Theta(base_n, z)                  (targets only: the imbalance term)

@@ -126,7 +126,7 @@ def fit_loglog_slope(x, y, level: float = 0.95) -> SlopeFit:
     )
 
 
-# ------------------------------------------------------------------------------------------- decision geometry
+# ------------------------------------------------------------------------------------------ decision geometry
 def flip_points(
     predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
 ) -> tuple[jax.Array, jax.Array]:

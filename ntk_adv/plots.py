@@ -1,11 +1,11 @@
 """Paper-style figures from long-format result tables only (never from training code).
 
 Conventions: log2 width axes, log10 axes for other sweeps whose positive values span a factor of 10 or more,
-mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the two-stage
-bootstrap over seeds and test points when their number is given - always inside [0, 1]), the theoretical value
-(or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every figure is saved as PNG
-and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels: :data:`TEXT_WIDTH`) with 8-9 pt
-fonts and TrueType (Type 42) fonts in the PDF.
+mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the
+two-stage bootstrap over seeds and test points when their number is given - always inside [0, 1]), the
+theoretical value (or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every
+figure is saved as PNG and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels:
+:data:`TEXT_WIDTH`) with 8-9 pt fonts and TrueType (Type 42) fonts in the PDF.
 
 Importing this module selects no backend: figures are :class:`matplotlib.figure.Figure` objects drawn without
 pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).
@@ -62,8 +62,8 @@ PAPER_RC = {
     "ps.fonttype": 42,
 }
 
-# Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed raw:
-# see :func:`axis_label`.
+# Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed
+# raw: see :func:`axis_label`.
 LABELS: dict[str, str] = {
     "width": "width m",
     "eps": "eps (L2 norm)",
@@ -198,8 +198,8 @@ def curve(
 
     ``n_points``: the metric is a proportion over that many test points; the interval is then the two-stage
     bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). Other proportions
-    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale y
-    axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
+    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale
+    y axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
     interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
     sub = select(rows, metric=metric, **where)
     xs = values(sub, x)
@@ -335,10 +335,10 @@ def draw_vs_width(
 ):
     """Each metric against width m (log2 axis, mean and 95% interval over seeds) in its own color, with its
     infinite-width mean as a horizontal line of the same color (``infinite_ls``, labelled "<metric>
-    (<infinite_label>)") and a light band for its interval when the infinite rows vary over seeds. ``predictions`` maps a metric to the row
-    metric holding its per-seed prediction (e.g. agreement -> agreement_predicted), drawn dashed in the same
-    color across the finite widths. ``n_points``: proportions over that many test points (intervals in
-    [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
+    (<infinite_label>)") and a light band for its interval when the infinite rows vary over seeds.
+    ``predictions`` maps a metric to the row metric holding its per-seed prediction (e.g. agreement ->
+    agreement_predicted), drawn dashed in the same color across the finite widths. ``n_points``: proportions
+    over that many test points (intervals in [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
     finite, infinite = split_width(select(rows, **where))
     labels = dict(labels or {})
     predictions = dict(predictions or {})

@@ -58,9 +58,9 @@ def _umask() -> int:
 def atomic_write(
     path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
 ) -> Path:
-    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary file
-    in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers never
-    share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
+    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary
+    file in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers
+    never share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
@@ -214,9 +214,9 @@ def git_state() -> tuple[str | None, bool | None]:
 
 
 def checkout_state(source_file: Path) -> tuple[str | None, bool | None]:
-    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none does.
-    git runs in the file's directory (never the caller's working directory), and the repository found there
-    must track the file: a copy or a venv inside another checkout is not that checkout's code."""
+    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none
+    does. git runs in the file's directory (never the caller's working directory), and the repository found
+    there must track the file: a copy or a venv inside another checkout is not that checkout's code."""
     import subprocess
 
     def git(*args: str) -> subprocess.CompletedProcess:
@@ -253,7 +253,8 @@ def _package_version() -> str:
 def provenance() -> dict:
     """What produced a result, recorded with every record and summary: package version, source and code
     fingerprints, git revision and dirty flag of the package's own checkout (None outside one), versions of
-    jax / jaxlib / numpy / scipy / neural-tangents / flax / optax / python, the device and the command line."""
+    jax / jaxlib / numpy / scipy / neural-tangents / flax / optax / python, the device and the command
+    line."""
     rev, dirty = git_state()
     return {
         "ntk_adv": _package_version(),

@@ -2,14 +2,15 @@
 
 Layout: ``ROOT/records/<cell_id>.json``. A record holds the cell's id, its config key, kind, config, seed,
 metrics, the fingerprints of the data it read and of the code that computed it, the provenance
-(:func:`ntk_adv.results.provenance`: versions, git revision and dirty flag, device, command line), wall time and
-a schema version.
+(:func:`ntk_adv.results.provenance`: versions, git revision and dirty flag, device, command line), wall time
+and a schema version.
 
 Identity: a cell id is the hash of the config, the seed and the *content* fingerprint of the data the config
 reads (:func:`ntk_adv.data.fingerprint`; the data root's path is left out, its content is what counts), so
 changed data files are a different cell. The code fingerprint (:func:`ntk_adv.results.code_fingerprint`) is
 checked when a record is reused: a record computed by other code or other library versions is *stale*
-(:meth:`ResultStore.status`); the sweep engine recomputes it unless asked to accept it (then its rows are marked).
+(:meth:`ResultStore.status`); the sweep engine recomputes it unless asked to accept it (then its rows are
+marked).
 
 Writes go to a unique temporary file in the same directory and are renamed into place (atomic on POSIX), so a
 killed sweep leaves either a whole record or none, two sweeps writing the same store never corrupt it, and a
@@ -123,9 +124,9 @@ class ResultStore:
         return self.get(cid) is not None
 
     def status(self, rec: dict | None, code_fp: str | None = None) -> str:
-        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's, and
-        the recorded library versions are the installed ones), or ``stale`` (other code, other library versions,
-        or no fingerprint at all)."""
+        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's,
+        and the recorded library versions are the installed ones), or ``stale`` (other code, other library
+        versions, or no fingerprint at all)."""
         if rec is None:
             return "missing"
         if rec.get("code_fingerprint") != (code_fp or self.code_fingerprint):
@@ -134,8 +135,8 @@ class ResultStore:
         return "fresh" if all(rec.get(k) == v for k, v in versions().items()) else "stale"
 
     def by_key(self) -> dict[str, dict]:
-        """Readable records indexed by their config key (settings without data): for reusing a record of the same
-        settings computed on other data, which only ``reuse='accept'`` does."""
+        """Readable records indexed by their config key (settings without data): for reusing a record of the
+        same settings computed on other data, which only ``reuse='accept'`` does."""
         return {rec["key"]: rec for rec in self.records() if "key" in rec}
 
     def put(
@@ -178,8 +179,8 @@ class ResultStore:
 
     def rows(self, records: Iterable[dict] | None = None) -> list[dict]:
         """Long-format rows: flattened config columns + seed + cell_id + fingerprint (of the code) +
-        data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric + value;
-        a cell with ``width=None`` (infinite width) gets ``width = inf``."""
+        data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric +
+        value; a cell with ``width=None`` (infinite width) gets ``width = inf``."""
         rows = []
         for rec in self.records() if records is None else records:
             cols = flatten(rec["config"])

@@ -1,4 +1,5 @@
-"""Training of any ``apply_fn(params, x)`` with optax, under ``jit`` with ``lax.scan`` (no Python loop per step).
+"""Training of any ``apply_fn(params, x)`` with optax, under ``jit`` with ``lax.scan`` (no Python loop per
+step).
 
 Two presets (docs/theory.md):
 
@@ -14,8 +15,8 @@ There is one loop, :func:`fit` (one ``lax.scan``): frozen parameters go through 
 ``optax.set_to_zero`` (:func:`masked_optimizer`); clean, adversarial (a perturbation per step, its own key),
 anchored (L2 towards reference parameters) and sample-weighted training are options of its :class:`Objective`.
 :func:`train` (a :class:`TrainConfig`'s optimizer, jitted) and :func:`adversarial_train` (plain GD) are that
-loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with it
-like any other pytree of parameters.
+loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with
+it like any other pytree of parameters.
 """
 
 from __future__ import annotations
@@ -96,15 +97,15 @@ class TrainConfig:
 
 def effective_time(cfg: TrainConfig, lr=None):
     """Training time tau of the lazy (infinite-width) limit that ``cfg`` reaches (docs/theory.md, "Effective
-    time"). Plain GD: ``tau = lr * steps``. Heavy ball (optax ``sgd(momentum=beta)``: v_t = g_t + beta v_{t-1},
-    theta_t = theta_{t-1} - lr v_t) under a constant gradient, which is exact for the identity loss of the
-    linearized net (its function-space gradient does not depend on f):
+    time"). Plain GD: ``tau = lr * steps``. Heavy ball (optax ``sgd(momentum=beta)``: v_t = g_t + beta
+    v_{t-1}, theta_t = theta_{t-1} - lr v_t) under a constant gradient, which is exact for the identity loss
+    of the linearized net (its function-space gradient does not depend on f):
 
         tau = lr / (1 - beta) * (T - beta (1 - beta^T) / (1 - beta))
 
-    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate: for the identity
-    loss of a lazy net the loss falls every step (by an amount that grows over the first ~1/(1 - beta) steps,
-    then stays constant), so it does not plateau. ``lr`` may be traced.
+    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate: for the
+    identity loss of a lazy net the loss falls every step (by an amount that grows over the first ~1/(1 -
+    beta) steps, then stays constant), so it does not plateau. ``lr`` may be traced.
     """
     lr = cfg.lr if lr is None else lr
     if cfg.optimizer == "gd":
@@ -123,9 +124,9 @@ class TrainResult:
 
 
 def make_optimizer(cfg: TrainConfig, lr) -> optax.GradientTransformationExtraArgs:
-    """``optax.sgd`` (heavy-ball momentum ``trace = momentum * trace + grad``, update ``-lr * trace``), chained
-    with :func:`plateau_transform` (which multiplies the update by its scale) when ``cfg.plateau``. The
-    plateau transform is fed the full-batch loss *before* the step (``value=`` in :func:`train`)."""
+    """``optax.sgd`` (heavy-ball momentum ``trace = momentum * trace + grad``, update ``-lr * trace``),
+    chained with :func:`plateau_transform` (which multiplies the update by its scale) when ``cfg.plateau``.
+    The plateau transform is fed the full-batch loss *before* the step (``value=`` in :func:`train`)."""
     momentum = cfg.momentum if cfg.optimizer == "momentum" else None
     opt = optax.sgd(learning_rate=lr, momentum=momentum)
     if cfg.plateau:
@@ -318,7 +319,8 @@ def adversarial_train(
     through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
     labels (targets -y), or random-sign noise for the control. ``key`` is required (split into one key per
     step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
-    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
+    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha =
+    0."""
     if key is None:
         raise ValueError("adversarial_train needs an explicit key (key=jax.random.PRNGKey(seed))")
     check_loss(loss)

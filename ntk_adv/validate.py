@@ -1,5 +1,5 @@
-"""One validation layer for the library's public entry points: shapes, label values, finite values and parameter
-ranges, each failure a ``ValueError`` naming the argument.
+"""One validation layer for the library's public entry points: shapes, label values, finite values and
+parameter ranges, each failure a ``ValueError`` naming the argument.
 
 Every check works on jit / vmap tracers: shapes are always checked (they are static), values only for concrete
 arrays (inside a trace they are unknown; the metrics then return NaN instead of a number, see
@@ -97,7 +97,8 @@ def scalar(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    """A finite real number in the given range (bounds inclusive unless ``*_open``); tracers pass unchecked."""
+    """A finite real number in the given range (bounds inclusive unless ``*_open``); tracers pass
+    unchecked."""
     if is_tracer(value):
         if np.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar; got shape {np.shape(value)}")

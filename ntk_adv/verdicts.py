@@ -2,8 +2,8 @@
 and a verdict in {confirmed, refuted, inconclusive} that the numbers decide (docs/verdicts.md).
 
 Every claim an experiment makes is a :class:`Claim`. The rules are those of an equivalence test (two one-sided
-intervals): with the prediction's acceptance region ``P = [predicted - tolerance, predicted + tolerance]`` (or a
-one-sided region ``(threshold, inf)``) and the measurement's 95% interval ``M = [low, high]``:
+intervals): with the prediction's acceptance region ``P = [predicted - tolerance, predicted + tolerance]`` (or
+a one-sided region ``(threshold, inf)``) and the measurement's 95% interval ``M = [low, high]``:
 
 * **confirmed**    ``M`` lies inside ``P``;
 * **refuted**      ``M`` and ``P`` do not meet (the data exclude every value the prediction allows);
@@ -16,11 +16,11 @@ headline at chance level can never come out "confirmed" by accident, and any pre
 Intervals that respect their range:
 
 * :func:`wilson` - a proportion k/n (agreement or accuracy of one seed over n test points), in [0, 1];
-* :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample seeds,
-  then each resampled seed's count from its binomial), percentile interval widened to the Student-t interval
-  over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
-* :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over seeds,
-  widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
+* :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample
+  seeds, then each resampled seed's count from its binomial), percentile interval widened to the Student-t
+  interval over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
+* :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over
+  seeds, widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.
@@ -170,8 +170,8 @@ def seed_mean(
 def _bootstrap_t(
     values: np.ndarray, boot_means: np.ndarray, bounds: tuple[float, float], level: float
 ) -> Estimate:
-    """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that is
-    wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
+    """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that
+    is wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
     m = float(values.mean())
     lo, hi = np.quantile(boot_means, [0.5 - level / 2, 0.5 + level / 2])
     half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))

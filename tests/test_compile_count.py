@@ -1,6 +1,7 @@
-"""Compile time counted: a sweep whose cells share shapes traces (and compiles) each group function once, and a
-second sweep of the same shapes with other values (eps, learning rates) compiles nothing. Also (slow), under the
-paper preset the engine's activation-space trainings give every metric of the backpropagated per-cell protocol."""
+"""Compile time counted: a sweep whose cells share shapes traces (and compiles) each group function once, and
+a second sweep of the same shapes with other values (eps, learning rates) compiles nothing. Also (slow), under
+the paper preset the engine's activation-space trainings give every metric of the backpropagated per-cell
+protocol."""
 
 import logging
 

@@ -103,8 +103,8 @@ def test_empirical_ntk_rejects_vector_outputs(small_data):
 # ----------------------------------------------------------------------------- convergence to the limit
 @pytest.mark.parametrize("parametrization,train_readout", PARAM_READOUT)
 def test_empirical_ntk_approaches_closed_form_at_large_width(small_data, parametrization, train_readout):
-    """At m = 16384 the empirical NTK (of the leaves the net trains) is within 6% (Frobenius) of kernels.ntk in
-    the net's own parametrization (expected error ~ 0.3 / sqrt(m / 64) ~ 2%); the other parametrization's
+    """At m = 16384 the empirical NTK (of the leaves the net trains) is within 6% (Frobenius) of kernels.ntk
+    in the net's own parametrization (expected error ~ 0.3 / sqrt(m / 64) ~ 2%); the other parametrization's
     kernel is far off, so the test tells them apart."""
     x, _, _ = small_data
     m = 16384

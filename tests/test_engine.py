@@ -1,6 +1,7 @@
-"""The generic engine: a reference perturbation-learning sweep (digits, 2 widths x 2 seeds) gives the records the
-pre-refactor code gave (tests/data/reference_sweep_digits.json, exact: same code path, float32 on CPU); the engine
-needs its batch function and grouping key, plans generically and sets dotted fields of any nested dataclass."""
+"""The generic engine: a reference perturbation-learning sweep (digits, 2 widths x 2 seeds) gives the records
+the pre-refactor code gave (tests/data/reference_sweep_digits.json, exact: same code path, float32 on CPU);
+the engine needs its batch function and grouping key, plans generically and sets dotted fields of any nested
+dataclass."""
 
 import json
 from dataclasses import dataclass, field

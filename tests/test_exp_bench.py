@@ -8,10 +8,11 @@ import numpy as np
 
 from experiments import bench, cli
 
-# One width shared by both sweeps and a paper grid of the width sweep's shape and first cell (2 seeds, the sweep's
-# lr, eps = 0): the engine's jit is keyed on the first cell's config, so both sweeps reuse one compiled group and
-# one compiled loop cell, and the run is dominated by those two compiles and the infinite-width subprocess. The
-# reuse accounting of the reference grids is checked without running them (test_reference_grids_and_reuse_bound).
+# One width shared by both sweeps and a paper grid of the width sweep's shape and first cell (2 seeds, the
+# sweep's lr, eps = 0): the engine's jit is keyed on the first cell's config, so both sweeps reuse one
+# compiled group and one compiled loop cell, and the run is dominated by those two compiles and the
+# infinite-width subprocess. The reuse accounting of the reference grids is checked without running them
+# (test_reference_grids_and_reuse_bound).
 TINY = dict(
     matmul_sizes=(128,),
     repeats=2,
@@ -162,8 +163,8 @@ def test_quick_and_cli_options():
 
 
 def test_reference_grids_and_reuse_bound():
-    """The default sweeps are the reference ones: 9 widths x 5 seeds, and 3 widths x 2 x 2 lr x 11 eps = 132 cells
-    whose engine trains f 6 times and g 132 times: reuse alone bounds the speedup by 264 / 138."""
+    """The default sweeps are the reference ones: 9 widths x 5 seeds, and 3 widths x 2 x 2 lr x 11 eps = 132
+    cells whose engine trains f 6 times and g 132 times: reuse alone bounds the speedup by 264 / 138."""
     cfg = bench.Config()
     assert len(cfg.width_grid().cells()) == 45
     cells = cfg.paper_grid().cells()
@@ -176,8 +177,9 @@ def test_reference_grids_and_reuse_bound():
 
 
 def test_training_flops_of_the_reference_grids():
-    """Training FLOPs counted by hand: the paper sweep's engine trains f once per (width, lr_f) and g per cell, the
-    loop both per cell; per training 100 steps of 4Ndm + 8Nm + 2dm + 2m + 3N. The width sweep shares nothing."""
+    """Training FLOPs counted by hand: the paper sweep's engine trains f once per (width, lr_f) and g per
+    cell, the loop both per cell; per training 100 steps of 4Ndm + 8Nm + 2dm + 2m + 3N. The width sweep shares
+    nothing."""
     cfg = bench.Config()
     n, d, steps = 2000, 784, 100
 

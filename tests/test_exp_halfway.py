@@ -81,7 +81,8 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
 
 
 def test_halfway_quick_verdicts(tmp_path):
-    """Every claim of the quick run, verdict pinned as measured; proportions keep their intervals in [0, 1]."""
+    """Every claim of the quick run, verdict pinned as measured; proportions keep their intervals in [0,
+    1]."""
     cfg = halfway.QUICK_CONFIG
     summary = halfway.main(cfg, tmp_path, progress=False)
     for name in ("results.csv", "pairs.csv", "summary.json", "halfway.png", "halfway.pdf"):

@@ -1,6 +1,7 @@
-"""The intriguing-properties experiment (Szegedy et al. 2014): every claim's verdict on the quick config is pinned
-as measured (confirmed, refuted or inconclusive, each explained by its reason), proportions keep their intervals
-in [0, 1], the weight-decay training reduces to the library's loop, and bad configs fail with one line."""
+"""The intriguing-properties experiment (Szegedy et al. 2014): every claim's verdict on the quick config is
+pinned as measured (confirmed, refuted or inconclusive, each explained by its reason), proportions keep their
+intervals in [0, 1], the weight-decay training reduces to the library's loop, and bad configs fail with one
+line."""
 
 import json
 import math

@@ -1,6 +1,7 @@
-"""The linearity experiment (Goodfellow et al. 2015): every claim's verdict on the quick configuration is pinned
-as measured (confirmed, refuted or inconclusive), proportions carry intervals in [0, 1], the library training
-loop is what part (d) uses, bad configs fail with one line, and (slow) the real-MNIST comparison runs."""
+"""The linearity experiment (Goodfellow et al. 2015): every claim's verdict on the quick configuration is
+pinned as measured (confirmed, refuted or inconclusive), proportions carry intervals in [0, 1], the library
+training loop is what part (d) uses, bad configs fail with one line, and (slow) the real-MNIST comparison
+runs."""
 
 import json
 import math
@@ -100,7 +101,8 @@ def test_quick_numbers(quick):
 
 
 def test_adversarial_train_clean_equals_library_training():
-    """mode='clean' is plain full-batch gradient descent: identical to ntk_adv.training.train (theory preset)."""
+    """mode='clean' is plain full-batch gradient descent: identical to ntk_adv.training.train (theory
+    preset)."""
     x = jax.random.normal(jax.random.PRNGKey(0), (30, 5))
     y = jnp.where(x[:, 0] > 0, 1.0, -1.0)
     net = models.TwoLayerConfig(16)
@@ -189,8 +191,8 @@ def test_mnist_comparison(tmp_path):
     summary = linearity.main(cfg, tmp_path, progress=False)
     got = {c["name"]: c for c in summary["claims"]}
     assert summary["paper_eps_mnist"]["fgsm_linear"] > summary["paper_eps_data"]["fgsm_linear"]
-    # measured: linear 0.945 [0.904, 0.969], net 0.883 [0.855, 0.912] (the paper's maxout: 0.894), limit 0.910,
-    # RBF minus linear -0.535, transfer minus white-box -0.047
+    # measured: linear 0.945 [0.904, 0.969], net 0.883 [0.855, 0.912] (the paper's maxout: 0.894), limit
+    # 0.910, RBF minus linear -0.535, transfer minus white-box -0.047
     assert {k: v["verdict"] for k, v in got.items() if k.endswith("_mnist")} == {
         "c_linear_fgsm_error_high_mnist": "confirmed",
         "c_net_fgsm_error_high_mnist": "confirmed",

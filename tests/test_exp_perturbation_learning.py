@@ -1,4 +1,5 @@
-"""perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the store."""
+"""perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the
+store."""
 
 import json
 import math

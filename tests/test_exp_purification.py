@@ -1,6 +1,6 @@
-"""The purification experiment (Allen-Zhu & Li): neuron metrics are right on constructed weights, the oracle is the
-purified net, and every claim's verdict on the quick configuration is pinned as measured (confirmed, refuted or
-inconclusive); bad configs fail with one line naming the option."""
+"""The purification experiment (Allen-Zhu & Li): neuron metrics are right on constructed weights, the oracle
+is the purified net, and every claim's verdict on the quick configuration is pinned as measured (confirmed,
+refuted or inconclusive); bad configs fail with one line naming the option."""
 
 import json
 

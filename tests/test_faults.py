@@ -1,8 +1,8 @@
 """Fault injection: every way a careful user saw ntk-adv go wrong (issue 12), pinned.
 
 * cell identity: changed data files, the same relative --data-root from another directory, a switched split,
-  other code or library versions -> recomputed (or kept and marked with reuse='accept'); the same content under
-  another path -> reused; provenance names the package's own checkout, never the caller's;
+  other code or library versions -> recomputed (or kept and marked with reuse='accept'); the same content
+  under another path -> reused; provenance names the package's own checkout, never the caller's;
 * OS-level failures: read-only and full output locations, a file in the way -> one line, exit code != 0, no
   traceback, no temporary debris; concurrent writers of one output never fail a rename;
 * processes: kill -9 / Ctrl-C of a sweep with the processes backend leaves no worker alive;
@@ -224,7 +224,7 @@ def test_provenance_names_the_package_checkout_not_the_callers(tmp_path):
     assert results.checkout_state(src) == (rev, True)
 
 
-# ------------------------------------------------------------------------------------------- OS-level failures
+# ------------------------------------------------------------------------------------------ OS-level failures
 def test_atomic_writes_use_unique_temp_names_under_concurrency(tmp_path):
     """Two writers of the same results.csv / summary.json: no failed rename, a whole file at the end."""
     errors = []
@@ -386,7 +386,8 @@ cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), w
 cells = [(cfg.with_(eps=e), 0) for e in (0.5, 1.0, 2.0, 4.0)]
 print("parent", os.getpid(), flush=True)
 try:
-    batch.run_sweep(cells, {store!r}, run_batch=slow_batch.run, backend="processes", workers={workers}, max_batch=1,
+    batch.run_sweep(cells, {store!r}, run_batch=slow_batch.run, \
+backend="processes", workers={workers}, max_batch=1,
                     progress=False)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
@@ -588,7 +589,8 @@ def exc_message(err: str, pattern: str) -> bool:
 
 
 def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
-    """Outputs are written through a private temporary file (mode 0600); the result gets 0666 minus the umask."""
+    """Outputs are written through a private temporary file (mode 0600); the result gets 0666 minus the
+    umask."""
     import os
 
     from ntk_adv.results import write_json

@@ -63,7 +63,8 @@ def test_standard_parametrization_equals_neural_tangents_standard(small_data, ga
     """neural-tangents' standard parametrization (W ~ N(0, 1/fan_in), b ~ N(0, 1)) of a width-m net is our
     standard parametrization exactly: total NTK = Phi (x.z + 1) + m Sigma, so 'ntk' - m 'nngp' is the
     first-layer kernel. Relation to the NTK parametrization: only the feature factor differs,
-    Theta_std - Theta_ntk = Phi x.z (1 - 1/d); without bias Theta_std(x, z) = Theta_ntk(sqrt(d) x, sqrt(d) z)."""
+    Theta_std - Theta_ntk = Phi x.z (1 - 1/d); without bias Theta_std(x, z) = Theta_ntk(sqrt(d) x, sqrt(d)
+    z)."""
     x, _, z = small_data
     d, m = x.shape[1], 37
     stax = kernels.neural_tangents().stax
@@ -235,9 +236,9 @@ GRAD_KINDS = [
 @pytest.mark.parametrize("gamma", [0.0, 0.5])
 @pytest.mark.parametrize("kind,kw", GRAD_KINDS, ids=["phi", "nngp", "ntk_std", "ntk_ntk_readout"])
 def test_gradient_at_training_points_is_finite(small_data, kind, kw, gamma, bias):
-    """At z == x_n the angle sits at the cone tip rho = 1: arccos' is infinite there. The safe arccos must give
-    a finite gradient, equal to the symmetric (central-difference) derivative: the zero subgradient of the
-    tip for Phi and the NTK, the true gradient for the (differentiable) NNGP."""
+    """At z == x_n the angle sits at the cone tip rho = 1: arccos' is infinite there. The safe arccos must
+    give a finite gradient, equal to the symmetric (central-difference) derivative: the zero subgradient of
+    the tip for Phi and the NTK, the true gradient for the (differentiable) NNGP."""
     x, _, _ = small_data
     kern = kernels.two_layer_kernel(kind, gamma=gamma, bias=bias, **kw)
     c = np.linspace(-1.0, 1.0, x.shape[0])

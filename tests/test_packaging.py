@@ -1,5 +1,5 @@
-"""The wheel: ntk_adv and the experiments (as ntk_adv_experiments, never a top-level 'experiments'), the ntk-adv
-script, and no neural-tangents / TensorFlow in the core requirements."""
+"""The wheel: ntk_adv and the experiments (as ntk_adv_experiments, never a top-level 'experiments'), the
+ntk-adv script, and no neural-tangents / TensorFlow in the core requirements."""
 
 import shutil
 import subprocess

@@ -93,7 +93,8 @@ def test_solver_choice_and_refusals():
 
 @pytest.mark.parametrize("centered, preset", [(False, "theory"), (True, "theory"), (True, "paper")])
 def test_protocol_trains_f_and_g_alike_with_both_solvers(centered, preset):
-    """train_f / train_g: the centred pair (theta, theta_0) keeps theta_0 and trains theta like the plain net."""
+    """train_f / train_g: the centred pair (theta, theta_0) keeps theta_0 and trains theta like the plain
+    net."""
     cfg = protocol.ProtocolConfig(
         data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5),
         width=32,
@@ -166,9 +167,10 @@ def plateau_scales(cfg, losses) -> np.ndarray:
 
 
 def big_unit(net, params, x, y, offset):
-    """Unit 0 made huge (bias, or weight norm, = ``offset``) and its readout set so that it adds a large positive
-    constant to the loss: the loss then improves by less than the plateau's relative tolerance (1e-4) per step,
-    and the schedule cuts the rate every ``patience`` steps, while the other units keep flipping activations."""
+    """Unit 0 made huge (bias, or weight norm, = ``offset``) and its readout set so that it adds a large
+    positive constant to the loss: the loss then improves by less than the plateau's relative tolerance (1e-4)
+    per step, and the schedule cuts the rate every ``patience`` steps, while the other units keep flipping
+    activations."""
     if net.bias:
         params = params.replace(b=params.b.at[0].set(offset))
     else:
@@ -189,8 +191,8 @@ def assert_same(got, want, rows=slice(None)):
 
 @pytest.mark.parametrize("parametrization, bias, gamma", [("standard", True, 0.0), ("ntk", False, 0.2)])
 def test_paper_preset_same_iterates_as_optax_sgd_momentum_plateau(rng, parametrization, bias, gamma):
-    """Momentum 0.9 + reduce-on-plateau: the iterates equal optax's (float64, 1e-10) on the two steps after the
-    first cut and at the end, after three cuts, with activations flipping in the steps after a cut."""
+    """Momentum 0.9 + reduce-on-plateau: the iterates equal optax's (float64, 1e-10) on the two steps after
+    the first cut and at the end, after three cuts, with activations flipping in the steps after a cut."""
     net = models.TwoLayerConfig(WIDTH, gamma=gamma, bias=bias, parametrization=parametrization)
     lr = LR if parametrization == "standard" else LR * D  # the ntk kernel is d times smaller
     cfg = TrainConfig.paper(lr=lr, steps=PAPER_STEPS)
@@ -215,9 +217,9 @@ def test_paper_preset_same_iterates_as_optax_sgd_momentum_plateau(rng, parametri
 
 
 def test_momentum_alone_plateau_alone_and_centred_loss(rng):
-    """Each part of the paper optimizer on its own (momentum without the schedule, the schedule without momentum)
-    and a centred net, whose plateau schedule sees the loss of f - f_0: with unit 0 huge the plain loss would
-    plateau at once, the centred one (0 at the start, then decreasing) never does."""
+    """Each part of the paper optimizer on its own (momentum without the schedule, the schedule without
+    momentum) and a centred net, whose plateau schedule sees the loss of f - f_0: with unit 0 huge the plain
+    loss would plateau at once, the centred one (0 at the start, then decreasing) never does."""
     net = models.TwoLayerConfig(WIDTH)
     with enable_x64():
         x = jnp.asarray(rng.standard_normal((N, D)))

@@ -48,7 +48,8 @@ def mean_target_sign(cfg, y, key) -> float:
 # ------------------------------------------------------------------------------------------- shared runs
 @pytest.fixture(scope="module")
 def centred_runs(arrays):
-    """Centred nets of widths 16 and 1024 and the infinite-width limit, eps in {0, 2}: metric -> (seeds, 2)."""
+    """Centred nets of widths 16 and 1024 and the infinite-width limit, eps in {0, 2}: metric -> (seeds,
+    2)."""
     cfg = BASE.with_(centered=True)
     out = {w: protocol.run_seeds(cfg.with_(width=w), arrays, SEEDS, eps=EPS) for w in (16, 1024)}
     out["inf"] = protocol.run_seeds(cfg, arrays, SEEDS, eps=EPS, infinite=True)
@@ -129,7 +130,7 @@ def test_eps_zero_centred_g_is_the_constant_sign_of_the_mean_target(arrays, cent
         assert centred_runs[16]["agreement"][s, 0] == pytest.approx(np.mean(f_pos == (sign > 0)), abs=1e-6)
 
 
-# ------------------------------------------------------------------------------------------- predicted direction
+# ---------------------------------------------------------------------------------------- predicted direction
 def test_cosine_with_predicted_direction_rises_with_training_time_of_f(lazy_run):
     """Width 2048, non-centred: eta_n follows grad f(x_n) = grad f_0(x_n) + (T_f/N) sum_k y_k Phi x_k + ...;
     the random init gradient (cosine ~ sqrt(2/(pi d)) ~ 0.15 with D_n) dominates for small T_f, the
@@ -141,7 +142,8 @@ def test_cosine_with_predicted_direction_rises_with_training_time_of_f(lazy_run)
 
 def test_infinite_width_perturbation_is_the_predicted_direction(centred_runs):
     """Infinite width, identity loss, one_step_l2: grad f_inf(x_n) = (t/N) sum_k y_k [Phi(x_n, x_k) x_k
-    + (x_k.x_n + 1) grad Phi]; the centred f_inf has no init term, so eta_n is +-D_n up to the grad-Phi term."""
+    + (x_k.x_n + 1) grad Phi]; the centred f_inf has no init term, so eta_n is +-D_n up to the grad-Phi
+    term."""
     cos = centred_runs["inf"]["cos_predicted"][:, 1]
     assert np.all(cos > 0.95), cos
     assert np.all(centred_runs["inf"]["cos_predicted"][:, 0] == 0.0)
@@ -177,7 +179,7 @@ def test_finite_width_converges_to_the_infinite_width_protocol(centred_runs):
         assert r1024[m][:, 1].mean() < r16[m][:, 1].mean() / factor, (m, r16[m][:, 1], r1024[m][:, 1])
 
 
-# ------------------------------------------------------------------------------------------- limit classifiers
+# ------------------------------------------------------------------------------------------ limit classifiers
 def test_limit_classifiers_match_the_trained_limit(arrays):
     """hat_f has the sign of the trained centred f_inf (identity loss) on > 90% of held-out points; hat_g that
     of g_inf, and hat_g agrees with hat_f (the theory's claim) on > 90%."""
@@ -222,7 +224,7 @@ def test_limit_classifiers_are_the_formulas(rng):
         limits.limit_classifiers(jnp.asarray(x), jnp.asarray(y[:4]), jnp.asarray(x_adv))
 
 
-# ------------------------------------------------------------------------------------------- scenarios b / noise
+# ---------------------------------------------------------------------------------------- scenarios b / noise
 @pytest.mark.parametrize("scenario", ["b", "noise"])
 def test_scenarios_b_and_noise(arrays, scenario):
     """Scenario (b) x + eta and the noise scenario run at finite and infinite width with finite metrics in

@@ -75,8 +75,8 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path, referenc
 
 
 def test_batched_equals_one_by_one(reference):
-    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects - the tolerance the README
-    states (rtol 1e-5, atol 1e-6)."""
+    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects - the tolerance the
+    README states (rtol 1e-5, atol 1e-6)."""
     for rec, (cfg, seed) in list(zip(reference, GRID.cells()))[::3]:
         alone = batch.run_protocol_batch([(cfg, seed)])[0]
         for k, v in alone.items():
@@ -187,9 +187,9 @@ def test_vmapped_eps_matches_protocol_cell():
 
 @pytest.mark.parametrize("scenario", ["a", "b"])
 def test_wide_group_with_activation_space_solver_matches_backprop_cells(scenario):
-    """At width >= pattern_gd.AUTO_MIN_WIDTH the engine trains f and g in activation space; every metric equals
-    the plain cell trained by backpropagation (float32, 1e-4), and asking for a solver that does not exist
-    fails with its name."""
+    """At width >= pattern_gd.AUTO_MIN_WIDTH the engine trains f and g in activation space; every metric
+    equals the plain cell trained by backpropagation (float32, 1e-4), and asking for a solver that does not
+    exist fails with its name."""
     import jax
 
     from ntk_adv import pattern_gd

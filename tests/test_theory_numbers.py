@@ -115,8 +115,8 @@ def test_balanced_targets_are_exactly_balanced_and_seeded():
 
 
 def test_paper_preset_limit_uses_the_heavy_ball_time():
-    """Under momentum 0.9 the finite nets converge to the limit at the effective time ~ 9.1 lr T (T = 100), not
-    at lr T: with lr T the relative gap of g to its limit would be ~ 5 (the limit moves 9x too little)."""
+    """Under momentum 0.9 the finite nets converge to the limit at the effective time ~ 9.1 lr T (T = 100),
+    not at lr T: with lr T the relative gap of g to its limit would be ~ 5 (the limit moves 9x too little)."""
     from ntk_adv.perturbation import batch
 
     data = DataSpec("digits", n_train=60, n_test=60)

@@ -1,6 +1,7 @@
 """The one training loop gives the numbers of the two loops it replaced: float64 parameters (and losses) of
-``train`` (plain and centred, both presets, two losses, frozen and trained readout) and of ``adversarial_train``
-at a small config, stored in tests/data/reference_training.json by the pre-refactor code, equal to 1e-12."""
+``train`` (plain and centred, both presets, two losses, frozen and trained readout) and of
+``adversarial_train`` at a small config, stored in tests/data/reference_training.json by the pre-refactor
+code, equal to 1e-12."""
 
 import json
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_train_and_adversarial_train_match_the_reference(parametrization, readou
 
 def test_anchored_weighted_fit_equals_a_plain_loop():
     """The anchored, sample-weighted objective of the one loop (plain GD through optax, frozen readout through
-    ``optax.multi_transform``) equals a hand-written masked GD loop (the one experiments/intriguing.py had)."""
+    ``optax.multi_transform``) equals a hand-written masked GD loop (the one experiments/intriguing.py
+    had)."""
     from ntk_adv.losses import pointwise_loss
     from ntk_adv.training import Objective, fit, make_optimizer
 

@@ -3,9 +3,9 @@
 Centred two-layer nets f(x; theta_t) - f(x; theta_0) of several widths (standard or NTK parametrization as
 ``Config.net``; first layer trained by the library's full-batch gradient descent on the logistic loss, frozen
 readout) and their infinite-width limit, the kernel predictor f(z) = Theta(z, X) coef (docs/theory.md). Every
-claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate with a
-95% interval, verdict confirmed / refuted / inconclusive, the published number in ``paper``). Modules, one per
-claim group:
+claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate
+with a 95% interval, verdict confirmed / refuted / inconclusive, the published number in ``paper``). Modules,
+one per claim group:
 
 * :mod:`.distortion` (a, b) minimal box-constrained L-BFGS distortions (RMS per pixel, ||eta||_2 / sqrt(d)) vs
   width and anchored weight decay; Gaussian noise of the same L2 norm;

@@ -1,9 +1,9 @@
 """Part (f): adversarial training as a regularizer (Szegedy et al. 2014 Sec. 4.2: training on adversarial
 examples improved MNIST generalization). Centred nets of width ``adv_width`` are trained with the library's
 :func:`ntk_adv.training.adversarial_train` (alpha = 0.5: half clean, half FGM-perturbed loss; FGM radius
-``adv_eps`` RMS per pixel, i.e. L2 radius ``adv_eps * sqrt(d)``, against the true labels, recomputed every step)
-and, from the same initializations, with plain :func:`ntk_adv.training.train`; the claim compares their clean
-test errors seed by seed."""
+``adv_eps`` RMS per pixel, i.e. L2 radius ``adv_eps * sqrt(d)``, against the true labels, recomputed every
+step) and, from the same initializations, with plain :func:`ntk_adv.training.train`; the claim compares their
+clean test errors seed by seed."""
 
 from __future__ import annotations
 
@@ -82,13 +82,15 @@ def claims_f(cfg: Config, rows, summary) -> list[V.Claim]:
     return [
         V.below(
             "f_adversarial_training_improves_generalization",
-            f"training on FGM examples (radius {cfg.adv_eps:g} RMS per pixel, alpha 0.5) lowers the clean test error "
+            f"training on FGM examples (radius {cfg.adv_eps:g} RMS per pixel, alpha 0.5) lowers "
+            "the clean test error "
             f"of a width-{cfg.adv_width} net: error(adversarial) - error(plain) < 0 (paired seeds)",
             0.0,
             V.seed_mean(diffs, bounds=(-1.0, 1.0)),
             basis="Szegedy et al.'s claim; in the lazy regime adversarial training is kernel regression on "
             "perturbed points, which need not help (a weak prediction, tested as stated)",
-            paper="Szegedy et al. 2014 Sec. 4.2: a 2-hidden-layer 100-unit MNIST net trained on a pool of adversarial "
+            paper="Szegedy et al. 2014 Sec. 4.2: a 2-hidden-layer 100-unit MNIST net trained on a pool "
+            "of adversarial "
             "examples reached test error below 1.2% (vs ~1.6% for comparable nets in Table 1); here one-step "
             f"FGM on a two-layer net, {cfg.data.name}",
         )

@@ -1,8 +1,8 @@
 """Configuration of the Szegedy et al. (2014) experiment: a frozen dataclass composed of the library's configs
 (``net``: :class:`ntk_adv.models.TwoLayerConfig`, whose ``width`` is a template overridden by ``widths``;
-``train``: :class:`ntk_adv.training.TrainConfig`; ``data``: :class:`ntk_adv.data.DataSpec`), the sweep axes and
-the attack settings. Validation rejects every setting that would make a summary meaningless or divide by zero,
-with a one-line ValueError naming the option."""
+``train``: :class:`ntk_adv.training.TrainConfig`; ``data``: :class:`ntk_adv.data.DataSpec`), the sweep axes
+and the attack settings. Validation rejects every setting that would make a summary meaningless or divide by
+zero, with a one-line ValueError naming the option."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
 
-PARTS = "abcdef"  # a distortions + weight decay, b noise, c transfer, d units, e Lipschitz, f adversarial training
+# a distortions + weight decay, b noise, c transfer, d units, e Lipschitz, f adversarial training
+PARTS = "abcdef"
 
 
 @dataclass(frozen=True)
 class Config:
     """Parts: (a) minimal L-BFGS distortions vs width and weight decay, (b) Gaussian noise vs adversarial,
-    (c) transfer, (d) hidden units vs random directions, (e) the operator-norm Lipschitz bound, (f) adversarial
+    (c) transfer, (d) hidden units vs random directions, (e) the operator-norm Lipschitz bound, (f)
+      adversarial
     training and clean generalization. With ``data.root`` set (``--data-root``) the Table-1 comparison on real
     MNIST (1 vs 2, ``mnist_n_train`` points, width ``mnist_width``) runs as well; MNIST is never required.
 

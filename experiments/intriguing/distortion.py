@@ -150,12 +150,16 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
     claims = [
         V.equals(
             "a_lbfgs_always_succeeds",
-            "box-constrained L-BFGS finds a misclassifying perturbation for every attacked test point (all widths, "
+            "box-constrained L-BFGS finds a misclassifying perturbation for every attacked test "
+            "point (all widths, "
             "seeds and the limit pooled)",
             1.0,
             0.05,
             V.wilson(round(k), n),
-            basis="minimal_lbfgs_distortion searches c until the target sign is reached; failures are solver limits",
+            basis=(
+                "minimal_lbfgs_distortion searches c until the target sign is reached; failures are "
+                "solver limits"
+            ),
             paper="Szegedy et al. 2014 Sec. 4.2: adversarial examples found for every sample tried (MNIST, "
             "ImageNet); here a two-layer net on 8x8 digits (binary)",
         )
@@ -173,7 +177,8 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
     claims.append(
         V.slope(
             "a_distortion_converges_to_limit",
-            "the per-point minimal distortion of finite nets converges to the infinite-width value: relative gap "
+            "the per-point minimal distortion of finite nets converges to the infinite-width "
+            "value: relative gap "
             "~ m^(-1/2)",
             -0.5,
             0.25,
@@ -210,12 +215,14 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
     claims.append(
         V.equals(
             "a_decay_matches_limit",
-            f"at every weight decay the width-{cfg.decay_width} net's mean minimal distortion equals the infinite-width "
+            f"at every weight decay the width-{cfg.decay_width} net's mean minimal distortion "
+            "equals the infinite-width "
             "one (anchored decay has an exact kernel limit): max relative difference 0 within 0.1",
             0.0,
             0.1,
             V.seed_mean(mismatch or [1.0], bounds=(0.0, np.inf)),
-            basis="kernel gradient flow with coef <- (1 - lr decay) coef is the decayed net's limit; finite-width "
+            basis="kernel gradient flow with coef <- (1 - lr decay) coef is the decayed net's limit; "
+            "finite-width "
             f"fluctuations at m={cfg.decay_width} allowed up to 10%",
             paper="no published counterpart",
         )
@@ -242,7 +249,8 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
     claims.append(
         V.above(
             "a_decay_raises_distortion",
-            f"stronger weight decay raises the minimal distortion: distortion(decay {lam_max:g}) - distortion(0) > 0 "
+            f"stronger weight decay raises the minimal distortion: distortion(decay {lam_max:g}) "
+            "- distortion(0) > 0 "
             "(RMS per pixel, paired over seeds)",
             0.0,
             V.seed_mean(d_dist or [0.0]),
@@ -290,13 +298,16 @@ def claims_b(cfg: Config, rows, summary) -> list[V.Claim]:
         V.below(
             "b_noise_near_clean",
             f"Gaussian perturbations of {', '.join(f'{k:g}x' for k in cfg.noise_multiples)} the mean minimal "
-            "adversarial L2 norm raise the error by less than the tolerance over the clean error (worst multiple, "
-            "mean over models), while the 1x adversarial perturbation fools every point (a_lbfgs_always_succeeds)",
+            "adversarial L2 norm raise the error by less than the tolerance over the clean error "
+            "(worst multiple, "
+            "mean over models), while the 1x adversarial perturbation fools every point "
+            "(a_lbfgs_always_succeeds)",
             cfg.noise_tolerance,
             V.seed_mean(excess, bounds=(-1.0, 1.0)),
             basis="a random direction of norm r moves f by ~ r ||grad f|| / sqrt(d), the adversarial one by "
             "r ||grad f||",
-            paper="Szegedy et al. 2014 Table 2: Gaussian noise of stddev 0.1 / 0.3 per pixel (above the 0.06-0.1 "
+            paper="Szegedy et al. 2014 Table 2: Gaussian noise of stddev 0.1 / 0.3 per pixel (above "
+            "the 0.06-0.1 "
             "minimal distortions) leaves MNIST error far below the 100% of adversarial examples; here "
             "8x8 digits, noise scaled to the measured minimal norm",
         )

@@ -1,11 +1,12 @@
 """Parts (d) and (e) on trained centred nets: hidden units vs random directions of the activation space
-(Szegedy et al. Sec. 3), and the product-of-operator-norms Lipschitz bound ||W||_2 ||a||_2 (Sec. 4.3) against the
-true mean input-gradient norm of the (uncentred) net, at initialization and after training.
+(Szegedy et al. Sec. 3), and the product-of-operator-norms Lipschitz bound ||W||_2 ||a||_2 (Sec. 4.3) against
+the true mean input-gradient norm of the (uncentred) net, at initialization and after training.
 
 Units: for a net of width m, the activations phi(u) (M, m) of the M test points, phi leaky ReLU with slope
 ``net.gamma``; unit i scores point n by phi(u_n)_i (phi is monotone, so its top-k set is that of the
 pre-activation u_n,i, which breaks the ties of a ReLU at 0 - scored by u), a random direction v ~ N(0, I_m) of
-the activation space by phi(u_n) . v. Purity: the fraction of the top-k points sharing their majority label."""
+the activation space by phi(u_n) . v. Purity: the fraction of the top-k points sharing their majority
+label."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ LIPSCHITZ_METRICS = (
 
 
 def top_k_purity(scores, labels, k: int):
-    """Label purity of the top-k rows of every column of ``scores`` (M, R): the fraction of the k highest-scoring
-    points that share their majority label, shape (R,). Labels in {-1, +1}."""
+    """Label purity of the top-k rows of every column of ``scores`` (M, R): the fraction of the k
+    highest-scoring points that share their majority label, shape (R,). Labels in {-1, +1}."""
     _, idx = jax.lax.top_k(scores.T, k)
     frac = jnp.mean((labels[idx] > 0).astype(scores.dtype), axis=1)
     return jnp.maximum(frac, 1.0 - frac)
@@ -180,13 +181,15 @@ def claims_d(cfg: Config, probes, summary) -> list[V.Claim]:
         claims.append(
             V.equals(
                 f"d_units_like_random_m{w}",
-                f"width {w}: the top-{cfg.top_k} label purity of single hidden units (activation space) equals that of "
+                f"width {w}: the top-{cfg.top_k} label purity of single hidden units (activation "
+                "space) equals that of "
                 f"random directions of the activation space within +-{cfg.purity_tolerance:g}",
                 0.0,
                 cfg.purity_tolerance,
                 est,
                 basis="lazy regime: trained units stay close to random projections, so no basis is preferred",
-                paper="Szegedy et al. 2014 Sec. 3 (MNIST, ImageNet; qualitative, by inspecting top images): no "
+                paper="Szegedy et al. 2014 Sec. 3 (MNIST, ImageNet; qualitative, by inspecting top "
+                "images): no "
                 "distinction between units and random directions; here a two-layer net, purity of top-k sets",
             )
         )
@@ -225,7 +228,8 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
         basis = (
             "||W_0||_2 ~ 1 + sqrt(m/d) (random matrix), ||a|| ~ 1, ||grad f_0||^2 ~ (1 + gamma^2)/2"
             if state == "init"
-            else f"W = W_0 + Delta W with the width-independent ||Delta W||_2 = {out['lazy_delta_w_norm']:.2f} of the "
+            else "W = W_0 + Delta W with the width-independent ||Delta W||_2 = "
+            f"{out['lazy_delta_w_norm']:.2f} of the "
             "lazy limit: sqrt((1 + sqrt(m/d))^2 + ||Delta W||^2) / mean sqrt((1+gamma^2)/2 + ||grad Delta "
             "f_inf||^2); the learned Delta W dominates the bound until sqrt(m/d) >~ ||Delta W||, which "
             "flattens the slope"
@@ -233,14 +237,16 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
         claims.append(
             V.slope(
                 f"e_bound_slope_{state}",
-                f"{'at initialization' if state == 'init' else 'after training'} the Lipschitz bound ||W||_2 ||a||_2 "
+                f"{'at initialization' if state == 'init' else 'after training'} the Lipschitz "
+                "bound ||W||_2 ||a||_2 "
                 f"over the true mean gradient norm grows with the width with the random-matrix slope "
                 f"{th_fit.slope:.3f} (three largest widths)",
                 th_fit.slope,
                 0.1,
                 fit,
                 basis=basis,
-                paper="Szegedy et al. 2014 Table 5 (ImageNet conv layers): per-layer operator-norm bounds, not "
+                paper="Szegedy et al. 2014 Table 5 (ImageNet conv layers): per-layer operator-norm "
+                "bounds, not "
                 "compared with true gradients; predicts the bound is loose, here by how much",
             )
         )
@@ -252,12 +258,16 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
     claims.append(
         V.equals(
             "e_trained_ratio_matches_theory",
-            f"at the widest net (m={widths[-1]}) the trained ratio equals the lazy-regime prediction (ratio of "
+            f"at the widest net (m={widths[-1]}) the trained ratio equals the lazy-regime "
+            "prediction (ratio of "
             "measured to predicted 1 within 25%)",
             1.0,
             0.25,
             V.seed_mean(per_seed),
-            basis="the lazy-regime formula of e_bound_slope_trained; 25% for the random-matrix finite-size terms",
+            basis=(
+                "the lazy-regime formula of e_bound_slope_trained; 25% for the random-matrix "
+                "finite-size terms"
+            ),
             paper="no published counterpart",
         )
     )

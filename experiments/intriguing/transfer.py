@@ -1,5 +1,5 @@
-"""Part (c): transfer of minimal L-BFGS examples x + eta and amplified ones x + k eta (clipped to the pixel box)
-between nets of every width and seed, the infinite-width limit and nets trained on disjoint halves of the
+"""Part (c): transfer of minimal L-BFGS examples x + eta and amplified ones x + k eta (clipped to the pixel
+box) between nets of every width and seed, the infinite-width limit and nets trained on disjoint halves of the
 training set. The transfer rate of a source -> target pair is the target's error on the source's attacked
 points; ``kappa_excess`` is the mean over those points of the smallest k - 1 at which the target is fooled.
 
@@ -135,11 +135,13 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
         claims.append(
             V.above(
                 f"c_transfer_net_net_m{w}",
-                f"amplified minimal examples ({amp}) of one width-{w} net fool another width-{w} net (other seed) more "
+                f"amplified minimal examples ({amp}) of one width-{w} net fool another width-{w} "
+                "net (other seed) more "
                 f"often than the floor {cfg.transfer_floor:g}",
                 cfg.transfer_floor,
                 est,
-                basis="minimal examples sit on the source's boundary; amplified ones cross every nearby boundary, "
+                basis="minimal examples sit on the source's boundary; amplified ones cross every "
+                "nearby boundary, "
                 "so transfer exceeds a coin flip when boundaries agree (lazy regime: they converge)",
                 paper=f"{TABLE23}; here two-layer nets on {cfg.data.name}, same data, other initialization",
             )
@@ -149,7 +151,8 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
     diffs = [b["value"] - a["value"] for a, b in zip(lo, hi)]
     claim = V.above(
         "c_transfer_rises_with_width",
-        f"transfer of {amp} between two nets of the same width rises from m={lo_w} to m={hi_w} (paired seeds)",
+        f"transfer of {amp} between two nets of the same width rises from m={lo_w} to m={hi_w} "
+        "(paired seeds)",
         0.0,
         V.seed_mean(diffs, bounds=(-1.0, 1.0)),
         basis="lazy regime: nets of one width converge to one function as m grows (fluctuations ~ m^(-1/2))",
@@ -160,7 +163,8 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
             claim,
             verdict="inconclusive",
             reason=(
-                f"transfer at the ceiling at both widths (min {min(r['value'] for r in lo + hi):.3f}): a rise "
+                "transfer at the ceiling at both widths (min "
+                f"{min(r['value'] for r in lo + hi):.3f}): a rise "
                 f"cannot show; amplification {cfg.amplify:g} is too strong for this comparison"
             ),
         )
@@ -218,7 +222,8 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
     claims.append(
         V.above(
             "c_transfer_across_halves",
-            f"amplified examples ({amp}) transfer between width-{cfg.transfer_width} nets trained on disjoint halves "
+            f"amplified examples ({amp}) transfer between width-{cfg.transfer_width} nets "
+            "trained on disjoint halves "
             f"of the training set more often than the floor {cfg.transfer_floor:g} (both directions pooled)",
             cfg.transfer_floor,
             V.wilson(k, max(n, 1)),

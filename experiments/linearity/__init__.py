@@ -1,6 +1,8 @@
-"""The linearity explanation of adversarial examples (Goodfellow, Shlens, Szegedy 2015), at finite and infinite width.
+"""The linearity explanation of adversarial examples (Goodfellow, Shlens, Szegedy 2015), at finite and
+infinite width.
 
-One module per claim group, each measured on finite two-layer nets and on their infinite-width (NTK) predictor:
+One module per claim group, each measured on finite two-layer nets and on their infinite-width (NTK)
+predictor:
 
 * :mod:`.dimension` (a) FGSM logit change ~ d, random-sign change ~ sqrt(d) (synthetic data);
 * :mod:`.rays` (b) logits along FGSM rays: piecewise linear, nearly linear, converging to the limit;
@@ -10,10 +12,11 @@ One module per claim group, each measured on finite two-layer nets and on their 
 * :mod:`.adversarial` (d) FGSM adversarial training lowers the FGSM error, noise training does not, and as a
   regularizer.
 
-Every claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate
-with a 95% interval, verdict confirmed / refuted / inconclusive, ``paper`` the published number for the closest
-setting). Outputs in ``out``: results.csv (long format: part, model, width, d, eps, t, seed, metric, value),
-summary.json (``claims``: one dict per claim) and figures linearity_dimension, linearity_ray, linearity_fgsm.
+Every claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured
+estimate with a 95% interval, verdict confirmed / refuted / inconclusive, ``paper`` the published number for
+the closest setting). Outputs in ``out``: results.csv (long format: part, model, width, d, eps, t, seed,
+metric, value), summary.json (``claims``: one dict per claim) and figures linearity_dimension, linearity_ray,
+linearity_fgsm.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""(d) Adversarial training with J~ = alpha J(x) + (1 - alpha) J(x + eps sign grad_x J) (Goodfellow et al. 2015,
-Sec. 6) of one centred net (``cfg.net``), compared with clean training and with training on random-sign noise of
-the same L-inf size, all seeds at once. The perturbation is recomputed from the current parameters at every step
-(``ntk_adv.training.adversarial_train``; no gradient through the attack).
+"""(d) Adversarial training with J~ = alpha J(x) + (1 - alpha) J(x + eps sign grad_x J) (Goodfellow et al.
+2015, Sec. 6) of one centred net (``cfg.net``), compared with clean training and with training on random-sign
+noise of the same L-inf size, all seeds at once. The perturbation is recomputed from the current parameters at
+every step (``ntk_adv.training.adversarial_train``; no gradient through the attack).
 
 Predictions, fixed before any run:
 
@@ -33,8 +33,8 @@ ADV_MODES = ("clean", "fgsm", "noise")
 def adversarial_train(
     apply_fn, params, x, y, *, mode: str, eps, alpha, loss: str, lr, steps: int, key, mask=None
 ):
-    """Full-batch gradient descent on J~ = alpha J(x) + (1 - alpha) J(x + eta) (Goodfellow et al. 2015) through
-    :func:`ntk_adv.training.adversarial_train`.
+    """Full-batch gradient descent on J~ = alpha J(x) + (1 - alpha) J(x + eta) (Goodfellow et al. 2015)
+    through :func:`ntk_adv.training.adversarial_train`.
 
     ``mode``: 'fgsm' eta = eps sign(grad_x J) (L-inf size eps), recomputed at every step; 'noise' eta = eps *
     uniform random signs, fresh at every step; 'clean' J~ = J. ``key`` (explicit) drives the noise."""
@@ -68,8 +68,8 @@ def _mode_weights(mode: str, alpha, dtype):
 
 
 def _mixed_train(apply_fn, params, x, y, weights, *, eps, loss: str, lr, steps: int, key, mask=None):
-    """w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r), r random signs; the weights (3,) may be traced,
-    so that clean, adversarial and noise training share one compiled program."""
+    """w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r), r random signs; the weights (3,) may be
+    traced, so that clean, adversarial and noise training share one compiled program."""
 
     def perturb(f, x, y, k):
         return weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss) + weights[

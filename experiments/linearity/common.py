@@ -72,8 +72,8 @@ def train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key, par
 
 def padded_init(net: models.TwoLayerConfig, m, d: int, key, dtype) -> models.TwoLayerParams:
     """Init of a width-``m`` net stored in ``net.width`` >= m units (``m`` may be traced): units >= m are zero
-    (w, b, a = 0: no output, zero gradient with a frozen readout, no sign change along any ray), the readout of
-    the first m units is rescaled by sqrt(width / m), so that in both parametrizations the padded net is
+    (w, b, a = 0: no output, zero gradient with a frozen readout, no sign change along any ray), the readout
+    of the first m units is rescaled by sqrt(width / m), so that in both parametrizations the padded net is
     exactly a width-m net at init and along training. One compiled program then serves every width."""
     p = models.init_params(net, d, key=key, dtype=dtype)
     keep = (jnp.arange(net.width) < m).astype(dtype)

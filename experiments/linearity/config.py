@@ -1,6 +1,7 @@
-"""Configuration of the linearity experiment (Goodfellow, Shlens, Szegedy 2015): composed of the library's config
-types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`), ``train`` (:class:`ntk_adv.training.TrainConfig`),
-``data`` (:class:`ntk_adv.data.DataSpec`) - plus the experiment's own axes."""
+"""Configuration of the linearity experiment (Goodfellow, Shlens, Szegedy 2015): composed of the library's
+config types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`), ``train``
+(:class:`ntk_adv.training.TrainConfig`), ``data`` (:class:`ntk_adv.data.DataSpec`) - plus the experiment's own
+axes."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ PAPER_EPS = 0.25  # Goodfellow et al. (2015): MNIST pixels in [0, 1], L-inf eps 
 class Config:
     """Parts: (a) dimension, (b) rays, (c) FGSM error (grid over eps, the paper's eps, RBF, transfer),
     (d) adversarial training. ``net.width`` is the width of the nets of (c)'s paper-eps comparison and (d);
-    (b)/(c)'s eps grid sweeps ``widths``. ``train`` is plain full-batch GD (the theory preset) for every finite
-    net and the limit; the FGSM-trained nets of (d) use the same lr and steps. Part (a) trains with the identity
-    loss (its gradient is linear in time) and the standard parametrization, step ``dim_lr`` for ``dim_steps``.
+    (b)/(c)'s eps grid sweeps ``widths``. ``train`` is plain full-batch GD (the theory preset) for every
+    finite net and the limit; the FGSM-trained nets of (d) use the same lr and steps. Part (a) trains with the
+    identity loss (its gradient is linear in time) and the standard parametrization, step ``dim_lr`` for
+    ``dim_steps``.
 
-    eps norms: every eps is an L-inf radius in input units (digits and MNIST pixels are scaled to [0, 1] before
-    a scalar mean is subtracted, so ``paper_eps`` = 0.25 is the paper's 0.25 on MNIST's [0, 1] pixels).
+    eps norms: every eps is an L-inf radius in input units (digits and MNIST pixels are scaled to [0, 1]
+    before a scalar mean is subtracted, so ``paper_eps`` = 0.25 is the paper's 0.25 on MNIST's [0, 1] pixels).
     With ``data.root`` set and ``data.name`` not 'mnist', part (c)'s paper-eps comparison is repeated on real
     MNIST (1 vs 2, ``mnist_n_train`` / ``mnist_n_test`` points) from that directory; it is never required."""
 

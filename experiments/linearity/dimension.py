@@ -1,10 +1,10 @@
-"""(a) Dimension: the FGSM logit change eps ||grad_x f||_1 grows linearly in the input dimension d, a random-sign
-perturbation of the same L-inf size only like sqrt(d) (first order: eps |grad_x f . r|, r uniform signs), so their
-ratio grows like sqrt(d). Synthetic data, d swept, for a linear model, a wide net and the NTK limit, trained with
-the identity loss; predicted log-log slopes vs d: 1 and 1/2 (tolerance 0.15).
+"""(a) Dimension: the FGSM logit change eps ||grad_x f||_1 grows linearly in the input dimension d, a
+random-sign perturbation of the same L-inf size only like sqrt(d) (first order: eps |grad_x f . r|, r uniform
+signs), so their ratio grows like sqrt(d). Synthetic data, d swept, for a linear model, a wide net and the NTK
+limit, trained with the identity loss; predicted log-log slopes vs d: 1 and 1/2 (tolerance 0.15).
 
-Always the standard parametrization: Goodfellow's argument assumes weights of fixed per-coordinate size (in the
-NTK parametrization both slopes drop by 1; the ratio still grows like sqrt(d))."""
+Always the standard parametrization: Goodfellow's argument assumes weights of fixed per-coordinate size (in
+the NTK parametrization both slopes drop by 1; the ratio still grows like sqrt(d))."""
 
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ def _padded_ntk(cfg: Config, scale, x, z):
 
 @partial(jax.jit, static_argnums=0)
 def _cell(cfg: Config, dims, x, y, z, keys):
-    """Every (d, seed) problem, one after another (``lax.map``): dims (R,), x (R, N, D), y (R, N), z (R, M, D),
-    keys (R, 2) -> metric dicts (R,). Inputs are zero-padded to D = max(dims) coordinates: the padded coordinates
-    carry no signal, get no weight (first-layer columns zero at init and zero gradient, as x is 0 there), no
-    FGSM step (sign(0) = 0) and no random sign, so each problem is exactly its d-dimensional one; one compiled
-    program serves all d."""
+    """Every (d, seed) problem, one after another (``lax.map``): dims (R,), x (R, N, D), y (R, N), z (R, M,
+    D), keys (R, 2) -> metric dicts (R,). Inputs are zero-padded to D = max(dims) coordinates: the padded
+    coordinates carry no signal, get no weight (first-layer columns zero at init and zero gradient, as x is 0
+    there), no FGSM step (sign(0) = 0) and no random sign, so each problem is exactly its d-dimensional one;
+    one compiled program serves all d."""
     tcfg = cfg.dim_train()
     big_d = max(cfg.dims)
     net = cfg.net_at(cfg.dim_width, "standard")

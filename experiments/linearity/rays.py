@@ -2,8 +2,8 @@
 
 (b) Along the FGSM ray x + t s (s the sign of the loss gradient, t in [-T, T]) a finite ReLU net is exactly
     piecewise linear, with kinks only where a hidden unit changes sign (their number grows like the width m),
-    and close to linear overall (R^2 of a line fit); as m grows the curve converges to the smooth infinite-width
-    curve (sup distance ~ m^(-1/2)); the wrong-class set along the ray is one interval.
+    and close to linear overall (R^2 of a line fit); as m grows the curve converges to the smooth
+    infinite-width curve (sup distance ~ m^(-1/2)); the wrong-class set along the ray is one interval.
 (c) FGSM error vs eps (L-inf) for logistic regression, the RBF machine, every width and the limit; the
     finite-width curves approach the limit's.
 
@@ -84,7 +84,8 @@ def _ray_grid(cfg: Config, dtype):
 
 @partial(jax.jit, static_argnums=0)
 def _width_cell(cfg: Config, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys):
-    """Every (width, seed) net, one after another (``lax.map``; widths (R,), keys (R, 2)): FGSM errors over eps
+    """Every (width, seed) net, one after another (``lax.map``; widths (R,), keys (R, 2)): FGSM errors over
+    eps
     (c) and the ray metrics (b) of the centred net. Each net is a width-m net padded to max(widths) units
     (:func:`padded_init`), so one compiled program serves all widths."""
     net = cfg.net_at(max(cfg.widths))
@@ -311,7 +312,10 @@ def summarize_b(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
                 "(mean R^2 of a line fit)",
                 R2_LINEAR,
                 verdicts.seed_mean(v, bounds=(-np.inf, 1.0)),
-                basis=f"Goodfellow's linearity: a line explains >= {R2_LINEAR} of the variance; T = {cfg.ray_t:g}",
+                basis=(
+                    f"Goodfellow's linearity: a line explains >= {R2_LINEAR} of the variance; T = "
+                    f"{cfg.ray_t:g}"
+                ),
                 paper=paper,
             )
         )

@@ -1,15 +1,16 @@
-"""Feature purification: adversarial training removes dense mixtures from the neurons (Allen-Zhu & Li, FOCS 2021).
+"""Feature purification: adversarial training removes dense mixtures from the neurons (Allen-Zhu & Li, FOCS
+2021).
 
-On sparse-coding data (x = M z + noise, y = sign(<w*, z>); :mod:`.problem`), a two-layer ReLU net trained clean in
-the feature-learning regime (small init, both layers trained) is accurate but not robust; adversarial training
-from the clean weights - even with FGM - makes it robust to any attack of the same radius and purifies its
-neurons; low-complexity models (an adversarially trained lazy/NTK net, an adversarially trained NTK kernel
-predictor, adversarially trained logistic regression) stay far less robust. The purified oracle (2D pure
-neurons) shows the task allows robustness at the radius used.
+On sparse-coding data (x = M z + noise, y = sign(<w*, z>); :mod:`.problem`), a two-layer ReLU net trained
+clean in the feature-learning regime (small init, both layers trained) is accurate but not robust; adversarial
+training from the clean weights - even with FGM - makes it robust to any attack of the same radius and
+purifies its neurons; low-complexity models (an adversarially trained lazy/NTK net, an adversarially trained
+NTK kernel predictor, adversarially trained logistic regression) stay far less robust. The purified oracle (2D
+pure neurons) shows the task allows robustness at the radius used.
 
-Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``net``, ``train``), :mod:`.problem`
-(data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every model, the library's
-loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
+Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``net``, ``train``),
+:mod:`.problem` (data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every
+model, the library's loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
 
 Outputs in ``out``: results.csv (model, seed, metric, value; trajectory rows with ``step``), neurons.csv
 (per-neuron purity and importance), summary.json (``claims``: one :class:`ntk_adv.verdicts.Claim` dict each),

@@ -1,14 +1,15 @@
-"""The claims of Allen-Zhu & Li, in three groups, as :class:`ntk_adv.verdicts.Claim` with thresholds fixed in the
-code (the config's margins) before any run. Intervals: ``seed_proportion`` for accuracies (per-seed proportions
-over n_test points, in [0, 1]), ``seed_mean`` clipped to [-1, 1] for per-seed paired differences.
+"""The claims of Allen-Zhu & Li, in three groups, as :class:`ntk_adv.verdicts.Claim` with thresholds fixed in
+the code (the config's margins) before any run. Intervals: ``seed_proportion`` for accuracies (per-seed
+proportions over n_test points, in [0, 1]), ``seed_mean`` clipped to [-1, 1] for per-seed paired differences.
 
 * robustness: clean training is accurate but not robust; adversarial training - even with FGM - makes the net
   robust to any attack of the same radius: robust accuracy against PGD, L2 and L-inf, within ``robust_margin``
   of its clean accuracy;
-* purification: clean neurons are pure features plus small dense mixtures (mostly pure) and adversarial training
-  removes the dense part;
-* low complexity: an adversarially trained lazy (NTK-regime) net, an adversarially trained kernel predictor and
-  an adversarially trained linear model stay well below (``gap_margin``) the rich adversarially trained net."""
+* purification: clean neurons are pure features plus small dense mixtures (mostly pure) and adversarial
+  training removes the dense part;
+* low complexity: an adversarially trained lazy (NTK-regime) net, an adversarially trained kernel predictor
+  and an adversarially trained linear model stay well below (``gap_margin``) the rich adversarially trained
+  net."""
 
 from __future__ import annotations
 
@@ -75,11 +76,13 @@ def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Clai
             verdicts.below(
                 f"adv_robust_any_attack_{norm}",
                 f"adversarial training with {cfg.adv_attack} (radius {cfg.adv_eps:g} "
-                f"L2) makes the net robust to any attack of that radius: clean minus PGD-robust accuracy ({norm}) < "
+                "L2) makes the net robust to any attack of that radius: clean minus PGD-robust "
+                f"accuracy ({norm}) < "
                 f"{cfg.robust_margin:g}",
                 cfg.robust_margin,
                 _diff(a["clean_acc"], a[f"robust_acc_{norm}"]),
-                basis="the paper: robust accuracy 1 - o(1) for every attack in the ball (so within a small margin of "
+                basis="the paper: robust accuracy 1 - o(1) for every attack in the ball (so within a "
+                "small margin of "
                 "clean accuracy); a finite net and finite training can only approach it",
                 paper=paper,
             )

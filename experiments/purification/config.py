@@ -1,5 +1,5 @@
-"""Configuration of the feature-purification experiment (Allen-Zhu & Li): composed of the library's config types -
-``net`` (:class:`ntk_adv.models.TwoLayerConfig`, the rich net), ``train``
+"""Configuration of the feature-purification experiment (Allen-Zhu & Li): composed of the library's config
+types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`, the rich net), ``train``
 (:class:`ntk_adv.training.TrainConfig`, its clean training) - and ``data`` (:class:`SparseCoding`, the data
 model of the paper), plus the experiment's own settings."""
 
@@ -22,7 +22,8 @@ LOSS = "logistic"
 class SparseCoding:
     """x = M z + xi: dictionary M (d x n_atoms; ``orthogonal`` orthonormal columns, n_atoms <= d; ``gaussian``
     unit-norm random columns), z with exactly ``sparsity`` (odd) nonzero entries of random sign, label
-    y = sign(<w*, z>), w* in {-1, +1}^n_atoms, noise xi ~ N(0, noise^2 I_d); ``n_train`` / ``n_test`` points."""
+    y = sign(<w*, z>), w* in {-1, +1}^n_atoms, noise xi ~ N(0, noise^2 I_d); ``n_train`` / ``n_test``
+    points."""
 
     d: int = 32
     n_atoms: int = 32
@@ -58,13 +59,13 @@ class SparseCoding:
 
 @dataclass(frozen=True)
 class Config:
-    """Models: ``clean`` (``net``: standard parametrization, small init, readout trained; ``train``), ``adversarial``
-    (the clean net, then ``adv_steps`` of adversarial training with ``adv_attack`` at radius ``adv_eps`` in that
-    attack's norm - FGM by default, the paper's 'even with FGM'), ``lazy`` / ``lazy_adv`` (NTK parametrization,
-    init scale 1, width ``lazy_width``, clean / FGM-adversarial training for ``lazy_steps`` at ``lazy_lr``),
-    ``ntk_limit`` / ``kernel_adv`` (the lazy net's infinite-width kernel predictor, clean / refitted
-    ``kernel_rounds`` times on FGM-perturbed training points), ``linear`` / ``linear_adv`` (logistic regression,
-    clean / FGM-adversarial), ``oracle`` (the ideal purified net).
+    """Models: ``clean`` (``net``: standard parametrization, small init, readout trained; ``train``),
+    ``adversarial`` (the clean net, then ``adv_steps`` of adversarial training with ``adv_attack`` at radius
+    ``adv_eps`` in that attack's norm - FGM by default, the paper's 'even with FGM'), ``lazy`` / ``lazy_adv``
+    (NTK parametrization, init scale 1, width ``lazy_width``, clean / FGM-adversarial training for
+    ``lazy_steps`` at ``lazy_lr``), ``ntk_limit`` / ``kernel_adv`` (the lazy net's infinite-width kernel
+    predictor, clean / refitted ``kernel_rounds`` times on FGM-perturbed training points), ``linear`` /
+    ``linear_adv`` (logistic regression, clean / FGM-adversarial), ``oracle`` (the ideal purified net).
 
     eps norms: ``adv_eps`` and ``eps_l2`` are L2 radii, ``eps_linf`` an L-inf radius; the default
     eps_linf = eps_l2 / sqrt(d) is the largest L-inf ball inside the L2 ball (robustness in L2 implies it).

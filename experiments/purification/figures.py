@@ -1,5 +1,5 @@
-"""The purification figure: accuracies per model, the purity histogram of clean and adversarially trained neurons,
-and the trajectory during adversarial training."""
+"""The purification figure: accuracies per model, the purity histogram of clean and adversarially trained
+neurons, and the trajectory during adversarial training."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The sparse-coding problem of Allen-Zhu & Li, the purified oracle, and the measurements: per-neuron purity and
-dense mass (coefficients c_i = M^T w_i), clean and robust accuracy.
+"""The sparse-coding problem of Allen-Zhu & Li, the purified oracle, and the measurements: per-neuron purity
+and dense mass (coefficients c_i = M^T w_i), clean and robust accuracy.
 
 Neuron metrics: ``purity`` = max_j |<M_j, w_i>| / (||M_j|| ||w_i||) (a dense direction such as M w* has
-purity 1/sqrt(n_atoms), a pure atom 1); decomposition w_i = beta w'_i + v_i with beta w'_i the projection of w_i
-onto the span of its ``pure_atoms`` largest-|coefficient| atoms; ``dense_mass`` = ||v_i||^2 / ||w_i||^2;
+purity 1/sqrt(n_atoms), a pure atom 1); decomposition w_i = beta w'_i + v_i with beta w'_i the projection of
+w_i onto the span of its ``pure_atoms`` largest-|coefficient| atoms; ``dense_mass`` = ||v_i||^2 / ||w_i||^2;
 ``pure`` = 1 when ||beta w'_i|| > ||v_i||. Averages are weighted by the neuron's importance |a_i| ||w_i||.
 Accuracies: clean, and robust under untargeted PGD (identity margin loss, targets -y) at L2 radius ``eps_l2``
 and L-inf radius ``eps_linf``."""

@@ -1,5 +1,5 @@
-"""Training and evaluation of every model, each stage one jitted vmap over seeds. Gradient loops are the library's
-(:func:`ntk_adv.training.train`, :func:`ntk_adv.training.adversarial_train`, kernel flow of
+"""Training and evaluation of every model, each stage one jitted vmap over seeds. Gradient loops are the
+library's (:func:`ntk_adv.training.train`, :func:`ntk_adv.training.adversarial_train`, kernel flow of
 :func:`ntk_adv.limits.make_predictor`); every stage takes an explicit key."""
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ def stage_lazy(cfg: Config, key, prob):
 
 
 def stage_kernels(cfg: Config, key, prob):
-    """The NTK limit (kernel flow of the lazy net, f_0 = 0), its adversarially trained version (``kernel_rounds``
-    refits on the training points moved by the training attack against the current predictor), logistic
-    regression clean and adversarially trained, and the purified oracle."""
+    """The NTK limit (kernel flow of the lazy net, f_0 = 0), its adversarially trained version
+    (``kernel_rounds`` refits on the training points moved by the training attack against the current
+    predictor), logistic regression clean and adversarially trained, and the purified oracle."""
     attack = adversarial_attack(cfg)
     x, y = prob["x"], prob["y"]
     fit = partial(limits.make_predictor, cfg.kernel(), loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps)

@@ -3,8 +3,8 @@ batch function of a group of protocol cells.
 
 * Cells are grouped by :func:`protocol_batch_key` (the config with the vmappable fields - eps, lr_f, lr_g -
   blanked; the seed is not part of the config); each group runs as one task, compiled once; inside it every
-  stage is batched with ``vmap`` or run item by item with ``lax.map``, whichever is faster for its width on CPU
-  (``batching``).
+  stage is batched with ``vmap`` or run item by item with ``lax.map``, whichever is faster for its width on
+  CPU (``batching``).
 * Inside a group, work is shared (:func:`run_protocol_batch`): f is trained once per (seed, lr_f),
   perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell; seed-independent
   infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
@@ -89,7 +89,8 @@ def run_sweep(cells, store, **kw) -> list[dict]:
 @struct.dataclass
 class InfiniteGroup:
     """One infinite-width group: ``cfg`` (static: its batch key), the data ``x`` (N, d), ``y`` (N,), ``z``
-    (M, d), ``y_test`` (M,) and per cell (C cells) the seed ``keys`` (C, 2) and ``eps``, ``lr_f``, ``lr_g`` (C,)."""
+    (M, d), ``y_test`` (M,) and per cell (C cells) the seed ``keys`` (C, 2) and ``eps``, ``lr_f``, ``lr_g``
+    (C,)."""
 
     cfg: ProtocolConfig = struct.field(pytree_node=False)
     x: jax.Array
@@ -223,7 +224,8 @@ def _infinite_batch(g: InfiniteGroup) -> dict[str, jax.Array]:
 
 
 def _over(fn: Callable, args: tuple, batched: bool):
-    """``vmap(fn)(*args)`` if ``batched``, else the same results with ``lax.map`` (sequential, one compile)."""
+    """``vmap(fn)(*args)`` if ``batched``, else the same results with ``lax.map`` (sequential, one
+    compile)."""
     if batched:
         return jax.vmap(fn)(*args)
     return jax.lax.map(lambda a: fn(*a), args)
@@ -231,7 +233,8 @@ def _over(fn: Callable, args: tuple, batched: bool):
 
 @jax.jit
 def _finite_batch(g: FiniteGroup) -> dict[str, jax.Array]:
-    """Metrics (C,) of every cell of a finite-width group, the shared work done once (see :class:`FiniteGroup`)."""
+    """Metrics (C,) of every cell of a finite-width group, the shared work done once (see
+    :class:`FiniteGroup`)."""
     cfg, x, y, z, y_test = g.cfg, g.x, g.y, g.z, g.y_test
     apply_fn = protocol.model_apply(cfg)
     take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731

@@ -13,12 +13,12 @@ and perturbations once per (f, attack, eps, targets)):
 
 Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
 (ICLR 2024), where noise is uniform or Gaussian with the data's root-mean-square coordinate scale.
-Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign plus,
-for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
+Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign
+plus, for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
 
-Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with the
-config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
+Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with
+the config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
 (:data:`ntk_adv.limits.INF_WIDTH`;
 a CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots``
 also accepts ``None`` and the strings ``"inf"``/``"infinite"``.
@@ -66,7 +66,8 @@ class ProtocolConfig:
     ``attack_c`` for L-BFGS; the attack parameters are validated at construction.
     Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
     ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
-    random initial function (docs/theory.md); their infinite-width limit is then the centred predictor itself."""
+    random initial function (docs/theory.md); their infinite-width limit is then the centred predictor
+    itself."""
 
     data: DataSpec = field(default_factory=DataSpec)
     width: int | None = 100
@@ -226,8 +227,9 @@ def make_targets(cfg: ProtocolConfig, y, key) -> jax.Array:
 
 
 def make_noise(cfg: ProtocolConfig, x, key) -> jax.Array:
-    """Noise inputs (N, d), uniform or Gaussian, i.i.d. coordinates with mean 0 and the data's root-mean-square
-    coordinate ``sqrt(mean(x**2))`` as standard deviation (so ``mean(noise**2) ~ mean(x**2)``)."""
+    """Noise inputs (N, d), uniform or Gaussian, i.i.d. coordinates with mean 0 and the data's
+    root-mean-square coordinate ``sqrt(mean(x**2))`` as standard deviation (so ``mean(noise**2) ~
+    mean(x**2)``)."""
     scale = jnp.sqrt(jnp.mean(x**2))
     k = stream(key, "noise")
     if cfg.noise == "gaussian":
@@ -270,7 +272,8 @@ def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None, solver: str = "aut
 
 
 def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPredictor:
-    """g_inf: the infinite-width predictor trained on the adversarial set (centred); time as :func:`infinite_f`."""
+    """g_inf: the infinite-width predictor trained on the adversarial set (centred); time as
+    :func:`infinite_f`."""
     lr = cfg.lr_g if lr_g is None else lr_g
     if cfg.loss == "identity":
         return limits.identity_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, t=cfg.limit_time("g", lr))
@@ -284,8 +287,9 @@ def evaluate(
     training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
     D_n at the perturbed points; g's accuracy on its own (adversarial) training set.
 
-    ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known (:func:`predicted_directions`;
-    the sweep engine computes them once per group when the base points are the training inputs)."""
+    ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known
+    (:func:`predicted_directions`; the sweep engine computes them once per group when the base points are the
+    training inputs)."""
     f_test = predict_f(z)
     if d_pred is None:
         d_pred = predicted_directions(cfg, adv.base, x, y)
@@ -330,9 +334,9 @@ def finite_to_infinite(
     """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
     decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
     (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the
-    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred f_inf
-    on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base points)
-    may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
+    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred
+    f_inf on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base
+    points) may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
@@ -371,7 +375,8 @@ def finite_to_infinite(
 
 
 def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
-    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy regime."""
+    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy
+    regime."""
     trained = params[0] if cfg.centered else params
     start = init[0] if cfg.centered else init
     num = jnp.sum((trained.w - start.w) ** 2) + jnp.sum((trained.b - start.b) ** 2)
@@ -389,8 +394,8 @@ def kernel_gradients(cfg: ProtocolConfig, base, x, y) -> jax.Array:
 
 def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
     """Predicted mean_n |cos(eta_n, D_n)| of a net trained for time ``tau``: the input gradient is
-    grad f_0 + tau G_n with grad f_0 an isotropic random vector of mean square v0 = (1 + gamma^2)/2 (0 for centred
-    nets), so its component along the unit D_n is N(0, v0/d) and
+    grad f_0 + tau G_n with grad f_0 an isotropic random vector of mean square v0 = (1 + gamma^2)/2 (0 for
+    centred nets), so its component along the unit D_n is N(0, v0/d) and
 
         E|cos| ~ E|mu_n + sqrt(v0/d) Z| / sqrt(||tau G_n||^2 + v0),   mu_n = <tau G_n, D_n>,
 
@@ -410,7 +415,8 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
 
 
 def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.Array, jax.Array]:
-    """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term (:func:`limits.kernel_parts`)."""
+    """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term
+    (:func:`limits.kernel_parts`)."""
     return limits.kernel_parts(
         g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization
     )
@@ -422,9 +428,10 @@ def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=No
     * ``g0_abs``, ``bias_term_abs``, ``signal_term_abs``: mean |g_0|, |B|, |S| over z; ``mean_y_adv``;
     * ``agreement_signal`` sign S vs sign f; ``agreement_centred`` sign(B + S) vs sign f (the centred limit);
     * finite nets (``g0_z`` given): ``agreement_same_init``, the limit with g's own initial function
-      (``g_same_z``, default g_0 + B + S), and, for the identity loss, ``agreement_predicted``: the expectation
-      of the agreement over g's random initialization, g_0(z) ~ N(0, Sigma(z, z)) (the NNGP variance at any
-      width), ``mean_z Phi_N(sign f(z) (B + S)(z) / sqrt(Sigma(z, z)))`` - g_0 = 0 for centred nets."""
+      (``g_same_z``, default g_0 + B + S), and, for the identity loss, ``agreement_predicted``: the
+      expectation of the agreement over g's random initialization, g_0(z) ~ N(0, Sigma(z, z)) (the NNGP
+      variance at any width), ``mean_z Phi_N(sign f(z) (B + S)(z) / sqrt(Sigma(z, z)))`` - g_0 = 0 for centred
+      nets."""
     h = b_part + s_part
     out = {
         "bias_term_abs": jnp.mean(jnp.abs(b_part)),
@@ -448,7 +455,8 @@ def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=No
 
 
 def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") -> limits.KernelPredictor:
-    """The infinite-width predictor on (x, y) started from the initial function ``f0`` (e.g. a finite net's)."""
+    """The infinite-width predictor on (x, y) started from the initial function ``f0`` (e.g. a finite
+    net's)."""
     if f0 is None:
         return pred
     if cfg.loss == "identity":  # the flow does not depend on f: only f_0 changes
@@ -538,7 +546,8 @@ def class_mean_plane(x, y) -> tuple[np.ndarray, np.ndarray]:
 def grid_axes(extent, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Grid coordinates ``(u (n,), v (n,))`` along basis[0] and basis[1]: ``linspace`` including endpoints.
 
-    ``extent`` is ``(u_min, u_max, v_min, v_max)`` (matplotlib's order) or a number r for ``(-r, r, -r, r)``."""
+    ``extent`` is ``(u_min, u_max, v_min, v_max)`` (matplotlib's order) or a number r for ``(-r, r, -r,
+    r)``."""
     if np.ndim(extent) == 0:
         extent = (-float(extent), float(extent), -float(extent), float(extent))
     if len(extent) != 4 or not (extent[0] < extent[1] and extent[2] < extent[3]):

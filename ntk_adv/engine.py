@@ -336,7 +336,13 @@ def _run_ray(chunks, run_batch, commit, workers, address):
                 runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]},
             )
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=workers,
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+            )
     try:
         remote = ray.remote(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}

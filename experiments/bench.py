@@ -943,8 +943,7 @@ def table(res: dict) -> str:
     for section, s in sweeps_run:
         lines.append(
             f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold "
-            f"{s['engine_cold_s']:.1f}s)"
-            f"  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
+            f"{s['engine_cold_s']:.1f}s)  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
             f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
             f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
             f"{s['loop_compile_s']:.1f}s)"

@@ -408,8 +408,7 @@ def _by_width(rows, metric, widths):
 PAPER = (
     "BenShmuel 2022 (arXiv 2206.04463) argues qualitatively, without a table for a comparable setting: "
     "trained nets decide like a nearest-neighbour rule that meets halfway between samples of the "
-    "two classes, "
-    "and models share decision boundaries, hence transfer"
+    "two classes, and models share decision boundaries, hence transfer"
 )
 
 
@@ -528,8 +527,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
             V.equals(
                 f"flip_point_halfway_m{w}",
                 f"width {w}: the flip point between a test pair of opposite classes lies "
-                "halfway, mean t = 0.5 within "
-                f"+-{cfg.halfway_tolerance:g} (t = 0 at the +1 point)",
+                f"halfway, mean t = 0.5 within +-{cfg.halfway_tolerance:g} (t = 0 at the +1 point)",
                 0.5,
                 cfg.halfway_tolerance,
                 V.seed_mean(ts, bounds=(0.0, 1.0)),
@@ -543,8 +541,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
             V.below(
                 f"transfer_follows_boundaries_m{w}",
                 f"width {w}: among the seeds of one width, pairs of nets with closer flip points "
-                "transfer more "
-                "(Spearman rho(flip distance, symmetrized transfer) < 0 over net pairs)",
+                "transfer more (Spearman rho(flip distance, symmetrized transfer) < 0 over net pairs)",
                 0.0,
                 _fisher(within["rho"], within["pairs"]),
                 basis="shared boundaries -> shared adversarial directions; within one width so width cannot "

@@ -23,8 +23,7 @@ def test_oracle_tests_skip_without_it():
     root = Path(__file__).resolve().parents[1]
     code = (
         "import sys; sys.modules['neural_tangents'] = None; import pytest; "
-        "sys.exit(pytest.main(['-q', '-rs', "
-        "'-p', 'no:cacheprovider', 'tests/test_limits.py::"
+        "sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', 'tests/test_limits.py::"
         "test_mse_predictor_equals_neural_tangents_gradient_descent_mse']))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)

@@ -151,8 +151,7 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
         V.equals(
             "a_lbfgs_always_succeeds",
             "box-constrained L-BFGS finds a misclassifying perturbation for every attacked test "
-            "point (all widths, "
-            "seeds and the limit pooled)",
+            "point (all widths, seeds and the limit pooled)",
             1.0,
             0.05,
             V.wilson(round(k), n),
@@ -178,8 +177,7 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
         V.slope(
             "a_distortion_converges_to_limit",
             "the per-point minimal distortion of finite nets converges to the infinite-width "
-            "value: relative gap "
-            "~ m^(-1/2)",
+            "value: relative gap ~ m^(-1/2)",
             -0.5,
             0.25,
             fit,
@@ -222,8 +220,7 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
             0.1,
             V.seed_mean(mismatch or [1.0], bounds=(0.0, np.inf)),
             basis="kernel gradient flow with coef <- (1 - lr decay) coef is the decayed net's limit; "
-            "finite-width "
-            f"fluctuations at m={cfg.decay_width} allowed up to 10%",
+            f"finite-width fluctuations at m={cfg.decay_width} allowed up to 10%",
             paper="no published counterpart",
         )
     )
@@ -250,8 +247,7 @@ def claims_a(cfg: Config, rows, summary) -> list[V.Claim]:
         V.above(
             "a_decay_raises_distortion",
             f"stronger weight decay raises the minimal distortion: distortion(decay {lam_max:g}) "
-            "- distortion(0) > 0 "
-            "(RMS per pixel, paired over seeds)",
+            "- distortion(0) > 0 (RMS per pixel, paired over seeds)",
             0.0,
             V.seed_mean(d_dist or [0.0]),
             basis="Szegedy et al.: regularized models need larger perturbations",
@@ -299,8 +295,7 @@ def claims_b(cfg: Config, rows, summary) -> list[V.Claim]:
             "b_noise_near_clean",
             f"Gaussian perturbations of {', '.join(f'{k:g}x' for k in cfg.noise_multiples)} the mean minimal "
             "adversarial L2 norm raise the error by less than the tolerance over the clean error "
-            "(worst multiple, "
-            "mean over models), while the 1x adversarial perturbation fools every point "
+            "(worst multiple, mean over models), while the 1x adversarial perturbation fools every point "
             "(a_lbfgs_always_succeeds)",
             cfg.noise_tolerance,
             V.seed_mean(excess, bounds=(-1.0, 1.0)),

@@ -246,8 +246,7 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
                 fit,
                 basis=basis,
                 paper="Szegedy et al. 2014 Table 5 (ImageNet conv layers): per-layer operator-norm "
-                "bounds, not "
-                "compared with true gradients; predicts the bound is loose, here by how much",
+                "bounds, not compared with true gradients; predicts the bound is loose, here by how much",
             )
         )
     per_seed = [
@@ -259,8 +258,7 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
         V.equals(
             "e_trained_ratio_matches_theory",
             f"at the widest net (m={widths[-1]}) the trained ratio equals the lazy-regime "
-            "prediction (ratio of "
-            "measured to predicted 1 within 25%)",
+            "prediction (ratio of measured to predicted 1 within 25%)",
             1.0,
             0.25,
             V.seed_mean(per_seed),

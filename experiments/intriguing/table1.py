@@ -67,14 +67,12 @@ def claims_mnist(cfg: Config, rows, summary) -> list[V.Claim]:
         V.equals(
             "mnist_distortion_vs_table1",
             f"on real MNIST (1 vs 2) the mean minimal distortion of width-{cfg.mnist_width} nets "
-            "lies in Table 1's "
-            "range for fully connected nets (0.09 +- 0.06 RMS per pixel)",
+            "lies in Table 1's range for fully connected nets (0.09 +- 0.06 RMS per pixel)",
             0.09,
             0.06,
             est,
             basis="Table 1's FC range 0.058-0.14, widened to [0.03, 0.15]; binary two-layer nets have "
-            "one boundary "
-            "to cross (smaller distortion expected than 10-class softmax with strong decay)",
+            "one boundary to cross (smaller distortion expected than 10-class softmax with strong decay)",
             paper=f"{TABLE1}; here a binary 1-vs-2 two-layer net, {cfg.mnist_n_train} training points",
         )
     ]

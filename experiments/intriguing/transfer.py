@@ -136,8 +136,7 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
             V.above(
                 f"c_transfer_net_net_m{w}",
                 f"amplified minimal examples ({amp}) of one width-{w} net fool another width-{w} "
-                "net (other seed) more "
-                f"often than the floor {cfg.transfer_floor:g}",
+                f"net (other seed) more often than the floor {cfg.transfer_floor:g}",
                 cfg.transfer_floor,
                 est,
                 basis="minimal examples sit on the source's boundary; amplified ones cross every "

@@ -77,13 +77,11 @@ def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Clai
                 f"adv_robust_any_attack_{norm}",
                 f"adversarial training with {cfg.adv_attack} (radius {cfg.adv_eps:g} "
                 "L2) makes the net robust to any attack of that radius: clean minus PGD-robust "
-                f"accuracy ({norm}) < "
-                f"{cfg.robust_margin:g}",
+                f"accuracy ({norm}) < {cfg.robust_margin:g}",
                 cfg.robust_margin,
                 _diff(a["clean_acc"], a[f"robust_acc_{norm}"]),
                 basis="the paper: robust accuracy 1 - o(1) for every attack in the ball (so within a "
-                "small margin of "
-                "clean accuracy); a finite net and finite training can only approach it",
+                "small margin of clean accuracy); a finite net and finite training can only approach it",
                 paper=paper,
             )
         )

@@ -24,30 +24,32 @@ b. **Sweep engine vs a plain loop.** Two reference sweeps of the whole protocol 
    N = ``sweep_n``, d = ``d``: the *width sweep* (``sweep_widths`` x ``sweep_seeds`` seeds) and the
    *paper sweep* (``paper_widths`` x lr_f x lr_g in ``paper_lrs`` x eps in linspace(0, ``paper_eps_max``,
    ``paper_eps_count``), ``paper_seeds`` seed(s): 3 x 2 x 2 x 11 = 132 cells by default).
-   *Engine*: ``perturbation.batch.run_sweep`` (the engine) into a temporary store (inprocess backend, ``force=True``): f trained once per
-   (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell, each width group one jit; trainings by
-   the solver ``auto`` picks (activation space from ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on).
-   *Loop* (the baseline of ``speedup``): ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver
-   ``autodiff``, the reference implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key
-   traced - no recompiles per cell), called per cell with ``block_until_ready``; it retrains f for every cell.
-   *Loop with the engine's solver* (``same_solver_loop``): the same per-cell loop with solver ``auto``;
-   ``speedup_same_solver`` = its time / the engine's isolates what sharing and batching give, and
-   ``solver_speedup_per_cell`` = loop / it what the solver gives.
-   All paths use the same cached data arrays and the same per-cell keys, so they compute the same metrics up
-   to float32 rounding (``max_abs_metric_diff`` reports the largest difference). Measurements are interleaved
-   width by width (the order rotating between widths and rounds) and repeated ``sweep_repeats`` times. Compile time: every jit trace / lowering / backend compile is recorded through ``jax.monitoring``
-   (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile included),
-   ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for ``speedup`` - are
-   compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the measured compile time
-   (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
+   *Engine*: ``perturbation.batch.run_sweep`` (the engine) into a temporary store (inprocess backend,
+   ``force=True``): f trained once per (seed, lr_f), perturbations once per (seed, lr_f, eps), g per cell,
+   each width group one jit; trainings by the solver ``auto`` picks (activation space from
+   ``pattern_gd.AUTO_MIN_WIDTH`` = 32 on). *Loop* (the baseline of ``speedup``):
+   ``jax.jit(protocol.finite_cell)`` with backpropagated GD (solver ``autodiff``, the reference
+   implementation's algorithm), compiled once per width (eps, lr_f, lr_g, key traced - no recompiles per
+   cell), called per cell with ``block_until_ready``; it retrains f for every cell. *Loop with the engine's
+   solver* (``same_solver_loop``): the same per-cell loop with solver ``auto``; ``speedup_same_solver`` = its
+   time / the engine's isolates what sharing and batching give, and ``solver_speedup_per_cell`` = loop / it
+   what the solver gives. All paths use the same cached data arrays and the same per-cell keys, so they
+   compute the same metrics up to float32 rounding (``max_abs_metric_diff`` reports the largest difference).
+   Measurements are interleaved width by width (the order rotating between widths and rounds) and repeated
+   ``sweep_repeats`` times. Compile time: every jit trace / lowering / backend compile is recorded through
+   ``jax.monitoring`` (union of the time spans); ``*_cold_s`` is the wall time of the first round (compile
+   included), ``*_compile_s`` the compile time inside it, and ``engine_s`` / ``loop_s`` - used for
+   ``speedup`` - are compile-free: the best later round if ``sweep_repeats >= 2``, else cold minus the
+   measured compile time (``warm_method`` says which). ``speedup_cold`` is the ratio with compile included.
    ``reuse_bound`` = (f + g trainings of the loop) / (f + g trainings of the engine), the speedup that reuse
    alone can give when training dominates (132 + 132) / (6 + 132) = 1.91 for the paper sweep.
-   ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's trainings
-   alone (``training_tflop.engine``, counted analytically *as backpropagated GD*) take at the measured matmul
-   peak: no schedule of backpropagated trainings can beat it on this machine; the activation-space solver is
-   how the engine goes past it. ``loop_peak_fraction`` is the loop's training FLOPs over its wall time as a
-   fraction of the peak, ``engine_equivalent_peak_fraction`` the same with the engine's backprop-equivalent
-   FLOPs (above 1 when the engine does less arithmetic than backpropagation would).
+   ``peak_bound`` = ``loop_s`` / ``engine_floor_s``, where ``engine_floor_s`` is the time the engine's
+   trainings alone (``training_tflop.engine``, counted analytically *as backpropagated GD*) take at the
+   measured matmul peak: no schedule of backpropagated trainings can beat it on this machine; the
+   activation-space solver is how the engine goes past it. ``loop_peak_fraction`` is the loop's training FLOPs
+   over its wall time as a fraction of the peak, ``engine_equivalent_peak_fraction`` the same with the
+   engine's backprop-equivalent FLOPs (above 1 when the engine does less arithmetic than backpropagation
+   would).
 c. **Infinite-width agreement at N = 10^4.** ``protocol.infinite_cell`` (jitted; f_inf, one-step L2
    perturbations of f_inf, g_inf, every metric of ``evaluate``) on ``infinite_n`` Gaussian training points of
    dimension ``d`` and ``infinite_n_test`` held-out points, in a fresh subprocess: ``seconds`` is the first
@@ -65,7 +67,8 @@ d. **The papers' optimizer** (``paper_preset``). Researchers reproducing the pub
    trace).
 
 Cold and warm: every section reports the first call (compile included: ``cold_s`` / ``*_cold_s``, with the
-compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``, ``seconds_warm``).
+compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``,
+``seconds_warm``).
 
 Writes ``DIR/bench.json`` (nested keys: ``matmul_peak_gflops``, ``training.width_<m>.{gflops,peak_fraction}``,
 ``training.peak_fraction``, ``training.paper_preset.width_<m>.{gflops,peak_fraction,pattern_speedup}``,
@@ -104,21 +107,45 @@ from ntk_adv.store import ResultStore
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "bench"
-SECTIONS = ("matmul", "training", "width_sweep", "paper_sweep", "paper_preset", "infinite", "reproduction_panel")
+SECTIONS = (
+    "matmul",
+    "training",
+    "width_sweep",
+    "paper_sweep",
+    "paper_preset",
+    "infinite",
+    "reproduction_panel",
+)
 PRESETS = ("theory", "paper")
 TARGETS = {
     "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
     "width_sweep_speedup": 1.3,
     "paper_sweep_speedup": 3.0,
-    "paper_preset_width_sweep_speedup": 2.0,  # the papers' optimizer (momentum + plateau), against its own loop
+    # the papers' optimizer (momentum + plateau), against its own loop
+    "paper_preset_width_sweep_speedup": 2.0,
     "paper_preset_paper_sweep_speedup": 4.0,
     "infinite_seconds": 30.0,  # N = 10^4
 }
 # The scaled-down variant (--quick): replaces every field that still has its default value.
-QUICK = dict(matmul_sizes=(1024, 2048), repeats=2, train_widths=(100, 1000), train_n=1000, d=256, steps=50,
-             sweep_n=500, sweep_n_test=250, sweep_widths=(16, 64, 256, 1024), sweep_seeds=3,
-             paper_widths=(10, 100), paper_eps_count=5, sweep_repeats=2, infinite_n=2000, infinite_n_test=500,
-             panel_seeds=2, panel_values=(0.0, 0.005, 0.01))
+QUICK = dict(
+    matmul_sizes=(1024, 2048),
+    repeats=2,
+    train_widths=(100, 1000),
+    train_n=1000,
+    d=256,
+    steps=50,
+    sweep_n=500,
+    sweep_n_test=250,
+    sweep_widths=(16, 64, 256, 1024),
+    sweep_seeds=3,
+    paper_widths=(10, 100),
+    paper_eps_count=5,
+    sweep_repeats=2,
+    infinite_n=2000,
+    infinite_n_test=500,
+    panel_seeds=2,
+    panel_values=(0.0, 0.005, 0.01),
+)
 
 
 @dataclass(frozen=True)
@@ -150,7 +177,8 @@ class Config:
     sweep_repeats: int = 1
     same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
     paper_same_solver_loop: bool = False  # the same for the paper_preset section (adds a third loop's time)
-    # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary, figure)
+    # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary,
+    # figure)
     panel: str = "shifted_gauss_a_eps"
     panel_seeds: int = 5
     panel_values: tuple[float, ...] = ()  # the panel's swept values; empty = the published ones
@@ -168,9 +196,24 @@ class Config:
     def __post_init__(self):
         unknown = set(self.sections) - set(SECTIONS)
         if unknown or not self.sections:
-            raise ValueError(f"sections must be a non-empty subset of {', '.join(SECTIONS)}; got {self.sections}")
-        positive = ("repeats", "train_n", "d", "steps", "vmap_seeds", "sweep_n", "sweep_n_test", "sweep_seeds",
-                    "paper_eps_count", "paper_seeds", "sweep_repeats", "infinite_n", "infinite_n_test")
+            raise ValueError(
+                f"sections must be a non-empty subset of {', '.join(SECTIONS)}; got {self.sections}"
+            )
+        positive = (
+            "repeats",
+            "train_n",
+            "d",
+            "steps",
+            "vmap_seeds",
+            "sweep_n",
+            "sweep_n_test",
+            "sweep_seeds",
+            "paper_eps_count",
+            "paper_seeds",
+            "sweep_repeats",
+            "infinite_n",
+            "infinite_n_test",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -195,29 +238,46 @@ class Config:
         return replace(self, **{k: v for k, v in QUICK.items() if getattr(self, k) == getattr(default, k)})
 
     def sweep_data(self) -> DataSpec:
-        return DataSpec(self.sweep_dataset, n_train=self.sweep_n, n_test=self.sweep_n_test, d=self.d,
-                        seed=self.seed)
+        return DataSpec(
+            self.sweep_dataset, n_train=self.sweep_n, n_test=self.sweep_n_test, d=self.d, seed=self.seed
+        )
 
     def base(self, width: int, preset: str = "theory") -> protocol.ProtocolConfig:
-        return protocol.ProtocolConfig(data=self.sweep_data(), width=width, loss="identity", preset=preset,
-                                       lr_f=self.sweep_lr, lr_g=self.sweep_lr, steps_f=self.steps,
-                                       steps_g=self.steps, eps=self.sweep_eps)
+        return protocol.ProtocolConfig(
+            data=self.sweep_data(),
+            width=width,
+            loss="identity",
+            preset=preset,
+            lr_f=self.sweep_lr,
+            lr_g=self.sweep_lr,
+            steps_f=self.steps,
+            steps_g=self.steps,
+            eps=self.sweep_eps,
+        )
 
     def width_grid(self, preset: str = "theory") -> engine.Grid:
-        return engine.Grid(self.base(self.sweep_widths[0], preset), axes=(("width", tuple(self.sweep_widths)),),
-                           seeds=self.sweep_seeds)
+        return engine.Grid(
+            self.base(self.sweep_widths[0], preset),
+            axes=(("width", tuple(self.sweep_widths)),),
+            seeds=self.sweep_seeds,
+        )
 
     def paper_grid(self, preset: str = "theory") -> engine.Grid:
         eps = tuple(float(e) for e in np.linspace(0.0, self.paper_eps_max, self.paper_eps_count))
         lrs = tuple(float(v) for v in self.paper_lrs)
-        return engine.Grid(self.base(self.paper_widths[0], preset),
-                           axes=(("width", tuple(self.paper_widths)), ("lr_f", lrs), ("lr_g", lrs), ("eps", eps)),
-                           seeds=self.paper_seeds)
+        return engine.Grid(
+            self.base(self.paper_widths[0], preset),
+            axes=(("width", tuple(self.paper_widths)), ("lr_f", lrs), ("lr_g", lrs), ("eps", eps)),
+            seeds=self.paper_seeds,
+        )
 
 
 # ------------------------------------------------------------------------------------------- timing helpers
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 class _CompileSpans:
@@ -286,8 +346,9 @@ def _train_config(preset: str, steps: int) -> TrainConfig:
     return make(lr=0.01, steps=steps, loss="identity", record_loss=False)
 
 
-def _training_case(cfg: Config, x, y, width: int, seeds: int | None, solver: str = "autodiff",
-                   preset: str = "theory"):
+def _training_case(
+    cfg: Config, x, y, width: int, seeds: int | None, solver: str = "autodiff", preset: str = "theory"
+):
     """A zero-argument function running ``steps`` steps of ``preset`` at ``width`` (``seeds`` nets vmapped, or
     one), by backpropagation (``solver='autodiff'``) or in activation space (``'pattern'``, one net)."""
     net = models.TwoLayerConfig(width)
@@ -331,9 +392,12 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
             cases[(m, cfg.vmap_seeds, "autodiff", "theory")] = _training_case(cfg, x, y, m, cfg.vmap_seeds)
         for case, fn in cases.items():
             first[case] = timed(fn)
-            _say(progress, f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'} "
-                           f"({case[2]}, {case[3]} preset): first call {first[case].wall:.1f}s "
-                           f"({first[case].compile:.1f}s compile)")
+            _say(
+                progress,
+                f"  training width {case[0]}{'' if case[1] is None else f' x{case[1]} seeds'} "
+                f"({case[2]}, {case[3]} preset): first call {first[case].wall:.1f}s "
+                f"({first[case].compile:.1f}s compile)",
+            )
     mm_times = {n: [] for n in mats}
     tr_times = {c: [] for c in cases}
     tr_cpu = {c: [] for c in cases}
@@ -346,16 +410,29 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
             tr_cpu[case].append(tm.cpu)
         _say(progress, f"  throughput round {r + 1}/{cfg.repeats} done")
 
-    mm = {f"n_{n}": {"gflops": 2 * n**3 / min(t) / 1e9, "best_s": min(t), "times_s": t,
-                     "cold_s": first_mm[n].wall, "compile_s": first_mm[n].compile}
-          for n, t in mm_times.items()}
+    mm = {
+        f"n_{n}": {
+            "gflops": 2 * n**3 / min(t) / 1e9,
+            "best_s": min(t),
+            "times_s": t,
+            "cold_s": first_mm[n].wall,
+            "compile_s": first_mm[n].compile,
+        }
+        for n, t in mm_times.items()
+    }
     peak = max(v["gflops"] for v in mm.values()) if mm else math.nan
-    training: dict = {"n": cfg.train_n, "d": cfg.d, "steps": cfg.steps, "loss": "identity", "preset": "theory",
-                      "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net, backpropagated; the paper preset "
-                                        "adds 2dm + 2m for the momentum trace)",
-                      "pattern": "pattern_gd.train, the same optimizer in activation space; pattern_speedup = "
-                                 "autodiff best_s / pattern best_s",
-                      "cold": "cold_s: first call (compile included, compile_s of it); best_s: warm"}
+    training: dict = {
+        "n": cfg.train_n,
+        "d": cfg.d,
+        "steps": cfg.steps,
+        "loss": "identity",
+        "preset": "theory",
+        "flops_per_step": "4Ndm + 8Nm + 2dm + 2m + 3N (per net, backpropagated; the paper preset "
+        "adds 2dm + 2m for the momentum trace)",
+        "pattern": "pattern_gd.train, the same optimizer in activation space; pattern_speedup = "
+        "autodiff best_s / pattern best_s",
+        "cold": "cold_s: first call (compile included, compile_s of it); best_s: warm",
+    }
     vmapped: dict = {}
     paper: dict = {"preset": "paper", "optimizer": "SGD, momentum 0.9, reduce-on-plateau (optax)"}
     for (m, seeds, solver, preset), t in tr_times.items():
@@ -365,17 +442,28 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
         flops = cfg.steps * nets * train_flops_per_step(cfg.train_n, cfg.d, m, preset)
         best = int(np.argmin(t))
         case = (m, seeds, solver, preset)
-        entry = {"gflops": flops / t[best] / 1e9, "peak_fraction": flops / t[best] / 1e9 / peak,
-                 "best_s": t[best], "times_s": t, "flops": flops, "nets": nets,
-                 "cpu_utilization": tr_cpu[case][best] / t[best], "cold_s": first[case].wall,
-                 "compile_s": first[case].compile}
+        entry = {
+            "gflops": flops / t[best] / 1e9,
+            "peak_fraction": flops / t[best] / 1e9 / peak,
+            "best_s": t[best],
+            "times_s": t,
+            "flops": flops,
+            "nets": nets,
+            "cpu_utilization": tr_cpu[case][best] / t[best],
+            "cold_s": first[case].wall,
+            "compile_s": first[case].compile,
+        }
         if seeds is None:
             pcase = (m, None, "pattern", preset)
             pattern_t = tr_times[pcase]
-            entry.update(pattern_best_s=min(pattern_t), pattern_times_s=pattern_t,
-                         pattern_speedup=t[best] / min(pattern_t), pattern_cold_s=first[pcase].wall,
-                         pattern_compile_s=first[pcase].compile,
-                         pattern_equivalent_peak_fraction=flops / min(pattern_t) / 1e9 / peak)
+            entry.update(
+                pattern_best_s=min(pattern_t),
+                pattern_times_s=pattern_t,
+                pattern_speedup=t[best] / min(pattern_t),
+                pattern_cold_s=first[pcase].wall,
+                pattern_compile_s=first[pcase].compile,
+                pattern_equivalent_peak_fraction=flops / min(pattern_t) / 1e9 / peak,
+            )
             (training if preset == "theory" else paper)[f"width_{m}"] = entry
         else:
             vmapped[f"width_{m}_seeds_{seeds}"] = entry
@@ -387,7 +475,8 @@ def bench_throughput(cfg: Config, progress: bool) -> tuple[float, dict, dict]:
             part["peak_fraction"] = part[f"width_{top}"]["peak_fraction"]
             part["peak_fraction_width"] = top
             part["min_peak_fraction_width_ge_1000"] = (
-                min(part[f"width_{m}"]["peak_fraction"] for m in big) if big else None)
+                min(part[f"width_{m}"]["peak_fraction"] for m in big) if big else None
+            )
         training["paper_preset"] = paper
     return peak, {"sizes": mm, "peak_gflops": peak}, training
 
@@ -411,8 +500,16 @@ def run_loop(cells, arrays, runner) -> list[dict]:
     x, y, z, y_test = arrays
     out = []
     for c, s in cells:
-        res = runner(x, y, z, y_test, jax.random.PRNGKey(s), jnp.asarray(c.eps, x.dtype),
-                     jnp.asarray(c.lr_f, x.dtype), jnp.asarray(c.lr_g, x.dtype))
+        res = runner(
+            x,
+            y,
+            z,
+            y_test,
+            jax.random.PRNGKey(s),
+            jnp.asarray(c.eps, x.dtype),
+            jnp.asarray(c.lr_f, x.dtype),
+            jnp.asarray(c.lr_g, x.dtype),
+        )
         res = jax.block_until_ready(res)
         out.append({k: float(v) for k, v in res.items()})
     return out
@@ -420,14 +517,18 @@ def run_loop(cells, arrays, runner) -> list[dict]:
 
 def training_flops(cells) -> dict[str, int]:
     """Analytic FLOPs of the trainings alone (f and g, ``steps_f`` / ``steps_g`` full-batch GD steps each, see
-    :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for the
-    loop (f and g per cell)."""
+    :func:`train_flops_per_step`) for the engine (f once per (width group, seed, lr_f), g per cell) and for
+    the loop (f and g per cell)."""
     f_units = {(batch.protocol_batch_key(c), s, c.lr_f): c for c, s in cells}
+
     def one(c, steps):
         return steps * train_flops_per_step(c.data.n_train, c.data.d, c.width, c.preset)
+
     g = sum(one(c, c.steps_g) for c, _ in cells)
-    return {"engine": sum(one(c, c.steps_f) for c in f_units.values()) + g,
-            "loop": sum(one(c, c.steps_f) for c, _ in cells) + g}
+    return {
+        "engine": sum(one(c, c.steps_f) for c in f_units.values()) + g,
+        "loop": sum(one(c, c.steps_f) for c, _ in cells) + g,
+    }
 
 
 def _count_trainings(cells) -> tuple[int, int]:
@@ -442,8 +543,14 @@ def reuse_bound(cells) -> float:
     return 2 * len(cells) / sum(_count_trainings(cells))
 
 
-def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_gflops: float = math.nan,
-                same_solver_loop: bool | None = None) -> dict:
+def bench_sweep(
+    cfg: Config,
+    grid: engine.Grid,
+    name: str,
+    progress: bool,
+    peak_gflops: float = math.nan,
+    same_solver_loop: bool | None = None,
+) -> dict:
     """Engine vs loop on ``grid``, interleaved per width group (batch key), ``cfg.sweep_repeats`` rounds.
     ``peak_gflops`` (the measured matmul peak) turns the analytic training FLOPs into ``peak_bound``. The
     trainings follow ``grid.base.preset`` in every path (the loop backpropagates that preset's optimizer)."""
@@ -467,8 +574,15 @@ def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_
                 results = {}
                 for path in paths[shift:] + paths[:shift]:
                     if path == "engine":
-                        recs, wall, comp, cpu = timed(batch.run_sweep, group, store, force=True, progress=False,
-                                                      backend="inprocess", kind=f"bench_{name}")
+                        recs, wall, comp, cpu = timed(
+                            batch.run_sweep,
+                            group,
+                            store,
+                            force=True,
+                            progress=False,
+                            backend="inprocess",
+                            kind=f"bench_{name}",
+                        )
                         results[path] = [rec["metrics"] for rec in recs]
                     else:
                         runner = _loop_runner(key, LOOPS[path])
@@ -479,10 +593,15 @@ def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_
                         compiles[(path, gi)] = comp
                 for path in paths[1:]:
                     for a, b in zip(results["engine"], results[path]):
-                        max_diff = max(max_diff, max((abs(a[k] - b[k]) for k in a if math.isfinite(a[k] - b[k])),
-                                                     default=0.0))
-                _say(progress, f"  {name} round {r + 1}: width {key.width} ({len(group)} cells): " + ", ".join(
-                    f"{path} {times[(path, gi)][-1]:.1f}s" for path in paths))
+                        max_diff = max(
+                            max_diff,
+                            max((abs(a[k] - b[k]) for k in a if math.isfinite(a[k] - b[k])), default=0.0),
+                        )
+                _say(
+                    progress,
+                    f"  {name} round {r + 1}: width {key.width} ({len(group)} cells): "
+                    + ", ".join(f"{path} {times[(path, gi)][-1]:.1f}s" for path in paths),
+                )
 
     def total(path, warm):
         out = 0.0
@@ -499,9 +618,14 @@ def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_
     f_engine, g_engine = _count_trainings(cells)
     n_groups = range(len(groups))
     res = {
-        "cells": len(cells), "groups": len(groups),
-        "widths": [k.width for k in groups], "n_train": grid.base.data.n_train, "d": grid.base.data.d,
-        "n_test": grid.base.data.n_test, "dataset": grid.base.data.name, "steps": grid.base.steps_f,
+        "cells": len(cells),
+        "groups": len(groups),
+        "widths": [k.width for k in groups],
+        "n_train": grid.base.data.n_train,
+        "d": grid.base.data.d,
+        "n_test": grid.base.data.n_test,
+        "dataset": grid.base.data.name,
+        "steps": grid.base.steps_f,
         "preset": grid.base.preset,
         "solvers": {"engine": "auto", **{p: LOOPS[p] for p in paths[1:]}},
         "warm_method": "best_of_later_rounds" if cfg.sweep_repeats >= 2 else "cold_minus_measured_compile",
@@ -509,16 +633,31 @@ def bench_sweep(cfg: Config, grid: engine.Grid, name: str, progress: bool, peak_
         "trainings": {"engine_f": f_engine, "engine_g": g_engine, "loop_f": len(cells), "loop_g": len(cells)},
         "reuse_bound": reuse_bound(cells),
         "max_abs_metric_diff": max_diff,
-        "by_width": {str(k.width): {"cells": len(groups[k]), **{
-            f"{path}_{what}": v for path in paths for what, v in (
-                ("s", [round(t, 4) for t in times[(path, gi)]]),
-                ("cpu_s", [round(t, 4) for t in cpus[(path, gi)]]),
-                ("compile_s", compiles[(path, gi)]))}} for gi, k in enumerate(groups)},
+        "by_width": {
+            str(k.width): {
+                "cells": len(groups[k]),
+                **{
+                    f"{path}_{what}": v
+                    for path in paths
+                    for what, v in (
+                        ("s", [round(t, 4) for t in times[(path, gi)]]),
+                        ("cpu_s", [round(t, 4) for t in cpus[(path, gi)]]),
+                        ("compile_s", compiles[(path, gi)]),
+                    )
+                },
+            }
+            for gi, k in enumerate(groups)
+        },
     }
     for path in paths:
-        res.update({f"{path}_s": total(path, True), f"{path}_cold_s": total(path, False),
-                    f"{path}_cold_cpu_s": sum(cpus[(path, gi)][0] for gi in n_groups),
-                    f"{path}_compile_s": sum(compiles[(path, gi)] for gi in n_groups)})
+        res.update(
+            {
+                f"{path}_s": total(path, True),
+                f"{path}_cold_s": total(path, False),
+                f"{path}_cold_cpu_s": sum(cpus[(path, gi)][0] for gi in n_groups),
+                f"{path}_compile_s": sum(compiles[(path, gi)] for gi in n_groups),
+            }
+        )
 
     def ratio(num, den):  # nan (null in bench.json) if a compile-free time could not be resolved
         return num / den if min(num, den) > 0 else math.nan
@@ -558,14 +697,21 @@ def _rss_mb() -> float:
         pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 2**20)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
+        1024.0 if sys.platform != "darwin" else 2**20
+    )
 
 
 def infinite_child(n: int, n_test: int, d: int, repeats: int, seed: int) -> dict:
     """Runs in the subprocess: the jitted infinite-width protocol on gauss data (see the module docstring)."""
     t0 = time.perf_counter()
-    cfg = protocol.ProtocolConfig(data=DataSpec("gauss", n_train=n, n_test=n_test, d=d, seed=seed), width=None,
-                                  loss="identity", preset="theory", eps=0.14)
+    cfg = protocol.ProtocolConfig(
+        data=DataSpec("gauss", n_train=n, n_test=n_test, d=d, seed=seed),
+        width=None,
+        loss="identity",
+        preset="theory",
+        eps=0.14,
+    )
     arrays = jax.block_until_ready(data_arrays(cfg.data))
     data_s = time.perf_counter() - t0
     base_rss = _rss_mb()
@@ -573,50 +719,84 @@ def infinite_child(n: int, n_test: int, d: int, repeats: int, seed: int) -> dict
     key = jax.random.PRNGKey(seed)
     out, cold, comp, _ = timed(run, cfg, *arrays, key)
     warm = [timed(run, cfg, *arrays, key).wall for _ in range(repeats)]
-    return {"seconds": cold, "compile_s": comp, "seconds_warm": min(warm) if warm else math.nan,
-            "times_warm_s": warm, "data_s": data_s, "baseline_rss_mb": base_rss, "peak_rss_mb": _rss_mb(),
-            "peak_rss_delta_mb": _rss_mb() - base_rss, "agreement": float(out["agreement"])}
+    return {
+        "seconds": cold,
+        "compile_s": comp,
+        "seconds_warm": min(warm) if warm else math.nan,
+        "times_warm_s": warm,
+        "data_s": data_s,
+        "baseline_rss_mb": base_rss,
+        "peak_rss_mb": _rss_mb(),
+        "peak_rss_delta_mb": _rss_mb() - base_rss,
+        "agreement": float(out["agreement"]),
+    }
 
 
 def bench_infinite(cfg: Config, progress: bool) -> dict:
     """Section c in a fresh Python process (clean peak RSS)."""
-    args = {"n": cfg.infinite_n, "n_test": cfg.infinite_n_test, "d": cfg.d, "repeats": cfg.infinite_repeats,
-            "seed": cfg.seed}
+    args = {
+        "n": cfg.infinite_n,
+        "n_test": cfg.infinite_n_test,
+        "d": cfg.d,
+        "repeats": cfg.infinite_repeats,
+        "seed": cfg.seed,
+    }
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
-                          env=env, cwd=root)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True, env=env, cwd=root
+    )
     total = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"infinite-width benchmark subprocess failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"infinite-width benchmark subprocess failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     res = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
-    res.update(n_train=cfg.infinite_n, n_test=cfg.infinite_n_test, d=cfg.d, subprocess_total_s=total,
-               stages="protocol.infinite_cell: infinite_f, adversarial_set (one_step_l2), infinite_g, evaluate")
-    _say(progress, f"  infinite N={cfg.infinite_n}: {res['seconds']:.1f}s cold ({res['compile_s']:.1f}s compile), "
-                   f"peak RSS {res['peak_rss_mb']:.0f} MB")
+    res.update(
+        n_train=cfg.infinite_n,
+        n_test=cfg.infinite_n_test,
+        d=cfg.d,
+        subprocess_total_s=total,
+        stages="protocol.infinite_cell: infinite_f, adversarial_set (one_step_l2), infinite_g, evaluate",
+    )
+    _say(
+        progress,
+        f"  infinite N={cfg.infinite_n}: {res['seconds']:.1f}s cold ({res['compile_s']:.1f}s compile), "
+        f"peak RSS {res['peak_rss_mb']:.0f} MB",
+    )
     return res
 
 
 # ------------------------------------------------------------------------------------------- main
 def _target(value, threshold, kind: str, what: str) -> dict:
-    ok = None if value is None or not math.isfinite(value) else (value >= threshold if kind == ">=" else
-                                                                   value < threshold)
+    ok = (
+        None
+        if value is None or not math.isfinite(value)
+        else (value >= threshold if kind == ">=" else value < threshold)
+    )
     return {"target": f"{kind} {threshold}", "what": what, "value": value, "met": ok}
 
 
 def bench_panel(cfg: Config, out: Path) -> dict:
     """One reproduction panel end to end, twice in one process: cold (compiles included, empty store) and warm
-    (``force``: every cell recomputed with the compiled functions); the cells and which solver trained them."""
+    (``force``: every cell recomputed with the compiled functions); the cells and which solver trained
+    them."""
     import shutil
 
     from experiments import reproduce
 
-    rcfg = reproduce.Config(panel=cfg.panel, seeds=cfg.panel_seeds, values=tuple(cfg.panel_values),
-                            n_train=cfg.panel_n_train, n_test=cfg.panel_n_test, d=cfg.panel_d, width=cfg.panel_width,
-                            steps=cfg.panel_steps)
+    rcfg = reproduce.Config(
+        panel=cfg.panel,
+        seeds=cfg.panel_seeds,
+        values=tuple(cfg.panel_values),
+        n_train=cfg.panel_n_train,
+        n_test=cfg.panel_n_test,
+        d=cfg.panel_d,
+        width=cfg.panel_width,
+        steps=cfg.panel_steps,
+    )
     shutil.rmtree(out, ignore_errors=True)
     times = []
     for force in (False, True):
@@ -624,8 +804,15 @@ def bench_panel(cfg: Config, out: Path) -> dict:
         summary = reproduce.main(replace(rcfg, force=force), out, progress=False)
         times.append(time.perf_counter() - t0)
     pcfg = summary.get("settings", {})
-    return {"panel": cfg.panel, "seeds": cfg.panel_seeds, "points": len(summary.get("points", [])),
-            "cold_s": times[0], "warm_s": times[1], "settings": pcfg, "solver": rcfg.solver}
+    return {
+        "panel": cfg.panel,
+        "seeds": cfg.panel_seeds,
+        "points": len(summary.get("points", [])),
+        "cold_s": times[0],
+        "warm_s": times[1],
+        "settings": pcfg,
+        "solver": rcfg.solver,
+    }
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bool = True) -> dict:
@@ -634,11 +821,20 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    res: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "devices": str(jax.devices()),
-                 "cpu_count": os.cpu_count(), "loadavg_start": list(os.getloadavg())}
+    res: dict = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        **provenance(),
+        "devices": str(jax.devices()),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": list(os.getloadavg()),
+    }
     peak = math.nan
     if {"matmul", "training", "width_sweep", "paper_sweep", "paper_preset"} & set(cfg.sections):
-        _say(progress, "bench: matmul peak" + (" and training throughput" if "training" in cfg.sections else ""))
+        _say(
+            progress,
+            "bench: matmul peak" + (" and training throughput" if "training" in cfg.sections else ""),
+        )
         peak, mm, training = bench_throughput(cfg, progress)
         res["matmul_peak_gflops"], res["matmul"] = peak, mm
         if "training" in cfg.sections:
@@ -651,8 +847,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
         res["paper_preset"] = {}
         for section, grid_fn in (("width_sweep", cfg.width_grid), ("paper_sweep", cfg.paper_grid)):
             _say(progress, f"bench: paper_preset.{section} (momentum 0.9 + reduce-on-plateau)")
-            res["paper_preset"][section] = bench_sweep(cfg, grid_fn("paper"), f"paper_preset_{section}", progress,
-                                                       peak, cfg.paper_same_solver_loop)
+            res["paper_preset"][section] = bench_sweep(
+                cfg, grid_fn("paper"), f"paper_preset_{section}", progress, peak, cfg.paper_same_solver_loop
+            )
     if "infinite" in cfg.sections:
         _say(progress, f"bench: infinite-width agreement, N = {cfg.infinite_n}")
         res["infinite_agreement"] = bench_infinite(cfg, progress)
@@ -663,23 +860,45 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     targets = {}
     if "training" in res:
         targets["training_peak_fraction"] = _target(
-            res["training"]["min_peak_fraction_width_ge_1000"], TARGETS["training_peak_fraction"], ">=",
-            "min over widths >= 1000 of training GFLOP/s / matmul peak")
+            res["training"]["min_peak_fraction_width_ge_1000"],
+            TARGETS["training_peak_fraction"],
+            ">=",
+            "min over widths >= 1000 of training GFLOP/s / matmul peak",
+        )
     for section in ("width_sweep", "paper_sweep"):
         if section in res:
-            targets[f"{section}_speedup"] = _target(res[section]["speedup"], TARGETS[f"{section}_speedup"], ">=",
-                                                    f"{section}: loop_s / engine_s (compile excluded)")
+            targets[f"{section}_speedup"] = _target(
+                res[section]["speedup"],
+                TARGETS[f"{section}_speedup"],
+                ">=",
+                f"{section}: loop_s / engine_s (compile excluded)",
+            )
         if section in res.get("paper_preset", {}):
             targets[f"paper_preset_{section}_speedup"] = _target(
-                res["paper_preset"][section]["speedup"], TARGETS[f"paper_preset_{section}_speedup"], ">=",
-                f"paper_preset.{section}: loop_s / engine_s (compile excluded), both with momentum + plateau")
+                res["paper_preset"][section]["speedup"],
+                TARGETS[f"paper_preset_{section}_speedup"],
+                ">=",
+                f"paper_preset.{section}: loop_s / engine_s (compile excluded), both with momentum + plateau",
+            )
     if "infinite_agreement" in res:
-        targets["infinite_seconds"] = _target(res["infinite_agreement"]["seconds"], TARGETS["infinite_seconds"],
-                                              "<", f"infinite_cell at N={cfg.infinite_n}, cold (compile included)")
+        targets["infinite_seconds"] = _target(
+            res["infinite_agreement"]["seconds"],
+            TARGETS["infinite_seconds"],
+            "<",
+            f"infinite_cell at N={cfg.infinite_n}, cold (compile included)",
+        )
     res["targets"] = targets
     default = Config()
-    res["reference_sizes"] = replace(cfg, sections=SECTIONS, repeats=default.repeats, sweep_repeats=default.sweep_repeats,
-                                     infinite_repeats=default.infinite_repeats) == default
+    res["reference_sizes"] = (
+        replace(
+            cfg,
+            sections=SECTIONS,
+            repeats=default.repeats,
+            sweep_repeats=default.sweep_repeats,
+            infinite_repeats=default.infinite_repeats,
+        )
+        == default
+    )
     res["loadavg_end"] = list(os.getloadavg())
     res["total_s"] = time.perf_counter() - t_start
     write_json(res, out / "bench.json")
@@ -689,7 +908,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
 
 def table(res: dict) -> str:
     """A plain-text summary of a bench.json dict."""
-    lines = [f"ntk-adv bench (jax {res['jax']}, git {res['git_rev'][:10]}, load {res['loadavg_start'][0]:.1f})"]
+    lines = [
+        f"ntk-adv bench (jax {res['jax']}, git {res['git_rev'][:10]}, load {res['loadavg_start'][0]:.1f})"
+    ]
     if "matmul_peak_gflops" in res:
         sizes = ", ".join(f"{k[2:]}: {v['gflops']:.0f}" for k, v in res["matmul"]["sizes"].items())
         lines.append(f"  matmul peak            {res['matmul_peak_gflops']:8.1f} GFLOP/s   ({sizes})")
@@ -697,48 +918,66 @@ def table(res: dict) -> str:
         tr = res["training"]
         for k, v in tr.items():
             if k.startswith("width_"):
-                lines.append(f"  training {k:<13} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
-                             f"  ({v['best_s']:.3f}s / {tr['steps']} steps; activation-space solver "
-                             f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x)")
+                lines.append(
+                    f"  training {k:<13} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                    f"  ({v['best_s']:.3f}s / {tr['steps']} steps; activation-space solver "
+                    f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x)"
+                )
         for k, v in tr["paper_preset"].items():
             if k.startswith("width_"):
-                lines.append(f"  paper-preset {k:<9} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
-                             f"  ({v['best_s']:.3f}s warm, {v['cold_s']:.1f}s cold; activation-space solver "
-                             f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x, "
-                             f"{v['pattern_equivalent_peak_fraction']:.0%} of peak backprop-equivalent)")
+                lines.append(
+                    f"  paper-preset {k:<9} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                    f"  ({v['best_s']:.3f}s warm, {v['cold_s']:.1f}s cold; activation-space solver "
+                    f"{v['pattern_best_s']:.3f}s, {v['pattern_speedup']:.2f}x, "
+                    f"{v['pattern_equivalent_peak_fraction']:.0%} of peak backprop-equivalent)"
+                )
         for k, v in tr["vmapped"].items():
-            lines.append(f"  vmapped {k:<14} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
-                         f"  ({v['best_s']:.3f}s)")
+            lines.append(
+                f"  vmapped {k:<14} {v['gflops']:8.1f} GFLOP/s   {v['peak_fraction']:6.1%} of peak"
+                f"  ({v['best_s']:.3f}s)"
+            )
     sweeps_run = [(k, res[k]) for k in ("width_sweep", "paper_sweep") if k in res]
     sweeps_run += [(f"paper preset {k}", v) for k, v in res.get("paper_preset", {}).items()]
     if sweeps_run:
         lines.append("  sweeps: warm times (compile excluded), cold = first round with compile")
     for section, s in sweeps_run:
-        lines.append(f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold {s['engine_cold_s']:.1f}s)"
-                     f"  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
-                     f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
-                     f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
-                     f"{s['loop_compile_s']:.1f}s)")
+        lines.append(
+            f"  {section:<12} {s['cells']:4d} cells: engine {s['engine_s']:7.1f}s (cold "
+            f"{s['engine_cold_s']:.1f}s)  loop {s['loop_s']:7.1f}s (cold {s['loop_cold_s']:.1f}s)"
+            f"  speedup {s['speedup']:5.2f}x (cold {s['speedup_cold']:.2f}x, reuse bound "
+            f"{s['reuse_bound']:.2f}x; compile engine {s['engine_compile_s']:.1f}s, loop "
+            f"{s['loop_compile_s']:.1f}s)"
+        )
         if "speedup_same_solver" in s:
-            lines.append(f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
-                         f"reuse + batching {s['speedup_same_solver']:.2f}x, solver {s['solver_speedup_per_cell']:.2f}x")
-        lines.append(f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
-                     f"{s['training_tflop']['loop']:.1f} loop: backpropagating at the matmul peak the engine would "
-                     f"need >= {s['engine_floor_s']:.1f}s (speedup <= {s['peak_bound']:.2f}x); loop at "
-                     f"{s['loop_peak_fraction']:.0%} of peak, engine at {s['engine_equivalent_peak_fraction']:.0%} "
-                     f"(backprop-equivalent)")
+            lines.append(
+                f"  {'':<12} per-cell loop with the engine's solver {s['loop_same_solver_s']:7.1f}s: "
+                f"reuse + batching {s['speedup_same_solver']:.2f}x, solver "
+                f"{s['solver_speedup_per_cell']:.2f}x"
+            )
+        lines.append(
+            f"  {'':<12} backpropagated trainings {s['training_tflop']['engine']:.1f} TFLOP engine, "
+            f"{s['training_tflop']['loop']:.1f} loop: backpropagating at the matmul peak the engine would "
+            f"need >= {s['engine_floor_s']:.1f}s (speedup <= {s['peak_bound']:.2f}x); loop at "
+            f"{s['loop_peak_fraction']:.0%} of peak, engine at {s['engine_equivalent_peak_fraction']:.0%} "
+            f"(backprop-equivalent)"
+        )
     if "infinite_agreement" in res:
         a = res["infinite_agreement"]
-        lines.append(f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "
-                     f"{a['seconds_warm']:.1f}s warm, peak RSS {a['peak_rss_mb']:.0f} MB "
-                     f"(+{a['peak_rss_delta_mb']:.0f} MB)")
+        lines.append(
+            f"  infinite N={a['n_train']:<6}     {a['seconds']:7.1f}s cold ({a['compile_s']:.1f}s compile), "
+            f"{a['seconds_warm']:.1f}s warm, peak RSS {a['peak_rss_mb']:.0f} MB "
+            f"(+{a['peak_rss_delta_mb']:.0f} MB)"
+        )
     if "reproduction_panel" in res:
         p = res["reproduction_panel"]
-        lines.append(f"  panel {p['panel']:<17} {p['cold_s']:7.1f}s cold, {p['warm_s']:.1f}s warm "
-                     f"({p['points']} points x {p['seeds']} seeds, lr grid, solver {p['solver']})")
+        lines.append(
+            f"  panel {p['panel']:<17} {p['cold_s']:7.1f}s cold, {p['warm_s']:.1f}s warm "
+            f"({p['points']} points x {p['seeds']} seeds, lr grid, solver {p['solver']})"
+        )
     for name, t in res["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.3g}"
-        lines.append(f"  target {name:<24} {t['target']:<8} value {val:<8} "
-                     f"{'MET' if t['met'] else ('not met' if t['met'] is False else 'n/a')}")
+        lines.append(
+            f"  target {name:<24} {t['target']:<8} value {val:<8} "
+            f"{'MET' if t['met'] else ('not met' if t['met'] is False else 'n/a')}"
+        )
     return "\n".join(lines)
-

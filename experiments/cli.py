@@ -1,11 +1,12 @@
 """The ``ntk-adv`` command of this application: finds the experiment modules of this package and hands that
 registry to the library's generic CLI (:mod:`ntk_adv.cli`). Adding an experiment means adding a module (or a
 package, or a module inside a package) that defines ``COMMAND = "name"``, ``Config`` and ``main`` - nothing to
-register. Discovery reads the sources (``ast``) and imports nothing, so ``ntk-adv --help`` answers without JAX;
-a command's module is imported only when that command runs (or its options are described for the first time).
+register. Discovery reads the sources (``ast``) and imports nothing, so ``ntk-adv --help`` answers without
+JAX; a command's module is imported only when that command runs (or its options are described for the first
+time).
 
-The package is ``experiments`` in a checkout and ``ntk_adv_experiments`` in an installed wheel; everything here
-is relative to ``__package__``.
+The package is ``experiments`` in a checkout and ``ntk_adv_experiments`` in an installed wheel; everything
+here is relative to ``__package__``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ GLOSSARY: dict[str, str] = {
     "infinite": "also run the infinite-width (NTK) limit",
     "seeds": "number of seeds (network initializations) per cell",
     "scenario": "perturbation-learning scenario: a = g sees only perturbations with random target labels, "
-                "b = perturbations of other-class points, c = natural points plus perturbations",
+    "b = perturbations of other-class points, c = natural points plus perturbations",
     "attack": "how f's adversarial perturbations are made",
     "targets": "target labels of the perturbed points",
     "loss": "training loss",
@@ -95,8 +96,8 @@ def commands() -> dict[str, str]:
 
 def _alias_package() -> str:
     """The package name to import commands under. In an installed wheel this package is
-    ``ntk_adv_experiments``; while its modules still import each other as ``experiments.x``, ``experiments`` is
-    made an alias of it for this process (set up when a command runs, never at import) and the commands are
+    ``ntk_adv_experiments``; while its modules still import each other as ``experiments.x``, ``experiments``
+    is made an alias of it for this process (set up when a command runs, never at import) and the commands are
     imported under that one name, so no module is loaded twice."""
     if PACKAGE == "experiments":
         return PACKAGE
@@ -113,7 +114,7 @@ def build_parser(selected: str | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     name = _alias_package()
-    registry = {c: name + m[len(PACKAGE):] for c, m in commands().items()}
+    registry = {c: name + m[len(PACKAGE) :] for c, m in commands().items()}
     return _cli.main(argv, registry, GLOSSARY)
 
 

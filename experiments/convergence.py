@@ -52,21 +52,28 @@ class Config:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         distinct = len(set(self.widths))
         if distinct < 2 or distinct * self.seeds < 3:
-            raise ValueError(f"the log-log slope needs >= 2 distinct --widths and >= 3 (width, seed) points; got "
-                             f"--widths {' '.join(map(str, self.widths))} with --seeds {self.seeds}")
+            raise ValueError(
+                f"the log-log slope needs >= 2 distinct --widths and >= 3 (width, seed) points; got "
+                f"--widths {' '.join(map(str, self.widths))} with --seeds {self.seeds}"
+            )
         if self.n_kernel < 1:
             raise ValueError(f"--n-kernel must be >= 1, got {self.n_kernel}")
         if self.data.n_train is not None and self.n_kernel > self.data.n_train:
-            raise ValueError(f"--n-kernel {self.n_kernel} exceeds the --n-train {self.data.n_train} training points "
-                             f"it is measured on")
+            raise ValueError(
+                f"--n-kernel {self.n_kernel} exceeds the --n-train {self.data.n_train} training points "
+                f"it is measured on"
+            )
         models.TwoLayerConfig(1, gamma=self.gamma, parametrization=self.parametrization)  # validates
         TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
         if self.loss == "mse":
-            raise ValueError("the convergence experiment needs a margin loss: identity, logistic or exponential")
+            raise ValueError(
+                "the convergence experiment needs a margin loss: identity, logistic or exponential"
+            )
 
 
-QUICK_CONFIG = Config(widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30,
-                      steps=20)
+QUICK_CONFIG = Config(
+    widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
+)
 
 
 def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> dict[str, np.ndarray]:
@@ -84,9 +91,14 @@ def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> di
         coef = limits.flow_coefficients(cfg.loss, k_train, y, apply_fn(p0, x), lr=cfg.lr, steps=cfg.steps)
         f_inf = f0_test + k_test @ coef
         return {
-            "ntk_rel_error_init": relative_frobenius_error(two_layer_empirical_ntk(p0, xk, xk, net), k_kernel),
-            "ntk_rel_error_trained": relative_frobenius_error(two_layer_empirical_ntk(p1, xk, xk, net), k_kernel),
-            "function_gap": relative_gap(apply_fn(p1, z), f_inf) * jnp.linalg.norm(f_inf)
+            "ntk_rel_error_init": relative_frobenius_error(
+                two_layer_empirical_ntk(p0, xk, xk, net), k_kernel
+            ),
+            "ntk_rel_error_trained": relative_frobenius_error(
+                two_layer_empirical_ntk(p1, xk, xk, net), k_kernel
+            ),
+            "function_gap": relative_gap(apply_fn(p1, z), f_inf)
+            * jnp.linalg.norm(f_inf)
             / jnp.linalg.norm(f_inf - f0_test),
         }
 
@@ -110,15 +122,26 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
     for width in tqdm(cfg.widths, desc="convergence: widths", disable=None if progress else True):
         res = run_width(cfg, width, x, y, z, k_kernel, k_train, k_test)
         for metric in METRICS:
-            rows += [{"width": width, "seed": s, "metric": metric, "value": float(v)}
-                     for s, v in enumerate(res[metric])]
+            rows += [
+                {"width": width, "seed": s, "metric": metric, "value": float(v)}
+                for s, v in enumerate(res[metric])
+            ]
     write_csv(rows, out / "results.csv")
 
-    summary: dict = {"experiment": "convergence", "config": asdict(cfg), "dataset": ds.name,
-                     "n_train": int(x.shape[0]), "d": int(x.shape[1]), **provenance(), "theory_slope": -0.5}
-    for metric, key in [("ntk_rel_error_init", "ntk_rel_error_slope"),
-                        ("ntk_rel_error_trained", "ntk_rel_error_trained_slope"),
-                        ("function_gap", "function_gap_slope")]:
+    summary: dict = {
+        "experiment": "convergence",
+        "config": asdict(cfg),
+        "dataset": ds.name,
+        "n_train": int(x.shape[0]),
+        "d": int(x.shape[1]),
+        **provenance(),
+        "theory_slope": -0.5,
+    }
+    for metric, key in [
+        ("ntk_rel_error_init", "ntk_rel_error_slope"),
+        ("ntk_rel_error_trained", "ntk_rel_error_trained_slope"),
+        ("function_gap", "function_gap_slope"),
+    ]:
         sub = [r for r in rows if r["metric"] == metric]
         fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
         summary[key] = fit.slope
@@ -126,23 +149,31 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
         summary[key + "_n"] = fit.n
         summary[metric + "_geomean_by_width"] = {
             str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
-            for w in cfg.widths}
+            for w in cfg.widths
+        }
     summary["claims"] = [c.to_dict() for c in claims(summary)]
     summary["verdicts"] = verdicts.summarize(summary["claims"])
     write_json(summary, out / "summary.json")
     plot(rows, summary, out)
     if progress is not False:
-        print(f"NTK relative error slope {summary['ntk_rel_error_slope']:+.3f} "
-              f"(95% CI {summary['ntk_rel_error_slope_ci95'][0]:+.3f}..{summary['ntk_rel_error_slope_ci95'][1]:+.3f}),"
-              f" after training {summary['ntk_rel_error_trained_slope']:+.3f}, function gap slope "
-              f"{summary['function_gap_slope']:+.3f}; theory -0.5. Wrote {out}/")
+        print(
+            f"NTK relative error slope {summary['ntk_rel_error_slope']:+.3f} "
+            "(95% CI "
+            f"{summary['ntk_rel_error_slope_ci95'][0]:+.3f}..{summary['ntk_rel_error_slope_ci95'][1]:+.3f}),"
+            f" after training {summary['ntk_rel_error_trained_slope']:+.3f}, function gap slope "
+            f"{summary['function_gap_slope']:+.3f}; theory -0.5. Wrote {out}/"
+        )
     return summary
 
 
-TOL_SLOPE = 0.2  # fitted log-log slope vs the theory's -1/2, fixed before the data (as in perturbation learning)
-PAPER = ("Lee et al. 2019 (wide nets evolve as linear models), Thm 2.1 / Fig. 1: the empirical NTK's change "
-         "in training and the output gap to the linearized net are O(m^-1/2); a standard-param. two-layer net "
-         "here, not their deep nets, so the same exponent -1/2 is predicted")
+TOL_SLOPE = (
+    0.2  # fitted log-log slope vs the theory's -1/2, fixed before the data (as in perturbation learning)
+)
+PAPER = (
+    "Lee et al. 2019 (wide nets evolve as linear models), Thm 2.1 / Fig. 1: the empirical NTK's change "
+    "in training and the output gap to the linearized net are O(m^-1/2); a standard-param. two-layer net "
+    "here, not their deep nets, so the same exponent -1/2 is predicted"
+)
 
 
 def claims(summary: dict) -> list[verdicts.Claim]:
@@ -156,17 +187,30 @@ def claims(summary: dict) -> list[verdicts.Claim]:
     out = []
     for key, text in statements:
         low, high = summary[key + "_ci95"]
-        est = verdicts.Estimate(summary[key], min(low, summary[key]), max(high, summary[key]),
-                                summary[key + "_n"], "fit")
-        out.append(verdicts.equals(key.removesuffix("_slope") + "_rate", text, -0.5, TOL_SLOPE, est,
-                                   basis="CLT over m neurons (docs/theory.md)", paper=PAPER))
+        est = verdicts.Estimate(
+            summary[key], min(low, summary[key]), max(high, summary[key]), summary[key + "_n"], "fit"
+        )
+        out.append(
+            verdicts.equals(
+                key.removesuffix("_slope") + "_rate",
+                text,
+                -0.5,
+                TOL_SLOPE,
+                est,
+                basis="CLT over m neurons (docs/theory.md)",
+                paper=PAPER,
+            )
+        )
     return out
 
 
 def plot(rows, summary, out: Path) -> list[Path]:
     fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
-    labels = {"ntk_rel_error_init": "NTK error at init", "ntk_rel_error_trained": "NTK error after training",
-              "function_gap": "|f_m - f_inf| / |f_inf - f_0|"}
+    labels = {
+        "ntk_rel_error_init": "NTK error at init",
+        "ntk_rel_error_trained": "NTK error after training",
+        "function_gap": "|f_m - f_inf| / |f_inf - f_0|",
+    }
     for metric in METRICS:
         plots.plot_metric(ax, rows, "width", metric, label=labels[metric], logy=True)
     widths = sorted({r["width"] for r in rows})
@@ -174,6 +218,8 @@ def plot(rows, summary, out: Path) -> list[Path]:
     plots.theory_slope(ax, widths, anchor, -0.5, label="theory: slope -1/2")
     ax.set_xlabel("width m")
     ax.set_ylabel("relative error")
-    ax.set_title(f"Convergence to the NTK limit ({summary['dataset']}, {summary['config']['parametrization']} param.)")
+    ax.set_title(
+        f"Convergence to the NTK limit ({summary['dataset']}, {summary['config']['parametrization']} param.)"
+    )
     ax.legend(frameon=False)
     return plots.save(fig, out, "convergence")

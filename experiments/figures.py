@@ -27,16 +27,53 @@ GAUSS = DataSpec("shifted_gauss", n_train=200, n_test=200, d=100)
 
 PANELS: dict[str, pl.Config] = {
     "width": pl.Config(data=DIGITS, widths=(16, 64, 256, 1024, 4096), seeds=5, eps=(1.0,)),
-    "eps": pl.Config(data=DIGITS, widths=(16, 256, 4096), seeds=5, eps=(0.03, 0.1, 0.3, 1.0, 3.0),
-                     lr_f=(0.1,), lr_g=(0.01,), decision_map=False),
-    "steps_g": pl.Config(data=DIGITS, widths=(16, 256, 4096), seeds=5, eps=(0.3,), lr_g=(0.01,),
-                         steps_g=(10, 30, 100, 300), decision_map=False),
-    "steps_f": pl.Config(data=DIGITS, widths=(256, 4096), seeds=5, eps=(1.0,), lr_f=(0.01,),
-                         steps_f=(1, 10, 100, 1000), decision_map=False),
-    "d": pl.Config(data=GAUSS, scenario="b", widths=(64, 1024), seeds=5, eps=(1.0,), lr_g=(0.01,),
-                   d=(10, 30, 100, 300, 1000), decision_map=False),
-    "n_train": pl.Config(data=GAUSS, scenario="b", widths=(64, 1024), seeds=5, eps=(1.0,), lr_g=(0.01,),
-                         n_train=(25, 50, 100, 200, 400), decision_map=False),
+    "eps": pl.Config(
+        data=DIGITS,
+        widths=(16, 256, 4096),
+        seeds=5,
+        eps=(0.03, 0.1, 0.3, 1.0, 3.0),
+        lr_f=(0.1,),
+        lr_g=(0.01,),
+        decision_map=False,
+    ),
+    "steps_g": pl.Config(
+        data=DIGITS,
+        widths=(16, 256, 4096),
+        seeds=5,
+        eps=(0.3,),
+        lr_g=(0.01,),
+        steps_g=(10, 30, 100, 300),
+        decision_map=False,
+    ),
+    "steps_f": pl.Config(
+        data=DIGITS,
+        widths=(256, 4096),
+        seeds=5,
+        eps=(1.0,),
+        lr_f=(0.01,),
+        steps_f=(1, 10, 100, 1000),
+        decision_map=False,
+    ),
+    "d": pl.Config(
+        data=GAUSS,
+        scenario="b",
+        widths=(64, 1024),
+        seeds=5,
+        eps=(1.0,),
+        lr_g=(0.01,),
+        d=(10, 30, 100, 300, 1000),
+        decision_map=False,
+    ),
+    "n_train": pl.Config(
+        data=GAUSS,
+        scenario="b",
+        widths=(64, 1024),
+        seeds=5,
+        eps=(1.0,),
+        lr_g=(0.01,),
+        n_train=(25, 50, 100, 200, 400),
+        decision_map=False,
+    ),
 }
 
 
@@ -51,8 +88,10 @@ class Config:
     def __post_init__(self):
         unknown = [p for p in self.panels if p not in PANELS and p not in EXTRA_PANELS]
         if unknown:
-            raise ValueError(f"unknown panel(s) {', '.join(unknown)}; expected some of "
-                             f"{', '.join(tuple(PANELS) + EXTRA_PANELS)}")
+            raise ValueError(
+                f"unknown panel(s) {', '.join(unknown)}; expected some of "
+                f"{', '.join(tuple(PANELS) + EXTRA_PANELS)}"
+            )
 
 
 def panel_config(name: str, quick: bool) -> pl.Config:
@@ -60,9 +99,18 @@ def panel_config(name: str, quick: bool) -> pl.Config:
     if quick:
         from dataclasses import replace
 
-        cfg = replace(cfg, seeds=2, widths=cfg.widths[:1], data=replace(cfg.data, n_train=60, n_test=60),
-                      n_train=cfg.n_train[:2], d=cfg.d[:2], eps=cfg.eps[:3], steps_f=cfg.steps_f[:3],
-                      steps_g=cfg.steps_g[:3], decision_map=False)
+        cfg = replace(
+            cfg,
+            seeds=2,
+            widths=cfg.widths[:1],
+            data=replace(cfg.data, n_train=60, n_test=60),
+            n_train=cfg.n_train[:2],
+            d=cfg.d[:2],
+            eps=cfg.eps[:3],
+            steps_f=cfg.steps_f[:3],
+            steps_g=cfg.steps_g[:3],
+            decision_map=False,
+        )
     return cfg
 
 
@@ -71,13 +119,18 @@ def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool 
     done = {}
     for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
         if name == "targets":
-            summary = targets.main(targets.QUICK_CONFIG if cfg.quick else targets.Config(), out / name,
-                                   progress=False)
+            summary = targets.main(
+                targets.QUICK_CONFIG if cfg.quick else targets.Config(), out / name, progress=False
+            )
         else:
             summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
         done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
-    summary = {"experiment": COMMAND, **provenance(), "panels": done,
-               "claims": [{**c, "panel": name} for name, p in done.items() for c in p["claims"]]}
+    summary = {
+        "experiment": COMMAND,
+        **provenance(),
+        "panels": done,
+        "claims": [{**c, "panel": name} for name, p in done.items() for c in p["claims"]],
+    }
     write_json(summary, out / "summary.json")
     if progress is not False:
         for name, p in done.items():

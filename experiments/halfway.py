@@ -1,28 +1,29 @@
 """Flip points between classes: do wide nets "meet halfway", and does boundary agreement predict transfer?
 
-Claim operationalized (BenShmuel 2022, "Meet you halfway: explaining deep learning mysteries", arXiv 2206.04463):
-the paper explains (1) generalization - a trained net decides a new point by where it lies *between* training
-samples of the two classes, like a nearest-neighbour rule that "meets halfway" - and (2) the transfer of
-adversarial examples - different models trained on the same data place their decision boundaries at nearly the
-same places between samples of different classes, so a perturbation that crosses one model's boundary crosses
-the others'. We operationalize the paper's two claims through *flip points*: for a pair (x_a, x_b) of test
-points of different classes, the flip point of a predictor f is the first t in [0, 1] at which the predicted
-class of x(t) = (1 - t) x_a + t x_b differs from the class at x_a (a grid of ``grid`` steps locates the first
-sign change, ``bisection`` halvings refine it; pairs without a change count as "no flip" and are left out of
-flip-point distances). In the lazy regime the account is made quantitative by the infinite-width limit:
+Claim operationalized (BenShmuel 2022, "Meet you halfway: explaining deep learning mysteries", arXiv
+2206.04463): the paper explains (1) generalization - a trained net decides a new point by where it lies
+*between* training samples of the two classes, like a nearest-neighbour rule that "meets halfway" - and (2)
+the transfer of adversarial examples - different models trained on the same data place their decision
+boundaries at nearly the same places between samples of different classes, so a perturbation that crosses one
+model's boundary crosses the others'. We operationalize the paper's two claims through *flip points*: for a
+pair (x_a, x_b) of test points of different classes, the flip point of a predictor f is the first t in [0, 1]
+at which the predicted class of x(t) = (1 - t) x_a + t x_b differs from the class at x_a (a grid of ``grid``
+steps locates the first sign change, ``bisection`` halvings refine it; pairs without a change count as "no
+flip" and are left out of flip-point distances). In the lazy regime the account is made quantitative by the
+infinite-width limit:
 
 (i)   Two nets of the same width trained from independent initializations have flip points that approach each
       other as the width grows, like each net's distance to the infinite-width predictor (``ntk``: the kernel
-      predictor of ``limits.make_predictor`` with the matching NTK): mean |t_1 - t_2| -> 0 with a log-log slope
-      < 0 (fluctuation theory: -1/2; for independent fluctuations net-net ~ sqrt(2) x net-limit). Nets are
-      *centred* by default (f(x; theta) - f(x; theta_0)), so the limit is deterministic; with ``centered=False``
-      the O(1) random initial function survives at every width and net-net distances stall at a floor, while
-      each net still approaches its own limit f_0 + Theta coef.
+      predictor of ``limits.make_predictor`` with the matching NTK): mean |t_1 - t_2| -> 0 with a log-log
+      slope < 0 (fluctuation theory: -1/2; for independent fluctuations net-net ~ sqrt(2) x net-limit). Nets
+      are *centred* by default (f(x; theta) - f(x; theta_0)), so the limit is deterministic; with
+      ``centered=False`` the O(1) random initial function survives at every width and net-net distances stall
+      at a floor, while each net still approaches its own limit f_0 + Theta coef.
 (ii)  Across all pairs of models (nets of every width and seed, and the NTK limit), closer flip points go with
       higher transfer of one-step targeted perturbations (``attack``: fgm = one-step L2 or fgsm = L-inf sign,
-      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the Spearman
-      correlation between flip-point distance and symmetrized transfer rate is negative (prediction: sign < 0),
-      judged with a one-sided Mantel permutation test over models (p < 0.05).
+      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the
+      Spearman correlation between flip-point distance and symmetrized transfer rate is negative (prediction:
+      sign < 0), judged with a one-sided Mantel permutation test over models (p < 0.05).
 (iii) The net agrees more and more with the kernel predictor as the width grows (sign agreement on test points
       rises towards 1), and its agreement with the 1-nearest-neighbour rule (1-NN on the training set, score =
       distance to the nearest negative - distance to the nearest positive) converges to the kernel predictor's
@@ -30,10 +31,11 @@ flip-point distances). In the lazy regime the account is made quantitative by th
       1-NN agreement at the largest width and the mean flip-point locations of the net, the limit and 1-NN.
 
 Every claim is a :class:`ntk_adv.verdicts.Claim` judged per width, on what distinguishes the two readings:
-agreement with 1-NN on the test points where 1-NN and the kernel predictor disagree (paper: > 0.5; lazy theory:
--> 0), the mean flip point t vs 0.5 (+- ``halfway_tolerance``), the transfer/boundary Spearman correlation among
-the seeds of one width (Fisher-z interval; not pooled over widths, which confounds it), agreement with the kernel
-predictor; plus the slope of (i) and the attack's own white-box success (a precondition of the transfer claims).
+agreement with 1-NN on the test points where 1-NN and the kernel predictor disagree (paper: > 0.5; lazy
+theory: -> 0), the mean flip point t vs 0.5 (+- ``halfway_tolerance``), the transfer/boundary Spearman
+correlation among the seeds of one width (Fisher-z interval; not pooled over widths, which confounds it),
+agreement with the kernel predictor; plus the slope of (i) and the attack's own white-box success (a
+precondition of the transfer claims).
 
 Transfer rate A -> B: among test points that B classifies correctly and on which the perturbation crafted on A
 succeeds against A, the fraction that B also classifies as the target.
@@ -74,24 +76,34 @@ from ntk_adv.training import TrainConfig, centered, centered_mask, train
 COMMAND = "halfway"
 HALFWAY_ATTACKS = ("fgm", "fgsm")
 # per (width, seed) rows; ``flip_net_net`` has one row per (width, disjoint seed pair)
-SEED_METRICS = ("flip_net_limit", "flip_net_1nn", "flip_net_kernel", "agree_net_limit", "agree_net_1nn", "acc",
-                "flip_t", "flip_rate", "attack_success",
-                "agree_1nn_where_kernel_differs")
+SEED_METRICS = (
+    "flip_net_limit",
+    "flip_net_1nn",
+    "flip_net_kernel",
+    "agree_net_limit",
+    "agree_net_1nn",
+    "acc",
+    "flip_t",
+    "flip_rate",
+    "attack_success",
+    "agree_1nn_where_kernel_differs",
+)
 
 
 @dataclass(frozen=True)
 class Config:
     """Composed of the library's configs: ``net`` (:class:`ntk_adv.models.TwoLayerConfig`; its ``width`` is a
     template overridden by ``widths``), ``train`` (:class:`ntk_adv.training.TrainConfig`, plain gradient
-    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps_rel``: attack radius as a fraction of the median
-    test-pair L2 distance (fgm, L2) or that divided by sqrt(d) (fgsm, L-inf)."""
+    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps_rel``: attack radius as a fraction of the
+    median test-pair L2 distance (fgm, L2) or that divided by sqrt(d) (fgsm, L-inf)."""
 
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     seeds: int = 8
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=250, n_test=None, pos=3, neg=8))
     net: models.TwoLayerConfig = field(default_factory=lambda: models.TwoLayerConfig(1))  # width: from widths
-    train: TrainConfig = field(default_factory=lambda: TrainConfig.theory(lr=0.2, steps=100, loss="logistic",
-                                                                          record_loss=False))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig.theory(lr=0.2, steps=100, loss="logistic", record_loss=False)
+    )
     centered: bool = True
     n_pairs: int = 300
     grid: int = 64
@@ -108,15 +120,23 @@ class Config:
         if len(set(self.widths)) != len(self.widths):
             raise ValueError(f"widths must be distinct, got {self.widths}")
         if not isinstance(self.seeds, (int, np.integer)) or self.seeds < 4 or self.seeds % 2:
-            raise ValueError(f"seeds must be an even integer >= 4 (nets are compared in disjoint pairs; a "
-                             f"within-width correlation needs >= 6 pairs of nets), got {self.seeds!r}")
+            raise ValueError(
+                f"seeds must be an even integer >= 4 (nets are compared in disjoint pairs; a "
+                f"within-width correlation needs >= 6 pairs of nets), got {self.seeds!r}"
+            )
         if self.train.loss not in MARGIN_LOSSES:
-            raise ValueError(f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}")
+            raise ValueError(
+                f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}"
+            )
         if self.train.optimizer != "gd" or self.train.plateau or self.train.steps < 1:
-            raise ValueError("--optimizer gd without --plateau and --steps >= 1: the kernel limit is plain "
-                             "gradient descent")
+            raise ValueError(
+                "--optimizer gd without --plateau and --steps >= 1: the kernel limit is plain "
+                "gradient descent"
+            )
         if self.net.train_readout or self.net.n_out != 1:
-            raise ValueError("the experiment trains the first layer of a scalar-output net (--no-train-readout)")
+            raise ValueError(
+                "the experiment trains the first layer of a scalar-output net (--no-train-readout)"
+            )
         for name, low in (("n_pairs", 1), ("grid", 1), ("bisection", 0), ("permutations", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < low:
@@ -132,22 +152,30 @@ class Config:
         return replace(self.net, width=int(width))
 
     def kernel(self) -> kernels.KernelFn:
-        return kernels.two_layer_kernel("ntk", gamma=self.net.gamma, bias=self.net.bias,
-                                        parametrization=self.net.parametrization)
+        return kernels.two_layer_kernel(
+            "ntk", gamma=self.net.gamma, bias=self.net.bias, parametrization=self.net.parametrization
+        )
 
 
 # A smoke-test scale (``ntk-adv report --quick``; numbers indicative only).
-QUICK_CONFIG = Config(widths=(16, 256, 2048), seeds=4, data=DataSpec("digits", n_train=120, n_test=None, pos=3,
-                                                                     neg=8),
-                      n_pairs=80, grid=32, bisection=12, permutations=200)
+QUICK_CONFIG = Config(
+    widths=(16, 256, 2048),
+    seeds=4,
+    data=DataSpec("digits", n_train=120, n_test=None, pos=3, neg=8),
+    n_pairs=80,
+    grid=32,
+    bisection=12,
+    permutations=200,
+)
 
 
 # ------------------------------------------------------------------------------------------------ baselines
 def nearest_neighbour(x_train: jax.Array, y_train: jax.Array):
-    """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in z."""
+    """1-NN score ``z -> min_{y=-1} ||z - x_n|| - min_{y=+1} ||z - x_n||`` (> 0: class +1); continuous in
+    z."""
+
     def score(z):
-        sq = (jnp.sum(z * z, axis=1)[:, None] + jnp.sum(x_train * x_train, axis=1)[None, :]
-              - 2 * z @ x_train.T)
+        sq = jnp.sum(z * z, axis=1)[:, None] + jnp.sum(x_train * x_train, axis=1)[None, :] - 2 * z @ x_train.T
         dist = jnp.sqrt(jnp.maximum(sq, 0.0))
         big = jnp.asarray(jnp.inf, dist.dtype)
         pos = jnp.min(jnp.where(y_train[None, :] > 0, dist, big), axis=1)
@@ -194,8 +222,15 @@ def train_width(cfg: Config, width: int, arrays: dict, eps: float):
         t_net, found = flip_points(predict, xa, xb, grid=cfg.grid, bisection=cfg.bisection)
         out = {"t": t_net, "found": found, "out_test": predict(xt), "x_adv": xt + attack(predict, xt, -yt)}
         if not cfg.centered:  # each net's own limit keeps its initial function f_0
-            own_limit = limits.make_predictor(cfg.kernel(), x, y, loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps,
-                                              f0=lambda q: apply_fn(p0, q))
+            own_limit = limits.make_predictor(
+                cfg.kernel(),
+                x,
+                y,
+                loss=cfg.train.loss,
+                lr=cfg.train.lr,
+                steps=cfg.train.steps,
+                f0=lambda q: apply_fn(p0, q),
+            )
             out["t_own_limit"] = flip_points(own_limit, xa, xb, grid=cfg.grid, bisection=cfg.bisection)[0]
         return params, out
 
@@ -229,11 +264,14 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
     median_dist = float(np.median(np.linalg.norm(ds.x_test[ia] - ds.x_test[ib], axis=1)))
     eps = cfg.eps_rel * median_dist / (1.0 if cfg.attack == "fgm" else np.sqrt(x.shape[1]))
     arrays = {"x": x, "y": y, "x_test": xt, "y_test": yt, "xa": xa, "xb": xb}
-    flips = lambda f: jax.jit(lambda a, b: flip_points(f, a, b, grid=cfg.grid, bisection=cfg.bisection))(xa, xb)
+    flips = lambda f: jax.jit(lambda a, b: flip_points(f, a, b, grid=cfg.grid, bisection=cfg.bisection))(
+        xa, xb
+    )
 
     # references: the infinite-width kernel predictor (centred) and 1-NN
-    limit = limits.make_predictor(cfg.kernel(), x, y, loss=cfg.train.loss, lr=cfg.train.lr,
-                                   steps=cfg.train.steps)
+    limit = limits.make_predictor(
+        cfg.kernel(), x, y, loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps
+    )
     nn1 = nearest_neighbour(x, y)
     t_limit, found_limit = (np.asarray(v) for v in flips(limit))
     t_1nn, found_1nn = (np.asarray(v) for v in flips(nn1))
@@ -261,22 +299,34 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
                 "acc": float(np.mean(np.where(res["out_test"][s] >= 0, 1.0, -1.0) == ds.y_test)),
                 "flip_t": float(np.nanmean(t)),
                 "flip_rate": float(np.mean(res["found"][s])),
-                "agree_1nn_where_kernel_differs": (float(np.mean(sign(res["out_test"][s])[differ] == sign(out_1nn)[differ]))
-                                                   if differ.any() else np.nan),
+                "agree_1nn_where_kernel_differs": (
+                    float(np.mean(sign(res["out_test"][s])[differ] == sign(out_1nn)[differ]))
+                    if differ.any()
+                    else np.nan
+                ),
             }
             rows += [{"width": width, "seed": s, "metric": k, "value": v} for k, v in vals.items()]
         for j in range(cfg.seeds // 2):
-            rows.append({"width": width, "seed": j, "metric": "flip_net_net",
-                         "value": mean_abs_diff(res["t"][2 * j], res["t"][2 * j + 1])})
+            rows.append(
+                {
+                    "width": width,
+                    "seed": j,
+                    "metric": "flip_net_net",
+                    "value": mean_abs_diff(res["t"][2 * j], res["t"][2 * j + 1]),
+                }
+            )
 
     # transfer between every pair of models: nets (width, seed) and the NTK limit
     names = [f"m{w}_s{s}" for w in cfg.widths for s in range(cfg.seeds)] + ["ntk"]
     widths_of = [w for w in cfg.widths for _ in range(cfg.seeds)] + [np.inf]
     t_all = np.concatenate([per_width[w]["t"] for w in cfg.widths] + [t_limit[None, :]])
-    adv_all = jnp.concatenate([jnp.asarray(per_width[w]["x_adv"]).reshape(-1, x.shape[1]) for w in cfg.widths]
-                              + [x_adv_limit])
-    out_adv = np.concatenate([np.asarray(evaluate_width(cfg, w, params_by_width[w], adv_all)) for w in cfg.widths]
-                             + [np.asarray(limit(adv_all))[None, :]])  # (models, sources * n_test)
+    adv_all = jnp.concatenate(
+        [jnp.asarray(per_width[w]["x_adv"]).reshape(-1, x.shape[1]) for w in cfg.widths] + [x_adv_limit]
+    )
+    out_adv = np.concatenate(
+        [np.asarray(evaluate_width(cfg, w, params_by_width[w], adv_all)) for w in cfg.widths]
+        + [np.asarray(limit(adv_all))[None, :]]
+    )  # (models, sources * n_test)
     n_models = len(names)
     out_adv = out_adv.reshape(n_models, n_models, -1).transpose(1, 0, 2)  # (sources, models, n_test)
     out_clean = np.concatenate([per_width[w]["out_test"] for w in cfg.widths] + [out_limit[None, :]])
@@ -294,28 +344,53 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
         dd, ss = dist[np.ix_(idx, idx)][iu], sym[np.ix_(idx, idx)][iu]
         ok = np.isfinite(dd) & np.isfinite(ss)
         varies = ok.sum() > 2 and np.ptp(dd[ok]) > 0 and np.ptp(ss[ok]) > 0
-        within[str(w)] = {"rho": float(stats.spearmanr(dd[ok], ss[ok]).statistic) if varies else np.nan,
-                          "pairs": int(ok.sum())}
-    pair_rows = [{"model_a": names[a], "model_b": names[b], "width_a": widths_of[a], "width_b": widths_of[b],
-                  "flip_distance": dist[a, b], "transfer_ab": transfer[a, b], "transfer_ba": transfer[b, a]}
-                 for a in range(n_models) for b in range(a + 1, n_models)]
+        within[str(w)] = {
+            "rho": float(stats.spearmanr(dd[ok], ss[ok]).statistic) if varies else np.nan,
+            "pairs": int(ok.sum()),
+        }
+    pair_rows = [
+        {
+            "model_a": names[a],
+            "model_b": names[b],
+            "width_a": widths_of[a],
+            "width_b": widths_of[b],
+            "flip_distance": dist[a, b],
+            "transfer_ab": transfer[a, b],
+            "transfer_ba": transfer[b, a],
+        }
+        for a in range(n_models)
+        for b in range(a + 1, n_models)
+    ]
     write_csv(rows, out / "results.csv")
     write_csv(pair_rows, out / "pairs.csv")
 
-    summary = summarize(cfg, rows, {
-        "dataset": ds.name, "classes": ds.meta.get("classes"), "n_train": int(x.shape[0]), "d": int(x.shape[1]),
-        "eps": eps,
-        "median_pair_distance": median_dist, "rho": rho, "p_mantel": p_mantel, "rho_within_width": within,
-        "limit_acc": float(np.mean(np.where(out_limit >= 0, 1.0, -1.0) == ds.y_test)),
-        "nn1_acc": float(np.mean(np.where(out_1nn >= 0, 1.0, -1.0) == ds.y_test)),
-        "limit_1nn_agreement": float(agreement(out_limit, out_1nn)),
-        "limit_1nn_flip_distance": mean_abs_diff(t_limit, t_1nn),
-        "flip_t_limit": float(np.nanmean(t_limit)), "flip_t_1nn": float(np.nanmean(t_1nn)),
-        "flip_rate_limit": float(np.mean(found_limit)), "flip_rate_1nn": float(np.mean(found_1nn)),
-        "mean_transfer": float(np.nanmean(transfer[~np.eye(n_models, dtype=bool)])),
-        "limit_attack_success": float(success[-1]),
-        "n_test": int(xt.shape[0]), "n_kernel_1nn_differ": int(differ.sum()),
-    })
+    summary = summarize(
+        cfg,
+        rows,
+        {
+            "dataset": ds.name,
+            "classes": ds.meta.get("classes"),
+            "n_train": int(x.shape[0]),
+            "d": int(x.shape[1]),
+            "eps": eps,
+            "median_pair_distance": median_dist,
+            "rho": rho,
+            "p_mantel": p_mantel,
+            "rho_within_width": within,
+            "limit_acc": float(np.mean(np.where(out_limit >= 0, 1.0, -1.0) == ds.y_test)),
+            "nn1_acc": float(np.mean(np.where(out_1nn >= 0, 1.0, -1.0) == ds.y_test)),
+            "limit_1nn_agreement": float(agreement(out_limit, out_1nn)),
+            "limit_1nn_flip_distance": mean_abs_diff(t_limit, t_1nn),
+            "flip_t_limit": float(np.nanmean(t_limit)),
+            "flip_t_1nn": float(np.nanmean(t_1nn)),
+            "flip_rate_limit": float(np.mean(found_limit)),
+            "flip_rate_1nn": float(np.mean(found_1nn)),
+            "mean_transfer": float(np.nanmean(transfer[~np.eye(n_models, dtype=bool)])),
+            "limit_attack_success": float(success[-1]),
+            "n_test": int(xt.shape[0]),
+            "n_kernel_1nn_differ": int(differ.sum()),
+        },
+    )
     summary["timings_s"] = {"total": time.perf_counter() - t_start}
     write_json(summary, out / "summary.json")
     plot(rows, pair_rows, summary, out)
@@ -325,21 +400,29 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
 
 
 def _by_width(rows, metric, widths):
-    return {w: mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths}
+    return {
+        w: mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths
+    }
 
 
-PAPER = ("BenShmuel 2022 (arXiv 2206.04463) argues qualitatively, without a table for a comparable setting: "
-         "trained nets decide like a nearest-neighbour rule that meets halfway between samples of the two classes, "
-         "and models share decision boundaries, hence transfer")
+PAPER = (
+    "BenShmuel 2022 (arXiv 2206.04463) argues qualitatively, without a table for a comparable setting: "
+    "trained nets decide like a nearest-neighbour rule that meets halfway between samples of the "
+    "two classes, and models share decision boundaries, hence transfer"
+)
 
 
 def _seed_values(rows, metric, width) -> list[float]:
-    return [r["value"] for r in sorted(rows, key=lambda r: r["seed"]) if r["metric"] == metric
-            and r["width"] == width and np.isfinite(r["value"])]
+    return [
+        r["value"]
+        for r in sorted(rows, key=lambda r: r["seed"])
+        if r["metric"] == metric and r["width"] == width and np.isfinite(r["value"])
+    ]
 
 
 def _fisher(rho: float, n: int) -> V.Estimate:
-    """Spearman rho over n pairs with the Fisher-z 95% interval (se 1.06 / sqrt(n - 3), Fieller et al. 1957)."""
+    """Spearman rho over n pairs with the Fisher-z 95% interval (se 1.06 / sqrt(n - 3), Fieller et al.
+    1957)."""
     if not np.isfinite(rho) or n < 4:
         return V.Estimate(0.0, -1.0, 1.0, int(n), "none")
     zr, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), 1.96 * 1.06 / np.sqrt(n - 3)
@@ -347,71 +430,149 @@ def _fisher(rho: float, n: int) -> V.Estimate:
 
 
 def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
-    """Summary with ``claims`` (one :class:`ntk_adv.verdicts.Claim` dict each): flip points converge with width;
-    per width: agreement with 1-NN where 1-NN and the kernel disagree, the mean flip point t vs 0.5, the
-    within-width transfer/boundary correlation, agreement with the kernel; the attack's white-box success."""
+    """Summary with ``claims`` (one :class:`ntk_adv.verdicts.Claim` dict each): flip points converge with
+    width; per width: agreement with 1-NN where 1-NN and the kernel disagree, the mean flip point t vs 0.5,
+    the within-width transfer/boundary correlation, agreement with the kernel; the attack's white-box
+    success."""
     widths = sorted(cfg.widths)
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), **ref}
-    for metric in ("flip_net_net", "flip_net_limit", "flip_net_1nn", "flip_net_kernel", "agree_net_limit",
-                   "agree_net_1nn", "acc", "flip_t", "attack_success", "agree_1nn_where_kernel_differs"):
-        summary[metric + "_by_width"] = {str(w): {"mean": ci.mean, "ci95": [ci.low, ci.high]}
-                                         for w, ci in _by_width(rows, metric, widths).items()}
+    for metric in (
+        "flip_net_net",
+        "flip_net_limit",
+        "flip_net_1nn",
+        "flip_net_kernel",
+        "agree_net_limit",
+        "agree_net_1nn",
+        "acc",
+        "flip_t",
+        "attack_success",
+        "agree_1nn_where_kernel_differs",
+    ):
+        summary[metric + "_by_width"] = {
+            str(w): {"mean": ci.mean, "ci95": [ci.low, ci.high]}
+            for w, ci in _by_width(rows, metric, widths).items()
+        }
     claims: list[V.Claim] = []
-    nn_rows = [r for r in rows if r["metric"] == "flip_net_net" and np.isfinite(r["value"]) and r["value"] > 0]
+    nn_rows = [
+        r for r in rows if r["metric"] == "flip_net_net" and np.isfinite(r["value"]) and r["value"] > 0
+    ]
     text = "mean |t_1 - t_2| between the flip points of two nets of the same width shrinks like m^(-1/2)"
     basis = "lazy regime: two nets differ from the common kernel predictor by O(m^(-1/2)) fluctuations"
     try:
-        claims.append(V.slope("flip_points_converge", text, -0.5, 0.25, fit_loglog_slope(
-            [r["width"] for r in nn_rows], [r["value"] for r in nn_rows]), basis=basis,
-            paper="no published counterpart (the paper does not vary width)"))
+        claims.append(
+            V.slope(
+                "flip_points_converge",
+                text,
+                -0.5,
+                0.25,
+                fit_loglog_slope([r["width"] for r in nn_rows], [r["value"] for r in nn_rows]),
+                basis=basis,
+                paper="no published counterpart (the paper does not vary width)",
+            )
+        )
     except ValueError as err:
-        claims.append(V.Claim("flip_points_converge", text, -0.5, 0.25, (-0.75, -0.25),
-                              V.Estimate(0.0, 0.0, 0.0, len(nn_rows), "none"), "inconclusive", f"no slope: {err}",
-                              basis, "no published counterpart"))
+        claims.append(
+            V.Claim(
+                "flip_points_converge",
+                text,
+                -0.5,
+                0.25,
+                (-0.75, -0.25),
+                V.Estimate(0.0, 0.0, 0.0, len(nn_rows), "none"),
+                "inconclusive",
+                f"no slope: {err}",
+                basis,
+                "no published counterpart",
+            )
+        )
     n_differ = ref["n_kernel_1nn_differ"]
     for w in widths:
         agree = _seed_values(rows, "agree_1nn_where_kernel_differs", w)
-        text = (f"width {w}: on the {n_differ} test points where 1-NN and the kernel predictor disagree, the net "
-                "sides with 1-NN more often than with the kernel (agreement with 1-NN > 0.5)")
-        basis = ("the paper's nearest-neighbour reading predicts > 0.5; the lazy (NTK) theory predicts the net "
-                 "follows the kernel, i.e. agreement -> 0 as the width grows")
+        text = (
+            f"width {w}: on the {n_differ} test points where 1-NN and the kernel predictor disagree, the net "
+            "sides with 1-NN more often than with the kernel (agreement with 1-NN > 0.5)"
+        )
+        basis = (
+            "the paper's nearest-neighbour reading predicts > 0.5; the lazy (NTK) theory predicts the net "
+            "follows the kernel, i.e. agreement -> 0 as the width grows"
+        )
         if agree and n_differ > 0:
-            claims.append(V.above(f"halfway_sides_with_1nn_m{w}", text, 0.5, V.seed_proportion(agree, n_differ),
-                                  basis=basis, paper=PAPER + "; predicts > 0.5 here"))
+            claims.append(
+                V.above(
+                    f"halfway_sides_with_1nn_m{w}",
+                    text,
+                    0.5,
+                    V.seed_proportion(agree, n_differ),
+                    basis=basis,
+                    paper=PAPER + "; predicts > 0.5 here",
+                )
+            )
         else:
-            claims.append(V.Claim(f"halfway_sides_with_1nn_m{w}", text, None, None, (0.5, np.inf),
-                                  V.Estimate(0.0, 0.0, 1.0, 0, "none"), "inconclusive",
-                                  "1-NN and the kernel predictor agree on every test point: nothing to decide",
-                                  basis, PAPER))
+            claims.append(
+                V.Claim(
+                    f"halfway_sides_with_1nn_m{w}",
+                    text,
+                    None,
+                    None,
+                    (0.5, np.inf),
+                    V.Estimate(0.0, 0.0, 1.0, 0, "none"),
+                    "inconclusive",
+                    "1-NN and the kernel predictor agree on every test point: nothing to decide",
+                    basis,
+                    PAPER,
+                )
+            )
         ts = _seed_values(rows, "flip_t", w)
-        claims.append(V.equals(
-            f"flip_point_halfway_m{w}",
-            f"width {w}: the flip point between a test pair of opposite classes lies halfway, mean t = 0.5 within "
-            f"+-{cfg.halfway_tolerance:g} (t = 0 at the +1 point)", 0.5, cfg.halfway_tolerance,
-            V.seed_mean(ts, bounds=(0.0, 1.0)), basis="'meet you halfway' read literally on the segment",
-            paper=PAPER + f"; the 1-NN rule's own mean t here is {ref['flip_t_1nn']:.3f}, the kernel's "
-                  f"{ref['flip_t_limit']:.3f}"))
+        claims.append(
+            V.equals(
+                f"flip_point_halfway_m{w}",
+                f"width {w}: the flip point between a test pair of opposite classes lies "
+                f"halfway, mean t = 0.5 within +-{cfg.halfway_tolerance:g} (t = 0 at the +1 point)",
+                0.5,
+                cfg.halfway_tolerance,
+                V.seed_mean(ts, bounds=(0.0, 1.0)),
+                basis="'meet you halfway' read literally on the segment",
+                paper=PAPER + f"; the 1-NN rule's own mean t here is {ref['flip_t_1nn']:.3f}, the kernel's "
+                f"{ref['flip_t_limit']:.3f}",
+            )
+        )
         within = ref["rho_within_width"][str(w)]
-        claims.append(V.below(
-            f"transfer_follows_boundaries_m{w}",
-            f"width {w}: among the seeds of one width, pairs of nets with closer flip points transfer more "
-            "(Spearman rho(flip distance, symmetrized transfer) < 0 over net pairs)", 0.0,
-            _fisher(within["rho"], within["pairs"]),
-            basis="shared boundaries -> shared adversarial directions; within one width so width cannot "
-                  "confound it (pairs of nets share nets, so the interval is optimistic)",
-            paper=PAPER + "; predicts rho < 0"))
+        claims.append(
+            V.below(
+                f"transfer_follows_boundaries_m{w}",
+                f"width {w}: among the seeds of one width, pairs of nets with closer flip points "
+                "transfer more (Spearman rho(flip distance, symmetrized transfer) < 0 over net pairs)",
+                0.0,
+                _fisher(within["rho"], within["pairs"]),
+                basis="shared boundaries -> shared adversarial directions; within one width so width cannot "
+                "confound it (pairs of nets share nets, so the interval is optimistic)",
+                paper=PAPER + "; predicts rho < 0",
+            )
+        )
         acc = _seed_values(rows, "agree_net_limit", w)
-        claims.append(V.above(
-            f"net_agrees_with_kernel_m{w}", f"width {w}: the net agrees with the kernel predictor on > 90% of "
-            "test points", 0.9, V.seed_proportion(acc, ref["n_test"]),
-            basis="lazy regime: f_m -> f_inf as m grows (docs/theory.md)", paper="no published counterpart"))
+        claims.append(
+            V.above(
+                f"net_agrees_with_kernel_m{w}",
+                f"width {w}: the net agrees with the kernel predictor on > 90% of test points",
+                0.9,
+                V.seed_proportion(acc, ref["n_test"]),
+                basis="lazy regime: f_m -> f_inf as m grows (docs/theory.md)",
+                paper="no published counterpart",
+            )
+        )
     success = [r["value"] for r in rows if r["metric"] == "attack_success" and np.isfinite(r["value"])]
-    claims.append(V.above(
-        "attack_white_box_success",
-        f"the one-step {cfg.attack} attack (eps_rel {cfg.eps_rel:g}) fools its own net on more than half of the "
-        "correctly classified test points (so transfer rates measure something), all nets pooled", 0.5,
-        V.seed_proportion(success, ref["n_test"]),
-        basis="a precondition of the transfer claims", paper="no published counterpart"))
+    claims.append(
+        V.above(
+            "attack_white_box_success",
+            f"the one-step {cfg.attack} attack (eps_rel {cfg.eps_rel:g}) fools its own net on "
+            "more than half of the "
+            "correctly classified test points (so transfer rates measure something), all nets pooled",
+            0.5,
+            V.seed_proportion(success, ref["n_test"]),
+            basis="a precondition of the transfer claims",
+            paper="no published counterpart",
+        )
+    )
     summary["rho_within_width"] = ref["rho_within_width"]
     summary["claims"] = [c.to_dict() for c in claims]
     summary["verdicts"] = {c.name: c.verdict for c in claims}
@@ -420,8 +581,10 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
 
 def report(summary: dict, out: Path) -> None:
     for c in summary["claims"]:
-        print(f"[{c['verdict']:<12}] {c['name']:<36} {c['measured']} vs {c['prediction']}"
-              + (f"  ({c['reason']})" if c["reason"] else ""))
+        print(
+            f"[{c['verdict']:<12}] {c['name']:<36} {c['measured']} vs {c['prediction']}"
+            + (f"  ({c['reason']})" if c["reason"] else "")
+        )
     print(f"Wrote {out}/ in {summary['timings_s']['total']:.0f}s")
 
 
@@ -439,10 +602,18 @@ def _plot(plt, rows, pair_rows, summary, out: Path) -> list[Path]:
     widths = sorted({r["width"] for r in rows})
 
     # (a) flip-point distances against width
-    plots.plot_metric(ax_flip, rows, "width", "flip_net_net", label="net vs net (same width)", color=colors[0],
-                      logy=True)
-    plots.plot_metric(ax_flip, rows, "width", "flip_net_limit", label="net vs its infinite-width limit",
-                      color=colors[1], logy=True)
+    plots.plot_metric(
+        ax_flip, rows, "width", "flip_net_net", label="net vs net (same width)", color=colors[0], logy=True
+    )
+    plots.plot_metric(
+        ax_flip,
+        rows,
+        "width",
+        "flip_net_limit",
+        label="net vs its infinite-width limit",
+        color=colors[1],
+        logy=True,
+    )
     anchor = summary["flip_net_net_by_width"][str(widths[0])]["mean"]
     if np.isfinite(anchor) and anchor > 0:
         plots.theory_slope(ax_flip, widths, anchor, -0.5, label="slope -1/2")
@@ -465,8 +636,15 @@ def _plot(plt, rows, pair_rows, summary, out: Path) -> list[Path]:
     ax_tr.set_xlabel("flip-point distance between the two models")
     ax_tr.set_ylabel(f"transfer rate ({summary['config']['attack']}, symmetrized)")
     ax_tr.set_title("(b) boundary agreement predicts transfer")
-    ax_tr.text(0.04, 0.5, f"Spearman $\\rho$ = {summary['rho']:+.2f}\nMantel p = {summary['p_mantel']:.2g}",
-               transform=ax_tr.transAxes, ha="left", va="center", fontsize=7)
+    ax_tr.text(
+        0.04,
+        0.5,
+        f"Spearman $\\rho$ = {summary['rho']:+.2f}\nMantel p = {summary['p_mantel']:.2g}",
+        transform=ax_tr.transAxes,
+        ha="left",
+        va="center",
+        fontsize=7,
+    )
     ax_tr.legend(frameon=False, loc="lower left")
 
     # (c) agreement with the kernel predictor and with 1-NN
@@ -482,8 +660,12 @@ def _plot(plt, rows, pair_rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     classes = summary.get("classes")
     data = summary["dataset"] + (f" {classes['pos']} vs {classes['neg']}" if classes else "")
-    fig.suptitle(f"Meet you halfway: {data} (d={summary['d']}, N={summary['n_train']}), "
-                 f"{cfg['train']['loss']} loss, {'centred ' if cfg['centered'] else ''}{cfg['net']['parametrization']} param., "
-                 f"{cfg['seeds']} seeds", fontsize=9)
+    fig.suptitle(
+        f"Meet you halfway: {data} (d={summary['d']}, N={summary['n_train']}), "
+        f"{cfg['train']['loss']} loss, "
+        f"{'centred ' if cfg['centered'] else ''}{cfg['net']['parametrization']} param., "
+        f"{cfg['seeds']} seeds",
+        fontsize=9,
+    )
     fig.tight_layout()
     return plots.save(fig, out, "halfway")

@@ -31,8 +31,17 @@ from ntk_adv.store import ResultStore
 
 COMMAND = "perturbation-learning"
 # Config tuple fields that are sweep axes, and the ProtocolConfig / DataSpec field each one sets.
-AXES = {"widths": "width", "eps": "eps", "lr_f": "lr_f", "lr_g": "lr_g", "steps_f": "steps_f",
-        "steps_g": "steps_g", "gamma": "gamma", "d": "data.d", "n_train": "data.n_train"}
+AXES = {
+    "widths": "width",
+    "eps": "eps",
+    "lr_f": "lr_f",
+    "lr_g": "lr_g",
+    "steps_f": "steps_f",
+    "steps_g": "steps_g",
+    "gamma": "gamma",
+    "d": "data.d",
+    "n_train": "data.n_train",
+}
 HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predicted")
 
 
@@ -61,7 +70,9 @@ class Config:
     backend: str = "inprocess"
     workers: int = 2
     force: bool = False
-    accept_stale: bool = False  # keep stored cells computed by other code or on other data (rows marked 'stale')
+    accept_stale: bool = (
+        False  # keep stored cells computed by other code or on other data (rows marked 'stale')
+    )
     store: str = ""  # result store directory; default DIR/store
     decision_map: bool = True
 
@@ -82,10 +93,22 @@ class Config:
 
     def base(self) -> protocol.ProtocolConfig:
         return protocol.ProtocolConfig(
-            data=self.data, width=self.widths[0] if self.widths else None, gamma=self.gamma[0],
-            parametrization=self.parametrization, loss=self.loss, preset=self.preset, lr_f=self.lr_f[0],
-            steps_f=self.steps_f[0], lr_g=self.lr_g[0], steps_g=self.steps_g[0], scenario=self.scenario,
-            attack=self.attack, eps=self.eps[0], targets=self.targets, centered=self.centered)
+            data=self.data,
+            width=self.widths[0] if self.widths else None,
+            gamma=self.gamma[0],
+            parametrization=self.parametrization,
+            loss=self.loss,
+            preset=self.preset,
+            lr_f=self.lr_f[0],
+            steps_f=self.steps_f[0],
+            lr_g=self.lr_g[0],
+            steps_g=self.steps_g[0],
+            scenario=self.scenario,
+            attack=self.attack,
+            eps=self.eps[0],
+            targets=self.targets,
+            centered=self.centered,
+        )
 
     def grid(self) -> engine.Grid:
         widths = tuple(self.widths) + ((None,) if self.infinite else ())
@@ -105,10 +128,21 @@ class Config:
         return [AXES[n] for n in AXES if n != "widths" and len(getattr(self, n)) > 1]
 
 
-QUICK_CONFIG = Config(data=DataSpec("digits", n_train=60, n_test=60), widths=(16, 256), seeds=2, eps=(0.1, 1.0),
-                      steps_f=(30,), steps_g=(30,), decision_map=False)
-REPORT_CONFIG = Config(data=DataSpec("digits", n_train=200, n_test=None), widths=(16, 64, 256, 1024, 4096), seeds=5,
-                       eps=(0.1, 0.3, 1.0))
+QUICK_CONFIG = Config(
+    data=DataSpec("digits", n_train=60, n_test=60),
+    widths=(16, 256),
+    seeds=2,
+    eps=(0.1, 1.0),
+    steps_f=(30,),
+    steps_g=(30,),
+    decision_map=False,
+)
+REPORT_CONFIG = Config(
+    data=DataSpec("digits", n_train=200, n_test=None),
+    widths=(16, 64, 256, 1024, 4096),
+    seeds=5,
+    eps=(0.1, 0.3, 1.0),
+)
 
 
 def best_learning_rates(rows: list[dict], axes: list[str], metric: str = "agreement") -> dict:
@@ -124,15 +158,18 @@ def best_learning_rates(rows: list[dict], axes: list[str], metric: str = "agreem
 
 
 def restrict_to_best_lr(rows: list[dict], axes: list[str], metric: str = "agreement") -> list[dict]:
-    """Rows at the lr pair of :func:`best_learning_rates` per point (all rows when no lr axis is swept); a point
-    without ``metric`` rows (e.g. no prediction for its loss) keeps its first lr pair."""
+    """Rows at the lr pair of :func:`best_learning_rates` per point (all rows when no lr axis is swept); a
+    point without ``metric`` rows (e.g. no prediction for its loss) keeps its first lr pair."""
     if not any(a in axes for a in ("lr_f", "lr_g")):
         return rows
     best = best_learning_rates(rows, axes, metric)
     other = [a for a in axes if a not in ("lr_f", "lr_g")]
     first = (min(r["lr_f"] for r in rows), min(r["lr_g"] for r in rows))
-    return [r for r in rows
-            if best.get((r["width"],) + tuple(r[a] for a in other), first) == (r["lr_f"], r["lr_g"])]
+    return [
+        r
+        for r in rows
+        if best.get((r["width"],) + tuple(r[a] for a in other), first) == (r["lr_f"], r["lr_g"])
+    ]
 
 
 def width_label(w) -> str:
@@ -158,8 +195,14 @@ TOL_SLOPE = 0.2  # fitted log-log slope of the output gap to the same-init limit
 TOL_EXACT = 0.005  # a quantity the theory fixes exactly (the centred limit's T_g-independence)
 LAZY_GAP = 0.5  # relative output gap of g to its same-init limit above which the limit predicts nothing
 LAZY_MOVE = 0.5  # relative first-layer movement below which training counts as lazy (for the m^(-1/2) rate)
-TREND_AXES = {"eps": "eps (L2 radius)", "steps_g": "T_g", "steps_f": "T_f", "data.d": "d", "data.n_train": "N",
-              "gamma": "gamma"}
+TREND_AXES = {
+    "eps": "eps (L2 radius)",
+    "steps_g": "T_g",
+    "steps_f": "T_f",
+    "data.d": "d",
+    "data.n_train": "N",
+    "gamma": "gamma",
+}
 
 
 def n_test_points(cfg: Config) -> int:
@@ -186,8 +229,10 @@ def _not_lazy(cfg: Config, rows: list[dict], **where) -> str:
     gaps = [r["value"] for r in select(rows, metric="g_gap", **where)]
     moves = [r["value"] for r in select(rows, metric="g_weight_move", **where)]
     if gaps and np.mean(gaps) > LAZY_GAP:
-        return (f"finite g is far from its lazy limit: relative output gap {np.mean(gaps):.2f} > {LAZY_GAP} "
-                f"(relative first-layer movement {np.mean(moves):.3f})")
+        return (
+            f"finite g is far from its lazy limit: relative output gap {np.mean(gaps):.2f} > {LAZY_GAP} "
+            f"(relative first-layer movement {np.mean(moves):.3f})"
+        )
     return ""
 
 
@@ -196,57 +241,81 @@ def _inconclusive(claim: verdicts.Claim, reason: str) -> verdicts.Claim:
 
 
 REFERENCES = {
-    "agreement_same_init": ("agreement_equals_limit", "the agreement of its lazy limit started from g's own initial "
-                            "function (same-init limit, per seed)", "docs/theory.md: The limit g, decomposed"),
-    "agreement_predicted": ("agreement_equals_prediction", "the lazy limit's prediction E_g0[agreement] over g's "
-                            "random initial function", "docs/theory.md: Agreement over the random initial function"),
+    "agreement_same_init": (
+        "agreement_equals_limit",
+        "the agreement of its lazy limit started from g's own initial function (same-init limit, per seed)",
+        "docs/theory.md: The limit g, decomposed",
+    ),
+    "agreement_predicted": (
+        "agreement_equals_prediction",
+        "the lazy limit's prediction E_g0[agreement] over g's random initial function",
+        "docs/theory.md: Agreement over the random initial function",
+    ),
 }
 
 
-def agreement_claim(cfg: Config, rows: list[dict], width, label: str, reference: str = "agreement_same_init",
-                    **where) -> dict | None:
+def agreement_claim(
+    cfg: Config, rows: list[dict], width, label: str, reference: str = "agreement_same_init", **where
+) -> dict | None:
     """'At this point, measured agreement = the reference' (:data:`REFERENCES`: the same-init limit, which the
-    finite net converges to seed by seed, or the expectation over g's initial function), judged on the per-cell
-    differences (pooled over the points matched by ``where`` when an axis is left free); the measured and
-    reference agreements are reported beside it."""
+    finite net converges to seed by seed, or the expectation over g's initial function), judged on the
+    per-cell differences (pooled over the points matched by ``where`` when an axis is left free); the measured
+    and reference agreements are reported beside it."""
     name, what, basis = REFERENCES[reference]
     diffs = _paired(rows, "agreement", reference, width=width, **where)
     if not diffs:
         return None
     n = n_test_points(cfg)
     est = verdicts.seed_mean(diffs, bounds=(-1.0, 1.0))
-    c = verdicts.equals(f"{name}[{label}]", f"Agreement of sign f and sign g at {label} equals {what} "
-                        f"(measured minus reference, per seed)", 0.0, TOL_AGREEMENT, est, basis=basis)
+    c = verdicts.equals(
+        f"{name}[{label}]",
+        f"Agreement of sign f and sign g at {label} equals {what} (measured minus reference, per seed)",
+        0.0,
+        TOL_AGREEMENT,
+        est,
+        basis=basis,
+    )
     why = _not_lazy(cfg, rows, width=width, **where)
     if why:
         c = _inconclusive(c, why)
-    meas = verdicts.seed_proportion([r["value"] for r in select(rows, metric="agreement", width=width, **where)], n)
+    meas = verdicts.seed_proportion(
+        [r["value"] for r in select(rows, metric="agreement", width=width, **where)], n
+    )
     ref = float(np.mean([r["value"] for r in select(rows, metric=reference, width=width, **where)]))
     return {**c.to_dict(), "agreement": meas.text(), reference: round(ref, 4)}
 
 
 def gap_rate_claim(rows: list[dict], net: str) -> dict | None:
     """'The output gap of the finite net (f or g) to its same-init limit ~ m^(-1/2)': a log-log fit over the
-    widths where training was lazy (mean relative first-layer movement < :data:`LAZY_MOVE`, a rule fixed before
-    the data: the rate is a lazy-regime law), judged against -1/2 +- :data:`TOL_SLOPE`."""
+    widths where training was lazy (mean relative first-layer movement < :data:`LAZY_MOVE`, a rule fixed
+    before the data: the rate is a lazy-regime law), judged against -1/2 +- :data:`TOL_SLOPE`."""
     gap = [r for r in select(rows, metric=f"{net}_gap") if not plots.is_infinite_width(r["width"])]
     widths = sorted({r["width"] for r in gap})
     if len(widths) < 2:
         return None
-    move = {w: np.mean([r["value"] for r in select(rows, metric=f"{net}_weight_move", width=w)] or [0.0])
-            for w in widths}
+    move = {
+        w: np.mean([r["value"] for r in select(rows, metric=f"{net}_weight_move", width=w)] or [0.0])
+        for w in widths
+    }
     lazy = [w for w in widths if move[w] < LAZY_MOVE]
     pts = [r for r in gap if r["width"] in lazy]
-    claim = (f"Finite {net} converges to the limit with its own initial function: relative output gap ~ "
-             f"m^(-1/2) (fit over the lazy widths {', '.join(f'{w:g}' for w in lazy) or 'none'})")
+    claim = (
+        f"Finite {net} converges to the limit with its own initial function: relative output gap ~ "
+        f"m^(-1/2) (fit over the lazy widths {', '.join(f'{w:g}' for w in lazy) or 'none'})"
+    )
     if len(lazy) < 2 or len(pts) < 3:
         est = verdicts.Estimate(0.0, -1.0, 1.0, len(pts), "none")
         c = verdicts.equals(f"{net}_gap_rate", claim, -0.5, TOL_SLOPE, est)
-        c = _inconclusive(c, f"fewer than 2 lazy widths (relative weight movement < {LAZY_MOVE}: "
-                             f"{', '.join(f'm={w:g}: {move[w]:.2f}' for w in widths)})")
+        c = _inconclusive(
+            c,
+            f"fewer than 2 lazy widths (relative weight movement < {LAZY_MOVE}: "
+            f"{', '.join(f'm={w:g}: {move[w]:.2f}' for w in widths)})",
+        )
         return {**c.to_dict(), "widths": lazy}
     fit = fit_loglog_slope([r["width"] for r in pts], [r["value"] for r in pts])
-    c = verdicts.slope(f"{net}_gap_rate", claim, -0.5, TOL_SLOPE, fit, basis="docs/theory.md: Finite width vs limit")
+    c = verdicts.slope(
+        f"{net}_gap_rate", claim, -0.5, TOL_SLOPE, fit, basis="docs/theory.md: Finite width vs limit"
+    )
     return {**c.to_dict(), "widths": lazy, "weight_movement": {f"{w:g}": float(move[w]) for w in widths}}
 
 
@@ -255,23 +324,47 @@ def summarize(cfg: Config, rows: list[dict]) -> dict:
     point = headline_point(rows, axes)
     chosen = select(restrict_to_best_lr(rows, axes), **point)
     n = n_test_points(cfg)
-    summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "headline_point": point,
-                     "n_test": n, "limit_time": {"f": float(cfg.base().limit_time("f")),
-                                                 "g": float(cfg.base().limit_time("g"))},
-                     "lr_selection": "best mean agreement over the lr grid per point" if
-                     any(a in axes for a in ("lr_f", "lr_g")) else "fixed"}
-    proportions = set(HEADLINE) | {"agreement_predicted", "agreement_same_init", "agreement_centred",
-                                   "agreement_signal"}
-    for metric in HEADLINE + ("agreement_predicted", "agreement_same_init", "agreement_centred",
-                              "agreement_signal", "mean_y_adv", "g0_abs", "bias_term_abs", "signal_term_abs",
-                              "g_gap", "g_weight_move"):
+    summary: dict = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        **provenance(),
+        "headline_point": point,
+        "n_test": n,
+        "limit_time": {"f": float(cfg.base().limit_time("f")), "g": float(cfg.base().limit_time("g"))},
+        "lr_selection": "best mean agreement over the lr grid per point"
+        if any(a in axes for a in ("lr_f", "lr_g"))
+        else "fixed",
+    }
+    proportions = set(HEADLINE) | {
+        "agreement_predicted",
+        "agreement_same_init",
+        "agreement_centred",
+        "agreement_signal",
+    }
+    for metric in HEADLINE + (
+        "agreement_predicted",
+        "agreement_same_init",
+        "agreement_centred",
+        "agreement_signal",
+        "mean_y_adv",
+        "g0_abs",
+        "bias_term_abs",
+        "signal_term_abs",
+        "g_gap",
+        "g_weight_move",
+    ):
         by_width = {}
-        for w in sorted({r["width"] for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w):
+        for w in sorted(
+            {r["width"] for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w
+        ):
             vals = [r["value"] for r in select(chosen, metric=metric) if r["width"] == w]
             if not vals:
                 continue
-            est = (verdicts.seed_proportion(vals, n) if metric in proportions and metric != "cos_predicted"
-                   else verdicts.seed_mean(vals))
+            est = (
+                verdicts.seed_proportion(vals, n)
+                if metric in proportions and metric != "cos_predicted"
+                else verdicts.seed_mean(vals)
+            )
             by_width[width_label(w)] = {"mean": est.value, "ci95": [est.low, est.high], "n": est.n}
         if by_width:
             summary[f"{metric}_by_width"] = by_width
@@ -281,8 +374,10 @@ def summarize(cfg: Config, rows: list[dict]) -> dict:
     summary["claims"] = claims(cfg, rows, axes)
     summary["verdicts"] = verdicts.summarize(summary["claims"])
     if any(a in axes for a in ("lr_f", "lr_g")):
-        summary["best_lr"] = {"/".join(map(str, k)): {"lr_f": v[0], "lr_g": v[1]}
-                              for k, v in best_learning_rates(rows, axes).items()}
+        summary["best_lr"] = {
+            "/".join(map(str, k)): {"lr_f": v[0], "lr_g": v[1]}
+            for k, v in best_learning_rates(rows, axes).items()
+        }
     return summary
 
 
@@ -294,14 +389,20 @@ def points(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     axis = trend[0] if trend else "width"
     out = []
     for w in sorted({r["width"] for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w):
-        for v in (sorted({r[axis] for r in rows}) if axis != "width" else [w]):
+        for v in sorted({r[axis] for r in rows}) if axis != "width" else [w]:
             where = {"width": w} if axis == "width" else {"width": w, axis: v}
             agr = _per_seed(rows, "agreement", **where)
             if not agr:
                 continue
             est = verdicts.seed_proportion(list(agr.values()), n)
-            entry = {"axis": axis, "value": v if axis != "width" else width_label(w), "width": width_label(w),
-                     "agreement_mean": est.value, "agreement_ci95": [est.low, est.high], "n_seeds": est.n}
+            entry = {
+                "axis": axis,
+                "value": v if axis != "width" else width_label(w),
+                "width": width_label(w),
+                "agreement_mean": est.value,
+                "agreement_ci95": [est.low, est.high],
+                "n_seeds": est.n,
+            }
             for m in ("agreement_predicted", "agreement_same_init", "agreement_centred", "agreement_signal"):
                 vals = list(_per_seed(rows, m, **where).values())
                 if vals:
@@ -317,7 +418,9 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     sign(S) (the papers' hat_g) explains the agreement, which random targets at small eps refute."""
     out: list[dict] = []
     point = headline_point(rows, axes)
-    best = restrict_to_best_lr(rows, axes, metric="agreement_predicted")  # lr chosen by the theory, not the data
+    best = restrict_to_best_lr(
+        rows, axes, metric="agreement_predicted"
+    )  # lr chosen by the theory, not the data
     chosen = select(best, **point)
     finite = sorted({r["width"] for r in chosen if not plots.is_infinite_width(r["width"])})
     where_txt = ", ".join(f"{TREND_AXES.get(a, a)}={v:g}" for a, v in point.items())
@@ -328,8 +431,13 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     if finite:
         top = finite[-1]
         rest = {k: v for k, v in point.items() if k not in TREND_AXES}
-        c = agreement_claim(cfg, select(best, **rest), top, f"m={top:g}, pooled over all swept points",
-                            reference="agreement_predicted")
+        c = agreement_claim(
+            cfg,
+            select(best, **rest),
+            top,
+            f"m={top:g}, pooled over all swept points",
+            reference="agreement_predicted",
+        )
         if c:
             out.append(c)
         diffs = _paired(chosen, "agreement", "agreement_signal", width=top)
@@ -337,8 +445,12 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
             c = verdicts.equals(
                 "bias_free_limit",
                 f"sign(S), the limit g without its bias term (the papers' hat_g), predicts the agreement at "
-                f"m={top:g} (measured minus sign(S)-agreement, per seed)", 0.0, TOL_AGREEMENT,
-                verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)), basis="docs/theory.md: The limit g, decomposed")
+                f"m={top:g} (measured minus sign(S)-agreement, per seed)",
+                0.0,
+                TOL_AGREEMENT,
+                verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+                basis="docs/theory.md: The limit g, decomposed",
+            )
             yadv = [r["value"] for r in select(chosen, metric="mean_y_adv", width=top)]
             out.append({**c.to_dict(), "mean_abs_y_adv": float(np.mean(np.abs(yadv))) if yadv else None})
     for net in ("g", "f"):
@@ -347,16 +459,23 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
             out.append(c)
     if "steps_g" in axes and cfg.loss == "identity":
         rest = {a: v for a, v in point.items() if a != "steps_g"}
-        inf_rows = [r for r in select(best, metric="agreement", **rest) if plots.is_infinite_width(r["width"])]
+        inf_rows = [
+            r for r in select(best, metric="agreement", **rest) if plots.is_infinite_width(r["width"])
+        ]
         ts = sorted({r["steps_g"] for r in inf_rows})
         if len(ts) >= 2:
             lo = {r["seed"]: r["value"] for r in inf_rows if r["steps_g"] == ts[0]}
             hi = {r["seed"]: r["value"] for r in inf_rows if r["steps_g"] == ts[-1]}
             diffs = [hi[s] - lo[s] for s in sorted(hi) if s in lo]
-            c = verdicts.equals("centred_limit_T_g", f"The centred limit's agreement does not depend on T_g "
-                                f"(identity loss: g_inf scales with tau); T_g={ts[-1]:g} minus T_g={ts[0]:g}",
-                                0.0, TOL_EXACT, verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
-                                basis="docs/theory.md: Agreement over the random initial function")
+            c = verdicts.equals(
+                "centred_limit_T_g",
+                f"The centred limit's agreement does not depend on T_g "
+                f"(identity loss: g_inf scales with tau); T_g={ts[-1]:g} minus T_g={ts[0]:g}",
+                0.0,
+                TOL_EXACT,
+                verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+                basis="docs/theory.md: Agreement over the random initial function",
+            )
             out.append(c.to_dict())
     if finite:
         top = finite[-1]
@@ -368,10 +487,14 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
                 if axis == "steps_f" and cfg.loss == "identity" and cfg.attack in ("one_step_l2", "fgm"):
                     diffs = _paired(sub, "cos_predicted", "cos_predicted_theory", **{axis: v})
                     if diffs:
-                        c = verdicts.equals(f"cosine_equals_prediction[{label}]",
-                                            f"mean |cos(eta_n, D_n)| at {label} equals the lazy prediction",
-                                            0.0, TOL_COSINE, verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
-                                            basis="docs/theory.md: Cosine with the predicted direction")
+                        c = verdicts.equals(
+                            f"cosine_equals_prediction[{label}]",
+                            f"mean |cos(eta_n, D_n)| at {label} equals the lazy prediction",
+                            0.0,
+                            TOL_COSINE,
+                            verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+                            basis="docs/theory.md: Cosine with the predicted direction",
+                        )
                         out.append(c.to_dict())
                 elif axis != "steps_f" and point.get(axis) != v:
                     c = agreement_claim(cfg, sub, top, label, **{axis: v})
@@ -380,8 +503,13 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     return out
 
 
-AXIS_LABELS = {"eps": "perturbation radius eps (L2 norm)", "steps_g": "g's training steps T_g",
-               "data.d": "input dimension d", "data.n_train": "training-set size N", "gamma": "leaky slope gamma"}
+AXIS_LABELS = {
+    "eps": "perturbation radius eps (L2 norm)",
+    "steps_g": "g's training steps T_g",
+    "data.d": "input dimension d",
+    "data.n_train": "training-set size N",
+    "gamma": "leaky slope gamma",
+}
 AGREEMENT_LABEL = "agreement of sign f and sign g"
 
 
@@ -394,30 +522,61 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
     chosen = restrict_to_best_lr(rows, axes)
     n = n_test_points(cfg)
     paths = []
-    title = f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, {cfg.preset} preset"
+    title = (
+        f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, "
+        f"{cfg.preset} preset"
+    )
     where = headline_point(chosen, axes)
     if len({r["width"] for r in chosen}) > 1 and any(not plots.is_infinite_width(r["width"]) for r in chosen):
         eps_txt = f", eps={where['eps']:g}" if "eps" in where else f", eps={cfg.eps[0]:g}"
-        paths += plots.figure_vs_width(chosen, ("agreement", "g_acc_test"), out=out, name="agreement_vs_width",
-                                       title=title + eps_txt, n_points=n,
-                                       labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
-                                       predictions={"agreement": "agreement_predicted"},
-                                       infinite_label="centred limit, g_0 = 0", infinite_ls=":", **where)
+        paths += plots.figure_vs_width(
+            chosen,
+            ("agreement", "g_acc_test"),
+            out=out,
+            name="agreement_vs_width",
+            title=title + eps_txt,
+            n_points=n,
+            labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
+            predictions={"agreement": "agreement_predicted"},
+            infinite_label="centred limit, g_0 = 0",
+            infinite_ls=":",
+            **where,
+        )
         gap_rows = [r for r in select(chosen, **where) if not plots.is_infinite_width(r["width"])]
         if len({r["width"] for r in gap_rows}) >= 2:
             paths += gap_figure(gap_rows, out, title + eps_txt)
-    for axis, name in (("eps", "agreement_vs_eps"), ("steps_g", "agreement_vs_T_g"), ("data.d", "agreement_vs_d"),
-                       ("data.n_train", "agreement_vs_N"), ("gamma", "agreement_vs_gamma")):
+    for axis, name in (
+        ("eps", "agreement_vs_eps"),
+        ("steps_g", "agreement_vs_T_g"),
+        ("data.d", "agreement_vs_d"),
+        ("data.n_train", "agreement_vs_N"),
+        ("gamma", "agreement_vs_gamma"),
+    ):
         if axis in axes:
             fixed = {a: v for a, v in where.items() if a != axis}
             fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
-            plots.draw_vs(ax, chosen, axis, "agreement", ylabel=AGREEMENT_LABEL, xlabel=AXIS_LABELS[axis],
-                          predicted="agreement_predicted", n_points=n, logx="auto",
-                          infinite_label="centred limit (infinite width, g_0 = 0)", infinite_ls=":", **fixed)
+            plots.draw_vs(
+                ax,
+                chosen,
+                axis,
+                "agreement",
+                ylabel=AGREEMENT_LABEL,
+                xlabel=AXIS_LABELS[axis],
+                predicted="agreement_predicted",
+                n_points=n,
+                logx="auto",
+                infinite_label="centred limit (infinite width, g_0 = 0)",
+                infinite_ls=":",
+                **fixed,
+            )
             if axis == "eps":
                 vals = sorted({r["eps"] for r in chosen})
                 lo = min([v for v in vals if v > 0], default=1e-3)
-                grid = np.geomspace(lo, max(vals), 60) if ax.get_xscale() == "log" else np.linspace(0, max(vals), 60)
+                grid = (
+                    np.geomspace(lo, max(vals), 60)
+                    if ax.get_xscale() == "log"
+                    else np.linspace(0, max(vals), 60)
+                )
                 curve = first_order_curve(cfg, grid, **{a: v for a, v in fixed.items() if a != "width"})
                 if curve is not None:
                     ax.plot(grid, curve, color="0.5", lw=0.9, label="centred limit, first order in eps")
@@ -441,8 +600,12 @@ def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
     base = cfg.base()
     for axis, v in where.items():
         base = engine.set_field(base, axis, v)
-    if (base.loss != "identity" or base.attack not in FIRST_ORDER_ATTACKS or base.scenario == "noise"
-            or not base.bias):
+    if (
+        base.loss != "identity"
+        or base.attack not in FIRST_ORDER_ATTACKS
+        or base.scenario == "noise"
+        or not base.bias
+    ):
         return None
     x, y, z, _ = data_arrays(base.data)
     c = base.with_(width=None)
@@ -470,11 +633,25 @@ def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
         if len(sub) < 3:
             continue
         fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
-        line = plots.plot_metric(ax, sub, "width", metric, color=f"C{i}", logx=2, logy=True,
-                                 label=f"{metric[0]}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]")
+        line = plots.plot_metric(
+            ax,
+            sub,
+            "width",
+            metric,
+            color=f"C{i}",
+            logx=2,
+            logy=True,
+            label=f"{metric[0]}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]",
+        )
         xs = np.asarray(sorted({r["width"] for r in sub}), float)
-        ax.plot(xs, np.exp(fit.intercept) * xs[0] ** fit.slope * (xs / xs[0]) ** -0.5, ls="--", lw=1.0,
-                color=line.get_color(), label=f"{metric[0]}: predicted m^(-1/2)")
+        ax.plot(
+            xs,
+            np.exp(fit.intercept) * xs[0] ** fit.slope * (xs / xs[0]) ** -0.5,
+            ls="--",
+            lw=1.0,
+            color=line.get_color(),
+            label=f"{metric[0]}: predicted m^(-1/2)",
+        )
     ax.set_xlabel("width m")
     ax.set_ylabel("||net - same-init limit|| / ||limit|| on z")
     ax.set_title(title)
@@ -511,39 +688,63 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
         hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=c.gamma, bias=c.bias, base=adv.base)
         g_lim = protocol.infinite_g(c, adv)
         b_plus_s = lambda q, g_lim=g_lim, c=c: sum(protocol.g_parts(c, g_lim, q))  # noqa: E731
-        grid = protocol.decision_grid({"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g, "B + S": b_plus_s},
-                                      origin, basis, extent, 121)
+        grid = protocol.decision_grid(
+            {"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g, "B + S": b_plus_s}, origin, basis, extent, 121
+        )
         contours = {"f": "-", "g": (0, (5, 1)), "hat_f": "--", "hat_g": ":", "B + S": "-."}
         name = f"decision_map_{'inf' if width is None else f'm{width}'}"
         mean_yadv = float(np.mean(np.asarray(adv.y_adv)))
         paths += plots.figure_decision_map(
-            grid, "f", "g", extent, out=out, name=name, points=proj, labels=np.asarray(y), contours=contours,
+            grid,
+            "f",
+            "g",
+            extent,
+            out=out,
+            name=name,
+            points=proj,
+            labels=np.asarray(y),
+            contours=contours,
             title=f"{cfg.data.name}: {'infinite width' if width is None else f'width {width}'}, "
-                  f"eps={c.eps:g} (L2), seed 0, mean(y_adv)={mean_yadv:+.3f}")
+            f"eps={c.eps:g} (L2), seed 0, mean(y_adv)={mean_yadv:+.3f}",
+        )
     return paths
 
 
-def main(cfg: Config = Config(), out: str | Path = "runs/perturbation-learning", *, progress: bool = True) -> dict:
-    """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return summary."""
+def main(
+    cfg: Config = Config(), out: str | Path = "runs/perturbation-learning", *, progress: bool = True
+) -> dict:
+    """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return
+    summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()
     store = ResultStore(cfg.store or out / "store")
-    records = batch.run_sweep(grid, store, run_batch=partial(batch.run_protocol_batch, solver=cfg.solver),
-                              backend=cfg.backend, workers=cfg.workers, force=cfg.force, progress=progress,
-                              reuse="accept" if cfg.accept_stale else "verify")
+    records = batch.run_sweep(
+        grid,
+        store,
+        run_batch=partial(batch.run_protocol_batch, solver=cfg.solver),
+        backend=cfg.backend,
+        workers=cfg.workers,
+        force=cfg.force,
+        progress=progress,
+        reuse="accept" if cfg.accept_stale else "verify",
+    )
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")
     summary = summarize(cfg, rows)
-    summary["stale_cells"] = sum(1 for r in records if r.get("stale"))  # kept with --accept-stale, rows marked
+    summary["stale_cells"] = sum(
+        1 for r in records if r.get("stale")
+    )  # kept with --accept-stale, rows marked
     summary["figures"] = [str(p.name) for p in figures(cfg, rows, out)]
     if cfg.decision_map:
         summary["figures"] += [str(p.name) for p in decision_maps(cfg, out)]
     write_json(summary, out / "summary.json")
     if progress is not False:
         report(summary)
-        print(f"{COMMAND}: wrote {out / 'results.csv'}, {out / 'summary.json'} and {len(summary['figures'])} "
-              f"figure files in {out}")
+        print(
+            f"{COMMAND}: wrote {out / 'results.csv'}, {out / 'summary.json'} and {len(summary['figures'])} "
+            f"figure files in {out}"
+        )
     return summary
 
 
@@ -557,10 +758,14 @@ def report(summary: dict) -> None:
     for w in agr:
         a, g = agr[w], acc.get(w, {"mean": np.nan, "ci95": [np.nan, np.nan]})
         p = pred.get(w, {}).get("mean", np.nan)
-        print(f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p:>9.3f}  "
-              f"{g['mean']:.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]")
+        print(
+            f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p:>9.3f}  "
+            f"{g['mean']:.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
+        )
     if "agreement_infinite" in summary:
         print(f"centred limit (infinite width, g_0 = 0): agreement {summary['agreement_infinite']:.3f}")
     for c in summary["claims"]:
-        print(f"  [{c['verdict']}] {c['claim']}: predicted {c['prediction']}, measured {c['measured']}"
-              + (f" - {c['reason']}" if c.get("reason") else ""))
+        print(
+            f"  [{c['verdict']}] {c['claim']}: predicted {c['prediction']}, measured {c['measured']}"
+            + (f" - {c['reason']}" if c.get("reason") else "")
+        )

@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 from ntk_adv.results import provenance, write_json
 
 COMMAND = "report"
-SKIP = ("demo", "bench", "report", "figures", "reproduce")  # figures: the figure set; reproduce: one published panel
+SKIP = (
+    "demo",
+    "bench",
+    "report",
+    "figures",
+    "reproduce",
+)  # figures: the figure set; reproduce: one published panel
 
 
 def reportable() -> dict[str, str]:
@@ -37,7 +43,9 @@ class Config:
         known = reportable()
         unknown = [e for e in self.experiments if e not in known]
         if unknown:
-            raise ValueError(f"unknown experiment(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+            raise ValueError(
+                f"unknown experiment(s) {', '.join(unknown)}; expected some of {', '.join(known)}"
+            )
 
 
 def scale_of(module, quick: bool):
@@ -64,17 +72,29 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
         timings[command] = time.perf_counter() - t0
         claims = claims_of(summary)
         if progress is not False:
-            counts = {v: sum(c["verdict"] == v for c in claims) for v in ("confirmed", "refuted", "inconclusive")}
-            bar.write(f"report: {command} ({scale} scale) {timings[command]:.0f} s, {len(claims)} claims: "
-                      + ", ".join(f"{n} {v}" for v, n in counts.items()))
+            counts = {
+                v: sum(c["verdict"] == v for c in claims) for v in ("confirmed", "refuted", "inconclusive")
+            }
+            bar.write(
+                f"report: {command} ({scale} scale) {timings[command]:.0f} s, {len(claims)} claims: "
+                + ", ".join(f"{n} {v}" for v, n in counts.items())
+            )
         table += [{"experiment": command, **c} for c in claims]
         sections.append((command, module, exp_cfg, scale, claims, sorted((out / command).glob("*.png"))))
     text = render(sections, table, timings)
     (out / "report.md").write_text(text)
-    summary = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), "claims": table,
-               "seconds": timings, "confirmed": sum(c["verdict"] == "confirmed" for c in table),
-               "verdicts": {v: sum(c["verdict"] == v for c in table) for v in ("confirmed", "refuted", "inconclusive")},
-               "total": len(table)}
+    summary = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        **provenance(),
+        "claims": table,
+        "seconds": timings,
+        "confirmed": sum(c["verdict"] == "confirmed" for c in table),
+        "verdicts": {
+            v: sum(c["verdict"] == v for c in table) for v in ("confirmed", "refuted", "inconclusive")
+        },
+        "total": len(table),
+    }
     write_json(summary, out / "summary.json")
     if progress is not False:
         print(f"{summary['confirmed']}/{summary['total']} predictions confirmed; report: {out / 'report.md'}")
@@ -94,17 +114,31 @@ def _cell(text) -> str:
 
 def render(sections, table, timings) -> str:
     prov = provenance()
-    lines = ["# ntk-adv report", "",
-             f"git {prov['git_rev'][:12]}, jax {prov['jax']}, jaxlib {prov['jaxlib']}.", "",
-             "| experiment | claim | prediction | measured | verdict | reason | paper |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {_cell(r['experiment'])} | {_cell(r['claim'])} | {_cell(r['prediction'])} | "
-              f"{_cell(r['measured'])} | **{r['verdict']}** | {_cell(r.get('reason', ''))} | "
-              f"{_cell(r.get('paper', ''))} |" for r in table]
+    lines = [
+        "# ntk-adv report",
+        "",
+        f"git {prov['git_rev'][:12]}, jax {prov['jax']}, jaxlib {prov['jaxlib']}.",
+        "",
+        "| experiment | claim | prediction | measured | verdict | reason | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {_cell(r['experiment'])} | {_cell(r['claim'])} | {_cell(r['prediction'])} | "
+        f"{_cell(r['measured'])} | **{r['verdict']}** | {_cell(r.get('reason', ''))} | "
+        f"{_cell(r.get('paper', ''))} |"
+        for r in table
+    ]
     for command, module, exp_cfg, scale, claims, pngs in sections:
         doc = (module.__doc__ or "").strip().split("\n\n")[0]
-        lines += ["", f"## {command}", "", doc, "",
-                  f"Scale: {scale} config, {timings[command]:.0f} s. Config: `{_cell(repr(exp_cfg))}`", ""]
+        lines += [
+            "",
+            f"## {command}",
+            "",
+            doc,
+            "",
+            f"Scale: {scale} config, {timings[command]:.0f} s. Config: `{_cell(repr(exp_cfg))}`",
+            "",
+        ]
         if not claims:
             lines += ["(this experiment reports no claims table)", ""]
         lines += [f"![{p.stem}]({command}/{p.name})" for p in pngs]

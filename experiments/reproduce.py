@@ -15,9 +15,10 @@ with the measured weight movement. ``ntk-adv reproduce --list`` prints every pan
 
 Panels are ``<block>_<sweep>``: blocks shifted_gauss_a/b, gauss_a/b (synthetic), mnist_a/b (1 vs 2) and
 fmnist_a/b (0 vs 9); sweeps eps, width, d and n_train (synthetic only), steps_f, steps_g, gamma. Every panel
-uses the paper preset (full-batch SGD, momentum 0.9, reduce-on-plateau), the identity loss, leaky slope 0 (ReLU),
-a one-step L2 perturbation, random targets, and its block's lr grid. MNIST / Fashion-MNIST are read from IDX
-files in ``--data-root`` (all training and test points of the pair, pixels in [0, 1] minus the dataset mean).
+uses the paper preset (full-batch SGD, momentum 0.9, reduce-on-plateau), the identity loss, leaky slope 0
+(ReLU), a one-step L2 perturbation, random targets, and its block's lr grid. MNIST / Fashion-MNIST are read
+from IDX files in ``--data-root`` (all training and test points of the pair, pixels in [0, 1] minus the
+dataset mean).
 
 Outputs in DIR: summary.json (``panel``, ``settings``, ``points``, ``claims``), results.csv (all cells),
 reproduce_<panel>.png/.pdf, and the perturbation-learning sweep(s) in DIR/sweep (DIR/sweep_d<d> for a d panel,
@@ -67,17 +68,24 @@ LR_IMAGES = (0.01, 0.001)
 SWEEPS = ("eps", "width", "d", "n_train", "steps_f", "steps_g", "gamma")
 SYNTHETIC_ONLY = ("d", "n_train")
 # the perturbation-learning row column each sweep moves
-COLUMN = {"eps": "eps", "width": "width", "d": "data.d", "n_train": "data.n_train", "steps_f": "steps_f",
-          "steps_g": "steps_g", "gamma": "gamma"}
+COLUMN = {
+    "eps": "eps",
+    "width": "width",
+    "d": "data.d",
+    "n_train": "data.n_train",
+    "steps_f": "steps_f",
+    "steps_g": "steps_g",
+    "gamma": "gamma",
+}
 INT_SWEEPS = ("width", "d", "n_train", "steps_f", "steps_g")
 
 
 @dataclass(frozen=True)
 class Block:
     """One row of the published settings: the data (``dataset``, classes, d, N, n_test; None = every point of
-    the file split), width m, T_f = T_g = ``steps``, the L2 radius ``eps`` (= ``eps_per_sqrt_d`` sqrt(d) on the
-    synthetic blocks), the scenario, the lr grid (lr_f and lr_g each over ``lr``), the seed the scripts used,
-    the values of each sweep, and lr values a sweep fixes instead of searching the grid."""
+    the file split), width m, T_f = T_g = ``steps``, the L2 radius ``eps`` (= ``eps_per_sqrt_d`` sqrt(d) on
+    the synthetic blocks), the scenario, the lr grid (lr_f and lr_g each over ``lr``), the seed the scripts
+    used, the values of each sweep, and lr values a sweep fixes instead of searching the grid."""
 
     name: str
     dataset: str
@@ -100,51 +108,179 @@ class Block:
         return self.dataset in ("gauss", "shifted_gauss")
 
 
-def _synthetic(name, dataset, *, d, n, eps, c, scenario, seed, eps_values, d_values, n_values=N_SYNTHETIC,
-               steps_f_values=STEPS_1_100, lr_f_for_steps_f=0.1, lr_g_for_steps_g=None) -> Block:
+def _synthetic(
+    name,
+    dataset,
+    *,
+    d,
+    n,
+    eps,
+    c,
+    scenario,
+    seed,
+    eps_values,
+    d_values,
+    n_values=N_SYNTHETIC,
+    steps_f_values=STEPS_1_100,
+    lr_f_for_steps_f=0.1,
+    lr_g_for_steps_g=None,
+) -> Block:
     fixed = {"steps_f": {"lr_f": lr_f_for_steps_f}}
     if lr_g_for_steps_g is not None:
         fixed["steps_g"] = {"lr_g": lr_g_for_steps_g}
-    return Block(name, dataset, d=d, m=100, n_train=n, n_test=1000, steps=1000, eps=eps, scenario=scenario,
-                 paper_seed=seed, lr=LR_SYNTHETIC, eps_per_sqrt_d=c, fixed_lr=fixed,
-                 sweeps={"eps": eps_values, "width": WIDTHS_SYNTHETIC, "d": d_values, "n_train": n_values,
-                         "steps_f": steps_f_values, "steps_g": STEPS_1_100, "gamma": GAMMAS})
+    return Block(
+        name,
+        dataset,
+        d=d,
+        m=100,
+        n_train=n,
+        n_test=1000,
+        steps=1000,
+        eps=eps,
+        scenario=scenario,
+        paper_seed=seed,
+        lr=LR_SYNTHETIC,
+        eps_per_sqrt_d=c,
+        fixed_lr=fixed,
+        sweeps={
+            "eps": eps_values,
+            "width": WIDTHS_SYNTHETIC,
+            "d": d_values,
+            "n_train": n_values,
+            "steps_f": steps_f_values,
+            "steps_g": STEPS_1_100,
+            "gamma": GAMMAS,
+        },
+    )
 
 
 def _images(name, dataset, classes, *, scenario, seed, eps_values, steps_g_values) -> Block:
-    return Block(name, dataset, d=784, m=100, n_train=None, n_test=None, steps=100, eps=0.14, scenario=scenario,
-                 paper_seed=seed, lr=LR_IMAGES, classes=classes,
-                 sweeps={"eps": eps_values, "width": WIDTHS_IMAGES, "steps_f": STEPS_1_100,
-                         "steps_g": steps_g_values, "gamma": GAMMAS})
+    return Block(
+        name,
+        dataset,
+        d=784,
+        m=100,
+        n_train=None,
+        n_test=None,
+        steps=100,
+        eps=0.14,
+        scenario=scenario,
+        paper_seed=seed,
+        lr=LR_IMAGES,
+        classes=classes,
+        sweeps={
+            "eps": eps_values,
+            "width": WIDTHS_IMAGES,
+            "steps_f": STEPS_1_100,
+            "steps_g": steps_g_values,
+            "gamma": GAMMAS,
+        },
+    )
 
 
 D_SHIFTED_B = _ints(_run(10, 100, 10), _run(200, 1000, 100), _run(2000, 5000, 1000))
 D_GAUSS = _ints(_run(100, 1000, 100), _run(2000, 10000, 1000))
 EPS_IMAGES = _run(0.0, 0.14, 0.014)
 
-BLOCKS: dict[str, Block] = {b.name: b for b in (
-    _synthetic("shifted_gauss_a", "shifted_gauss", d=100, n=1000, eps=0.01, c=0.001, scenario="a", seed=0,
-               eps_values=_run(0.0, 0.01, 0.001), d_values=_ints(_run(10, 100, 10)),
-               steps_f_values=_ints(_run(1, 10, 1))),
-    _synthetic("shifted_gauss_b", "shifted_gauss", d=5000, n=10000, eps=0.7, c=0.01, scenario="b", seed=1,
-               eps_values=_run(0.0, 0.7, 0.1), d_values=D_SHIFTED_B, steps_f_values=_ints(_run(1, 10, 1)),
-               lr_f_for_steps_f=0.01, lr_g_for_steps_g=0.01),
-    _synthetic("gauss_a", "gauss", d=10000, n=10000, eps=0.1, c=0.001, scenario="a", seed=0,
-               eps_values=_run(0.0, 0.1, 0.01), d_values=D_GAUSS),
-    _synthetic("gauss_b", "gauss", d=10000, n=10000, eps=10.0, c=0.1, scenario="b", seed=0,
-               eps_values=_run(0.0, 10.0, 1.0), d_values=D_GAUSS, n_values=N_SYNTHETIC[4:],
-               lr_g_for_steps_g=0.1),
-    _images("mnist_a", "mnist", (1, 2), scenario="a", seed=0, eps_values=EPS_IMAGES[2:],
-            steps_g_values=STEPS_10_100),
-    _images("mnist_b", "mnist", (1, 2), scenario="b", seed=1, eps_values=EPS_IMAGES, steps_g_values=STEPS_1_100),
-    _images("fmnist_a", "fmnist", (0, 9), scenario="a", seed=0, eps_values=EPS_IMAGES,
-            steps_g_values=STEPS_10_100),
-    _images("fmnist_b", "fmnist", (0, 9), scenario="b", seed=2, eps_values=EPS_IMAGES,
-            steps_g_values=STEPS_10_100),
-)}
+BLOCKS: dict[str, Block] = {
+    b.name: b
+    for b in (
+        _synthetic(
+            "shifted_gauss_a",
+            "shifted_gauss",
+            d=100,
+            n=1000,
+            eps=0.01,
+            c=0.001,
+            scenario="a",
+            seed=0,
+            eps_values=_run(0.0, 0.01, 0.001),
+            d_values=_ints(_run(10, 100, 10)),
+            steps_f_values=_ints(_run(1, 10, 1)),
+        ),
+        _synthetic(
+            "shifted_gauss_b",
+            "shifted_gauss",
+            d=5000,
+            n=10000,
+            eps=0.7,
+            c=0.01,
+            scenario="b",
+            seed=1,
+            eps_values=_run(0.0, 0.7, 0.1),
+            d_values=D_SHIFTED_B,
+            steps_f_values=_ints(_run(1, 10, 1)),
+            lr_f_for_steps_f=0.01,
+            lr_g_for_steps_g=0.01,
+        ),
+        _synthetic(
+            "gauss_a",
+            "gauss",
+            d=10000,
+            n=10000,
+            eps=0.1,
+            c=0.001,
+            scenario="a",
+            seed=0,
+            eps_values=_run(0.0, 0.1, 0.01),
+            d_values=D_GAUSS,
+        ),
+        _synthetic(
+            "gauss_b",
+            "gauss",
+            d=10000,
+            n=10000,
+            eps=10.0,
+            c=0.1,
+            scenario="b",
+            seed=0,
+            eps_values=_run(0.0, 10.0, 1.0),
+            d_values=D_GAUSS,
+            n_values=N_SYNTHETIC[4:],
+            lr_g_for_steps_g=0.1,
+        ),
+        _images(
+            "mnist_a",
+            "mnist",
+            (1, 2),
+            scenario="a",
+            seed=0,
+            eps_values=EPS_IMAGES[2:],
+            steps_g_values=STEPS_10_100,
+        ),
+        _images(
+            "mnist_b",
+            "mnist",
+            (1, 2),
+            scenario="b",
+            seed=1,
+            eps_values=EPS_IMAGES,
+            steps_g_values=STEPS_1_100,
+        ),
+        _images(
+            "fmnist_a",
+            "fmnist",
+            (0, 9),
+            scenario="a",
+            seed=0,
+            eps_values=EPS_IMAGES,
+            steps_g_values=STEPS_10_100,
+        ),
+        _images(
+            "fmnist_b",
+            "fmnist",
+            (0, 9),
+            scenario="b",
+            seed=2,
+            eps_values=EPS_IMAGES,
+            steps_g_values=STEPS_10_100,
+        ),
+    )
+}
 
-PANELS: dict[str, tuple[str, str]] = {f"{b.name}_{s}": (b.name, s) for b in BLOCKS.values() for s in SWEEPS
-                                      if s in b.sweeps}
+PANELS: dict[str, tuple[str, str]] = {
+    f"{b.name}_{s}": (b.name, s) for b in BLOCKS.values() for s in SWEEPS if s in b.sweeps
+}
 
 
 def eps_for_d(c: float, d: int) -> float:
@@ -164,7 +300,9 @@ def values_text(values) -> str:
         j = i + 1
         if j < len(vals):
             step = vals[j] - vals[i]
-            while j + 1 < len(vals) and math.isclose(vals[j + 1] - vals[j], step, rel_tol=1e-6, abs_tol=1e-12):
+            while j + 1 < len(vals) and math.isclose(
+                vals[j + 1] - vals[j], step, rel_tol=1e-6, abs_tol=1e-12
+            ):
                 j += 1
         if j - i >= 2:
             parts.append(f"{vals[i]:g}..{vals[j]:g} step {vals[i + 1] - vals[i]:g}")
@@ -204,16 +342,21 @@ class Config:
             return
         block, sweep = self.block(), self.sweep()
         if not block.synthetic and not self.data_root:
-            raise ValueError(f"panel {self.panel} reads {block.dataset} from IDX files: pass --data-root DIR "
-                             f"(the directory holding t10k-images-idx3-ubyte[.gz] etc.)")
+            raise ValueError(
+                f"panel {self.panel} reads {block.dataset} from IDX files: pass --data-root DIR "
+                f"(the directory holding t10k-images-idx3-ubyte[.gz] etc.)"
+            )
         if not block.synthetic and self.d is not None:
             raise ValueError(f"panel {self.panel}: d is fixed by the images (784); do not override it")
         if sweep in ("d", "width", "n_train") and getattr(self, sweep) is not None:
-            raise ValueError(f"panel {self.panel} sweeps {sweep}: give its values with --values, "
-                             f"not --{sweep.replace('_', '-')}")
+            raise ValueError(
+                f"panel {self.panel} sweeps {sweep}: give its values with --values, "
+                f"not --{sweep.replace('_', '-')}"
+            )
         if sweep in INT_SWEEPS and any(float(v) != int(v) or v < 1 for v in self.values):
-            raise ValueError(f"panel {self.panel} sweeps {sweep}: values must be positive integers, "
-                             f"got {self.values}")
+            raise ValueError(
+                f"panel {self.panel} sweeps {sweep}: values must be positive integers, got {self.values}"
+            )
         for name in ("n_train", "n_test", "d", "width", "steps"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -227,8 +370,11 @@ class Config:
         return PANELS[self.panel][1]
 
     def overridden(self) -> list[str]:
-        return [n for n in ("values", "n_train", "n_test", "d", "width", "steps")
-                if getattr(self, n) not in (None, ())]
+        return [
+            n
+            for n in ("values", "n_train", "n_test", "d", "width", "steps")
+            if getattr(self, n) not in (None, ())
+        ]
 
     def settings(self) -> dict:
         """The panel's settings after any overrides (the published ones when none are given)."""
@@ -237,20 +383,44 @@ class Config:
     def sweep_configs(self) -> list[tuple[str, pl.Config]]:
         """(subdirectory, perturbation-learning config) per sweep: one, or one per d on a d panel."""
         s, block = self.settings(), self.block()
-        data = DataSpec(block.dataset, n_train=s["n_train"], n_test=s["n_test"], d=s["d"],
-                        pos=block.classes[0] if block.classes else None,
-                        neg=block.classes[1] if block.classes else None,
-                        root=self.data_root or None)
+        data = DataSpec(
+            block.dataset,
+            n_train=s["n_train"],
+            n_test=s["n_test"],
+            d=s["d"],
+            pos=block.classes[0] if block.classes else None,
+            neg=block.classes[1] if block.classes else None,
+            root=self.data_root or None,
+        )
         axis, values = s["sweep"], tuple(s["values"])
-        common = dict(data=data, scenario=s["scenario"], attack=s["attack"], targets=s["targets"], loss=s["loss"],
-                      preset=s["preset"], parametrization="standard", infinite=False, seeds=self.seeds,
-                      widths=values if axis == "width" else (s["m"],), eps=(s["eps"],), lr_f=tuple(s["lr_f"]),
-                      lr_g=tuple(s["lr_g"]), steps_f=(s["steps_f"],), steps_g=(s["steps_g"],), gamma=(s["gamma"],),
-                      solver=self.solver, backend=self.backend, workers=self.workers, force=self.force,
-                      decision_map=False)
+        common = dict(
+            data=data,
+            scenario=s["scenario"],
+            attack=s["attack"],
+            targets=s["targets"],
+            loss=s["loss"],
+            preset=s["preset"],
+            parametrization="standard",
+            infinite=False,
+            seeds=self.seeds,
+            widths=values if axis == "width" else (s["m"],),
+            eps=(s["eps"],),
+            lr_f=tuple(s["lr_f"]),
+            lr_g=tuple(s["lr_g"]),
+            steps_f=(s["steps_f"],),
+            steps_g=(s["steps_g"],),
+            gamma=(s["gamma"],),
+            solver=self.solver,
+            backend=self.backend,
+            workers=self.workers,
+            force=self.force,
+            decision_map=False,
+        )
         if axis == "d":
-            return [(f"sweep_d{d}", pl.Config(**{**common, "data": replace(data, d=int(d)), "eps": (eps,)}))
-                    for d, eps in zip(values, s["eps_by_d"], strict=True)]
+            return [
+                (f"sweep_d{d}", pl.Config(**{**common, "data": replace(data, d=int(d)), "eps": (eps,)}))
+                for d, eps in zip(values, s["eps_by_d"], strict=True)
+            ]
         if axis in ("eps", "gamma"):
             common[axis] = values
         elif axis in ("steps_f", "steps_g", "n_train"):
@@ -258,7 +428,9 @@ class Config:
         return [("sweep", pl.Config(**common))]
 
 
-def panel_settings(panel: str, *, values=(), n_train=None, n_test=None, d=None, width=None, steps=None) -> dict:
+def panel_settings(
+    panel: str, *, values=(), n_train=None, n_test=None, d=None, width=None, steps=None
+) -> dict:
     """The settings of ``panel`` as a flat dict (published values; keyword overrides shrink the panel)."""
     if panel not in PANELS:
         raise ValueError(f"unknown panel {panel!r}; valid panels: {', '.join(PANELS)}")
@@ -268,14 +440,32 @@ def panel_settings(panel: str, *, values=(), n_train=None, n_test=None, d=None, 
     if sweep in INT_SWEEPS:
         vals = tuple(int(v) for v in vals)
     lr_f, lr_g = b.fixed_lr.get(sweep, {}).get("lr_f"), b.fixed_lr.get(sweep, {}).get("lr_g")
-    s = {"panel": panel, "block": block_name, "sweep": sweep, "values": list(vals), "dataset": b.dataset,
-         "classes": {"pos": b.classes[0], "neg": b.classes[1]} if b.classes else None,
-         "d": int(d or b.d), "m": int(width or b.m), "n_train": n_train or b.n_train,
-         "n_test": n_test or b.n_test, "steps_f": int(steps or b.steps), "steps_g": int(steps or b.steps),
-         "eps": b.eps, "eps_norm": "L2", "scenario": b.scenario, "lr_f": [lr_f] if lr_f else list(b.lr),
-         "lr_g": [lr_g] if lr_g else list(b.lr), "preset": "paper", "loss": "identity", "gamma": 0.0,
-         "targets": "random", "attack": "one_step_l2", "paper_seed": b.paper_seed,
-         "published": not any(v not in (None, ()) for v in (values, n_train, n_test, d, width, steps))}
+    s = {
+        "panel": panel,
+        "block": block_name,
+        "sweep": sweep,
+        "values": list(vals),
+        "dataset": b.dataset,
+        "classes": {"pos": b.classes[0], "neg": b.classes[1]} if b.classes else None,
+        "d": int(d or b.d),
+        "m": int(width or b.m),
+        "n_train": n_train or b.n_train,
+        "n_test": n_test or b.n_test,
+        "steps_f": int(steps or b.steps),
+        "steps_g": int(steps or b.steps),
+        "eps": b.eps,
+        "eps_norm": "L2",
+        "scenario": b.scenario,
+        "lr_f": [lr_f] if lr_f else list(b.lr),
+        "lr_g": [lr_g] if lr_g else list(b.lr),
+        "preset": "paper",
+        "loss": "identity",
+        "gamma": 0.0,
+        "targets": "random",
+        "attack": "one_step_l2",
+        "paper_seed": b.paper_seed,
+        "published": not any(v not in (None, ()) for v in (values, n_train, n_test, d, width, steps)),
+    }
     if b.eps_per_sqrt_d is not None:
         s["eps_per_sqrt_d"] = b.eps_per_sqrt_d
     if sweep == "d":
@@ -291,10 +481,12 @@ def settings_line(panel: str) -> str:
     per_sqrt_d = f", = {s['eps_per_sqrt_d']:g} sqrt(d)" if "eps_per_sqrt_d" in s else ""
     eps = f"eps={s['eps']:g} (L2{per_sqrt_d})"
     sweep = s["sweep"] + (" (eps = c sqrt(d) moves with d)" if s["sweep"] == "d" else "")
-    return (f"{panel:<24} {data}, scenario ({s['scenario']}), d={s['d']} m={s['m']} N={n} n_test={n_test} "
-            f"T_f=T_g={s['steps_f']} {eps} lr_f {{{', '.join(f'{v:g}' for v in s['lr_f'])}}} "
-            f"lr_g {{{', '.join(f'{v:g}' for v in s['lr_g'])}}} paper-preset identity gamma=0 random targets "
-            f"paper-seed {s['paper_seed']} | {sweep}: {values_text(s['values'])}")
+    return (
+        f"{panel:<24} {data}, scenario ({s['scenario']}), d={s['d']} m={s['m']} N={n} n_test={n_test} "
+        f"T_f=T_g={s['steps_f']} {eps} lr_f {{{', '.join(f'{v:g}' for v in s['lr_f'])}}} "
+        f"lr_g {{{', '.join(f'{v:g}' for v in s['lr_g'])}}} paper-preset identity gamma=0 random targets "
+        f"paper-seed {s['paper_seed']} | {sweep}: {values_text(s['values'])}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- points
@@ -323,13 +515,18 @@ def panel_points(rows: list[dict], axis: str, n_test: int, width: int | None) ->
         est = verdicts.seed_proportion(list(agr[ours].values()), n_test)
         seed0 = {k: s[0] for k, s in agr.items() if 0 in s}
         best0 = max(seed0, key=seed0.get) if seed0 else None
-        out.append({
-            "axis": axis, "value": int(v) if axis in INT_SWEEPS else float(v),
-            "agreement_mean": est.value, "agreement_ci95": [est.low, est.high],
-            "agreement_seed0_best_lr": float(seed0[best0]) if best0 else None,
-            "agreement_predicted": float(np.mean(list(pred[ours].values()))) if pred.get(ours) else None,
-            "lr_seed0_best": {"lr_f": best0[0], "lr_g": best0[1]} if best0 else None,
-            "lr_ours": {"lr_f": ours[0], "lr_g": ours[1]}})
+        out.append(
+            {
+                "axis": axis,
+                "value": int(v) if axis in INT_SWEEPS else float(v),
+                "agreement_mean": est.value,
+                "agreement_ci95": [est.low, est.high],
+                "agreement_seed0_best_lr": float(seed0[best0]) if best0 else None,
+                "agreement_predicted": float(np.mean(list(pred[ours].values()))) if pred.get(ours) else None,
+                "lr_seed0_best": {"lr_f": best0[0], "lr_g": best0[1]} if best0 else None,
+                "lr_ours": {"lr_f": ours[0], "lr_g": ours[1]},
+            }
+        )
     return out
 
 
@@ -339,8 +536,14 @@ def laziness(rows: list[dict], points: list[dict], width: int | None) -> list[di
     out = []
     for p in points:
         column, lr = COLUMN[p["axis"]], p["lr_ours"]
-        at = [r for r in rows if r[column] == p["value"] and r["lr_f"] == lr["lr_f"] and r["lr_g"] == lr["lr_g"]
-              and (p["axis"] == "width" or r["width"] == width)]
+        at = [
+            r
+            for r in rows
+            if r[column] == p["value"]
+            and r["lr_f"] == lr["lr_f"]
+            and r["lr_g"] == lr["lr_g"]
+            and (p["axis"] == "width" or r["width"] == width)
+        ]
         entry = {"value": p["value"]}
         for metric in ("g_gap", "g_weight_move"):
             vals = [r["value"] for r in at if r["metric"] == metric]
@@ -351,9 +554,15 @@ def laziness(rows: list[dict], points: list[dict], width: int | None) -> list[di
     return out
 
 
-AXIS_LABELS = {"eps": "perturbation radius eps (L2 norm)", "width": "width m", "d": "input dimension d",
-               "n_train": "training-set size N", "steps_f": "f's training steps T_f",
-               "steps_g": "g's training steps T_g", "gamma": "leaky slope gamma"}
+AXIS_LABELS = {
+    "eps": "perturbation radius eps (L2 norm)",
+    "width": "width m",
+    "d": "input dimension d",
+    "n_train": "training-set size N",
+    "steps_f": "f's training steps T_f",
+    "steps_g": "g's training steps T_g",
+    "gamma": "leaky slope gamma",
+}
 
 
 def use_log_axis(values) -> bool:
@@ -366,8 +575,8 @@ def use_log_axis(values) -> bool:
 
 
 def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Path]:
-    """Agreement vs the swept value: ours (mean over seeds, 95% band), the papers' convention (seed 0, best lr;
-    markers) and the lazy limit's prediction (dashed)."""
+    """Agreement vs the swept value: ours (mean over seeds, 95% band), the papers' convention (seed 0, best
+    lr; markers) and the lazy limit's prediction (dashed)."""
     fig, (ax,) = plots.new_figure(1, 4.6, 3.2)
     xs = np.asarray([p["value"] for p in points], float)
     mean = np.asarray([p["agreement_mean"] for p in points], float)
@@ -375,13 +584,26 @@ def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Pa
     hi = np.asarray([p["agreement_ci95"][1] for p in points], float)
     ax.plot(xs, mean, "-o", ms=3, color="C0", label=f"ours: mean of {settings['seeds']} seeds, best mean lr")
     ax.fill_between(xs, lo, hi, color="C0", alpha=0.25, lw=0, label="ours: 95% interval")
-    s0 = [(x, p["agreement_seed0_best_lr"]) for x, p in zip(xs, points, strict=True)
-          if p["agreement_seed0_best_lr"] is not None]
+    s0 = [
+        (x, p["agreement_seed0_best_lr"])
+        for x, p in zip(xs, points, strict=True)
+        if p["agreement_seed0_best_lr"] is not None
+    ]
     if s0:
-        ax.plot(*zip(*s0, strict=True), "s", ls="none", ms=4, mfc="none", color="C3",
-                label="papers' convention: seed 0, best lr")
-    pr = [(x, p["agreement_predicted"]) for x, p in zip(xs, points, strict=True)
-          if p["agreement_predicted"] is not None]
+        ax.plot(
+            *zip(*s0, strict=True),
+            "s",
+            ls="none",
+            ms=4,
+            mfc="none",
+            color="C3",
+            label="papers' convention: seed 0, best lr",
+        )
+    pr = [
+        (x, p["agreement_predicted"])
+        for x, p in zip(xs, points, strict=True)
+        if p["agreement_predicted"] is not None
+    ]
     if pr:
         ax.plot(*zip(*pr, strict=True), "--", color="k", lw=1.0, label="predicted (lazy limit, same init)")
     if use_log_axis(xs):
@@ -398,8 +620,11 @@ def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Pa
     fixed += f"N={settings['n_train']}, " if settings["sweep"] != "n_train" else ""
     fixed += f"m={settings['m']}, " if settings["sweep"] != "width" else ""
     eps = f"eps={settings['eps']:g} (L2), " if settings["sweep"] not in ("eps", "d") else ""
-    ax.set_title(f"{panel}: {settings['dataset']}, scenario ({settings['scenario']}), {fixed}{eps}"
-                 f"T={settings['steps_f']}, paper preset", fontsize=8)
+    ax.set_title(
+        f"{panel}: {settings['dataset']}, scenario ({settings['scenario']}), {fixed}{eps}"
+        f"T={settings['steps_f']}, paper preset",
+        fontsize=8,
+    )
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return plots.save(fig, out, f"reproduce_{panel}")
 
@@ -420,7 +645,8 @@ def _relabel(claim: dict, label: str) -> dict:
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/reproduce", *, progress: bool = True) -> dict:
-    """Run the panel (or list the panels), write summary.json, results.csv and the figure; return the summary."""
+    """Run the panel (or list the panels), write summary.json, results.csv and the figure; return the
+    summary."""
     if cfg.list:
         return {"panels": list_panels()}
     if not cfg.panel:
@@ -450,18 +676,25 @@ def main(cfg: Config = Config(), out: str | Path = "runs/reproduce", *, progress
     width = None if settings["sweep"] == "width" else settings["m"]
     points = panel_points(rows, settings["sweep"], n_test, width)
     result = {
-        "experiment": COMMAND, "panel": cfg.panel, "settings": settings, **provenance(),
-        "convention": {"ours": f"mean over {cfg.seeds} seeds at the lr pair with the best mean agreement; 95% "
-                               f"interval: two-stage bootstrap over seeds and the {n_test} test points",
-                       "papers": "seed 0 only, max over the lr grid (and which pair won)",
-                       "predicted": "mean over seeds of the lazy limit's agreement (same initial function, "
-                                    "expectation over g's init) at our lr pair",
-                       "claims": "perturbation-learning's verdicts, at the lr pair with the best predicted "
-                                 "agreement (no measured number chooses the data it is judged on)",
-                       "laziness": "mean g_gap and g_weight_move at our lr pair"},
+        "experiment": COMMAND,
+        "panel": cfg.panel,
+        "settings": settings,
+        **provenance(),
+        "convention": {
+            "ours": f"mean over {cfg.seeds} seeds at the lr pair with the best mean agreement; 95% "
+            f"interval: two-stage bootstrap over seeds and the {n_test} test points",
+            "papers": "seed 0 only, max over the lr grid (and which pair won)",
+            "predicted": "mean over seeds of the lazy limit's agreement (same initial function, "
+            "expectation over g's init) at our lr pair",
+            "claims": "perturbation-learning's verdicts, at the lr pair with the best predicted "
+            "agreement (no measured number chooses the data it is judged on)",
+            "laziness": "mean g_gap and g_weight_move at our lr pair",
+        },
         "points": points,
         "laziness": {"gap_threshold": pl.LAZY_GAP, "per_value": laziness(rows, points, width)},
-        "claims": claims, "verdicts": verdicts.summarize(claims), "sweeps": sweeps,
+        "claims": claims,
+        "verdicts": verdicts.summarize(claims),
+        "sweeps": sweeps,
     }
     result["figures"] = [p.name for p in figure(cfg.panel, settings, points, out)]
     write_json(result, out / "summary.json")
@@ -480,6 +713,8 @@ def report(result: dict) -> None:
         lr0 = p["lr_seed0_best"]
         s0_txt = f"{s0:.3f} ({lr0['lr_f']:g}, {lr0['lr_g']:g})" if s0 is not None else "-"
         pred = p["agreement_predicted"]
-        print(f"{p['value']:>10g}  {p['agreement_mean']:.3f} [{p['agreement_ci95'][0]:.3f}, "
-              f"{p['agreement_ci95'][1]:.3f}]  {s0_txt:>28}  {'-' if pred is None else f'{pred:.3f}':>9}")
+        print(
+            f"{p['value']:>10g}  {p['agreement_mean']:.3f} [{p['agreement_ci95'][0]:.3f}, "
+            f"{p['agreement_ci95'][1]:.3f}]  {s0_txt:>28}  {'-' if pred is None else f'{pred:.3f}':>9}"
+        )
     print("verdicts: " + ", ".join(f"{k} {v}" for k, v in result["verdicts"].items()))

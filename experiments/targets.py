@@ -1,10 +1,11 @@
-"""Random vs balanced target labels in perturbation learning: why single-seed results are erratic in N and seed.
+"""Random vs balanced target labels in perturbation learning: why single-seed results are erratic in N and
+seed.
 
-Theory (docs/theory.md, "The limit g, decomposed"): in scenario (a) at small eps the lazy limit of g is, to first
-order, ``g_0 + tau [mean(y_adv) Phi_0(z) + eps L(z)]``. With random targets ``|mean(y_adv)| ~ N^(-1/2)`` is a
-per-seed accident, and whenever ``tau |mean(y_adv)| Phi_0`` outweighs the signal ``tau eps L`` g is a constant
-classifier and agrees with f on about half the points - whatever width. Balanced targets (exactly half +1)
-remove that term, and the agreement no longer depends on the draw of the targets.
+Theory (docs/theory.md, "The limit g, decomposed"): in scenario (a) at small eps the lazy limit of g is, to
+first order, ``g_0 + tau [mean(y_adv) Phi_0(z) + eps L(z)]``. With random targets ``|mean(y_adv)| ~ N^(-1/2)``
+is a per-seed accident, and whenever ``tau |mean(y_adv)| Phi_0`` outweighs the signal ``tau eps L`` g is a
+constant classifier and agrees with f on about half the points - whatever width. Balanced targets (exactly
+half +1) remove that term, and the agreement no longer depends on the draw of the targets.
 
 The experiment runs four perturbation-learning sweeps (random and balanced targets; against N at a small eps,
 and against eps at one N) and judges, in the suite's verdict type:
@@ -14,8 +15,8 @@ and against eps at one N) and judges, in the suite's verdict type:
   nets g are trained) and measured - balanced targets shrink it;
 * balanced targets raise the mean agreement over random ones at the small eps (a one-sided claim).
 
-Writes OUT/{random,balanced}_{n_train,eps}/ (each a perturbation-learning run), OUT/summary.json and the figure
-OUT/targets.png/.pdf: agreement vs N and vs eps, random and balanced, measured (mean, 95% interval) and
+Writes OUT/{random,balanced}_{n_train,eps}/ (each a perturbation-learning run), OUT/summary.json and the
+figure OUT/targets.png/.pdf: agreement vs N and vs eps, random and balanced, measured (mean, 95% interval) and
 predicted (dashed).
 """
 
@@ -37,7 +38,9 @@ KINDS = ("random", "balanced")
 
 @dataclass(frozen=True)
 class Config:
-    data: DataSpec = field(default_factory=lambda: DataSpec("shifted_gauss", n_train=1000, n_test=1000, d=100))
+    data: DataSpec = field(
+        default_factory=lambda: DataSpec("shifted_gauss", n_train=1000, n_test=1000, d=100)
+    )
     width: int = 512
     seeds: int = 8
     n_train: tuple[int, ...] = (100, 200, 400, 1000)  # N values of the N sweep (at eps_small)
@@ -50,7 +53,9 @@ class Config:
 
     def __post_init__(self):
         if self.seeds < 2:
-            raise ValueError(f"--seeds must be >= 2 (the claims compare spreads over seeds), got {self.seeds}")
+            raise ValueError(
+                f"--seeds must be >= 2 (the claims compare spreads over seeds), got {self.seeds}"
+            )
         if len(self.n_train) < 2 or len(self.eps) < 2:
             raise ValueError("--n-train and --eps each need at least 2 values")
         if self.eps_small <= 0 or any(e < 0 for e in self.eps):
@@ -60,15 +65,36 @@ class Config:
                 cfg.base()
 
     def sweeps(self, kind: str) -> dict[str, pl.Config]:
-        common = dict(data=self.data, widths=(self.width,), infinite=False, seeds=self.seeds, scenario="a",
-                      targets=kind, lr_f=(self.lr,), lr_g=(self.lr,), steps_f=(self.steps,),
-                      steps_g=(self.steps,), backend=self.backend, force=self.force, decision_map=False)
-        return {"n_train": pl.Config(**common, eps=(self.eps_small,), n_train=self.n_train),
-                "eps": pl.Config(**common, eps=self.eps)}
+        common = dict(
+            data=self.data,
+            widths=(self.width,),
+            infinite=False,
+            seeds=self.seeds,
+            scenario="a",
+            targets=kind,
+            lr_f=(self.lr,),
+            lr_g=(self.lr,),
+            steps_f=(self.steps,),
+            steps_g=(self.steps,),
+            backend=self.backend,
+            force=self.force,
+            decision_map=False,
+        )
+        return {
+            "n_train": pl.Config(**common, eps=(self.eps_small,), n_train=self.n_train),
+            "eps": pl.Config(**common, eps=self.eps),
+        }
 
 
-QUICK_CONFIG = Config(data=DataSpec("shifted_gauss", n_train=200, n_test=200, d=100), width=128, seeds=4,
-                      n_train=(100, 200), eps=(0.004, 0.02), eps_small=0.004, steps=1000)
+QUICK_CONFIG = Config(
+    data=DataSpec("shifted_gauss", n_train=200, n_test=200, d=100),
+    width=128,
+    seeds=4,
+    n_train=(100, 200),
+    eps=(0.004, 0.02),
+    eps_small=0.004,
+    steps=1000,
+)
 
 
 def _spread(rows: list[dict], metric: str) -> float:
@@ -85,12 +111,16 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
         for axis, (summary, _) in runs[kind].items():
             for c in summary["claims"]:
                 if c["name"].startswith(("agreement_equals_prediction", "agreement_equals_limit")):
-                    out.append({**c, "name": f"{kind}/{axis}/{c['name']}",
-                                "claim": f"[{kind} targets] {c['claim']}"})
-    # the seed-to-seed spread, measured; the theory's direction holds where tau |mean(y_adv)| Phi_0 outweighs g_0
+                    out.append(
+                        {**c, "name": f"{kind}/{axis}/{c['name']}", "claim": f"[{kind} targets] {c['claim']}"}
+                    )
+    # the seed-to-seed spread, measured; the theory's direction holds where tau |mean(y_adv)| Phi_0 outweighs
+    # g_0
     rows = {k: runs[k]["n_train"][1] for k in KINDS}
-    sizes = {m: float(np.mean([r["value"] for r in select(rows["random"], metric=m)]))
-             for m in ("g0_abs", "bias_term_abs", "signal_term_abs")}
+    sizes = {
+        m: float(np.mean([r["value"] for r in select(rows["random"], metric=m)]))
+        for m in ("g0_abs", "bias_term_abs", "signal_term_abs")
+    }
     ratios = []
     seeds = sorted({r["seed"] for r in rows["random"]})
     rng = np.random.default_rng(0)
@@ -98,36 +128,67 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
         pick = set(rng.choice(seeds, size=len(seeds), replace=True).tolist())
         sub = {k: [r for r in rows[k] if r["seed"] in pick] for k in KINDS}
         if len(pick) > 1:
-            ratios.append(_spread(sub["balanced"], "agreement") / max(_spread(sub["random"], "agreement"), 1e-12))
+            ratios.append(
+                _spread(sub["balanced"], "agreement") / max(_spread(sub["random"], "agreement"), 1e-12)
+            )
     meas = _spread(rows["balanced"], "agreement") / max(_spread(rows["random"], "agreement"), 1e-12)
     lo, hi = np.quantile(ratios, [0.025, 0.975])
     est = verdicts.Estimate(meas, float(min(lo, meas)), float(max(hi, meas)), len(seeds), "bootstrap")
-    out.append(verdicts.below(
-        "spread_ratio", f"Balanced targets shrink the seed-to-seed spread of agreement (N sweep at eps="
-        f"{cfg.eps_small:g}, L2): spread(balanced) / spread(random) < 1 (std over seeds, mean over N)", 1.0, est,
-        basis="docs/theory.md: The limit g, decomposed").to_dict() | {"random_targets_mean_abs": sizes})
+    out.append(
+        verdicts.below(
+            "spread_ratio",
+            f"Balanced targets shrink the seed-to-seed spread of agreement (N sweep at eps="
+            f"{cfg.eps_small:g}, L2): spread(balanced) / spread(random) < 1 (std over seeds, mean over N)",
+            1.0,
+            est,
+            basis="docs/theory.md: The limit g, decomposed",
+        ).to_dict()
+        | {"random_targets_mean_abs": sizes}
+    )
     diffs = []
     for n in cfg.n_train:
-        a = {r["seed"]: r["value"] for r in select(rows["balanced"], metric="agreement", **{"data.n_train": n})}
+        a = {
+            r["seed"]: r["value"] for r in select(rows["balanced"], metric="agreement", **{"data.n_train": n})
+        }
         b = {r["seed"]: r["value"] for r in select(rows["random"], metric="agreement", **{"data.n_train": n})}
         diffs += [a[s] - b[s] for s in a if s in b]
-    out.append(verdicts.above(
-        "balanced_raises_agreement", f"Balanced targets raise the agreement over random targets at eps="
-        f"{cfg.eps_small:g} (L2), pooled over N (balanced minus random, per seed and N)", 0.0,
-        verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)), basis="docs/theory.md: The limit g, decomposed").to_dict())
+    out.append(
+        verdicts.above(
+            "balanced_raises_agreement",
+            f"Balanced targets raise the agreement over random targets at eps="
+            f"{cfg.eps_small:g} (L2), pooled over N (balanced minus random, per seed and N)",
+            0.0,
+            verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
+            basis="docs/theory.md: The limit g, decomposed",
+        ).to_dict()
+    )
     return out
 
 
 def figure(cfg: Config, runs: dict, out: Path, n_points: int) -> list[Path]:
     fig, axes = plots.new_figure(2, 3.4, 3.0)
-    for ax, (axis, col, label) in zip(axes, (("n_train", "data.n_train", "training-set size N"),
-                                              ("eps", "eps", "perturbation radius eps (L2 norm)"))):
+    for ax, (axis, col, label) in zip(
+        axes,
+        (
+            ("n_train", "data.n_train", "training-set size N"),
+            ("eps", "eps", "perturbation radius eps (L2 norm)"),
+        ),
+    ):
         for i, kind in enumerate(KINDS):
             rows = runs[kind][axis][1]
-            plots.plot_metric(ax, rows, col, "agreement", label=f"{kind} targets: measured", color=f"C{i}",
-                              logx=10, n_points=n_points)
-            plots.plot_prediction(ax, rows, col, "agreement_predicted", color=f"C{i}",
-                                  label=f"{kind} targets: predicted")
+            plots.plot_metric(
+                ax,
+                rows,
+                col,
+                "agreement",
+                label=f"{kind} targets: measured",
+                color=f"C{i}",
+                logx=10,
+                n_points=n_points,
+            )
+            plots.plot_prediction(
+                ax, rows, col, "agreement_predicted", color=f"C{i}", label=f"{kind} targets: predicted"
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("agreement of sign f and sign g")
         ax.set_ylim(0.4, 1.02)
@@ -154,6 +215,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/targets", *, progress: 
     write_json(summary, out / "summary.json")
     if progress:
         for c in summary["claims"]:
-            print(f"  [{c['verdict']}] {c['claim']}: {c['measured']}" + (f" - {c['reason']}" if c["reason"] else ""))
+            print(
+                f"  [{c['verdict']}] {c['claim']}: {c['measured']}"
+                + (f" - {c['reason']}" if c["reason"] else "")
+            )
         print(f"targets: wrote {out / 'summary.json'} and {', '.join(summary['figures'])}")
     return summary

@@ -1,7 +1,7 @@
 """ntk_adv: adversarial examples on wide two-layer networks and their neural-tangent-kernel limits.
 
-The public API is imported lazily (PEP 562): ``import ntk_adv`` is cheap and imports neither JAX nor numpy; the
-first use of a name imports its module. Example on your own arrays (labels in {-1, +1})::
+The public API is imported lazily (PEP 562): ``import ntk_adv`` is cheap and imports neither JAX nor numpy;
+the first use of a name imports its module. Example on your own arrays (labels in {-1, +1})::
 
     import ntk_adv
 
@@ -25,6 +25,7 @@ def _version() -> str:
     except PackageNotFoundError:  # a source tree that is not installed
         return "0.0.0+unknown"
 
+
 # name -> modules that may define it, first found wins (the engine and the perturbation protocol may live in
 # either place while the package is being restructured)
 _NAMES: dict[str, tuple[str, ...]] = {
@@ -39,12 +40,27 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "KernelPredictor": ("ntk_adv.limits",),
     "ProtocolConfig": ("ntk_adv.perturbation.protocol",),
     "Grid": ("ntk_adv.engine",),
-    "run_sweep": ("ntk_adv.perturbation.batch",),  # the perturbation-learning sweep; generic: engine.run_sweep
+    "run_sweep": (
+        "ntk_adv.perturbation.batch",
+    ),  # the perturbation-learning sweep; generic: engine.run_sweep
     "ResultStore": ("ntk_adv.store",),
     "Claim": ("ntk_adv.verdicts",),
 }
-_SUBMODULES = ("attacks", "data", "engine", "kernels", "limits", "metrics", "models", "perturbation", "plots",
-               "results", "store", "training", "verdicts")
+_SUBMODULES = (
+    "attacks",
+    "data",
+    "engine",
+    "kernels",
+    "limits",
+    "metrics",
+    "models",
+    "perturbation",
+    "plots",
+    "results",
+    "store",
+    "training",
+    "verdicts",
+)
 
 __all__ = ["__version__", *_NAMES, *_SUBMODULES]
 

@@ -150,7 +150,6 @@ def _check_params(**params: Any) -> None:
         _PARAM_CHECKS[name](value)
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Small numerical helpers
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +159,8 @@ def _predict(predict: Predictor, z: Array) -> Array:
     out = predict(z)
     if jnp.shape(out) != (z.shape[0],):
         raise ValueError(
-            f"predict must map x of shape (N, d) to outputs of shape (N,); got {jnp.shape(out)} for N={z.shape[0]}"
+            f"predict must map x of shape (N, d) to outputs of shape (N,); got {jnp.shape(out)} "
+            f"for N={z.shape[0]}"
         )
     return out
 

@@ -105,7 +105,8 @@ def input_gradients(predict: Predictor, x: Array, targets: Array, loss: str = "i
 
 
 def one_step_l2(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
-    """The papers' attack (protocol step 3): ``eta_n = -eps * g_n / ||g_n||_2``, ``g_n = grad_x l(t_n f(x_n))``.
+    """The papers' attack (protocol step 3): ``eta_n = -eps * g_n / ||g_n||_2``, ``g_n = grad_x l(t_n
+    f(x_n))``.
 
     Args:
       predict: pointwise predictor ``(N, d) -> (N,)``.
@@ -296,7 +297,6 @@ def l0_attack(
 # --------------------------------------------------------------------------------------------------
 
 
-
 def lbfgs_attack(
     predict: Predictor,
     x: Array,
@@ -474,7 +474,8 @@ def make_attack(name: str, **params: Any) -> Callable[..., Array]:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for attack {name!r}; expected some of {', '.join(sorted(allowed))}"
+            f"unknown parameter(s) {', '.join(unknown)} for attack {name!r}; expected some of "
+            f"{', '.join(sorted(allowed))}"
         )
     missing = sorted(
         k for k, p in keyword.items() if p.default is inspect.Parameter.empty and k not in params

@@ -1,9 +1,9 @@
 """The ``ntk-adv`` command: one entry point, one subcommand per experiment.
 
 The library side of the command: the application (``experiments.cli``) hands in its registry of commands -
-subcommand -> module exposing ``COMMAND``, a frozen ``Config`` dataclass and ``main(config, out, *, progress)`` -
-and this module builds the parser and runs one. It never imports the application: dependencies point from
-``experiments`` to ``ntk_adv`` only.
+subcommand -> module exposing ``COMMAND``, a frozen ``Config`` dataclass and ``main(config, out, *,
+progress)`` - and this module builds the parser and runs one. It never imports the application: dependencies
+point from ``experiments`` to ``ntk_adv`` only.
 
 Options are generated from the (nested) config dataclasses: every leaf field is ``--path.to-field``
 (``--train.lr``, ``--data.n-train``); its bare name (``--lr``, ``--n-train``) is an alias when no other leaf
@@ -14,8 +14,8 @@ literal right after it) in the dataclass source; ``Literal`` fields list and enf
 fields take several values, separated by spaces or commas.
 
 Help answers without importing JAX: the top-level listing reads module docstrings from source, and a
-subcommand's options are described by a JSON spec cached per source version (``$XDG_CACHE_HOME/ntk-adv``); only
-a cache miss imports the experiment module.
+subcommand's options are described by a JSON spec cached per source version (``$XDG_CACHE_HOME/ntk-adv``);
+only a cache miss imports the experiment module.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ from pathlib import Path
 
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
-RAY_ADDRESS_HELP = ("address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
-                    "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share")
+RAY_ADDRESS_HELP = (
+    "address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
+    "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share"
+)
 SPEC_VERSION = 3  # bump when the JSON option spec changes shape
 
 
@@ -89,11 +91,21 @@ def _class_field_docs(source: str) -> dict[str, str]:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
         name = node.target.id
-        text = next((comments[ln] for ln in range(node.lineno, (node.end_lineno or node.lineno) + 1)
-                     if ln in comments), "")
+        text = next(
+            (
+                comments[ln]
+                for ln in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+                if ln in comments
+            ),
+            "",
+        )
         nxt = body[i + 1] if i + 1 < len(body) else None
-        if not text and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
-                and isinstance(nxt.value.value, str):
+        if (
+            not text
+            and isinstance(nxt, ast.Expr)
+            and isinstance(getattr(nxt, "value", None), ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             text = " ".join(nxt.value.value.split())
         if text:
             out[name] = text
@@ -192,8 +204,13 @@ def option_specs(config_cls: type, glossary: Mapping[str, str] | None = None) ->
             if target == path and alias not in taken and _flag(alias) not in flags:
                 flags.append(_flag(alias))
                 taken.add(alias)
-        spec = {"dest": path, "flags": flags, **_describe_type(tp), "default": _jsonable(value),
-                "help": doc or glossary.get(path, glossary.get(leaf, ""))}
+        spec = {
+            "dest": path,
+            "flags": flags,
+            **_describe_type(tp),
+            "default": _jsonable(value),
+            "help": doc or glossary.get(path, glossary.get(leaf, "")),
+        }
         specs.append(spec)
     return specs
 
@@ -233,8 +250,9 @@ def _parse_value(spec: dict):
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"invalid {base.__name__} value {token!r}") from err
         if spec["choices"] is not None and v not in spec["choices"]:
-            raise argparse.ArgumentTypeError(f"unknown {label} {token!r}; expected one of "
-                                             f"{', '.join(map(str, spec['choices']))}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {label} {token!r}; expected one of {', '.join(map(str, spec['choices']))}"
+            )
         return v
 
     if spec["kind"] != "tuple":
@@ -261,14 +279,32 @@ def add_options(parser: argparse.ArgumentParser, specs: list[dict]) -> None:
     for spec in specs:
         metavar = spec["dest"].rsplit(".", 1)[-1].upper()
         if spec["kind"] == "bool":
-            parser.add_argument(*spec["flags"], dest=spec["dest"], action=argparse.BooleanOptionalAction,
-                                default=spec["default"], help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                action=argparse.BooleanOptionalAction,
+                default=spec["default"],
+                help=_help_text(spec),
+            )
         elif spec["kind"] == "tuple":
-            parser.add_argument(*spec["flags"], dest=spec["dest"], type=_parse_value(spec), nargs="+",
-                                default=tuple(spec["default"]), metavar=metavar, help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                type=_parse_value(spec),
+                nargs="+",
+                default=tuple(spec["default"]),
+                metavar=metavar,
+                help=_help_text(spec),
+            )
         else:
-            parser.add_argument(*spec["flags"], dest=spec["dest"], type=_parse_value(spec),
-                                default=spec["default"], metavar=metavar, help=_help_text(spec))
+            parser.add_argument(
+                *spec["flags"],
+                dest=spec["dest"],
+                type=_parse_value(spec),
+                default=spec["default"],
+                metavar=metavar,
+                help=_help_text(spec),
+            )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls, glossary=None) -> None:
@@ -319,7 +355,8 @@ def module_summary(module_name: str) -> tuple[str, str]:
 
 def _source_version(module_name: str) -> str:
     """Hash of the sources that define a command's options: this package and the application package that
-    holds ``module_name`` (paths, sizes and mtimes - cheap), so a cached spec is never served for other code."""
+    holds ``module_name`` (paths, sizes and mtimes - cheap), so a cached spec is never served for other
+    code."""
     h = hashlib.sha256(f"{SPEC_VERSION}:{module_name}".encode())
     roots = {Path(__file__).resolve().parent}
     top = importlib.util.find_spec(module_name.split(".")[0])
@@ -338,7 +375,8 @@ def _cache_dir() -> Path:
 
 
 def default_out(module, name: str) -> str:
-    """The output directory a command writes to by default: its ``main``'s ``out`` default, else runs/<name>."""
+    """The output directory a command writes to by default: its ``main``'s ``out`` default, else
+    runs/<name>."""
     try:
         default = inspect.signature(module.main).parameters["out"].default
     except (KeyError, TypeError, ValueError):
@@ -392,19 +430,27 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
-def build_parser(commands: Commands, selected: str | typing.Collection[str] | None = None,
-                 glossary: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected`` subcommand(s)
-    get their options (describing a command may import it); the others are listed by their docstring's first
-    line, read from source."""
+def build_parser(
+    commands: Commands,
+    selected: str | typing.Collection[str] | None = None,
+    glossary: Mapping[str, str] | None = None,
+) -> argparse.ArgumentParser:
+    """The ``ntk-adv`` parser with one subcommand per entry of ``commands``. Only the ``selected``
+    subcommand(s) get their options (describing a command may import it); the others are listed by their
+    docstring's first line, read from source."""
     selected = {selected} if isinstance(selected, str) else set(selected or ())
-    parser = argparse.ArgumentParser(prog="ntk-adv", description="Adversarial examples on wide two-layer networks "
-                                     "and their NTK limits: one subcommand per experiment.")
+    parser = argparse.ArgumentParser(
+        prog="ntk-adv",
+        description="Adversarial examples on wide two-layer networks "
+        "and their NTK limits: one subcommand per experiment.",
+    )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in commands.items():
         summary, doc = module_summary(module_name)
-        p = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         if name in selected:
             spec = command_specs(module_name, glossary, name)
             add_options(p, spec["options"])
@@ -435,8 +481,8 @@ def written_files(out: Path, before: dict[Path, int]) -> list[Path]:
 
 
 def outputs_line(prefix: str, out: Path, files: list[Path]) -> str:
-    """``<prefix>: outputs in OUT/: a, b, c (+ store/: n records)``: files under a ``store``/``records`` folder
-    are counted, the others named relative to ``out``."""
+    """``<prefix>: outputs in OUT/: a, b, c (+ store/: n records)``: files under a ``store``/``records``
+    folder are counted, the others named relative to ``out``."""
     records = [p for p in files if "records" in p.relative_to(out).parts]
     named = [str(p.relative_to(out)) for p in files if p not in records]
     text = f"{prefix}: outputs in {out}/"
@@ -461,10 +507,11 @@ def _selected(argv: list[str], commands: Commands) -> str | None:
 
 
 def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str] | None = None) -> int:
-    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures (unwritable or
-    read-only output, a file in the way, a full disk): one line naming the path and the cause, exit code 1;
-    Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or ``NTK_ADV_DEBUG=1``
-    shows the full traceback instead. At the end the command prints where it wrote its outputs."""
+    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures
+    (unwritable or read-only output, a file in the way, a full disk): one line naming the path and the cause,
+    exit code 1; Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or
+    ``NTK_ADV_DEBUG=1`` shows the full traceback instead. At the end the command prints where it wrote its
+    outputs."""
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected(argv, commands)
     parser = build_parser(commands, selected if selected in commands else None, glossary)
@@ -493,8 +540,11 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
     except KeyboardInterrupt:
         if debug:
             raise
-        parser.exit(130, f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
-                         f"to resume\n")
+        parser.exit(
+            130,
+            f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
+            f"to resume\n",
+        )
     except (ValueError, FileNotFoundError) as err:
         if debug:
             raise
@@ -507,8 +557,6 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
     return 0
 
 
-
-
 # A checkout first (an editable install puts it on sys.path; hatch also copies experiments/ into the editable
 # install as ntk_adv_experiments, a snapshot that must not shadow the live folder), then an installed wheel.
 APPLICATIONS = ("experiments.cli", "ntk_adv_experiments.cli")
@@ -516,8 +564,8 @@ APPLICATIONS = ("experiments.cli", "ntk_adv_experiments.cli")
 
 def launch() -> int:
     """The ``ntk-adv`` console script: runs the application's ``main`` - the experiments folder, installed as
-    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install). The
-    application is imported here, when the script runs, never when this module is imported."""
+    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install).
+    The application is imported here, when the script runs, never when this module is imported."""
     for name in APPLICATIONS:
         try:
             app = importlib.import_module(name)
@@ -529,5 +577,17 @@ def launch() -> int:
     sys.exit("ntk-adv: the experiments are not installed (expected one of " + ", ".join(APPLICATIONS) + ")")
 
 
-__all__ = ["add_config_arguments", "add_options", "build_parser", "command_specs", "config_from_args",
-           "field_docs", "launch", "main", "module_summary", "option_specs", "os_error_message", "outputs_line"]
+__all__ = [
+    "add_config_arguments",
+    "add_options",
+    "build_parser",
+    "command_specs",
+    "config_from_args",
+    "field_docs",
+    "launch",
+    "main",
+    "module_summary",
+    "option_specs",
+    "os_error_message",
+    "outputs_line",
+]

@@ -443,7 +443,8 @@ def load_mnist_pair(
     if found["test_images"] is None or found["test_labels"] is None:
         missing = [_IDX_NAMES[k] for k in ("test_images", "test_labels") if found[k] is None]
         raise FileNotFoundError(
-            f"{kind}: missing {', '.join(m + '[.gz]' for m in missing)} in {root} (expected files: {expected})"
+            f"{kind}: missing {', '.join(m + '[.gz]' for m in missing)} in {root} (expected "
+            f"files: {expected})"
         )
     have_train = found["train_images"] is not None and found["train_labels"] is not None
     if (found["train_images"] is None) != (found["train_labels"] is None):
@@ -682,7 +683,8 @@ _USER_ARRAYS: dict[str, Dataset] = {}  # name -> arrays, filled by DataSpec.from
 
 
 def arrays_name(ds: Dataset) -> str:
-    """``"arrays:"`` + the first 16 hex digits of a sha256 over name, dtype, shape and bytes of the four arrays."""
+    """``"arrays:"`` + the first 16 hex digits of a sha256 over name, dtype, shape and bytes of the four
+    arrays."""
     h = hashlib.sha256()
     for name in ("x_train", "y_train", "x_test", "y_test"):
         a = np.ascontiguousarray(getattr(ds, name))
@@ -704,10 +706,10 @@ class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
 
     ``name`` in DATASETS (or ``"arrays:<hash>"``: a user's own arrays, see :meth:`from_arrays`); ``n_train`` /
-    ``n_test`` (None: all available for file sets and user arrays, 200 for synthetic ones; asking for more than
-    a data set has is an error); ``d`` and ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes (None:
-    the loader's default pair); ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed`` the data
-    seed.
+    ``n_test`` (None: all available for file sets and user arrays, 200 for synthetic ones; asking for more
+    than a data set has is an error); ``d`` and ``shift`` for the synthetic sets; ``pos`` / ``neg`` classes
+    (None: the loader's default pair); ``root`` the directory of the files (mnist, fmnist, cifar10); ``seed``
+    the data seed.
     """
 
     name: DatasetName = "digits"  # data set: embedded digits, synthetic Gaussians, or files under --data-root
@@ -727,8 +729,10 @@ class DataSpec:
             # The arrays ride along as a non-field attribute: not part of eq/hash/ids (the name carries their
             # content hash), but pickled with the spec to process and Ray workers.
             if self.name not in _USER_ARRAYS:
-                raise ValueError(f"dataset {self.name!r}: no such user arrays in this process; build the spec "
-                                 f"with DataSpec.from_arrays(x_train, y_train, x_test, y_test)")
+                raise ValueError(
+                    f"dataset {self.name!r}: no such user arrays in this process; build the spec "
+                    f"with DataSpec.from_arrays(x_train, y_train, x_test, y_test)"
+                )
             object.__setattr__(self, "_arrays", _USER_ARRAYS[self.name])
         elif self.name not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; valid names: {', '.join(DATASETS)}")
@@ -740,19 +744,33 @@ class DataSpec:
             raise ValueError(f"d must be >= 1, got {self.d}")
 
     @classmethod
-    def from_arrays(cls, x_train, y_train, x_test, y_test, *, n_train: int | None = None,
-                    n_test: int | None = None, seed: int = 0) -> DataSpec:
+    def from_arrays(
+        cls,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        *,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        seed: int = 0,
+    ) -> DataSpec:
         """A spec of the user's own arrays: inputs x (N, d) and labels y (N,) in {-1, +1}, train and test. Its
         name is ``"arrays:<sha256 prefix>"`` of the arrays' content, so cell ids, store records and data
         fingerprints identify the data exactly. ``n_train`` / ``n_test`` take a random subset (by ``seed``);
-        None keeps all. float64 input is converted to float32 once, with one ``Float64Cast`` warning (none when
-        ``jax_enable_x64`` is on: the arrays are then still stored as float32, the library's precision)."""
+        None keeps all. float64 input is converted to float32 once, with one ``Float64Cast`` warning (none
+        when ``jax_enable_x64`` is on: the arrays are then still stored as float32, the library's
+        precision)."""
         raw = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         if any(getattr(v, "dtype", None) == np.float64 for v in raw.values()) and not _x64_enabled():
             import warnings
 
-            warnings.warn("float64 arrays converted to float32, the precision ntk_adv computes in (done once "
-                          "here; jax_enable_x64 silences this note)", Float64Cast, stacklevel=2)
+            warnings.warn(
+                "float64 arrays converted to float32, the precision ntk_adv computes in (done once "
+                "here; jax_enable_x64 silences this note)",
+                Float64Cast,
+                stacklevel=2,
+            )
         ds = Dataset(**raw, name="arrays")  # validates shapes, labels in {-1, +1}, finite values; float32
         name = arrays_name(ds)
         _USER_ARRAYS.setdefault(name, replace(ds, name=name, meta={"source": "user arrays"}))
@@ -764,7 +782,9 @@ def _load_arrays(spec: DataSpec) -> Dataset:
     rng = np.random.default_rng(spec.seed)
     tr = np.sort(_take(spec.n_train, ds.n_train, "n_train", rng)) if spec.n_train is not None else slice(None)
     te = np.sort(_take(spec.n_test, ds.n_test, "n_test", rng)) if spec.n_test is not None else slice(None)
-    return replace(ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr], x_test=ds.x_test[te], y_test=ds.y_test[te])
+    return replace(
+        ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr], x_test=ds.x_test[te], y_test=ds.y_test[te]
+    )
 
 
 def load_spec(spec: DataSpec) -> Dataset:
@@ -788,10 +808,13 @@ def load_spec(spec: DataSpec) -> Dataset:
                 ds = replace(ds, x_test=ds.x_test[: spec.n_test], y_test=ds.y_test[: spec.n_test])
             return ds
         if spec.root is None:
-            raise ValueError(f"dataset {spec.name!r} is read from files: give --data-root DIR (DataSpec.root), the "
-                             f"directory containing the {spec.name} files")
-        return load_dataset(spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test,
-                            seed=spec.seed, **pair)
+            raise ValueError(
+                f"dataset {spec.name!r} is read from files: give --data-root DIR (DataSpec.root), the "
+                f"directory containing the {spec.name} files"
+            )
+        return load_dataset(
+            spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test, seed=spec.seed, **pair
+        )
     except FileNotFoundError as err:
         raise FileNotFoundError(f"--data-root {spec.root}: {err}") from err
     except ValueError as err:
@@ -808,7 +831,8 @@ def load_spec(spec: DataSpec) -> Dataset:
 
 
 def array_fingerprint(*arrays: Any) -> str:
-    """Content hash (16 hex digits) of arrays: dtype, shape and bytes of each. Identifies user-supplied data."""
+    """Content hash (16 hex digits) of arrays: dtype, shape and bytes of each. Identifies user-supplied
+    data."""
     h = hashlib.blake2b(digest_size=8)
     for a in arrays:
         a = np.ascontiguousarray(np.asarray(a))
@@ -846,7 +870,8 @@ def _load_stamped(spec: DataSpec, stamp: tuple) -> tuple[Dataset, str]:
 
 
 def load_spec_cached(spec: DataSpec) -> Dataset:
-    """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on disk."""
+    """:func:`load_spec`, cached in-process; the cache is keyed on the spec and a stamp of the files on
+    disk."""
     return _load_stamped(spec, _stamp(spec))[0]
 
 

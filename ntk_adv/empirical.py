@@ -27,15 +27,19 @@ def _jacobian_leaves(apply_fn, params, x, mask):
 
 @partial(jax.jit, static_argnums=(0, 4))
 def _entk(apply_fn, params, x, z, mask_leaves):
-    mask = None if mask_leaves is None else jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(params), list(mask_leaves))
+    mask = (
+        None
+        if mask_leaves is None
+        else jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), list(mask_leaves))
+    )
     jx = _jacobian_leaves(apply_fn, params, x, mask)
     jz = _jacobian_leaves(apply_fn, params, z, mask)
     return sum(a @ b.T for a, b in zip(jx, jz))
 
 
-def empirical_ntk(apply_fn: ApplyFn, params, x: jax.Array, z: jax.Array | None = None, *, mask=None
-                  ) -> jax.Array:
+def empirical_ntk(
+    apply_fn: ApplyFn, params, x: jax.Array, z: jax.Array | None = None, *, mask=None
+) -> jax.Array:
     """Empirical NTK (N, M) of a scalar-output ``apply_fn`` at ``params`` over the leaves where ``mask``
     (a pytree of bools like ``params``, e.g. ``models.trainable_mask(cfg)``) is True."""
     z = x if z is None else z

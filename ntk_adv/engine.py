@@ -1,9 +1,10 @@
-"""A generic sweep engine: a grid of cells -> planned groups -> batched, cached, resumable execution on a chosen
-backend. It knows no experiment: the caller passes the function that runs a group and the key that groups cells.
+"""A generic sweep engine: a grid of cells -> planned groups -> batched, cached, resumable execution on a
+chosen backend. It knows no experiment: the caller passes the function that runs a group and the key that
+groups cells.
 
 * A :class:`Grid` is a frozen base config plus axes (dotted field path -> values; ``data.n_train`` reaches a
-  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a stable
-  id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
+  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a
+  stable id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
 * :func:`plan` groups cells by the caller's ``batch_key(config)`` (equal keys share shapes and static
   parameters: one compiled function per group), orders each group (by the caller's ``order(cell)``, else as
   given) and cuts it into chunks of at most ``max_batch`` cells.
@@ -86,9 +87,9 @@ class Grid:
 
 
 def set_field(cfg: Any, path: str, value: Any) -> Any:
-    """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c, "data.n_train",
-    7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the path is a
-    ValueError naming the path and the fields that exist."""
+    """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c,
+    "data.n_train", 7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the
+    path is a ValueError naming the path and the fields that exist."""
     return _set(cfg, path, path.split("."), value)
 
 
@@ -98,7 +99,9 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(cfg)}
     head, rest = names[0], names[1:]
     if head not in fields:
-        raise ValueError(f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}")
+        raise ValueError(
+            f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}"
+        )
     return replace(cfg, **{head: _set(getattr(cfg, head), path, rest, value) if rest else value})
 
 
@@ -114,8 +117,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def plan(cells: Sequence[Cell], batch_key: Callable[[Any], Hashable], max_batch: int = 64,
-         order: Callable[[Cell], Any] | None = None) -> list[list[Cell]]:
+def plan(
+    cells: Sequence[Cell],
+    batch_key: Callable[[Any], Hashable],
+    max_batch: int = 64,
+    order: Callable[[Cell], Any] | None = None,
+) -> list[list[Cell]]:
     """Deterministic chunks of cells: cells with equal ``batch_key(config)`` together (groups in first-seen
     order), each group sorted by ``order(cell)`` if given (stable: ties keep the given order; without
     ``order`` the given order), then cut into chunks of at most ``max_batch`` cells."""
@@ -127,12 +134,13 @@ def plan(cells: Sequence[Cell], batch_key: Callable[[Any], Hashable], max_batch:
     chunks = []
     for group in groups.values():
         group = sorted(group, key=order) if order is not None else group
-        chunks += [group[i: i + max_batch] for i in range(0, len(group), max_batch)]
+        chunks += [group[i : i + max_batch] for i in range(0, len(group), max_batch)]
     return chunks
 
 
 class StaleRecord(UserWarning):
-    """Stored records were computed by other code or on other data (recomputed, or kept with reuse='accept')."""
+    """Stored records were computed by other code or on other data (recomputed, or kept with
+    reuse='accept')."""
 
 
 def run_sweep(
@@ -164,7 +172,8 @@ def run_sweep(
     record is reused only if the same code computed it (:func:`ntk_adv.results.code_fingerprint`: package
     source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
-    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts them."""
+    ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts
+    them."""
     validate.one_of("backend", backend, BACKENDS)
     validate.one_of("reuse", reuse, REUSE)
     if workers < 1:
@@ -173,8 +182,12 @@ def run_sweep(
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     code_fp = code_fingerprint()
     by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
-    data_fps = [by_data[key] if (key := getattr(c, "data", None)) in by_data else
-                by_data.setdefault(key, data_fingerprint(c)) for c, _ in cells]
+    data_fps = [
+        by_data[key]
+        if (key := getattr(c, "data", None)) in by_data
+        else by_data.setdefault(key, data_fingerprint(c))
+        for c, _ in cells
+    ]
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
@@ -191,12 +204,22 @@ def run_sweep(
                 kept[i] = {**rec, "stale": "data" if store.status(rec, code_fp) == "fresh" else "code,data"}
     n_stale = status.count("stale")
     if kept:
-        warnings.warn(f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
-                      f"(reuse='accept'); their rows are marked in the 'stale' column", StaleRecord, stacklevel=2)
+        warnings.warn(
+            f"{kind}: keeping {len(kept)} stored records computed by other code or on other data "
+            f"(reuse='accept'); their rows are marked in the 'stale' column",
+            StaleRecord,
+            stacklevel=2,
+        )
     elif n_stale:
-        warnings.warn(f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
-                      f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)", StaleRecord, stacklevel=2)
-    pending = [(cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept]
+        warnings.warn(
+            f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+            f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)",
+            StaleRecord,
+            stacklevel=2,
+        )
+    pending = [
+        (cell, i) for i, (cell, st) in enumerate(zip(cells, status)) if st != "fresh" and i not in kept
+    ]
     cell_index = {id(cell): i for cell, i in pending}
     chunks = plan([cell for cell, _ in pending], batch_key, max_batch, order)
     describe = describe or (lambda cfg: repr(batch_key(cfg)))
@@ -207,8 +230,16 @@ def run_sweep(
     def commit(chunk, metrics, elapsed):
         for cell, m in zip(chunk, metrics):
             i = cell_index[id(cell)]
-            done[i] = store.put(ids[i], cell[0], cell[1], m, kind=kind, elapsed_s=elapsed / len(chunk),
-                                data_fp=data_fps[i], code_fp=code_fp)
+            done[i] = store.put(
+                ids[i],
+                cell[0],
+                cell[1],
+                m,
+                kind=kind,
+                elapsed_s=elapsed / len(chunk),
+                data_fp=data_fps[i],
+                code_fp=code_fp,
+            )
         bar.update(len(chunk))
         if verbose:
             tqdm.write(f"  done {len(chunk)} cells ({describe(chunk[0][0])}) in {elapsed:.1f}s")
@@ -236,8 +267,8 @@ WATCHDOG_PERIOD_S = 0.5
 
 
 def _worker_init(parent_pid: int) -> None:
-    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as the
-    parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
+    """In each pool worker: ignore Ctrl-C (the parent handles it and stops the workers) and exit as soon as
+    the parent is gone (kill -9 leaves no orphans: the worker's parent pid changes when it is reparented)."""
     import signal
     import threading
 
@@ -256,8 +287,9 @@ def _run_processes(chunks, run_batch, commit, workers):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    )
     futures = {}
     try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
@@ -284,18 +316,33 @@ def _run_ray(chunks, run_batch, commit, workers, address):
     started = not ray.is_initialized()
     if started:
         if address:
-            # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers receive
-            # ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's runtime_env;
-            # data is read from DataSpec.root, which must be a path every node sees (user arrays travel with
-            # the cells).
+            # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers
+            # receive ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's
+            # runtime_env; data is read from DataSpec.root, which must be a path every node sees (user arrays
+            # travel with the cells).
             func = getattr(run_batch, "func", run_batch)
             tops = {"ntk_adv", (getattr(func, "__module__", None) or "ntk_adv").split(".")[0]}
-            dirs = sorted({str(Path(sys.modules[t].__file__).resolve().parent) for t in tops
-                           if t in sys.modules and getattr(sys.modules[t], "__file__", None)})
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                     runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]})
+            dirs = sorted(
+                {
+                    str(Path(sys.modules[t].__file__).resolve().parent)
+                    for t in tops
+                    if t in sys.modules and getattr(sys.modules[t], "__file__", None)
+                }
+            )
+            ray.init(
+                address=address,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                runtime_env={"py_modules": dirs, "excludes": ["__pycache__"]},
+            )
         else:
-            ray.init(address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=workers,
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+            )
     try:
         remote = ray.remote(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}

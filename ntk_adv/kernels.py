@@ -5,7 +5,8 @@ Notation (docs/theory.md): inputs x, z in R^d; with bias, the pre-activation cov
 ``theta = arccos(rho)``; activation ``sigma(u) = max(u, gamma u)``, ``gamma in [0, 1)``.
 
 * ``phi``   Phi(x,z)   = E[sigma'(u_x) sigma'(u_z)] = (1+gamma^2)(pi-theta)/(2 pi) + gamma theta / pi
-* ``nngp``  Sigma(x,z) = E[sigma(u_x) sigma(u_z)]   = gamma s + (1-gamma)^2 sqrt(s_xx s_zz)(sin t + (pi-t) cos t)/(2 pi)
+* ``nngp``  Sigma(x,z) = E[sigma(u_x) sigma(u_z)]   = gamma s + (1-gamma)^2 sqrt(s_xx s_zz)(sin t + (pi-t) cos
+  t)/(2 pi)
 * ``ntk``   first layer trained:
       standard parametrization (w ~ N(0, I/d), a ~ N(0, 1/m)):  Phi(x,z) * (x.z + 1)
       NTK parametrization (w = W/sqrt(d), f = A.sigma/sqrt(m)): Phi(x,z) * (x.z/d + 1)
@@ -48,7 +49,8 @@ def check_parametrization(parametrization: str) -> str:
 
 
 def check_pair(x, z) -> None:
-    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d (:func:`ntk_adv.validate.pair`)."""
+    """Raise ValueError unless x (N, d) and z (M, d) are 2-D with the same d
+    (:func:`ntk_adv.validate.pair`)."""
     validate.pair(x, z, ("kernel inputs x", "z"))
 
 
@@ -159,8 +161,14 @@ def two_layer_kernel(
     if train_readout and parametrization == "standard" and (width is None or width < 1):
         raise ValueError("train_readout=True in the standard parametrization needs the width m >= 1")
     if kind == "ntk":
-        fn = partial(ntk, gamma=gamma, bias=bias, parametrization=parametrization,
-                     train_readout=train_readout, width=width)
+        fn = partial(
+            ntk,
+            gamma=gamma,
+            bias=bias,
+            parametrization=parametrization,
+            train_readout=train_readout,
+            width=width,
+        )
     elif kind == "nngp":
         fn = partial(nngp, gamma=gamma, bias=bias)
     elif kind == "phi":
@@ -170,8 +178,9 @@ def two_layer_kernel(
     return fn
 
 
-def kernel_matrix(kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *,
-                  block_size: int = 2048) -> jax.Array:
+def kernel_matrix(
+    kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *, block_size: int = 2048
+) -> jax.Array:
     """Evaluate ``kernel(x, z)`` (N, M) in row blocks of ``block_size`` so that N x M kernels of 10^4
     points never materialize more than ``block_size x M`` intermediates per elementwise op."""
     z = x if z is None else z
@@ -187,8 +196,9 @@ def kernel_matrix(kernel: KernelFn, x: jax.Array, z: jax.Array | None = None, *,
     return out.reshape(n_blocks * block_size, z.shape[0])[:n]
 
 
-def predicted_direction(points: jax.Array, x_train: jax.Array, y_train: jax.Array, *,
-                        gamma: float = 0.0, bias: bool = True) -> jax.Array:
+def predicted_direction(
+    points: jax.Array, x_train: jax.Array, y_train: jax.Array, *, gamma: float = 0.0, bias: bool = True
+) -> jax.Array:
     """D_n = normalize(sum_k y_k Phi(x_n, x_k) x_k) for each row x_n of ``points``; shape (P, d).
 
     The direction a lazily trained net's input gradient takes at x_n (Kumano et al. 2024)."""
@@ -201,13 +211,17 @@ def predicted_direction(points: jax.Array, x_train: jax.Array, y_train: jax.Arra
 def neural_tangents():
     """Import neural-tangents without its TensorFlow-only ``experimental`` submodule (environment.md)."""
     if "neural_tangents" not in sys.modules:
-        sys.modules.setdefault("neural_tangents.experimental", types.ModuleType("neural_tangents.experimental"))
+        sys.modules.setdefault(
+            "neural_tangents.experimental", types.ModuleType("neural_tangents.experimental")
+        )
     try:
         import neural_tangents as nt
     except ImportError as err:
         sys.modules.pop("neural_tangents.experimental", None)
-        raise OracleMissing("the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
-                            "needs jax 0.5.3; uv sync installs it by default)") from err
+        raise OracleMissing(
+            "the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
+            "needs jax 0.5.3; uv sync installs it by default)"
+        ) from err
     return nt
 
 

@@ -39,8 +39,8 @@ INF_WIDTH = math.inf  # the one spelling of "infinite width": the ``width`` colu
 class KernelPredictor:
     """``f(z) = f0(z) + kernel(z, x_train) @ coef``; call it on z (M, d) to get (M,).
 
-    A pytree (x_train, coef are leaves) so it can be passed through jit/vmap; ``kernel`` and ``f0`` are static.
-    Differentiable in z, so every attack works on it."""
+    A pytree (x_train, coef are leaves) so it can be passed through jit/vmap; ``kernel`` and ``f0`` are
+    static. Differentiable in z, so every attack works on it."""
 
     x_train: jax.Array
     coef: jax.Array
@@ -59,16 +59,26 @@ def _validate(x_train, y_train, t):
         raise ValueError(f"training time t = lr * steps must be finite and >= 0, got {t}")
 
 
-def identity_predictor(kernel: KernelFn, x_train, y_train, *, t: float, f0: InitFn | None = None
-                       ) -> KernelPredictor:
+def identity_predictor(
+    kernel: KernelFn, x_train, y_train, *, t: float, f0: InitFn | None = None
+) -> KernelPredictor:
     """Identity loss: f_t(z) = f_0(z) + (t/N) sum_n y_n Theta(x_n, z) (exact for the linearized net)."""
     _validate(x_train, y_train, t)
     n = x_train.shape[0]
-    return KernelPredictor(x_train=jnp.asarray(x_train), coef=jnp.asarray(y_train) * (t / n), kernel=kernel, f0=f0)
+    return KernelPredictor(
+        x_train=jnp.asarray(x_train), coef=jnp.asarray(y_train) * (t / n), kernel=kernel, f0=f0
+    )
 
 
-def mse_predictor(kernel: KernelFn, x_train, y_train, *, t: float = np.inf, f0: InitFn | None = None,
-                  k_train: jax.Array | None = None) -> KernelPredictor:
+def mse_predictor(
+    kernel: KernelFn,
+    x_train,
+    y_train,
+    *,
+    t: float = np.inf,
+    f0: InitFn | None = None,
+    k_train: jax.Array | None = None,
+) -> KernelPredictor:
     """MSE loss l = (f - y)^2 / 2 averaged over N points, gradient flow for time t (t = inf: interpolant).
 
     Eigenvalues below ``1e-12 * max`` are treated as zero (their modes do not move)."""
@@ -87,8 +97,17 @@ def mse_predictor(kernel: KernelFn, x_train, y_train, *, t: float = np.inf, f0: 
     return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
 
 
-def flow_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, steps: int,
-                   f0: InitFn | None = None, k_train: jax.Array | None = None) -> KernelPredictor:
+def flow_predictor(
+    kernel: KernelFn,
+    x_train,
+    y_train,
+    *,
+    loss: str,
+    lr: float,
+    steps: int,
+    f0: InitFn | None = None,
+    k_train: jax.Array | None = None,
+) -> KernelPredictor:
     """Kernel gradient descent for any margin loss (identity, logistic, exponential): ``steps`` Euler steps
     of size ``lr`` - exactly full-batch GD on the linearized net in function space; t = lr * steps."""
     check_loss(loss)
@@ -101,8 +120,9 @@ def flow_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
     return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
 
 
-def flow_coefficients(loss: str, k_train: jax.Array, y: jax.Array, f0_train: jax.Array, *, lr, steps: int
-                      ) -> jax.Array:
+def flow_coefficients(
+    loss: str, k_train: jax.Array, y: jax.Array, f0_train: jax.Array, *, lr, steps: int
+) -> jax.Array:
     """Coefficients (N,) of kernel gradient descent for a margin loss; jit- and vmap-friendly (``lr`` may be
     traced). ``k_train`` (N, N) = Theta(X, X), ``f0_train`` (N,) the initial function on X."""
     if loss == "identity":
@@ -123,8 +143,17 @@ def _kernel_flow(loss, k, y, f0_train, lr, steps):
     return coef
 
 
-def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, steps: int,
-                   f0: InitFn | None = None, k_train: jax.Array | None = None) -> KernelPredictor:
+def make_predictor(
+    kernel: KernelFn,
+    x_train,
+    y_train,
+    *,
+    loss: str,
+    lr: float,
+    steps: int,
+    f0: InitFn | None = None,
+    k_train: jax.Array | None = None,
+) -> KernelPredictor:
     """The infinite-width counterpart of ``train`` with the theory preset: dispatches on ``loss``."""
     check_loss(loss)
     validate.positive("lr", lr)
@@ -137,8 +166,9 @@ def make_predictor(kernel: KernelFn, x_train, y_train, *, loss: str, lr: float, 
     return flow_predictor(kernel, x_train, y_train, loss=loss, lr=lr, steps=steps, f0=f0, k_train=k_train)
 
 
-def kernel_parts(x_train, coef, z, *, gamma: float = 0.0, bias: bool = True,
-                 parametrization: str = "standard") -> tuple[jax.Array, jax.Array]:
+def kernel_parts(
+    x_train, coef, z, *, gamma: float = 0.0, bias: bool = True, parametrization: str = "standard"
+) -> tuple[jax.Array, jax.Array]:
     """Split the kernel part ``Theta(z, X) @ coef`` of a two-layer predictor (first layer trained) into
 
         B(z) = sum_n coef_n Phi(x_n, z)              (through the trained biases; 0 without bias)
@@ -157,8 +187,8 @@ def kernel_parts(x_train, coef, z, *, gamma: float = 0.0, bias: bool = True,
 
 def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, jax.Array]:
     """First-order expansion in eps of the identity-loss limit g trained on x_adv_n = base_n + eps y_adv_n u_n
-    (scenario a: base = 0; b: base = x; ``u`` (N, d) the attack's unit direction, independent of eps and of the
-    target for one-step L2 / FGM / FGSM):
+    (scenario a: base = 0; b: base = x; ``u`` (N, d) the attack's unit direction, independent of eps and of
+    the target for one-step L2 / FGM / FGSM):
 
         (g - g_0)(z) / tau = A(z) + eps L(z) + O(eps^2),
         A(z) = (1/N) sum_n y_adv_n Theta(base_n, z)                  (targets only: the imbalance term)
@@ -170,15 +200,22 @@ def first_order_in_eps(kernel: KernelFn, base, y_adv, u, z) -> tuple[jax.Array, 
     base, u, z = jnp.asarray(base), jnp.asarray(u), jnp.asarray(z)
     y_adv = jnp.asarray(y_adv, base.dtype)
     n = base.shape[0]
-    if not isinstance(base, jax.core.Tracer) and not bool(jnp.any(base)) and not bool(jnp.any(kernel(base[:1], z))):
-        raise ValueError("first_order_in_eps at base = 0 needs a kernel with bias (a bias-free kernel is not "
-                         "differentiable there)")
+    if (
+        not isinstance(base, jax.core.Tracer)
+        and not bool(jnp.any(base))
+        and not bool(jnp.any(kernel(base[:1], z)))
+    ):
+        raise ValueError(
+            "first_order_in_eps at base = 0 needs a kernel with bias (a bias-free kernel is not "
+            "differentiable there)"
+        )
     k0, dk = jax.jvp(lambda b: kernel(b, z), (base,), (u,))
     return y_adv @ k0 / n, jnp.sum(dk, axis=0) / n
 
 
-def limit_classifiers(x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool = True, base=None
-                      ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
+def limit_classifiers(
+    x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool = True, base=None
+) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
     """The limit classifiers of perturbation learning (Kumano et al. 2024; docs/theory.md), as closures
     ``z (M, d) -> (M,)``:
 
@@ -198,8 +235,10 @@ def limit_classifiers(x_train, y_train, x_adv, *, gamma: float = 0.0, bias: bool
     check_pair(x_train, base)
     n = x_train.shape[0]
     if np.shape(y_train) != (n,) or x_adv.shape[0] != n or base.shape[0] != n:
-        raise ValueError(f"need x_train (N, d), y_train (N,), x_adv and base (N, d); got {x_train.shape}, "
-                         f"{np.shape(y_train)}, {x_adv.shape}, {base.shape}")
+        raise ValueError(
+            f"need x_train (N, d), y_train (N,), x_adv and base (N, d); got {x_train.shape}, "
+            f"{np.shape(y_train)}, {x_adv.shape}, {base.shape}"
+        )
     y = jnp.asarray(y_train, x_train.dtype)
     # rows of a_rows: (1/N) sum_k y_k Phi(x_n, x_k) x_k  (the unnormalized predicted direction D_n, over N)
     a_rows = (phi(base, x_train, gamma=gamma, bias=bias) * y[None, :]) @ x_train / n

@@ -66,7 +66,9 @@ def pointwise_loss(name: str, outputs: jax.Array, labels: jax.Array) -> jax.Arra
             return -jnp.sum(onehot * jax.nn.log_softmax(outputs), axis=1)
         if name == "mse":
             return 0.5 * jnp.sum((outputs - onehot) ** 2, axis=1)
-        raise ValueError(f"loss {name!r} is defined for scalar outputs only; use 'logistic' or 'mse' for C classes")
+        raise ValueError(
+            f"loss {name!r} is defined for scalar outputs only; use 'logistic' or 'mse' for C classes"
+        )
     if name == "mse":
         return 0.5 * (outputs - labels) ** 2
     return margin_loss(name)(labels * outputs)

@@ -85,8 +85,10 @@ def mean_ci(values, level: float = 0.95, *, nan: str = "raise") -> Interval:
     ok = np.isfinite(v)
     dropped = int(v.size - np.count_nonzero(ok))
     if dropped and nan == "raise":
-        raise ValueError(f"mean_ci: {dropped} of {v.size} values are NaN or inf; fix the source or pass "
-                         f"nan='omit' to drop them explicitly")
+        raise ValueError(
+            f"mean_ci: {dropped} of {v.size} values are NaN or inf; fix the source or pass "
+            f"nan='omit' to drop them explicitly"
+        )
     v = v[ok]
     if v.size == 0:
         return Interval(np.nan, np.nan, np.nan, 0, dropped)
@@ -119,13 +121,15 @@ def fit_loglog_slope(x, y, level: float = 0.95) -> SlopeFit:
         raise ValueError(f"a log-log slope needs >= 3 positive points over >= 2 distinct x; got {lx.size}")
     res = stats.linregress(lx, ly)
     half = float(stats.t.ppf(0.5 + level / 2, lx.size - 2) * res.stderr)
-    return SlopeFit(float(res.slope), float(res.slope - half), float(res.slope + half),
-                    float(res.intercept), int(lx.size))
+    return SlopeFit(
+        float(res.slope), float(res.slope - half), float(res.slope + half), float(res.intercept), int(lx.size)
+    )
 
 
-# ------------------------------------------------------------------------------------------- decision geometry
-def flip_points(predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
-                ) -> tuple[jax.Array, jax.Array]:
+# ------------------------------------------------------------------------------------------ decision geometry
+def flip_points(
+    predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisection: int = 20
+) -> tuple[jax.Array, jax.Array]:
     """First class change of ``predict`` along x(t) = (1-t) xa + t xb, per row; returns (t (P,), found (P,)).
 
     The class at t=0 is sign(f(xa)) (0 counts as +1). A grid of ``grid`` intervals locates the first interval
@@ -157,7 +161,9 @@ def flip_points(predict, xa: jax.Array, xb: jax.Array, *, grid: int = 64, bisect
 
 
 # ------------------------------------------------------------------------------------------- transferability
-def transfer_matrix(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndarray:
+def transfer_matrix(
+    out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray, target: np.ndarray
+) -> np.ndarray:
     """T[a, b] = transfer rate from source a to model b: among points that a and b classify correctly and
     on which a's perturbation fools a, the fraction on which it fools b too.
 

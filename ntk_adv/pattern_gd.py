@@ -3,8 +3,8 @@ gradient descent (``theory`` preset) and the papers' optimizer, SGD with heavy-b
 reduce-on-plateau schedule (``paper`` preset).
 
 For ``f(x) = sum_i a~_i sigma(theta_i . phi(x))`` with ``sigma(u) = max(u, gamma u)``, first layer
-``theta_i = (w_i, b_i)`` trained, readout ``a~`` frozen, and the identity loss ``L = -(1/N) sum_n y_n f(x_n)``,
-one GD step with rate ``lr`` is
+``theta_i = (w_i, b_i)`` trained, readout ``a~`` frozen, and the identity loss ``L = -(1/N) sum_n y_n
+f(x_n)``, one GD step with rate ``lr`` is
 
     theta_i <- theta_i + (lr / N) a~_i sum_n y_n S_ni phi(x_n),      S = sigma'(U),  U_ni = theta_i . phi(x_n)
 
@@ -18,21 +18,22 @@ from the accumulated patterns: ``theta_T = theta_0 + (lr / N) diag(a~) (sum_t S_
 
 In exact arithmetic this is the same sequence of iterates as autodiff training (:func:`ntk_adv.training.train`
 with the same :class:`ntk_adv.training.TrainConfig`); in floating point U is accumulated instead of
-recomputed, so the results agree to rounding (about 1e-6 relative in float32; tested). A pre-activation exactly at 0 counts as inactive
-(autodiff's ``max`` splits the gradient there; both happen with probability 0 for continuous data).
+recomputed, so the results agree to rounding (about 1e-6 relative in float32; tested). A pre-activation
+exactly at 0 counts as inactive (autodiff's ``max`` splits the gradient there; both happen with probability 0
+for continuous data).
 
 **Momentum and the plateau schedule** (:func:`_train_momentum`). optax's SGD keeps a trace
 ``tau_k = mu tau_{k-1} + g_k`` of the gradients and steps by ``-lr s_k tau_k``, where ``s_k`` is the plateau
 scale after it has seen the loss before step k. Each g_k is linear in the pattern S_k, so in activation space
 the velocity is ``T_k = mu T_{k-1} + V_k`` and ``U_{k+1} = U_k + (lr s_k / N) diag(a~) T_k``; the loss that
 drives the schedule is ``-mean(y f)`` with ``f = sigma(U_k) a~`` (one pass over U). Because s_k is only known
-once the loss is, the pattern weights of theta_T (``sum_k s_k sum_{j<=k} mu^(k-j) S_j``) are accumulated densely:
-four more elementwise passes over (m, N) arrays per step. The same optax transform decides the schedule
-(:func:`ntk_adv.training.plateau_transform`), so cuts happen at the same steps as under backpropagation
-(tested to 1e-10 in float64, including the steps where the rate is cut). Momentum lets the iterates move up to
-1 / (1 - mu) = 10 times further per step than GD at the same rate, so more activations flip per step and each
-costs a row update of V; the gain over backpropagation is therefore smaller than for the theory preset
-(``ntk-adv bench``, ``training.paper_preset``). Memory: three more (m, N) arrays.
+once the loss is, the pattern weights of theta_T (``sum_k s_k sum_{j<=k} mu^(k-j) S_j``) are accumulated
+densely: four more elementwise passes over (m, N) arrays per step. The same optax transform decides the
+schedule (:func:`ntk_adv.training.plateau_transform`), so cuts happen at the same steps as under
+backpropagation (tested to 1e-10 in float64, including the steps where the rate is cut). Momentum lets the
+iterates move up to 1 / (1 - mu) = 10 times further per step than GD at the same rate, so more activations
+flip per step and each costs a row update of V; the gain over backpropagation is therefore smaller than for
+the theory preset (``ntk-adv bench``, ``training.paper_preset``). Memory: three more (m, N) arrays.
 
 **Where it does not apply** (:func:`unsupported_reason`; ``solver="auto"`` then backpropagates): the logistic,
 exponential and mse losses (their per-example gradient weights depend on the outputs, so a step is no longer a
@@ -43,8 +44,8 @@ Features ``phi(x)``: ``(x, 1)`` in the standard parametrization, ``(x / sqrt(d),
 the 1 when the net has no bias); ``a~ = a`` (standard) or ``A / sqrt(m)`` (ntk).
 
 Cost per training: ``2 N^2 (d+1)`` for K plus ``~4 N (d+1) m + 2 N^2 m`` for the first and last step, then
-per step ``O(N m)`` elementwise work plus ``O(N)`` per flip; memory ``N^2 + 3 N m`` floats. It pays off at large
-widths (one training: 1.5-3x at m = 64-128, 5-6x at m = 1000-4000 over autodiff, N = 2000, d = 784;
+per step ``O(N m)`` elementwise work plus ``O(N)`` per flip; memory ``N^2 + 3 N m`` floats. It pays off at
+large widths (one training: 1.5-3x at m = 64-128, 5-6x at m = 1000-4000 over autodiff, N = 2000, d = 784;
 ``ntk-adv bench``), not at the smallest ones, which :func:`choose` leaves to autodiff under ``solver="auto"``.
 """
 
@@ -63,20 +64,20 @@ from ntk_adv.training import TrainConfig, check_data, plateau_transform
 
 Solver = Literal["auto", "autodiff", "pattern"]
 SOLVERS: tuple[str, ...] = get_args(Solver)
-# "auto" uses this solver from this width on. Measured at N = 2000, d = 784 (bench task), 12-cell engine groups:
-# pattern 1.4 / 2.2 / 2.4 s vs autodiff 3.7 / 8.6 / 6.7 s at widths 32 / 64 / 100, and about even at 8 / 16,
-# where its cost (which grows with the number of flips, unlike backprop's) is not worth the risk.
+# "auto" uses this solver from this width on. Measured at N = 2000, d = 784 (bench task), 12-cell engine
+# groups: pattern 1.4 / 2.2 / 2.4 s vs autodiff 3.7 / 8.6 / 6.7 s at widths 32 / 64 / 100, and about even at 8
+# / 16, where its cost (which grows with the number of flips, unlike backprop's) is not worth the risk.
 AUTO_MIN_WIDTH = 32
 AUTO_MAX_N = 16384  # and up to this many training points (the N x N Gram matrix must fit comfortably)
 BLOCK = 64  # flips are located through per-block counts of the flattened (m, N) flip mask
 
 
 def unsupported_reason(net: TwoLayerConfig, cfg=None) -> str | None:
-    """Why this solver cannot train ``net`` (with the :class:`ntk_adv.training.TrainConfig` ``cfg``, if given),
-    or None if it can. Both presets are supported (plain GD; momentum with or without the plateau schedule);
-    the logistic / exponential / mse losses are not (their gradients depend on the outputs, so a step is no
-    longer a function of the activation pattern alone), nor trained readouts (the readout's gradient is not
-    linear in the pattern) or vector outputs: those train by backpropagation."""
+    """Why this solver cannot train ``net`` (with the :class:`ntk_adv.training.TrainConfig` ``cfg``, if
+    given), or None if it can. Both presets are supported (plain GD; momentum with or without the plateau
+    schedule); the logistic / exponential / mse losses are not (their gradients depend on the outputs, so a
+    step is no longer a function of the activation pattern alone), nor trained readouts (the readout's
+    gradient is not linear in the pattern) or vector outputs: those train by backpropagation."""
     if net.train_readout:
         return "a trained readout (needs a frozen readout)"
     if net.n_out != 1:
@@ -90,7 +91,8 @@ def choose(net: TwoLayerConfig, cfg, n_train: int, solver: str = "auto") -> str:
     """The solver to use, ``'pattern'`` or ``'autodiff'``, for ``solver`` in :data:`SOLVERS`.
 
     ``auto`` picks ``pattern`` when it applies (either preset) and ``net.width >= AUTO_MIN_WIDTH`` and
-    ``n_train <= AUTO_MAX_N``; asking for ``pattern`` where it does not apply raises ValueError naming the reason."""
+    ``n_train <= AUTO_MAX_N``; asking for ``pattern`` where it does not apply raises ValueError naming the
+    reason."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
     if solver == "autodiff":
@@ -109,8 +111,17 @@ def _chunk(width: int) -> int:
     return int(min(1024, max(128, 2 ** int(np.ceil(np.log2(width))))))
 
 
-def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Array, *, lr, steps: int,
-          config: TrainConfig | None = None, centered: bool = False) -> TwoLayerParams:
+def train(
+    net: TwoLayerConfig,
+    params: TwoLayerParams,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    lr,
+    steps: int,
+    config: TrainConfig | None = None,
+    centered: bool = False,
+) -> TwoLayerParams:
     """``steps`` full-batch steps of the first layer (w, b if ``net.bias``) on (x (N, d), y (N,)) with the
     identity loss and the readout frozen, in ``net.parametrization``; returns the trained parameters (same
     tree as ``params``). ``lr`` may be traced (vmap over a grid); ``steps`` is static. Traceable.
@@ -126,8 +137,10 @@ def train(net: TwoLayerConfig, params: TwoLayerParams, x: jax.Array, y: jax.Arra
     check_data(x, y)
     validate.positive("lr", lr)
     if np.shape(params.w) != (net.width, np.shape(x)[1]):
-        raise ValueError(f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
-                         f"{(net.width, np.shape(x)[1])}")
+        raise ValueError(
+            f"first-layer weights have shape {np.shape(params.w)}, expected (width, d) = "
+            f"{(net.width, np.shape(x)[1])}"
+        )
     if not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     plain = config is None or (config.optimizer == "gd" and not config.plateau)
@@ -154,8 +167,8 @@ def _features(net: TwoLayerConfig, params: TwoLayerParams, x, y):
 def _flip_updates(net: TwoLayerConfig, flips, active, v, ky, acc=None, weight=None):
     """For every flipped activation (unit i, sample n) of the (m, Np) mask ``flips``: ``V_i += +-(1 - gamma)
     y_n K_n`` (sign: + if it switched on, per ``active``), and ``acc[i, n] += weight * +-(1 - gamma)`` if
-    ``acc`` (flattened) is given. The flips are located through per-block counts (a searchsorted over them), in
-    static chunks of :func:`_chunk` inside a ``while_loop``."""
+    ``acc`` (flattened) is given. The flips are located through per-block counts (a searchsorted over them),
+    in static chunks of :func:`_chunk` inside a ``while_loop``."""
     m, npad = flips.shape
     dtype = v.dtype
     n_blocks, chunk, jump = m * npad // BLOCK, _chunk(m), 1.0 - net.gamma
@@ -187,7 +200,8 @@ def _flip_updates(net: TwoLayerConfig, flips, active, v, ky, acc=None, weight=No
 
 
 def _finish(net: TwoLayerConfig, params: TwoLayerParams, theta, acc, a_eff, yp, phi, lr, n):
-    """theta_T = theta_0 + (lr / N) diag(a~) acc^T diag(y) Phi, with acc the (m, Np) weighted sum of patterns."""
+    """theta_T = theta_0 + (lr / N) diag(a~) acc^T diag(y) Phi, with acc the (m, Np) weighted sum of
+    patterns."""
     theta = theta + (lr / n) * ((acc * a_eff[:, None]) @ (yp[:, None] * phi))
     if net.bias:
         return params.replace(w=theta[:, :-1], b=theta[:, -1])
@@ -195,8 +209,9 @@ def _finish(net: TwoLayerConfig, params: TwoLayerParams, theta, acc, a_eff, yp, 
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _train(net: TwoLayerConfig, steps: int, opt: TrainConfig | None, centered: bool, params: TwoLayerParams,
-           x, y, lr):
+def _train(
+    net: TwoLayerConfig, steps: int, opt: TrainConfig | None, centered: bool, params: TwoLayerParams, x, y, lr
+):
     if opt is not None:
         return _train_momentum(net, steps, opt, centered, params, x, y, lr)
     n = x.shape[0]
@@ -227,8 +242,9 @@ def _slope(active, gamma, dtype):
     return jnp.where(active, jnp.asarray(1.0, dtype), jnp.asarray(gamma, dtype))
 
 
-def _train_momentum(net: TwoLayerConfig, steps: int, opt: TrainConfig, centered: bool, params: TwoLayerParams,
-                    x, y, lr):
+def _train_momentum(
+    net: TwoLayerConfig, steps: int, opt: TrainConfig, centered: bool, params: TwoLayerParams, x, y, lr
+):
     """Heavy-ball momentum and the plateau schedule in activation space. With the per-step gradient
     ``g_k = -(1/N) diag(a~) S_k^T diag(y) Phi``, optax's SGD (``tau_k = mu tau_{k-1} + g_k``, update
     ``-lr s_k tau_k`` with the plateau scale s_k) moves the pre-activations by
@@ -239,8 +255,8 @@ def _train_momentum(net: TwoLayerConfig, steps: int, opt: TrainConfig, centered:
     ``M_k = mu M_{k-1} + S_k``. Since s_k depends on the loss, which is not known in advance, T, M and their
     weighted sum are kept as dense (m, Np) arrays (four elementwise passes per step; V still changes only at
     flips). The loss before step k, ``-mean(y (sigma(U_k) a~))`` (minus that of f_0 for a centred net), is fed
-    to the same optax plateau transform as backpropagated training (:func:`ntk_adv.training.plateau_transform`),
-    so the schedule's decisions are optax's own."""
+    to the same optax plateau transform as backpropagated training
+    (:func:`ntk_adv.training.plateau_transform`), so the schedule's decisions are optax's own."""
     n = x.shape[0]
     m, dtype, gamma = net.width, x.dtype, net.gamma
     mu = opt.momentum if opt.optimizer == "momentum" else 0.0

@@ -1,11 +1,11 @@
 """Paper-style figures from long-format result tables only (never from training code).
 
 Conventions: log2 width axes, log10 axes for other sweeps whose positive values span a factor of 10 or more,
-mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the two-stage
-bootstrap over seeds and test points when their number is given - always inside [0, 1]), the theoretical value
-(or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every figure is saved as PNG
-and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels: :data:`TEXT_WIDTH`) with 8-9 pt
-fonts and TrueType (Type 42) fonts in the PDF.
+mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the
+two-stage bootstrap over seeds and test points when their number is given - always inside [0, 1]), the
+theoretical value (or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every
+figure is saved as PNG and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels:
+:data:`TEXT_WIDTH`) with 8-9 pt fonts and TrueType (Type 42) fonts in the PDF.
 
 Importing this module selects no backend: figures are :class:`matplotlib.figure.Figure` objects drawn without
 pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).
@@ -62,8 +62,8 @@ PAPER_RC = {
     "ps.fonttype": 42,
 }
 
-# Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed raw:
-# see :func:`axis_label`.
+# Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed
+# raw: see :func:`axis_label`.
 LABELS: dict[str, str] = {
     "width": "width m",
     "eps": "eps (L2 norm)",
@@ -148,8 +148,15 @@ def legend_below(ax, ncol: int = 2, **kw):
         return None
     if max(len(t) for t in labels) > 28:  # long labels side by side would widen the figure past the column
         ncol = 1
-    return ax.legend(handles, labels, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                     ncol=min(ncol, len(handles)), **kw)
+    return ax.legend(
+        handles,
+        labels,
+        frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=min(ncol, len(handles)),
+        **kw,
+    )
 
 
 def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
@@ -178,14 +185,21 @@ def _bootstrap_mean(vals: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tupl
     return float(vals.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False, n_points: int | None = None,
-          **where) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def curve(
+    rows: Iterable[dict],
+    x: str,
+    metric: str,
+    *,
+    geometric: bool = False,
+    n_points: int | None = None,
+    **where,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-x mean and 95% interval of ``metric`` over the rows (seeds) matching ``where``.
 
     ``n_points``: the metric is a proportion over that many test points; the interval is then the two-stage
     bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). Other proportions
-    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale y
-    axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
+    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale
+    y axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
     interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
     sub = select(rows, metric=metric, **where)
     xs = values(sub, x)
@@ -193,20 +207,39 @@ def curve(rows: Iterable[dict], x: str, metric: str, *, geometric: bool = False,
         from ntk_adv.verdicts import seed_proportion
 
         est = [seed_proportion([r["value"] for r in sub if r[x] == xv], n_points) for xv in xs]
-        return (np.asarray(xs, float), np.array([e.value for e in est]), np.array([e.low for e in est]),
-                np.array([e.high for e in est]))
+        return (
+            np.asarray(xs, float),
+            np.array([e.value for e in est]),
+            np.array([e.low for e in est]),
+            np.array([e.high for e in est]),
+        )
     if is_proportion(metric) and not geometric:
         est = [_bootstrap_mean([r["value"] for r in sub if r[x] == xv]) for xv in xs]
         arr = np.clip(np.array(est, float).reshape(-1, 3), 0.0, 1.0) if est else np.zeros((0, 3))
         return np.asarray(xs, float), arr[:, 0], arr[:, 1], arr[:, 2]
     tf, inv = (np.log, np.exp) if geometric else (np.asarray, np.asarray)
     stats_ = [mean_ci(tf(np.asarray([r["value"] for r in sub if r[x] == xv], float))) for xv in xs]
-    return (np.asarray(xs, float), inv(np.array([s.mean for s in stats_])), inv(np.array([s.low for s in stats_])),
-            inv(np.array([s.high for s in stats_])))
+    return (
+        np.asarray(xs, float),
+        inv(np.array([s.mean for s in stats_])),
+        inv(np.array([s.low for s in stats_])),
+        inv(np.array([s.high for s in stats_])),
+    )
 
 
-def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, color=None,
-                logx: int | str | None = 2, logy: bool = False, n_points: int | None = None, **where):
+def plot_metric(
+    ax,
+    rows,
+    x: str,
+    metric: str,
+    *,
+    label: str | None = None,
+    color=None,
+    logx: int | str | None = 2,
+    logy: bool = False,
+    n_points: int | None = None,
+    **where,
+):
     """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax`` (``n_points``: see :func:`curve`);
     ``logx``: a log base, None (linear) or "auto" (log10 for positive values spanning a factor >= 10). The x
     label comes from :func:`axis_label`."""
@@ -224,8 +257,9 @@ def plot_metric(ax, rows, x: str, metric: str, *, label: str | None = None, colo
     return line
 
 
-def plot_prediction(ax, rows, x: str, metric: str, *, label: str | None = None, color=None, ls: str = "--",
-                    **where):
+def plot_prediction(
+    ax, rows, x: str, metric: str, *, label: str | None = None, color=None, ls: str = "--", **where
+):
     """The theory's prediction: the mean over seeds of a predicted ``metric`` against ``x``, as a line without
     markers (computed from the limit objects, never fitted to the measurements)."""
     sub = select(rows, metric=metric, **where)
@@ -242,11 +276,19 @@ def theory_line(ax, value: float, *, label: str = "theory (infinite width)", col
     ax.axhline(value, ls="--", color=color, lw=1.0, label=label)
 
 
-def theory_slope(ax, xs: Sequence[float], anchor_y: float, slope: float, *, label: str | None = None, color="k"):
+def theory_slope(
+    ax, xs: Sequence[float], anchor_y: float, slope: float, *, label: str | None = None, color="k"
+):
     """Dashed power law y = anchor_y (x / x_0)^slope through the first point (log-log reference)."""
     xs = np.asarray(xs, float)
-    ax.plot(xs, anchor_y * (xs / xs[0]) ** slope, ls="--", color=color, lw=1.0,
-            label=label or f"theory slope {slope:g}")
+    ax.plot(
+        xs,
+        anchor_y * (xs / xs[0]) ** slope,
+        ls="--",
+        color=color,
+        lw=1.0,
+        label=label or f"theory slope {slope:g}",
+    )
 
 
 # ------------------------------------------------------------------------------------------- width convention
@@ -278,16 +320,25 @@ def _auto_logx(rows, x, logx):
 
 
 # ------------------------------------------------------------------------------------------- protocol figures
-def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
-                  labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
-                  n_points: int | None = None, ylabel: str | None = None, infinite_label: str = "infinite width",
-                  infinite_ls: str = "--", **where):
+def draw_vs_width(
+    ax,
+    rows: Iterable[dict],
+    metrics: Sequence[str] = ("agreement", "g_acc_test"),
+    *,
+    labels: Mapping[str, str] | None = None,
+    predictions: Mapping[str, str] | None = None,
+    n_points: int | None = None,
+    ylabel: str | None = None,
+    infinite_label: str = "infinite width",
+    infinite_ls: str = "--",
+    **where,
+):
     """Each metric against width m (log2 axis, mean and 95% interval over seeds) in its own color, with its
     infinite-width mean as a horizontal line of the same color (``infinite_ls``, labelled "<metric>
-    (<infinite_label>)") and a light band for its interval when the infinite rows vary over seeds. ``predictions`` maps a metric to the row
-    metric holding its per-seed prediction (e.g. agreement -> agreement_predicted), drawn dashed in the same
-    color across the finite widths. ``n_points``: proportions over that many test points (intervals in
-    [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
+    (<infinite_label>)") and a light band for its interval when the infinite rows vary over seeds.
+    ``predictions`` maps a metric to the row metric holding its per-seed prediction (e.g. agreement ->
+    agreement_predicted), drawn dashed in the same color across the finite widths. ``n_points``: proportions
+    over that many test points (intervals in [0, 1]). ``where`` filters rows (e.g. ``eps=1.0``)."""
     finite, infinite = split_width(select(rows, **where))
     labels = dict(labels or {})
     predictions = dict(predictions or {})
@@ -295,39 +346,83 @@ def draw_vs_width(ax, rows: Iterable[dict], metrics: Sequence[str] = ("agreement
         label = labels.get(metric, axis_label(metric))
         line = plot_metric(ax, finite, "width", metric, label=label, color=f"C{i}", logx=2, n_points=n_points)
         if metric in predictions:
-            plot_prediction(ax, finite, "width", predictions[metric], color=line.get_color(),
-                            label=f"{label}: predicted (lazy limit)")
+            plot_prediction(
+                ax,
+                finite,
+                "width",
+                predictions[metric],
+                color=line.get_color(),
+                label=f"{label}: predicted (lazy limit)",
+            )
         inf_rows = [{**r, "width": 0} for r in infinite if r.get("metric") == metric]
         if inf_rows:
             _, (mean,), (low,), (high,) = curve(inf_rows, "width", metric, n_points=n_points)
-            ax.axhline(mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})")
+            ax.axhline(
+                mean, ls=infinite_ls, color=line.get_color(), lw=1.0, label=f"{label} ({infinite_label})"
+            )
             if high > low:
                 ax.axhspan(low, high, color=line.get_color(), alpha=0.08, lw=0)
     ax.set_xlabel(axis_label("width"))
-    ax.set_ylabel(ylabel or (labels.get(metrics[0], axis_label(metrics[0])) if len(metrics) == 1
-                             else "fraction of test points"))
+    ax.set_ylabel(
+        ylabel
+        or (
+            labels.get(metrics[0], axis_label(metrics[0])) if len(metrics) == 1 else "fraction of test points"
+        )
+    )
     legend_below(ax)
     return ax
 
 
-def figure_vs_width(rows: Iterable[dict], metrics: Sequence[str] = ("agreement", "g_acc_test"), *,
-                    out: str | os.PathLike, name: str = "vs_width", title: str | None = None,
-                    labels: Mapping[str, str] | None = None, predictions: Mapping[str, str] | None = None,
-                    n_points: int | None = None, ylabel: str | None = None, infinite_label: str = "infinite width",
-                    infinite_ls: str = "--", **where) -> list[Path]:
+def figure_vs_width(
+    rows: Iterable[dict],
+    metrics: Sequence[str] = ("agreement", "g_acc_test"),
+    *,
+    out: str | os.PathLike,
+    name: str = "vs_width",
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    predictions: Mapping[str, str] | None = None,
+    n_points: int | None = None,
+    ylabel: str | None = None,
+    infinite_label: str = "infinite width",
+    infinite_ls: str = "--",
+    **where,
+) -> list[Path]:
     """:func:`draw_vs_width` on a new figure, saved as ``out/name.png`` and ``.pdf``; returns both paths."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
-    draw_vs_width(ax, list(rows), metrics, labels=labels, predictions=predictions, n_points=n_points,
-                  ylabel=ylabel, infinite_label=infinite_label, infinite_ls=infinite_ls, **where)
+    draw_vs_width(
+        ax,
+        list(rows),
+        metrics,
+        labels=labels,
+        predictions=predictions,
+        n_points=n_points,
+        ylabel=ylabel,
+        infinite_label=infinite_label,
+        infinite_ls=infinite_ls,
+        **where,
+    )
     if title:
         ax.set_title(title)
     return save(fig, out, name)
 
 
-def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence | None = None,
-            logx: int | str | None = "auto", ylabel: str | None = None, xlabel: str | None = None,
-            predicted: str | None = None, n_points: int | None = None, infinite_label: str = "infinite width",
-            infinite_ls: str = "--", **where):
+def draw_vs(
+    ax,
+    rows: Iterable[dict],
+    x: str,
+    metric: str,
+    *,
+    widths: Sequence | None = None,
+    logx: int | str | None = "auto",
+    ylabel: str | None = None,
+    xlabel: str | None = None,
+    predicted: str | None = None,
+    n_points: int | None = None,
+    infinite_label: str = "infinite width",
+    infinite_ls: str = "--",
+    **where,
+):
     """``metric`` against the column ``x`` (e.g. ``eps``, ``steps_g``, ``T_f``): one curve per finite width
     (mean and 95% interval over seeds, colors from light to dark with width) and the infinite-width curve
     dashed in black. ``widths`` restricts the finite widths; ``logx`` a log base, None (linear) or "auto"
@@ -345,12 +440,22 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
     cmap = plt.get_cmap("viridis")
     for i, w in enumerate(widths):
         color = cmap(0.15 + 0.7 * i / max(len(widths) - 1, 1))
-        plot_metric(ax, finite, x, metric, label=f"m = {w:g}", color=color, logx=logx, width=w, n_points=n_points)
+        plot_metric(
+            ax, finite, x, metric, label=f"m = {w:g}", color=color, logx=logx, width=w, n_points=n_points
+        )
         if predicted:
-            plot_prediction(ax, select(all_rows, width=w, **where), x, predicted, color=color,
-                            label=f"m = {w:g}: predicted" if i == len(widths) - 1 else None)
+            plot_prediction(
+                ax,
+                select(all_rows, width=w, **where),
+                x,
+                predicted,
+                color=color,
+                label=f"m = {w:g}: predicted" if i == len(widths) - 1 else None,
+            )
     if infinite:
-        line = plot_metric(ax, infinite, x, metric, label=infinite_label, color="k", logx=logx, n_points=n_points)
+        line = plot_metric(
+            ax, infinite, x, metric, label=infinite_label, color="k", logx=logx, n_points=n_points
+        )
         line.set_linestyle(infinite_ls)
     ax.set_xlabel(xlabel or axis_label(x))
     ax.set_ylabel(ylabel or axis_label(metric))
@@ -358,34 +463,85 @@ def draw_vs(ax, rows: Iterable[dict], x: str, metric: str, *, widths: Sequence |
     return ax
 
 
-def figure_vs(rows: Iterable[dict], x: str, metric: str, *, out: str | os.PathLike, name: str | None = None,
-              widths: Sequence | None = None, logx: int | str | None = "auto", ylabel: str | None = None,
-              xlabel: str | None = None, predicted: str | None = None, n_points: int | None = None,
-              title: str | None = None, infinite_label: str = "infinite width", infinite_ls: str = "--",
-              **where) -> list[Path]:
+def figure_vs(
+    rows: Iterable[dict],
+    x: str,
+    metric: str,
+    *,
+    out: str | os.PathLike,
+    name: str | None = None,
+    widths: Sequence | None = None,
+    logx: int | str | None = "auto",
+    ylabel: str | None = None,
+    xlabel: str | None = None,
+    predicted: str | None = None,
+    n_points: int | None = None,
+    title: str | None = None,
+    infinite_label: str = "infinite width",
+    infinite_ls: str = "--",
+    **where,
+) -> list[Path]:
     """:func:`draw_vs` on a new figure, saved as ``out/name`` (default ``{metric}_vs_{x}``) PNG and PDF."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
-    draw_vs(ax, list(rows), x, metric, widths=widths, logx=logx, ylabel=ylabel, xlabel=xlabel, predicted=predicted,
-            n_points=n_points, infinite_label=infinite_label, infinite_ls=infinite_ls, **where)
+    draw_vs(
+        ax,
+        list(rows),
+        x,
+        metric,
+        widths=widths,
+        logx=logx,
+        ylabel=ylabel,
+        xlabel=xlabel,
+        predicted=predicted,
+        n_points=n_points,
+        infinite_label=infinite_label,
+        infinite_ls=infinite_ls,
+        **where,
+    )
     if title:
         ax.set_title(title)
     return save(fig, out, name or f"{metric}_vs_{x}")
 
 
-def draw_cosine_vs_steps_f(ax, rows: Iterable[dict], *, x: str = "steps_f", metric: str = "cos_predicted",
-                           logx: int | str | None = "auto", **where):
+def draw_cosine_vs_steps_f(
+    ax,
+    rows: Iterable[dict],
+    *,
+    x: str = "steps_f",
+    metric: str = "cos_predicted",
+    logx: int | str | None = "auto",
+    **where,
+):
     """Mean |cos(eta_n, D_n)| (perturbation vs the predicted weighted sum of training points) against f's
     training length, per width and in the limit (dashed): the init gradient dominates early, D_n later."""
-    draw_vs(ax, rows, x, metric, logx=logx, ylabel="mean |cos(eta_n, D_n)|", xlabel="f's training steps T_f",
-            predicted="cos_predicted_theory" if any(r.get("metric") == "cos_predicted_theory" for r in rows)
-            else None, **where)
+    draw_vs(
+        ax,
+        rows,
+        x,
+        metric,
+        logx=logx,
+        ylabel="mean |cos(eta_n, D_n)|",
+        xlabel="f's training steps T_f",
+        predicted="cos_predicted_theory"
+        if any(r.get("metric") == "cos_predicted_theory" for r in rows)
+        else None,
+        **where,
+    )
     ax.set_ylim(0.0, 1.02)
     return ax
 
 
-def figure_cosine_vs_steps_f(rows: Iterable[dict], *, out: str | os.PathLike, name: str = "cosine_vs_steps_f",
-                             x: str = "steps_f", metric: str = "cos_predicted", logx: int | str | None = "auto",
-                             title: str | None = None, **where) -> list[Path]:
+def figure_cosine_vs_steps_f(
+    rows: Iterable[dict],
+    *,
+    out: str | os.PathLike,
+    name: str = "cosine_vs_steps_f",
+    x: str = "steps_f",
+    metric: str = "cos_predicted",
+    logx: int | str | None = "auto",
+    title: str | None = None,
+    **where,
+) -> list[Path]:
     """:func:`draw_cosine_vs_steps_f` on a new figure, saved as PNG and PDF; returns both paths."""
     fig, (ax,) = new_figure(1, 4.2, 3.2)
     draw_cosine_vs_steps_f(ax, list(rows), x=x, metric=metric, logx=logx, **where)
@@ -398,9 +554,19 @@ def figure_cosine_vs_steps_f(rows: Iterable[dict], *, out: str | os.PathLike, na
 DEFAULT_CONTOURS = {"hat_f": "--", "hat_g": ":"}
 
 
-def decision_map(ax, grid_values: Mapping[str, np.ndarray], f_name: str, g_name: str, extent,
-                 contours: Mapping[str, str] | None = None, *, points=None, labels=None,
-                 shade_color: str = "tab:orange", legend: bool = True):
+def decision_map(
+    ax,
+    grid_values: Mapping[str, np.ndarray],
+    f_name: str,
+    g_name: str,
+    extent,
+    contours: Mapping[str, str] | None = None,
+    *,
+    points=None,
+    labels=None,
+    shade_color: str = "tab:orange",
+    legend: bool = True,
+):
     """A decision map in a 2-D plane of input space (``protocol.decision_grid`` output).
 
     ``grid_values``: name -> (n, n) values, ``[i, j]`` at coordinates ``(u_j, v_i)`` with
@@ -414,12 +580,23 @@ def decision_map(ax, grid_values: Mapping[str, np.ndarray], f_name: str, g_name:
         extent = (-float(extent), float(extent), -float(extent), float(extent))
     f_vals, g_vals = np.asarray(grid_values[f_name]), np.asarray(grid_values[g_name])
     if f_vals.ndim != 2 or f_vals.shape[0] != f_vals.shape[1] or g_vals.shape != f_vals.shape:
-        raise ValueError(f"grid values must be square (n, n) arrays of one shape; got {f_vals.shape}, {g_vals.shape}")
+        raise ValueError(
+            f"grid values must be square (n, n) arrays of one shape; got {f_vals.shape}, {g_vals.shape}"
+        )
     n = f_vals.shape[0]
     u, v = np.linspace(extent[0], extent[1], n), np.linspace(extent[2], extent[3], n)
     disagree = (f_vals >= 0) != (g_vals >= 0)
-    ax.pcolormesh(u, v, np.ma.masked_where(~disagree, np.ones_like(f_vals)), shading="nearest",
-                  cmap=ListedColormap([shade_color]), vmin=0.0, vmax=1.0, alpha=0.35, lw=0)
+    ax.pcolormesh(
+        u,
+        v,
+        np.ma.masked_where(~disagree, np.ones_like(f_vals)),
+        shading="nearest",
+        cmap=ListedColormap([shade_color]),
+        vmin=0.0,
+        vmax=1.0,
+        alpha=0.35,
+        lw=0,
+    )
     handles = [Patch(color=shade_color, alpha=0.35, label=f"sign {f_name} != sign {g_name}")]
     if contours is None:
         contours = {k: ls for k, ls in DEFAULT_CONTOURS.items() if k in grid_values}
@@ -448,10 +625,19 @@ def decision_map(ax, grid_values: Mapping[str, np.ndarray], f_name: str, g_name:
     return ax
 
 
-def figure_decision_map(grid_values: Mapping[str, np.ndarray], f_name: str, g_name: str, extent, *,
-                        out: str | os.PathLike, name: str = "decision_map",
-                        contours: Mapping[str, str] | None = None, points=None, labels=None,
-                        title: str | None = None) -> list[Path]:
+def figure_decision_map(
+    grid_values: Mapping[str, np.ndarray],
+    f_name: str,
+    g_name: str,
+    extent,
+    *,
+    out: str | os.PathLike,
+    name: str = "decision_map",
+    contours: Mapping[str, str] | None = None,
+    points=None,
+    labels=None,
+    title: str | None = None,
+) -> list[Path]:
     """:func:`decision_map` on a new square figure, saved as PNG and PDF; returns both paths."""
     fig, (ax,) = new_figure(1, 4.0, 4.0)
     decision_map(ax, grid_values, f_name, g_name, extent, contours, points=points, labels=labels)

@@ -55,11 +55,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
-                 ) -> Path:
-    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary file
-    in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers never
-    share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
+) -> Path:
+    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary
+    file in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers
+    never share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
@@ -194,8 +195,14 @@ def module_fingerprint(filename: str) -> str:
 def code_fingerprint(*extra_files: str) -> str:
     """Fingerprint of everything that computes a result: the package source, :func:`versions`, and
     ``extra_files`` (source files of code outside the package, e.g. a custom ``run_batch``)."""
-    payload = json.dumps({"source": source_fingerprint(), "versions": versions(),
-                          "extra": sorted(module_fingerprint(f) for f in extra_files)}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "source": source_fingerprint(),
+            "versions": versions(),
+            "extra": sorted(module_fingerprint(f) for f in extra_files),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -207,13 +214,15 @@ def git_state() -> tuple[str | None, bool | None]:
 
 
 def checkout_state(source_file: Path) -> tuple[str | None, bool | None]:
-    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none does.
-    git runs in the file's directory (never the caller's working directory), and the repository found there
-    must track the file: a copy or a venv inside another checkout is not that checkout's code."""
+    """(HEAD revision, dirty flag) of the git repository that *tracks* ``source_file``; (None, None) if none
+    does. git runs in the file's directory (never the caller's working directory), and the repository found
+    there must track the file: a copy or a venv inside another checkout is not that checkout's code."""
     import subprocess
 
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=source_file.parent, capture_output=True, text=True, timeout=10)
+        return subprocess.run(
+            ["git", *args], cwd=source_file.parent, capture_output=True, text=True, timeout=10
+        )
 
     try:
         if git("ls-files", "--error-unmatch", source_file.name).returncode != 0:
@@ -244,8 +253,16 @@ def _package_version() -> str:
 def provenance() -> dict:
     """What produced a result, recorded with every record and summary: package version, source and code
     fingerprints, git revision and dirty flag of the package's own checkout (None outside one), versions of
-    jax / jaxlib / numpy / scipy / neural-tangents / flax / optax / python, the device and the command line."""
+    jax / jaxlib / numpy / scipy / neural-tangents / flax / optax / python, the device and the command
+    line."""
     rev, dirty = git_state()
-    return {"ntk_adv": _package_version(), "source_fingerprint": source_fingerprint(),
-            "code_fingerprint": code_fingerprint(), "git_rev": rev or "unknown", "git_dirty": dirty,
-            **versions(), "device": _device(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    return {
+        "ntk_adv": _package_version(),
+        "source_fingerprint": source_fingerprint(),
+        "code_fingerprint": code_fingerprint(),
+        "git_rev": rev or "unknown",
+        "git_dirty": dirty,
+        **versions(),
+        "device": _device(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }

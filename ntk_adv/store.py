@@ -2,14 +2,15 @@
 
 Layout: ``ROOT/records/<cell_id>.json``. A record holds the cell's id, its config key, kind, config, seed,
 metrics, the fingerprints of the data it read and of the code that computed it, the provenance
-(:func:`ntk_adv.results.provenance`: versions, git revision and dirty flag, device, command line), wall time and
-a schema version.
+(:func:`ntk_adv.results.provenance`: versions, git revision and dirty flag, device, command line), wall time
+and a schema version.
 
 Identity: a cell id is the hash of the config, the seed and the *content* fingerprint of the data the config
 reads (:func:`ntk_adv.data.fingerprint`; the data root's path is left out, its content is what counts), so
 changed data files are a different cell. The code fingerprint (:func:`ntk_adv.results.code_fingerprint`) is
 checked when a record is reused: a record computed by other code or other library versions is *stale*
-(:meth:`ResultStore.status`); the sweep engine recomputes it unless asked to accept it (then its rows are marked).
+(:meth:`ResultStore.status`); the sweep engine recomputes it unless asked to accept it (then its rows are
+marked).
 
 Writes go to a unique temporary file in the same directory and are renamed into place (atomic on POSIX), so a
 killed sweep leaves either a whole record or none, two sweeps writing the same store never corrupt it, and a
@@ -44,8 +45,10 @@ class CorruptRecord(UserWarning):
 def canonical(obj: Any) -> Any:
     """JSON-ready canonical form of a (nested) frozen dataclass config."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__type__": type(obj).__name__, **{f.name: canonical(getattr(obj, f.name))
-                                                  for f in dataclasses.fields(obj)}}
+        return {
+            "__type__": type(obj).__name__,
+            **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     if isinstance(obj, dict):
@@ -104,11 +107,16 @@ class ResultStore:
             return None
         try:
             rec = json.loads(p.read_text())
-            if rec.get("id") != cid or rec.get("schema") not in READABLE_SCHEMAS or not isinstance(rec.get("metrics"), dict):
+            if (
+                rec.get("id") != cid
+                or rec.get("schema") not in READABLE_SCHEMAS
+                or not isinstance(rec.get("metrics"), dict)
+            ):
                 raise ValueError("id, schema or metrics do not match")
         except (ValueError, OSError, UnicodeDecodeError) as err:
-            warnings.warn(f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord,
-                          stacklevel=2)
+            warnings.warn(
+                f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord, stacklevel=2
+            )
             return None
         return rec
 
@@ -116,9 +124,9 @@ class ResultStore:
         return self.get(cid) is not None
 
     def status(self, rec: dict | None, code_fp: str | None = None) -> str:
-        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's, and
-        the recorded library versions are the installed ones), or ``stale`` (other code, other library versions,
-        or no fingerprint at all)."""
+        """``missing`` (None), ``fresh`` (computed by this code: fingerprint ``code_fp``, default the store's,
+        and the recorded library versions are the installed ones), or ``stale`` (other code, other library
+        versions, or no fingerprint at all)."""
         if rec is None:
             return "missing"
         if rec.get("code_fingerprint") != (code_fp or self.code_fingerprint):
@@ -127,19 +135,36 @@ class ResultStore:
         return "fresh" if all(rec.get(k) == v for k, v in versions().items()) else "stale"
 
     def by_key(self) -> dict[str, dict]:
-        """Readable records indexed by their config key (settings without data): for reusing a record of the same
-        settings computed on other data, which only ``reuse='accept'`` does."""
+        """Readable records indexed by their config key (settings without data): for reusing a record of the
+        same settings computed on other data, which only ``reuse='accept'`` does."""
         return {rec["key"]: rec for rec in self.records() if "key" in rec}
 
-    def put(self, cid: str, config: Any, seed: int, metrics: dict[str, float], *, kind: str,
-            elapsed_s: float | None = None, data_fp: str | None = None, code_fp: str | None = None) -> dict:
+    def put(
+        self,
+        cid: str,
+        config: Any,
+        seed: int,
+        metrics: dict[str, float],
+        *,
+        kind: str,
+        elapsed_s: float | None = None,
+        data_fp: str | None = None,
+        code_fp: str | None = None,
+    ) -> dict:
         """Write one record atomically (unique temporary name, removed on failure); returns it."""
-        rec = {"id": cid, "key": config_key(config, seed), "schema": SCHEMA, "kind": kind,
-               "config": canonical(config), "seed": int(seed),
-               "metrics": {k: float(v) for k, v in metrics.items()}, **self._provenance,
-               "code_fingerprint": code_fp or self.code_fingerprint,
-               "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
-               "elapsed_s": elapsed_s}
+        rec = {
+            "id": cid,
+            "key": config_key(config, seed),
+            "schema": SCHEMA,
+            "kind": kind,
+            "config": canonical(config),
+            "seed": int(seed),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            **self._provenance,
+            "code_fingerprint": code_fp or self.code_fingerprint,
+            "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
+            "elapsed_s": elapsed_s,
+        }
         atomic_write(self.path(cid), json.dumps(rec, sort_keys=True))
         return rec
 
@@ -154,15 +179,20 @@ class ResultStore:
 
     def rows(self, records: Iterable[dict] | None = None) -> list[dict]:
         """Long-format rows: flattened config columns + seed + cell_id + fingerprint (of the code) +
-        data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric + value;
-        a cell with ``width=None`` (infinite width) gets ``width = inf``."""
+        data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric +
+        value; a cell with ``width=None`` (infinite width) gets ``width = inf``."""
         rows = []
         for rec in self.records() if records is None else records:
             cols = flatten(rec["config"])
             if "width" in cols and cols["width"] is None:
                 cols["width"] = INF_WIDTH  # infinite-width cells
-            cols.update(seed=rec["seed"], cell_id=rec["id"], fingerprint=rec.get("code_fingerprint", "none"),
-                        data_fingerprint=rec.get("data_fingerprint", "none"), stale=rec.get("stale", ""))
+            cols.update(
+                seed=rec["seed"],
+                cell_id=rec["id"],
+                fingerprint=rec.get("code_fingerprint", "none"),
+                data_fingerprint=rec.get("data_fingerprint", "none"),
+                stale=rec.get("stale", ""),
+            )
             rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]
         return rows
 

@@ -1,4 +1,5 @@
-"""Training of any ``apply_fn(params, x)`` with optax, under ``jit`` with ``lax.scan`` (no Python loop per step).
+"""Training of any ``apply_fn(params, x)`` with optax, under ``jit`` with ``lax.scan`` (no Python loop per
+step).
 
 Two presets (docs/theory.md):
 
@@ -14,8 +15,8 @@ There is one loop, :func:`fit` (one ``lax.scan``): frozen parameters go through 
 ``optax.set_to_zero`` (:func:`masked_optimizer`); clean, adversarial (a perturbation per step, its own key),
 anchored (L2 towards reference parameters) and sample-weighted training are options of its :class:`Objective`.
 :func:`train` (a :class:`TrainConfig`'s optimizer, jitted) and :func:`adversarial_train` (plain GD) are that
-loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with it
-like any other pytree of parameters.
+loop. Centred nets (:func:`ntk_adv.models.centred_pair`, :func:`centered`, :func:`centered_mask`) train with
+it like any other pytree of parameters.
 """
 
 from __future__ import annotations
@@ -35,8 +36,22 @@ from ntk_adv import validate
 from ntk_adv.losses import Loss, check_loss, mean_loss, pointwise_loss
 from ntk_adv.models import ApplyFn, TwoLayerParams, centered, centered_mask
 
-__all__ = ["OPTIMIZERS", "Objective", "TrainConfig", "TrainResult", "adversarial_train", "centered", "centered_mask",
-           "check_data", "effective_time", "fit", "make_optimizer", "masked_optimizer", "plateau_transform", "train"]
+__all__ = [
+    "OPTIMIZERS",
+    "Objective",
+    "TrainConfig",
+    "TrainResult",
+    "adversarial_train",
+    "centered",
+    "centered_mask",
+    "check_data",
+    "effective_time",
+    "fit",
+    "make_optimizer",
+    "masked_optimizer",
+    "plateau_transform",
+    "train",
+]
 
 Optimizer = Literal["gd", "momentum"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
@@ -82,15 +97,15 @@ class TrainConfig:
 
 def effective_time(cfg: TrainConfig, lr=None):
     """Training time tau of the lazy (infinite-width) limit that ``cfg`` reaches (docs/theory.md, "Effective
-    time"). Plain GD: ``tau = lr * steps``. Heavy ball (optax ``sgd(momentum=beta)``: v_t = g_t + beta v_{t-1},
-    theta_t = theta_{t-1} - lr v_t) under a constant gradient, which is exact for the identity loss of the
-    linearized net (its function-space gradient does not depend on f):
+    time"). Plain GD: ``tau = lr * steps``. Heavy ball (optax ``sgd(momentum=beta)``: v_t = g_t + beta
+    v_{t-1}, theta_t = theta_{t-1} - lr v_t) under a constant gradient, which is exact for the identity loss
+    of the linearized net (its function-space gradient does not depend on f):
 
         tau = lr / (1 - beta) * (T - beta (1 - beta^T) / (1 - beta))
 
-    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate: for the identity
-    loss of a lazy net the loss falls every step (by an amount that grows over the first ~1/(1 - beta) steps,
-    then stays constant), so it does not plateau. ``lr`` may be traced.
+    (about 10 lr (T - 9) for beta = 0.9). The plateau schedule is assumed not to cut the rate: for the
+    identity loss of a lazy net the loss falls every step (by an amount that grows over the first ~1/(1 -
+    beta) steps, then stays constant), so it does not plateau. ``lr`` may be traced.
     """
     lr = cfg.lr if lr is None else lr
     if cfg.optimizer == "gd":
@@ -109,9 +124,9 @@ class TrainResult:
 
 
 def make_optimizer(cfg: TrainConfig, lr) -> optax.GradientTransformationExtraArgs:
-    """``optax.sgd`` (heavy-ball momentum ``trace = momentum * trace + grad``, update ``-lr * trace``), chained
-    with :func:`plateau_transform` (which multiplies the update by its scale) when ``cfg.plateau``. The
-    plateau transform is fed the full-batch loss *before* the step (``value=`` in :func:`train`)."""
+    """``optax.sgd`` (heavy-ball momentum ``trace = momentum * trace + grad``, update ``-lr * trace``),
+    chained with :func:`plateau_transform` (which multiplies the update by its scale) when ``cfg.plateau``.
+    The plateau transform is fed the full-batch loss *before* the step (``value=`` in :func:`train`)."""
     momentum = cfg.momentum if cfg.optimizer == "momentum" else None
     opt = optax.sgd(learning_rate=lr, momentum=momentum)
     if cfg.plateau:
@@ -135,14 +150,16 @@ def _mask_leaves(params, mask) -> tuple[bool, ...]:
     return tuple(bool(m) for m in leaves)
 
 
-def masked_optimizer(opt: optax.GradientTransformationExtraArgs, params, mask_leaves: tuple[bool, ...]
-                     ) -> optax.GradientTransformationExtraArgs:
+def masked_optimizer(
+    opt: optax.GradientTransformationExtraArgs, params, mask_leaves: tuple[bool, ...]
+) -> optax.GradientTransformationExtraArgs:
     """``opt`` on the trained leaves, :func:`optax.set_to_zero` on the frozen ones (``optax.multi_transform``
     over labels ``train`` / ``frozen`` laid out like ``params``); ``opt`` itself when nothing is frozen."""
     if all(mask_leaves):
         return opt
-    labels = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
-                                          ["train" if m else "frozen" for m in mask_leaves])
+    labels = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), ["train" if m else "frozen" for m in mask_leaves]
+    )
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
@@ -168,9 +185,23 @@ class Objective:
         check_loss(self.loss)
 
 
-def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Objective,
-        optimizer: optax.GradientTransformationExtraArgs, *, steps: int, mask=None, key: jax.Array | None = None,
-        alpha=0.0, sample_weight=None, anchor=None, decay=0.0, record_loss: bool = False) -> TrainResult:
+def fit(
+    apply_fn: ApplyFn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    objective: Objective,
+    optimizer: optax.GradientTransformationExtraArgs,
+    *,
+    steps: int,
+    mask=None,
+    key: jax.Array | None = None,
+    alpha=0.0,
+    sample_weight=None,
+    anchor=None,
+    decay=0.0,
+    record_loss: bool = False,
+) -> TrainResult:
     """THE training loop: ``steps`` full-batch steps of ``optimizer`` (fed ``value=`` the objective before the
     step) on ``objective`` (:class:`Objective`), one ``lax.scan``; :func:`train` and :func:`adversarial_train`
     are this loop. Traceable (call it under jit / vmap; :func:`train` jits it).
@@ -188,7 +219,9 @@ def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Object
 
     def mean(per_point_out):
         if objective.weighted:
-            return jnp.sum(sample_weight * pointwise_loss(objective.loss, per_point_out, y)) / jnp.sum(sample_weight)
+            return jnp.sum(sample_weight * pointwise_loss(objective.loss, per_point_out, y)) / jnp.sum(
+                sample_weight
+            )
         return mean_loss(objective.loss, per_point_out, y)
 
     def loss_fn(p, k):
@@ -215,8 +248,9 @@ def fit(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, objective: Object
     return TrainResult(params=params, losses=losses)
 
 
-def train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfig, *, lr=None,
-          mask=None) -> TrainResult:
+def train(
+    apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, cfg: TrainConfig, *, lr=None, mask=None
+) -> TrainResult:
     """Full-batch training of ``apply_fn`` on (x (N, d), y (N,)) for ``cfg.steps`` steps (:func:`fit` with
     the optimizer of ``cfg``, :func:`make_optimizer`, under jit).
 
@@ -241,18 +275,41 @@ def _check_d(params, x) -> None:
     nets = jax.tree_util.tree_leaves(params, is_leaf=lambda node: isinstance(node, TwoLayerParams))
     for p in nets:
         if isinstance(p, TwoLayerParams) and np.shape(p.w)[-1:] != np.shape(x)[1:]:
-            raise ValueError(f"params.w has shape {np.shape(p.w)} (d = {np.shape(p.w)[-1]}) but x has shape "
-                             f"{np.shape(x)} (d = {np.shape(x)[1]})")
+            raise ValueError(
+                f"params.w has shape {np.shape(p.w)} (d = {np.shape(p.w)[-1]}) but x has shape "
+                f"{np.shape(x)} (d = {np.shape(x)[1]})"
+            )
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _train(apply_fn, cfg, mask_leaves, params, x, y, lr):
-    return fit(apply_fn, params, x, y, Objective(cfg.loss), make_optimizer(cfg, lr), steps=cfg.steps,
-               mask=mask_leaves, record_loss=cfg.record_loss)
+    return fit(
+        apply_fn,
+        params,
+        x,
+        y,
+        Objective(cfg.loss),
+        make_optimizer(cfg, lr),
+        steps=cfg.steps,
+        mask=mask_leaves,
+        record_loss=cfg.record_loss,
+    )
 
 
-def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, perturb, alpha=0.0,
-                      loss: str = "identity", lr, steps: int, key: jax.Array | None = None, mask=None):
+def adversarial_train(
+    apply_fn: ApplyFn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    perturb,
+    alpha=0.0,
+    loss: str = "identity",
+    lr,
+    steps: int,
+    key: jax.Array | None = None,
+    mask=None,
+):
     """Full-batch adversarial training (one implementation for every experiment; :func:`fit` with
     ``Objective(loss, perturb)`` and plain gradient descent ``optax.sgd(lr)``):
 
@@ -262,7 +319,8 @@ def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, 
     through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
     labels (targets -y), or random-sign noise for the control. ``key`` is required (split into one key per
     step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
-    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
+    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha =
+    0."""
     if key is None:
         raise ValueError("adversarial_train needs an explicit key (key=jax.random.PRNGKey(seed))")
     check_loss(loss)
@@ -271,5 +329,15 @@ def adversarial_train(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array, *, 
     validate.scalar("alpha", alpha, low=0.0, high=1.0)
     validate.positive("lr", lr)
     opt = optax.with_extra_args_support(optax.sgd(lr))
-    return fit(apply_fn, params, x, y, Objective(loss, perturb=perturb), opt, steps=steps, mask=mask, key=key,
-               alpha=alpha).params
+    return fit(
+        apply_fn,
+        params,
+        x,
+        y,
+        Objective(loss, perturb=perturb),
+        opt,
+        steps=steps,
+        mask=mask,
+        key=key,
+        alpha=alpha,
+    ).params

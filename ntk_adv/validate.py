@@ -1,5 +1,5 @@
-"""One validation layer for the library's public entry points: shapes, label values, finite values and parameter
-ranges, each failure a ``ValueError`` naming the argument.
+"""One validation layer for the library's public entry points: shapes, label values, finite values and
+parameter ranges, each failure a ``ValueError`` naming the argument.
 
 Every check works on jit / vmap tracers: shapes are always checked (they are static), values only for concrete
 arrays (inside a trace they are unknown; the metrics then return NaN instead of a number, see
@@ -53,8 +53,9 @@ def pair(x, z, names: tuple[str, str] = ("x", "z")) -> None:
     """x (N, d) and z (M, d): 2-D with the same d."""
     x_shape, z_shape = np.shape(x), np.shape(z)
     if len(x_shape) != 2 or len(z_shape) != 2:
-        raise ValueError(f"{names[0]} and {names[1]} must be 2-D (N, d) and (M, d); got shapes {x_shape} and "
-                         f"{z_shape}")
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be 2-D (N, d) and (M, d); got shapes {x_shape} and {z_shape}"
+        )
     if x_shape[1] != z_shape[1]:
         raise ValueError(f"{names[0]} and {names[1]} disagree in dimension d: {x_shape} vs {z_shape}")
 
@@ -87,9 +88,17 @@ def data(x, y, names: tuple[str, str] = ("x", "y")) -> None:
     labels(names[1], y, np.shape(x)[0])
 
 
-def scalar(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False) -> None:
-    """A finite real number in the given range (bounds inclusive unless ``*_open``); tracers pass unchecked."""
+def scalar(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """A finite real number in the given range (bounds inclusive unless ``*_open``); tracers pass
+    unchecked."""
     if is_tracer(value):
         if np.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar; got shape {np.shape(value)}")

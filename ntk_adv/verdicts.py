@@ -2,8 +2,8 @@
 and a verdict in {confirmed, refuted, inconclusive} that the numbers decide (docs/verdicts.md).
 
 Every claim an experiment makes is a :class:`Claim`. The rules are those of an equivalence test (two one-sided
-intervals): with the prediction's acceptance region ``P = [predicted - tolerance, predicted + tolerance]`` (or a
-one-sided region ``(threshold, inf)``) and the measurement's 95% interval ``M = [low, high]``:
+intervals): with the prediction's acceptance region ``P = [predicted - tolerance, predicted + tolerance]`` (or
+a one-sided region ``(threshold, inf)``) and the measurement's 95% interval ``M = [low, high]``:
 
 * **confirmed**    ``M`` lies inside ``P``;
 * **refuted**      ``M`` and ``P`` do not meet (the data exclude every value the prediction allows);
@@ -16,11 +16,11 @@ headline at chance level can never come out "confirmed" by accident, and any pre
 Intervals that respect their range:
 
 * :func:`wilson` - a proportion k/n (agreement or accuracy of one seed over n test points), in [0, 1];
-* :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample seeds,
-  then each resampled seed's count from its binomial), percentile interval widened to the Student-t interval
-  over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
-* :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over seeds,
-  widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
+* :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample
+  seeds, then each resampled seed's count from its binomial), percentile interval widened to the Student-t
+  interval over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
+* :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over
+  seeds, widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.
@@ -124,8 +124,9 @@ def _finite(values, what: str) -> np.ndarray:
     return v
 
 
-def seed_proportion(proportions: Sequence[float], n_points: int, *, level: float = LEVEL, seed: int = 0
-                    ) -> Estimate:
+def seed_proportion(
+    proportions: Sequence[float], n_points: int, *, level: float = LEVEL, seed: int = 0
+) -> Estimate:
     """Mean over seeds of per-seed proportions, each measured on ``n_points`` test points.
 
     Two-stage bootstrap: resample the seeds with replacement, then redraw each resampled seed's count from
@@ -147,8 +148,13 @@ def seed_proportion(proportions: Sequence[float], n_points: int, *, level: float
     return _bootstrap_t(p, means, (0.0, 1.0), level)
 
 
-def seed_mean(values: Sequence[float], *, bounds: tuple[float, float] = (-np.inf, np.inf), level: float = LEVEL,
-              seed: int = 0) -> Estimate:
+def seed_mean(
+    values: Sequence[float],
+    *,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
     """Mean over seeds with the wider of a percentile bootstrap and a Student-t interval, clipped to
     ``bounds`` (e.g. (-1, 1) for a difference of proportions). One seed gives a zero-width interval, which
     :func:`judge` never confirms a tolerance claim with (it says so in the reason)."""
@@ -161,10 +167,11 @@ def seed_mean(values: Sequence[float], *, bounds: tuple[float, float] = (-np.inf
     return _bootstrap_t(v, means, bounds, level)
 
 
-def _bootstrap_t(values: np.ndarray, boot_means: np.ndarray, bounds: tuple[float, float], level: float
-                 ) -> Estimate:
-    """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that is
-    wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
+def _bootstrap_t(
+    values: np.ndarray, boot_means: np.ndarray, bounds: tuple[float, float], level: float
+) -> Estimate:
+    """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that
+    is wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
     m = float(values.mean())
     lo, hi = np.quantile(boot_means, [0.5 - level / 2, 0.5 + level / 2])
     half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
@@ -190,22 +197,35 @@ def judge(region: tuple[float, float], measured: Estimate) -> tuple[str, str]:
         return "confirmed", ""
     edges = [f"{e:.3f}" for e, inside in ((lo, m_lo < lo), (hi, m_hi > hi)) if inside and math.isfinite(e)]
     width = m_hi - m_lo
-    return "inconclusive", (f"{where} straddles the predicted region's edge {' and '.join(edges)} "
-                            f"(interval width {width:.3f}): more seeds or test points needed to decide")
+    return "inconclusive", (
+        f"{where} straddles the predicted region's edge {' and '.join(edges)} "
+        f"(interval width {width:.3f}): more seeds or test points needed to decide"
+    )
 
 
-def equals(name: str, claim: str, predicted: float, tolerance: float, measured: Estimate, *, basis: str = "",
-           paper: str = "") -> Claim:
+def equals(
+    name: str,
+    claim: str,
+    predicted: float,
+    tolerance: float,
+    measured: Estimate,
+    *,
+    basis: str = "",
+    paper: str = "",
+) -> Claim:
     """Claim 'measured == predicted within tolerance' (two one-sided intervals)."""
     if not (math.isfinite(predicted) and tolerance >= 0):
         raise ValueError(f"{name}: need a finite prediction and tolerance >= 0, got {predicted}, {tolerance}")
     region = (predicted - tolerance, predicted + tolerance)
     verdict, reason = judge(region, measured)
-    return Claim(name, claim, float(predicted), float(tolerance), region, measured, verdict, reason, basis, paper)
+    return Claim(
+        name, claim, float(predicted), float(tolerance), region, measured, verdict, reason, basis, paper
+    )
 
 
-def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
-          ) -> Claim:
+def above(
+    name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
+) -> Claim:
     """Claim 'measured > threshold' (one-sided): confirmed when the whole interval is above it."""
     region = (float(threshold), math.inf)
     verdict, reason = judge(region, measured)
@@ -216,8 +236,9 @@ def above(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
 
 
-def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
-          ) -> Claim:
+def below(
+    name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
+) -> Claim:
     """Claim 'measured < threshold' (one-sided)."""
     region = (-math.inf, float(threshold))
     verdict, reason = judge(region, measured)
@@ -228,8 +249,9 @@ def below(name: str, claim: str, threshold: float, measured: Estimate, *, basis:
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
 
 
-def slope(name: str, claim: str, predicted: float, tolerance: float, fit, *, basis: str = "", paper: str = ""
-          ) -> Claim:
+def slope(
+    name: str, claim: str, predicted: float, tolerance: float, fit, *, basis: str = "", paper: str = ""
+) -> Claim:
     """Claim 'fitted log-log slope == predicted within tolerance'; ``fit`` is a
     :class:`ntk_adv.metrics.SlopeFit` (95% Student-t interval on the slope)."""
     est = Estimate(fit.slope, fit.low, fit.high, fit.n, "fit")

@@ -25,8 +25,8 @@ from ntk_adv import kernels, models  # noqa: E402
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """A test that needs the neural-tangents oracle skips, naming the extra, where it is not installed (e.g. on
-    current JAX, which neural-tangents 0.6.5 does not support)."""
+    """A test that needs the neural-tangents oracle skips, naming the extra, where it is not installed (e.g.
+    on current JAX, which neural-tangents 0.6.5 does not support)."""
     try:
         return (yield)
     except kernels.OracleMissing as err:

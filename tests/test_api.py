@@ -9,8 +9,12 @@ import ntk_adv
 
 
 def test_import_is_light_and_versioned():
-    code = "import sys, ntk_adv; print(ntk_adv.__version__); print('jax' in sys.modules, 'numpy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import sys, ntk_adv; print(ntk_adv.__version__); print('jax' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[1:] == ["False", "False"]
     assert out[0] and out[0][0].isdigit()
 
@@ -24,7 +28,9 @@ def test_every_public_name_resolves():
 def test_readme_example_on_user_arrays(tmp_path):
     rng = np.random.default_rng(0)
     x, z = rng.normal(size=(30, 6)), rng.normal(size=(10, 6))
-    x_train, y_train, x_test, y_test = (a.astype(np.float32) for a in (x, np.sign(x[:, 0]), z, np.sign(z[:, 0])))
+    x_train, y_train, x_test, y_test = (
+        a.astype(np.float32) for a in (x, np.sign(x[:, 0]), z, np.sign(z[:, 0]))
+    )
     data = ntk_adv.DataSpec.from_arrays(x_train, y_train, x_test, y_test)
     cfg = ntk_adv.ProtocolConfig(data=data, width=16, eps=1.0, steps_f=10, steps_g=10)
     grid = ntk_adv.Grid(cfg, axes=(("width", (16, None)),), seeds=1)

@@ -398,7 +398,8 @@ def test_traced_eps_allows_vmap_over_radii(data):
 
 
 def test_split_modules_keep_the_public_names():
-    """The solver and the checks live in their own modules; every public attack name stays in ntk_adv.attacks."""
+    """The solver and the checks live in their own modules; every public attack name stays in
+    ntk_adv.attacks."""
     import inspect
 
     for name in A.__all__:

@@ -35,8 +35,26 @@ def test_bad_options_fail_clearly(argv, message, capsys, tmp_path):
 
 
 def test_convergence_via_cli(tmp_path):
-    argv = ["convergence", "--widths", "16", "128", "1024", "--seeds", "2", "--n-train", "40", "--n-test", "20",
-            "--n-kernel", "20", "--steps", "10", "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "convergence",
+        "--widths",
+        "16",
+        "128",
+        "1024",
+        "--seeds",
+        "2",
+        "--n-train",
+        "40",
+        "--n-test",
+        "20",
+        "--n-kernel",
+        "20",
+        "--steps",
+        "10",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     assert (tmp_path / "summary.json").exists()
 
@@ -45,7 +63,11 @@ def test_tuple_options_take_spaces_or_commas():
     from experiments import convergence
 
     parser = cli.build_parser("convergence")
-    for argv in (["--widths", "16", "128", "1024"], ["--widths", "16,128", "1024"], ["--widths", "16,128,1024"]):
+    for argv in (
+        ["--widths", "16", "128", "1024"],
+        ["--widths", "16,128", "1024"],
+        ["--widths", "16,128,1024"],
+    ):
         cfg = cli.config_from_args(parser.parse_args(["convergence", *argv]), convergence.Config)
         assert cfg.widths == (16, 128, 1024)
 
@@ -61,9 +83,24 @@ def test_nested_options_have_dotted_names_and_unambiguous_aliases():
     from experiments import convergence, perturbation_learning
 
     parser = cli.build_parser("convergence")
-    cfg = cli.config_from_args(parser.parse_args(["convergence", "--data.n-train", "30", "--n-test", "10",
-                                                  "--dataset", "shifted_gauss", "--data-seed", "3", "--n-kernel", "10"]),
-                               convergence.Config)
+    cfg = cli.config_from_args(
+        parser.parse_args(
+            [
+                "convergence",
+                "--data.n-train",
+                "30",
+                "--n-test",
+                "10",
+                "--dataset",
+                "shifted_gauss",
+                "--data-seed",
+                "3",
+                "--n-kernel",
+                "10",
+            ]
+        ),
+        convergence.Config,
+    )
     assert (cfg.data.n_train, cfg.data.n_test, cfg.data.name, cfg.data.seed) == (30, 10, "shifted_gauss", 3)
     parser = cli.build_parser("perturbation-learning")
     args = parser.parse_args(["perturbation-learning", "--n-train", "25", "50", "--data.n-train", "60"])
@@ -84,8 +121,10 @@ def test_choices_are_enforced_by_name(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["demo", "--dataset", "imagenet"])
     assert exc.value.code == 2
-    assert ("unknown dataset 'imagenet'; expected one of gauss, shifted_gauss, digits, mnist, fmnist, cifar10"
-            in capsys.readouterr().err)
+    assert (
+        "unknown dataset 'imagenet'; expected one of gauss, shifted_gauss, digits, mnist, fmnist, cifar10"
+        in capsys.readouterr().err
+    )
 
 
 def test_field_docs_from_comments_and_attribute_docstrings():
@@ -106,8 +145,10 @@ def test_field_docs_from_comments_and_attribute_docstrings():
         ids: tuple[int, ...] = ()
 
     specs = {s["dest"]: s for s in lib_cli.option_specs(Outer)}
-    assert specs["train.lr"]["flags"] == ["--train.lr", "--lr"] and specs["train.lr"]["help"] == \
-        "learning rate (step size)"
+    assert (
+        specs["train.lr"]["flags"] == ["--train.lr", "--lr"]
+        and specs["train.lr"]["help"] == "learning rate (step size)"
+    )
     assert specs["train.kind"]["choices"] == ["a", "b"] and specs["train.kind"]["help"] == "which kind"
     assert lib_cli._help_text(specs["ids"]).endswith("(default: none)")
 
@@ -127,20 +168,41 @@ def test_help_is_fast_and_imports_no_jax(tmp_path):
     import time
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    probe = ("import sys, runpy; sys.argv = ['ntk-adv'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('experiments.cli', run_name='__main__')\n"
-             "except SystemExit:\n    pass\nprint('JAX' if 'jax' in sys.modules else 'NOJAX')")
+    probe = (
+        "import sys, runpy; sys.argv = ['ntk-adv'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('experiments.cli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\nprint('JAX' if 'jax' in sys.modules else 'NOJAX')"
+    )
     for argv in (["--help"], ["demo", "--help"], ["demo", "--help"]):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env
+        ).stdout
         elapsed = time.perf_counter() - t0
     assert out.strip().endswith("NOJAX") and "--eps" in out
     assert elapsed < 3.0  # < 1 s on an idle machine; the bound leaves room for a loaded CI box
 
 
 def test_command_prints_where_it_wrote(tmp_path, capsys):
-    argv = ["convergence", "--widths", "16", "64", "--seeds", "2", "--n-train", "20", "--n-test", "10",
-            "--n-kernel", "10", "--steps", "5", "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "convergence",
+        "--widths",
+        "16",
+        "64",
+        "--seeds",
+        "2",
+        "--n-train",
+        "20",
+        "--n-test",
+        "10",
+        "--n-kernel",
+        "10",
+        "--steps",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"ntk-adv convergence: outputs in {tmp_path}/: ") and "summary.json" in last

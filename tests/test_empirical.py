@@ -21,20 +21,30 @@ def rel_err(a, b) -> float:
 
 
 def limit_kernel(x, z, cfg: TwoLayerConfig):
-    return kernels.ntk(x, z, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization,
-                       train_readout=cfg.train_readout, width=cfg.width)
+    return kernels.ntk(
+        x,
+        z,
+        gamma=cfg.gamma,
+        bias=cfg.bias,
+        parametrization=cfg.parametrization,
+        train_readout=cfg.train_readout,
+        width=cfg.width,
+    )
 
 
 # ----------------------------------------------------------------------------- oracle: neural-tangents
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("parametrization,train_readout", PARAM_READOUT)
-def test_empirical_ntk_equals_neural_tangents_empirical_ntk_fn(small_data, parametrization, train_readout, bias):
+def test_empirical_ntk_equals_neural_tangents_empirical_ntk_fn(
+    small_data, parametrization, train_readout, bias
+):
     """Same model, same params: our Jacobian contraction restricted to the trainable leaves equals
     neural-tangents' empirical_ntk_fn on the sub-pytree of those leaves (float64, rtol 1e-12)."""
     x, _, z = small_data
     nt = kernels.neural_tangents()
-    cfg = TwoLayerConfig(width=32, gamma=0.3, bias=bias, train_readout=train_readout,
-                         parametrization=parametrization)
+    cfg = TwoLayerConfig(
+        width=32, gamma=0.3, bias=bias, train_readout=train_readout, parametrization=parametrization
+    )
     apply_fn = models.make_apply(cfg)
     with enable_x64():
         x, z = jnp.asarray(x), jnp.asarray(z)
@@ -49,26 +59,37 @@ def test_empirical_ntk_equals_neural_tangents_empirical_ntk_fn(small_data, param
             return apply_fn(p0.replace(**sub), xx)[:, None]
 
         for implementation in (1, 2):  # jacobian contraction, NTK-vector products
-            oracle = nt.empirical_ntk_fn(f_sub, trace_axes=(-1,), implementation=implementation)(x, z, trained)
+            oracle = nt.empirical_ntk_fn(f_sub, trace_axes=(-1,), implementation=implementation)(
+                x, z, trained
+            )
             np.testing.assert_allclose(ours, oracle, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(oracle))))
         # all leaves (mask=None) = neural-tangents on the full pytree
         full = nt.empirical_ntk_fn(lambda p, xx: apply_fn(p, xx)[:, None])(x, z, p0)
-        np.testing.assert_allclose(empirical.empirical_ntk(apply_fn, p0, x, z), full, rtol=1e-12,
-                                   atol=1e-12 * float(jnp.max(jnp.abs(full))))
+        np.testing.assert_allclose(
+            empirical.empirical_ntk(apply_fn, p0, x, z),
+            full,
+            rtol=1e-12,
+            atol=1e-12 * float(jnp.max(jnp.abs(full))),
+        )
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("parametrization,train_readout", PARAM_READOUT)
-def test_two_layer_empirical_ntk_equals_jacobian_contraction(small_data, parametrization, train_readout, bias):
+def test_two_layer_empirical_ntk_equals_jacobian_contraction(
+    small_data, parametrization, train_readout, bias
+):
     x, _, z = small_data
-    cfg = TwoLayerConfig(width=32, gamma=0.3, bias=bias, train_readout=train_readout,
-                         parametrization=parametrization)
+    cfg = TwoLayerConfig(
+        width=32, gamma=0.3, bias=bias, train_readout=train_readout, parametrization=parametrization
+    )
     with enable_x64():
         x, z = jnp.asarray(x), jnp.asarray(z)
         p0 = models.init_params(cfg, x.shape[1], key=jax.random.PRNGKey(6), dtype=jnp.float64)
         reference = empirical.empirical_ntk(models.make_apply(cfg), p0, x, z, mask=models.trainable_mask(cfg))
         fast = empirical.two_layer_empirical_ntk(p0, x, z, cfg)
-        np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(reference))))
+        np.testing.assert_allclose(
+            fast, reference, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(reference)))
+        )
 
 
 def test_empirical_ntk_rejects_vector_outputs(small_data):
@@ -82,8 +103,8 @@ def test_empirical_ntk_rejects_vector_outputs(small_data):
 # ----------------------------------------------------------------------------- convergence to the limit
 @pytest.mark.parametrize("parametrization,train_readout", PARAM_READOUT)
 def test_empirical_ntk_approaches_closed_form_at_large_width(small_data, parametrization, train_readout):
-    """At m = 16384 the empirical NTK (of the leaves the net trains) is within 6% (Frobenius) of kernels.ntk in
-    the net's own parametrization (expected error ~ 0.3 / sqrt(m / 64) ~ 2%); the other parametrization's
+    """At m = 16384 the empirical NTK (of the leaves the net trains) is within 6% (Frobenius) of kernels.ntk
+    in the net's own parametrization (expected error ~ 0.3 / sqrt(m / 64) ~ 2%); the other parametrization's
     kernel is far off, so the test tells them apart."""
     x, _, _ = small_data
     m = 16384
@@ -94,8 +115,9 @@ def test_empirical_ntk_approaches_closed_form_at_large_width(small_data, paramet
         emp = empirical.empirical_ntk(models.make_apply(cfg), p0, x, mask=models.trainable_mask(cfg))
         assert rel_err(emp, limit_kernel(x, x, cfg)) < 0.06
         other = "ntk" if parametrization == "standard" else "standard"
-        wrong = limit_kernel(x, x, TwoLayerConfig(width=m, gamma=0.2, train_readout=train_readout,
-                                                  parametrization=other))
+        wrong = limit_kernel(
+            x, x, TwoLayerConfig(width=m, gamma=0.2, train_readout=train_readout, parametrization=other)
+        )
         assert rel_err(emp, wrong) > 0.3
 
 
@@ -164,6 +186,7 @@ def test_linearize_equals_model_at_params0_and_is_second_order_accurate(small_da
 
 def test_relative_frobenius_error():
     ref = jnp.array([[3.0, 0.0], [0.0, 4.0]])
-    np.testing.assert_allclose(empirical.relative_frobenius_error(ref + jnp.array([[0.0, 0.5], [0.0, 0.0]]), ref),
-                               0.1, rtol=1e-6)
+    np.testing.assert_allclose(
+        empirical.relative_frobenius_error(ref + jnp.array([[0.0, 0.5], [0.0, 0.0]]), ref), 0.1, rtol=1e-6
+    )
     assert float(empirical.relative_frobenius_error(ref, ref)) == 0.0

@@ -1,6 +1,7 @@
-"""The generic engine: a reference perturbation-learning sweep (digits, 2 widths x 2 seeds) gives the records the
-pre-refactor code gave (tests/data/reference_sweep_digits.json, exact: same code path, float32 on CPU); the engine
-needs its batch function and grouping key, plans generically and sets dotted fields of any nested dataclass."""
+"""The generic engine: a reference perturbation-learning sweep (digits, 2 widths x 2 seeds) gives the records
+the pre-refactor code gave (tests/data/reference_sweep_digits.json, exact: same code path, float32 on CPU);
+the engine needs its batch function and grouping key, plans generically and sets dotted fields of any nested
+dataclass."""
 
 import json
 from dataclasses import dataclass, field
@@ -18,16 +19,29 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_sweep_digits
 
 
 def test_reference_sweep_records_are_unchanged(tmp_path):
-    base = protocol.ProtocolConfig(data=DataSpec("digits", n_train=40, n_test=30), width=16, steps_f=20,
-                                   steps_g=20, lr_f=0.1, lr_g=0.1, eps=1.0)
+    base = protocol.ProtocolConfig(
+        data=DataSpec("digits", n_train=40, n_test=30),
+        width=16,
+        steps_f=20,
+        steps_g=20,
+        lr_f=0.1,
+        lr_g=0.1,
+        eps=1.0,
+    )
     grid = engine.Grid(base, axes=(("width", (16, 64)),), seeds=2)
     records = batch.run_sweep(grid, tmp_path, progress=False)
-    got = [{"width": cfg.width, "seed": s, "metrics": r["metrics"]} for (cfg, s), r in zip(grid.cells(), records)]
+    got = [
+        {"width": cfg.width, "seed": s, "metrics": r["metrics"]} for (cfg, s), r in zip(grid.cells(), records)
+    ]
     assert [(g["width"], g["seed"]) for g in got] == [(w["width"], w["seed"]) for w in REFERENCE]
     for g, want in zip(got, REFERENCE):
         assert set(g["metrics"]) == set(want["metrics"])
         for k, v in want["metrics"].items():
-            assert g["metrics"][k] == pytest.approx(v, rel=1e-12, abs=0.0, nan_ok=True), (g["width"], g["seed"], k)
+            assert g["metrics"][k] == pytest.approx(v, rel=1e-12, abs=0.0, nan_ok=True), (
+                g["width"],
+                g["seed"],
+                k,
+            )
 
 
 @dataclass(frozen=True)
@@ -58,11 +72,16 @@ def test_engine_is_generic(tmp_path):
         engine.run_sweep(grid, tmp_path)
     chunks = engine.plan(grid.cells(), batch_key=lambda c: c.inner.n, max_batch=3, order=lambda c: c[0].x)
     assert [[(c.inner.n, c.x, s) for c, s in ch] for ch in chunks] == [
-        [(1, 1.0, 0), (1, 1.0, 1), (1, 3.0, 0)], [(1, 3.0, 1)], [(2, 1.0, 0), (2, 1.0, 1), (2, 3.0, 0)], [(2, 3.0, 1)]]
+        [(1, 1.0, 0), (1, 1.0, 1), (1, 3.0, 0)],
+        [(1, 3.0, 1)],
+        [(2, 1.0, 0), (2, 1.0, 1), (2, 3.0, 0)],
+        [(2, 3.0, 1)],
+    ]
     stable = engine.plan(grid.cells(), batch_key=lambda c: 0)
     assert stable == [grid.cells()]
-    recs = engine.run_sweep(grid, tmp_path, run_batch=square, batch_key=lambda c: c.inner.n, kind="toy",
-                            progress=False)
+    recs = engine.run_sweep(
+        grid, tmp_path, run_batch=square, batch_key=lambda c: c.inner.n, kind="toy", progress=False
+    )
     assert [r["metrics"]["y"] for r in recs] == [c.x**2 + c.inner.n + s for c, s in grid.cells()]
     assert {r["kind"] for r in recs} == {"toy"}
 

@@ -1,6 +1,5 @@
 """The convergence experiment's main runs on a tiny config, writes its three outputs, and sees convergence."""
 
-
 import json
 
 import pytest
@@ -9,13 +8,17 @@ from experiments import convergence
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
-PINNED_TINY = {"ntk_rel_error_rate": "inconclusive", "ntk_rel_error_trained_rate": "inconclusive",
-               "function_gap_rate": "inconclusive"}  # 3 seeds: each slope interval straddles -0.5 +- 0.2
+PINNED_TINY = {
+    "ntk_rel_error_rate": "inconclusive",
+    "ntk_rel_error_trained_rate": "inconclusive",
+    "function_gap_rate": "inconclusive",
+}  # 3 seeds: each slope interval straddles -0.5 +- 0.2
 
 
 def test_convergence_main_tiny(tmp_path):
-    cfg = convergence.Config(widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30),
-                             n_kernel=30, steps=20)
+    cfg = convergence.Config(
+        widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
+    )
     summary = convergence.main(cfg, tmp_path, progress=False)
     for name in ("results.csv", "summary.json", "convergence.png", "convergence.pdf"):
         assert (tmp_path / name).stat().st_size > 0, name

@@ -46,14 +46,17 @@ def test_nearest_neighbour_score_matches_argmin():
     assert np.array_equal(np.where(score >= 0, 1.0, -1.0), y[nearest])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seeds": 3}, "seeds must be an even integer"),
-    ({"seeds": 2}, "seeds must be an even integer >= 4"),
-    ({"halfway_tolerance": 0.5}, "halfway_tolerance"),
-    ({"widths": ()}, "widths must be"),
-    ({"attack": "pgd"}, "unknown attack 'pgd'"),
-    ({"eps_rel": 0.0}, "eps_rel must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seeds": 3}, "seeds must be an even integer"),
+        ({"seeds": 2}, "seeds must be an even integer >= 4"),
+        ({"halfway_tolerance": 0.5}, "halfway_tolerance"),
+        ({"widths": ()}, "widths must be"),
+        ({"attack": "pgd"}, "unknown attack 'pgd'"),
+        ({"eps_rel": 0.0}, "eps_rel must be"),
+    ],
+)
 def test_bad_config_fails_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         halfway.Config(**kwargs)
@@ -78,7 +81,8 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
 
 
 def test_halfway_quick_verdicts(tmp_path):
-    """Every claim of the quick run, verdict pinned as measured; proportions keep their intervals in [0, 1]."""
+    """Every claim of the quick run, verdict pinned as measured; proportions keep their intervals in [0,
+    1]."""
     cfg = halfway.QUICK_CONFIG
     summary = halfway.main(cfg, tmp_path, progress=False)
     for name in ("results.csv", "pairs.csv", "summary.json", "halfway.png", "halfway.pdf"):

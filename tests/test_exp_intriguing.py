@@ -1,6 +1,7 @@
-"""The intriguing-properties experiment (Szegedy et al. 2014): every claim's verdict on the quick config is pinned
-as measured (confirmed, refuted or inconclusive, each explained by its reason), proportions keep their intervals
-in [0, 1], the weight-decay training reduces to the library's loop, and bad configs fail with one line."""
+"""The intriguing-properties experiment (Szegedy et al. 2014): every claim's verdict on the quick config is
+pinned as measured (confirmed, refuted or inconclusive, each explained by its reason), proportions keep their
+intervals in [0, 1], the weight-decay training reduces to the library's loop, and bad configs fail with one
+line."""
 
 import json
 import math
@@ -42,8 +43,13 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
     "f_adversarial_training_improves_generalization": "inconclusive",  # 0.000 [0.000, 0.000] vs < 0
 }
 
-PROPORTIONS = ("a_lbfgs_always_succeeds", "c_transfer_net_net_m16", "c_transfer_net_net_m64",
-               "c_transfer_net_net_m256", "c_transfer_across_halves")
+PROPORTIONS = (
+    "a_lbfgs_always_succeeds",
+    "c_transfer_net_net_m16",
+    "c_transfer_net_net_m64",
+    "c_transfer_net_net_m256",
+    "c_transfer_across_halves",
+)
 
 
 def _check_claims(summary, out):
@@ -73,12 +79,18 @@ def test_quick_config_verdicts(tmp_path):
 @pytest.mark.slow  # real MNIST (the t10k split in ../shared/data/mnist): Table 1 distortions
 @pytest.mark.skipif(not MNIST.is_dir(), reason="no MNIST test split at ../shared/data/mnist")
 def test_mnist_table1(tmp_path):
-    cfg = replace(intriguing.QUICK_CONFIG, parts="d", probe_widths=(16, 32, 64),
-                  data=DataSpec("digits", n_train=120, n_test=None, root=str(MNIST)))
+    cfg = replace(
+        intriguing.QUICK_CONFIG,
+        parts="d",
+        probe_widths=(16, 32, 64),
+        data=DataSpec("digits", n_train=120, n_test=None, root=str(MNIST)),
+    )
     summary = intriguing.main(cfg, tmp_path, progress=False)
     claims = _check_claims(summary, tmp_path)
     c = claims["mnist_distortion_vs_table1"]
-    assert c["verdict"] == "confirmed" and "Table 1" in c["paper"]  # measured 0.098 [0.082, 0.114] vs 0.09 +- 0.06
+    assert (
+        c["verdict"] == "confirmed" and "Table 1" in c["paper"]
+    )  # measured 0.098 [0.082, 0.114] vs 0.09 +- 0.06
     assert 0.0 < summary["mnist_table1"]["distortion"] < 1.0
 
 
@@ -93,8 +105,9 @@ def test_decayed_training_reduces_to_library():
     ours = intriguing.decayed_train(cfg, 16, x, y, 0.0, key)
     net = models.TwoLayerConfig(16)
     p0 = models.init_params(net, 5, key=key)
-    ref = train(centered(models.make_apply(net)), (p0, p0), x, y, tcfg,
-                mask=centered_mask(models.trainable_mask(net))).params
+    ref = train(
+        centered(models.make_apply(net)), (p0, p0), x, y, tcfg, mask=centered_mask(models.trainable_mask(net))
+    ).params
     for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     decayed = intriguing.decayed_train(cfg, 16, x, y, 1.0, key)
@@ -110,9 +123,15 @@ def test_decayed_training_reduces_to_library():
     np.testing.assert_allclose(decayed[0].b, b, rtol=1e-5, atol=1e-6)
     k = kernels.kernel_matrix(kernels.two_layer_kernel(), x)
     ones = jnp.ones(30)
-    coef = intriguing.anchored_limit_coefficients("logistic", k, y, sample_weight=ones, decay=0.0, lr=0.3, steps=20)
-    np.testing.assert_allclose(coef, limits.flow_coefficients("logistic", k, y, jnp.zeros(30), lr=0.3, steps=20),
-                               rtol=1e-5, atol=1e-7)
+    coef = intriguing.anchored_limit_coefficients(
+        "logistic", k, y, sample_weight=ones, decay=0.0, lr=0.3, steps=20
+    )
+    np.testing.assert_allclose(
+        coef,
+        limits.flow_coefficients("logistic", k, y, jnp.zeros(30), lr=0.3, steps=20),
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 def test_top_k_purity():
@@ -121,16 +140,19 @@ def test_top_k_purity():
     np.testing.assert_allclose(intriguing.top_k_purity(scores, labels, 3), [1.0, 2 / 3])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"widths": (16, 64)}, "widths must hold >= 3"),
-    ({"decays": (0.01, 0.1)}, "include 0.0"),
-    ({"decays": (0.0, 0.1, 1.0, 10.0)}, "--decays: lr x decay must be <= 1"),  # was a ZeroDivisionError
-    ({"parts": "ag"}, "--parts must be"),
-    ({"seeds": 1}, "--seeds must be >= 2"),
-    ({"c_grid": (0.0, 1.0)}, "c_grid"),
-    ({"train": TrainConfig(loss="mse")}, "margin loss"),
-    ({"data": DataSpec("gauss")}, "random labels"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"widths": (16, 64)}, "widths must hold >= 3"),
+        ({"decays": (0.01, 0.1)}, "include 0.0"),
+        ({"decays": (0.0, 0.1, 1.0, 10.0)}, "--decays: lr x decay must be <= 1"),  # was a ZeroDivisionError
+        ({"parts": "ag"}, "--parts must be"),
+        ({"seeds": 1}, "--seeds must be >= 2"),
+        ({"c_grid": (0.0, 1.0)}, "c_grid"),
+        ({"train": TrainConfig(loss="mse")}, "margin loss"),
+        ({"data": DataSpec("gauss")}, "random labels"),
+    ],
+)
 def test_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         intriguing.Config(**kwargs)

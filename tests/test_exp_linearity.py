@@ -1,6 +1,7 @@
-"""The linearity experiment (Goodfellow et al. 2015): every claim's verdict on the quick configuration is pinned
-as measured (confirmed, refuted or inconclusive), proportions carry intervals in [0, 1], the library training
-loop is what part (d) uses, bad configs fail with one line, and (slow) the real-MNIST comparison runs."""
+"""The linearity experiment (Goodfellow et al. 2015): every claim's verdict on the quick configuration is
+pinned as measured (confirmed, refuted or inconclusive), proportions carry intervals in [0, 1], the library
+training loop is what part (d) uses, bad configs fail with one line, and (slow) the real-MNIST comparison
+runs."""
 
 import json
 import math
@@ -21,17 +22,29 @@ MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 
 # Measured on QUICK_CONFIG (fixed seeds); a change here is a change in what the experiment concludes.
 QUICK_VERDICTS = {
-    "a_fgsm_linear_in_d_linear": "confirmed", "a_random_sqrt_d_linear": "confirmed",
-    "a_fgsm_linear_in_d_net": "confirmed", "a_random_sqrt_d_net": "inconclusive",
-    "a_fgsm_linear_in_d_limit": "confirmed", "a_random_sqrt_d_limit": "confirmed",
-    "b_piecewise_linear": "confirmed", "b_kinks_grow_with_width": "confirmed",
-    "b_ray_converges_to_limit": "inconclusive", "b_ray_nearly_linear_m16": "inconclusive",
-    "b_ray_nearly_linear_m128": "confirmed", "b_ray_nearly_linear_m1024": "confirmed",
-    "b_ray_nearly_linear_limit": "confirmed", "b_wrong_region_contiguous": "confirmed",
-    "c_error_converges_to_limit": "inconclusive", "c_linear_fgsm_error_high": "refuted",
-    "c_net_fgsm_error_high": "refuted", "c_limit_fgsm_error_high": "refuted", "c_rbf_resists": "confirmed",
-    "c_transfer_net_to_linear": "confirmed", "d_adversarial_training_lowers_fgsm_error": "confirmed",
-    "d_noise_training_does_not": "confirmed", "d_adversarial_training_regularizes": "refuted",
+    "a_fgsm_linear_in_d_linear": "confirmed",
+    "a_random_sqrt_d_linear": "confirmed",
+    "a_fgsm_linear_in_d_net": "confirmed",
+    "a_random_sqrt_d_net": "inconclusive",
+    "a_fgsm_linear_in_d_limit": "confirmed",
+    "a_random_sqrt_d_limit": "confirmed",
+    "b_piecewise_linear": "confirmed",
+    "b_kinks_grow_with_width": "confirmed",
+    "b_ray_converges_to_limit": "inconclusive",
+    "b_ray_nearly_linear_m16": "inconclusive",
+    "b_ray_nearly_linear_m128": "confirmed",
+    "b_ray_nearly_linear_m1024": "confirmed",
+    "b_ray_nearly_linear_limit": "confirmed",
+    "b_wrong_region_contiguous": "confirmed",
+    "c_error_converges_to_limit": "inconclusive",
+    "c_linear_fgsm_error_high": "refuted",
+    "c_net_fgsm_error_high": "refuted",
+    "c_limit_fgsm_error_high": "refuted",
+    "c_rbf_resists": "confirmed",
+    "c_transfer_net_to_linear": "confirmed",
+    "d_adversarial_training_lowers_fgsm_error": "confirmed",
+    "d_noise_training_does_not": "confirmed",
+    "d_adversarial_training_regularizes": "refuted",
 }
 
 
@@ -43,8 +56,15 @@ def quick(tmp_path_factory):
 
 def test_quick_verdicts_pinned(quick):
     out, summary = quick
-    for name in ("results.csv", "summary.json", *(f"{f}.{e}" for f in ("linearity_dimension", "linearity_ray",
-                                                                       "linearity_fgsm") for e in ("png", "pdf"))):
+    for name in (
+        "results.csv",
+        "summary.json",
+        *(
+            f"{f}.{e}"
+            for f in ("linearity_dimension", "linearity_ray", "linearity_fgsm")
+            for e in ("png", "pdf")
+        ),
+    ):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "summary.json").read_text())["verdicts"] == summary["verdicts"]
     assert {c["name"]: c["verdict"] for c in summary["claims"]} == QUICK_VERDICTS
@@ -62,9 +82,17 @@ def test_quick_numbers(quick):
     """The numbers behind the verdicts, with the tolerances of the theory."""
     out, summary = quick
     rows = read_csv(out / "results.csv")
-    lin = [(r["value"], s["value"]) for r in rows for s in rows
-           if r["part"] == s["part"] == "a" and r["model"] == s["model"] == "linear" and r["d"] == s["d"]
-           and r["seed"] == s["seed"] and r["metric"] == "fgsm_change" and s["metric"] == "fgsm_first_order"]
+    lin = [
+        (r["value"], s["value"])
+        for r in rows
+        for s in rows
+        if r["part"] == s["part"] == "a"
+        and r["model"] == s["model"] == "linear"
+        and r["d"] == s["d"]
+        and r["seed"] == s["seed"]
+        and r["metric"] == "fgsm_change"
+        and s["metric"] == "fgsm_first_order"
+    ]
     np.testing.assert_allclose(*np.asarray(lin).T, rtol=1e-4)  # a linear model is exactly linear
     assert summary["ray_pl_residual_max"] < 1e-4
     curves = summary["fgsm_error_curves"]
@@ -73,38 +101,67 @@ def test_quick_numbers(quick):
 
 
 def test_adversarial_train_clean_equals_library_training():
-    """mode='clean' is plain full-batch gradient descent: identical to ntk_adv.training.train (theory preset)."""
+    """mode='clean' is plain full-batch gradient descent: identical to ntk_adv.training.train (theory
+    preset)."""
     x = jax.random.normal(jax.random.PRNGKey(0), (30, 5))
     y = jnp.where(x[:, 0] > 0, 1.0, -1.0)
     net = models.TwoLayerConfig(16)
     apply_c = centered(models.make_apply(net))
     p0 = models.init_params(net, 5, key=jax.random.PRNGKey(1))
     mask = centered_mask(models.trainable_mask(net))
-    ours = linearity.adversarial_train(apply_c, (p0, p0), x, y, mode="clean", eps=0.1, alpha=0.5, loss="logistic",
-                                       lr=0.3, steps=20, key=jax.random.PRNGKey(2), mask=mask)
-    ref = train(apply_c, (p0, p0), x, y, TrainConfig.theory(lr=0.3, steps=20, loss="logistic"), mask=mask).params
+    ours = linearity.adversarial_train(
+        apply_c,
+        (p0, p0),
+        x,
+        y,
+        mode="clean",
+        eps=0.1,
+        alpha=0.5,
+        loss="logistic",
+        lr=0.3,
+        steps=20,
+        key=jax.random.PRNGKey(2),
+        mask=mask,
+    )
+    ref = train(
+        apply_c, (p0, p0), x, y, TrainConfig.theory(lr=0.3, steps=20, loss="logistic"), mask=mask
+    ).params
     for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown adversarial training mode"):
-        linearity.adversarial_train(apply_c, (p0, p0), x, y, mode="pgd", eps=0.1, alpha=0.5, loss="logistic",
-                                    lr=0.3, steps=2, key=jax.random.PRNGKey(2))
+        linearity.adversarial_train(
+            apply_c,
+            (p0, p0),
+            x,
+            y,
+            mode="pgd",
+            eps=0.1,
+            alpha=0.5,
+            loss="logistic",
+            lr=0.3,
+            steps=2,
+            key=jax.random.PRNGKey(2),
+        )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"dims": (16, 32)}, "dims must hold >= 3"),
-    ({"widths": (8, 8, 16)}, "widths must hold >= 3 distinct"),
-    ({"parts": "ax"}, "parts must be"),
-    ({"adv_alpha": 1.0}, "adv_alpha"),
-    ({"train": TrainConfig(loss="mse")}, "margin loss"),
-    ({"train": TrainConfig.paper(loss="logistic")}, "optimizer must be 'gd'"),
-    ({"train": TrainConfig(loss="logistic", steps=0)}, "steps must be >= 1"),
-    ({"net": models.TwoLayerConfig(64, train_readout=True)}, "frozen readout"),
-    ({"synthetic": "digits"}, "synthetic must be"),
-    ({"eps_grid": (0.1, 0.2)}, "include 0"),
-    ({"eps_grid": (0.0,)}, "eps_grid"),
-    ({"n_rays": 0}, "n_rays"),
-    ({"rbf_scale": 0.0}, "rbf_scale"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dims": (16, 32)}, "dims must hold >= 3"),
+        ({"widths": (8, 8, 16)}, "widths must hold >= 3 distinct"),
+        ({"parts": "ax"}, "parts must be"),
+        ({"adv_alpha": 1.0}, "adv_alpha"),
+        ({"train": TrainConfig(loss="mse")}, "margin loss"),
+        ({"train": TrainConfig.paper(loss="logistic")}, "optimizer must be 'gd'"),
+        ({"train": TrainConfig(loss="logistic", steps=0)}, "steps must be >= 1"),
+        ({"net": models.TwoLayerConfig(64, train_readout=True)}, "frozen readout"),
+        ({"synthetic": "digits"}, "synthetic must be"),
+        ({"eps_grid": (0.1, 0.2)}, "include 0"),
+        ({"eps_grid": (0.0,)}, "eps_grid"),
+        ({"n_rays": 0}, "n_rays"),
+        ({"rbf_scale": 0.0}, "rbf_scale"),
+    ],
+)
 def test_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         linearity.Config(**kwargs)
@@ -124,17 +181,25 @@ def test_cli_rejects_bad_parts(capsys):
 def test_mnist_comparison(tmp_path):
     """With a data root, part (c)'s paper-eps claims are repeated on real MNIST (784 pixels: the paper's
     setting, up to classes and model)."""
-    cfg = replace(linearity.QUICK_CONFIG, parts="c", data=replace(linearity.QUICK_CONFIG.data, root=str(MNIST)),
-                  mnist_n_train=300, mnist_n_test=200)
+    cfg = replace(
+        linearity.QUICK_CONFIG,
+        parts="c",
+        data=replace(linearity.QUICK_CONFIG.data, root=str(MNIST)),
+        mnist_n_train=300,
+        mnist_n_test=200,
+    )
     summary = linearity.main(cfg, tmp_path, progress=False)
     got = {c["name"]: c for c in summary["claims"]}
     assert summary["paper_eps_mnist"]["fgsm_linear"] > summary["paper_eps_data"]["fgsm_linear"]
-    # measured: linear 0.945 [0.904, 0.969], net 0.883 [0.855, 0.912] (the paper's maxout: 0.894), limit 0.910,
-    # RBF minus linear -0.535, transfer minus white-box -0.047
+    # measured: linear 0.945 [0.904, 0.969], net 0.883 [0.855, 0.912] (the paper's maxout: 0.894), limit
+    # 0.910, RBF minus linear -0.535, transfer minus white-box -0.047
     assert {k: v["verdict"] for k, v in got.items() if k.endswith("_mnist")} == {
-        "c_linear_fgsm_error_high_mnist": "confirmed", "c_net_fgsm_error_high_mnist": "confirmed",
-        "c_limit_fgsm_error_high_mnist": "confirmed", "c_rbf_resists_mnist": "confirmed",
-        "c_transfer_net_to_linear_mnist": "confirmed"}
+        "c_linear_fgsm_error_high_mnist": "confirmed",
+        "c_net_fgsm_error_high_mnist": "confirmed",
+        "c_limit_fgsm_error_high_mnist": "confirmed",
+        "c_rbf_resists_mnist": "confirmed",
+        "c_transfer_net_to_linear_mnist": "confirmed",
+    }
     assert not math.isnan(got["c_rbf_resists_mnist"]["measured_value"])
 
 

@@ -1,4 +1,5 @@
-"""perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the store."""
+"""perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the
+store."""
 
 import json
 import math
@@ -9,8 +10,16 @@ from experiments import cli, demo, perturbation_learning
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
-TINY = dict(data=DataSpec("shifted_gauss", n_train=40, n_test=40, d=16), widths=(8, 64), seeds=2,
-            eps=(0.0, 4.0), steps_f=20, steps_g=(20,), lr_f=(0.1,), lr_g=(0.5,))
+TINY = dict(
+    data=DataSpec("shifted_gauss", n_train=40, n_test=40, d=16),
+    widths=(8, 64),
+    seeds=2,
+    eps=(0.0, 4.0),
+    steps_f=20,
+    steps_g=(20,),
+    lr_f=(0.1,),
+    lr_g=(0.5,),
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +31,15 @@ def tiny_run(tmp_path_factory):
 
 def test_outputs_and_stable_keys(tiny_run):
     cfg, out, summary = tiny_run
-    for name in ("results.csv", "summary.json", "agreement_vs_width.png", "agreement_vs_width.pdf",
-                 "agreement_vs_eps.png", "decision_map_inf.png", "decision_map_m64.png"):
+    for name in (
+        "results.csv",
+        "summary.json",
+        "agreement_vs_width.png",
+        "agreement_vs_width.pdf",
+        "agreement_vs_eps.png",
+        "decision_map_inf.png",
+        "decision_map_m64.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     on_disk = json.loads((out / "summary.json").read_text())
     assert set(on_disk["agreement_by_width"]) == {"8", "64", "inf"}
@@ -57,14 +73,25 @@ def test_rerun_resumes_from_store(tiny_run, monkeypatch):
 
     original = batch.run_sweep
     monkeypatch.setattr(batch, "run_sweep", lambda *a, **k: original(*a, **{**k, "run_batch": fail}))
-    again = perturbation_learning.main(cfg.__class__(**{**cfg.__dict__, "decision_map": False}), out,
-                                       progress=False)
+    again = perturbation_learning.main(
+        cfg.__class__(**{**cfg.__dict__, "decision_map": False}), out, progress=False
+    )
     assert again["agreement_by_width"] == summary["agreement_by_width"]
 
 
 def test_lr_grid_reports_best_and_which(tmp_path):
-    cfg = perturbation_learning.Config(**{**TINY, "widths": (64,), "infinite": False, "seeds": 2, "eps": (4.0,),
-                                          "lr_g": (0.5, 0.001), "steps_f": (20,), "decision_map": False})
+    cfg = perturbation_learning.Config(
+        **{
+            **TINY,
+            "widths": (64,),
+            "infinite": False,
+            "seeds": 2,
+            "eps": (4.0,),
+            "lr_g": (0.5, 0.001),
+            "steps_f": (20,),
+            "decision_map": False,
+        }
+    )
     summary = perturbation_learning.main(cfg, tmp_path, progress=False)
     assert summary["lr_selection"].startswith("best")
     (choice,) = summary["best_lr"].values()
@@ -87,9 +114,29 @@ def test_bad_config_errors():
 
 
 def test_demo_via_cli_tiny(tmp_path):
-    argv = ["demo", "--dataset", "digits", "--n-train", "40", "--widths", "8", "--eps", "1.0", "--seeds", "1",
-            "--steps-f", "10", "--steps-g", "10", "--no-decision-map", "--solver", "pattern", "--out", str(tmp_path),
-            "--quiet"]
+    argv = [
+        "demo",
+        "--dataset",
+        "digits",
+        "--n-train",
+        "40",
+        "--widths",
+        "8",
+        "--eps",
+        "1.0",
+        "--seeds",
+        "1",
+        "--steps-f",
+        "10",
+        "--steps-g",
+        "10",
+        "--no-decision-map",
+        "--solver",
+        "pattern",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["widths"] == [8]
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["solver"] == "pattern"
@@ -101,12 +148,23 @@ def test_random_targets_the_bias_term_decides_and_the_bias_free_limit_is_refuted
     signal S, so agreement sits near chance - as the full limit predicts (confirmed) and against what sign(S),
     the limit without the bias term, predicts (refuted: the check can fail)."""
     cfg = perturbation_learning.Config(
-        data=DataSpec("shifted_gauss", n_train=100, n_test=200, d=20), widths=(512,), infinite=False, seeds=4,
-        eps=(0.002,), lr_f=(1.0,), lr_g=(1.0,), steps_f=(200,), steps_g=(200,), decision_map=False)
+        data=DataSpec("shifted_gauss", n_train=100, n_test=200, d=20),
+        widths=(512,),
+        infinite=False,
+        seeds=4,
+        eps=(0.002,),
+        lr_f=(1.0,),
+        lr_g=(1.0,),
+        steps_f=(200,),
+        steps_g=(200,),
+        decision_map=False,
+    )
     summary = perturbation_learning.main(cfg, tmp_path, progress=False)
     by = {c["name"]: c for c in summary["claims"]}
     assert by["agreement_equals_limit[m=512]"]["verdict"] == "confirmed"
     assert by["agreement_equals_prediction[m=512, pooled over all swept points]"]["verdict"] == "confirmed"
     assert by["bias_free_limit"]["verdict"] == "refuted" and "below" in by["bias_free_limit"]["reason"]
     assert summary["agreement_by_width"]["512"]["mean"] < 0.6
-    assert summary["signal_term_abs_by_width"]["512"]["mean"] < summary["bias_term_abs_by_width"]["512"]["mean"]
+    assert (
+        summary["signal_term_abs_by_width"]["512"]["mean"] < summary["bias_term_abs_by_width"]["512"]["mean"]
+    )

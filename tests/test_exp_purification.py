@@ -1,6 +1,6 @@
-"""The purification experiment (Allen-Zhu & Li): neuron metrics are right on constructed weights, the oracle is the
-purified net, and every claim's verdict on the quick configuration is pinned as measured (confirmed, refuted or
-inconclusive); bad configs fail with one line naming the option."""
+"""The purification experiment (Allen-Zhu & Li): neuron metrics are right on constructed weights, the oracle
+is the purified net, and every claim's verdict on the quick configuration is pinned as measured (confirmed,
+refuted or inconclusive); bad configs fail with one line naming the option."""
 
 import json
 
@@ -15,12 +15,21 @@ from ntk_adv.training import TrainConfig
 
 # Measured on QUICK_CONFIG (fixed seeds); a change here is a change in what the experiment concludes.
 QUICK_VERDICTS = {
-    "clean_accurate": "confirmed", "oracle_robust_l2": "confirmed", "clean_not_robust_l2": "confirmed",
-    "clean_not_robust_linf": "confirmed", "adv_robust_any_attack_l2": "refuted",
-    "adv_robust_any_attack_linf": "refuted", "adv_raises_robust_acc": "confirmed",
-    "clean_neurons_mostly_pure": "refuted", "clean_purity_above_dense_baseline": "refuted",
-    "adv_purifies": "confirmed", "adv_lowers_dense_mass": "confirmed", "lazy_regime": "confirmed",
-    "lazy_adv_not_robust": "refuted", "kernel_adv_not_robust": "inconclusive", "linear_adv_not_robust": "refuted",
+    "clean_accurate": "confirmed",
+    "oracle_robust_l2": "confirmed",
+    "clean_not_robust_l2": "confirmed",
+    "clean_not_robust_linf": "confirmed",
+    "adv_robust_any_attack_l2": "refuted",
+    "adv_robust_any_attack_linf": "refuted",
+    "adv_raises_robust_acc": "confirmed",
+    "clean_neurons_mostly_pure": "refuted",
+    "clean_purity_above_dense_baseline": "refuted",
+    "adv_purifies": "confirmed",
+    "adv_lowers_dense_mass": "confirmed",
+    "lazy_regime": "confirmed",
+    "lazy_adv_not_robust": "refuted",
+    "kernel_adv_not_robust": "inconclusive",
+    "linear_adv_not_robust": "refuted",
 }
 
 
@@ -57,19 +66,22 @@ def test_oracle_is_the_purified_net():
     assert float(jnp.mean(jnp.sign(out) == prob["y_test"])) == 1.0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"data": {"sparsity": 2}}, "sparsity must be odd"),
-    ({"data": {"n_atoms": 64, "d": 32}}, "orthogonal dictionary needs n_atoms <= d"),
-    ({"adv_attack": "lbfgs"}, "unknown adversarial-training attack"),
-    ({"adv_steps": 1000, "checkpoints": 3}, "multiple of checkpoints"),
-    ({"net": {"width": 8, "init_scale": 0.0}}, "init_scale must be"),
-    ({"net": {"width": 8, "train_readout": False}}, "readout trained"),
-    ({"eps_l2": 0.0}, "eps_l2 must be finite and > 0"),
-    ({"eps_linf": 0.0}, "eps_linf must be finite and > 0"),
-    ({"train": {"loss": "logistic", "optimizer": "momentum"}}, "plain GD"),
-    ({"robust_margin": 1.0}, "robust_margin"),
-    ({"kernel_rounds": 0}, "kernel_rounds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"data": {"sparsity": 2}}, "sparsity must be odd"),
+        ({"data": {"n_atoms": 64, "d": 32}}, "orthogonal dictionary needs n_atoms <= d"),
+        ({"adv_attack": "lbfgs"}, "unknown adversarial-training attack"),
+        ({"adv_steps": 1000, "checkpoints": 3}, "multiple of checkpoints"),
+        ({"net": {"width": 8, "init_scale": 0.0}}, "init_scale must be"),
+        ({"net": {"width": 8, "train_readout": False}}, "readout trained"),
+        ({"eps_l2": 0.0}, "eps_l2 must be finite and > 0"),
+        ({"eps_linf": 0.0}, "eps_linf must be finite and > 0"),
+        ({"train": {"loss": "logistic", "optimizer": "momentum"}}, "plain GD"),
+        ({"robust_margin": 1.0}, "robust_margin"),
+        ({"kernel_rounds": 0}, "kernel_rounds"),
+    ],
+)
 def test_bad_config_fails_clearly(kwargs, message):
     build = {"data": purification.SparseCoding, "net": models.TwoLayerConfig, "train": TrainConfig}
     with pytest.raises(ValueError, match=message):

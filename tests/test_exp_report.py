@@ -15,8 +15,11 @@ def test_report_quick_subset(tmp_path):
     assert summary["total"] == 3 and summary["total"] == text.count("| convergence |")
     assert "![convergence](convergence/convergence.png)" in text
     assert (tmp_path / "convergence" / "convergence.png").exists()
-    assert json.loads((tmp_path / "summary.json").read_text())["claims"][0]["verdict"] in ("confirmed",
-                                                                                           "refuted", "inconclusive")
+    assert json.loads((tmp_path / "summary.json").read_text())["claims"][0]["verdict"] in (
+        "confirmed",
+        "refuted",
+        "inconclusive",
+    )
 
 
 def test_report_rejects_unknown_experiment():

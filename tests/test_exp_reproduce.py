@@ -9,9 +9,26 @@ import pytest
 from experiments import cli, reproduce
 from ntk_adv.results import read_csv
 
-POINT_KEYS = {"axis", "value", "agreement_mean", "agreement_ci95", "agreement_seed0_best_lr",
-              "agreement_predicted", "lr_seed0_best", "lr_ours"}
-BLOCKS = ("shifted_gauss_a", "shifted_gauss_b", "gauss_a", "gauss_b", "mnist_a", "mnist_b", "fmnist_a", "fmnist_b")
+POINT_KEYS = {
+    "axis",
+    "value",
+    "agreement_mean",
+    "agreement_ci95",
+    "agreement_seed0_best_lr",
+    "agreement_predicted",
+    "lr_seed0_best",
+    "lr_ours",
+}
+BLOCKS = (
+    "shifted_gauss_a",
+    "shifted_gauss_b",
+    "gauss_a",
+    "gauss_b",
+    "mnist_a",
+    "mnist_b",
+    "fmnist_a",
+    "fmnist_b",
+)
 MNIST = Path("/work/shared/data/mnist")
 
 
@@ -21,7 +38,9 @@ def test_list_shows_every_block_and_sweep(capsys):
     names = [line.split()[0] for line in lines]
     assert len(lines) == len(reproduce.PANELS) == 4 * 7 + 4 * 5
     for block in BLOCKS:
-        sweeps = ("eps", "width", "steps_f", "steps_g", "gamma") + (() if "mnist" in block else ("d", "n_train"))
+        sweeps = ("eps", "width", "steps_f", "steps_g", "gamma") + (
+            () if "mnist" in block else ("d", "n_train")
+        )
         assert {f"{block}_{s}" for s in sweeps} <= set(names), block
     assert not any(n.startswith("mnist") and n.endswith(("_d", "_n_train")) for n in names)
     line = lines[names.index("shifted_gauss_a_eps")]
@@ -31,20 +50,36 @@ def test_list_shows_every_block_and_sweep(capsys):
 def test_published_settings_of_shifted_gauss_a_eps():
     s = reproduce.Config(panel="shifted_gauss_a_eps").settings()
     assert s["published"]
-    assert (s["d"], s["m"], s["n_train"], s["n_test"], s["steps_f"], s["steps_g"]) == (100, 100, 1000, 1000,
-                                                                                        1000, 1000)
+    assert (s["d"], s["m"], s["n_train"], s["n_test"], s["steps_f"], s["steps_g"]) == (
+        100,
+        100,
+        1000,
+        1000,
+        1000,
+        1000,
+    )
     assert s["lr_f"] == s["lr_g"] == [1.0, 0.1]
     assert s["values"] == pytest.approx([0.001 * i for i in range(11)])
-    assert (s["scenario"], s["preset"], s["loss"], s["gamma"], s["targets"]) == ("a", "paper", "identity", 0.0,
-                                                                                 "random")
+    assert (s["scenario"], s["preset"], s["loss"], s["gamma"], s["targets"]) == (
+        "a",
+        "paper",
+        "identity",
+        0.0,
+        "random",
+    )
     assert s["eps"] == 0.01 and s["eps_norm"] == "L2"
     # the sweeps that fix one learning rate, and eps = c sqrt(d) moving with d
     assert reproduce.panel_settings("shifted_gauss_b_steps_f")["lr_f"] == [0.01]
     assert reproduce.panel_settings("gauss_b_steps_g")["lr_g"] == [0.1]
     d_panel = reproduce.panel_settings("gauss_b_d")
-    assert d_panel["eps_by_d"][0] == 1.0 and d_panel["eps_by_d"][-1] == 10.0 and d_panel["values"][-1] == 10000
+    assert (
+        d_panel["eps_by_d"][0] == 1.0 and d_panel["eps_by_d"][-1] == 10.0 and d_panel["values"][-1] == 10000
+    )
     subs = reproduce.Config(panel="shifted_gauss_a_d", values=(10, 40)).sweep_configs()  # one sweep per d
-    assert [(sub, c.data.d, c.eps) for sub, c in subs] == [("sweep_d10", 10, (0.0031,)), ("sweep_d40", 40, (0.0063,))]
+    assert [(sub, c.data.d, c.eps) for sub, c in subs] == [
+        ("sweep_d10", 10, (0.0031,)),
+        ("sweep_d40", 40, (0.0063,)),
+    ]
     assert all(c.preset == "paper" and c.widths == (100,) and c.steps_g == (1000,) for _, c in subs)
     mnist = reproduce.panel_settings("mnist_b_eps")
     assert mnist["lr_f"] == [0.01, 0.001] and mnist["steps_f"] == 100 and mnist["values"][-1] == 0.14
@@ -53,8 +88,9 @@ def test_published_settings_of_shifted_gauss_a_eps():
 @pytest.fixture(scope="module")
 def tiny_panel(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
-    cfg = reproduce.Config(panel="shifted_gauss_a_eps", seeds=2, n_train=40, n_test=40, d=16, steps=20,
-                           values=(0.0, 0.5, 2.0))
+    cfg = reproduce.Config(
+        panel="shifted_gauss_a_eps", seeds=2, n_train=40, n_test=40, d=16, steps=20, values=(0.0, 0.5, 2.0)
+    )
     return cfg, out, reproduce.main(cfg, out, progress=False)
 
 
@@ -72,8 +108,9 @@ def test_tiny_panel_summary(tiny_panel):
         assert 0.0 <= p["agreement_predicted"] <= 1.0
     for name in ("reproduce_shifted_gauss_a_eps.png", "reproduce_shifted_gauss_a_eps.pdf", "results.csv"):
         assert (out / name).stat().st_size > 0, name
-    assert on_disk["claims"] and all(c["verdict"] in ("confirmed", "refuted", "inconclusive")
-                                     for c in on_disk["claims"])
+    assert on_disk["claims"] and all(
+        c["verdict"] in ("confirmed", "refuted", "inconclusive") for c in on_disk["claims"]
+    )
 
 
 def test_papers_convention_is_seed0_max_over_lr_grid(tiny_panel):
@@ -87,19 +124,43 @@ def test_papers_convention_is_seed0_max_over_lr_grid(tiny_panel):
         assert p["agreement_seed0_best_lr"] == pytest.approx(best)
         assert by_lr[(p["lr_seed0_best"]["lr_f"], p["lr_seed0_best"]["lr_g"])] == pytest.approx(best)
         # ours: the pair with the best mean over both seeds
-        all_rows = [r for r in read_csv(out / "results.csv") if r["metric"] == "agreement" and r["eps"] == p["value"]]
+        all_rows = [
+            r for r in read_csv(out / "results.csv") if r["metric"] == "agreement" and r["eps"] == p["value"]
+        ]
         means = {k: np.mean([r["value"] for r in all_rows if (r["lr_f"], r["lr_g"]) == k]) for k in by_lr}
         assert p["agreement_mean"] == pytest.approx(max(means.values()))
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="no MNIST at /work/shared/data/mnist")
 def test_mnist_panel_tiny(tmp_path):
-    argv = ["reproduce", "--panel", "mnist_a_eps", "--data-root", str(MNIST), "--seeds", "2", "--n-train", "30",
-            "--n-test", "30", "--width", "16", "--steps", "5", "--values", "0.14", "--out", str(tmp_path),
-            "--quiet"]
+    argv = [
+        "reproduce",
+        "--panel",
+        "mnist_a_eps",
+        "--data-root",
+        str(MNIST),
+        "--seeds",
+        "2",
+        "--n-train",
+        "30",
+        "--n-test",
+        "30",
+        "--width",
+        "16",
+        "--steps",
+        "5",
+        "--values",
+        "0.14",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["settings"]["dataset"] == "mnist" and summary["settings"]["classes"] == {"pos": 1, "neg": 2}
+    assert summary["settings"]["dataset"] == "mnist" and summary["settings"]["classes"] == {
+        "pos": 1,
+        "neg": 2,
+    }
     assert summary["settings"]["lr_f"] == [0.01, 0.001]
     (point,) = summary["points"]
     assert set(point) == POINT_KEYS and point["value"] == 0.14

@@ -7,8 +7,15 @@ import pytest
 from experiments import targets
 from ntk_adv.data import DataSpec
 
-TINY = targets.Config(data=DataSpec("shifted_gauss", n_train=40, n_test=40, d=16), width=16, seeds=2,
-                      n_train=(20, 40), eps=(0.01, 0.1), eps_small=0.01, steps=20)
+TINY = targets.Config(
+    data=DataSpec("shifted_gauss", n_train=40, n_test=40, d=16),
+    width=16,
+    seeds=2,
+    n_train=(20, 40),
+    eps=(0.01, 0.1),
+    eps_small=0.01,
+    steps=20,
+)
 
 
 def test_tiny_run_writes_figure_and_judged_claims(tmp_path):

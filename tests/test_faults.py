@@ -1,8 +1,8 @@
 """Fault injection: every way a careful user saw ntk-adv go wrong (issue 12), pinned.
 
 * cell identity: changed data files, the same relative --data-root from another directory, a switched split,
-  other code or library versions -> recomputed (or kept and marked with reuse='accept'); the same content under
-  another path -> reused; provenance names the package's own checkout, never the caller's;
+  other code or library versions -> recomputed (or kept and marked with reuse='accept'); the same content
+  under another path -> reused; provenance names the package's own checkout, never the caller's;
 * OS-level failures: read-only and full output locations, a file in the way -> one line, exit code != 0, no
   traceback, no temporary debris; concurrent writers of one output never fail a rename;
 * processes: kill -9 / Ctrl-C of a sweep with the processes backend leaves no worker alive;
@@ -75,7 +75,9 @@ def data_mean_batch(chunk):
     out = []
     for cfg, seed in chunk:
         x, y, z, _ = data.data_arrays(cfg.data)
-        out.append({"x_mean": float(jnp.mean(x)) + seed, "y_mean": float(jnp.mean(y)), "z_mean": float(jnp.mean(z))})
+        out.append(
+            {"x_mean": float(jnp.mean(x)) + seed, "y_mean": float(jnp.mean(y)), "z_mean": float(jnp.mean(z))}
+        )
     return out
 
 
@@ -86,8 +88,9 @@ def cells_on(root: str) -> list:
 
 def run(cells, store, **kw):
     COMPUTED.clear()
-    recs = engine.run_sweep(cells, store, run_batch=data_mean_batch, batch_key=lambda cfg: cfg, kind="test",
-                            progress=False, **kw)
+    recs = engine.run_sweep(
+        cells, store, run_batch=data_mean_batch, batch_key=lambda cfg: cfg, kind="test", progress=False, **kw
+    )
     return recs, len(COMPUTED)
 
 
@@ -148,7 +151,9 @@ def test_records_from_other_code_are_recomputed_or_kept_and_marked(tmp_path):
     with pytest.warns(engine.StaleRecord, match="2 stored records were computed by other code"):
         fresh, n = run(cells_on(str(root)), store)
     assert n == 2
-    assert all(r["code_fingerprint"] == first[0]["code_fingerprint"] and r["jax"] == jax.__version__ for r in fresh)
+    assert all(
+        r["code_fingerprint"] == first[0]["code_fingerprint"] and r["jax"] == jax.__version__ for r in fresh
+    )
     stamp_records(store, jax="0.4.1")  # a record that claims other library versions is stale too
     with pytest.warns(engine.StaleRecord, match="2 stored records"):
         assert run(cells_on(str(root)), store)[1] == 2
@@ -180,26 +185,46 @@ def test_code_fingerprint_covers_versions_and_source(monkeypatch):
 
 def test_provenance_names_the_package_checkout_not_the_callers(tmp_path):
     prov = results.provenance()
-    for key in ("ntk_adv", "source_fingerprint", "code_fingerprint", "git_rev", "git_dirty", "jax", "jaxlib", "numpy",
-                "neural_tangents", "flax", "optax", "python", "device", "command"):
+    for key in (
+        "ntk_adv",
+        "source_fingerprint",
+        "code_fingerprint",
+        "git_rev",
+        "git_dirty",
+        "jax",
+        "jaxlib",
+        "numpy",
+        "neural_tangents",
+        "flax",
+        "optax",
+        "python",
+        "device",
+        "command",
+    ):
         assert key in prov, key
     repo = tmp_path / "other"
     (repo / "pkg").mkdir(parents=True)
     src = repo / "pkg" / "mod.py"
     src.write_text("x = 1\n")
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=repo,  # noqa: E731
-                                    check=True, capture_output=True)
+    git = lambda *a: subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *a],
+        cwd=repo,  # noqa: E731
+        check=True,
+        capture_output=True,
+    )
     git("init", "-q")
     assert results.checkout_state(src) == (None, None)  # inside a repository that does not track it
     git("add", "pkg/mod.py")
     git("commit", "-qm", "c")
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     assert results.checkout_state(src) == (rev, False)
     src.write_text("x = 2\n")
     assert results.checkout_state(src) == (rev, True)
 
 
-# ------------------------------------------------------------------------------------------- OS-level failures
+# ------------------------------------------------------------------------------------------ OS-level failures
 def test_atomic_writes_use_unique_temp_names_under_concurrency(tmp_path):
     """Two writers of the same results.csv / summary.json: no failed rename, a whole file at the end."""
     errors = []
@@ -246,9 +271,30 @@ def test_failed_writes_leave_no_debris_and_old_debris_is_swept(tmp_path, monkeyp
 def cached_run(tmp_path_factory):
     """A finished tiny perturbation-learning run whose store later runs reuse (no computation)."""
     base = tmp_path_factory.mktemp("pl")
-    argv = ["perturbation-learning", "--dataset", "shifted_gauss", "--n-train", "16", "--n-test", "16", "--d", "4",
-            "--widths", "8", "--no-infinite", "--seeds", "1", "--steps-f", "5", "--steps-g", "5",
-            "--no-decision-map", "--quiet", "--store", str(base / "store")]
+    argv = [
+        "perturbation-learning",
+        "--dataset",
+        "shifted_gauss",
+        "--n-train",
+        "16",
+        "--n-test",
+        "16",
+        "--d",
+        "4",
+        "--widths",
+        "8",
+        "--no-infinite",
+        "--seeds",
+        "1",
+        "--steps-f",
+        "5",
+        "--steps-g",
+        "5",
+        "--no-decision-map",
+        "--quiet",
+        "--store",
+        str(base / "store"),
+    ]
     assert cli.main([*argv, "--out", str(base / "first")]) == 0
     return argv
 
@@ -340,7 +386,8 @@ cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), w
 cells = [(cfg.with_(eps=e), 0) for e in (0.5, 1.0, 2.0, 4.0)]
 print("parent", os.getpid(), flush=True)
 try:
-    batch.run_sweep(cells, {store!r}, run_batch=slow_batch.run, backend="processes", workers={workers}, max_batch=1,
+    batch.run_sweep(cells, {store!r}, run_batch=slow_batch.run, \
+backend="processes", workers={workers}, max_batch=1,
                     progress=False)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
@@ -382,8 +429,14 @@ def test_no_orphan_workers_when_the_parent_dies(tmp_path, how):
     workers = 1 if how == "kill -9" else 2  # one worker keeps the default run fast; it is the same watchdog
     script = WORKER_SCRIPT.format(tests=str(tmp_path), store=str(tmp_path / "store"), workers=workers)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            start_new_session=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 120
         while len(list(marks.iterdir())) < workers:  # every worker is inside run_batch
@@ -432,33 +485,57 @@ def train(x=X, y=Y, **kw):
 
 BAD_INPUTS = {
     "train: y (N, 1)": (lambda: train(y=Y[:, None]), r"y must have shape \(12,\); got \(12, 1\)"),
-    "train: labels {0, 1}": (lambda: train(y=(Y + 1) / 2), r"y must contain only -1.0 and \+1.0; found \[0.0\]"),
+    "train: labels {0, 1}": (
+        lambda: train(y=(Y + 1) / 2),
+        r"y must contain only -1.0 and \+1.0; found \[0.0\]",
+    ),
     "train: labels {-2, 2}": (lambda: train(y=2 * Y), r"y must contain only .*found \[-2.0, 2.0\]"),
     "train: int labels": (lambda: train(y=Y.astype(np.int32)), "y must be floating-point labels"),
     "train: NaN inputs": (lambda: train(x=NAN_X), r"x contains NaN or inf \(1 of 60 values\)"),
     "train: negative lr": (lambda: train(lr=-0.1), "lr must be > 0"),
     "train: NaN lr": (lambda: train(lr=float("nan")), "lr must be a finite number"),
-    "train: wrong d": (lambda: train(x=X[:, :4]), r"params.w has shape \(8, 5\) \(d = 5\) but x has shape \(12, 4\)"),
-    "pattern_gd: labels {0, 1}": (lambda: pattern_gd.train(NET, P0, X, (Y + 1) / 2, lr=0.1, steps=2),
-                                  "y must contain only"),
+    "train: wrong d": (
+        lambda: train(x=X[:, :4]),
+        r"params.w has shape \(8, 5\) \(d = 5\) but x has shape \(12, 4\)",
+    ),
+    "pattern_gd: labels {0, 1}": (
+        lambda: pattern_gd.train(NET, P0, X, (Y + 1) / 2, lr=0.1, steps=2),
+        "y must contain only",
+    ),
     "pattern_gd: NaN lr": (lambda: pattern_gd.train(NET, P0, X, Y, lr=float("nan"), steps=2), "lr must be"),
-    "make_predictor: labels {0, 1}": (lambda: limits.make_predictor(KERN, X, (Y + 1) / 2, loss="identity", lr=0.1,
-                                                                    steps=1), "y_train must contain only"),
-    "make_predictor: negative lr": (lambda: limits.make_predictor(KERN, X, Y, loss="logistic", lr=-1.0, steps=1),
-                                    "lr must be > 0"),
-    "make_predictor: NaN inputs": (lambda: limits.make_predictor(KERN, NAN_X, Y, loss="identity", lr=0.1, steps=1),
-                                   "x_train contains NaN"),
-    "predictor: wrong d": (lambda: limits.make_predictor(KERN, X, Y, loss="identity", lr=0.1, steps=1)(X[:, :3]),
-                           "z has d = 3 features, expected d = 5"),
-    "predictor: NaN z": (lambda: limits.make_predictor(KERN, X, Y, loss="identity", lr=0.1, steps=1)(NAN_X),
-                         "z contains NaN"),
+    "make_predictor: labels {0, 1}": (
+        lambda: limits.make_predictor(KERN, X, (Y + 1) / 2, loss="identity", lr=0.1, steps=1),
+        "y_train must contain only",
+    ),
+    "make_predictor: negative lr": (
+        lambda: limits.make_predictor(KERN, X, Y, loss="logistic", lr=-1.0, steps=1),
+        "lr must be > 0",
+    ),
+    "make_predictor: NaN inputs": (
+        lambda: limits.make_predictor(KERN, NAN_X, Y, loss="identity", lr=0.1, steps=1),
+        "x_train contains NaN",
+    ),
+    "predictor: wrong d": (
+        lambda: limits.make_predictor(KERN, X, Y, loss="identity", lr=0.1, steps=1)(X[:, :3]),
+        "z has d = 3 features, expected d = 5",
+    ),
+    "predictor: NaN z": (
+        lambda: limits.make_predictor(KERN, X, Y, loss="identity", lr=0.1, steps=1)(NAN_X),
+        "z contains NaN",
+    ),
     "ntk: gamma=1": (lambda: kernels.ntk(X, X, gamma=1.0), r"gamma=1.0 is outside \[0, 1\)"),
     "phi: NaN inputs": (lambda: kernels.phi(NAN_X, X), "x contains NaN"),
     "nngp: d mismatch": (lambda: kernels.nngp(X, X[:, :3]), "disagree in dimension d"),
-    "attack: NaN inputs": (lambda: attacks.one_step_l2(lambda q: q.sum(1), NAN_X, Y, eps=1.0), "x contains NaN"),
+    "attack: NaN inputs": (
+        lambda: attacks.one_step_l2(lambda q: q.sum(1), NAN_X, Y, eps=1.0),
+        "x contains NaN",
+    ),
     "agreement: (N,) vs (N, 1)": (lambda: metrics.agreement(Y, Y[:, None]), r"g_out must have shape \(12,\)"),
     "accuracy: labels {0, 1}": (lambda: metrics.accuracy(Y, (Y + 1) / 2), "labels must contain only"),
-    "accuracy: NaN outputs": (lambda: metrics.accuracy(np.where(Y > 0, np.nan, Y), Y), "outputs contains NaN"),
+    "accuracy: NaN outputs": (
+        lambda: metrics.accuracy(np.where(Y > 0, np.nan, Y), Y),
+        "outputs contains NaN",
+    ),
     "mean_ci: a NaN seed": (lambda: metrics.mean_ci([0.5, np.nan, 0.7]), "1 of 3 values are NaN"),
 }
 
@@ -482,15 +559,21 @@ def test_valid_inputs_still_work_and_nan_is_never_a_class_under_jit():
 
 
 # ------------------------------------------------------------------------------------------- options
-@pytest.mark.parametrize("argv, message", [
-    (["convergence", "--n-kernel", "0"], "--n-kernel must be >= 1, got 0"),
-    (["convergence", "--n-kernel", "500", "--n-train", "30"], "--n-kernel 500 exceeds the --n-train 30"),
-    (["convergence", "--widths", "64", "--seeds", "4"], ">= 2 distinct --widths"),
-    (["convergence", "--widths", "64", "128", "--seeds", "1"], r">= 3 \(width, seed\) points"),
-    (["convergence", "--n-test", "5000"], r"--n-test 5000: n_test must be in \[1, 108\]"),
-    (["convergence", "--dataset", "mnist"], "give --data-root DIR"),
-    (["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "--data-root /nonexistent/dir"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["convergence", "--n-kernel", "0"], "--n-kernel must be >= 1, got 0"),
+        (["convergence", "--n-kernel", "500", "--n-train", "30"], "--n-kernel 500 exceeds the --n-train 30"),
+        (["convergence", "--widths", "64", "--seeds", "4"], ">= 2 distinct --widths"),
+        (["convergence", "--widths", "64", "128", "--seeds", "1"], r">= 3 \(width, seed\) points"),
+        (["convergence", "--n-test", "5000"], r"--n-test 5000: n_test must be in \[1, 108\]"),
+        (["convergence", "--dataset", "mnist"], "give --data-root DIR"),
+        (
+            ["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"],
+            "--data-root /nonexistent/dir",
+        ),
+    ],
+)
 def test_options_are_checked_before_work_naming_the_option(argv, message, capsys, tmp_path):
     t0 = time.perf_counter()
     err = cli_fails([*argv, "--out", str(tmp_path / "out")], capsys)
@@ -506,7 +589,8 @@ def exc_message(err: str, pattern: str) -> bool:
 
 
 def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
-    """Outputs are written through a private temporary file (mode 0600); the result gets 0666 minus the umask."""
+    """Outputs are written through a private temporary file (mode 0600); the result gets 0666 minus the
+    umask."""
     import os
 
     from ntk_adv.results import write_json
@@ -525,8 +609,13 @@ def _ray_processes() -> set[int]:
         if p.name.isdigit():
             with contextlib.suppress(OSError):
                 cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "default_worker" in cmd
-                        or "dashboard" in cmd) and _alive(int(p.name)):
+                if (
+                    "ray::" in cmd
+                    or "raylet" in cmd
+                    or "gcs_server" in cmd
+                    or "default_worker" in cmd
+                    or "dashboard" in cmd
+                ) and _alive(int(p.name)):
                     out.add(int(p.name))
     return out
 
@@ -542,10 +631,17 @@ def test_no_orphan_ray_processes_when_the_driver_dies(tmp_path):
     marks.mkdir()
     (tmp_path / "slow_batch.py").write_text(SLOW_BATCH.format(marks=str(marks)))
     script = WORKER_SCRIPT.format(tests=str(tmp_path), store=str(tmp_path / "store"), workers=1).replace(
-        'backend="processes"', 'backend="ray"')
+        'backend="processes"', 'backend="ray"'
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 180
         while not list(marks.iterdir()):

@@ -44,8 +44,9 @@ def test_closed_forms_equal_neural_tangents_ntk_parametrization(small_data, gamm
 
         first = kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk")
         nngp = kernels.nngp(x, z, gamma=gamma, bias=bias)
-        full = kernels.two_layer_kernel("ntk", gamma=gamma, bias=bias, parametrization="ntk",
-                                        train_readout=True)(x, z)
+        full = kernels.two_layer_kernel(
+            "ntk", gamma=gamma, bias=bias, parametrization="ntk", train_readout=True
+        )(x, z)
         phi = kernels.two_layer_kernel("phi", gamma=gamma, bias=bias)(x, z)
 
         assert rel_err(first, k.ntk - k.nngp) < 1e-10  # first-layer NTK
@@ -62,7 +63,8 @@ def test_standard_parametrization_equals_neural_tangents_standard(small_data, ga
     """neural-tangents' standard parametrization (W ~ N(0, 1/fan_in), b ~ N(0, 1)) of a width-m net is our
     standard parametrization exactly: total NTK = Phi (x.z + 1) + m Sigma, so 'ntk' - m 'nngp' is the
     first-layer kernel. Relation to the NTK parametrization: only the feature factor differs,
-    Theta_std - Theta_ntk = Phi x.z (1 - 1/d); without bias Theta_std(x, z) = Theta_ntk(sqrt(d) x, sqrt(d) z)."""
+    Theta_std - Theta_ntk = Phi x.z (1 - 1/d); without bias Theta_std(x, z) = Theta_ntk(sqrt(d) x, sqrt(d)
+    z)."""
     x, _, z = small_data
     d, m = x.shape[1], 37
     stax = kernels.neural_tangents().stax
@@ -76,8 +78,9 @@ def test_standard_parametrization_equals_neural_tangents_standard(small_data, ga
         k = kernel_fn(x, z, ("nngp", "ntk"))
         std = kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="standard")
         assert rel_err(std, k.ntk - m * k.nngp) < 1e-10
-        full = kernels.two_layer_kernel("ntk", gamma=gamma, bias=bias, parametrization="standard",
-                                        train_readout=True, width=m)(x, z)
+        full = kernels.two_layer_kernel(
+            "ntk", gamma=gamma, bias=bias, parametrization="standard", train_readout=True, width=m
+        )(x, z)
         assert rel_err(full, k.ntk) < 1e-10
 
         phi = kernels.phi(x, z, gamma=gamma, bias=bias)
@@ -85,7 +88,9 @@ def test_standard_parametrization_equals_neural_tangents_standard(small_data, ga
         ntk_par = kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk")
         assert rel_err(std - ntk_par, phi * (x @ z.T) * (1 - 1 / d)) < 1e-10
         if not bias:  # Phi depends only on the angle: the sqrt(d) rescaling maps one onto the other exactly
-            scaled = kernels.ntk(np.sqrt(d) * x, np.sqrt(d) * z, gamma=gamma, bias=False, parametrization="ntk")
+            scaled = kernels.ntk(
+                np.sqrt(d) * x, np.sqrt(d) * z, gamma=gamma, bias=False, parametrization="ntk"
+            )
             assert rel_err(std, scaled) < 1e-10
             assert rel_err(std, d * ntk_par) < 1e-10
 
@@ -104,8 +109,9 @@ def test_phi_and_nngp_special_angles(gamma):
         s_xx = jnp.sum(x * x, axis=1) / 4 + 1
         np.testing.assert_allclose(jnp.diag(nngp), s_xx * (1 + gamma**2) / 2, rtol=1e-13)
         # antipodal without bias: E[sigma(u) sigma(-u)] = -gamma E[u^2] = -gamma s
-        np.testing.assert_allclose(kernels.nngp(x, x, gamma=gamma, bias=False)[0, 2], -gamma / 4,
-                                   rtol=1e-13, atol=1e-16)
+        np.testing.assert_allclose(
+            kernels.nngp(x, x, gamma=gamma, bias=False)[0, 2], -gamma / 4, rtol=1e-13, atol=1e-16
+        )
 
 
 # ----------------------------------------------------------------------------- Monte-Carlo over neurons
@@ -122,8 +128,10 @@ def test_closed_forms_equal_monte_carlo_over_neurons(small_data, gamma, bias):
         results = _monte_carlo(x, z, gamma, bias, n)
         for name, (mean, se, closed) in results.items():
             excess = np.asarray(jnp.abs(mean - closed) - 5 * se)
-            assert np.all(excess <= 1e-12), f"{name}: max |MC - closed| / se = " \
+            assert np.all(excess <= 1e-12), (
+                f"{name}: max |MC - closed| / se = "
                 f"{float(jnp.max(jnp.abs(mean - closed) / (se + 1e-300))):.2f}"
+            )
             assert float(jnp.max(se)) < 1e-2 * float(jnp.max(jnp.abs(closed)))  # the test has power
 
 
@@ -140,17 +148,25 @@ def _monte_carlo(x, z, gamma, bias, n):
     grad_prod = leaky_grad(ux, gamma)[:, None, :] * leaky_grad(uz, gamma)[None, :, :]
     samples = {
         "phi": (grad_prod, kernels.phi(x, z, gamma=gamma, bias=bias)),
-        "nngp": (leaky(ux, gamma)[:, None, :] * leaky(uz, gamma)[None, :, :],
-                 kernels.nngp(x, z, gamma=gamma, bias=bias)),
+        "nngp": (
+            leaky(ux, gamma)[:, None, :] * leaky(uz, gamma)[None, :, :],
+            kernels.nngp(x, z, gamma=gamma, bias=bias),
+        ),
         # standard: grad_w f = a_i sigma' x, grad_b f = a_i sigma' (times m = n: an average over neurons)
-        "ntk_standard": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T + beta)[:, :, None],
-                         kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="standard")),
+        "ntk_standard": (
+            n * (a * a)[None, None, :] * grad_prod * (x @ z.T + beta)[:, :, None],
+            kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="standard"),
+        ),
         # ntk: W = sqrt(d) w, A = sqrt(m) a; grad_W f = A sigma' x / sqrt(d m), grad_b f = A sigma' / sqrt(m)
-        "ntk_ntk": (n * (a * a)[None, None, :] * grad_prod * (x @ z.T / d + beta)[:, :, None],
-                    kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk")),
+        "ntk_ntk": (
+            n * (a * a)[None, None, :] * grad_prod * (x @ z.T / d + beta)[:, :, None],
+            kernels.ntk(x, z, gamma=gamma, bias=bias, parametrization="ntk"),
+        ),
     }
-    return {name: (jnp.mean(s, axis=-1), jnp.std(s, axis=-1) / np.sqrt(n), closed)
-            for name, (s, closed) in samples.items()}
+    return {
+        name: (jnp.mean(s, axis=-1), jnp.std(s, axis=-1) / np.sqrt(n), closed)
+        for name, (s, closed) in samples.items()
+    }
 
 
 # ----------------------------------------------------------------------------- blockwise evaluation, bridge
@@ -180,8 +196,10 @@ def test_stax_kernel_bridge_for_deeper_net(small_data):
     x, y, z = small_data
     stax = kernels.neural_tangents().stax
     _, _, kernel_fn = stax.serial(
-        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(),
-        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(),
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
         stax.Dense(1, W_std=1.5, b_std=0.0),
     )
     with enable_x64():
@@ -190,8 +208,9 @@ def test_stax_kernel_bridge_for_deeper_net(small_data):
         k_zx = kern(z, x)
         assert k_zx.shape == (z.shape[0], x.shape[0])
         np.testing.assert_allclose(k_zx, kernel_fn(z, x, "ntk"), rtol=1e-14)
-        np.testing.assert_allclose(kernels.stax_kernel(kernel_fn, "nngp")(z, x), kernel_fn(z, x, "nngp"),
-                                   rtol=1e-14)
+        np.testing.assert_allclose(
+            kernels.stax_kernel(kernel_fn, "nngp")(z, x), kernel_fn(z, x, "nngp"), rtol=1e-14
+        )
         np.testing.assert_allclose(kernels.kernel_matrix(kern, z, x, block_size=4), k_zx, rtol=1e-12)
         # a genuinely deeper kernel: not the two-layer one, and a valid (PSD) Gram matrix
         assert rel_err(k_zx, kernels.ntk(z, x, parametrization="ntk", train_readout=True)) > 1e-2
@@ -217,9 +236,9 @@ GRAD_KINDS = [
 @pytest.mark.parametrize("gamma", [0.0, 0.5])
 @pytest.mark.parametrize("kind,kw", GRAD_KINDS, ids=["phi", "nngp", "ntk_std", "ntk_ntk_readout"])
 def test_gradient_at_training_points_is_finite(small_data, kind, kw, gamma, bias):
-    """At z == x_n the angle sits at the cone tip rho = 1: arccos' is infinite there. The safe arccos must give
-    a finite gradient, equal to the symmetric (central-difference) derivative: the zero subgradient of the
-    tip for Phi and the NTK, the true gradient for the (differentiable) NNGP."""
+    """At z == x_n the angle sits at the cone tip rho = 1: arccos' is infinite there. The safe arccos must
+    give a finite gradient, equal to the symmetric (central-difference) derivative: the zero subgradient of
+    the tip for Phi and the NTK, the true gradient for the (differentiable) NNGP."""
     x, _, _ = small_data
     kern = kernels.two_layer_kernel(kind, gamma=gamma, bias=bias, **kw)
     c = np.linspace(-1.0, 1.0, x.shape[0])
@@ -264,8 +283,10 @@ def test_predicted_direction_is_normalized_weighted_sum(small_data):
         assert dirs.shape == z.shape
         np.testing.assert_allclose(jnp.linalg.norm(dirs, axis=1), 1.0, rtol=1e-12)
         for i in range(z.shape[0]):
-            raw = sum(y[k] * kernels.phi(z[i:i + 1], x[k:k + 1], gamma=0.3)[0, 0] * x[k]
-                      for k in range(x.shape[0]))
+            raw = sum(
+                y[k] * kernels.phi(z[i : i + 1], x[k : k + 1], gamma=0.3)[0, 0] * x[k]
+                for k in range(x.shape[0])
+            )
             np.testing.assert_allclose(dirs[i], raw / jnp.linalg.norm(raw), rtol=1e-10)
 
 

@@ -31,7 +31,9 @@ def test_identity_predictor_equals_closed_form(small_data):
     with enable_x64():
         x, y, z = jnp.asarray(x), jnp.asarray(y), jnp.asarray(z)
         kern = kernels.two_layer_kernel("ntk", gamma=0.2)
-        expected = f0_fn(z) + (t / x.shape[0]) * sum(y[n] * kern(x[n:n + 1], z)[0] for n in range(x.shape[0]))
+        expected = f0_fn(z) + (t / x.shape[0]) * sum(
+            y[n] * kern(x[n : n + 1], z)[0] for n in range(x.shape[0])
+        )
         pred = limits.identity_predictor(kern, x, y, t=t, f0=f0_fn)
         np.testing.assert_allclose(pred(z), expected, rtol=1e-12)
         centred = limits.identity_predictor(kern, x, y, t=t)
@@ -55,7 +57,9 @@ def test_mse_predictor_equals_neural_tangents_gradient_descent_mse(small_data, t
         q = jnp.concatenate([z, x])  # held-out points and the training points themselves
         k_train, k_test = kernels.kernel_matrix(kern, x), kern(q, x)
         predict_fn = nt.predict.gradient_descent_mse(k_train, y[:, None], learning_rate=1.0)
-        nt_train, nt_test = predict_fn(None if np.isinf(t) else t, f0_fn(x)[:, None], f0_fn(q)[:, None], k_test)
+        nt_train, nt_test = predict_fn(
+            None if np.isinf(t) else t, f0_fn(x)[:, None], f0_fn(q)[:, None], k_test
+        )
         pred = limits.mse_predictor(kern, x, y, t=t, f0=f0_fn, k_train=k_train)
         assert rel_err(pred(q), nt_test[:, 0]) < (1e-9 if np.isinf(t) else 1e-12)
         assert rel_err(pred(x), nt_train[:, 0]) < 1e-6  # see below
@@ -93,7 +97,9 @@ def test_flow_predictor_with_identity_loss_equals_identity_predictor(small_data)
             np.testing.assert_allclose(made(z), reference(z), rtol=1e-12)
         np.testing.assert_allclose(
             limits.flow_predictor(kern, x, y, loss="mse", lr=0.05, steps=40, f0=f0_fn)(z),
-            limits.mse_predictor(kern, x, y, t=2.0, f0=f0_fn)(z), rtol=1e-12)
+            limits.mse_predictor(kern, x, y, t=2.0, f0=f0_fn)(z),
+            rtol=1e-12,
+        )
 
 
 def test_flow_predictor_one_logistic_step(small_data):
@@ -125,8 +131,9 @@ def test_flow_predictor_equals_gradient_descent_on_the_linearized_net(small_data
         def theta_m(a, b):
             return empirical.empirical_ntk(apply_fn, p0, a, b, mask=mask)
 
-        pred = limits.flow_predictor(theta_m, x, y, loss=loss, lr=tc.lr, steps=tc.steps,
-                                     f0=lambda zz: apply_fn(p0, zz))
+        pred = limits.flow_predictor(
+            theta_m, x, y, loss=loss, lr=tc.lr, steps=tc.steps, f0=lambda zz: apply_fn(p0, zz)
+        )
         out = lin(trained, z)
         assert rel_err(out - apply_fn(p0, z), pred(z) - apply_fn(p0, z)) < 1e-9
         assert float(jnp.max(jnp.abs(out - apply_fn(p0, z)))) > 0.1  # training moved the function
@@ -153,7 +160,9 @@ def test_trained_finite_net_approaches_infinite_width_predictor(wide_init, param
 
             def one_seed(p0, apply_fn=apply_fn, mask=mask):
                 trained = training.train(apply_fn, p0, x, y, tc, mask=mask).params
-                pred = limits.identity_predictor(kern, x, y, t=tc.lr * tc.steps, f0=lambda zz: apply_fn(p0, zz))
+                pred = limits.identity_predictor(
+                    kern, x, y, t=tc.lr * tc.steps, f0=lambda zz: apply_fn(p0, zz)
+                )
                 f0_z, pred_z = apply_fn(p0, z), pred(z)
                 return jnp.sum((apply_fn(trained, z) - pred_z) ** 2), jnp.sum((pred_z - f0_z) ** 2)
 
@@ -204,8 +213,13 @@ def test_limit_classifiers_follow_theory_formulas(small_data, bias):
         for j in range(3):
             zj = z[j]
             f_ref = sum(y[k] * ph(x[k], zj) * (x[k] @ zj) for k in range(n)) / n
-            g_ref = sum(ph(x_adv[i], zj) * sum(y[k] * ph(x[i], x[k]) * (x[k] @ zj) for k in range(n)) / n
-                        for i in range(n)) / n
+            g_ref = (
+                sum(
+                    ph(x_adv[i], zj) * sum(y[k] * ph(x[i], x[k]) * (x[k] @ zj) for k in range(n)) / n
+                    for i in range(n)
+                )
+                / n
+            )
             np.testing.assert_allclose(hat_f(z)[j], f_ref, rtol=1e-12)
             np.testing.assert_allclose(hat_g(z)[j], g_ref, rtol=1e-12)
         if not bias:

@@ -29,7 +29,9 @@ def test_margin_loss_values(name, formula):
         f = jnp.asarray([0.3, -1.2, 2.0, 0.0])
         y = jnp.asarray([1.0, 1.0, -1.0, -1.0])
         np.testing.assert_allclose(losses.pointwise_loss(name, f, y), formula(np.asarray(y * f)), rtol=1e-14)
-        np.testing.assert_allclose(losses.mean_loss(name, f, y), np.mean(formula(np.asarray(y * f))), rtol=1e-14)
+        np.testing.assert_allclose(
+            losses.mean_loss(name, f, y), np.mean(formula(np.asarray(y * f))), rtol=1e-14
+        )
 
 
 def test_known_values():
@@ -38,8 +40,11 @@ def test_known_values():
         np.testing.assert_allclose(losses.margin_loss("exponential")(jnp.asarray(0.0)), 1.0, rtol=1e-15)
         np.testing.assert_allclose(losses.margin_loss("identity")(jnp.asarray(1.5)), -1.5, rtol=1e-15)
         # mse: (f - y)^2 / 2, not a function of the margin
-        np.testing.assert_allclose(losses.pointwise_loss("mse", jnp.asarray([0.5, -2.0]), jnp.asarray([1.0, -1.0])),
-                                   [0.125, 0.5], rtol=1e-15)
+        np.testing.assert_allclose(
+            losses.pointwise_loss("mse", jnp.asarray([0.5, -2.0]), jnp.asarray([1.0, -1.0])),
+            [0.125, 0.5],
+            rtol=1e-15,
+        )
 
 
 def test_logistic_is_stable_at_extreme_margins():
@@ -63,18 +68,24 @@ def test_multiclass_forms():
         out = jnp.asarray([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
         labels = jnp.asarray([1, 2])
         logp = out - jax.scipy.special.logsumexp(out, axis=1, keepdims=True)
-        np.testing.assert_allclose(losses.pointwise_loss("logistic", out, labels),
-                                   [-logp[0, 1], -logp[1, 2]], rtol=1e-14)
+        np.testing.assert_allclose(
+            losses.pointwise_loss("logistic", out, labels), [-logp[0, 1], -logp[1, 2]], rtol=1e-14
+        )
         onehot = np.eye(3)[[1, 2]]
-        np.testing.assert_allclose(losses.pointwise_loss("mse", out, labels),
-                                   0.5 * np.sum((np.asarray(out) - onehot) ** 2, axis=1), rtol=1e-14)
+        np.testing.assert_allclose(
+            losses.pointwise_loss("mse", out, labels),
+            0.5 * np.sum((np.asarray(out) - onehot) ** 2, axis=1),
+            rtol=1e-14,
+        )
         with pytest.raises(ValueError, match="loss 'identity' is defined for scalar outputs only"):
             losses.pointwise_loss("identity", out, labels)
 
 
 def test_check_loss_errors_name_the_loss():
     assert losses.check_loss("logistic") == "logistic"
-    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of identity, logistic, exponential, mse"):
+    with pytest.raises(
+        ValueError, match=r"unknown loss 'hinge'; expected one of identity, logistic, exponential, mse"
+    ):
         losses.check_loss("hinge")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         losses.pointwise_loss("hinge", jnp.zeros(2), jnp.ones(2))

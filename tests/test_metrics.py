@@ -47,7 +47,9 @@ def test_mean_ci_matches_scipy_t_interval(rng):
     assert ci.low == pytest.approx(low, rel=1e-12) and ci.high == pytest.approx(high, rel=1e-12)
     assert ci.half_width == pytest.approx((high - low) / 2)
     ci90 = mean_ci(v, level=0.9)
-    assert (ci90.low, ci90.high) == pytest.approx(stats.t.interval(0.9, df=6, loc=v.mean(), scale=stats.sem(v)))
+    assert (ci90.low, ci90.high) == pytest.approx(
+        stats.t.interval(0.9, df=6, loc=v.mean(), scale=stats.sem(v))
+    )
     # a NaN is an error naming the count, dropped only when asked (and counted); one value gives a
     # zero-width interval, none gives NaNs
     with pytest.raises(ValueError, match="1 of 8 values are NaN or inf"):
@@ -83,8 +85,10 @@ def test_fit_loglog_slope_recovers_a_known_slope(rng):
 def test_fit_loglog_slope_coverage_by_simulation(rng):
     """The 95% slope interval covers the true slope in ~95% of 500 noisy replicates ([0.92, 0.98])."""
     x = np.repeat([16.0, 64.0, 256.0, 1024.0], 3)
-    hits = [fit_loglog_slope(x, 2.0 * x**-0.5 * np.exp(0.2 * rng.standard_normal(x.size))).contains(-0.5)
-            for _ in range(500)]
+    hits = [
+        fit_loglog_slope(x, 2.0 * x**-0.5 * np.exp(0.2 * rng.standard_normal(x.size))).contains(-0.5)
+        for _ in range(500)
+    ]
     assert 0.92 <= np.mean(hits) <= 0.98
 
 
@@ -115,8 +119,13 @@ def test_flip_points_of_a_linear_predictor_are_exact():
 def test_transfer_matrix_and_mantel():
     y = np.array([1.0, 1.0, -1.0, -1.0])
     clean = np.array([[1, 1, -1, -1], [1, -1, -1, -1]], float)  # model 1 misclassifies point 1
-    adv = np.array([[[-1, -1, 1, -1], [-1, -1, -1, -1]],  # source 0 fools itself on 0, 1, 2
-                    [[1, 1, 1, 1], [-1, -1, 1, 1]]], float)  # source 1 fools itself on 0, 2, 3
+    adv = np.array(
+        [
+            [[-1, -1, 1, -1], [-1, -1, -1, -1]],  # source 0 fools itself on 0, 1, 2
+            [[1, 1, 1, 1], [-1, -1, 1, 1]],
+        ],
+        float,
+    )  # source 1 fools itself on 0, 2, 3
     tr = metrics.transfer_matrix(clean, adv, y, -y)
     assert tr[0, 0] == 1.0 and tr[1, 1] == 1.0
     assert tr[0, 1] == pytest.approx(1 / 2)  # base: points 0, 2 (fooled on source, correct on 1); fooled: 0

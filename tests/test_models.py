@@ -64,10 +64,15 @@ def test_standard_and_ntk_parametrizations_are_the_same_function_at_init(small_d
         np.testing.assert_allclose(outs["standard"], outs["ntk"], rtol=1e-12, atol=1e-13)
         assert float(jnp.std(outs["standard"])) > 0.05  # a non-trivial function
         # but the stored parameters differ by the sqrt(d), sqrt(m) factors
-        p_std = models.init_params(TwoLayerConfig(width=32), x.shape[1], key=jax.random.PRNGKey(7),
-                                   dtype=jnp.float64)
-        p_ntk = models.init_params(TwoLayerConfig(width=32, parametrization="ntk"), x.shape[1],
-                                   key=jax.random.PRNGKey(7), dtype=jnp.float64)
+        p_std = models.init_params(
+            TwoLayerConfig(width=32), x.shape[1], key=jax.random.PRNGKey(7), dtype=jnp.float64
+        )
+        p_ntk = models.init_params(
+            TwoLayerConfig(width=32, parametrization="ntk"),
+            x.shape[1],
+            key=jax.random.PRNGKey(7),
+            dtype=jnp.float64,
+        )
         np.testing.assert_allclose(p_ntk.w, p_std.w * np.sqrt(x.shape[1]), rtol=1e-14)
         np.testing.assert_allclose(p_ntk.a, p_std.a * np.sqrt(32), rtol=1e-14)
 
@@ -101,8 +106,9 @@ def test_apply_matches_the_defining_formula(small_data):
 
 def test_trainable_mask_names_the_trained_leaves():
     assert models.trainable_mask(TwoLayerConfig(width=3)) == models.TwoLayerParams(w=True, b=True, a=False)
-    assert models.trainable_mask(TwoLayerConfig(width=3, bias=False, train_readout=True)) == \
-        models.TwoLayerParams(w=True, b=False, a=True)
+    assert models.trainable_mask(
+        TwoLayerConfig(width=3, bias=False, train_readout=True)
+    ) == models.TwoLayerParams(w=True, b=False, a=True)
 
 
 def test_make_apply_is_cached_per_config():
@@ -137,8 +143,9 @@ def test_multi_output_shapes(small_data):
     assert out.shape == (x.shape[0], 4)
     assert models.hidden(p, jnp.asarray(x, jnp.float32), cfg).shape == (x.shape[0], 8)
     # each output column is its own scalar two-layer net sharing the hidden layer
-    col = models.apply(models.TwoLayerParams(w=p.w, b=p.b, a=p.a[:, 2]), jnp.asarray(x, jnp.float32),
-                       TwoLayerConfig(width=8))
+    col = models.apply(
+        models.TwoLayerParams(w=p.w, b=p.b, a=p.a[:, 2]), jnp.asarray(x, jnp.float32), TwoLayerConfig(width=8)
+    )
     np.testing.assert_allclose(out[:, 2], col, rtol=1e-6)
 
 

@@ -1,4 +1,5 @@
-"""neural-tangents is an optional extra: without it the bridge fails with one clear line, and the core works."""
+"""neural-tangents is an optional extra: without it the bridge fails with one clear line, and the core
+works."""
 
 import sys
 
@@ -20,9 +21,11 @@ def test_oracle_tests_skip_without_it():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    code = ("import sys; sys.modules['neural_tangents'] = None; import pytest; sys.exit(pytest.main(['-q', '-rs', "
-            "'-p', 'no:cacheprovider', 'tests/test_limits.py::"
-            "test_mse_predictor_equals_neural_tangents_gradient_descent_mse']))")
+    code = (
+        "import sys; sys.modules['neural_tangents'] = None; import pytest; "
+        "sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', 'tests/test_limits.py::"
+        "test_mse_predictor_equals_neural_tangents_gradient_descent_mse']))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "skipped" in done.stdout and "ntk-adv[oracle]" in done.stdout

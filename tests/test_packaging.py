@@ -1,5 +1,5 @@
-"""The wheel: ntk_adv and the experiments (as ntk_adv_experiments, never a top-level 'experiments'), the ntk-adv
-script, and no neural-tangents / TensorFlow in the core requirements."""
+"""The wheel: ntk_adv and the experiments (as ntk_adv_experiments, never a top-level 'experiments'), the
+ntk-adv script, and no neural-tangents / TensorFlow in the core requirements."""
 
 import shutil
 import subprocess
@@ -17,8 +17,13 @@ def wheel(tmp_path_factory):
     if uv is None:
         pytest.skip("uv is not on PATH")
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([uv, "build", "--wheel", "--offline", "-o", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [uv, "build", "--wheel", "--offline", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         pytest.skip(f"could not build the wheel offline: {done.stderr.strip().splitlines()[-1:]}")
     (path,) = out.glob("*.whl")

@@ -48,7 +48,9 @@ def test_same_iterates_as_backpropagated_gd(rng, parametrization, bias, gamma):
             for name in ("w", "b", "a"):
                 a, b = getattr(got, name), getattr(want, name)
                 assert a.dtype == jnp.float64
-                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(b))), err_msg=name)
+                np.testing.assert_allclose(
+                    a, b, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(b))), err_msg=name
+                )
         if not bias:
             assert not np.any(np.asarray(got.b))
 
@@ -76,9 +78,11 @@ def test_solver_choice_and_refusals():
     assert pattern_gd.choose(wide, gd, 2000, "autodiff") == "autodiff"
     assert pattern_gd.choose(wide, TrainConfig.paper(lr=0.01, steps=10), 2000) == "pattern"  # both presets
     assert pattern_gd.choose(wide, TrainConfig.paper(loss="logistic"), 2000) == "autodiff"
-    refusals = [(wide, TrainConfig.theory(loss="logistic"), "loss 'logistic'"),
-                (models.TwoLayerConfig(1024, train_readout=True), gd, "trained readout"),
-                (models.TwoLayerConfig(1024, n_out=3), gd, "n_out=3")]
+    refusals = [
+        (wide, TrainConfig.theory(loss="logistic"), "loss 'logistic'"),
+        (models.TwoLayerConfig(1024, train_readout=True), gd, "trained readout"),
+        (models.TwoLayerConfig(1024, n_out=3), gd, "n_out=3"),
+    ]
     for net, cfg, why in refusals:
         assert pattern_gd.choose(net, cfg, 2000) == "autodiff"
         with pytest.raises(ValueError, match=why):
@@ -89,10 +93,19 @@ def test_solver_choice_and_refusals():
 
 @pytest.mark.parametrize("centered, preset", [(False, "theory"), (True, "theory"), (True, "paper")])
 def test_protocol_trains_f_and_g_alike_with_both_solvers(centered, preset):
-    """train_f / train_g: the centred pair (theta, theta_0) keeps theta_0 and trains theta like the plain net."""
-    cfg = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5), width=32,
-                                  steps_f=15, steps_g=15, lr_f=0.5, lr_g=0.5, eps=0.5, centered=centered,
-                                  preset=preset)
+    """train_f / train_g: the centred pair (theta, theta_0) keeps theta_0 and trains theta like the plain
+    net."""
+    cfg = protocol.ProtocolConfig(
+        data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5),
+        width=32,
+        steps_f=15,
+        steps_g=15,
+        lr_f=0.5,
+        lr_g=0.5,
+        eps=0.5,
+        centered=centered,
+        preset=preset,
+    )
     from ntk_adv.data import data_arrays
 
     x, y, _, _ = data_arrays(cfg.data)
@@ -102,12 +115,16 @@ def test_protocol_trains_f_and_g_alike_with_both_solvers(centered, preset):
     adv = protocol.adversarial_set(cfg, lambda q: apply_fn(pf["autodiff"], q), x, y, key)
     pg = {s: protocol.train_g(cfg, adv, key, solver=s) for s in ("autodiff", "pattern")}
     for trained in (pf, pg):
-        for a, b in zip(jax.tree_util.tree_leaves(trained["pattern"]), jax.tree_util.tree_leaves(trained["autodiff"])):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(trained["pattern"]), jax.tree_util.tree_leaves(trained["autodiff"])
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     if centered:
         start = protocol.init_model(cfg, x.shape[1], protocol.stream(key, "f_init"), x.dtype)[0][1]
-        assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(pf["pattern"][1]),
-                                                         jax.tree_util.tree_leaves(start)))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(jax.tree_util.tree_leaves(pf["pattern"][1]), jax.tree_util.tree_leaves(start))
+        )
 
 
 def test_bad_inputs_are_named():
@@ -150,9 +167,10 @@ def plateau_scales(cfg, losses) -> np.ndarray:
 
 
 def big_unit(net, params, x, y, offset):
-    """Unit 0 made huge (bias, or weight norm, = ``offset``) and its readout set so that it adds a large positive
-    constant to the loss: the loss then improves by less than the plateau's relative tolerance (1e-4) per step,
-    and the schedule cuts the rate every ``patience`` steps, while the other units keep flipping activations."""
+    """Unit 0 made huge (bias, or weight norm, = ``offset``) and its readout set so that it adds a large
+    positive constant to the loss: the loss then improves by less than the plateau's relative tolerance (1e-4)
+    per step, and the schedule cuts the rate every ``patience`` steps, while the other units keep flipping
+    activations."""
     if net.bias:
         params = params.replace(b=params.b.at[0].set(offset))
     else:
@@ -166,14 +184,15 @@ def assert_same(got, want, rows=slice(None)):
     for name in ("w", "b"):
         a, b = getattr(got, name)[rows], getattr(want, name)[rows]
         assert a.dtype == jnp.float64
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(b))) + 1e-300,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            a, b, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(b))) + 1e-300, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("parametrization, bias, gamma", [("standard", True, 0.0), ("ntk", False, 0.2)])
 def test_paper_preset_same_iterates_as_optax_sgd_momentum_plateau(rng, parametrization, bias, gamma):
-    """Momentum 0.9 + reduce-on-plateau: the iterates equal optax's (float64, 1e-10) on the two steps after the
-    first cut and at the end, after three cuts, with activations flipping in the steps after a cut."""
+    """Momentum 0.9 + reduce-on-plateau: the iterates equal optax's (float64, 1e-10) on the two steps after
+    the first cut and at the end, after three cuts, with activations flipping in the steps after a cut."""
     net = models.TwoLayerConfig(WIDTH, gamma=gamma, bias=bias, parametrization=parametrization)
     lr = LR if parametrization == "standard" else LR * D  # the ntk kernel is d times smaller
     cfg = TrainConfig.paper(lr=lr, steps=PAPER_STEPS)
@@ -198,14 +217,16 @@ def test_paper_preset_same_iterates_as_optax_sgd_momentum_plateau(rng, parametri
 
 
 def test_momentum_alone_plateau_alone_and_centred_loss(rng):
-    """Each part of the paper optimizer on its own (momentum without the schedule, the schedule without momentum)
-    and a centred net, whose plateau schedule sees the loss of f - f_0: with unit 0 huge the plain loss would
-    plateau at once, the centred one (0 at the start, then decreasing) never does."""
+    """Each part of the paper optimizer on its own (momentum without the schedule, the schedule without
+    momentum) and a centred net, whose plateau schedule sees the loss of f - f_0: with unit 0 huge the plain
+    loss would plateau at once, the centred one (0 at the start, then decreasing) never does."""
     net = models.TwoLayerConfig(WIDTH)
     with enable_x64():
         x = jnp.asarray(rng.standard_normal((N, D)))
         y = jnp.asarray(np.where(rng.random(N) < 0.6, -1.0, 1.0))
-        p0 = big_unit(net, models.init_params(net, D, key=jax.random.PRNGKey(3), dtype=jnp.float64), x, y, 1e7)
+        p0 = big_unit(
+            net, models.init_params(net, D, key=jax.random.PRNGKey(3), dtype=jnp.float64), x, y, 1e7
+        )
         paper = TrainConfig.paper(lr=LR, steps=PAPER_STEPS)
         cases = [(paper.with_(plateau=False), False), (paper.with_(optimizer="gd"), False), (paper, True)]
         for cfg, center in cases:

@@ -25,19 +25,49 @@ def synthetic_rows(rng, inf_width=math.inf):
     for metric, v_inf in INF_VALUE.items():
         for s in range(SEEDS):
             for w in WIDTHS:
-                rows.append({"width": w, "seed": s, "eps": 1.0, "metric": metric,
-                             "value": v_inf - 0.5 / np.sqrt(w) + 0.01 * rng.standard_normal()})
-            rows.append({"width": inf_width, "seed": s, "eps": 1.0, "metric": metric,
-                         "value": v_inf + 0.002 * rng.standard_normal()})
+                rows.append(
+                    {
+                        "width": w,
+                        "seed": s,
+                        "eps": 1.0,
+                        "metric": metric,
+                        "value": v_inf - 0.5 / np.sqrt(w) + 0.01 * rng.standard_normal(),
+                    }
+                )
+            rows.append(
+                {
+                    "width": inf_width,
+                    "seed": s,
+                    "eps": 1.0,
+                    "metric": metric,
+                    "value": v_inf + 0.002 * rng.standard_normal(),
+                }
+            )
     for s in range(SEEDS):
         for w in (*WIDTHS, inf_width):
             scale = 1.0 if plots.is_infinite_width(w) else 1 - 1 / np.sqrt(w)
             for e in (0.0, 0.5, 2.0):
-                rows.append({"width": w, "seed": s, "eps": e, "steps_f": 100, "metric": "agreement_vs_eps",
-                             "value": 0.5 + 0.45 * scale * np.tanh(e) + 0.01 * rng.standard_normal()})
+                rows.append(
+                    {
+                        "width": w,
+                        "seed": s,
+                        "eps": e,
+                        "steps_f": 100,
+                        "metric": "agreement_vs_eps",
+                        "value": 0.5 + 0.45 * scale * np.tanh(e) + 0.01 * rng.standard_normal(),
+                    }
+                )
             for t in (1, 10, 100, 1000):
-                rows.append({"width": w, "seed": s, "eps": 1.0, "steps_f": t, "metric": "cos_predicted",
-                             "value": scale * t / (t + 10) + 0.01 * rng.standard_normal()})
+                rows.append(
+                    {
+                        "width": w,
+                        "seed": s,
+                        "eps": 1.0,
+                        "steps_f": t,
+                        "metric": "cos_predicted",
+                        "value": scale * t / (t + 10) + 0.01 * rng.standard_normal(),
+                    }
+                )
     return rows
 
 
@@ -46,7 +76,9 @@ def dashed(ax):
 
 
 def inf_mean(rows, metric):
-    return np.mean([r["value"] for r in rows if r["metric"] == metric and plots.is_infinite_width(r["width"])])
+    return np.mean(
+        [r["value"] for r in rows if r["metric"] == metric and plots.is_infinite_width(r["width"])]
+    )
 
 
 @pytest.fixture
@@ -76,7 +108,9 @@ def test_figure_vs_width(rows, tmp_path):
         metric_label = plots.axis_label(metric)
         curve = lines[metric_label]
         np.testing.assert_array_equal(curve.get_xdata(), WIDTHS)  # the infinite rows are not a point
-        expected = [np.mean([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in WIDTHS]
+        expected = [
+            np.mean([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in WIDTHS
+        ]
         np.testing.assert_allclose(curve.get_ydata(), expected)
         inf_line = lines[f"{metric_label} (infinite width)"]
         assert inf_line.get_linestyle() == "--" and inf_line.get_color() == curve.get_color()
@@ -105,8 +139,11 @@ def test_figures_from_a_csv_round_trip(rows, tmp_path):
 
 
 def test_figure_vs_eps(rows, tmp_path):
-    assert_written(plots.figure_vs(rows, "eps", "agreement_vs_eps", out=tmp_path, steps_f=100), tmp_path,
-                   "agreement_vs_eps_vs_eps")
+    assert_written(
+        plots.figure_vs(rows, "eps", "agreement_vs_eps", out=tmp_path, steps_f=100),
+        tmp_path,
+        "agreement_vs_eps_vs_eps",
+    )
     fig, (ax,) = plots.new_figure()
     plots.draw_vs(ax, rows, "eps", "agreement_vs_eps", steps_f=100)
     labels = [ln.get_label() for ln in ax.get_lines()]
@@ -114,8 +151,11 @@ def test_figure_vs_eps(rows, tmp_path):
     (inf_line,) = dashed(ax)
     assert inf_line.get_label() == "infinite width"
     np.testing.assert_array_equal(inf_line.get_xdata(), [0.0, 0.5, 2.0])
-    sel = [r["value"] for r in rows if r["metric"] == "agreement_vs_eps" and r["eps"] == 2.0
-           and plots.is_infinite_width(r["width"])]
+    sel = [
+        r["value"]
+        for r in rows
+        if r["metric"] == "agreement_vs_eps" and r["eps"] == 2.0 and plots.is_infinite_width(r["width"])
+    ]
     assert inf_line.get_ydata()[-1] == pytest.approx(np.mean(sel))
     assert ax.get_xscale() == "linear"
     plt.close(fig)
@@ -143,13 +183,23 @@ def test_decision_map(tmp_path):
     zero contours dashed / dotted."""
     n, extent = 41, (-1.0, 1.0, -1.0, 1.0)
     u = np.linspace(-1, 1, n)
-    grid = {"f": np.tile(u, (n, 1)), "g": np.tile(u - 0.5, (n, 1)),
-            "hat_f": np.tile(u + 0.1, (n, 1)), "hat_g": np.tile(u, (n, 1)).T}
+    grid = {
+        "f": np.tile(u, (n, 1)),
+        "g": np.tile(u - 0.5, (n, 1)),
+        "hat_f": np.tile(u + 0.1, (n, 1)),
+        "hat_g": np.tile(u, (n, 1)).T,
+    }
     fig, (ax,) = plots.new_figure()
     pts, labels = np.array([[0.5, 0.2], [-0.5, 0.1]]), np.array([1.0, -1.0])
     plots.decision_map(ax, grid, "f", "g", extent, points=pts, labels=labels)
-    (mesh,) = [c for c in ax.collections if hasattr(c, "get_array") and not isinstance(c, ContourSet)
-               and c.get_array() is not None and np.ma.isMaskedArray(c.get_array())]
+    (mesh,) = [
+        c
+        for c in ax.collections
+        if hasattr(c, "get_array")
+        and not isinstance(c, ContourSet)
+        and c.get_array() is not None
+        and np.ma.isMaskedArray(c.get_array())
+    ]
     shaded = ~np.ma.getmaskarray(mesh.get_array())
     assert shaded.sum() == n * np.sum((u >= 0) & (u < 0.5))
     contours = [c for c in ax.collections if isinstance(c, ContourSet)]
@@ -187,8 +237,13 @@ def test_type3_check_would_catch_type3(tmp_path):
 
 def test_labels_never_raw_field_names(rows):
     fig, (ax,) = plots.new_figure()
-    plots.draw_vs(ax, [{**r, "data.d": r["steps_f"]} for r in rows if r["metric"] == "cos_predicted"], "data.d",
-                  "cos_predicted", eps=1.0)
+    plots.draw_vs(
+        ax,
+        [{**r, "data.d": r["steps_f"]} for r in rows if r["metric"] == "cos_predicted"],
+        "data.d",
+        "cos_predicted",
+        eps=1.0,
+    )
     assert ax.get_xlabel() == "d (input dimension)" and ax.get_ylabel() == "mean |cos(eta_n, D_n)|"
     assert plots.axis_label("eps") == "eps (L2 norm)" and plots.axis_label("steps_g") == "T_g (steps of g)"
     assert plots.axis_label("agreement") == "agreement of sign f and sign g"
@@ -211,7 +266,10 @@ def test_factor_spaced_axes_are_logarithmic(rows):
 
 
 def test_proportion_intervals_stay_in_unit_interval():
-    rows = [{"width": 16, "seed": s, "metric": "agreement", "value": v} for s, v in enumerate((1.0, 1.0, 0.5, 1.0, 1.0))]
+    rows = [
+        {"width": 16, "seed": s, "metric": "agreement", "value": v}
+        for s, v in enumerate((1.0, 1.0, 0.5, 1.0, 1.0))
+    ]
     _, mean, low, high = plots.curve(rows, "width", "agreement")
     assert 0.0 <= low[0] <= mean[0] <= high[0] <= 1.0
     _, _, low_t, high_t = plots.curve([{**r, "metric": "loss_like"} for r in rows], "width", "loss_like")
@@ -222,8 +280,9 @@ def test_import_selects_no_backend():
     import subprocess
     import sys
 
-    code = ("import matplotlib, ntk_adv.plots as p; "
-            "print(matplotlib.rcParams._get_backend_or_none())")
+    code = "import matplotlib, ntk_adv.plots as p; print(matplotlib.rcParams._get_backend_or_none())"
     env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert out.strip() == "None"

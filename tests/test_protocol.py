@@ -48,7 +48,8 @@ def mean_target_sign(cfg, y, key) -> float:
 # ------------------------------------------------------------------------------------------- shared runs
 @pytest.fixture(scope="module")
 def centred_runs(arrays):
-    """Centred nets of widths 16 and 1024 and the infinite-width limit, eps in {0, 2}: metric -> (seeds, 2)."""
+    """Centred nets of widths 16 and 1024 and the infinite-width limit, eps in {0, 2}: metric -> (seeds,
+    2)."""
     cfg = BASE.with_(centered=True)
     out = {w: protocol.run_seeds(cfg.with_(width=w), arrays, SEEDS, eps=EPS) for w in (16, 1024)}
     out["inf"] = protocol.run_seeds(cfg, arrays, SEEDS, eps=EPS, infinite=True)
@@ -57,11 +58,11 @@ def centred_runs(arrays):
 
 # Non-centred lazy net (width 2048); grid points (eps, lr_f, lr_g) zipped, steps_f = steps_g = 50:
 LAZY_POINTS = {
-    "control": (0.0, 0.2, 0.4),      # eps = 0
-    "main": (2.0, 0.2, 0.4),         # T_f = 10, T_g = 20
+    "control": (0.0, 0.2, 0.4),  # eps = 0
+    "main": (2.0, 0.2, 0.4),  # T_f = 10, T_g = 20
     "T_f=1": (2.0, 0.02, 0.4),
     "T_f=0.01": (2.0, 2e-4, 0.4),
-    "T_g=0.02": (2.0, 0.2, 4e-4),    # g barely trained: its random init function dominates
+    "T_g=0.02": (2.0, 0.2, 4e-4),  # g barely trained: its random init function dominates
 }
 
 
@@ -129,7 +130,7 @@ def test_eps_zero_centred_g_is_the_constant_sign_of_the_mean_target(arrays, cent
         assert centred_runs[16]["agreement"][s, 0] == pytest.approx(np.mean(f_pos == (sign > 0)), abs=1e-6)
 
 
-# ------------------------------------------------------------------------------------------- predicted direction
+# ---------------------------------------------------------------------------------------- predicted direction
 def test_cosine_with_predicted_direction_rises_with_training_time_of_f(lazy_run):
     """Width 2048, non-centred: eta_n follows grad f(x_n) = grad f_0(x_n) + (T_f/N) sum_k y_k Phi x_k + ...;
     the random init gradient (cosine ~ sqrt(2/(pi d)) ~ 0.15 with D_n) dominates for small T_f, the
@@ -141,7 +142,8 @@ def test_cosine_with_predicted_direction_rises_with_training_time_of_f(lazy_run)
 
 def test_infinite_width_perturbation_is_the_predicted_direction(centred_runs):
     """Infinite width, identity loss, one_step_l2: grad f_inf(x_n) = (t/N) sum_k y_k [Phi(x_n, x_k) x_k
-    + (x_k.x_n + 1) grad Phi]; the centred f_inf has no init term, so eta_n is +-D_n up to the grad-Phi term."""
+    + (x_k.x_n + 1) grad Phi]; the centred f_inf has no init term, so eta_n is +-D_n up to the grad-Phi
+    term."""
     cos = centred_runs["inf"]["cos_predicted"][:, 1]
     assert np.all(cos > 0.95), cos
     assert np.all(centred_runs["inf"]["cos_predicted"][:, 0] == 0.0)
@@ -163,7 +165,10 @@ def test_finite_width_converges_to_the_infinite_width_protocol(centred_runs):
     """Centred nets, eps = 2: widths 16 -> 1024 bring finite f, g and the agreement to the limit (same keys,
     hence the same targets, in both runs: the comparison is paired per seed)."""
     r16, r1024, rinf = centred_runs[16], centred_runs[1024], centred_runs["inf"]
-    gap = {w: np.abs(r["agreement"][:, 1] - rinf["agreement"][:, 1]).mean() for w, r in ((16, r16), (1024, r1024))}
+    gap = {
+        w: np.abs(r["agreement"][:, 1] - rinf["agreement"][:, 1]).mean()
+        for w, r in ((16, r16), (1024, r1024))
+    }
     assert gap[1024] < 0.01 and gap[1024] < gap[16], gap
     for m in ("agreement_f_inf", "agreement_g_inf"):
         miss16, miss1024 = 1 - r16[m][:, 1].mean(), 1 - r1024[m][:, 1].mean()
@@ -174,7 +179,7 @@ def test_finite_width_converges_to_the_infinite_width_protocol(centred_runs):
         assert r1024[m][:, 1].mean() < r16[m][:, 1].mean() / factor, (m, r16[m][:, 1], r1024[m][:, 1])
 
 
-# ------------------------------------------------------------------------------------------- limit classifiers
+# ------------------------------------------------------------------------------------------ limit classifiers
 def test_limit_classifiers_match_the_trained_limit(arrays):
     """hat_f has the sign of the trained centred f_inf (identity loss) on > 90% of held-out points; hat_g that
     of g_inf, and hat_g agrees with hat_f (the theory's claim) on > 90%."""
@@ -201,17 +206,25 @@ def test_limit_classifiers_are_the_formulas(rng):
             return float(kernels.phi(jnp.asarray(a[None, :]), jnp.asarray(b[None, :]), gamma=gamma)[0, 0])
 
     hf = [sum(y[i] * phi(x[i], zj) * (x[i] @ zj) for i in range(n)) / n for zj in z]
-    hg = [sum(phi(x_adv[i], zj) * sum(y[k] * phi(x[i], x[k]) * (x[k] @ zj) for k in range(n)) / n
-              for i in range(n)) / n for zj in z]
+    hg = [
+        sum(
+            phi(x_adv[i], zj) * sum(y[k] * phi(x[i], x[k]) * (x[k] @ zj) for k in range(n)) / n
+            for i in range(n)
+        )
+        / n
+        for zj in z
+    ]
     with enable_x64():
-        hat_f, hat_g = limits.limit_classifiers(jnp.asarray(x), jnp.asarray(y), jnp.asarray(x_adv), gamma=gamma)
+        hat_f, hat_g = limits.limit_classifiers(
+            jnp.asarray(x), jnp.asarray(y), jnp.asarray(x_adv), gamma=gamma
+        )
         np.testing.assert_allclose(np.asarray(hat_f(jnp.asarray(z))), hf, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(np.asarray(hat_g(jnp.asarray(z))), hg, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="N, d"):
         limits.limit_classifiers(jnp.asarray(x), jnp.asarray(y[:4]), jnp.asarray(x_adv))
 
 
-# ------------------------------------------------------------------------------------------- scenarios b / noise
+# ---------------------------------------------------------------------------------------- scenarios b / noise
 @pytest.mark.parametrize("scenario", ["b", "noise"])
 def test_scenarios_b_and_noise(arrays, scenario):
     """Scenario (b) x + eta and the noise scenario run at finite and infinite width with finite metrics in
@@ -219,7 +232,10 @@ def test_scenarios_b_and_noise(arrays, scenario):
     x, y, z, y_test = arrays
     cfg = BASE.with_(scenario=scenario, eps=10.0, width=32, steps_f=50, lr_f=0.2, steps_g=50, lr_g=0.4)
     key = jax.random.PRNGKey(1)
-    for out in (protocol.finite_cell(cfg, x, y, z, y_test, key), protocol.infinite_cell(cfg, x, y, z, y_test, key)):
+    for out in (
+        protocol.finite_cell(cfg, x, y, z, y_test, key),
+        protocol.infinite_cell(cfg, x, y, z, y_test, key),
+    ):
         vals = {k: float(v) for k, v in out.items()}
         assert all(math.isfinite(v) for v in vals.values()), vals
         for k in ("agreement", "g_acc_train", "g_acc_test", "g_acc_adv", "cos_predicted"):
@@ -272,10 +288,12 @@ def test_noise_has_the_data_scale(arrays, kind):
 
 
 # ------------------------------------------------------------------------------------------- attacks
-LBFGS_CACHE_BUG = ("known, outside this suite: with jaxlib 0.5.3 on CPU an lbfgs executable loaded from the "
-                   "persistent compilation cache (conftest sets JAX_COMPILATION_CACHE_DIR) returns eta = 0; a fresh "
-                   "compile of the same program moves the points. Reproduced with a bare jax.jit of "
-                   "attacks.lbfgs_attack run twice in two processes sharing a cache directory.")
+LBFGS_CACHE_BUG = (
+    "known, outside this suite: with jaxlib 0.5.3 on CPU an lbfgs executable loaded from the "
+    "persistent compilation cache (conftest sets JAX_COMPILATION_CACHE_DIR) returns eta = 0; a fresh "
+    "compile of the same program moves the points. Reproduced with a bare jax.jit of "
+    "attacks.lbfgs_attack run twice in two processes sharing a cache directory."
+)
 
 
 def persistent_cache_active() -> bool:
@@ -289,8 +307,18 @@ def test_every_attack_runs_through_the_protocol(name):
     spec = DataSpec("shifted_gauss", n_train=11, n_test=4, d=8)
     ds = load_spec(spec)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    cfg = protocol.ProtocolConfig(data=spec, width=16, scenario="b", attack=name, eps=0.5,
-                                  attack_steps=3, attack_k=2, attack_c=0.1, steps_f=20, lr_f=0.1)
+    cfg = protocol.ProtocolConfig(
+        data=spec,
+        width=16,
+        scenario="b",
+        attack=name,
+        eps=0.5,
+        attack_steps=3,
+        attack_k=2,
+        attack_c=0.1,
+        steps_f=20,
+        lr_f=0.1,
+    )
     key = jax.random.PRNGKey(0)
     apply_fn = protocol.model_apply(cfg)
     pf = protocol.train_f(cfg, x, y, key)
@@ -317,24 +345,27 @@ def test_zero_radius_gives_zero_perturbations():
 
 
 # ------------------------------------------------------------------------------------------- configuration
-@pytest.mark.parametrize("changes, message", [
-    ({"scenario": "c"}, "unknown scenario 'c'"),
-    ({"attack": "cw"}, "unknown attack 'cw'"),
-    ({"targets": "fixed"}, "unknown targets 'fixed'"),
-    ({"preset": "adam"}, "unknown preset 'adam'"),
-    ({"noise": "laplace"}, "unknown noise 'laplace'"),
-    ({"eps": -0.1}, "eps must be finite and >= 0"),
-    ({"eps": float("nan")}, "eps must be finite and >= 0"),
-    ({"gamma": 1.0}, r"gamma=1.0 is outside \[0, 1\)"),
-    ({"gamma": -0.5, "width": None}, r"gamma=-0.5 is outside \[0, 1\)"),
-    ({"width": 0}, "width must be an integer >= 1"),
-    ({"loss": "hinge"}, "unknown loss .hinge."),
-    ({"parametrization": "mup"}, "unknown parametrization 'mup'"),
-    ({"attack": "pgd_l2", "attack_steps": 0}, "steps must be an integer >= 1"),
-    ({"attack": "l0", "attack_k": 0}, "k must be an integer >= 1"),
-    ({"attack": "pgd_linf", "attack_steps": 0, "eps": 0.0}, "steps must be an integer >= 1"),
-    ({"attack": "lbfgs", "attack_c": -1.0}, "c must be a positive finite scalar"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"scenario": "c"}, "unknown scenario 'c'"),
+        ({"attack": "cw"}, "unknown attack 'cw'"),
+        ({"targets": "fixed"}, "unknown targets 'fixed'"),
+        ({"preset": "adam"}, "unknown preset 'adam'"),
+        ({"noise": "laplace"}, "unknown noise 'laplace'"),
+        ({"eps": -0.1}, "eps must be finite and >= 0"),
+        ({"eps": float("nan")}, "eps must be finite and >= 0"),
+        ({"gamma": 1.0}, r"gamma=1.0 is outside \[0, 1\)"),
+        ({"gamma": -0.5, "width": None}, r"gamma=-0.5 is outside \[0, 1\)"),
+        ({"width": 0}, "width must be an integer >= 1"),
+        ({"loss": "hinge"}, "unknown loss .hinge."),
+        ({"parametrization": "mup"}, "unknown parametrization 'mup'"),
+        ({"attack": "pgd_l2", "attack_steps": 0}, "steps must be an integer >= 1"),
+        ({"attack": "l0", "attack_k": 0}, "k must be an integer >= 1"),
+        ({"attack": "pgd_linf", "attack_steps": 0, "eps": 0.0}, "steps must be an integer >= 1"),
+        ({"attack": "lbfgs", "attack_c": -1.0}, "c must be a positive finite scalar"),
+    ],
+)
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         protocol.ProtocolConfig(**changes)
@@ -374,8 +405,13 @@ def test_decision_grid_orientation_and_values():
     basis = np.eye(d)[:2]
     origin = np.zeros(d)
     w = np.array([2.0, -3.0, 1.0, 0.0, 0.0])
-    out = protocol.decision_grid({"lin": lambda q: q @ jnp.asarray(w, q.dtype), "one": lambda q: q[:, 0] * 0 + 1},
-                                 origin, basis, (-1.0, 1.0, -2.0, 2.0), 5)
+    out = protocol.decision_grid(
+        {"lin": lambda q: q @ jnp.asarray(w, q.dtype), "one": lambda q: q[:, 0] * 0 + 1},
+        origin,
+        basis,
+        (-1.0, 1.0, -2.0, 2.0),
+        5,
+    )
     u, v = protocol.grid_axes((-1.0, 1.0, -2.0, 2.0), 5)
     assert out["lin"].shape == out["one"].shape == (5, 5)
     np.testing.assert_allclose(out["lin"], 2.0 * u[None, :] - 3.0 * v[:, None], atol=1e-6)

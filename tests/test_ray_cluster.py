@@ -21,9 +21,29 @@ if importlib.util.find_spec("ray") is None:
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["perturbation-learning", "--dataset", "shifted_gauss", "--data.n-train", "24", "--data.n-test", "16",
-        "--data.d", "8", "--widths", "8", "--seeds", "2", "--eps", "1.0", "--steps-f", "10", "--steps-g", "10",
-        "--no-decision-map", "--quiet"]
+ARGS = [
+    "perturbation-learning",
+    "--dataset",
+    "shifted_gauss",
+    "--data.n-train",
+    "24",
+    "--data.n-test",
+    "16",
+    "--data.d",
+    "8",
+    "--widths",
+    "8",
+    "--seeds",
+    "2",
+    "--eps",
+    "1.0",
+    "--steps-f",
+    "10",
+    "--steps-g",
+    "10",
+    "--no-decision-map",
+    "--quiet",
+]
 
 
 def free_port() -> int:
@@ -43,12 +63,30 @@ def cluster(tmp_path_factory):
     # Ray >= 2.59 authenticates local clusters with a token; the fixture's own token (never the shared default
     # file) keeps parallel clusters of other processes apart.
     token = secrets.token_hex(32)
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
     with open(log, "w") as fh:
-        proc = subprocess.Popen([*cmd, "start", "--head", "--port", str(port), "--num-cpus", "2",
-                                 "--include-dashboard=false", "--disable-usage-stats", "--block"],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                *cmd,
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--num-cpus",
+                "2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--block",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 120
     while "Ray runtime started" not in log.read_text():
@@ -69,7 +107,10 @@ def cluster(tmp_path_factory):
 
 
 def records(out: Path) -> dict:
-    return {p.stem: json.loads(p.read_text())["metrics"] for p in sorted((out / "store" / "records").glob("*.json"))}
+    return {
+        p.stem: json.loads(p.read_text())["metrics"]
+        for p in sorted((out / "store" / "records").glob("*.json"))
+    }
 
 
 def test_sweep_on_a_ray_cluster_matches_inprocess(cluster, tmp_path, capsys):
@@ -77,11 +118,29 @@ def test_sweep_on_a_ray_cluster_matches_inprocess(cluster, tmp_path, capsys):
     process)."""
     address, token = cluster
     assert cli.main([*ARGS, "--out", str(tmp_path / "local")]) == 0
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "experiments.cli", *ARGS, "--ray-address", address, "--out",
-                           str(tmp_path / "ray")], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            *ARGS,
+            "--ray-address",
+            address,
+            "--out",
+            str(tmp_path / "ray"),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     local, remote = records(tmp_path / "local"), records(tmp_path / "ray")
     assert len(local) == 2 * 2 and local.keys() == remote.keys()

@@ -12,8 +12,15 @@ from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.store import ResultStore, cell_id
 
-BASE = protocol.ProtocolConfig(data=DataSpec("shifted_gauss", n_train=24, n_test=20, d=8), width=8, steps_f=10,
-                               steps_g=10, lr_f=0.1, lr_g=0.1, eps=1.0)
+BASE = protocol.ProtocolConfig(
+    data=DataSpec("shifted_gauss", n_train=24, n_test=20, d=8),
+    width=8,
+    steps_f=10,
+    steps_g=10,
+    lr_f=0.1,
+    lr_g=0.1,
+    eps=1.0,
+)
 GRID = engine.Grid(BASE, axes=(("width", (8, None)), ("eps", (0.5, 2.0)), ("lr_g", (0.1, 0.05))), seeds=2)
 N_CELLS = 2 * 2 * 2 * 2
 
@@ -68,8 +75,8 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path, referenc
 
 
 def test_batched_equals_one_by_one(reference):
-    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects - the tolerance the README
-    states (rtol 1e-5, atol 1e-6)."""
+    """vmapped cells vs each cell alone: equal up to float32 reduction-order effects - the tolerance the
+    README states (rtol 1e-5, atol 1e-6)."""
     for rec, (cfg, seed) in list(zip(reference, GRID.cells()))[::3]:
         alone = batch.run_protocol_batch([(cfg, seed)])[0]
         for k, v in alone.items():
@@ -117,8 +124,10 @@ def test_corrupt_record_is_reported_and_recomputed(tmp_path):
 
 def test_two_sweeps_share_a_store(tmp_path):
     """Two sweeps writing the same store at once leave exactly one readable record per cell."""
-    grids = [engine.Grid(BASE, axes=(("eps", (0.5, 1.0)),), seeds=2),
-             engine.Grid(BASE, axes=(("eps", (1.0, 2.0)),), seeds=2)]
+    grids = [
+        engine.Grid(BASE, axes=(("eps", (0.5, 1.0)),), seeds=2),
+        engine.Grid(BASE, axes=(("eps", (1.0, 2.0)),), seeds=2),
+    ]
     errors = []
 
     def go(g):
@@ -147,8 +156,10 @@ def test_export_long_format(tmp_path, reference):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # JAX warns when ray forks
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
-@pytest.mark.parametrize("backend", [pytest.param("processes", marks=pytest.mark.slow),
-                                     pytest.param("ray", marks=pytest.mark.slow)])  # ~25 s each: CI's slow run
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("processes", marks=pytest.mark.slow), pytest.param("ray", marks=pytest.mark.slow)],
+)  # ~25 s each: CI's slow run
 def test_backends_match_inprocess(tmp_path, reference, backend):
     records = batch.run_sweep(GRID, tmp_path, backend=backend, workers=2, progress=False, max_batch=8)
     assert metrics_by_id(records) == metrics_by_id(reference)
@@ -176,9 +187,9 @@ def test_vmapped_eps_matches_protocol_cell():
 
 @pytest.mark.parametrize("scenario", ["a", "b"])
 def test_wide_group_with_activation_space_solver_matches_backprop_cells(scenario):
-    """At width >= pattern_gd.AUTO_MIN_WIDTH the engine trains f and g in activation space; every metric equals
-    the plain cell trained by backpropagation (float32, 1e-4), and asking for a solver that does not exist
-    fails with its name."""
+    """At width >= pattern_gd.AUTO_MIN_WIDTH the engine trains f and g in activation space; every metric
+    equals the plain cell trained by backpropagation (float32, 1e-4), and asking for a solver that does not
+    exist fails with its name."""
     import jax
 
     from ntk_adv import pattern_gd

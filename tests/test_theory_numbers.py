@@ -34,11 +34,16 @@ def test_nngp_diag_is_the_variance_of_the_initial_function():
     z = 2.0 * np.random.default_rng(1).standard_normal((5, 6))
     with enable_x64():
         z64 = jnp.asarray(z, jnp.float64)
-        np.testing.assert_allclose(np.asarray(kernels.nngp_diag(z64, gamma=0.2)),
-                                   np.diag(np.asarray(kernels.nngp(z64, z64, gamma=0.2))), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(kernels.nngp_diag(z64, gamma=0.2)),
+            np.diag(np.asarray(kernels.nngp(z64, z64, gamma=0.2))),
+            rtol=1e-12,
+        )
     cfg = models.TwoLayerConfig(2048, gamma=0.2)
     keys = jax.random.split(jax.random.PRNGKey(2), 400)
-    outs = jax.vmap(lambda k: models.apply(models.init_params(cfg, 6, key=k), z.astype(jnp.float32), cfg))(keys)
+    outs = jax.vmap(lambda k: models.apply(models.init_params(cfg, 6, key=k), z.astype(jnp.float32), cfg))(
+        keys
+    )
     var = np.var(np.asarray(outs), axis=0)
     # 400 draws: the sample variance is within ~4 * sqrt(2/400) = 28% of the truth
     np.testing.assert_allclose(var, np.asarray(kernels.nngp_diag(jnp.asarray(z), gamma=0.2)), rtol=0.28)
@@ -53,8 +58,9 @@ def test_predicted_agreement_is_the_expectation_over_g0():
     g0 = rng.standard_normal((4000, 50)) * np.sqrt(var)
     mc = np.mean(np.where(f_z >= 0, 1, -1) == np.where(g0 + h >= 0, 1, -1))
     cfg = protocol.ProtocolConfig(data=DataSpec("gauss", n_train=4, n_test=4, d=4))
-    out = protocol.decomposition(cfg, jnp.asarray(f_z), jnp.zeros(50), jnp.asarray(h), jnp.ones(4),
-                                 jnp.asarray(z), g0_z=jnp.zeros(50))
+    out = protocol.decomposition(
+        cfg, jnp.asarray(f_z), jnp.zeros(50), jnp.asarray(h), jnp.ones(4), jnp.asarray(z), g0_z=jnp.zeros(50)
+    )
     assert float(out["agreement_predicted"]) == pytest.approx(mc, abs=0.01)
 
 
@@ -109,13 +115,14 @@ def test_balanced_targets_are_exactly_balanced_and_seeded():
 
 
 def test_paper_preset_limit_uses_the_heavy_ball_time():
-    """Under momentum 0.9 the finite nets converge to the limit at the effective time ~ 9.1 lr T (T = 100), not
-    at lr T: with lr T the relative gap of g to its limit would be ~ 5 (the limit moves 9x too little)."""
+    """Under momentum 0.9 the finite nets converge to the limit at the effective time ~ 9.1 lr T (T = 100),
+    not at lr T: with lr T the relative gap of g to its limit would be ~ 5 (the limit moves 9x too little)."""
     from ntk_adv.perturbation import batch
 
     data = DataSpec("digits", n_train=60, n_test=60)
-    cfg = protocol.ProtocolConfig(data=data, width=2048, lr_f=0.01, steps_f=100, lr_g=0.01, steps_g=100, eps=1.0,
-                                  preset="paper")
+    cfg = protocol.ProtocolConfig(
+        data=data, width=2048, lr_f=0.01, steps_f=100, lr_g=0.01, steps_g=100, eps=1.0, preset="paper"
+    )
     assert cfg.limit_time("g") == pytest.approx(9.100024, rel=1e-6)
     res = batch.run_protocol_batch([(cfg, s) for s in range(2)])
     assert max(r["g_gap"] for r in res) < 0.15 and max(r["f_gap"] for r in res) < 0.15

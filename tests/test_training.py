@@ -33,7 +33,9 @@ def test_training_decreases_the_loss(small_data, loss, preset):
     result = training.train(apply_fn, p0, x, y, tc, mask=models.trainable_mask(cfg))
     losses = np.asarray(result.losses)
     assert losses.shape == (60,) and np.all(np.isfinite(losses))
-    np.testing.assert_allclose(losses[0], mean_loss(loss, apply_fn(p0, x), y), rtol=1e-6)  # loss before step 1
+    np.testing.assert_allclose(
+        losses[0], mean_loss(loss, apply_fn(p0, x), y), rtol=1e-6
+    )  # loss before step 1
     final = float(mean_loss(loss, apply_fn(result.params, x), y))
     assert final < losses[0] - 0.05 * max(abs(losses[0]), 0.1), (losses[0], final)
     if preset == "theory":  # small-step gradient descent: (nearly) monotone
@@ -47,7 +49,9 @@ def test_first_gradient_step_follows_the_empirical_ntk(small_data):
     with enable_x64():
         apply_fn, p0, x, y = setup(small_data, cfg, jnp.float64)
         lr, n = 1e-3, x.shape[0]
-        result = training.train(apply_fn, p0, x, y, TrainConfig.theory(lr=lr, steps=2), mask=models.trainable_mask(cfg))
+        result = training.train(
+            apply_fn, p0, x, y, TrainConfig.theory(lr=lr, steps=2), mask=models.trainable_mask(cfg)
+        )
         theta = empirical.empirical_ntk(apply_fn, p0, x, mask=models.trainable_mask(cfg))
         drop = result.losses[0] - result.losses[1]
         np.testing.assert_allclose(drop, lr * (y @ theta @ y) / n**2, rtol=1e-9)
@@ -57,8 +61,14 @@ def test_frozen_readout_stays_bit_identical_and_trained_readout_moves(small_data
     for bias in (True, False):
         cfg = TwoLayerConfig(width=32, bias=bias)
         apply_fn, p0, x, y = setup(small_data, cfg)
-        out = training.train(apply_fn, p0, x, y, TrainConfig.paper(lr=0.05, steps=20, loss="logistic"),
-                             mask=models.trainable_mask(cfg)).params
+        out = training.train(
+            apply_fn,
+            p0,
+            x,
+            y,
+            TrainConfig.paper(lr=0.05, steps=20, loss="logistic"),
+            mask=models.trainable_mask(cfg),
+        ).params
         np.testing.assert_array_equal(out.a, p0.a)
         assert float(jnp.max(jnp.abs(out.w - p0.w))) > 1e-4
         if bias:
@@ -69,8 +79,14 @@ def test_frozen_readout_stays_bit_identical_and_trained_readout_moves(small_data
 
     cfg = TwoLayerConfig(width=32, train_readout=True)
     apply_fn, p0, x, y = setup(small_data, cfg)
-    out = training.train(apply_fn, p0, x, y, TrainConfig.theory(lr=0.05, steps=20, loss="logistic"),
-                         mask=models.trainable_mask(cfg)).params
+    out = training.train(
+        apply_fn,
+        p0,
+        x,
+        y,
+        TrainConfig.theory(lr=0.05, steps=20, loss="logistic"),
+        mask=models.trainable_mask(cfg),
+    ).params
     assert float(jnp.max(jnp.abs(out.a - p0.a))) > 1e-4
     # without a mask every leaf is trained
     out = training.train(apply_fn, p0, x, y, TrainConfig.theory(lr=0.05, steps=5)).params
@@ -89,7 +105,10 @@ def test_vmap_over_seeds_and_learning_rates_equals_one_by_one(small_data, preset
         def run(params, lr):
             return training.train(apply_fn, params, x, y, tc, lr=lr, mask=mask)
 
-        inits = [models.init_params(cfg, x.shape[1], key=jax.random.PRNGKey(s), dtype=jnp.float64) for s in range(3)]
+        inits = [
+            models.init_params(cfg, x.shape[1], key=jax.random.PRNGKey(s), dtype=jnp.float64)
+            for s in range(3)
+        ]
         stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *inits)
         batched = jax.vmap(lambda p: run(p, tc.lr))(stacked)
         lrs = jnp.array([0.01, 0.05, 0.2])
@@ -213,15 +232,37 @@ def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
     cfg = models.TwoLayerConfig(32)
     apply_fn, mask = models.make_apply(cfg), models.trainable_mask(cfg)
     p0 = models.init_params(cfg, 6, key=jax.random.PRNGKey(3))
-    plain = training.train(apply_fn, p0, x, y, training.TrainConfig.theory(lr=0.1, steps=30, loss="logistic"),
-                           mask=mask).params
-    zero = training.adversarial_train(apply_fn, p0, x, y, perturb=lambda f, x, y, k: jnp.zeros_like(x),
-                                      alpha=0.5, loss="logistic", lr=0.1, steps=30, mask=mask,
-                                      key=jax.random.PRNGKey(0))
+    plain = training.train(
+        apply_fn, p0, x, y, training.TrainConfig.theory(lr=0.1, steps=30, loss="logistic"), mask=mask
+    ).params
+    zero = training.adversarial_train(
+        apply_fn,
+        p0,
+        x,
+        y,
+        perturb=lambda f, x, y, k: jnp.zeros_like(x),
+        alpha=0.5,
+        loss="logistic",
+        lr=0.1,
+        steps=30,
+        mask=mask,
+        key=jax.random.PRNGKey(0),
+    )
     np.testing.assert_allclose(np.asarray(zero.w), np.asarray(plain.w), rtol=1e-5, atol=1e-6)
     fgsm = lambda f, x, y, k: attacks.fgsm(f, x, -y, eps=0.3, loss="logistic")  # noqa: E731
-    adv = training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, alpha=0.0, loss="logistic", lr=0.1,
-                                     steps=30, mask=mask, key=jax.random.PRNGKey(0))
+    adv = training.adversarial_train(
+        apply_fn,
+        p0,
+        x,
+        y,
+        perturb=fgsm,
+        alpha=0.0,
+        loss="logistic",
+        lr=0.1,
+        steps=30,
+        mask=mask,
+        key=jax.random.PRNGKey(0),
+    )
     np.testing.assert_array_equal(np.asarray(adv.a), np.asarray(p0.a))  # frozen readout stays frozen
 
     def adv_loss(p):

@@ -1,6 +1,7 @@
 """The one training loop gives the numbers of the two loops it replaced: float64 parameters (and losses) of
-``train`` (plain and centred, both presets, two losses, frozen and trained readout) and of ``adversarial_train``
-at a small config, stored in tests/data/reference_training.json by the pre-refactor code, equal to 1e-12."""
+``train`` (plain and centred, both presets, two losses, frozen and trained readout) and of
+``adversarial_train`` at a small config, stored in tests/data/reference_training.json by the pre-refactor
+code, equal to 1e-12."""
 
 import json
 from pathlib import Path
@@ -46,14 +47,28 @@ def test_train_and_adversarial_train_match_the_reference(parametrization, readou
                 want = REFERENCE[f"centred/{parametrization}/{preset}/{loss}"]
                 np.testing.assert_allclose(flat(r.params, r.losses), want, rtol=1e-12, atol=1e-12)
         for alpha in (0.0, 0.5):
-            p = adversarial_train(f, p0, x, y, perturb=perturb, alpha=alpha, loss="logistic", lr=0.05, steps=10,
-                                  key=jax.random.PRNGKey(5), mask=mask)
-            np.testing.assert_allclose(flat(p), REFERENCE[f"adv/{parametrization}/{alpha}"], rtol=1e-12, atol=1e-12)
+            p = adversarial_train(
+                f,
+                p0,
+                x,
+                y,
+                perturb=perturb,
+                alpha=alpha,
+                loss="logistic",
+                lr=0.05,
+                steps=10,
+                key=jax.random.PRNGKey(5),
+                mask=mask,
+            )
+            np.testing.assert_allclose(
+                flat(p), REFERENCE[f"adv/{parametrization}/{alpha}"], rtol=1e-12, atol=1e-12
+            )
 
 
 def test_anchored_weighted_fit_equals_a_plain_loop():
     """The anchored, sample-weighted objective of the one loop (plain GD through optax, frozen readout through
-    ``optax.multi_transform``) equals a hand-written masked GD loop (the one experiments/intriguing.py had)."""
+    ``optax.multi_transform``) equals a hand-written masked GD loop (the one experiments/intriguing.py
+    had)."""
     from ntk_adv.losses import pointwise_loss
     from ntk_adv.training import Objective, fit, make_optimizer
 
@@ -69,16 +84,31 @@ def test_anchored_weighted_fit_equals_a_plain_loop():
 
         def objective(p):
             fit_term = jnp.sum(w * pointwise_loss("logistic", apply_c(p, x), y)) / jnp.sum(w)
-            reg = sum(jnp.sum((a - b) ** 2) for a, b, m in
-                      zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(pair), mask_leaves) if m)
+            reg = sum(
+                jnp.sum((a - b) ** 2)
+                for a, b, m in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(pair), mask_leaves)
+                if m
+            )
             return fit_term + 0.5 * decay * reg
 
         p = pair
         for _ in range(steps):
             g = jax.tree_util.tree_leaves(jax.grad(objective)(p))
-            leaves = [a - lr * gl if m else a for a, gl, m in zip(jax.tree_util.tree_leaves(p), g, mask_leaves)]
+            leaves = [
+                a - lr * gl if m else a for a, gl, m in zip(jax.tree_util.tree_leaves(p), g, mask_leaves)
+            ]
             p = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pair), leaves)
-        got = fit(apply_c, pair, x, y, Objective("logistic", anchored=True, weighted=True),
-                  make_optimizer(TrainConfig.theory(), lr), steps=steps, mask=mask, sample_weight=w, anchor=pair,
-                  decay=decay).params
+        got = fit(
+            apply_c,
+            pair,
+            x,
+            y,
+            Objective("logistic", anchored=True, weighted=True),
+            make_optimizer(TrainConfig.theory(), lr),
+            steps=steps,
+            mask=mask,
+            sample_weight=w,
+            anchor=pair,
+            decay=decay,
+        ).params
         np.testing.assert_allclose(flat(got), flat(p), rtol=1e-12, atol=1e-12)

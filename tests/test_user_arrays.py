@@ -29,7 +29,9 @@ def test_spec_is_identified_by_content():
     ds = load_spec(a)
     np.testing.assert_array_equal(ds.x_train, arrays(0)[0])
     assert load_spec(DataSpec.from_arrays(*arrays(0), n_train=10)).x_train.shape == (10, 5)
-    back = pickle.loads(pickle.dumps(engine.set_field(cfg, "data.n_train", 12)))  # what process/Ray workers get
+    back = pickle.loads(
+        pickle.dumps(engine.set_field(cfg, "data.n_train", 12))
+    )  # what process/Ray workers get
     assert load_spec(back.data).x_train.shape == (12, 5)
 
 
@@ -55,7 +57,8 @@ def test_sweep_on_user_arrays_resumes_from_the_store(tmp_path):
     base = protocol.ProtocolConfig(data=spec, width=8, steps_f=5, steps_g=5, lr_f=0.1, lr_g=0.1, eps=1.0)
     grid = engine.Grid(base, axes=(("width", (8, None)),), seeds=1)
     first = batch.run_sweep(grid, tmp_path, progress=False)
-    again = batch.run_sweep(grid, tmp_path, progress=False,
-                             run_batch=lambda chunk: pytest.fail("recomputed a stored cell"))
+    again = batch.run_sweep(
+        grid, tmp_path, progress=False, run_batch=lambda chunk: pytest.fail("recomputed a stored cell")
+    )
     assert [r["metrics"] for r in first] == [r["metrics"] for r in again]
     assert {r["data_fingerprint"] for r in first} == {fingerprint(spec)}

@@ -3,9 +3,9 @@
 Centred two-layer nets f(x; theta_t) - f(x; theta_0) of several widths (standard or NTK parametrization as
 ``Config.net``; first layer trained by the library's full-batch gradient descent on the logistic loss, frozen
 readout) and their infinite-width limit, the kernel predictor f(z) = Theta(z, X) coef (docs/theory.md). Every
-claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate with a
-95% interval, verdict confirmed / refuted / inconclusive, the published number in ``paper``). Modules, one per
-claim group:
+claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate
+with a 95% interval, verdict confirmed / refuted / inconclusive, the published number in ``paper``). Modules,
+one per claim group:
 
 * :mod:`.distortion` (a, b) minimal box-constrained L-BFGS distortions (RMS per pixel, ||eta||_2 / sqrt(d)) vs
   width and anchored weight decay; Gaussian noise of the same L2 norm;
@@ -44,8 +44,18 @@ from .transfer import transfer_kappas
 
 COMMAND = "intriguing"
 
-__all__ = ["COMMAND", "PARTS", "QUICK_CONFIG", "Config", "anchored_limit_coefficients", "decayed_train",
-           "lipschitz_ratio_theory", "main", "top_k_purity", "transfer_kappas"]
+__all__ = [
+    "COMMAND",
+    "PARTS",
+    "QUICK_CONFIG",
+    "Config",
+    "anchored_limit_coefficients",
+    "decayed_train",
+    "lipschitz_ratio_theory",
+    "main",
+    "top_k_purity",
+    "transfer_kappas",
+]
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progress: bool = True) -> dict:
@@ -63,7 +73,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
     root = jax.random.PRNGKey(cfg.seed)
     n = x.shape[0]
     perm = np.asarray(jax.random.permutation(jax.random.fold_in(root, 7), n))
-    halves = {"A": np.sort(perm[: n // 2]), "B": np.sort(perm[n // 2:])}
+    halves = {"A": np.sort(perm[: n // 2]), "B": np.sort(perm[n // 2 :])}
 
     plan: dict[int, list[tuple[float, str, int]]] = {}  # width -> runs (decay, train_set, seed)
     attacked: set[int] = set()
@@ -72,7 +82,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
             plan.setdefault(w, []).extend((0.0, "full", s) for s in range(cfg.seeds))
             attacked.add(w)
     if "a" in parts:
-        plan.setdefault(cfg.decay_width, []).extend((lam, "full", s) for lam in cfg.decays for s in range(cfg.seeds))
+        plan.setdefault(cfg.decay_width, []).extend(
+            (lam, "full", s) for lam in cfg.decays for s in range(cfg.seeds)
+        )
         attacked.add(cfg.decay_width)
     if "c" in parts:
         plan.setdefault(cfg.transfer_width, []).extend([(0.0, "A", 0), (0.0, "B", 1)])
@@ -90,16 +102,28 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
     probe_out: list[dict] = []
     for width in sorted(plan):
         runs = plan[width]
-        keys = [jax.random.fold_in(jax.random.fold_in(root, width), 1000 * (r[1] != "full") + r[2]) for r in runs]
+        keys = [
+            jax.random.fold_in(jax.random.fold_in(root, width), 1000 * (r[1] != "full") + r[2]) for r in runs
+        ]
         full = [i for i, r in enumerate(runs) if r[1] == "full"]
         stacks = []
         if full:
-            stacks.append(common.train_cell(cfg, width, x, y, jnp.asarray([runs[i][0] for i in full], x.dtype),
-                                            jnp.stack([keys[i] for i in full])))
+            stacks.append(
+                common.train_cell(
+                    cfg,
+                    width,
+                    x,
+                    y,
+                    jnp.asarray([runs[i][0] for i in full], x.dtype),
+                    jnp.stack([keys[i] for i in full]),
+                )
+            )
         for i, r in enumerate(runs):  # disjoint halves: train on the half itself
             if r[1] != "full":
                 idx = halves[r[1]]
-                stacks.append(common.train_cell(cfg, width, x[idx], y[idx], jnp.zeros(1, x.dtype), keys[i][None]))
+                stacks.append(
+                    common.train_cell(cfg, width, x[idx], y[idx], jnp.zeros(1, x.dtype), keys[i][None])
+                )
         order = full + [i for i, r in enumerate(runs) if r[1] != "full"]
         runs = [runs[i] for i in order]
         pairs = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *stacks)
@@ -111,10 +135,21 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
         groups.append(group)
         if parts & {"d", "e"} and width in cfg.probe_widths:
             idx = [i for i, r in enumerate(runs) if r[0] == 0.0 and r[1] == "full"]
-            res = probes.probe_cell(cfg, width, common.take(pairs, idx), z, yz,
-                                    jax.random.split(jax.random.fold_in(root, 99 + width), len(idx)))
-            probe_out.append({"width": width, "seeds": [runs[i][2] for i in idx],
-                              **{k: np.asarray(v) for k, v in res.items()}})
+            res = probes.probe_cell(
+                cfg,
+                width,
+                common.take(pairs, idx),
+                z,
+                yz,
+                jax.random.split(jax.random.fold_in(root, 99 + width), len(idx)),
+            )
+            probe_out.append(
+                {
+                    "width": width,
+                    "seeds": [runs[i][2] for i in idx],
+                    **{k: np.asarray(v) for k, v in res.items()},
+                }
+            )
             timings[f"probe_m{width}"] = time.perf_counter() - tick
             tick = time.perf_counter()
         bar.update()
@@ -124,10 +159,18 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
         runs = [(lam, "full", 0) for lam in (cfg.decays if "a" in parts else (0.0,))]
         if "c" in parts:
             runs += [(0.0, "A", 0), (0.0, "B", 0)]
-        weights = {"full": np.ones(n), "A": np.isin(np.arange(n), halves["A"]) * 1.0,
-                   "B": np.isin(np.arange(n), halves["B"]) * 1.0}
-        coef = common.limit_cell(cfg, x, y, jnp.asarray([r[0] for r in runs], x.dtype),
-                                 jnp.asarray(np.stack([weights[r[1]] for r in runs]), x.dtype))
+        weights = {
+            "full": np.ones(n),
+            "A": np.isin(np.arange(n), halves["A"]) * 1.0,
+            "B": np.isin(np.arange(n), halves["B"]) * 1.0,
+        }
+        coef = common.limit_cell(
+            cfg,
+            x,
+            y,
+            jnp.asarray([r[0] for r in runs], x.dtype),
+            jnp.asarray(np.stack([weights[r[1]] for r in runs]), x.dtype),
+        )
         params = (jnp.broadcast_to(x, (len(runs),) + x.shape), coef)
         eta, success = common.attack_cell(cfg, None, box, params, z_att, y_att)
         groups.append({"width": None, "params": params, "runs": runs, "eta": eta, "success": success})
@@ -154,8 +197,14 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
         bar.update()
     bar.close()
 
-    summary: dict = {"experiment": COMMAND, "config": asdict(cfg), "dataset": ds.name, "n_train": int(n),
-                     "d": int(x.shape[1]), **provenance()}
+    summary: dict = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        "dataset": ds.name,
+        "n_train": int(n),
+        "d": int(x.shape[1]),
+        **provenance(),
+    }
     claims: list[V.Claim] = []
     if "a" in parts:
         claims += distortion.claims_a(cfg, rows, summary)
@@ -167,8 +216,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
         claims += probes.claims_d(cfg, probe_out, summary)
     if "e" in parts:
         delta_w2, grad_inf = probes.limit_lipschitz(cfg, x, y, z)
-        claims += probes.claims_e(cfg, rows, summary, {"delta_w2": float(delta_w2),
-                                                       "limit_grad_norms": np.asarray(grad_inf)})
+        claims += probes.claims_e(
+            cfg, rows, summary, {"delta_w2": float(delta_w2), "limit_grad_norms": np.asarray(grad_inf)}
+        )
     if "f" in parts:
         claims += advtrain.claims_f(cfg, rows, summary)
     if mnist_meta is not None:
@@ -188,6 +238,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
 def report(summary: dict, out: Path) -> None:
     """One line per claim: verdict, name, measured [interval] vs prediction, reason."""
     for c in summary["claims"]:
-        print(f"[{c['verdict']:<12}] {c['name']:<46} {c['measured']} vs {c['prediction']}"
-              + (f"  ({c['reason']})" if c["reason"] else ""))
+        print(
+            f"[{c['verdict']:<12}] {c['name']:<46} {c['measured']} vs {c['prediction']}"
+            + (f"  ({c['reason']})" if c["reason"] else "")
+        )
     print(f"Wrote {out}/")

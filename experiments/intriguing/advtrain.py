@@ -1,9 +1,9 @@
 """Part (f): adversarial training as a regularizer (Szegedy et al. 2014 Sec. 4.2: training on adversarial
 examples improved MNIST generalization). Centred nets of width ``adv_width`` are trained with the library's
 :func:`ntk_adv.training.adversarial_train` (alpha = 0.5: half clean, half FGM-perturbed loss; FGM radius
-``adv_eps`` RMS per pixel, i.e. L2 radius ``adv_eps * sqrt(d)``, against the true labels, recomputed every step)
-and, from the same initializations, with plain :func:`ntk_adv.training.train`; the claim compares their clean
-test errors seed by seed."""
+``adv_eps`` RMS per pixel, i.e. L2 radius ``adv_eps * sqrt(d)``, against the true labels, recomputed every
+step) and, from the same initializations, with plain :func:`ntk_adv.training.train`; the claim compares their
+clean test errors seed by seed."""
 
 from __future__ import annotations
 
@@ -33,9 +33,19 @@ def adv_cell(cfg: Config, x, y, keys):
 
     def one(key):
         p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
-        return adversarial_train(apply_c, (p0, p0), x, y, perturb=perturb, alpha=0.5, loss=cfg.train.loss,
-                                 lr=cfg.train.lr, steps=cfg.train.steps, key=jax.random.fold_in(key, 1),
-                                 mask=mask)
+        return adversarial_train(
+            apply_c,
+            (p0, p0),
+            x,
+            y,
+            perturb=perturb,
+            alpha=0.5,
+            loss=cfg.train.loss,
+            lr=cfg.train.lr,
+            steps=cfg.train.steps,
+            key=jax.random.fold_in(key, 1),
+            mask=mask,
+        )
 
     return jax.vmap(one)(keys)
 
@@ -49,8 +59,18 @@ def run(cfg: Config, x, y, z, yz, root) -> list[dict]:
     for kind, params in (("adversarial", adv), ("plain", plain)):
         outs = np.asarray(common.outputs(cfg, cfg.adv_width, params, z))
         err = np.mean(np.where(outs >= 0, 1.0, -1.0) != np.asarray(yz)[None, :], axis=1)
-        rows += [{"part": "f", "model": kind, "width": cfg.adv_width, "seed": s, "metric": "test_error",
-                  "value": float(e), "n_points": int(z.shape[0])} for s, e in enumerate(err)]
+        rows += [
+            {
+                "part": "f",
+                "model": kind,
+                "width": cfg.adv_width,
+                "seed": s,
+                "metric": "test_error",
+                "value": float(e),
+                "n_points": int(z.shape[0]),
+            }
+            for s, e in enumerate(err)
+        ]
     return rows
 
 
@@ -59,13 +79,19 @@ def claims_f(cfg: Config, rows, summary) -> list[V.Claim]:
     err = {k: [r["value"] for r in sub if r["model"] == k] for k in ("adversarial", "plain")}
     diffs = [a - b for a, b in zip(err["adversarial"], err["plain"])]
     summary["adversarial_training"] = {k: float(np.mean(v)) for k, v in err.items()}
-    return [V.below(
-        "f_adversarial_training_improves_generalization",
-        f"training on FGM examples (radius {cfg.adv_eps:g} RMS per pixel, alpha 0.5) lowers the clean test error "
-        f"of a width-{cfg.adv_width} net: error(adversarial) - error(plain) < 0 (paired seeds)",
-        0.0, V.seed_mean(diffs, bounds=(-1.0, 1.0)),
-        basis="Szegedy et al.'s claim; in the lazy regime adversarial training is kernel regression on "
-              "perturbed points, which need not help (a weak prediction, tested as stated)",
-        paper="Szegedy et al. 2014 Sec. 4.2: a 2-hidden-layer 100-unit MNIST net trained on a pool of adversarial "
-              "examples reached test error below 1.2% (vs ~1.6% for comparable nets in Table 1); here one-step "
-              f"FGM on a two-layer net, {cfg.data.name}")]
+    return [
+        V.below(
+            "f_adversarial_training_improves_generalization",
+            f"training on FGM examples (radius {cfg.adv_eps:g} RMS per pixel, alpha 0.5) lowers "
+            "the clean test error "
+            f"of a width-{cfg.adv_width} net: error(adversarial) - error(plain) < 0 (paired seeds)",
+            0.0,
+            V.seed_mean(diffs, bounds=(-1.0, 1.0)),
+            basis="Szegedy et al.'s claim; in the lazy regime adversarial training is kernel regression on "
+            "perturbed points, which need not help (a weak prediction, tested as stated)",
+            paper="Szegedy et al. 2014 Sec. 4.2: a 2-hidden-layer 100-unit MNIST net trained on a pool "
+            "of adversarial "
+            "examples reached test error below 1.2% (vs ~1.6% for comparable nets in Table 1); here one-step "
+            f"FGM on a two-layer net, {cfg.data.name}",
+        )
+    ]

@@ -1,9 +1,10 @@
-"""Models shared by every part: centred two-layer nets f(x; theta_t) - f(x; theta_0) trained with the library's
-:func:`ntk_adv.training.train` (first layer only, logistic loss; anchored weight decay between its steps), their
-infinite-width limit (kernel gradient descent with the same decay), batched predictors and the minimal
-box-constrained L-BFGS attack of every stacked model.
+"""Models shared by every part: centred two-layer nets f(x; theta_t) - f(x; theta_0) trained with the
+library's :func:`ntk_adv.training.train` (first layer only, logistic loss; anchored weight decay between its
+steps), their infinite-width limit (kernel gradient descent with the same decay), batched predictors and the
+minimal box-constrained L-BFGS attack of every stacked model.
 
-Shapes: x (N, d) training inputs, y (N,) labels in {-1, +1}; R stacked runs (decays / seeds); outputs (R, P)."""
+Shapes: x (N, d) training inputs, y (N,) labels in {-1, +1}; R stacked runs (decays / seeds); outputs (R,
+P)."""
 
 from __future__ import annotations
 
@@ -32,14 +33,24 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
         mean_n l(y_n f(x_n)) + (decay / 2) ||W - W_0||^2,
 
     the L2 penalty (weight decay) anchored at the initialization, the form whose infinite-width limit is exact
-    (:func:`anchored_limit_coefficients`): the library's one loop :func:`ntk_adv.training.fit` with an anchored
-    objective (anchor = the initialization, mask = the first layer) and the optimizer of ``cfg.train``; with
-    ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced (vmap).
-    Returns the pair (params, params0)."""
+    (:func:`anchored_limit_coefficients`): the library's one loop :func:`ntk_adv.training.fit` with an
+    anchored objective (anchor = the initialization, mask = the first layer) and the optimizer of
+    ``cfg.train``; with ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced
+    (vmap). Returns the pair (params, params0)."""
     apply_c, pair, mask = models.centred_pair(cfg.net_of(width), x.shape[1], key=key, dtype=x.dtype)
     objective = training.Objective(cfg.train.loss, anchored=True)
-    return training.fit(apply_c, pair, x, y, objective, training.make_optimizer(cfg.train, cfg.train.lr),
-                        steps=cfg.train.steps, mask=mask, anchor=pair, decay=decay).params
+    return training.fit(
+        apply_c,
+        pair,
+        x,
+        y,
+        objective,
+        training.make_optimizer(cfg.train, cfg.train.lr),
+        steps=cfg.train.steps,
+        mask=mask,
+        anchor=pair,
+        decay=decay,
+    ).params
 
 
 def anchored_limit_coefficients(loss: str, k_train, y, *, sample_weight, decay, lr, steps: int):
@@ -68,9 +79,11 @@ def train_cell(cfg: Config, width: int, x, y, decays, keys):
 def limit_cell(cfg: Config, x, y, decays, sample_weights):
     """Infinite-width coefficients (R, N) for decays (R,) and training subsets sample_weights (R, N)."""
     k_train = kernels.kernel_matrix(cfg.kernel(), x)
-    return jax.vmap(lambda lam, w: anchored_limit_coefficients(
-        cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps))(
-        decays, sample_weights)
+    return jax.vmap(
+        lambda lam, w: anchored_limit_coefficients(
+            cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps
+        )
+    )(decays, sample_weights)
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -101,9 +114,16 @@ def attack_cell(cfg: Config, width: int | None, box, params, z, y):
     predict = predictor(cfg, width)
 
     def one(p):
-        return attacks.minimal_lbfgs_distortion(partial(predict, p), z, -y, c_grid=cfg.c_grid, clip=box,
-                                                refine_steps=cfg.refine_steps, steps=cfg.lbfgs_steps,
-                                                loss=ATTACK_LOSS)
+        return attacks.minimal_lbfgs_distortion(
+            partial(predict, p),
+            z,
+            -y,
+            c_grid=cfg.c_grid,
+            clip=box,
+            refine_steps=cfg.refine_steps,
+            steps=cfg.lbfgs_steps,
+            loss=ATTACK_LOSS,
+        )
 
     return jax.vmap(one)(params)
 

@@ -1,8 +1,8 @@
 """Configuration of the Szegedy et al. (2014) experiment: a frozen dataclass composed of the library's configs
 (``net``: :class:`ntk_adv.models.TwoLayerConfig`, whose ``width`` is a template overridden by ``widths``;
-``train``: :class:`ntk_adv.training.TrainConfig`; ``data``: :class:`ntk_adv.data.DataSpec`), the sweep axes and
-the attack settings. Validation rejects every setting that would make a summary meaningless or divide by zero,
-with a one-line ValueError naming the option."""
+``train``: :class:`ntk_adv.training.TrainConfig`; ``data``: :class:`ntk_adv.data.DataSpec`), the sweep axes
+and the attack settings. Validation rejects every setting that would make a summary meaningless or divide by
+zero, with a one-line ValueError naming the option."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
 
-PARTS = "abcdef"  # a distortions + weight decay, b noise, c transfer, d units, e Lipschitz, f adversarial training
+# a distortions + weight decay, b noise, c transfer, d units, e Lipschitz, f adversarial training
+PARTS = "abcdef"
 
 
 @dataclass(frozen=True)
 class Config:
     """Parts: (a) minimal L-BFGS distortions vs width and weight decay, (b) Gaussian noise vs adversarial,
-    (c) transfer, (d) hidden units vs random directions, (e) the operator-norm Lipschitz bound, (f) adversarial
+    (c) transfer, (d) hidden units vs random directions, (e) the operator-norm Lipschitz bound, (f)
+      adversarial
     training and clean generalization. With ``data.root`` set (``--data-root``) the Table-1 comparison on real
     MNIST (1 vs 2, ``mnist_n_train`` points, width ``mnist_width``) runs as well; MNIST is never required.
 
@@ -29,8 +31,9 @@ class Config:
 
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=None, n_test=None))
     net: models.TwoLayerConfig = field(default_factory=lambda: models.TwoLayerConfig(1))  # width: from widths
-    train: TrainConfig = field(default_factory=lambda: TrainConfig.theory(lr=0.5, steps=200, loss="logistic",
-                                                                          record_loss=False))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig.theory(lr=0.5, steps=200, loss="logistic", record_loss=False)
+    )
     widths: tuple[int, ...] = (16, 64, 256, 1024)  # (a) distortion vs width, (b) noise, (c) transfer
     seeds: int = 3
     decays: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0, 2.0)  # (a) anchored weight decay lambda; lr x max <= 1
@@ -63,12 +66,25 @@ class Config:
             v = getattr(self, name)
             if len(v) < 3 or min(v) < 1 or len(set(v)) != len(v):
                 raise ValueError(f"{name} must hold >= 3 distinct integers >= 1 (for a slope fit), got {v}")
-        for name in ("seeds", "n_attack", "noise_draws", "top_k", "n_directions", "decay_width", "transfer_width",
-                     "lbfgs_steps", "adv_width", "mnist_width", "mnist_n_train"):
+        for name in (
+            "seeds",
+            "n_attack",
+            "noise_draws",
+            "top_k",
+            "n_directions",
+            "decay_width",
+            "transfer_width",
+            "lbfgs_steps",
+            "adv_width",
+            "mnist_width",
+            "mnist_n_train",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seeds < 2 and set(self.parts) & set("acdef"):
-            raise ValueError("--seeds must be >= 2: transfer (c) and every interval over seeds need two seeds")
+            raise ValueError(
+                "--seeds must be >= 2: transfer (c) and every interval over seeds need two seeds"
+            )
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
         if not self.decays or 0.0 not in self.decays or any(not np.isfinite(v) or v < 0 for v in self.decays):
@@ -78,14 +94,20 @@ class Config:
         if "a" in self.parts and len(self.decays) < 2:
             raise ValueError("--decays needs a value > 0 besides 0.0 for the weight-decay claim")
         if self.train.lr * max(self.decays) > 1.0:  # (1 - lr decay) <= 0 flips or blows up theta - theta_0
-            raise ValueError(f"--decays: lr x decay must be <= 1 (shrink factor 1 - lr decay >= 0), got lr "
-                             f"{self.train.lr:g} x {max(self.decays):g}")
+            raise ValueError(
+                f"--decays: lr x decay must be <= 1 (shrink factor 1 - lr decay >= 0), got lr "
+                f"{self.train.lr:g} x {max(self.decays):g}"
+            )
         if max(self.decays) > 0 and (self.train.optimizer != "gd" or self.train.plateau):
-            raise ValueError("--decays > 0 needs --optimizer gd without --plateau (decay is applied per GD step)")
+            raise ValueError(
+                "--decays > 0 needs --optimizer gd without --plateau (decay is applied per GD step)"
+            )
         if self.train.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {self.train.steps}")
         if self.train.loss not in MARGIN_LOSSES:
-            raise ValueError(f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}")
+            raise ValueError(
+                f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}"
+            )
         if not self.c_grid or any(not np.isfinite(c) or c <= 0 for c in self.c_grid):
             raise ValueError(f"c_grid must be a non-empty list of positive numbers, got {self.c_grid}")
         if not self.noise_multiples or any(not np.isfinite(k) or k <= 0 for k in self.noise_multiples):
@@ -99,8 +121,9 @@ class Config:
         if not 0 <= self.transfer_floor <= 1:
             raise ValueError(f"transfer_floor must lie in [0, 1], got {self.transfer_floor}")
         if self.net.train_readout or self.net.n_out != 1:
-            raise ValueError("the experiment trains the first layer of a scalar-output net (--no-train-readout, "
-                             "--n-out 1)")
+            raise ValueError(
+                "the experiment trains the first layer of a scalar-output net (--no-train-readout, --n-out 1)"
+            )
         if self.data.name in ("gauss",):
             raise ValueError("dataset 'gauss' has random labels; use a dataset with learnable labels")
 
@@ -110,13 +133,26 @@ class Config:
 
     def kernel(self) -> kernels.KernelFn:
         """The NTK of the trained first layer (frozen readout), matching ``net``."""
-        return kernels.two_layer_kernel(gamma=self.net.gamma, bias=self.net.bias,
-                                        parametrization=self.net.parametrization)
+        return kernels.two_layer_kernel(
+            gamma=self.net.gamma, bias=self.net.bias, parametrization=self.net.parametrization
+        )
 
 
 # A smoke-test scale (``ntk-adv report --quick``; numbers indicative only).
-QUICK_CONFIG = Config(widths=(16, 64, 256), seeds=2, data=DataSpec("digits", n_train=120, n_test=None),
-                      train=TrainConfig.theory(lr=0.5, steps=100, loss="logistic", record_loss=False),
-                      decays=(0.0, 2.0), decay_width=64, transfer_width=64, probe_widths=(64, 256, 1024),
-                      n_attack=16, lbfgs_steps=25, refine_steps=3, c_grid=(0.01, 0.1, 1.0), adv_width=64,
-                      mnist_width=64, mnist_n_train=200)
+QUICK_CONFIG = Config(
+    widths=(16, 64, 256),
+    seeds=2,
+    data=DataSpec("digits", n_train=120, n_test=None),
+    train=TrainConfig.theory(lr=0.5, steps=100, loss="logistic", record_loss=False),
+    decays=(0.0, 2.0),
+    decay_width=64,
+    transfer_width=64,
+    probe_widths=(64, 256, 1024),
+    n_attack=16,
+    lbfgs_steps=25,
+    refine_steps=3,
+    c_grid=(0.01, 0.1, 1.0),
+    adv_width=64,
+    mnist_width=64,
+    mnist_n_train=200,
+)

@@ -38,10 +38,23 @@ def _distortion(rows, summary, out: Path) -> list[Path]:
     ax1.legend(frameon=False, loc="lower right")
     decays = sorted(cfg["decays"])
     where = dict(part="a", width=cfg["decay_width"], train_set="full")
-    plots.plot_metric(ax2, select(rows, model="net", **where), "decay", "distortion",
-                      label=f"distortion, net m={cfg['decay_width']}", logx=None)
-    plots.plot_metric(ax2, select(rows, model="net", **where), "decay", "test_error", color="C3",
-                      label="clean test error", logx=None)
+    plots.plot_metric(
+        ax2,
+        select(rows, model="net", **where),
+        "decay",
+        "distortion",
+        label=f"distortion, net m={cfg['decay_width']}",
+        logx=None,
+    )
+    plots.plot_metric(
+        ax2,
+        select(rows, model="net", **where),
+        "decay",
+        "test_error",
+        color="C3",
+        label="clean test error",
+        logx=None,
+    )
     nonzero = [v for v in decays if v > 0]
     if nonzero:
         ax2.set_xscale("symlog", linthresh=min(nonzero))
@@ -58,13 +71,34 @@ def _noise(rows, summary, out: Path) -> list[Path]:
     cmap = plots.plt.get_cmap("viridis")
     widths = sorted(cfg["widths"])
     for i, w in enumerate(widths):
-        plots.plot_metric(ax, rows, "multiple", "noise_error", label=f"Gaussian noise, m={w}", logx=None,
-                          color=cmap(0.1 + 0.75 * i / max(len(widths) - 1, 1)), part="b", model="net", width=w)
-    line = plots.plot_metric(ax, rows, "multiple", "noise_error", label="Gaussian noise, infinite width", logx=None,
-                             color="k", part="b", model="limit")
+        plots.plot_metric(
+            ax,
+            rows,
+            "multiple",
+            "noise_error",
+            label=f"Gaussian noise, m={w}",
+            logx=None,
+            color=cmap(0.1 + 0.75 * i / max(len(widths) - 1, 1)),
+            part="b",
+            model="net",
+            width=w,
+        )
+    line = plots.plot_metric(
+        ax,
+        rows,
+        "multiple",
+        "noise_error",
+        label="Gaussian noise, infinite width",
+        logx=None,
+        color="k",
+        part="b",
+        model="limit",
+    )
     line.set_linestyle("--")
     adv = [t["adversarial_error"] for t in summary["noise_vs_adversarial"].values()]
-    ax.plot([1.0], [np.mean(adv)], marker="*", ms=11, color="C3", ls="none", label="minimal L-BFGS perturbation")
+    ax.plot(
+        [1.0], [np.mean(adv)], marker="*", ms=11, color="C3", ls="none", label="minimal L-BFGS perturbation"
+    )
     ax.axhspan(0, cfg["noise_tolerance"], color="0.9", lw=0, label=f"tolerance {cfg['noise_tolerance']:g}")
     ax.set_xlabel("perturbation L2 norm / mean minimal adversarial norm")
     ax.set_ylabel("test error (attacked points)")
@@ -96,9 +130,13 @@ def _transfer(rows, summary, out: Path) -> list[Path]:
         ax.set_title(f"(c) transfer error, {title}")
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
     ax = axes[2]
-    for metric, label, color in (("transfer_net_net", "net -> net (same m)", "C0"),
-                                 ("transfer_net_limit", "net -> infinite width", "C1")):
-        plots.plot_metric(ax, select(rows, part="c", variant="amplified"), "width", metric, label=label, color=color)
+    for metric, label, color in (
+        ("transfer_net_net", "net -> net (same m)", "C0"),
+        ("transfer_net_limit", "net -> infinite width", "C1"),
+    ):
+        plots.plot_metric(
+            ax, select(rows, part="c", variant="amplified"), "width", metric, label=label, color=color
+        )
     ax.axhline(cfg["transfer_floor"], color="0.5", lw=0.8, ls=":", label="predicted floor")
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel("width m")
@@ -115,8 +153,10 @@ def _probes(rows, summary, out: Path, parts) -> list[Path]:
     fig, axes = plots.new_figure(len(panels), 3.8, 3.0)
     for ax, part in zip(axes, panels):
         if part == "d":
-            for metric, label, color in (("purity_units", "hidden units (activation)", "C0"),
-                                         ("purity_random", "random directions (activation)", "C1")):
+            for metric, label, color in (
+                ("purity_units", "hidden units (activation)", "C0"),
+                ("purity_random", "random directions (activation)", "C1"),
+            ):
                 plots.plot_metric(ax, rows, "width", metric, label=label, color=color, part="d")
             line = plots.plot_metric(ax, rows, "width", "purity_chance", label="chance", color="k", part="d")
             line.set_linestyle("--")
@@ -127,11 +167,21 @@ def _probes(rows, summary, out: Path, parts) -> list[Path]:
         else:
             lp = summary["lipschitz"]
             widths = sorted(cfg["probe_widths"])
-            for state, metric, color in (("init", "lipschitz_ratio_init", "C0"), ("trained", "lipschitz_ratio", "C1")):
-                plots.plot_metric(ax, rows, "width", metric, label=f"{state}: measured", logy=True, part="e",
-                                  color=color)
-                ax.plot(widths, [lp[state]["theory_by_width"][str(w)] for w in widths], ls="--", color=color, lw=1.0,
-                        label=f"{state}: theory")
+            for state, metric, color in (
+                ("init", "lipschitz_ratio_init", "C0"),
+                ("trained", "lipschitz_ratio", "C1"),
+            ):
+                plots.plot_metric(
+                    ax, rows, "width", metric, label=f"{state}: measured", logy=True, part="e", color=color
+                )
+                ax.plot(
+                    widths,
+                    [lp[state]["theory_by_width"][str(w)] for w in widths],
+                    ls="--",
+                    color=color,
+                    lw=1.0,
+                    label=f"{state}: theory",
+                )
             ax.axhline(1.0, color="0.6", lw=0.6)
             ax.set_xlabel("width m")
             ax.set_ylabel(r"$\|W\|_2\,\|a\|_2$ / mean $\|\nabla_x f\|_2$")

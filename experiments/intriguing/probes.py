@@ -1,11 +1,12 @@
 """Parts (d) and (e) on trained centred nets: hidden units vs random directions of the activation space
-(Szegedy et al. Sec. 3), and the product-of-operator-norms Lipschitz bound ||W||_2 ||a||_2 (Sec. 4.3) against the
-true mean input-gradient norm of the (uncentred) net, at initialization and after training.
+(Szegedy et al. Sec. 3), and the product-of-operator-norms Lipschitz bound ||W||_2 ||a||_2 (Sec. 4.3) against
+the true mean input-gradient norm of the (uncentred) net, at initialization and after training.
 
 Units: for a net of width m, the activations phi(u) (M, m) of the M test points, phi leaky ReLU with slope
 ``net.gamma``; unit i scores point n by phi(u_n)_i (phi is monotone, so its top-k set is that of the
 pre-activation u_n,i, which breaks the ties of a ReLU at 0 - scored by u), a random direction v ~ N(0, I_m) of
-the activation space by phi(u_n) . v. Purity: the fraction of the top-k points sharing their majority label."""
+the activation space by phi(u_n) . v. Purity: the fraction of the top-k points sharing their majority
+label."""
 
 from __future__ import annotations
 
@@ -23,13 +24,19 @@ from ntk_adv.metrics import fit_loglog_slope
 from . import common
 from .config import Config
 
-LIPSCHITZ_METRICS = ("lipschitz_bound", "grad_norm", "lipschitz_ratio", "lipschitz_bound_init", "grad_norm_init",
-                     "lipschitz_ratio_init")
+LIPSCHITZ_METRICS = (
+    "lipschitz_bound",
+    "grad_norm",
+    "lipschitz_ratio",
+    "lipschitz_bound_init",
+    "grad_norm_init",
+    "lipschitz_ratio_init",
+)
 
 
 def top_k_purity(scores, labels, k: int):
-    """Label purity of the top-k rows of every column of ``scores`` (M, R): the fraction of the k highest-scoring
-    points that share their majority label, shape (R,). Labels in {-1, +1}."""
+    """Label purity of the top-k rows of every column of ``scores`` (M, R): the fraction of the k
+    highest-scoring points that share their majority label, shape (R,). Labels in {-1, +1}."""
     _, idx = jax.lax.top_k(scores.T, k)
     frac = jnp.mean((labels[idx] > 0).astype(scores.dtype), axis=1)
     return jnp.maximum(frac, 1.0 - frac)
@@ -63,10 +70,17 @@ def probe_cell(cfg: Config, width: int, pairs, z, yz, keys):
         chance = jax.random.normal(k_chance, (z.shape[0], cfg.n_directions), z.dtype)
         bound, grad_norm = lipschitz(p, net, z)
         bound0, grad_norm0 = lipschitz(pair[1], net, z)
-        return {"purity_units": top_k_purity(pre[:, units], yz, k), "purity_random": top_k_purity(act @ v, yz, k),
-                "purity_chance": top_k_purity(chance, yz, k), "lipschitz_bound": bound, "grad_norm": grad_norm,
-                "lipschitz_ratio": bound / grad_norm, "lipschitz_bound_init": bound0, "grad_norm_init": grad_norm0,
-                "lipschitz_ratio_init": bound0 / grad_norm0}
+        return {
+            "purity_units": top_k_purity(pre[:, units], yz, k),
+            "purity_random": top_k_purity(act @ v, yz, k),
+            "purity_chance": top_k_purity(chance, yz, k),
+            "lipschitz_bound": bound,
+            "grad_norm": grad_norm,
+            "lipschitz_ratio": bound / grad_norm,
+            "lipschitz_bound_init": bound0,
+            "grad_norm_init": grad_norm0,
+            "lipschitz_ratio_init": bound0 / grad_norm0,
+        }
 
     return jax.vmap(one)(pairs, keys)
 
@@ -77,9 +91,15 @@ def limit_lipschitz(cfg: Config, x, y, z):
     lambda_max(X^T C Phi(X, X) C X) (C = diag(coef); / d^2 in the NTK parametrization) and the gradient norms
     ||grad_z Delta f_inf(z)|| (M,)."""
     kernel = cfg.kernel()
-    coef = common.anchored_limit_coefficients(cfg.train.loss, kernels.kernel_matrix(kernel, x), y,
-                                              sample_weight=jnp.ones_like(y), decay=0.0, lr=cfg.train.lr,
-                                              steps=cfg.train.steps)
+    coef = common.anchored_limit_coefficients(
+        cfg.train.loss,
+        kernels.kernel_matrix(kernel, x),
+        y,
+        sample_weight=jnp.ones_like(y),
+        decay=0.0,
+        lr=cfg.train.lr,
+        steps=cfg.train.steps,
+    )
     phi = kernels.phi(x, x, gamma=cfg.net.gamma)
     cx = coef[:, None] * x
     gram = cx.T @ phi @ cx
@@ -90,8 +110,9 @@ def limit_lipschitz(cfg: Config, x, y, z):
     return jnp.linalg.eigvalsh(gram)[-1], jnp.linalg.norm(grads, axis=1)
 
 
-def lipschitz_ratio_theory(width, d: int, gamma: float, delta_w2: float = 0.0, limit_grad_norms=None
-                           ) -> np.ndarray:
+def lipschitz_ratio_theory(
+    width, d: int, gamma: float, delta_w2: float = 0.0, limit_grad_norms=None
+) -> np.ndarray:
     """Random-matrix prediction of ||W||_2 ||a||_2 / mean ||grad_x f|| (standard parametrization units).
 
     At initialization: ||W||_2 ~ 1 + sqrt(m/d) for w ~ N(0, I/d), ||a|| ~ 1, ||grad f||^2 ~ (1 + gamma^2)/2.
@@ -108,12 +129,29 @@ def probe_rows(cfg: Config, probes, parts) -> list[dict]:
     for pr in probes:
         for j, s in enumerate(pr["seeds"]):
             if "d" in parts:
-                rows += [{"part": "d", "model": "net", "width": pr["width"], "seed": s, "metric": m,
-                          "value": float(np.mean(pr[m][j]))} for m in ("purity_units", "purity_random",
-                                                                          "purity_chance")]
+                rows += [
+                    {
+                        "part": "d",
+                        "model": "net",
+                        "width": pr["width"],
+                        "seed": s,
+                        "metric": m,
+                        "value": float(np.mean(pr[m][j])),
+                    }
+                    for m in ("purity_units", "purity_random", "purity_chance")
+                ]
             if "e" in parts:
-                rows += [{"part": "e", "model": "net", "width": pr["width"], "seed": s, "metric": m,
-                          "value": float(pr[m][j])} for m in LIPSCHITZ_METRICS]
+                rows += [
+                    {
+                        "part": "e",
+                        "model": "net",
+                        "width": pr["width"],
+                        "seed": s,
+                        "metric": m,
+                        "value": float(pr[m][j]),
+                    }
+                    for m in LIPSCHITZ_METRICS
+                ]
     return rows
 
 
@@ -135,16 +173,26 @@ def claims_d(cfg: Config, probes, summary) -> list[V.Claim]:
         w = pr["width"]
         units, rand = np.ravel(pr["purity_units"]), np.ravel(pr["purity_random"])
         est = _welch(units, rand)
-        table[str(w)] = {"units": float(units.mean()), "random": float(rand.mean()),
-                         "chance": float(np.mean(pr["purity_chance"]))}
-        claims.append(V.equals(
-            f"d_units_like_random_m{w}",
-            f"width {w}: the top-{cfg.top_k} label purity of single hidden units (activation space) equals that of "
-            f"random directions of the activation space within +-{cfg.purity_tolerance:g}",
-            0.0, cfg.purity_tolerance, est,
-            basis="lazy regime: trained units stay close to random projections, so no basis is preferred",
-            paper="Szegedy et al. 2014 Sec. 3 (MNIST, ImageNet; qualitative, by inspecting top images): no "
-                  "distinction between units and random directions; here a two-layer net, purity of top-k sets"))
+        table[str(w)] = {
+            "units": float(units.mean()),
+            "random": float(rand.mean()),
+            "chance": float(np.mean(pr["purity_chance"])),
+        }
+        claims.append(
+            V.equals(
+                f"d_units_like_random_m{w}",
+                f"width {w}: the top-{cfg.top_k} label purity of single hidden units (activation "
+                "space) equals that of "
+                f"random directions of the activation space within +-{cfg.purity_tolerance:g}",
+                0.0,
+                cfg.purity_tolerance,
+                est,
+                basis="lazy regime: trained units stay close to random projections, so no basis is preferred",
+                paper="Szegedy et al. 2014 Sec. 3 (MNIST, ImageNet; qualitative, by inspecting top "
+                "images): no "
+                "distinction between units and random directions; here a two-layer net, purity of top-k sets",
+            )
+        )
     summary["purity_by_width"] = table
     return claims
 
@@ -153,39 +201,73 @@ def claims_e(cfg: Config, rows, summary, lazy: dict) -> list[V.Claim]:
     widths = sorted(cfg.probe_widths)
     top = widths[-3:]
     d = summary["d"]
-    theory = {"init": lipschitz_ratio_theory(widths, d, cfg.net.gamma),
-              "trained": lipschitz_ratio_theory(widths, d, cfg.net.gamma, lazy["delta_w2"],
-                                                lazy["limit_grad_norms"])}
-    claims, out = [], {"lazy_delta_w_norm": float(np.sqrt(lazy["delta_w2"])),
-                       "lazy_limit_grad_norm": float(np.mean(lazy["limit_grad_norms"]))}
+    theory = {
+        "init": lipschitz_ratio_theory(widths, d, cfg.net.gamma),
+        "trained": lipschitz_ratio_theory(
+            widths, d, cfg.net.gamma, lazy["delta_w2"], lazy["limit_grad_norms"]
+        ),
+    }
+    claims, out = (
+        [],
+        {
+            "lazy_delta_w_norm": float(np.sqrt(lazy["delta_w2"])),
+            "lazy_limit_grad_norm": float(np.mean(lazy["limit_grad_norms"])),
+        },
+    )
     for state, metric in (("init", "lipschitz_ratio_init"), ("trained", "lipschitz_ratio")):
         sub = [r for r in rows if r.get("part") == "e" and r["metric"] == metric and r["width"] in top]
         fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
         th = dict(zip(widths, theory[state]))
         th_fit = fit_loglog_slope(top, [th[w] for w in top])
-        out[state] = {"ratio_by_width": {str(w): common.mean(rows, part="e", width=w, metric=metric) for w in widths},
-                      "theory_by_width": {str(w): float(v) for w, v in th.items()}, "slope_top3": fit.slope,
-                      "theory_slope_top3": th_fit.slope}
-        basis = ("||W_0||_2 ~ 1 + sqrt(m/d) (random matrix), ||a|| ~ 1, ||grad f_0||^2 ~ (1 + gamma^2)/2"
-                 if state == "init" else
-                 f"W = W_0 + Delta W with the width-independent ||Delta W||_2 = {out['lazy_delta_w_norm']:.2f} of the "
-                 "lazy limit: sqrt((1 + sqrt(m/d))^2 + ||Delta W||^2) / mean sqrt((1+gamma^2)/2 + ||grad Delta "
-                 "f_inf||^2); the learned Delta W dominates the bound until sqrt(m/d) >~ ||Delta W||, which "
-                 "flattens the slope")
-        claims.append(V.slope(
-            f"e_bound_slope_{state}",
-            f"{'at initialization' if state == 'init' else 'after training'} the Lipschitz bound ||W||_2 ||a||_2 "
-            f"over the true mean gradient norm grows with the width with the random-matrix slope "
-            f"{th_fit.slope:.3f} (three largest widths)", th_fit.slope, 0.1, fit, basis=basis,
-            paper="Szegedy et al. 2014 Table 5 (ImageNet conv layers): per-layer operator-norm bounds, not "
-                  "compared with true gradients; predicts the bound is loose, here by how much"))
-    per_seed = [r["value"] / theory["trained"][-1] for r in rows if r.get("part") == "e"
-                and r["metric"] == "lipschitz_ratio" and r["width"] == widths[-1]]
-    claims.append(V.equals(
-        "e_trained_ratio_matches_theory",
-        f"at the widest net (m={widths[-1]}) the trained ratio equals the lazy-regime prediction (ratio of "
-        "measured to predicted 1 within 25%)", 1.0, 0.25, V.seed_mean(per_seed),
-        basis="the lazy-regime formula of e_bound_slope_trained; 25% for the random-matrix finite-size terms",
-        paper="no published counterpart"))
+        out[state] = {
+            "ratio_by_width": {str(w): common.mean(rows, part="e", width=w, metric=metric) for w in widths},
+            "theory_by_width": {str(w): float(v) for w, v in th.items()},
+            "slope_top3": fit.slope,
+            "theory_slope_top3": th_fit.slope,
+        }
+        basis = (
+            "||W_0||_2 ~ 1 + sqrt(m/d) (random matrix), ||a|| ~ 1, ||grad f_0||^2 ~ (1 + gamma^2)/2"
+            if state == "init"
+            else "W = W_0 + Delta W with the width-independent ||Delta W||_2 = "
+            f"{out['lazy_delta_w_norm']:.2f} of the "
+            "lazy limit: sqrt((1 + sqrt(m/d))^2 + ||Delta W||^2) / mean sqrt((1+gamma^2)/2 + ||grad Delta "
+            "f_inf||^2); the learned Delta W dominates the bound until sqrt(m/d) >~ ||Delta W||, which "
+            "flattens the slope"
+        )
+        claims.append(
+            V.slope(
+                f"e_bound_slope_{state}",
+                f"{'at initialization' if state == 'init' else 'after training'} the Lipschitz "
+                "bound ||W||_2 ||a||_2 "
+                f"over the true mean gradient norm grows with the width with the random-matrix slope "
+                f"{th_fit.slope:.3f} (three largest widths)",
+                th_fit.slope,
+                0.1,
+                fit,
+                basis=basis,
+                paper="Szegedy et al. 2014 Table 5 (ImageNet conv layers): per-layer operator-norm "
+                "bounds, not compared with true gradients; predicts the bound is loose, here by how much",
+            )
+        )
+    per_seed = [
+        r["value"] / theory["trained"][-1]
+        for r in rows
+        if r.get("part") == "e" and r["metric"] == "lipschitz_ratio" and r["width"] == widths[-1]
+    ]
+    claims.append(
+        V.equals(
+            "e_trained_ratio_matches_theory",
+            f"at the widest net (m={widths[-1]}) the trained ratio equals the lazy-regime "
+            "prediction (ratio of measured to predicted 1 within 25%)",
+            1.0,
+            0.25,
+            V.seed_mean(per_seed),
+            basis=(
+                "the lazy-regime formula of e_bound_slope_trained; 25% for the random-matrix "
+                "finite-size terms"
+            ),
+            paper="no published counterpart",
+        )
+    )
     summary["lipschitz"] = out
     return claims

@@ -1,7 +1,7 @@
 """Table 1 on real MNIST (optional, only with ``--data-root``): mean minimal L-BFGS distortion (RMS per pixel,
-||eta||_2 / sqrt(784), pixels in [0, 1]) of centred two-layer nets of width ``mnist_width`` trained on digits 1
-vs 2 (``mnist_n_train`` points; the loader splits the test file when only t10k is present), ``n_attack`` test
-points, compared with the published distortions of fully connected MNIST models."""
+||eta||_2 / sqrt(784), pixels in [0, 1]) of centred two-layer nets of width ``mnist_width`` trained on digits
+1 vs 2 (``mnist_n_train`` points; the loader splits the test file when only t10k is present), ``n_attack``
+test points, compared with the published distortions of fully connected MNIST models."""
 
 from __future__ import annotations
 
@@ -37,23 +37,42 @@ def run(cfg: Config, root) -> tuple[list[dict], dict]:
     rows = []
     for s in range(cfg.seeds):
         ok = correct[s] & np.asarray(success[s])
-        rows += [{"part": "mnist", "model": "net", "width": cfg.mnist_width, "seed": s, "metric": m, "value": v}
-                 for m, v in (("distortion", float(np.mean(norms[s][ok])) if ok.any() else np.nan),
-                              ("clean_error", float(1 - correct[s].mean())),
-                              ("success_rate", float(np.mean(success[s]))))]
-    return rows, {"n_train": int(x.shape[0]), "split": ds.meta.get("split"), "classes": ds.meta.get("classes")}
+        rows += [
+            {"part": "mnist", "model": "net", "width": cfg.mnist_width, "seed": s, "metric": m, "value": v}
+            for m, v in (
+                ("distortion", float(np.mean(norms[s][ok])) if ok.any() else np.nan),
+                ("clean_error", float(1 - correct[s].mean())),
+                ("success_rate", float(np.mean(success[s]))),
+            )
+        ]
+    return rows, {
+        "n_train": int(x.shape[0]),
+        "split": ds.meta.get("split"),
+        "classes": ds.meta.get("classes"),
+    }
 
 
 def claims_mnist(cfg: Config, rows, summary) -> list[V.Claim]:
-    dist = [r["value"] for r in rows if r.get("part") == "mnist" and r["metric"] == "distortion"
-            and np.isfinite(r["value"])]
-    summary["mnist_table1"] = {"distortion": float(np.mean(dist)) if dist else None,
-                               "clean_error": common.mean(rows, part="mnist", metric="clean_error")}
+    dist = [
+        r["value"]
+        for r in rows
+        if r.get("part") == "mnist" and r["metric"] == "distortion" and np.isfinite(r["value"])
+    ]
+    summary["mnist_table1"] = {
+        "distortion": float(np.mean(dist)) if dist else None,
+        "clean_error": common.mean(rows, part="mnist", metric="clean_error"),
+    }
     est = V.seed_mean(dist) if dist else V.Estimate(0.0, 0.0, 0.0, 0, "none")
-    return [V.equals(
-        "mnist_distortion_vs_table1",
-        f"on real MNIST (1 vs 2) the mean minimal distortion of width-{cfg.mnist_width} nets lies in Table 1's "
-        "range for fully connected nets (0.09 +- 0.06 RMS per pixel)", 0.09, 0.06, est,
-        basis="Table 1's FC range 0.058-0.14, widened to [0.03, 0.15]; binary two-layer nets have one boundary "
-              "to cross (smaller distortion expected than 10-class softmax with strong decay)",
-        paper=f"{TABLE1}; here a binary 1-vs-2 two-layer net, {cfg.mnist_n_train} training points")]
+    return [
+        V.equals(
+            "mnist_distortion_vs_table1",
+            f"on real MNIST (1 vs 2) the mean minimal distortion of width-{cfg.mnist_width} nets "
+            "lies in Table 1's range for fully connected nets (0.09 +- 0.06 RMS per pixel)",
+            0.09,
+            0.06,
+            est,
+            basis="Table 1's FC range 0.058-0.14, widened to [0.03, 0.15]; binary two-layer nets have "
+            "one boundary to cross (smaller distortion expected than 10-class softmax with strong decay)",
+            paper=f"{TABLE1}; here a binary 1-vs-2 two-layer net, {cfg.mnist_n_train} training points",
+        )
+    ]

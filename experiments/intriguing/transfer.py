@@ -1,5 +1,5 @@
-"""Part (c): transfer of minimal L-BFGS examples x + eta and amplified ones x + k eta (clipped to the pixel box)
-between nets of every width and seed, the infinite-width limit and nets trained on disjoint halves of the
+"""Part (c): transfer of minimal L-BFGS examples x + eta and amplified ones x + k eta (clipped to the pixel
+box) between nets of every width and seed, the infinite-width limit and nets trained on disjoint halves of the
 training set. The transfer rate of a source -> target pair is the target's error on the source's attacked
 points; ``kappa_excess`` is the mean over those points of the smallest k - 1 at which the target is fooled.
 
@@ -19,9 +19,11 @@ from ntk_adv.metrics import fit_loglog_slope
 from . import common
 from .config import Config
 
-TABLE23 = ("Szegedy et al. 2014, Tables 2-3 (MNIST): minimal examples of one model fool other models (other "
-           "hyper-parameters, other training halves) at error rates well above the clean ~2% but far below 100%;"
-           " examples with larger distortion transfer more")
+TABLE23 = (
+    "Szegedy et al. 2014, Tables 2-3 (MNIST): minimal examples of one model fool other models (other "
+    "hyper-parameters, other training halves) at error rates well above the clean ~2% but far below 100%;"
+    " examples with larger distortion transfer more"
+)
 
 
 def transfer_kappas(amplify: float) -> np.ndarray:
@@ -56,15 +58,33 @@ def transfer_rows(cfg: Config, groups, sources, z_att, yv, box) -> list[dict]:
         for j, i in enumerate(keep):
             lam, train_set, seed = g["runs"][i]
             base = "limit" if g["width"] is None else f"m={g['width']}"
-            target = f"{base} half {train_set}" if train_set != "full" else (
-                base if g["width"] is None else f"{base} s{seed}")
+            target = (
+                f"{base} half {train_set}"
+                if train_set != "full"
+                else (base if g["width"] is None else f"{base} s{seed}")
+            )
             for si, src in enumerate(names):
                 for variant, k in (("eta", 0), ("amplified", i_amp)):
-                    rows.append({"part": "c", "source": src, "target": target, "variant": variant,
-                                 "metric": "transfer", "value": float(rate[j, k, si]),
-                                 "n_points": int(masks[si].sum())})
-                rows.append({"part": "c", "source": src, "target": target, "metric": "kappa_excess",
-                             "value": float(np.sum(excess[j, si] * masks[si]) / max(masks[si].sum(), 1))})
+                    rows.append(
+                        {
+                            "part": "c",
+                            "source": src,
+                            "target": target,
+                            "variant": variant,
+                            "metric": "transfer",
+                            "value": float(rate[j, k, si]),
+                            "n_points": int(masks[si].sum()),
+                        }
+                    )
+                rows.append(
+                    {
+                        "part": "c",
+                        "source": src,
+                        "target": target,
+                        "metric": "kappa_excess",
+                        "value": float(np.sum(excess[j, si] * masks[si]) / max(masks[si].sum(), 1)),
+                    }
+                )
     table = {(r["source"], r["target"], r.get("variant"), r["metric"]): r["value"] for r in rows}
     for w in cfg.widths:
         for s in range(cfg.seeds):
@@ -73,19 +93,34 @@ def transfer_rows(cfg: Config, groups, sources, z_att, yv, box) -> list[dict]:
                 continue
             for variant, metric in (("eta", "transfer"), ("amplified", "transfer"), (None, "kappa_excess")):
                 others = [table[(src, f"m={w} s{t}", variant, metric)] for t in range(cfg.seeds) if t != s]
-                base = {"part": "c", "model": "net", "width": w, "seed": s,
-                        "n_points": int(masks[names.index(src)].sum())}
+                base = {
+                    "part": "c",
+                    "model": "net",
+                    "width": w,
+                    "seed": s,
+                    "n_points": int(masks[names.index(src)].sum()),
+                }
                 if variant is not None:
                     base["variant"] = variant
                 rows.append({**base, "metric": f"{metric}_net_net", "value": common.nanmean(others)})
-                rows.append({**base, "metric": f"{metric}_net_limit", "value": table[(src, "limit", variant, metric)]})
-                rows.append({**base, "metric": f"{metric}_limit_net", "value": table[("limit", src, variant, metric)]})
+                rows.append(
+                    {**base, "metric": f"{metric}_net_limit", "value": table[(src, "limit", variant, metric)]}
+                )
+                rows.append(
+                    {**base, "metric": f"{metric}_limit_net", "value": table[("limit", src, variant, metric)]}
+                )
     return rows
 
 
 def _net_net(rows, width):
-    sub = [r for r in rows if r.get("part") == "c" and r.get("metric") == "transfer_net_net"
-           and r.get("variant") == "amplified" and r.get("width") == width]
+    sub = [
+        r
+        for r in rows
+        if r.get("part") == "c"
+        and r.get("metric") == "transfer_net_net"
+        and r.get("variant") == "amplified"
+        and r.get("width") == width
+    ]
     return sorted(sub, key=lambda r: r["seed"])
 
 
@@ -97,55 +132,104 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
         sub = _net_net(rows, w)
         est = V.seed_proportion([r["value"] for r in sub], max(1, min(r["n_points"] for r in sub)))
         per_width[str(w)] = est.value
-        claims.append(V.above(
-            f"c_transfer_net_net_m{w}",
-            f"amplified minimal examples ({amp}) of one width-{w} net fool another width-{w} net (other seed) more "
-            f"often than the floor {cfg.transfer_floor:g}",
-            cfg.transfer_floor, est,
-            basis="minimal examples sit on the source's boundary; amplified ones cross every nearby boundary, "
-                  "so transfer exceeds a coin flip when boundaries agree (lazy regime: they converge)",
-            paper=f"{TABLE23}; here two-layer nets on {cfg.data.name}, same data, other initialization"))
+        claims.append(
+            V.above(
+                f"c_transfer_net_net_m{w}",
+                f"amplified minimal examples ({amp}) of one width-{w} net fool another width-{w} "
+                f"net (other seed) more often than the floor {cfg.transfer_floor:g}",
+                cfg.transfer_floor,
+                est,
+                basis="minimal examples sit on the source's boundary; amplified ones cross every "
+                "nearby boundary, "
+                "so transfer exceeds a coin flip when boundaries agree (lazy regime: they converge)",
+                paper=f"{TABLE23}; here two-layer nets on {cfg.data.name}, same data, other initialization",
+            )
+        )
     lo_w, hi_w = min(cfg.widths), max(cfg.widths)
     lo, hi = _net_net(rows, lo_w), _net_net(rows, hi_w)
     diffs = [b["value"] - a["value"] for a, b in zip(lo, hi)]
     claim = V.above(
         "c_transfer_rises_with_width",
-        f"transfer of {amp} between two nets of the same width rises from m={lo_w} to m={hi_w} (paired seeds)",
-        0.0, V.seed_mean(diffs, bounds=(-1.0, 1.0)),
+        f"transfer of {amp} between two nets of the same width rises from m={lo_w} to m={hi_w} "
+        "(paired seeds)",
+        0.0,
+        V.seed_mean(diffs, bounds=(-1.0, 1.0)),
         basis="lazy regime: nets of one width converge to one function as m grows (fluctuations ~ m^(-1/2))",
-        paper="no published counterpart (width is not varied in Szegedy et al.)")
+        paper="no published counterpart (width is not varied in Szegedy et al.)",
+    )
     if claim.verdict != "confirmed" and min(r["value"] for r in lo + hi) >= 0.99:
-        claim = dataclasses.replace(claim, verdict="inconclusive", reason=(
-            f"transfer at the ceiling at both widths (min {min(r['value'] for r in lo + hi):.3f}): a rise "
-            f"cannot show; amplification {cfg.amplify:g} is too strong for this comparison"))
+        claim = dataclasses.replace(
+            claim,
+            verdict="inconclusive",
+            reason=(
+                "transfer at the ceiling at both widths (min "
+                f"{min(r['value'] for r in lo + hi):.3f}): a rise "
+                f"cannot show; amplification {cfg.amplify:g} is too strong for this comparison"
+            ),
+        )
     claims.append(claim)
-    sub = [r for r in rows if r.get("part") == "c" and r.get("metric") == "kappa_excess_net_net"
-           and np.isfinite(r["value"]) and r["value"] > 0]
-    text = ("the amplification k - 1 needed before x + k eta of one net fools another net of the same width "
-            "shrinks with the width like m^(-1/2)")
+    sub = [
+        r
+        for r in rows
+        if r.get("part") == "c"
+        and r.get("metric") == "kappa_excess_net_net"
+        and np.isfinite(r["value"])
+        and r["value"] > 0
+    ]
+    text = (
+        "the amplification k - 1 needed before x + k eta of one net fools another net of the same width "
+        "shrinks with the width like m^(-1/2)"
+    )
     try:
         fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
-        claims.append(V.slope("c_amplification_for_transfer_shrinks", text, -0.5, 0.25, fit,
-                              basis="boundary distance between two lazy nets ~ m^(-1/2)",
-                              paper="no published counterpart"))
+        claims.append(
+            V.slope(
+                "c_amplification_for_transfer_shrinks",
+                text,
+                -0.5,
+                0.25,
+                fit,
+                basis="boundary distance between two lazy nets ~ m^(-1/2)",
+                paper="no published counterpart",
+            )
+        )
     except ValueError as err:
         est = V.Estimate(0.0, 0.0, 0.0, len(sub), "none")
-        claims.append(V.Claim("c_amplification_for_transfer_shrinks", text, -0.5, 0.25, (-0.75, -0.25), est,
-                              "inconclusive", f"no slope: {err} (every example transfers at k = 1)",
-                              "boundary distance between two lazy nets ~ m^(-1/2)", "no published counterpart"))
-    t = {(r["source"], r["target"], r["variant"]): r for r in rows
-         if r.get("part") == "c" and r.get("metric") == "transfer"}
+        claims.append(
+            V.Claim(
+                "c_amplification_for_transfer_shrinks",
+                text,
+                -0.5,
+                0.25,
+                (-0.75, -0.25),
+                est,
+                "inconclusive",
+                f"no slope: {err} (every example transfers at k = 1)",
+                "boundary distance between two lazy nets ~ m^(-1/2)",
+                "no published counterpart",
+            )
+        )
+    t = {
+        (r["source"], r["target"], r["variant"]): r
+        for r in rows
+        if r.get("part") == "c" and r.get("metric") == "transfer"
+    }
     a, b = f"m={cfg.transfer_width} half A", f"m={cfg.transfer_width} half B"
     pair = [t[(a, b, "amplified")], t[(b, a, "amplified")]]
     k = sum(round(r["value"] * r["n_points"]) for r in pair)
     n = sum(r["n_points"] for r in pair)
-    claims.append(V.above(
-        "c_transfer_across_halves",
-        f"amplified examples ({amp}) transfer between width-{cfg.transfer_width} nets trained on disjoint halves "
-        f"of the training set more often than the floor {cfg.transfer_floor:g} (both directions pooled)",
-        cfg.transfer_floor, V.wilson(k, max(n, 1)),
-        basis="both halves sample one distribution; lazy nets on them approximate one kernel predictor",
-        paper=f"{TABLE23} (Table 3: disjoint training halves P1 / P2)"))
+    claims.append(
+        V.above(
+            "c_transfer_across_halves",
+            f"amplified examples ({amp}) transfer between width-{cfg.transfer_width} nets "
+            "trained on disjoint halves "
+            f"of the training set more often than the floor {cfg.transfer_floor:g} (both directions pooled)",
+            cfg.transfer_floor,
+            V.wilson(k, max(n, 1)),
+            basis="both halves sample one distribution; lazy nets on them approximate one kernel predictor",
+            paper=f"{TABLE23} (Table 3: disjoint training halves P1 / P2)",
+        )
+    )
     summary["transfer_net_net_amplified"] = per_width
     summary["transfer_halves_amplified"] = {"A_to_B": pair[0]["value"], "B_to_A": pair[1]["value"]}
     return claims

@@ -1,6 +1,8 @@
-"""The linearity explanation of adversarial examples (Goodfellow, Shlens, Szegedy 2015), at finite and infinite width.
+"""The linearity explanation of adversarial examples (Goodfellow, Shlens, Szegedy 2015), at finite and
+infinite width.
 
-One module per claim group, each measured on finite two-layer nets and on their infinite-width (NTK) predictor:
+One module per claim group, each measured on finite two-layer nets and on their infinite-width (NTK)
+predictor:
 
 * :mod:`.dimension` (a) FGSM logit change ~ d, random-sign change ~ sqrt(d) (synthetic data);
 * :mod:`.rays` (b) logits along FGSM rays: piecewise linear, nearly linear, converging to the limit;
@@ -10,10 +12,11 @@ One module per claim group, each measured on finite two-layer nets and on their 
 * :mod:`.adversarial` (d) FGSM adversarial training lowers the FGSM error, noise training does not, and as a
   regularizer.
 
-Every claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured estimate
-with a 95% interval, verdict confirmed / refuted / inconclusive, ``paper`` the published number for the closest
-setting). Outputs in ``out``: results.csv (long format: part, model, width, d, eps, t, seed, metric, value),
-summary.json (``claims``: one dict per claim) and figures linearity_dimension, linearity_ray, linearity_fgsm.
+Every claim is a :class:`ntk_adv.verdicts.Claim` (prediction with tolerance fixed in the code, measured
+estimate with a 95% interval, verdict confirmed / refuted / inconclusive, ``paper`` the published number for
+the closest setting). Outputs in ``out``: results.csv (long format: part, model, width, d, eps, t, seed,
+metric, value), summary.json (``claims``: one dict per claim) and figures linearity_dimension, linearity_ray,
+linearity_fgsm.
 """
 
 from __future__ import annotations
@@ -36,8 +39,16 @@ from .figures import plot
 
 COMMAND = "linearity"
 
-__all__ = ["ADV_MODES", "COMMAND", "DIM_METRICS", "DIM_MODELS", "QUICK_CONFIG", "Config", "adversarial_train",
-           "main"]
+__all__ = [
+    "ADV_MODES",
+    "COMMAND",
+    "DIM_METRICS",
+    "DIM_MODELS",
+    "QUICK_CONFIG",
+    "Config",
+    "adversarial_train",
+    "main",
+]
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress: bool = True) -> dict:
@@ -49,11 +60,23 @@ def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress
     z, yz = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     parts = set(cfg.parts)
     mnist = cfg.mnist() if "c" in parts else None
-    n_cells = ((len(cfg.dims) if "a" in parts else 0) + (len(cfg.widths) + 1 if parts & {"b", "c"} else 0)
-               + ("c" in parts) + (mnist is not None) + ("d" in parts))
+    n_cells = (
+        (len(cfg.dims) if "a" in parts else 0)
+        + (len(cfg.widths) + 1 if parts & {"b", "c"} else 0)
+        + ("c" in parts)
+        + (mnist is not None)
+        + ("d" in parts)
+    )
     bar = tqdm(total=n_cells, desc="linearity: cells", disable=None if progress else True)
-    summary: dict = {"experiment": COMMAND, "config": asdict(cfg), "dataset": ds.name, "n_train": int(x.shape[0]),
-                     "d": int(x.shape[1]), "n_test": int(z.shape[0]), **provenance()}
+    summary: dict = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        "dataset": ds.name,
+        "n_train": int(x.shape[0]),
+        "d": int(x.shape[1]),
+        "n_test": int(z.shape[0]),
+        **provenance(),
+    }
     rows: list[dict] = []
     claims: list[verdicts.Claim] = []
     if "a" in parts:
@@ -95,6 +118,8 @@ def report(summary: dict, out: Path) -> None:
             label = name if name in ("linear", "rbf", "limit") else f"m={name}"
             print(f"    {label:<18}" + " ".join(f"{v:5.2f}" for v in c))
     for c in summary["claims"]:
-        print(f"[{c['verdict']:<12}] {c['name']}: {c['measured']} vs {c['prediction']}"
-              + (f" - {c['reason']}" if c["reason"] else ""))
+        print(
+            f"[{c['verdict']:<12}] {c['name']}: {c['measured']} vs {c['prediction']}"
+            + (f" - {c['reason']}" if c["reason"] else "")
+        )
     print(f"Wrote {out}/")

@@ -1,7 +1,7 @@
-"""(d) Adversarial training with J~ = alpha J(x) + (1 - alpha) J(x + eps sign grad_x J) (Goodfellow et al. 2015,
-Sec. 6) of one centred net (``cfg.net``), compared with clean training and with training on random-sign noise of
-the same L-inf size, all seeds at once. The perturbation is recomputed from the current parameters at every step
-(``ntk_adv.training.adversarial_train``; no gradient through the attack).
+"""(d) Adversarial training with J~ = alpha J(x) + (1 - alpha) J(x + eps sign grad_x J) (Goodfellow et al.
+2015, Sec. 6) of one centred net (``cfg.net``), compared with clean training and with training on random-sign
+noise of the same L-inf size, all seeds at once. The perturbation is recomputed from the current parameters at
+every step (``ntk_adv.training.adversarial_train``; no gradient through the attack).
 
 Predictions, fixed before any run:
 
@@ -30,36 +30,65 @@ from .config import Config
 ADV_MODES = ("clean", "fgsm", "noise")
 
 
-def adversarial_train(apply_fn, params, x, y, *, mode: str, eps, alpha, loss: str, lr, steps: int, key,
-                      mask=None):
-    """Full-batch gradient descent on J~ = alpha J(x) + (1 - alpha) J(x + eta) (Goodfellow et al. 2015) through
-    :func:`ntk_adv.training.adversarial_train`.
+def adversarial_train(
+    apply_fn, params, x, y, *, mode: str, eps, alpha, loss: str, lr, steps: int, key, mask=None
+):
+    """Full-batch gradient descent on J~ = alpha J(x) + (1 - alpha) J(x + eta) (Goodfellow et al. 2015)
+    through :func:`ntk_adv.training.adversarial_train`.
 
     ``mode``: 'fgsm' eta = eps sign(grad_x J) (L-inf size eps), recomputed at every step; 'noise' eta = eps *
     uniform random signs, fresh at every step; 'clean' J~ = J. ``key`` (explicit) drives the noise."""
     if mode not in ADV_MODES:
-        raise ValueError(f"unknown adversarial training mode {mode!r}; expected one of {', '.join(ADV_MODES)}")
-    return _mixed_train(apply_fn, params, x, y, _mode_weights(mode, alpha, x.dtype), eps=eps, loss=loss, lr=lr,
-                        steps=steps, key=key, mask=mask)
+        raise ValueError(
+            f"unknown adversarial training mode {mode!r}; expected one of {', '.join(ADV_MODES)}"
+        )
+    return _mixed_train(
+        apply_fn,
+        params,
+        x,
+        y,
+        _mode_weights(mode, alpha, x.dtype),
+        eps=eps,
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        key=key,
+        mask=mask,
+    )
 
 
 def _mode_weights(mode: str, alpha, dtype):
     """(alpha, adversarial share, noise share) of :func:`_mixed_train` for a training mode."""
     one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
-    return jnp.stack({"clean": (one, zero, zero), "fgsm": (alpha * one, one, zero),
-                      "noise": (alpha * one, zero, one)}[mode])
+    return jnp.stack(
+        {"clean": (one, zero, zero), "fgsm": (alpha * one, one, zero), "noise": (alpha * one, zero, one)}[
+            mode
+        ]
+    )
 
 
 def _mixed_train(apply_fn, params, x, y, weights, *, eps, loss: str, lr, steps: int, key, mask=None):
-    """w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r), r random signs; the weights (3,) may be traced,
-    so that clean, adversarial and noise training share one compiled program."""
+    """w0 J(x) + (1 - w0) J(x + w1 eps sign grad_x J + w2 eps r), r random signs; the weights (3,) may be
+    traced, so that clean, adversarial and noise training share one compiled program."""
 
     def perturb(f, x, y, k):
-        return (weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss)
-                + weights[2] * eps * jax.random.rademacher(k, x.shape, dtype=x.dtype))
+        return weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss) + weights[
+            2
+        ] * eps * jax.random.rademacher(k, x.shape, dtype=x.dtype)
 
-    return training.adversarial_train(apply_fn, params, x, y, perturb=perturb, alpha=weights[0], loss=loss, lr=lr,
-                                      steps=steps, key=key, mask=mask)
+    return training.adversarial_train(
+        apply_fn,
+        params,
+        x,
+        y,
+        perturb=perturb,
+        alpha=weights[0],
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        key=key,
+        mask=mask,
+    )
 
 
 def eval_grid(cfg: Config) -> tuple[float, ...]:
@@ -75,8 +104,19 @@ def _cell(cfg: Config, x, y, z, yz, eps_grid, weights, keys):
 
     def one(w, key):
         k_init, k_noise = jax.random.split(key)
-        pair = _mixed_train(apply_c, init_centered(net, x.shape[1], k_init, x.dtype), x, y, w, eps=cfg.adv_eps,
-                            loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps, key=k_noise, mask=mask)
+        pair = _mixed_train(
+            apply_c,
+            init_centered(net, x.shape[1], k_init, x.dtype),
+            x,
+            y,
+            w,
+            eps=cfg.adv_eps,
+            loss=cfg.train.loss,
+            lr=cfg.train.lr,
+            steps=cfg.train.steps,
+            key=k_noise,
+            mask=mask,
+        )
         return fgsm_errors(partial(apply_c, pair), z, yz, eps_grid, cfg.train.loss)
 
     return jax.vmap(one)(weights, keys)
@@ -87,38 +127,80 @@ def run(cfg: Config, x, y, z, yz) -> list[dict]:
     grid = eval_grid(cfg)
     w = jnp.stack([_mode_weights(m, cfg.adv_alpha, x.dtype) for m in ADV_MODES for _ in range(cfg.seeds)])
     root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 10_000)
-    keys = jnp.concatenate([jax.random.split(jax.random.fold_in(root, j), cfg.seeds) for j in range(len(ADV_MODES))])
+    keys = jnp.concatenate(
+        [jax.random.split(jax.random.fold_in(root, j), cfg.seeds) for j in range(len(ADV_MODES))]
+    )
     errors = np.asarray(_cell(cfg, x, y, z, yz, jnp.asarray(grid, x.dtype), w, keys))
     errors = errors.reshape(len(ADV_MODES), cfg.seeds, -1)
-    return [{"part": "d", "model": f"train_{mode}", "width": cfg.net.width, "eps": e, "seed": s,
-             "metric": "fgsm_error", "value": float(errors[j, s, i])}
-            for j, mode in enumerate(ADV_MODES) for s in range(cfg.seeds) for i, e in enumerate(grid)]
+    return [
+        {
+            "part": "d",
+            "model": f"train_{mode}",
+            "width": cfg.net.width,
+            "eps": e,
+            "seed": s,
+            "metric": "fgsm_error",
+            "value": float(errors[j, s, i]),
+        }
+        for j, mode in enumerate(ADV_MODES)
+        for s in range(cfg.seeds)
+        for i, e in enumerate(grid)
+    ]
 
 
 def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
     n = int(summary["n_test"])
-    at = {m: np.asarray([_values(rows, part="d", model=f"train_{m}", seed=s, eps=cfg.adv_eps, metric="fgsm_error")[0]
-                         for s in range(cfg.seeds)]) for m in ADV_MODES}
-    clean = {m: np.asarray([_values(rows, part="d", model=f"train_{m}", seed=s, eps=0.0, metric="fgsm_error")[0]
-                            for s in range(cfg.seeds)]) for m in ADV_MODES}
+    at = {
+        m: np.asarray(
+            [
+                _values(rows, part="d", model=f"train_{m}", seed=s, eps=cfg.adv_eps, metric="fgsm_error")[0]
+                for s in range(cfg.seeds)
+            ]
+        )
+        for m in ADV_MODES
+    }
+    clean = {
+        m: np.asarray(
+            [
+                _values(rows, part="d", model=f"train_{m}", seed=s, eps=0.0, metric="fgsm_error")[0]
+                for s in range(cfg.seeds)
+            ]
+        )
+        for m in ADV_MODES
+    }
     summary["adv_fgsm_error_at_eps"] = {m: verdicts.seed_proportion(v, n).__dict__ for m, v in at.items()}
     summary["adv_clean_error"] = {m: verdicts.seed_proportion(v, n).__dict__ for m, v in clean.items()}
     where = f"net m={cfg.net.width}, alpha={cfg.adv_alpha:g}, L-inf eps={cfg.adv_eps:g}"
     d = lambda a, b: verdicts.seed_mean(a - b, bounds=(-1.0, 1.0))
     return [
-        verdicts.above("d_adversarial_training_lowers_fgsm_error", f"{where}: FGSM adversarial training lowers the "
-                       f"FGSM error at its eps by more than {cfg.adv_margin:g} (clean-trained minus FGSM-trained, "
-                       "per seed)", cfg.adv_margin, d(at["clean"], at["fgsm"]),
-                       basis="the net learns to resist the worst-case linear step it is trained on",
-                       paper=f"{PAPER_ADV}; {SETTINGS}"),
-        verdicts.below("d_noise_training_does_not", f"{where}: training on random-sign noise of the same size does "
-                       f"not lower the FGSM error by {cfg.adv_margin:g} (clean-trained minus noise-trained)",
-                       cfg.adv_margin, d(at["clean"], at["noise"]),
-                       basis="random signs are nearly orthogonal to the weights (part a: ~sqrt(d) vs d)",
-                       paper=f"{PAPER_ADV} (noise of the same size does not help); {SETTINGS}"),
-        verdicts.below("d_adversarial_training_regularizes", f"{where}: adversarial training lowers the clean test "
-                       "error (FGSM-trained minus clean-trained, per seed)", 0.0, d(clean["fgsm"], clean["clean"]),
-                       basis="the paper's regularization claim; where clean training already has 0 clean error "
-                             "there is nothing to improve and the measurement can only tie (inconclusive) or be "
-                             "refuted", paper=f"{PAPER_REG}; {SETTINGS}"),
+        verdicts.above(
+            "d_adversarial_training_lowers_fgsm_error",
+            f"{where}: FGSM adversarial training lowers the "
+            f"FGSM error at its eps by more than {cfg.adv_margin:g} (clean-trained minus FGSM-trained, "
+            "per seed)",
+            cfg.adv_margin,
+            d(at["clean"], at["fgsm"]),
+            basis="the net learns to resist the worst-case linear step it is trained on",
+            paper=f"{PAPER_ADV}; {SETTINGS}",
+        ),
+        verdicts.below(
+            "d_noise_training_does_not",
+            f"{where}: training on random-sign noise of the same size does "
+            f"not lower the FGSM error by {cfg.adv_margin:g} (clean-trained minus noise-trained)",
+            cfg.adv_margin,
+            d(at["clean"], at["noise"]),
+            basis="random signs are nearly orthogonal to the weights (part a: ~sqrt(d) vs d)",
+            paper=f"{PAPER_ADV} (noise of the same size does not help); {SETTINGS}",
+        ),
+        verdicts.below(
+            "d_adversarial_training_regularizes",
+            f"{where}: adversarial training lowers the clean test "
+            "error (FGSM-trained minus clean-trained, per seed)",
+            0.0,
+            d(clean["fgsm"], clean["clean"]),
+            basis="the paper's regularization claim; where clean training already has 0 clean error "
+            "there is nothing to improve and the measurement can only tie (inconclusive) or be "
+            "refuted",
+            paper=f"{PAPER_REG}; {SETTINGS}",
+        ),
     ]

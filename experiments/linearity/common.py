@@ -15,22 +15,34 @@ from ntk_adv.results import select
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
 GOODFELLOW = "Goodfellow, Shlens, Szegedy, Explaining and harnessing adversarial examples, ICLR 2015"
-PAPER_SOFTMAX = (f"{GOODFELLOW}, Sec. 4: shallow softmax regression on MNIST, FGSM eps 0.25 (pixels in [0, 1]): "
-                 "99.9% error (mean confidence 79.3%)")
+PAPER_SOFTMAX = (
+    f"{GOODFELLOW}, Sec. 4: shallow softmax regression on MNIST, FGSM eps 0.25 (pixels in [0, 1]): "
+    "99.9% error (mean confidence 79.3%)"
+)
 PAPER_MAXOUT = f"{GOODFELLOW}, Sec. 4: maxout network on MNIST, FGSM eps 0.25: 89.4% error (confidence 97.6%)"
-PAPER_RBF = (f"{GOODFELLOW}, Sec. 7: shallow RBF network on MNIST, FGSM eps 0.25: 55.4% error, confidence 1.2% "
-             "on its mistakes (vs 99.9% for softmax regression)")
-PAPER_ADV = (f"{GOODFELLOW}, Sec. 6: adversarial training (alpha 0.5, eps 0.25) of maxout on MNIST: FGSM error "
-             "89.4% -> 17.9%")
-PAPER_REG = (f"{GOODFELLOW}, Sec. 6: adversarial training as a regularizer: maxout clean test error 0.94% -> "
-             "0.84% (with dropout, early stopping on a validation set)")
-PAPER_TRANSFER = (f"{GOODFELLOW}, Sec. 6/8: FGSM examples transfer across models (examples of the original "
-                  "maxout net misclassified by the adversarially trained one at 19.6%, the reverse 40.9%, as we "
-                  "recall them; Sec. 8: different models misclassify the same examples, often as the same class)")
-SETTINGS = ("here: binary two-layer ReLU nets (first layer trained, lazy regime) and their NTK limit on two classes "
-            "of 8x8 digits (d = 64) unless MNIST is given; the paper: 10-class models on MNIST (d = 784). The "
-            "FGSM logit change grows like eps ||w||_1 ~ d (part a), so at the same eps the effect on 64 pixels is "
-            "~12x smaller than on 784")
+PAPER_RBF = (
+    f"{GOODFELLOW}, Sec. 7: shallow RBF network on MNIST, FGSM eps 0.25: 55.4% error, confidence 1.2% "
+    "on its mistakes (vs 99.9% for softmax regression)"
+)
+PAPER_ADV = (
+    f"{GOODFELLOW}, Sec. 6: adversarial training (alpha 0.5, eps 0.25) of maxout on MNIST: FGSM error "
+    "89.4% -> 17.9%"
+)
+PAPER_REG = (
+    f"{GOODFELLOW}, Sec. 6: adversarial training as a regularizer: maxout clean test error 0.94% -> "
+    "0.84% (with dropout, early stopping on a validation set)"
+)
+PAPER_TRANSFER = (
+    f"{GOODFELLOW}, Sec. 6/8: FGSM examples transfer across models (examples of the original "
+    "maxout net misclassified by the adversarially trained one at 19.6%, the reverse 40.9%, as we "
+    "recall them; Sec. 8: different models misclassify the same examples, often as the same class)"
+)
+SETTINGS = (
+    "here: binary two-layer ReLU nets (first layer trained, lazy regime) and their NTK limit on two classes "
+    "of 8x8 digits (d = 64) unless MNIST is given; the paper: 10-class models on MNIST (d = 784). The "
+    "FGSM logit change grows like eps ||w||_1 ~ d (part a), so at the same eps the effect on 64 pixels is "
+    "~12x smaller than on 784"
+)
 
 
 def linear_apply(params, x):
@@ -60,8 +72,8 @@ def train_centered(net: models.TwoLayerConfig, x, y, tcfg: TrainConfig, key, par
 
 def padded_init(net: models.TwoLayerConfig, m, d: int, key, dtype) -> models.TwoLayerParams:
     """Init of a width-``m`` net stored in ``net.width`` >= m units (``m`` may be traced): units >= m are zero
-    (w, b, a = 0: no output, zero gradient with a frozen readout, no sign change along any ray), the readout of
-    the first m units is rescaled by sqrt(width / m), so that in both parametrizations the padded net is
+    (w, b, a = 0: no output, zero gradient with a frozen readout, no sign change along any ray), the readout
+    of the first m units is rescaled by sqrt(width / m), so that in both parametrizations the padded net is
     exactly a width-m net at init and along training. One compiled program then serves every width."""
     p = models.init_params(net, d, key=key, dtype=dtype)
     keep = (jnp.arange(net.width) < m).astype(dtype)
@@ -86,8 +98,9 @@ def rbf_predictor(x, y, tcfg: TrainConfig, scale_fraction: float):
     """An RBF kernel machine (Gaussian units centred on the training points, coefficients from the same
     logistic-loss kernel flow as the NTK limit): the 'less linear' model of Goodfellow et al., Sec. 7."""
     scale = scale_fraction * median_distance(x)
-    return limits.make_predictor(partial(rbf_kernel, scale=scale), x, y, loss=tcfg.loss, lr=tcfg.lr,
-                                 steps=tcfg.steps)
+    return limits.make_predictor(
+        partial(rbf_kernel, scale=scale), x, y, loss=tcfg.loss, lr=tcfg.lr, steps=tcfg.steps
+    )
 
 
 def wrong(f, z, y):

@@ -1,6 +1,7 @@
-"""Configuration of the linearity experiment (Goodfellow, Shlens, Szegedy 2015): composed of the library's config
-types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`), ``train`` (:class:`ntk_adv.training.TrainConfig`),
-``data`` (:class:`ntk_adv.data.DataSpec`) - plus the experiment's own axes."""
+"""Configuration of the linearity experiment (Goodfellow, Shlens, Szegedy 2015): composed of the library's
+config types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`), ``train``
+(:class:`ntk_adv.training.TrainConfig`), ``data`` (:class:`ntk_adv.data.DataSpec`) - plus the experiment's own
+axes."""
 
 from __future__ import annotations
 
@@ -22,19 +23,21 @@ PAPER_EPS = 0.25  # Goodfellow et al. (2015): MNIST pixels in [0, 1], L-inf eps 
 class Config:
     """Parts: (a) dimension, (b) rays, (c) FGSM error (grid over eps, the paper's eps, RBF, transfer),
     (d) adversarial training. ``net.width`` is the width of the nets of (c)'s paper-eps comparison and (d);
-    (b)/(c)'s eps grid sweeps ``widths``. ``train`` is plain full-batch GD (the theory preset) for every finite
-    net and the limit; the FGSM-trained nets of (d) use the same lr and steps. Part (a) trains with the identity
-    loss (its gradient is linear in time) and the standard parametrization, step ``dim_lr`` for ``dim_steps``.
+    (b)/(c)'s eps grid sweeps ``widths``. ``train`` is plain full-batch GD (the theory preset) for every
+    finite net and the limit; the FGSM-trained nets of (d) use the same lr and steps. Part (a) trains with the
+    identity loss (its gradient is linear in time) and the standard parametrization, step ``dim_lr`` for
+    ``dim_steps``.
 
-    eps norms: every eps is an L-inf radius in input units (digits and MNIST pixels are scaled to [0, 1] before
-    a scalar mean is subtracted, so ``paper_eps`` = 0.25 is the paper's 0.25 on MNIST's [0, 1] pixels).
+    eps norms: every eps is an L-inf radius in input units (digits and MNIST pixels are scaled to [0, 1]
+    before a scalar mean is subtracted, so ``paper_eps`` = 0.25 is the paper's 0.25 on MNIST's [0, 1] pixels).
     With ``data.root`` set and ``data.name`` not 'mnist', part (c)'s paper-eps comparison is repeated on real
     MNIST (1 vs 2, ``mnist_n_train`` / ``mnist_n_test`` points) from that directory; it is never required."""
 
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=None, n_test=None))
     net: TwoLayerConfig = field(default_factory=lambda: TwoLayerConfig(512))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(loss="logistic", lr=0.5, steps=200,
-                                                                   record_loss=False))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(loss="logistic", lr=0.5, steps=200, record_loss=False)
+    )
     parts: str = PARTS
     seeds: int = 4
     seed: int = 0
@@ -72,8 +75,16 @@ class Config:
                 raise ValueError(f"{name} must hold >= 3 distinct integers >= 1 (for a slope fit), got {v}")
         if self.synthetic not in ("gauss", "shifted_gauss"):
             raise ValueError(f"synthetic must be 'gauss' or 'shifted_gauss', got {self.synthetic!r}")
-        for name in ("seeds", "n_synthetic", "n_points", "dim_width", "n_rays", "dim_steps", "mnist_n_train",
-                     "mnist_n_test"):
+        for name in (
+            "seeds",
+            "n_synthetic",
+            "n_points",
+            "dim_width",
+            "n_rays",
+            "dim_steps",
+            "mnist_n_train",
+            "mnist_n_test",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ray_points < 5:
@@ -85,29 +96,44 @@ class Config:
         if len(self.eps_grid) < 2 or any(not np.isfinite(e) or e < 0 for e in self.eps_grid):
             raise ValueError(f"eps_grid must hold >= 2 finite values >= 0, got {self.eps_grid}")
         if min(self.eps_grid) != 0 or len(set(self.eps_grid)) != len(self.eps_grid):
-            raise ValueError(f"eps_grid must hold distinct values and include 0 (the clean error), got {self.eps_grid}")
+            raise ValueError(
+                f"eps_grid must hold distinct values and include 0 (the clean error), got {self.eps_grid}"
+            )
         if not 0.0 <= self.adv_alpha < 1.0:
-            raise ValueError(f"adv_alpha must be in [0, 1) (1 would train on clean points only), got {self.adv_alpha}")
+            raise ValueError(
+                f"adv_alpha must be in [0, 1) (1 would train on clean points only), got {self.adv_alpha}"
+            )
         if not (np.isfinite(self.adv_margin) and 0 <= self.adv_margin < 1):
             raise ValueError(f"adv_margin must be in [0, 1), got {self.adv_margin}")
         if self.train.loss not in MARGIN_LOSSES:
-            raise ValueError(f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}")
+            raise ValueError(
+                f"loss must be a margin loss ({', '.join(MARGIN_LOSSES)}), got {self.train.loss!r}"
+            )
         if self.train.optimizer != "gd" or self.train.plateau:
-            raise ValueError("optimizer must be 'gd' without plateau (the theory preset: the limit is the "
-                             f"kernel flow of plain GD), got {self.train.optimizer!r}, plateau={self.train.plateau}")
+            raise ValueError(
+                "optimizer must be 'gd' without plateau (the theory preset: the limit is the "
+                f"kernel flow of plain GD), got {self.train.optimizer!r}, plateau={self.train.plateau}"
+            )
         if self.train.steps < 1 or self.train.lr <= 0:
-            raise ValueError(f"steps must be >= 1 and lr > 0, got steps={self.train.steps}, lr={self.train.lr}")
+            raise ValueError(
+                f"steps must be >= 1 and lr > 0, got steps={self.train.steps}, lr={self.train.lr}"
+            )
         if self.net.n_out != 1 or self.net.train_readout or self.net.init_scale != 1.0:
-            raise ValueError("net must have n_out 1, a frozen readout and init_scale 1 (the lazy/NTK setting "
-                             "whose limit is the kernel predictor)")
+            raise ValueError(
+                "net must have n_out 1, a frozen readout and init_scale 1 (the lazy/NTK setting "
+                "whose limit is the kernel predictor)"
+            )
 
     # ------------------------------------------------------------------ derived configs
     def net_at(self, width: int, parametrization: str | None = None) -> TwoLayerConfig:
         return replace(self.net, width=width, parametrization=parametrization or self.net.parametrization)
 
     def kernel(self, parametrization: str | None = None) -> kernels.KernelFn:
-        return kernels.two_layer_kernel(gamma=self.net.gamma, bias=self.net.bias,
-                                        parametrization=parametrization or self.net.parametrization)
+        return kernels.two_layer_kernel(
+            gamma=self.net.gamma,
+            bias=self.net.bias,
+            parametrization=parametrization or self.net.parametrization,
+        )
 
     def dim_train(self) -> TrainConfig:
         return TrainConfig(loss="identity", lr=self.dim_lr, steps=self.dim_steps, record_loss=False)
@@ -116,12 +142,27 @@ class Config:
         """Real MNIST for the paper-eps comparison, when a data root is given (else None)."""
         if self.data.root is None or self.data.name == "mnist":
             return None
-        return DataSpec("mnist", n_train=self.mnist_n_train, n_test=self.mnist_n_test, root=self.data.root,
-                        seed=self.data.seed)
+        return DataSpec(
+            "mnist",
+            n_train=self.mnist_n_train,
+            n_test=self.mnist_n_test,
+            root=self.data.root,
+            seed=self.data.seed,
+        )
 
 
 # Smoke-test scale (``ntk-adv report --quick``): well under a minute on two cores; numbers indicative.
-QUICK_CONFIG = Config(dims=(16, 64, 256), dim_width=256, n_synthetic=100, n_points=50, widths=(16, 128, 1024),
-                      seeds=3, data=DataSpec("digits", n_train=120, n_test=100),
-                      train=TrainConfig(loss="logistic", lr=0.5, steps=100, record_loss=False), ray_points=201,
-                      n_rays=8, eps_grid=(0.0, 0.1, 0.2, 0.25, 0.3, 0.4), net=TwoLayerConfig(128))
+QUICK_CONFIG = Config(
+    dims=(16, 64, 256),
+    dim_width=256,
+    n_synthetic=100,
+    n_points=50,
+    widths=(16, 128, 1024),
+    seeds=3,
+    data=DataSpec("digits", n_train=120, n_test=100),
+    train=TrainConfig(loss="logistic", lr=0.5, steps=100, record_loss=False),
+    ray_points=201,
+    n_rays=8,
+    eps_grid=(0.0, 0.1, 0.2, 0.25, 0.3, 0.4),
+    net=TwoLayerConfig(128),
+)

@@ -1,10 +1,10 @@
-"""(a) Dimension: the FGSM logit change eps ||grad_x f||_1 grows linearly in the input dimension d, a random-sign
-perturbation of the same L-inf size only like sqrt(d) (first order: eps |grad_x f . r|, r uniform signs), so their
-ratio grows like sqrt(d). Synthetic data, d swept, for a linear model, a wide net and the NTK limit, trained with
-the identity loss; predicted log-log slopes vs d: 1 and 1/2 (tolerance 0.15).
+"""(a) Dimension: the FGSM logit change eps ||grad_x f||_1 grows linearly in the input dimension d, a
+random-sign perturbation of the same L-inf size only like sqrt(d) (first order: eps |grad_x f . r|, r uniform
+signs), so their ratio grows like sqrt(d). Synthetic data, d swept, for a linear model, a wide net and the NTK
+limit, trained with the identity loss; predicted log-log slopes vs d: 1 and 1/2 (tolerance 0.15).
 
-Always the standard parametrization: Goodfellow's argument assumes weights of fixed per-coordinate size (in the
-NTK parametrization both slopes drop by 1; the ratio still grows like sqrt(d))."""
+Always the standard parametrization: Goodfellow's argument assumes weights of fixed per-coordinate size (in
+the NTK parametrization both slopes drop by 1; the ratio still grows like sqrt(d))."""
 
 from __future__ import annotations
 
@@ -25,9 +25,16 @@ from .config import Config
 
 DIM_MODELS = ("linear", "net", "limit")
 DIM_METRICS = ("fgsm_change", "fgsm_first_order", "random_change", "random_first_order", "fgsm_random_ratio")
-THEORY = {"fgsm_change": 1.0, "fgsm_first_order": 1.0, "random_change": 0.5, "random_first_order": 0.5,
-          "fgsm_random_ratio": 0.5}
-TOL_SLOPE = 0.15  # neglected: curvature of the net over an eps-ball, finite-d fluctuations of ||g||_1 / ||g||_2
+THEORY = {
+    "fgsm_change": 1.0,
+    "fgsm_first_order": 1.0,
+    "random_change": 0.5,
+    "random_first_order": 0.5,
+    "fgsm_random_ratio": 0.5,
+}
+TOL_SLOPE = (
+    0.15  # neglected: curvature of the net over an eps-ball, finite-d fluctuations of ||g||_1 / ||g||_2
+)
 
 
 def _padded_ntk(cfg: Config, scale, x, z):
@@ -40,11 +47,11 @@ def _padded_ntk(cfg: Config, scale, x, z):
 
 @partial(jax.jit, static_argnums=0)
 def _cell(cfg: Config, dims, x, y, z, keys):
-    """Every (d, seed) problem, one after another (``lax.map``): dims (R,), x (R, N, D), y (R, N), z (R, M, D),
-    keys (R, 2) -> metric dicts (R,). Inputs are zero-padded to D = max(dims) coordinates: the padded coordinates
-    carry no signal, get no weight (first-layer columns zero at init and zero gradient, as x is 0 there), no
-    FGSM step (sign(0) = 0) and no random sign, so each problem is exactly its d-dimensional one; one compiled
-    program serves all d."""
+    """Every (d, seed) problem, one after another (``lax.map``): dims (R,), x (R, N, D), y (R, N), z (R, M,
+    D), keys (R, 2) -> metric dicts (R,). Inputs are zero-padded to D = max(dims) coordinates: the padded
+    coordinates carry no signal, get no weight (first-layer columns zero at init and zero gradient, as x is 0
+    there), no FGSM step (sign(0) = 0) and no random sign, so each problem is exactly its d-dimensional one;
+    one compiled program serves all d."""
     tcfg = cfg.dim_train()
     big_d = max(cfg.dims)
     net = cfg.net_at(cfg.dim_width, "standard")
@@ -59,8 +66,9 @@ def _cell(cfg: Config, dims, x, y, z, keys):
         p0 = models.TwoLayerParams(w=p0.w * cols[None, :] * jnp.sqrt(big_d / d), b=p0.b, a=p0.a)
         lin = train_linear(x, y, tcfg)
         pair = train_centered(net, x, y, tcfg, k_net, params0=p0)
-        limit = limits.make_predictor(partial(_padded_ntk, cfg, jnp.sqrt(big_d / d)), x, y, loss=tcfg.loss,
-                                      lr=tcfg.lr, steps=tcfg.steps)
+        limit = limits.make_predictor(
+            partial(_padded_ntk, cfg, jnp.sqrt(big_d / d)), x, y, loss=tcfg.loss, lr=tcfg.lr, steps=tcfg.steps
+        )
         preds = {"linear": partial(linear_apply, lin), "net": partial(apply_c, pair), "limit": limit}
         up = jnp.ones((z.shape[0],), z.dtype)
         r = eps * jax.random.rademacher(k_sign, z.shape, dtype=z.dtype) * cols[None, :]
@@ -90,8 +98,11 @@ def run(cfg: Config) -> list[dict]:
     xs, ys, zs, keys, dims = [], [], [], [], []
     for d in cfg.dims:
         for s in range(cfg.seeds):
-            ds = load_spec(DataSpec(cfg.synthetic, n_train=cfg.n_synthetic, n_test=cfg.n_points, d=d,
-                                    seed=cfg.seed * 1000 + s))
+            ds = load_spec(
+                DataSpec(
+                    cfg.synthetic, n_train=cfg.n_synthetic, n_test=cfg.n_points, d=d, seed=cfg.seed * 1000 + s
+                )
+            )
             xs.append(pad(ds.x_train))
             ys.append(ds.y_train)
             zs.append(pad(ds.x_test))
@@ -100,10 +111,20 @@ def run(cfg: Config) -> list[dict]:
     x, y, z = (jnp.asarray(np.stack(v)) for v in (xs, ys, zs))
     res = _cell(cfg, jnp.asarray(dims, x.dtype), x, y, z, jnp.concatenate(keys))
     width = {"linear": None, "net": cfg.dim_width, "limit": None}
-    return [{"part": "a", "model": model, "width": width[model], "d": d, "seed": i % cfg.seeds, "metric": metric,
-             "value": float(v)}
-            for model in DIM_MODELS for metric in DIM_METRICS
-            for i, (d, v) in enumerate(zip(dims, np.asarray(res[model][metric])))]
+    return [
+        {
+            "part": "a",
+            "model": model,
+            "width": width[model],
+            "d": d,
+            "seed": i % cfg.seeds,
+            "metric": metric,
+            "value": float(v),
+        }
+        for model in DIM_MODELS
+        for metric in DIM_METRICS
+        for i, (d, v) in enumerate(zip(dims, np.asarray(res[model][metric])))
+    ]
 
 
 def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
@@ -117,16 +138,34 @@ def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
             slopes[f"{metric}_{model}"] = {"slope": fit.slope, "ci95": [fit.low, fit.high]}
     summary["dim_slopes"] = slopes
     summary["dim_theory"] = dict(THEORY)
-    basis = (f"first order: FGSM change = eps ||grad f||_1 ~ d, random-sign change = eps |grad f . r| ~ sqrt(d); "
-             f"log-log fit over d in {list(cfg.dims)} and {cfg.seeds} seeds; tolerance {TOL_SLOPE}")
+    basis = (
+        f"first order: FGSM change = eps ||grad f||_1 ~ d, random-sign change = eps |grad f . r| ~ sqrt(d); "
+        f"log-log fit over d in {list(cfg.dims)} and {cfg.seeds} seeds; tolerance {TOL_SLOPE}"
+    )
     paper = f"{GOODFELLOW}, Sec. 3 (the argument; no measured slope published)"
     claims = []
     labels = {"linear": "linear model", "net": f"net m={cfg.dim_width}", "limit": "NTK limit"}
     for model in DIM_MODELS:
-        claims.append(verdicts.slope(
-            f"a_fgsm_linear_in_d_{model}", f"{labels[model]}: the FGSM logit change grows linearly in d",
-            1.0, TOL_SLOPE, fits["fgsm_change", model], basis=basis, paper=paper))
-        claims.append(verdicts.slope(
-            f"a_random_sqrt_d_{model}", f"{labels[model]}: a random-sign change of the same L-inf size grows like "
-            "sqrt(d)", 0.5, TOL_SLOPE, fits["random_change", model], basis=basis, paper=paper))
+        claims.append(
+            verdicts.slope(
+                f"a_fgsm_linear_in_d_{model}",
+                f"{labels[model]}: the FGSM logit change grows linearly in d",
+                1.0,
+                TOL_SLOPE,
+                fits["fgsm_change", model],
+                basis=basis,
+                paper=paper,
+            )
+        )
+        claims.append(
+            verdicts.slope(
+                f"a_random_sqrt_d_{model}",
+                f"{labels[model]}: a random-sign change of the same L-inf size grows like sqrt(d)",
+                0.5,
+                TOL_SLOPE,
+                fits["random_change", model],
+                basis=basis,
+                paper=paper,
+            )
+        )
     return claims

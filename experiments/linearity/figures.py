@@ -36,22 +36,42 @@ def _plot_dimension(rows, summary, out: Path) -> list[Path]:
     colors = {"linear": "C0", "net": "C1", "limit": "C2"}
     labels = {"linear": "linear model", "net": f"net m={cfg['dim_width']}", "limit": "infinite width"}
     for model in DIM_MODELS:
-        plots.plot_metric(ax1, rows, "d", "fgsm_change", color=colors[model], logy=True, part="a", model=model)
-        line = plots.plot_metric(ax1, rows, "d", "random_change", color=colors[model], logy=True, part="a",
-                                 model=model)
+        plots.plot_metric(
+            ax1, rows, "d", "fgsm_change", color=colors[model], logy=True, part="a", model=model
+        )
+        line = plots.plot_metric(
+            ax1, rows, "d", "random_change", color=colors[model], logy=True, part="a", model=model
+        )
         line.set_linestyle(":")
         line.set_marker("s")
-        plots.plot_metric(ax2, rows, "d", "fgsm_random_ratio", label=labels[model], color=colors[model],
-                          logy=True, part="a", model=model)
+        plots.plot_metric(
+            ax2,
+            rows,
+            "d",
+            "fgsm_random_ratio",
+            label=labels[model],
+            color=colors[model],
+            logy=True,
+            part="a",
+            model=model,
+        )
     dims = sorted({r["d"] for r in select(rows, part="a")})
-    plots.theory_slope(ax1, dims, 1.5 * _geomean(_values(rows, part="a", d=dims[0], metric="fgsm_change")), 1.0)
-    plots.theory_slope(ax1, dims, _geomean(_values(rows, part="a", d=dims[0], metric="random_change")) / 1.5, 0.5,
-                       color="0.5")
+    plots.theory_slope(
+        ax1, dims, 1.5 * _geomean(_values(rows, part="a", d=dims[0], metric="fgsm_change")), 1.0
+    )
+    plots.theory_slope(
+        ax1,
+        dims,
+        _geomean(_values(rows, part="a", d=dims[0], metric="random_change")) / 1.5,
+        0.5,
+        color="0.5",
+    )
     handles = [Line2D([], [], color=colors[m], label=labels[m]) for m in DIM_MODELS] + [
         Line2D([], [], color="0.3", marker="o", ms=3, label="FGSM step"),
         Line2D([], [], color="0.3", ls=":", marker="s", ms=3, label="random signs"),
         Line2D([], [], color="k", ls="--", lw=1.0, label="theory: slope 1"),
-        Line2D([], [], color="0.5", ls="--", lw=1.0, label="theory: slope 1/2")]
+        Line2D([], [], color="0.5", ls="--", lw=1.0, label="theory: slope 1/2"),
+    ]
     ax1.legend(handles=handles, frameon=False, fontsize=6)
     ax1.set_xlabel("input dimension d")
     ax1.set_ylabel(f"mean |logit change|  (L-inf size {cfg['dim_eps']:g})")
@@ -76,8 +96,14 @@ def _plot_rays(rows, summary, out: Path) -> list[Path]:
         sub = select(rows, part="b", model="net", width=w, metric="ray_example")
         ax1.plot([r["t"] for r in sub], [r["value"] for r in sub], color=f"C{i}", lw=1.0, label=f"net m={w}")
     sub = select(rows, part="b", model="net", width=shown[-1], metric="ray_example_limit")
-    ax1.plot([r["t"] for r in sub], [r["value"] for r in sub], color="k", ls="--", lw=1.0,
-             label=f"infinite width (ray of m={shown[-1]})")
+    ax1.plot(
+        [r["t"] for r in sub],
+        [r["value"] for r in sub],
+        color="k",
+        ls="--",
+        lw=1.0,
+        label=f"infinite width (ray of m={shown[-1]})",
+    )
     ax1.axhline(0.0, color="0.75", lw=0.6)
     ax1.axvline(0.0, color="0.75", lw=0.6)
     ax1.set_xlabel("t   (input x + t sign grad loss)")
@@ -85,20 +111,31 @@ def _plot_rays(rows, summary, out: Path) -> list[Path]:
     ax1.set_title("(b) logits along an FGSM ray")
     ax1.legend(frameon=False)
     plots.plot_metric(ax2, rows, "width", "ray_sup_gap", label="measured", logy=True, part="b", model="net")
-    plots.theory_slope(ax2, widths, summary["ray_sup_gap_by_width"][str(widths[0])], -0.5,
-                       label="theory: slope -1/2")
+    plots.theory_slope(
+        ax2, widths, summary["ray_sup_gap_by_width"][str(widths[0])], -0.5, label="theory: slope -1/2"
+    )
     ax2.set_xlabel("width m")
     ax2.set_ylabel("sup |f_m - f_inf| / range of f_inf")
     ax2.set_title(f"(b) distance to the limit (slope {summary['ray_sup_gap_slope']:+.2f})")
     ax2.legend(frameon=False)
-    plots.plot_metric(ax3, rows, "width", "ray_kinks", label="kinks in [-T, T]", logy=True, part="b",
-                      model="net")
-    plots.theory_slope(ax3, widths, summary["ray_kinks_by_width"][str(widths[0])], 1.0, label="theory: slope 1")
+    plots.plot_metric(
+        ax3, rows, "width", "ray_kinks", label="kinks in [-T, T]", logy=True, part="b", model="net"
+    )
+    plots.theory_slope(
+        ax3, widths, summary["ray_kinks_by_width"][str(widths[0])], 1.0, label="theory: slope 1"
+    )
     ax3.set_xlabel("width m")
     ax3.set_ylabel("kinks per ray")
     ax3.set_title(f"(b) kinks (slope {summary['ray_kinks_slope']:+.2f})")
-    ax3.text(0.97, 0.04, f"linear between kinks\nto {summary['ray_pl_residual_max']:.0e} (relative)",
-             transform=ax3.transAxes, ha="right", va="bottom", fontsize=7)
+    ax3.text(
+        0.97,
+        0.04,
+        f"linear between kinks\nto {summary['ray_pl_residual_max']:.0e} (relative)",
+        transform=ax3.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=7,
+    )
     ax3.legend(frameon=False)
     fig.tight_layout()
     return plots.save(fig, out, "linearity_ray")
@@ -113,24 +150,75 @@ def _plot_fgsm(rows, summary, out: Path, parts) -> list[Path]:
             widths = sorted(cfg["widths"])
             cmap = plots.plt.get_cmap("viridis")
             for i, w in enumerate(widths):
-                plots.plot_metric(ax, rows, "eps", "fgsm_error", label=f"net m={w}", logx=None,
-                                  color=cmap(0.1 + 0.75 * i / max(len(widths) - 1, 1)), part="c", model="net", width=w)
-            plots.plot_metric(ax, rows, "eps", "fgsm_error", label="logistic regression", color="C3", logx=None,
-                              part="c", model="linear")
-            plots.plot_metric(ax, rows, "eps", "fgsm_error", label="RBF machine", color="C1", logx=None,
-                              part="c", model="rbf")
-            line = plots.plot_metric(ax, rows, "eps", "fgsm_error", label="infinite width", color="k", logx=None,
-                                     part="c", model="limit")
+                plots.plot_metric(
+                    ax,
+                    rows,
+                    "eps",
+                    "fgsm_error",
+                    label=f"net m={w}",
+                    logx=None,
+                    color=cmap(0.1 + 0.75 * i / max(len(widths) - 1, 1)),
+                    part="c",
+                    model="net",
+                    width=w,
+                )
+            plots.plot_metric(
+                ax,
+                rows,
+                "eps",
+                "fgsm_error",
+                label="logistic regression",
+                color="C3",
+                logx=None,
+                part="c",
+                model="linear",
+            )
+            plots.plot_metric(
+                ax,
+                rows,
+                "eps",
+                "fgsm_error",
+                label="RBF machine",
+                color="C1",
+                logx=None,
+                part="c",
+                model="rbf",
+            )
+            line = plots.plot_metric(
+                ax,
+                rows,
+                "eps",
+                "fgsm_error",
+                label="infinite width",
+                color="k",
+                logx=None,
+                part="c",
+                model="limit",
+            )
             line.set_linestyle("--")
             line.set_marker("")
             ax.set_title(f"(c) FGSM error ({summary['dataset']})")
         else:
-            names = {"clean": "clean training", "fgsm": f"adversarial training (alpha={cfg['adv_alpha']:g})",
-                     "noise": "random-sign noise training"}
+            names = {
+                "clean": "clean training",
+                "fgsm": f"adversarial training (alpha={cfg['adv_alpha']:g})",
+                "noise": "random-sign noise training",
+            }
             for i, mode in enumerate(ADV_MODES):
-                plots.plot_metric(ax, rows, "eps", "fgsm_error", label=names[mode], color=f"C{i}", logx=None,
-                                  part="d", model=f"train_{mode}")
-            ax.axvline(cfg["adv_eps"], color="0.5", ls=":", lw=0.8, label=f"training eps = {cfg['adv_eps']:g}")
+                plots.plot_metric(
+                    ax,
+                    rows,
+                    "eps",
+                    "fgsm_error",
+                    label=names[mode],
+                    color=f"C{i}",
+                    logx=None,
+                    part="d",
+                    model=f"train_{mode}",
+                )
+            ax.axvline(
+                cfg["adv_eps"], color="0.5", ls=":", lw=0.8, label=f"training eps = {cfg['adv_eps']:g}"
+            )
             ax.set_title(f"(d) adversarial training, net m={cfg['net']['width']}")
         ax.set_xlabel("eps (L-inf)")
         ax.set_ylabel("FGSM test error")

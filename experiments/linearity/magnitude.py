@@ -65,9 +65,13 @@ def _cell(cfg: Config, x, y, z, yz, lin, rbf, limit, keys):
     def one(key):
         f = partial(apply_c, train_centered(net, x, y, cfg.train, key))
         adv = z + fgsm_step(f, z, yz, eps, loss)
-        return {"clean_net": wrong(f, z, yz), "fgsm_net": wrong(f, adv, yz),
-                "net_to_linear": wrong(f_lin, adv, yz), "net_to_rbf": wrong(rbf, adv, yz),
-                "net_to_limit": wrong(limit, adv, yz)}
+        return {
+            "clean_net": wrong(f, z, yz),
+            "fgsm_net": wrong(f, adv, yz),
+            "net_to_linear": wrong(f_lin, adv, yz),
+            "net_to_rbf": wrong(rbf, adv, yz),
+            "net_to_limit": wrong(limit, adv, yz),
+        }
 
     out.update(jax.vmap(one)(keys))
     return out
@@ -81,7 +85,9 @@ def run(cfg: Config, ds, tag: str) -> dict[str, np.ndarray]:
     lin = train_linear(x, y, tc)
     rbf = rbf_predictor(x, y, tc, cfg.rbf_scale)
     limit = limits.make_predictor(cfg.kernel(), x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps)
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 20_000 + (tag == "mnist")), cfg.seeds)
+    keys = jax.random.split(
+        jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 20_000 + (tag == "mnist")), cfg.seeds
+    )
     res = _cell(cfg, x, y, z, yz, lin, rbf, limit, keys)
     return {k: np.asarray(v) for k, v in res.items()}
 
@@ -90,8 +96,10 @@ def rows_of(res: dict, tag: str) -> list[dict]:
     rows = []
     for k, v in res.items():
         v = np.atleast_2d(v)
-        rows += [{"part": "c", "model": f"paper_eps_{tag}", "seed": s, "metric": k, "value": float(np.mean(v[s]))}
-                 for s in range(v.shape[0])]
+        rows += [
+            {"part": "c", "model": f"paper_eps_{tag}", "seed": s, "metric": k, "value": float(np.mean(v[s]))}
+            for s in range(v.shape[0])
+        ]
     return rows
 
 
@@ -100,38 +108,63 @@ def summarize(cfg: Config, res: dict, tag: str, dataset: str, summary: dict) -> 
     eps = cfg.paper_eps
     where = f"{dataset}, L-inf eps {eps:g}"
     sfx = "" if tag == "data" else "_mnist"
-    settings = SETTINGS if tag == "data" else ("here: binary (1 vs 2) two-layer ReLU nets in the lazy regime on "
-                                               "real MNIST (d = 784), few training points; the paper: 10 classes, "
-                                               "60k training images")
+    settings = (
+        SETTINGS
+        if tag == "data"
+        else (
+            "here: binary (1 vs 2) two-layer ReLU nets in the lazy regime on "
+            "real MNIST (d = 784), few training points; the paper: 10 classes, "
+            "60k training images"
+        )
+    )
     lin = verdicts.wilson(float(res["fgsm_linear"].sum()), n)
     net_err = res["fgsm_net"].mean(axis=1)
     summary[f"paper_eps_{tag}"] = {k: float(np.mean(v)) for k, v in res.items()}
     claims = [
-        verdicts.above(f"c_linear_fgsm_error_high{sfx}", f"{where}: FGSM fools the linear (logistic-regression) "
-                       "model almost always", HIGH_LINEAR, lin,
-                       basis="a linear model's eps-ball worst case is the FGSM step; the paper's softmax number",
-                       paper=f"{PAPER_SOFTMAX}; {settings}"),
-        verdicts.above(f"c_net_fgsm_error_high{sfx}", f"{where}: FGSM fools the wide net (m={cfg.net.width}) "
-                       "at a rate close to the paper's maxout network", HIGH_NET,
-                       verdicts.seed_proportion(net_err, n),
-                       basis="a lazy net is its linearization up to O(m^-1/2); 0.1 below the paper's 89.4%",
-                       paper=f"{PAPER_MAXOUT}; {settings}"),
-        verdicts.above(f"c_limit_fgsm_error_high{sfx}", f"{where}: FGSM fools the NTK limit (kernel predictor) at "
-                       "a rate close to the paper's maxout network", HIGH_NET,
-                       verdicts.wilson(float(res["fgsm_limit"].sum()), n),
-                       basis="the limit is linear in its features; threshold as for the net",
-                       paper=f"{PAPER_MAXOUT}; {settings}"),
-        verdicts.below(f"c_rbf_resists{sfx}", f"{where}: an RBF machine (less linear) has a lower FGSM error than "
-                       "the linear model (paired difference per test point, RBF minus linear)", 0.0,
-                       verdicts.seed_mean(res["fgsm_rbf"] - res["fgsm_linear"], bounds=(-1.0, 1.0)),
-                       basis=f"Gaussian units of bandwidth {cfg.rbf_scale:g} x median distance respond to few "
-                             "training points; interval over test points",
-                       paper=f"{PAPER_RBF}; {settings}"),
-        verdicts.above(f"c_transfer_net_to_linear{sfx}", f"{where}: the net's FGSM examples fool the linear model "
-                       f"nearly as often as its own (transfer minus white-box error > -{TRANSFER_TOL})",
-                       -TRANSFER_TOL, verdicts.seed_mean(res["net_to_linear"].mean(axis=1) - lin.value,
-                                                         bounds=(-1.0, 1.0)),
-                       basis="the linear view: both models share their gradient signs; interval over seeds",
-                       paper=f"{PAPER_TRANSFER}; {settings}"),
+        verdicts.above(
+            f"c_linear_fgsm_error_high{sfx}",
+            f"{where}: FGSM fools the linear (logistic-regression) model almost always",
+            HIGH_LINEAR,
+            lin,
+            basis="a linear model's eps-ball worst case is the FGSM step; the paper's softmax number",
+            paper=f"{PAPER_SOFTMAX}; {settings}",
+        ),
+        verdicts.above(
+            f"c_net_fgsm_error_high{sfx}",
+            f"{where}: FGSM fools the wide net (m={cfg.net.width}) "
+            "at a rate close to the paper's maxout network",
+            HIGH_NET,
+            verdicts.seed_proportion(net_err, n),
+            basis="a lazy net is its linearization up to O(m^-1/2); 0.1 below the paper's 89.4%",
+            paper=f"{PAPER_MAXOUT}; {settings}",
+        ),
+        verdicts.above(
+            f"c_limit_fgsm_error_high{sfx}",
+            f"{where}: FGSM fools the NTK limit (kernel predictor) at "
+            "a rate close to the paper's maxout network",
+            HIGH_NET,
+            verdicts.wilson(float(res["fgsm_limit"].sum()), n),
+            basis="the limit is linear in its features; threshold as for the net",
+            paper=f"{PAPER_MAXOUT}; {settings}",
+        ),
+        verdicts.below(
+            f"c_rbf_resists{sfx}",
+            f"{where}: an RBF machine (less linear) has a lower FGSM error than "
+            "the linear model (paired difference per test point, RBF minus linear)",
+            0.0,
+            verdicts.seed_mean(res["fgsm_rbf"] - res["fgsm_linear"], bounds=(-1.0, 1.0)),
+            basis=f"Gaussian units of bandwidth {cfg.rbf_scale:g} x median distance respond to few "
+            "training points; interval over test points",
+            paper=f"{PAPER_RBF}; {settings}",
+        ),
+        verdicts.above(
+            f"c_transfer_net_to_linear{sfx}",
+            f"{where}: the net's FGSM examples fool the linear model "
+            f"nearly as often as its own (transfer minus white-box error > -{TRANSFER_TOL})",
+            -TRANSFER_TOL,
+            verdicts.seed_mean(res["net_to_linear"].mean(axis=1) - lin.value, bounds=(-1.0, 1.0)),
+            basis="the linear view: both models share their gradient signs; interval over seeds",
+            paper=f"{PAPER_TRANSFER}; {settings}",
+        ),
     ]
     return claims

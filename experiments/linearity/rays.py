@@ -2,8 +2,8 @@
 
 (b) Along the FGSM ray x + t s (s the sign of the loss gradient, t in [-T, T]) a finite ReLU net is exactly
     piecewise linear, with kinks only where a hidden unit changes sign (their number grows like the width m),
-    and close to linear overall (R^2 of a line fit); as m grows the curve converges to the smooth infinite-width
-    curve (sup distance ~ m^(-1/2)); the wrong-class set along the ray is one interval.
+    and close to linear overall (R^2 of a line fit); as m grows the curve converges to the smooth
+    infinite-width curve (sup distance ~ m^(-1/2)); the wrong-class set along the ray is one interval.
 (c) FGSM error vs eps (L-inf) for logistic regression, the RBF machine, every width and the limit; the
     finite-width curves approach the limit's.
 
@@ -84,7 +84,8 @@ def _ray_grid(cfg: Config, dtype):
 
 @partial(jax.jit, static_argnums=0)
 def _width_cell(cfg: Config, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys):
-    """Every (width, seed) net, one after another (``lax.map``; widths (R,), keys (R, 2)): FGSM errors over eps
+    """Every (width, seed) net, one after another (``lax.map``; widths (R,), keys (R, 2)): FGSM errors over
+    eps
     (c) and the ray metrics (b) of the centred net. Each net is a width-m net padded to max(widths) units
     (:func:`padded_init`), so one compiled program serves all widths."""
     net = cfg.net_at(max(cfg.widths))
@@ -165,15 +166,28 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
     res = _limit_cell(cfg, z, yz, z_ray, y_ray, limit, lin, rbf, eps_grid)
     rows = []
     for model in ("limit", "linear", "rbf"):  # deterministic: one row each (seed 0)
-        rows += [{"part": "c", "model": model, "eps": e, "seed": 0, "metric": "fgsm_error", "value": float(v)}
-                 for e, v in zip(cfg.eps_grid, np.asarray(res["errors_" + model]))]
+        rows += [
+            {"part": "c", "model": model, "eps": e, "seed": 0, "metric": "fgsm_error", "value": float(v)}
+            for e, v in zip(cfg.eps_grid, np.asarray(res["errors_" + model]))
+        ]
     for metric in ("ray_wrong_contiguous", "ray_linear_r2"):
-        rows += [{"part": "b", "model": "limit", "seed": 0, "ray": j, "metric": metric, "value": float(v)}
-                 for j, v in enumerate(np.asarray(res[metric]))]
+        rows += [
+            {"part": "b", "model": "limit", "seed": 0, "ray": j, "metric": metric, "value": float(v)}
+            for j, v in enumerate(np.asarray(res[metric]))
+        ]
     ts = np.linspace(-cfg.ray_t, cfg.ray_t, cfg.ray_points)
     keep = np.unique(np.linspace(0, cfg.ray_points - 1, min(cfg.ray_points, 401)).round().astype(int))
-    rows += [{"part": "b", "model": "limit", "t": float(ts[i]), "seed": 0, "metric": "ray_example",
-              "value": float(np.asarray(res["example"])[i])} for i in keep]
+    rows += [
+        {
+            "part": "b",
+            "model": "limit",
+            "t": float(ts[i]),
+            "seed": 0,
+            "metric": "ray_example",
+            "value": float(np.asarray(res["example"])[i]),
+        }
+        for i in keep
+    ]
     bar.update()
 
     root = jax.random.PRNGKey(cfg.seed)
@@ -181,18 +195,47 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
     widths = jnp.repeat(jnp.asarray(cfg.widths, x.dtype), cfg.seeds)
     res_all = _width_cell(cfg, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys)
     for k, width in enumerate(cfg.widths):
-        res = jax.tree_util.tree_map(lambda v, k=k: v[k * cfg.seeds:(k + 1) * cfg.seeds], res_all)
+        res = jax.tree_util.tree_map(lambda v, k=k: v[k * cfg.seeds : (k + 1) * cfg.seeds], res_all)
         gap, example_limit = _limit_on_rays(cfg, limit, z_ray, res["direction"], res["curve"])
         res = {**res, "ray_sup_gap": gap}
         errors = np.asarray(res["errors"])
         for s in range(cfg.seeds):
-            rows += [{"part": "c", "model": "net", "width": width, "eps": e, "seed": s, "metric": "fgsm_error",
-                      "value": float(errors[s, j])} for j, e in enumerate(cfg.eps_grid)]
-            rows += [{"part": "b", "model": "net", "width": width, "seed": s, "metric": metric,
-                      "value": float(np.asarray(res[metric])[s])} for metric in (*RAY_METRICS, "contiguous_count")]
+            rows += [
+                {
+                    "part": "c",
+                    "model": "net",
+                    "width": width,
+                    "eps": e,
+                    "seed": s,
+                    "metric": "fgsm_error",
+                    "value": float(errors[s, j]),
+                }
+                for j, e in enumerate(cfg.eps_grid)
+            ]
+            rows += [
+                {
+                    "part": "b",
+                    "model": "net",
+                    "width": width,
+                    "seed": s,
+                    "metric": metric,
+                    "value": float(np.asarray(res[metric])[s]),
+                }
+                for metric in (*RAY_METRICS, "contiguous_count")
+            ]
         for name, arr in (("ray_example", res["curve"][:, 0]), ("ray_example_limit", example_limit)):
-            rows += [{"part": "b", "model": "net", "width": width, "t": float(ts[i]), "seed": 0, "metric": name,
-                      "value": float(np.asarray(arr)[0, i])} for i in keep]
+            rows += [
+                {
+                    "part": "b",
+                    "model": "net",
+                    "width": width,
+                    "t": float(ts[i]),
+                    "seed": 0,
+                    "metric": name,
+                    "value": float(np.asarray(arr)[0, i]),
+                }
+                for i in keep
+            ]
         bar.update()
     return rows
 
@@ -205,54 +248,102 @@ def summarize_b(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
     kinks = select(rows, part="b", model="net", metric="ray_kinks")
     kink_fit = fit_loglog_slope([r["width"] for r in kinks], [r["value"] for r in kinks])
     pl = _values(rows, part="b", model="net", metric="ray_pl_residual")
-    by_width = lambda metric, agg: {str(w): agg(_values(rows, part="b", model="net", width=w, metric=metric))
-                                    for w in widths}
+    by_width = lambda metric, agg: {
+        str(w): agg(_values(rows, part="b", model="net", width=w, metric=metric)) for w in widths
+    }
     contiguous = by_width("ray_wrong_contiguous", lambda v: float(np.mean(v)))
     lim_contig = _values(rows, part="b", model="limit", metric="ray_wrong_contiguous")
     contiguous["limit"] = float(np.mean(lim_contig))
     r2 = by_width("ray_linear_r2", lambda v: float(np.mean(v)))
     lim_r2 = _values(rows, part="b", model="limit", metric="ray_linear_r2")
     r2["limit"] = float(np.mean(lim_r2))
-    summary.update({
-        "ray_sup_gap_slope": gap_fit.slope, "ray_sup_gap_slope_ci95": [gap_fit.low, gap_fit.high],
-        "ray_sup_gap_by_width": by_width("ray_sup_gap", geomean),
-        "ray_kinks_slope": kink_fit.slope, "ray_kinks_slope_ci95": [kink_fit.low, kink_fit.high],
-        "ray_kinks_by_width": by_width("ray_kinks", geomean),
-        "ray_pl_residual_max": float(np.max(pl)), "ray_wrong_contiguous": contiguous, "ray_linear_r2": r2,
-    })
-    paper = f"{GOODFELLOW}, Sec. 3 and Fig. 4 (logits along the FGSM direction are piecewise linear; no number)"
+    summary.update(
+        {
+            "ray_sup_gap_slope": gap_fit.slope,
+            "ray_sup_gap_slope_ci95": [gap_fit.low, gap_fit.high],
+            "ray_sup_gap_by_width": by_width("ray_sup_gap", geomean),
+            "ray_kinks_slope": kink_fit.slope,
+            "ray_kinks_slope_ci95": [kink_fit.low, kink_fit.high],
+            "ray_kinks_by_width": by_width("ray_kinks", geomean),
+            "ray_pl_residual_max": float(np.max(pl)),
+            "ray_wrong_contiguous": contiguous,
+            "ray_linear_r2": r2,
+        }
+    )
+    paper = (
+        f"{GOODFELLOW}, Sec. 3 and Fig. 4 (logits along the FGSM direction are piecewise linear; no number)"
+    )
     claims = [
         verdicts.below(
-            "b_piecewise_linear", "a finite ReLU net is exactly linear between consecutive unit sign changes along "
-            "the FGSM ray", PL_TOLERANCE,
+            "b_piecewise_linear",
+            "a finite ReLU net is exactly linear between consecutive unit sign changes along the FGSM ray",
+            PL_TOLERANCE,
             verdicts.Estimate(float(np.max(pl)), float(np.max(pl)), float(np.max(pl)), int(pl.size), "max"),
             basis="max over widths and seeds (first ray) of |f(mid) - mean of f at the two kinks| / range f; "
-                  f"threshold {PL_TOLERANCE:g} = float32 round-off", paper=paper),
-        verdicts.slope("b_kinks_grow_with_width", "the number of kinks along the ray grows like the width m",
-                       1.0, TOL_KINKS, kink_fit, basis="each unit crosses zero inside [-T, T] with an m-independent "
-                       "probability", paper=paper),
-        verdicts.slope("b_ray_converges_to_limit", "sup distance between the finite-width and the infinite-width "
-                       "logit curve along the ray ~ m^(-1/2)", -0.5, TOL_GAP_SLOPE, gap_fit,
-                       basis="docs/theory.md, finite width vs limit", paper=paper),
+            f"threshold {PL_TOLERANCE:g} = float32 round-off",
+            paper=paper,
+        ),
+        verdicts.slope(
+            "b_kinks_grow_with_width",
+            "the number of kinks along the ray grows like the width m",
+            1.0,
+            TOL_KINKS,
+            kink_fit,
+            basis="each unit crosses zero inside [-T, T] with an m-independent probability",
+            paper=paper,
+        ),
+        verdicts.slope(
+            "b_ray_converges_to_limit",
+            "sup distance between the finite-width and the infinite-width "
+            "logit curve along the ray ~ m^(-1/2)",
+            -0.5,
+            TOL_GAP_SLOPE,
+            gap_fit,
+            basis="docs/theory.md, finite width vs limit",
+            paper=paper,
+        ),
     ]
     for w in widths:
         v = _values(rows, part="b", model="net", width=w, metric="ray_linear_r2")
-        claims.append(verdicts.above(
-            f"b_ray_nearly_linear_m{w}", f"net m={w}: logits along the FGSM ray are close to linear over [-T, T] "
-            "(mean R^2 of a line fit)", R2_LINEAR, verdicts.seed_mean(v, bounds=(-np.inf, 1.0)),
-            basis=f"Goodfellow's linearity: a line explains >= {R2_LINEAR} of the variance; T = {cfg.ray_t:g}",
-            paper=paper))
-    claims.append(verdicts.above(
-        "b_ray_nearly_linear_limit", "NTK limit: logits along its FGSM ray are close to linear (R^2, over rays)",
-        R2_LINEAR, verdicts.seed_mean(lim_r2, bounds=(-np.inf, 1.0)), basis="interval over rays", paper=paper))
+        claims.append(
+            verdicts.above(
+                f"b_ray_nearly_linear_m{w}",
+                f"net m={w}: logits along the FGSM ray are close to linear over [-T, T] "
+                "(mean R^2 of a line fit)",
+                R2_LINEAR,
+                verdicts.seed_mean(v, bounds=(-np.inf, 1.0)),
+                basis=(
+                    f"Goodfellow's linearity: a line explains >= {R2_LINEAR} of the variance; T = "
+                    f"{cfg.ray_t:g}"
+                ),
+                paper=paper,
+            )
+        )
+    claims.append(
+        verdicts.above(
+            "b_ray_nearly_linear_limit",
+            "NTK limit: logits along its FGSM ray are close to linear (R^2, over rays)",
+            R2_LINEAR,
+            verdicts.seed_mean(lim_r2, bounds=(-np.inf, 1.0)),
+            basis="interval over rays",
+            paper=paper,
+        )
+    )
     counts = _values(rows, part="b", model="net", metric="contiguous_count")
     n_rays = min(cfg.n_rays, int(summary["n_test"]))
     k = float(np.sum(counts) + np.sum(lim_contig))
     n = int(counts.size * n_rays + lim_contig.size)
-    claims.append(verdicts.above(
-        "b_wrong_region_contiguous", "the wrong-class region along the FGSM ray is one interval (share of rays, "
-        "pooled over widths, seeds and the limit)", CONTIGUOUS, verdicts.wilson(k, n),
-        basis="a nearly linear logit crosses zero once", paper=paper))
+    claims.append(
+        verdicts.above(
+            "b_wrong_region_contiguous",
+            "the wrong-class region along the FGSM ray is one interval (share of rays, "
+            "pooled over widths, seeds and the limit)",
+            CONTIGUOUS,
+            verdicts.wilson(k, n),
+            basis="a nearly linear logit crosses zero once",
+            paper=paper,
+        )
+    )
     return claims
 
 
@@ -261,8 +352,12 @@ def summarize_c(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
     gaps = {}
     per_width = {}
     for w in cfg.widths:
-        per_seed = np.asarray([_values(rows, part="c", model="net", width=w, seed=s, metric="fgsm_error")
-                               for s in range(cfg.seeds)])
+        per_seed = np.asarray(
+            [
+                _values(rows, part="c", model="net", width=w, seed=s, metric="fgsm_error")
+                for s in range(cfg.seeds)
+            ]
+        )
         per_width[w] = per_seed
         curves[str(w)] = per_seed.mean(axis=0)
         gaps[str(w)] = float(np.mean(np.abs(per_seed - curves["limit"][None, :])))
@@ -273,8 +368,14 @@ def summarize_c(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
     w_small, w_large = min(cfg.widths), max(cfg.widths)
     gap_seed = lambda w: np.mean(np.abs(per_width[w] - curves["limit"][None, :]), axis=1)
     diff = gap_seed(w_small) - gap_seed(w_large)
-    return [verdicts.above(
-        "c_error_converges_to_limit", f"FGSM error curves approach the infinite-width curve as the width grows "
-        f"(mean |error_m - error_inf| over eps: m={w_small} minus m={w_large}, per seed)", 0.0,
-        verdicts.seed_mean(diff, bounds=(-1.0, 1.0)), basis="the centred net converges to its kernel limit",
-        paper="not in the paper (the NTK limit postdates it)")]
+    return [
+        verdicts.above(
+            "c_error_converges_to_limit",
+            f"FGSM error curves approach the infinite-width curve as the width grows "
+            f"(mean |error_m - error_inf| over eps: m={w_small} minus m={w_large}, per seed)",
+            0.0,
+            verdicts.seed_mean(diff, bounds=(-1.0, 1.0)),
+            basis="the centred net converges to its kernel limit",
+            paper="not in the paper (the NTK limit postdates it)",
+        )
+    ]

@@ -1,15 +1,16 @@
-"""Feature purification: adversarial training removes dense mixtures from the neurons (Allen-Zhu & Li, FOCS 2021).
+"""Feature purification: adversarial training removes dense mixtures from the neurons (Allen-Zhu & Li, FOCS
+2021).
 
-On sparse-coding data (x = M z + noise, y = sign(<w*, z>); :mod:`.problem`), a two-layer ReLU net trained clean in
-the feature-learning regime (small init, both layers trained) is accurate but not robust; adversarial training
-from the clean weights - even with FGM - makes it robust to any attack of the same radius and purifies its
-neurons; low-complexity models (an adversarially trained lazy/NTK net, an adversarially trained NTK kernel
-predictor, adversarially trained logistic regression) stay far less robust. The purified oracle (2D pure
-neurons) shows the task allows robustness at the radius used.
+On sparse-coding data (x = M z + noise, y = sign(<w*, z>); :mod:`.problem`), a two-layer ReLU net trained
+clean in the feature-learning regime (small init, both layers trained) is accurate but not robust; adversarial
+training from the clean weights - even with FGM - makes it robust to any attack of the same radius and
+purifies its neurons; low-complexity models (an adversarially trained lazy/NTK net, an adversarially trained
+NTK kernel predictor, adversarially trained logistic regression) stay far less robust. The purified oracle (2D
+pure neurons) shows the task allows robustness at the radius used.
 
-Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``net``, ``train``), :mod:`.problem`
-(data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every model, the library's
-loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
+Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``net``, ``train``),
+:mod:`.problem` (data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every
+model, the library's loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
 
 Outputs in ``out``: results.csv (model, seed, metric, value; trajectory rows with ``step``), neurons.csv
 (per-neuron purity and importance), summary.json (``claims``: one :class:`ntk_adv.verdicts.Claim` dict each),
@@ -37,8 +38,22 @@ from .stages import stage_evaluate, stage_kernels, stage_lazy, stage_train
 
 COMMAND = "purification"
 
-__all__ = ["ACC_METRICS", "ADV_ATTACKS", "COMMAND", "DICTIONARIES", "LOSS", "MODELS", "QUICK_CONFIG", "Config",
-           "SparseCoding", "main", "make_problem", "neuron_stats", "oracle_net", "oracle_params"]
+__all__ = [
+    "ACC_METRICS",
+    "ADV_ATTACKS",
+    "COMMAND",
+    "DICTIONARIES",
+    "LOSS",
+    "MODELS",
+    "QUICK_CONFIG",
+    "Config",
+    "SparseCoding",
+    "main",
+    "make_problem",
+    "neuron_stats",
+    "oracle_net",
+    "oracle_params",
+]
 
 
 def _np(tree):
@@ -70,10 +85,16 @@ def run(cfg: Config, progress: bool = True) -> tuple[dict, dict, dict, dict]:
     refs = timed("kernels, linear, oracle", vm(stage_kernels), keys, prob)
     bar.close()
     traj, stats = _np(traj), _np(stats)  # (seeds, C + 1, ...): index 0 the clean net, -1 the final one
-    metrics = {"clean": {k: v[:, 0] for k, v in traj.items()},
-               "adversarial": {k: v[:, -1] for k, v in traj.items()}, **_np(lazy), **_np(refs)}
-    neurons = {"clean": {k: v[:, 0] for k, v in stats.items()},
-               "adversarial": {k: v[:, -1] for k, v in stats.items()}}
+    metrics = {
+        "clean": {k: v[:, 0] for k, v in traj.items()},
+        "adversarial": {k: v[:, -1] for k, v in traj.items()},
+        **_np(lazy),
+        **_np(refs),
+    }
+    neurons = {
+        "clean": {k: v[:, 0] for k, v in stats.items()},
+        "adversarial": {k: v[:, -1] for k, v in stats.items()},
+    }
     traj.pop("weight_move")  # measured from different references along the trajectory
     return metrics, traj, neurons, timings
 
@@ -93,29 +114,51 @@ def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progr
     rows = []
     for model, res in metrics.items():
         for metric, vals in res.items():
-            rows += [{"model": model, "seed": s, "step": None, "metric": metric, "value": float(v)}
-                     for s, v in enumerate(vals)]
+            rows += [
+                {"model": model, "seed": s, "step": None, "metric": metric, "value": float(v)}
+                for s, v in enumerate(vals)
+            ]
     chunk = cfg.adv_steps // cfg.checkpoints
     for metric, vals in traj.items():
         for s in range(cfg.seeds):
-            rows += [{"model": "adversarial_trajectory", "seed": s, "step": i * chunk, "metric": metric,
-                      "value": float(v)} for i, v in enumerate(vals[s])]
+            rows += [
+                {
+                    "model": "adversarial_trajectory",
+                    "seed": s,
+                    "step": i * chunk,
+                    "metric": metric,
+                    "value": float(v),
+                }
+                for i, v in enumerate(vals[s])
+            ]
     write_csv(rows, out / "results.csv")
     neuron_rows = []
     for model, st in neurons.items():
         for s in range(cfg.seeds):
-            neuron_rows += [{"model": model, "seed": s, "neuron": i, "purity": float(st["purity"][s, i]),
-                             "dense_mass": float(st["dense_mass"][s, i]), "importance": float(st["importance"][s, i])}
-                            for i in range(st["purity"].shape[1])]
+            neuron_rows += [
+                {
+                    "model": model,
+                    "seed": s,
+                    "neuron": i,
+                    "purity": float(st["purity"][s, i]),
+                    "dense_mass": float(st["dense_mass"][s, i]),
+                    "importance": float(st["importance"][s, i]),
+                }
+                for i in range(st["purity"].shape[1])
+            ]
     write_csv(neuron_rows, out / "neurons.csv")
 
     claims = all_claims(cfg, metrics)
-    summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(),
-                     "dense_direction_purity": 1.0 / np.sqrt(cfg.data.n_atoms),
-                     "models": {m: {k: _interval(v) for k, v in res.items()} for m, res in metrics.items()},
-                     "claims": [c.to_dict() for c in claims],
-                     "verdicts": {c.name: c.verdict for c in claims},
-                     "timings_s": {**timings, "total": time.perf_counter() - t0}}
+    summary: dict = {
+        "experiment": COMMAND,
+        "config": asdict(cfg),
+        **provenance(),
+        "dense_direction_purity": 1.0 / np.sqrt(cfg.data.n_atoms),
+        "models": {m: {k: _interval(v) for k, v in res.items()} for m, res in metrics.items()},
+        "claims": [c.to_dict() for c in claims],
+        "verdicts": {c.name: c.verdict for c in claims},
+        "timings_s": {**timings, "total": time.perf_counter() - t0},
+    }
     write_json(summary, out / "summary.json")
     plot(rows, neuron_rows, summary, out)
     if progress is not False:
@@ -129,6 +172,8 @@ def report(summary: dict, out: Path) -> None:
         cells = [res.get(k, {}).get("mean", np.nan) for k in (*ACC_METRICS, "purity", "dense_mass")]
         print(f"{m:<12} " + " ".join(f"{v:7.3f}" for v in cells))
     for c in summary["claims"]:
-        print(f"[{c['verdict']:<12}] {c['name']}: {c['measured']} vs {c['prediction']}"
-              + (f" - {c['reason']}" if c["reason"] else ""))
+        print(
+            f"[{c['verdict']:<12}] {c['name']}: {c['measured']} vs {c['prediction']}"
+            + (f" - {c['reason']}" if c["reason"] else "")
+        )
     print(f"Wrote {out}/ in {summary['timings_s']['total']:.0f}s")

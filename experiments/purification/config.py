@@ -1,5 +1,5 @@
-"""Configuration of the feature-purification experiment (Allen-Zhu & Li): composed of the library's config types -
-``net`` (:class:`ntk_adv.models.TwoLayerConfig`, the rich net), ``train``
+"""Configuration of the feature-purification experiment (Allen-Zhu & Li): composed of the library's config
+types - ``net`` (:class:`ntk_adv.models.TwoLayerConfig`, the rich net), ``train``
 (:class:`ntk_adv.training.TrainConfig`, its clean training) - and ``data`` (:class:`SparseCoding`, the data
 model of the paper), plus the experiment's own settings."""
 
@@ -22,7 +22,8 @@ LOSS = "logistic"
 class SparseCoding:
     """x = M z + xi: dictionary M (d x n_atoms; ``orthogonal`` orthonormal columns, n_atoms <= d; ``gaussian``
     unit-norm random columns), z with exactly ``sparsity`` (odd) nonzero entries of random sign, label
-    y = sign(<w*, z>), w* in {-1, +1}^n_atoms, noise xi ~ N(0, noise^2 I_d); ``n_train`` / ``n_test`` points."""
+    y = sign(<w*, z>), w* in {-1, +1}^n_atoms, noise xi ~ N(0, noise^2 I_d); ``n_train`` / ``n_test``
+    points."""
 
     d: int = 32
     n_atoms: int = 32
@@ -38,36 +39,45 @@ class SparseCoding:
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.dictionary not in DICTIONARIES:
-            raise ValueError(f"unknown dictionary {self.dictionary!r}; expected one of {', '.join(DICTIONARIES)}")
+            raise ValueError(
+                f"unknown dictionary {self.dictionary!r}; expected one of {', '.join(DICTIONARIES)}"
+            )
         if self.dictionary == "orthogonal" and self.n_atoms > self.d:
-            raise ValueError(f"an orthogonal dictionary needs n_atoms <= d, got n_atoms={self.n_atoms} > d={self.d}"
-                             " (use --dictionary gaussian for an overcomplete, near-orthonormal dictionary)")
+            raise ValueError(
+                f"an orthogonal dictionary needs n_atoms <= d, got n_atoms={self.n_atoms} > d={self.d}"
+                " (use --dictionary gaussian for an overcomplete, near-orthonormal dictionary)"
+            )
         if self.sparsity > self.n_atoms:
             raise ValueError(f"sparsity must be <= n_atoms, got {self.sparsity} > {self.n_atoms}")
         if self.sparsity % 2 == 0:
-            raise ValueError(f"sparsity must be odd so that the label sign(<w*, z>) is never 0, got {self.sparsity}")
+            raise ValueError(
+                f"sparsity must be odd so that the label sign(<w*, z>) is never 0, got {self.sparsity}"
+            )
         if not (np.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"noise must be finite and >= 0, got {self.noise!r}")
 
 
 @dataclass(frozen=True)
 class Config:
-    """Models: ``clean`` (``net``: standard parametrization, small init, readout trained; ``train``), ``adversarial``
-    (the clean net, then ``adv_steps`` of adversarial training with ``adv_attack`` at radius ``adv_eps`` in that
-    attack's norm - FGM by default, the paper's 'even with FGM'), ``lazy`` / ``lazy_adv`` (NTK parametrization,
-    init scale 1, width ``lazy_width``, clean / FGM-adversarial training for ``lazy_steps`` at ``lazy_lr``),
-    ``ntk_limit`` / ``kernel_adv`` (the lazy net's infinite-width kernel predictor, clean / refitted
-    ``kernel_rounds`` times on FGM-perturbed training points), ``linear`` / ``linear_adv`` (logistic regression,
-    clean / FGM-adversarial), ``oracle`` (the ideal purified net).
+    """Models: ``clean`` (``net``: standard parametrization, small init, readout trained; ``train``),
+    ``adversarial`` (the clean net, then ``adv_steps`` of adversarial training with ``adv_attack`` at radius
+    ``adv_eps`` in that attack's norm - FGM by default, the paper's 'even with FGM'), ``lazy`` / ``lazy_adv``
+    (NTK parametrization, init scale 1, width ``lazy_width``, clean / FGM-adversarial training for
+    ``lazy_steps`` at ``lazy_lr``), ``ntk_limit`` / ``kernel_adv`` (the lazy net's infinite-width kernel
+    predictor, clean / refitted ``kernel_rounds`` times on FGM-perturbed training points), ``linear`` /
+    ``linear_adv`` (logistic regression, clean / FGM-adversarial), ``oracle`` (the ideal purified net).
 
     eps norms: ``adv_eps`` and ``eps_l2`` are L2 radii, ``eps_linf`` an L-inf radius; the default
     eps_linf = eps_l2 / sqrt(d) is the largest L-inf ball inside the L2 ball (robustness in L2 implies it).
     Robust accuracy: untargeted PGD, ``eval_steps`` steps of size 2.5 eps / eval_steps."""
 
     data: SparseCoding = field(default_factory=SparseCoding)
-    net: TwoLayerConfig = field(default_factory=lambda: TwoLayerConfig(256, train_readout=True, init_scale=0.01))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(loss=LOSS, lr=0.5, steps=1000,
-                                                                   record_loss=False))
+    net: TwoLayerConfig = field(
+        default_factory=lambda: TwoLayerConfig(256, train_readout=True, init_scale=0.01)
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(loss=LOSS, lr=0.5, steps=1000, record_loss=False)
+    )
     seeds: int = 4
     seed: int = 0
     # adversarial training from the clean weights
@@ -90,11 +100,22 @@ class Config:
     oracle_threshold: float = 0.5
     margin: float = 0.2  # "not robust": robust accuracy more than this below clean accuracy
     robust_margin: float = 0.1  # "robust": robust accuracy within this of clean accuracy
-    gap_margin: float = 0.1  # "well below": low-complexity models' robust accuracy below the rich net's by this
+    gap_margin: float = (
+        0.1  # "well below": low-complexity models' robust accuracy below the rich net's by this
+    )
 
     def __post_init__(self):
-        ints = {"seeds": 1, "adv_attack_steps": 1, "adv_steps": 1, "checkpoints": 1, "lazy_width": 1,
-                "lazy_steps": 1, "eval_steps": 1, "pure_atoms": 1, "kernel_rounds": 1}
+        ints = {
+            "seeds": 1,
+            "adv_attack_steps": 1,
+            "adv_steps": 1,
+            "checkpoints": 1,
+            "lazy_width": 1,
+            "lazy_steps": 1,
+            "eval_steps": 1,
+            "pure_atoms": 1,
+            "kernel_rounds": 1,
+        }
         for name, low in ints.items():
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
@@ -102,11 +123,19 @@ class Config:
         if self.pure_atoms > self.data.n_atoms:
             raise ValueError(f"pure_atoms must be <= n_atoms, got {self.pure_atoms} > {self.data.n_atoms}")
         if self.adv_attack not in ADV_ATTACKS:
-            raise ValueError(f"unknown adversarial-training attack {self.adv_attack!r}; expected one of "
-                             f"{', '.join(ADV_ATTACKS)}")
+            raise ValueError(
+                f"unknown adversarial-training attack {self.adv_attack!r}; expected one of "
+                f"{', '.join(ADV_ATTACKS)}"
+            )
         if self.adv_steps % self.checkpoints:
-            raise ValueError(f"adv_steps ({self.adv_steps}) must be a multiple of checkpoints ({self.checkpoints})")
-        for name in ("adv_eps", "eps_l2", "eps_linf"):  # 0 would make robust = clean accuracy: nothing to judge
+            raise ValueError(
+                f"adv_steps ({self.adv_steps}) must be a multiple of checkpoints ({self.checkpoints})"
+            )
+        for name in (
+            "adv_eps",
+            "eps_l2",
+            "eps_linf",
+        ):  # 0 would make robust = clean accuracy: nothing to judge
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {v!r}")
@@ -119,32 +148,60 @@ class Config:
         for name in ("margin", "robust_margin", "gap_margin"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.train.loss != LOSS or self.train.optimizer != "gd" or self.train.plateau or self.train.steps < 1:
-            raise ValueError(f"train must be plain GD ('gd', no plateau) on the {LOSS} loss with steps >= 1, got "
-                             f"{self.train.loss!r}, {self.train.optimizer!r}, steps={self.train.steps}")
-        if not (self.net.train_readout and self.net.bias and self.net.parametrization == "standard"
-                and self.net.n_out == 1):
-            raise ValueError("net must be the rich net: standard parametrization, bias, readout trained, n_out 1")
+        if (
+            self.train.loss != LOSS
+            or self.train.optimizer != "gd"
+            or self.train.plateau
+            or self.train.steps < 1
+        ):
+            raise ValueError(
+                f"train must be plain GD ('gd', no plateau) on the {LOSS} loss with steps >= 1, got "
+                f"{self.train.loss!r}, {self.train.optimizer!r}, steps={self.train.steps}"
+            )
+        if not (
+            self.net.train_readout
+            and self.net.bias
+            and self.net.parametrization == "standard"
+            and self.net.n_out == 1
+        ):
+            raise ValueError(
+                "net must be the rich net: standard parametrization, bias, readout trained, n_out 1"
+            )
 
     def rich_net(self) -> TwoLayerConfig:
         return self.net
 
     def lazy_net(self) -> TwoLayerConfig:
-        return TwoLayerConfig(self.lazy_width, gamma=self.net.gamma, bias=True, train_readout=True,
-                              parametrization="ntk", init_scale=1.0)
+        return TwoLayerConfig(
+            self.lazy_width,
+            gamma=self.net.gamma,
+            bias=True,
+            train_readout=True,
+            parametrization="ntk",
+            init_scale=1.0,
+        )
 
     def kernel(self) -> kernels.KernelFn:
-        return kernels.two_layer_kernel("ntk", gamma=self.net.gamma, bias=True, parametrization="ntk",
-                                        train_readout=True)
+        return kernels.two_layer_kernel(
+            "ntk", gamma=self.net.gamma, bias=True, parametrization="ntk", train_readout=True
+        )
 
     def adv_norm(self) -> str:
         return "linf" if self.adv_attack == "pgd_linf" else "l2"
 
 
 # Smoke-test scale (``ntk-adv report --quick``): well under a minute on two cores; numbers indicative.
-QUICK_CONFIG = Config(data=SparseCoding(n_train=400, n_test=200), seeds=3,
-                      net=TwoLayerConfig(128, train_readout=True, init_scale=0.01),
-                      train=TrainConfig(loss=LOSS, lr=0.5, steps=500, record_loss=False), adv_steps=600,
-                      checkpoints=2, lazy_width=512, lazy_steps=200, kernel_rounds=2, eval_steps=10)
+QUICK_CONFIG = Config(
+    data=SparseCoding(n_train=400, n_test=200),
+    seeds=3,
+    net=TwoLayerConfig(128, train_readout=True, init_scale=0.01),
+    train=TrainConfig(loss=LOSS, lr=0.5, steps=500, record_loss=False),
+    adv_steps=600,
+    checkpoints=2,
+    lazy_width=512,
+    lazy_steps=200,
+    kernel_rounds=2,
+    eval_steps=10,
+)
 
 __all__ = ["ADV_ATTACKS", "DICTIONARIES", "LOSS", "QUICK_CONFIG", "Config", "SparseCoding"]

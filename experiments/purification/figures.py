@@ -1,5 +1,5 @@
-"""The purification figure: accuracies per model, the purity histogram of clean and adversarially trained neurons,
-and the trajectory during adversarial training."""
+"""The purification figure: accuracies per model, the purity histogram of clean and adversarially trained
+neurons, and the trajectory during adversarial training."""
 
 from __future__ import annotations
 
@@ -13,10 +13,21 @@ from ntk_adv.metrics import mean_ci
 ACC_METRICS = ("clean_acc", "robust_acc_l2", "robust_acc_linf")
 MODELS = ("clean", "adversarial", "lazy", "lazy_adv", "ntk_limit", "kernel_adv", "linear_adv", "oracle")
 
-LABELS = {"clean": "clean (rich)", "adversarial": "adv. trained", "lazy": "lazy net", "lazy_adv": "lazy, adv.",
-          "ntk_limit": "NTK limit", "kernel_adv": "kernel, adv.", "linear_adv": "linear, adv.",
-          "oracle": "purified oracle"}
-METRIC_LABELS = {"clean_acc": "clean", "robust_acc_l2": r"robust $\ell_2$", "robust_acc_linf": r"robust $\ell_\infty$"}
+LABELS = {
+    "clean": "clean (rich)",
+    "adversarial": "adv. trained",
+    "lazy": "lazy net",
+    "lazy_adv": "lazy, adv.",
+    "ntk_limit": "NTK limit",
+    "kernel_adv": "kernel, adv.",
+    "linear_adv": "linear, adv.",
+    "oracle": "purified oracle",
+}
+METRIC_LABELS = {
+    "clean_acc": "clean",
+    "robust_acc_l2": r"robust $\ell_2$",
+    "robust_acc_linf": r"robust $\ell_\infty$",
+}
 
 
 def plot(rows, neuron_rows, summary, out: Path) -> list[Path]:
@@ -41,14 +52,24 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
             means.append(ci.mean)
             errs.append(ci.half_width)
         xs = np.arange(len(MODELS)) + (j - 1) * width
-        ax_acc.bar(xs, means, width, yerr=errs, capsize=2, color=colors[j], label=METRIC_LABELS[metric],
-                   error_kw={"lw": 0.8})
+        ax_acc.bar(
+            xs,
+            means,
+            width,
+            yerr=errs,
+            capsize=2,
+            color=colors[j],
+            label=METRIC_LABELS[metric],
+            error_kw={"lw": 0.8},
+        )
     ax_acc.set_xticks(np.arange(len(MODELS)), [LABELS[m] for m in MODELS], rotation=30, ha="right")
     ax_acc.set_ylim(0, 1.22)
     ax_acc.set_yticks(np.linspace(0, 1, 6))
     ax_acc.axhline(0.5, ls=":", color="0.5", lw=0.8)
     ax_acc.set_ylabel("test accuracy")
-    ax_acc.set_title(rf"(a) accuracy; $\epsilon_2$={cfg['eps_l2']:g}, $\epsilon_\infty$={cfg['eps_linf']:.3g}")
+    ax_acc.set_title(
+        rf"(a) accuracy; $\epsilon_2$={cfg['eps_l2']:g}, $\epsilon_\infty$={cfg['eps_linf']:.3g}"
+    )
     ax_acc.legend(frameon=False, loc="upper center", ncol=3, fontsize=7, handlelength=1.2, columnspacing=1.0)
 
     # (b) importance-weighted histogram of per-neuron purity, pooled over seeds
@@ -56,10 +77,24 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     for j, model in enumerate(("clean", "adversarial")):
         pur = np.array([r["purity"] for r in neuron_rows if r["model"] == model])
         imp = np.array([r["importance"] for r in neuron_rows if r["model"] == model])
-        ax_hist.hist(pur, bins=bins, weights=imp / imp.sum(), histtype="stepfilled", alpha=0.35,
-                     color=colors[3 + j], edgecolor=colors[3 + j], lw=1.0, label=LABELS[model])
-    ax_hist.axvline(summary["dense_direction_purity"], ls="--", color="k", lw=1.0,
-                    label=r"dense direction $Mw^*$ ($1/\sqrt{D}$)")
+        ax_hist.hist(
+            pur,
+            bins=bins,
+            weights=imp / imp.sum(),
+            histtype="stepfilled",
+            alpha=0.35,
+            color=colors[3 + j],
+            edgecolor=colors[3 + j],
+            lw=1.0,
+            label=LABELS[model],
+        )
+    ax_hist.axvline(
+        summary["dense_direction_purity"],
+        ls="--",
+        color="k",
+        lw=1.0,
+        label=r"dense direction $Mw^*$ ($1/\sqrt{D}$)",
+    )
     ax_hist.axvline(1.0, ls=":", color="k", lw=1.0, label="pure atom")
     ax_hist.set_xlabel(r"neuron purity $\max_j |\langle M_j, w_i\rangle| / \|w_i\|$")
     ax_hist.set_ylabel("share of output weight")
@@ -69,10 +104,17 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     # (c) trajectory during adversarial training
     traj = [r for r in rows if r["model"] == "adversarial_trajectory"]
     trained = "robust_acc_" + ("linf" if cfg["adv_attack"] == "pgd_linf" else "l2")
-    for j, (metric, label) in enumerate([("purity", "purity"), ("dense_mass", "dense mass"),
-                                         (trained, METRIC_LABELS[trained] + " acc."),
-                                         ("clean_acc", "clean acc.")]):
-        plots.plot_metric(ax_traj, traj, "step", metric, label=label, color=colors[(j + 3) % len(colors)], logx=None)
+    for j, (metric, label) in enumerate(
+        [
+            ("purity", "purity"),
+            ("dense_mass", "dense mass"),
+            (trained, METRIC_LABELS[trained] + " acc."),
+            ("clean_acc", "clean acc."),
+        ]
+    ):
+        plots.plot_metric(
+            ax_traj, traj, "step", metric, label=label, color=colors[(j + 3) % len(colors)], logx=None
+        )
     oracle = summary["models"]["oracle"][trained]["mean"]
     plots.theory_line(ax_traj, oracle, label=f"oracle {METRIC_LABELS[trained]} acc.", color="0.3")
     ax_traj.set_ylim(0, 1.05)
@@ -80,7 +122,10 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     ax_traj.set_ylabel("value (mean, 95% CI)")
     ax_traj.set_title("(c) purification during adversarial training")
     ax_traj.legend(frameon=False, fontsize=6, loc="lower right", ncol=2)
-    fig.suptitle(f"Feature purification: sparse coding d={cfg['data']['d']}, D={cfg['data']['n_atoms']}, "
-                 f"k={cfg['data']['sparsity']}, width {cfg['net']['width']}, {cfg['seeds']} seeds", fontsize=9)
+    fig.suptitle(
+        f"Feature purification: sparse coding d={cfg['data']['d']}, D={cfg['data']['n_atoms']}, "
+        f"k={cfg['data']['sparsity']}, width {cfg['net']['width']}, {cfg['seeds']} seeds",
+        fontsize=9,
+    )
     fig.tight_layout()
     return plots.save(fig, out, "purification")

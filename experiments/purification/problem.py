@@ -1,9 +1,9 @@
-"""The sparse-coding problem of Allen-Zhu & Li, the purified oracle, and the measurements: per-neuron purity and
-dense mass (coefficients c_i = M^T w_i), clean and robust accuracy.
+"""The sparse-coding problem of Allen-Zhu & Li, the purified oracle, and the measurements: per-neuron purity
+and dense mass (coefficients c_i = M^T w_i), clean and robust accuracy.
 
 Neuron metrics: ``purity`` = max_j |<M_j, w_i>| / (||M_j|| ||w_i||) (a dense direction such as M w* has
-purity 1/sqrt(n_atoms), a pure atom 1); decomposition w_i = beta w'_i + v_i with beta w'_i the projection of w_i
-onto the span of its ``pure_atoms`` largest-|coefficient| atoms; ``dense_mass`` = ||v_i||^2 / ||w_i||^2;
+purity 1/sqrt(n_atoms), a pure atom 1); decomposition w_i = beta w'_i + v_i with beta w'_i the projection of
+w_i onto the span of its ``pure_atoms`` largest-|coefficient| atoms; ``dense_mass`` = ||v_i||^2 / ||w_i||^2;
 ``pure`` = 1 when ||beta w'_i|| > ||v_i||. Averages are weighted by the neuron's importance |a_i| ||w_i||.
 Accuracies: clean, and robust under untargeted PGD (identity margin loss, targets -y) at L2 radius ``eps_l2``
 and L-inf radius ``eps_linf``."""
@@ -43,8 +43,14 @@ def make_problem(cfg: Config, seed: int) -> dict[str, np.ndarray]:
 
     x, y = sample(data.n_train)
     xt, yt = sample(data.n_test)
-    return {"dic": dic.astype(np.float32), "w_star": w_star.astype(np.float32), "x": x, "y": y,
-            "x_test": xt, "y_test": yt}
+    return {
+        "dic": dic.astype(np.float32),
+        "w_star": w_star.astype(np.float32),
+        "x": x,
+        "y": y,
+        "x_test": xt,
+        "y_test": yt,
+    }
 
 
 def make_problems(cfg: Config) -> dict[str, jax.Array]:
@@ -57,7 +63,9 @@ def oracle_params(dic: jax.Array, w_star: jax.Array, threshold: float) -> models
     """The ideal purified net (standard parametrization, width 2D): neurons +-M_j, bias -threshold, readout
     +-w*_j, i.e. f(x) = sum_j w*_j [relu(<M_j,x> - b) - relu(-<M_j,x> - b)]."""
     w = jnp.concatenate([dic.T, -dic.T], axis=0)
-    return models.TwoLayerParams(w=w, b=jnp.full((w.shape[0],), -threshold), a=jnp.concatenate([w_star, -w_star]))
+    return models.TwoLayerParams(
+        w=w, b=jnp.full((w.shape[0],), -threshold), a=jnp.concatenate([w_star, -w_star])
+    )
 
 
 def oracle_net(cfg: Config) -> models.TwoLayerConfig:
@@ -85,14 +93,21 @@ def neuron_stats(w: jax.Array, a: jax.Array, dic: jax.Array, pure_atoms: int) ->
     dense_part = w - pure_part
     pure_norm = jnp.linalg.norm(pure_part, axis=1)
     dense_norm = jnp.linalg.norm(dense_part, axis=1)
-    return {"purity": purity, "dense_mass": (dense_norm / safe_w) ** 2,
-            "pure": (pure_norm > dense_norm).astype(w.dtype), "importance": jnp.abs(a) * w_norm}
+    return {
+        "purity": purity,
+        "dense_mass": (dense_norm / safe_w) ** 2,
+        "pure": (pure_norm > dense_norm).astype(w.dtype),
+        "importance": jnp.abs(a) * w_norm,
+    }
 
 
 def summarize_neurons(stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
     weight = stats["importance"] / jnp.sum(stats["importance"])
-    return {"purity": jnp.sum(weight * stats["purity"]), "dense_mass": jnp.sum(weight * stats["dense_mass"]),
-            "pure_fraction": jnp.sum(weight * stats["pure"])}
+    return {
+        "purity": jnp.sum(weight * stats["purity"]),
+        "dense_mass": jnp.sum(weight * stats["dense_mass"]),
+        "pure_fraction": jnp.sum(weight * stats["pure"]),
+    }
 
 
 def robust_accuracy(predict, x, y, *, eps: float, norm: str, steps: int) -> jax.Array:
@@ -104,9 +119,13 @@ def robust_accuracy(predict, x, y, *, eps: float, norm: str, steps: int) -> jax.
 
 
 def accuracies(cfg: Config, predict, x, y) -> dict[str, jax.Array]:
-    return {"clean_acc": accuracy(predict(x), y),
-            "robust_acc_l2": robust_accuracy(predict, x, y, eps=cfg.eps_l2, norm="l2", steps=cfg.eval_steps),
-            "robust_acc_linf": robust_accuracy(predict, x, y, eps=cfg.eps_linf, norm="linf", steps=cfg.eval_steps)}
+    return {
+        "clean_acc": accuracy(predict(x), y),
+        "robust_acc_l2": robust_accuracy(predict, x, y, eps=cfg.eps_l2, norm="l2", steps=cfg.eval_steps),
+        "robust_acc_linf": robust_accuracy(
+            predict, x, y, eps=cfg.eps_linf, norm="linf", steps=cfg.eval_steps
+        ),
+    }
 
 
 def net_metrics(cfg: Config, net: models.TwoLayerConfig, params, params0, prob) -> dict[str, jax.Array]:
@@ -115,4 +134,3 @@ def net_metrics(cfg: Config, net: models.TwoLayerConfig, params, params0, prob) 
     out.update(summarize_neurons(neuron_stats(params.w, params.a, prob["dic"], cfg.pure_atoms)))
     out["weight_move"] = jnp.linalg.norm(params.w - params0.w) / jnp.linalg.norm(params0.w)
     return out
-

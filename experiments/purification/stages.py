@@ -1,5 +1,5 @@
-"""Training and evaluation of every model, each stage one jitted vmap over seeds. Gradient loops are the library's
-(:func:`ntk_adv.training.train`, :func:`ntk_adv.training.adversarial_train`, kernel flow of
+"""Training and evaluation of every model, each stage one jitted vmap over seeds. Gradient loops are the
+library's (:func:`ntk_adv.training.train`, :func:`ntk_adv.training.adversarial_train`, kernel flow of
 :func:`ntk_adv.limits.make_predictor`); every stage takes an explicit key."""
 
 from __future__ import annotations
@@ -23,15 +23,27 @@ def adversarial_attack(cfg: Config):
         return lambda predict, x, y: attacks.fgm(predict, x, -y, eps=cfg.adv_eps)
     norm = cfg.adv_norm()
     step = 2.5 * cfg.adv_eps / cfg.adv_attack_steps
-    return lambda predict, x, y: attacks.pgd(predict, x, -y, eps=cfg.adv_eps, step_size=step,
-                                             steps=cfg.adv_attack_steps, norm=norm)
+    return lambda predict, x, y: attacks.pgd(
+        predict, x, -y, eps=cfg.adv_eps, step_size=step, steps=cfg.adv_attack_steps, norm=norm
+    )
 
 
 def adversarial_train(cfg: Config, apply_fn, params, x, y, *, lr, steps: int, key, mask=None):
     """``steps`` of adversarial training (alpha = 0: the loss at x + eta only), the library loop."""
     attack = adversarial_attack(cfg)
-    return training.adversarial_train(apply_fn, params, x, y, perturb=lambda f, x, y, k: attack(f, x, y),
-                                      alpha=0.0, loss=LOSS, lr=lr, steps=steps, key=key, mask=mask)
+    return training.adversarial_train(
+        apply_fn,
+        params,
+        x,
+        y,
+        perturb=lambda f, x, y, k: attack(f, x, y),
+        alpha=0.0,
+        loss=LOSS,
+        lr=lr,
+        steps=steps,
+        key=key,
+        mask=mask,
+    )
 
 
 def linear_apply(params, x):
@@ -51,7 +63,9 @@ def stage_train(cfg: Config, key, prob):
     chunk = cfg.adv_steps // cfg.checkpoints
 
     def body(p, k):
-        p = adversarial_train(cfg, apply_fn, p, prob["x"], prob["y"], lr=cfg.adv_lr, steps=chunk, key=k, mask=mask)
+        p = adversarial_train(
+            cfg, apply_fn, p, prob["x"], prob["y"], lr=cfg.adv_lr, steps=chunk, key=k, mask=mask
+        )
         return p, p
 
     keys = jax.random.split(jax.random.fold_in(key, 3), cfg.checkpoints)
@@ -65,8 +79,9 @@ def stage_evaluate(cfg: Config, prob, p0, p_clean, p_adv):
     checkpoints. Returns ((C+1,) metrics, (C+1, m) stats)."""
     net = cfg.rich_net()
     stack = jax.tree_util.tree_map(lambda c, a: jnp.concatenate([c[None], a]), p_clean, p_adv)
-    refs = jax.tree_util.tree_map(lambda i, c, a: jnp.concatenate([i[None], jnp.broadcast_to(c, a.shape)]),
-                                  p0, p_clean, p_adv)
+    refs = jax.tree_util.tree_map(
+        lambda i, c, a: jnp.concatenate([i[None], jnp.broadcast_to(c, a.shape)]), p0, p_clean, p_adv
+    )
 
     def one(p, ref):
         return net_metrics(cfg, net, p, ref, prob), neuron_stats(p.w, p.a, prob["dic"], cfg.pure_atoms)
@@ -83,19 +98,31 @@ def stage_lazy(cfg: Config, key, prob):
     p0 = models.init_params(net, cfg.data.d, key=jax.random.fold_in(key, 2))
     tcfg = TrainConfig(loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps, record_loss=False)
     p1 = train(apply_fn, p0, prob["x"], prob["y"], tcfg, mask=mask).params
-    p_adv = adversarial_train(cfg, apply_fn, p0, prob["x"], prob["y"], lr=cfg.lazy_lr, steps=cfg.lazy_steps,
-                              key=jax.random.fold_in(key, 4), mask=mask)
+    p_adv = adversarial_train(
+        cfg,
+        apply_fn,
+        p0,
+        prob["x"],
+        prob["y"],
+        lr=cfg.lazy_lr,
+        steps=cfg.lazy_steps,
+        key=jax.random.fold_in(key, 4),
+        mask=mask,
+    )
     lazy, lazy_adv = net_metrics(cfg, net, p1, p0, prob), net_metrics(cfg, net, p_adv, p0, prob)
-    limit = limits.make_predictor(cfg.kernel(), prob["x"], prob["y"], loss=LOSS, lr=cfg.lazy_lr,
-                                  steps=cfg.lazy_steps)
-    lazy["agreement_with_limit"] = jnp.mean(jnp.sign(apply_fn(p1, prob["x_test"])) == jnp.sign(limit(prob["x_test"])))
+    limit = limits.make_predictor(
+        cfg.kernel(), prob["x"], prob["y"], loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps
+    )
+    lazy["agreement_with_limit"] = jnp.mean(
+        jnp.sign(apply_fn(p1, prob["x_test"])) == jnp.sign(limit(prob["x_test"]))
+    )
     return {"lazy": lazy, "lazy_adv": lazy_adv}
 
 
 def stage_kernels(cfg: Config, key, prob):
-    """The NTK limit (kernel flow of the lazy net, f_0 = 0), its adversarially trained version (``kernel_rounds``
-    refits on the training points moved by the training attack against the current predictor), logistic
-    regression clean and adversarially trained, and the purified oracle."""
+    """The NTK limit (kernel flow of the lazy net, f_0 = 0), its adversarially trained version
+    (``kernel_rounds`` refits on the training points moved by the training attack against the current
+    predictor), logistic regression clean and adversarially trained, and the purified oracle."""
     attack = adversarial_attack(cfg)
     x, y = prob["x"], prob["y"]
     fit = partial(limits.make_predictor, cfg.kernel(), loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps)
@@ -105,12 +132,18 @@ def stage_kernels(cfg: Config, key, prob):
         kernel_adv = fit(x + jax.lax.stop_gradient(attack(kernel_adv, x, y)), y)
     lin0 = (jnp.zeros((cfg.data.d,), x.dtype), jnp.zeros((), x.dtype))
     lin = train(linear_apply, lin0, x, y, cfg.train).params
-    lin_adv = adversarial_train(cfg, linear_apply, lin0, x, y, lr=cfg.train.lr, steps=cfg.train.steps,
-                                key=jax.random.fold_in(key, 5))
+    lin_adv = adversarial_train(
+        cfg, linear_apply, lin0, x, y, lr=cfg.train.lr, steps=cfg.train.steps, key=jax.random.fold_in(key, 5)
+    )
     oracle = oracle_params(prob["dic"], prob["w_star"], cfg.oracle_threshold)
     oracle_fn = models.make_apply(oracle_net(cfg))
     acc = lambda f: accuracies(cfg, f, prob["x_test"], prob["y_test"])
     m_oracle = acc(lambda q: oracle_fn(oracle, q))
     m_oracle.update(summarize_neurons(neuron_stats(oracle.w, oracle.a, prob["dic"], cfg.pure_atoms)))
-    return {"ntk_limit": acc(limit), "kernel_adv": acc(kernel_adv), "linear": acc(partial(linear_apply, lin)),
-            "linear_adv": acc(partial(linear_apply, lin_adv)), "oracle": m_oracle}
+    return {
+        "ntk_limit": acc(limit),
+        "kernel_adv": acc(kernel_adv),
+        "linear": acc(partial(linear_apply, lin)),
+        "linear_adv": acc(partial(linear_apply, lin_adv)),
+        "oracle": m_oracle,
+    }

@@ -3,8 +3,8 @@ batch function of a group of protocol cells.
 
 * Cells are grouped by :func:`protocol_batch_key` (the config with the vmappable fields - eps, lr_f, lr_g -
   blanked; the seed is not part of the config); each group runs as one task, compiled once; inside it every
-  stage is batched with ``vmap`` or run item by item with ``lax.map``, whichever is faster for its width on CPU
-  (``batching``).
+  stage is batched with ``vmap`` or run item by item with ``lax.map``, whichever is faster for its width on
+  CPU (``batching``).
 * Inside a group, work is shared (:func:`run_protocol_batch`): f is trained once per (seed, lr_f),
   perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell; seed-independent
   infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
@@ -30,9 +30,21 @@ from ntk_adv.limits import INF_WIDTH
 from ntk_adv.perturbation import protocol
 from ntk_adv.perturbation.protocol import ProtocolConfig
 
-__all__ = ["BATCHING", "FiniteGroup", "InfiniteGroup", "KIND", "VMAP_DISTINCT_WIDTH", "VMAP_SHARED_WIDTH",
-           "VMAPPED_FIELDS", "cell_order", "data_arrays", "describe", "protocol_batch_key", "run_protocol_batch",
-           "run_sweep"]
+__all__ = [
+    "BATCHING",
+    "FiniteGroup",
+    "InfiniteGroup",
+    "KIND",
+    "VMAP_DISTINCT_WIDTH",
+    "VMAP_SHARED_WIDTH",
+    "VMAPPED_FIELDS",
+    "cell_order",
+    "data_arrays",
+    "describe",
+    "protocol_batch_key",
+    "run_protocol_batch",
+    "run_sweep",
+]
 
 KIND = "perturbation_learning"  # the ``kind`` of the records
 VMAPPED_FIELDS = ("eps", "lr_f", "lr_g")
@@ -68,14 +80,17 @@ def run_sweep(cells, store, **kw) -> list[dict]:
     other keyword is the engine's."""
     kw.setdefault("run_batch", run_protocol_batch)
     kw.setdefault("kind", KIND)
-    return engine.run_sweep(cells, store, batch_key=protocol_batch_key, order=cell_order, describe=describe, **kw)
+    return engine.run_sweep(
+        cells, store, batch_key=protocol_batch_key, order=cell_order, describe=describe, **kw
+    )
 
 
 # ------------------------------------------------------------------------------------------- group arguments
 @struct.dataclass
 class InfiniteGroup:
     """One infinite-width group: ``cfg`` (static: its batch key), the data ``x`` (N, d), ``y`` (N,), ``z``
-    (M, d), ``y_test`` (M,) and per cell (C cells) the seed ``keys`` (C, 2) and ``eps``, ``lr_f``, ``lr_g`` (C,)."""
+    (M, d), ``y_test`` (M,) and per cell (C cells) the seed ``keys`` (C, 2) and ``eps``, ``lr_f``, ``lr_g``
+    (C,)."""
 
     cfg: ProtocolConfig = struct.field(pytree_node=False)
     x: jax.Array
@@ -129,8 +144,9 @@ def _unique_index(items: Sequence) -> tuple[list, np.ndarray]:
     return list(uniq), np.asarray(idx, np.int32)
 
 
-def run_protocol_batch(cells: Sequence[tuple[ProtocolConfig, int]], batching: Batching = "auto",
-                       solver: str = "auto") -> list[dict[str, float]]:
+def run_protocol_batch(
+    cells: Sequence[tuple[ProtocolConfig, int]], batching: Batching = "auto", solver: str = "auto"
+) -> list[dict[str, float]]:
     """Run cells that share a :func:`protocol_batch_key`; returns one metrics dict per cell, in order.
 
     Finite width: f is trained once per unique (seed, lr_f), perturbations once per unique (seed, lr_f, eps),
@@ -173,11 +189,27 @@ def run_protocol_batch(cells: Sequence[tuple[ProtocolConfig, int]], batching: Ba
         else:
             vmap_f = vmap_g = batching == "vmap"
         group = FiniteGroup(
-            cfg=static, vmap_f=vmap_f, vmap_g=vmap_g, solver=solver, x=x, y=y, z=z, y_test=y_test, f_keys=f_keys,
-            f_lr=jnp.asarray([lf for _, lf in f_items], dtype), a_keys=a_keys, a_to_f=jnp.asarray(a_to_f),
-            a_eps=jnp.asarray([e for _, _, e in a_items], dtype), lim_lrs=jnp.asarray(lim_lrs, dtype),
-            cell_keys=cell_keys, f_idx=jnp.asarray(f_idx), a_idx=jnp.asarray(a_idx), lim_idx=jnp.asarray(lim_idx),
-            lr_f=lr_f, lr_g=lr_g)
+            cfg=static,
+            vmap_f=vmap_f,
+            vmap_g=vmap_g,
+            solver=solver,
+            x=x,
+            y=y,
+            z=z,
+            y_test=y_test,
+            f_keys=f_keys,
+            f_lr=jnp.asarray([lf for _, lf in f_items], dtype),
+            a_keys=a_keys,
+            a_to_f=jnp.asarray(a_to_f),
+            a_eps=jnp.asarray([e for _, _, e in a_items], dtype),
+            lim_lrs=jnp.asarray(lim_lrs, dtype),
+            cell_keys=cell_keys,
+            f_idx=jnp.asarray(f_idx),
+            a_idx=jnp.asarray(a_idx),
+            lim_idx=jnp.asarray(lim_idx),
+            lr_f=lr_f,
+            lr_g=lr_g,
+        )
         out = _finite_batch(group)
     out = {k: np.asarray(v) for k, v in out.items()}
     return [{k: float(v[i]) for k, v in out.items()} for i in range(len(cells))]
@@ -186,12 +218,14 @@ def run_protocol_batch(cells: Sequence[tuple[ProtocolConfig, int]], batching: Ba
 @jax.jit
 def _infinite_batch(g: InfiniteGroup) -> dict[str, jax.Array]:
     """Metrics (C,) of every cell of an infinite-width group: one vmap of :func:`protocol.infinite_cell`."""
-    return jax.vmap(lambda k, e, lf, lg: protocol.infinite_cell(g.cfg, g.x, g.y, g.z, g.y_test, k, e, lf, lg))(
-        g.keys, g.eps, g.lr_f, g.lr_g)
+    return jax.vmap(
+        lambda k, e, lf, lg: protocol.infinite_cell(g.cfg, g.x, g.y, g.z, g.y_test, k, e, lf, lg)
+    )(g.keys, g.eps, g.lr_f, g.lr_g)
 
 
 def _over(fn: Callable, args: tuple, batched: bool):
-    """``vmap(fn)(*args)`` if ``batched``, else the same results with ``lax.map`` (sequential, one compile)."""
+    """``vmap(fn)(*args)`` if ``batched``, else the same results with ``lax.map`` (sequential, one
+    compile)."""
     if batched:
         return jax.vmap(fn)(*args)
     return jax.lax.map(lambda a: fn(*a), args)
@@ -199,7 +233,8 @@ def _over(fn: Callable, args: tuple, batched: bool):
 
 @jax.jit
 def _finite_batch(g: FiniteGroup) -> dict[str, jax.Array]:
-    """Metrics (C,) of every cell of a finite-width group, the shared work done once (see :class:`FiniteGroup`)."""
+    """Metrics (C,) of every cell of a finite-width group, the shared work done once (see
+    :class:`FiniteGroup`)."""
     cfg, x, y, z, y_test = g.cfg, g.x, g.y, g.z, g.y_test
     apply_fn = protocol.model_apply(cfg)
     take = lambda tree, i: jax.tree_util.tree_map(lambda leaf: leaf[i], tree)  # noqa: E731
@@ -220,11 +255,27 @@ def _finite_batch(g: FiniteGroup) -> dict[str, jax.Array]:
     def finish(k, fi, ai, li, lf, lg):
         pf, adv = take(f_params, fi), take(advs, ai)
         pg = protocol.train_g(cfg, adv, k, lg, g.solver)
-        out = protocol.evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test,
-                                d_pred=d_pred)
-        out.update(protocol.finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, k, lf, lg,
-                                               f_lim_z=f_lim_z[li], d_pred=d_pred, grad_dirs=grad_dirs))
+        out = protocol.evaluate(
+            cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test, d_pred=d_pred
+        )
+        out.update(
+            protocol.finite_to_infinite(
+                cfg,
+                apply_fn,
+                pf,
+                pg,
+                adv,
+                x,
+                y,
+                z,
+                k,
+                lf,
+                lg,
+                f_lim_z=f_lim_z[li],
+                d_pred=d_pred,
+                grad_dirs=grad_dirs,
+            )
+        )
         return out
 
     return _over(finish, (g.cell_keys, g.f_idx, g.a_idx, g.lim_idx, g.lr_f, g.lr_g), g.vmap_g)
-

@@ -13,12 +13,12 @@ and perturbations once per (f, attack, eps, targets)):
 
 Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
 (ICLR 2024), where noise is uniform or Gaussian with the data's root-mean-square coordinate scale.
-Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign plus,
-for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
+Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign
+plus, for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
 Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
 
-Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with the
-config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
+Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with
+the config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
 (:data:`ntk_adv.limits.INF_WIDTH`;
 a CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots``
 also accepts ``None`` and the strings ``"inf"``/``"infinite"``.
@@ -66,7 +66,8 @@ class ProtocolConfig:
     ``attack_c`` for L-BFGS; the attack parameters are validated at construction.
     Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
     ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
-    random initial function (docs/theory.md); their infinite-width limit is then the centred predictor itself."""
+    random initial function (docs/theory.md); their infinite-width limit is then the centred predictor
+    itself."""
 
     data: DataSpec = field(default_factory=DataSpec)
     width: int | None = 100
@@ -103,8 +104,9 @@ class ProtocolConfig:
         attack_fn(self, self.eps if self.eps > 0 else 1.0)  # validates the attack parameters (eps = 0 too)
 
     def net(self, width: int | None = None) -> models.TwoLayerConfig:
-        return models.TwoLayerConfig(width or self.width, gamma=self.gamma, bias=self.bias,
-                                     parametrization=self.parametrization)
+        return models.TwoLayerConfig(
+            width or self.width, gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
+        )
 
     def train_config(self, which: str) -> TrainConfig:
         lr, steps = (self.lr_f, self.steps_f) if which == "f" else (self.lr_g, self.steps_g)
@@ -120,13 +122,17 @@ class ProtocolConfig:
         """Why the infinite-width objects are no prediction for the finite nets of this config ('' if they
         are): the paper preset's momentum has an exact effective time only for the identity loss."""
         if self.preset == "paper" and self.loss != "identity":
-            return (f"paper preset with the {self.loss} loss: heavy-ball momentum has no exact effective time "
-                    f"off the identity loss, so the limit objects use t = lr * steps and are not the nets' limit")
+            return (
+                f"paper preset with the {self.loss} loss: heavy-ball momentum has no exact effective time "
+                f"off the identity loss, so the limit objects use t = lr * steps and are not the nets' limit"
+            )
         return ""
 
     def kernel(self) -> kernels.KernelFn:
         """The infinite-width NTK matching this config's parametrization (first layer trained)."""
-        return kernels.two_layer_kernel(gamma=self.gamma, bias=self.bias, parametrization=self.parametrization)
+        return kernels.two_layer_kernel(
+            gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
+        )
 
     def with_(self, **changes) -> ProtocolConfig:
         return replace(self, **changes)
@@ -183,8 +189,16 @@ def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str =
     tcfg = cfg.train_config(which)
     if pattern_gd.choose(cfg.net(), tcfg, x.shape[0], solver) == "pattern":
         start = p0[0] if cfg.centered else p0
-        trained = pattern_gd.train(cfg.net(), start, x, y, lr=tcfg.lr if lr is None else lr, steps=tcfg.steps,
-                                   config=tcfg, centered=cfg.centered)
+        trained = pattern_gd.train(
+            cfg.net(),
+            start,
+            x,
+            y,
+            lr=tcfg.lr if lr is None else lr,
+            steps=tcfg.steps,
+            config=tcfg,
+            centered=cfg.centered,
+        )
         return (trained, p0[1]) if cfg.centered else trained
     return train(model_apply(cfg), p0, x, y, tcfg, lr=lr, mask=mask).params
 
@@ -213,8 +227,9 @@ def make_targets(cfg: ProtocolConfig, y, key) -> jax.Array:
 
 
 def make_noise(cfg: ProtocolConfig, x, key) -> jax.Array:
-    """Noise inputs (N, d), uniform or Gaussian, i.i.d. coordinates with mean 0 and the data's root-mean-square
-    coordinate ``sqrt(mean(x**2))`` as standard deviation (so ``mean(noise**2) ~ mean(x**2)``)."""
+    """Noise inputs (N, d), uniform or Gaussian, i.i.d. coordinates with mean 0 and the data's
+    root-mean-square coordinate ``sqrt(mean(x**2))`` as standard deviation (so ``mean(noise**2) ~
+    mean(x**2)``)."""
     scale = jnp.sqrt(jnp.mean(x**2))
     k = stream(key, "noise")
     if cfg.noise == "gaussian":
@@ -257,21 +272,24 @@ def train_g(cfg: ProtocolConfig, adv: AdvSet, key, lr_g=None, solver: str = "aut
 
 
 def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPredictor:
-    """g_inf: the infinite-width predictor trained on the adversarial set (centred); time as :func:`infinite_f`."""
+    """g_inf: the infinite-width predictor trained on the adversarial set (centred); time as
+    :func:`infinite_f`."""
     lr = cfg.lr_g if lr_g is None else lr_g
     if cfg.loss == "identity":
         return limits.identity_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, t=cfg.limit_time("g", lr))
     return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
 
 
-def evaluate(cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
-             ) -> dict[str, jax.Array]:
+def evaluate(
+    cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
+) -> dict[str, jax.Array]:
     """Per-seed metrics: agreement of sign f and sign g on held-out z; g's natural accuracy on the clean
     training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
     D_n at the perturbed points; g's accuracy on its own (adversarial) training set.
 
-    ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known (:func:`predicted_directions`;
-    the sweep engine computes them once per group when the base points are the training inputs)."""
+    ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known
+    (:func:`predicted_directions`; the sweep engine computes them once per group when the base points are the
+    training inputs)."""
     f_test = predict_f(z)
     if d_pred is None:
         d_pred = predicted_directions(cfg, adv.base, x, y)
@@ -292,8 +310,9 @@ def predicted_directions(cfg: ProtocolConfig, base, x, y) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------------- cells
-def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None, solver: str = "auto"
-                ) -> dict:
+def finite_cell(
+    cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None, solver: str = "auto"
+) -> dict:
     """The whole protocol at finite width for one seed key; traceable (vmap over key, eps, lr_f, lr_g);
     ``solver`` trains f and g (:func:`train_net`).
 
@@ -309,14 +328,15 @@ def finite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, 
     return out
 
 
-def finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None,
-                       grad_dirs=None) -> dict:
+def finite_to_infinite(
+    cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None, grad_dirs=None
+) -> dict:
     """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
     decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
     (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the
-    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred f_inf
-    on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base points)
-    may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
+    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred
+    f_inf on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base
+    points) may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
@@ -355,7 +375,8 @@ def finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_l
 
 
 def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
-    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy regime."""
+    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy
+    regime."""
     trained = params[0] if cfg.centered else params
     start = init[0] if cfg.centered else init
     num = jnp.sum((trained.w - start.w) ** 2) + jnp.sum((trained.b - start.b) ** 2)
@@ -373,8 +394,8 @@ def kernel_gradients(cfg: ProtocolConfig, base, x, y) -> jax.Array:
 
 def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
     """Predicted mean_n |cos(eta_n, D_n)| of a net trained for time ``tau``: the input gradient is
-    grad f_0 + tau G_n with grad f_0 an isotropic random vector of mean square v0 = (1 + gamma^2)/2 (0 for centred
-    nets), so its component along the unit D_n is N(0, v0/d) and
+    grad f_0 + tau G_n with grad f_0 an isotropic random vector of mean square v0 = (1 + gamma^2)/2 (0 for
+    centred nets), so its component along the unit D_n is N(0, v0/d) and
 
         E|cos| ~ E|mu_n + sqrt(v0/d) Z| / sqrt(||tau G_n||^2 + v0),   mu_n = <tau G_n, D_n>,
 
@@ -385,7 +406,8 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
     if v0 > 0:
         sd = np.sqrt(v0 / grad_dirs.shape[1])
         num = sd * np.sqrt(2 / np.pi) * jnp.exp(-(mu**2) / (2 * sd**2)) + mu * (
-            1 - 2 * jax.scipy.stats.norm.cdf(-mu / sd))
+            1 - 2 * jax.scipy.stats.norm.cdf(-mu / sd)
+        )
     else:
         num = mu
     denom = jnp.sqrt(jnp.sum(g * g, axis=1) + v0)
@@ -393,9 +415,11 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
 
 
 def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.Array, jax.Array]:
-    """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term (:func:`limits.kernel_parts`)."""
-    return limits.kernel_parts(g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias,
-                               parametrization=cfg.parametrization)
+    """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term
+    (:func:`limits.kernel_parts`)."""
+    return limits.kernel_parts(
+        g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization
+    )
 
 
 def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=None, g_same_z=None) -> dict:
@@ -404,9 +428,10 @@ def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=No
     * ``g0_abs``, ``bias_term_abs``, ``signal_term_abs``: mean |g_0|, |B|, |S| over z; ``mean_y_adv``;
     * ``agreement_signal`` sign S vs sign f; ``agreement_centred`` sign(B + S) vs sign f (the centred limit);
     * finite nets (``g0_z`` given): ``agreement_same_init``, the limit with g's own initial function
-      (``g_same_z``, default g_0 + B + S), and, for the identity loss, ``agreement_predicted``: the expectation
-      of the agreement over g's random initialization, g_0(z) ~ N(0, Sigma(z, z)) (the NNGP variance at any
-      width), ``mean_z Phi_N(sign f(z) (B + S)(z) / sqrt(Sigma(z, z)))`` - g_0 = 0 for centred nets."""
+      (``g_same_z``, default g_0 + B + S), and, for the identity loss, ``agreement_predicted``: the
+      expectation of the agreement over g's random initialization, g_0(z) ~ N(0, Sigma(z, z)) (the NNGP
+      variance at any width), ``mean_z Phi_N(sign f(z) (B + S)(z) / sqrt(Sigma(z, z)))`` - g_0 = 0 for centred
+      nets."""
     h = b_part + s_part
     out = {
         "bias_term_abs": jnp.mean(jnp.abs(b_part)),
@@ -430,7 +455,8 @@ def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=No
 
 
 def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") -> limits.KernelPredictor:
-    """The infinite-width predictor on (x, y) started from the initial function ``f0`` (e.g. a finite net's)."""
+    """The infinite-width predictor on (x, y) started from the initial function ``f0`` (e.g. a finite
+    net's)."""
     if f0 is None:
         return pred
     if cfg.loss == "identity":  # the flow does not depend on f: only f_0 changes
@@ -451,8 +477,17 @@ def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None
     return out
 
 
-def run_seeds(cfg: ProtocolConfig, arrays, seeds: int, *, infinite: bool = False, base_seed: int = 0,
-              eps=None, lr_f=None, lr_g=None) -> dict[str, np.ndarray]:
+def run_seeds(
+    cfg: ProtocolConfig,
+    arrays,
+    seeds: int,
+    *,
+    infinite: bool = False,
+    base_seed: int = 0,
+    eps=None,
+    lr_f=None,
+    lr_g=None,
+) -> dict[str, np.ndarray]:
     """All seeds of one config in a single jitted vmap; returns metric -> (seeds,) numpy array.
 
     ``arrays`` = (x, y, z, y_test). Seed ``s`` uses key ``jax.random.split(PRNGKey(base_seed), seeds)[s]``.
@@ -511,11 +546,14 @@ def class_mean_plane(x, y) -> tuple[np.ndarray, np.ndarray]:
 def grid_axes(extent, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Grid coordinates ``(u (n,), v (n,))`` along basis[0] and basis[1]: ``linspace`` including endpoints.
 
-    ``extent`` is ``(u_min, u_max, v_min, v_max)`` (matplotlib's order) or a number r for ``(-r, r, -r, r)``."""
+    ``extent`` is ``(u_min, u_max, v_min, v_max)`` (matplotlib's order) or a number r for ``(-r, r, -r,
+    r)``."""
     if np.ndim(extent) == 0:
         extent = (-float(extent), float(extent), -float(extent), float(extent))
     if len(extent) != 4 or not (extent[0] < extent[1] and extent[2] < extent[3]):
-        raise ValueError(f"extent must be (u_min, u_max, v_min, v_max) with min < max, or r > 0; got {extent}")
+        raise ValueError(
+            f"extent must be (u_min, u_max, v_min, v_max) with min < max, or r > 0; got {extent}"
+        )
     if int(n) < 2:
         raise ValueError(f"a grid needs n >= 2 points per side, got {n}")
     return np.linspace(extent[0], extent[1], int(n)), np.linspace(extent[2], extent[3], int(n))
@@ -535,7 +573,9 @@ def project(points, origin, basis) -> np.ndarray:
     return (np.asarray(points) - np.asarray(origin)[None, :]) @ np.asarray(basis).T
 
 
-def decision_grid(predict_fns: Mapping[str, Callable], origin, basis, extent, n: int) -> dict[str, np.ndarray]:
+def decision_grid(
+    predict_fns: Mapping[str, Callable], origin, basis, extent, n: int
+) -> dict[str, np.ndarray]:
     """Values of each predictor (``(M, d) -> (M,)``) on the n x n grid of :func:`plane_points`.
 
     Returns name -> (n, n) with ``[i, j]`` at ``origin + u_j basis[0] + v_i basis[1]`` (rows follow

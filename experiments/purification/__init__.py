@@ -99,9 +99,16 @@ def run(cfg: Config, progress: bool = True) -> tuple[dict, dict, dict, dict]:
     return metrics, traj, neurons, timings
 
 
-def _interval(values) -> dict:
+PROPORTIONS = ("acc", "agreement")  # metric names holding proportions: their intervals stay in [0, 1]
+
+
+def _interval(values, name: str) -> dict:
+    """Mean over seeds with its 95% t-interval; clipped to [0, 1] for proportions (accuracies, agreements)."""
     ci = mean_ci(values)
-    return {"mean": ci.mean, "ci95": [ci.low, ci.high]}
+    low, high = ci.low, ci.high
+    if any(p in name for p in PROPORTIONS):
+        low, high = max(0.0, low), min(1.0, high)
+    return {"mean": ci.mean, "ci95": [low, high]}
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progress: bool = True) -> dict:
@@ -154,7 +161,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progr
         "config": asdict(cfg),
         **provenance(),
         "dense_direction_purity": 1.0 / np.sqrt(cfg.data.n_atoms),
-        "models": {m: {k: _interval(v) for k, v in res.items()} for m, res in metrics.items()},
+        "models": {m: {k: _interval(v, k) for k, v in res.items()} for m, res in metrics.items()},
         "claims": [c.to_dict() for c in claims],
         "verdicts": {c.name: c.verdict for c in claims},
         "timings_s": {**timings, "total": time.perf_counter() - t0},

@@ -132,7 +132,9 @@ def seed_proportion(
     Two-stage bootstrap: resample the seeds with replacement, then redraw each resampled seed's count from
     Binomial(n_points, p_seed); the percentile interval of the resampled means, widened to the Student-t
     interval over seeds where that is wider (few seeds), clipped to [0, 1]. It reflects both the spread over
-    seeds and the finite test set. One seed: :func:`wilson` over the test points."""
+    seeds and the finite test set; never narrower than the Wilson interval of the pooled count (all seeds at
+    exactly 0 or 1 would otherwise give a zero-width interval). One seed: :func:`wilson` over the test
+    points."""
     p = _finite(proportions, "seed_proportion")
     if np.any((p < 0) | (p > 1)):
         raise ValueError(f"seed_proportion: proportions must lie in [0, 1], got {p.min()}..{p.max()}")
@@ -145,7 +147,11 @@ def seed_proportion(
     idx = rng.integers(0, p.size, size=(BOOTSTRAP, p.size))
     counts = rng.binomial(n_points, p[idx])
     means = counts.mean(axis=1) / n_points
-    return _bootstrap_t(p, means, (0.0, 1.0), level)
+    est = _bootstrap_t(p, means, (0.0, 1.0), level)
+    # Never narrower than the Wilson interval of the pooled count: when every seed measures exactly 0 or 1 the
+    # bootstrap collapses to a point, but n_points x seeds test points still leave binomial uncertainty.
+    pooled = wilson(float(np.round(p.sum() * n_points)), n_points * p.size, level)
+    return Estimate(est.value, min(est.low, pooled.low), max(est.high, pooled.high), est.n, est.method)
 
 
 def seed_mean(

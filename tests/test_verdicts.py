@@ -70,3 +70,14 @@ def test_claim_dict_is_json_ready():
     assert c["measured_ci95"][0] > 0.5 and not math.isnan(c["measured_value"])
     with pytest.raises(ValueError, match="outside its interval"):
         verdicts.Estimate(0.9, 0.1, 0.2, 3, "t")
+
+
+def test_seed_proportion_never_collapses_at_the_edges():
+    """All seeds at exactly 0 (or 1): the interval is the pooled Wilson interval, not a point."""
+    from ntk_adv.verdicts import seed_proportion, wilson
+
+    zero = seed_proportion([0.0, 0.0, 0.0, 0.0], 10)
+    assert zero.value == 0.0 and zero.low == 0.0
+    assert zero.high == wilson(0, 40).high > 0.05
+    one = seed_proportion([1.0] * 5, 20)
+    assert one.high == 1.0 and one.low == wilson(100, 100).low < 0.97

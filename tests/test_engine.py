@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal  # noqa: F401 - resolves the string annotations of Choices
 
+import jax
 import pytest
 
 from ntk_adv import engine, validate
@@ -18,6 +19,11 @@ from ntk_adv.training import TrainConfig
 REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_sweep_digits.json").read_text())
 
 
+@pytest.mark.skipif(
+    jax.__version__ != "0.5.3",
+    reason="the reference records were computed on the locked stack (jax 0.5.3); other XLA releases round "
+    "float32 differently, so an exact comparison only holds there",
+)
 def test_reference_sweep_records_are_unchanged(tmp_path):
     base = protocol.ProtocolConfig(
         data=DataSpec("digits", n_train=40, n_test=30),

@@ -290,19 +290,19 @@ def _run_processes(chunks, run_batch, commit, workers):
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
     )
-    futures = {}
     try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
         for fut in as_completed(futures):
             metrics, elapsed = fut.result()
             commit(futures[fut], metrics, elapsed)
     except BaseException:
-        # interrupted or failed: do not wait for the groups in flight (finished ones are committed already)
-        for fut in futures:
-            fut.cancel()
+        # Interrupted or failed: stop the workers without waiting for the groups in flight (finished ones are
+        # committed already). The futures are not cancelled by hand: when its workers die the pool marks every
+        # pending future broken itself, and a future cancelled first races that (CPython 3.11's pool manager
+        # thread then dies with InvalidStateError and prints a traceback after the one-line message).
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import sys
@@ -103,6 +104,38 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
             f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}"
         )
     return replace(cfg, **{head: _set(getattr(cfg, head), path, rest, value) if rest else value})
+
+
+# ------------------------------------------------------------------------------------------- execution
+@dataclass(frozen=True)
+class Execution:
+    """Where and how a sweep's cells run, and where they are kept: the ``run`` sub-config of every sweeping
+    experiment (CLI ``--backend``, ``--workers``, ``--store``, ``--force``, ``--accept-stale``; a Ray cluster
+    is chosen with ``--ray-address``). None of it enters a cell's identity."""
+
+    backend: Backend = "inprocess"  # where cells run: inprocess, processes (a local pool) or ray
+    workers: int = 2  # parallel workers of the processes / ray backends
+    store: str = ""  # result store directory (default: OUT/store)
+    force: bool = False  # recompute cells already in the store
+    accept_stale: bool = False  # keep stored cells computed by other code or on other data (marked 'stale')
+
+    def __post_init__(self):
+        validate.one_of("backend", self.backend, BACKENDS)
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+
+    def store_path(self, out: str | os.PathLike) -> Path:
+        return Path(self.store) if self.store else Path(out) / "store"
+
+    def sweep_options(self, out: str | os.PathLike) -> dict:
+        """Keyword arguments of :func:`run_sweep` / :func:`run_rows`: store, backend, workers, force, reuse."""
+        return dict(
+            store=self.store_path(out),
+            backend=self.backend,
+            workers=self.workers,
+            force=self.force,
+            reuse="accept" if self.accept_stale else "verify",
+        )
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -256,6 +289,46 @@ def run_sweep(
     finally:
         bar.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+def run_rows(
+    cells: Grid | Sequence[Cell],
+    store: ResultStore | str | os.PathLike,
+    *,
+    run: Callable[[Any, Sequence[int]], list[dict]],
+    kind: str,
+    **options,
+) -> list[dict]:
+    """The engine for experiments whose cell result is a table: ``run(config, seeds) -> rows``, each row a
+    flat dict with a ``seed`` column taking values in ``seeds``. Cells with equal configs form one group
+    (their seeds run together, in one call, so a vectorized ``run`` batches them); every cell's rows are
+    stored as its ``rows`` metric, so a killed run resumes per cell and ``force``/``reuse``/backends work as in
+    :func:`run_sweep` (``options``). ``run`` must be a module-level function for the processes and ray
+    backends. Returns the rows of all cells, in the order of ``cells``."""
+    return [
+        row
+        for rec in run_sweep(
+            cells,
+            store,
+            run_batch=functools.partial(_rows_batch, run),
+            batch_key=lambda cfg: config_key(cfg, 0),
+            describe=lambda cfg: type(cfg).__name__,
+            kind=kind,
+            **options,
+        )
+        for row in rec["metrics"]["rows"]
+    ]
+
+
+def _rows_batch(run, chunk: Sequence[Cell]) -> list[dict]:
+    cfg, seeds = chunk[0][0], [int(s) for _, s in chunk]
+    by_seed: dict[int, list[dict]] = {s: [] for s in seeds}
+    for row in run(cfg, seeds):
+        seed = row.get("seed")
+        if seed not in by_seed:
+            raise ValueError(f"{getattr(run, '__name__', run)}: a row's seed {seed!r} is not one of {seeds}")
+        by_seed[seed].append(row)
+    return [{"rows": by_seed[s]} for s in seeds]
 
 
 def _timed(run_batch, chunk):

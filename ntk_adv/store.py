@@ -144,14 +144,16 @@ class ResultStore:
         cid: str,
         config: Any,
         seed: int,
-        metrics: dict[str, float],
+        metrics: dict[str, Any],
         *,
         kind: str,
         elapsed_s: float | None = None,
         data_fp: str | None = None,
         code_fp: str | None = None,
     ) -> dict:
-        """Write one record atomically (unique temporary name, removed on failure); returns it."""
+        """Write one record atomically (unique temporary name, removed on failure); returns it. A metric is a
+        number, or a list of flat rows (dicts of JSON scalars: the long-format rows of a cell whose result is
+        more than a few numbers, see :func:`ntk_adv.engine.run_rows`)."""
         rec = {
             "id": cid,
             "key": config_key(config, seed),
@@ -159,7 +161,7 @@ class ResultStore:
             "kind": kind,
             "config": canonical(config),
             "seed": int(seed),
-            "metrics": {k: float(v) for k, v in metrics.items()},
+            "metrics": {k: _metric(k, v) for k, v in metrics.items()},
             **self._provenance,
             "code_fingerprint": code_fp or self.code_fingerprint,
             "data_fingerprint": data_fingerprint(config) if data_fp is None else data_fp,
@@ -193,11 +195,26 @@ class ResultStore:
                 data_fingerprint=rec.get("data_fingerprint", "none"),
                 stale=rec.get("stale", ""),
             )
-            rows += [{**cols, "metric": m, "value": v} for m, v in sorted(rec["metrics"].items())]
+            rows += [
+                {**cols, "metric": m, "value": v}
+                for m, v in sorted(rec["metrics"].items())
+                if not isinstance(v, list)  # row-valued metrics are read by the experiment that wrote them
+            ]
         return rows
 
     def export_csv(self, path: str | os.PathLike, records: Iterable[dict] | None = None) -> Path:
         return write_csv(self.rows(records), path)
+
+
+def _metric(name: str, value: Any) -> float | list[dict]:
+    """A metric as stored: a float, or a list of flat rows (each a dict of str/int/float/bool/None)."""
+    if isinstance(value, (list, tuple)):
+        rows = [canonical(r) for r in value]
+        for r in rows:
+            if not isinstance(r, dict) or any(isinstance(v, (dict, list)) for v in r.values()):
+                raise ValueError(f"metric {name!r}: a row-valued metric holds flat dicts, got {r!r:.80}")
+        return rows
+    return float(value)
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

@@ -111,3 +111,64 @@ def test_literal_choices_are_validated_in_one_place():
         protocol.ProtocolConfig(scenario="c")
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
         TrainConfig(optimizer="adam")
+
+
+@dataclass(frozen=True)
+class Table:
+    scale: float = 1.0
+    shape: Literal["line", "square"] = "line"
+
+
+CALLS: list = []
+
+
+def table_rows(cfg: Table, seeds):
+    """A cell whose result is a table: two rows per seed (the processes backend pickles this function)."""
+    CALLS.append(tuple(seeds))
+    return [
+        {"seed": s, "x": x, "value": cfg.scale * (s + x) ** (2 if cfg.shape == "square" else 1), "tag": "t"}
+        for s in seeds
+        for x in (0, 1)
+    ]
+
+
+def test_run_rows_stores_tables_per_cell_and_resumes(tmp_path):
+    grid = engine.Grid(Table(), axes=(("shape", ("line", "square")),), seeds=3)
+    CALLS.clear()
+    rows = engine.run_rows(grid, tmp_path, run=table_rows, kind="table", progress=False)
+    assert CALLS == [(0, 1, 2), (0, 1, 2)]  # one call per config, its seeds together
+    assert len(rows) == 12 and rows[-1] == {"seed": 2, "x": 1, "value": 9.0, "tag": "t"}
+    # a killed run: remove one cell's record; only that cell runs again, and the rows are the same
+    recs = sorted((tmp_path / "records").glob("*.json"))
+    assert len(recs) == 6
+    recs[0].unlink()
+    CALLS.clear()
+    again = engine.run_rows(grid, tmp_path, run=table_rows, kind="table", progress=False)
+    assert [len(c) for c in CALLS] == [1] and again == rows
+    # the store's long-format rows leave row-valued metrics to the experiment that wrote them
+    assert engine.ResultStore(tmp_path).rows() == []
+    # other backends give the same rows
+    other = engine.run_rows(
+        grid, tmp_path / "p", run=table_rows, kind="table", progress=False, backend="processes", workers=2
+    )
+    assert other == rows
+
+
+def test_run_rows_refuses_rows_of_a_seed_it_did_not_ask_for(tmp_path):
+    with pytest.raises(ValueError, match=r"seed 7 is not one of \[0\]"):
+        engine.run_rows([(Table(), 0)], tmp_path, run=lambda c, s: [{"seed": 7}], kind="t", progress=False)
+    with pytest.raises(ValueError, match="flat dicts"):
+        engine.run_rows([(Table(), 0)], tmp_path, run=lambda c, s: [{"seed": 0, "v": [1]}], kind="t")
+
+
+def test_execution_options():
+    ex = engine.Execution(backend="processes", workers=3, force=True, accept_stale=True)
+    opts = ex.sweep_options("out")
+    assert opts == dict(
+        store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept"
+    )
+    assert engine.Execution(store="/s").store_path("out") == Path("/s")
+    with pytest.raises(ValueError, match="backend"):
+        engine.Execution(backend="gpu")
+    with pytest.raises(ValueError, match="workers"):
+        engine.Execution(workers=0)

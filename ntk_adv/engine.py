@@ -128,7 +128,8 @@ class Execution:
         return Path(self.store) if self.store else Path(out) / "store"
 
     def sweep_options(self, out: str | os.PathLike) -> dict:
-        """Keyword arguments of :func:`run_sweep` / :func:`run_rows`: store, backend, workers, force, reuse."""
+        """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, force,
+        reuse."""
         return dict(
             store=self.store_path(out),
             backend=self.backend,
@@ -297,21 +298,28 @@ def run_rows(
     *,
     run: Callable[[Any, Sequence[int]], list[dict]],
     kind: str,
+    seed_column: str | None = "seed",
     **options,
 ) -> list[dict]:
-    """The engine for experiments whose cell result is a table: ``run(config, seeds) -> rows``, each row a
-    flat dict with a ``seed`` column taking values in ``seeds``. Cells with equal configs form one group
-    (their seeds run together, in one call, so a vectorized ``run`` batches them); every cell's rows are
-    stored as its ``rows`` metric, so a killed run resumes per cell and ``force``/``reuse``/backends work as in
-    :func:`run_sweep` (``options``). ``run`` must be a module-level function for the processes and ray
-    backends. Returns the rows of all cells, in the order of ``cells``."""
+    """The engine for experiments whose cell result is a table: ``run(config, seeds) -> rows`` (flat dicts).
+
+    With ``seed_column`` (default ``"seed"``) every row names the cell it belongs to in that column, a value
+    of ``seeds``; cells with equal configs form one group and their seeds run together, in one call, so a
+    vectorized ``run`` batches them. With ``seed_column=None`` a cell is a unit that cannot be split by seed
+    (its result couples several nets: transfer between seeds, pairwise comparisons): every cell runs alone
+    and all rows of its call are its own. Every cell's rows are stored as its ``rows`` metric, so a killed run
+    resumes per cell and ``force``/``reuse``/backends work as in :func:`run_sweep` (``options``). ``run`` must
+    be a module-level function for the processes and ray backends. Returns the rows of all cells, in the
+    order of ``cells``."""
     return [
         row
         for rec in run_sweep(
             cells,
             store,
-            run_batch=functools.partial(_rows_batch, run),
+            run_batch=functools.partial(_rows_batch, run, seed_column),
             batch_key=lambda cfg: config_key(cfg, 0),
+            order=None if seed_column else (lambda cell: cell[1]),
+            max_batch=options.pop("max_batch", 64) if seed_column else 1,
             describe=lambda cfg: type(cfg).__name__,
             kind=kind,
             **options,
@@ -320,13 +328,16 @@ def run_rows(
     ]
 
 
-def _rows_batch(run, chunk: Sequence[Cell]) -> list[dict]:
+def _rows_batch(run, seed_column: str | None, chunk: Sequence[Cell]) -> list[dict]:
     cfg, seeds = chunk[0][0], [int(s) for _, s in chunk]
+    if seed_column is None:
+        return [{"rows": list(run(cfg, seeds))}]  # one cell per chunk
     by_seed: dict[int, list[dict]] = {s: [] for s in seeds}
     for row in run(cfg, seeds):
-        seed = row.get("seed")
+        seed = row.get(seed_column)
         if seed not in by_seed:
-            raise ValueError(f"{getattr(run, '__name__', run)}: a row's seed {seed!r} is not one of {seeds}")
+            name = getattr(run, "__name__", "run")
+            raise ValueError(f"{name}: a row's {seed_column} {seed!r} is not one of the cells' seeds {seeds}")
         by_seed[seed].append(row)
     return [{"rows": by_seed[s]} for s in seeds]
 

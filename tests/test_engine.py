@@ -155,7 +155,7 @@ def test_run_rows_stores_tables_per_cell_and_resumes(tmp_path):
 
 
 def test_run_rows_refuses_rows_of_a_seed_it_did_not_ask_for(tmp_path):
-    with pytest.raises(ValueError, match=r"seed 7 is not one of \[0\]"):
+    with pytest.raises(ValueError, match=r"seed 7 is not one of the cells. seeds \[0\]"):
         engine.run_rows([(Table(), 0)], tmp_path, run=lambda c, s: [{"seed": 7}], kind="t", progress=False)
     with pytest.raises(ValueError, match="flat dicts"):
         engine.run_rows([(Table(), 0)], tmp_path, run=lambda c, s: [{"seed": 0, "v": [1]}], kind="t")
@@ -164,11 +164,22 @@ def test_run_rows_refuses_rows_of_a_seed_it_did_not_ask_for(tmp_path):
 def test_execution_options():
     ex = engine.Execution(backend="processes", workers=3, force=True, accept_stale=True)
     opts = ex.sweep_options("out")
-    assert opts == dict(
-        store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept"
-    )
+    assert opts == dict(store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept")
     assert engine.Execution(store="/s").store_path("out") == Path("/s")
     with pytest.raises(ValueError, match="backend"):
         engine.Execution(backend="gpu")
     with pytest.raises(ValueError, match="workers"):
         engine.Execution(workers=0)
+
+
+def coupled_rows(cfg: Table, seeds):
+    """A unit that couples nets of several seeds: its rows' seed column is not the cell's."""
+    CALLS.append(tuple(seeds))
+    return [{"seed": s, "value": cfg.scale * s} for s in range(3)]
+
+
+def test_run_rows_keeps_coupled_units_whole(tmp_path):
+    CALLS.clear()
+    cells = [(Table(), 0), (Table(scale=2.0), 0)]
+    rows = engine.run_rows(cells, tmp_path, run=coupled_rows, kind="t", seed_column=None, progress=False)
+    assert CALLS == [(0,), (0,)] and [r["value"] for r in rows] == [0, 1, 2, 0, 2, 4]

@@ -28,11 +28,11 @@ NORMS = ("l2", "linf")
 # --------------------------------------------------------------------------------------------------
 
 
-def _is_tracer(v: Any) -> bool:
+def is_tracer(v: Any) -> bool:
     return isinstance(v, jax.core.Tracer)
 
 
-def _check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
+def check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
     """Validate ``x`` (N, d) and ``targets`` (N,) in {-1, +1}; return them as arrays of x's float dtype."""
     x = jnp.asarray(x)
     if x.ndim != 2:
@@ -46,7 +46,7 @@ def _check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
             f"targets must have shape (N,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}; "
             f"got shape {tuple(t.shape)}"
         )
-    if not _is_tracer(t):
+    if not is_tracer(t):
         tv = np.asarray(t)
         if not np.all((tv == 1) | (tv == -1)):
             raise ValueError("targets must contain only -1 and +1")
@@ -55,7 +55,7 @@ def _check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
 
 def _check_scalar(name: str, value: Any, *, positive: bool) -> None:
     """A finite real scalar, > 0 (``positive``) or >= 0; traced scalars are accepted unchecked."""
-    if _is_tracer(value):
+    if is_tracer(value):
         if jnp.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}")
         return
@@ -80,7 +80,7 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> None:
 
 def _check_c(c: Any) -> None:
     """L-BFGS trade-off ``c``: a positive scalar or a positive array of shape (N,) (per point)."""
-    if _is_tracer(c):
+    if is_tracer(c):
         return
     try:
         v = np.asarray(c, dtype=float)
@@ -96,13 +96,13 @@ def _check_clip(clip: Any) -> None:
     if not isinstance(clip, (tuple, list)) or len(clip) != 2:
         raise ValueError(f"clip must be None or a pair (lo, hi); got {clip!r}")
     lo, hi = clip
-    if not (_is_tracer(lo) or _is_tracer(hi)):
+    if not (is_tracer(lo) or is_tracer(hi)):
         lo_v, hi_v = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
         if np.any(np.isnan(lo_v)) or np.any(np.isnan(hi_v)) or np.any(lo_v >= hi_v):
             raise ValueError(f"clip must satisfy lo < hi; got {clip!r}")
 
 
-def _loss_fn(loss: Any) -> Callable[[Array], Array]:
+def loss_fn(loss: Any) -> Callable[[Array], Array]:
     if loss not in MARGIN_LOSSES:
         raise ValueError(
             f"attacks need a margin loss; got loss {loss!r}, expected one of {', '.join(MARGIN_LOSSES)}"
@@ -115,7 +115,7 @@ def _check_norm(norm: Any) -> None:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
 
 
-def _check_l0_mode(step: Any, clip: Any) -> None:
+def check_l0_mode(step: Any, clip: Any) -> None:
     if step is None and clip is None:
         raise ValueError("l0 attack needs step (a coordinate change size) or clip (move to the box bound)")
     if step is not None:
@@ -135,7 +135,7 @@ _PARAM_CHECKS: dict[str, Callable[[Any], None]] = {
     "step": lambda v: None if v is None else _check_scalar("step", v, positive=True),
     "c": _check_c,
     "clip": _check_clip,
-    "loss": _loss_fn,
+    "loss": loss_fn,
     "norm": _check_norm,
     "history": lambda v: _check_int("history", v),
     "tol": lambda v: _check_scalar("tol", v, positive=False),
@@ -145,7 +145,7 @@ _PARAM_CHECKS: dict[str, Callable[[Any], None]] = {
 }
 
 
-def _check_params(**params: Any) -> None:
+def check_params(**params: Any) -> None:
     for name, value in params.items():
         _PARAM_CHECKS[name](value)
 
@@ -155,7 +155,7 @@ def _check_params(**params: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _predict(predict: Predictor, z: Array) -> Array:
+def checked_predict(predict: Predictor, z: Array) -> Array:
     out = predict(z)
     if jnp.shape(out) != (z.shape[0],):
         raise ValueError(
@@ -165,19 +165,19 @@ def _predict(predict: Predictor, z: Array) -> Array:
     return out
 
 
-def _grad(predict: Predictor, x: Array, t: Array, lfn: Callable[[Array], Array]) -> Array:
+def loss_grad(predict: Predictor, x: Array, t: Array, lfn: Callable[[Array], Array]) -> Array:
     """grad_x sum_n l(t_n f(x_n)): per-row gradients (N, d), one backward pass (predict is pointwise)."""
-    return jax.grad(lambda z: jnp.sum(lfn(t * _predict(predict, z))))(x)
+    return jax.grad(lambda z: jnp.sum(lfn(t * checked_predict(predict, z))))(x)
 
 
-def _row_norm(v: Array) -> Array:
+def row_norm(v: Array) -> Array:
     """Row L2 norms (N,), overflow/underflow safe (rows are rescaled by their max |entry| first)."""
     scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
     safe = jnp.where(scale > 0, scale, 1)
     return (safe * jnp.sqrt(jnp.sum((v / safe) ** 2, axis=-1, keepdims=True)))[..., 0]
 
 
-def _normalize_l2(v: Array) -> Array:
+def normalize_l2(v: Array) -> Array:
     """Rows of ``v`` scaled to unit L2 norm; an all-zero row stays zero (no arbitrary direction)."""
     scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
     u = v / jnp.where(scale > 0, scale, 1)  # entries in [-1, 1], max |entry| = 1 unless the row is 0
@@ -185,7 +185,7 @@ def _normalize_l2(v: Array) -> Array:
     return jnp.where(n > 0, u / jnp.where(n > 0, n, 1), 0)
 
 
-def _box(clip: Any, x: Array) -> tuple[Array, Array] | None:
+def clip_box(clip: Any, x: Array) -> tuple[Array, Array] | None:
     if clip is None:
         return None
     lo, hi = clip
@@ -195,7 +195,7 @@ def _box(clip: Any, x: Array) -> tuple[Array, Array] | None:
     )
 
 
-def _fit_box(x: Array, eta: Array, box: tuple[Array, Array] | None) -> Array:
+def fit_box(x: Array, eta: Array, box: tuple[Array, Array] | None) -> Array:
     """Nudge ``eta`` by ulps (toward the box) until ``x + eta`` lies in ``[lo, hi]`` in floating point.
 
     ``eta`` comes from ``clip(x + eta, lo, hi) - x``, whose rounding can put ``x + eta`` an ulp outside

@@ -52,17 +52,17 @@ from ntk_adv.attack_checks import (  # argument checks and shared helpers (shape
     NORMS,
     Array,
     Predictor,
-    _box,
-    _check_inputs,
-    _check_l0_mode,
-    _check_params,
-    _fit_box,
-    _grad,
-    _is_tracer,
-    _loss_fn,
-    _normalize_l2,
-    _predict,
-    _row_norm,
+    check_inputs,
+    check_l0_mode,
+    check_params,
+    checked_predict,
+    clip_box,
+    fit_box,
+    is_tracer,
+    loss_fn,
+    loss_grad,
+    normalize_l2,
+    row_norm,
 )
 
 ATTACKS = ("one_step_l2", "fgsm", "fgm", "pgd_l2", "pgd_linf", "l0", "lbfgs")
@@ -99,9 +99,9 @@ def input_gradients(predict: Predictor, x: Array, targets: Array, loss: str = "i
     Returns:
       ``(N, d)`` gradients, computed with a single backward pass of ``sum_n l(t_n f(x_n))``.
     """
-    _check_params(loss=loss)
-    x, t = _check_inputs(x, targets)
-    return _grad(predict, x, t, _loss_fn(loss))
+    check_params(loss=loss)
+    x, t = check_inputs(x, targets)
+    return loss_grad(predict, x, t, loss_fn(loss))
 
 
 def one_step_l2(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
@@ -120,10 +120,10 @@ def one_step_l2(predict: Predictor, x: Array, targets: Array, *, eps: float, los
       A row whose gradient is exactly zero gets ``eta_n = 0`` (no direction is invented for it).
       For the margin losses ``l' < 0``, so the direction does not depend on the loss: it is ``t_n grad f``.
     """
-    _check_params(eps=eps, loss=loss)
-    x, t = _check_inputs(x, targets)
-    g = _grad(predict, x, t, _loss_fn(loss))
-    return -jnp.asarray(eps, x.dtype) * _normalize_l2(g)
+    check_params(eps=eps, loss=loss)
+    x, t = check_inputs(x, targets)
+    g = loss_grad(predict, x, t, loss_fn(loss))
+    return -jnp.asarray(eps, x.dtype) * normalize_l2(g)
 
 
 def fgm(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
@@ -137,9 +137,9 @@ def fgsm(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str 
     Returns the perturbation ``(N, d)``; ``||eta_n||_inf == eps`` unless ``g_n == 0`` (coordinates with a
     zero gradient are left unchanged).
     """
-    _check_params(eps=eps, loss=loss)
-    x, t = _check_inputs(x, targets)
-    g = _grad(predict, x, t, _loss_fn(loss))
+    check_params(eps=eps, loss=loss)
+    x, t = check_inputs(x, targets)
+    g = loss_grad(predict, x, t, loss_fn(loss))
     return -jnp.asarray(eps, x.dtype) * jnp.sign(g)
 
 
@@ -161,7 +161,7 @@ def _project_ball_box(x: Array, eta: Array, eps: Array, norm: str, box: tuple[Ar
             lo_e = jnp.maximum(lo_e, box[0] - x)
             hi_e = jnp.minimum(hi_e, box[1] - x)
         return jnp.clip(eta, lo_e, hi_e)
-    n = _row_norm(eta)[:, None]
+    n = row_norm(eta)[:, None]
     eta = eta * jnp.where(n > eps, eps / jnp.where(n > 0, n, 1), 1)
     if box is not None:
         eta = jnp.clip(x + eta, box[0], box[1]) - x
@@ -201,10 +201,10 @@ def pgd(
       The final perturbation ``eta`` ``(N, d)``: ``||eta_n|| <= eps`` (L-inf exactly, L2 to float rounding)
       and ``x + eta`` inside the box exactly.
     """
-    _check_params(eps=eps, step_size=step_size, steps=steps, norm=norm, clip=clip, loss=loss)
-    x, t = _check_inputs(x, targets)
-    lfn = _loss_fn(loss)
-    box = _box(clip, x)
+    check_params(eps=eps, step_size=step_size, steps=steps, norm=norm, clip=clip, loss=loss)
+    x, t = check_inputs(x, targets)
+    lfn = loss_fn(loss)
+    box = clip_box(clip, x)
     eps_a = jnp.asarray(eps, x.dtype)
     step_a = jnp.asarray(step_size, x.dtype)
     n, d = x.shape
@@ -214,18 +214,18 @@ def pgd(
         eta0 = jax.random.uniform(key, x.shape, x.dtype, minval=-1.0, maxval=1.0) * eps_a
     else:
         k_dir, k_rad = jax.random.split(key)
-        direction = _normalize_l2(jax.random.normal(k_dir, x.shape, x.dtype))
+        direction = normalize_l2(jax.random.normal(k_dir, x.shape, x.dtype))
         radius = jax.random.uniform(k_rad, (n, 1), x.dtype) ** (1.0 / d)
         eta0 = eps_a * radius * direction
     eta0 = _project_ball_box(x, eta0, eps_a, norm, box)
 
     def body(_: int, eta: Array) -> Array:
-        g = _grad(predict, x + eta, t, lfn)
-        direction = jnp.sign(g) if norm == "linf" else _normalize_l2(g)
+        g = loss_grad(predict, x + eta, t, lfn)
+        direction = jnp.sign(g) if norm == "linf" else normalize_l2(g)
         return _project_ball_box(x, eta - step_a * direction, eps_a, norm, box)
 
     eta = lax.fori_loop(0, steps, body, eta0)
-    return _fit_box(x, eta, box)
+    return fit_box(x, eta, box)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,17 +263,17 @@ def l0_attack(
     Returns:
       The perturbation ``eta`` ``(N, d)`` with at most ``k`` nonzeros per row and ``x + eta`` in the box.
     """
-    _check_params(k=k, step=step, clip=clip, loss=loss)
-    _check_l0_mode(step, clip)
-    x, t = _check_inputs(x, targets)
-    lfn = _loss_fn(loss)
-    box = _box(clip, x)
+    check_params(k=k, step=step, clip=clip, loss=loss)
+    check_l0_mode(step, clip)
+    x, t = check_inputs(x, targets)
+    lfn = loss_fn(loss)
+    box = clip_box(clip, x)
     n, d = x.shape
     rows = jnp.arange(n)
 
     def body(_: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         eta, changed = carry
-        g = _grad(predict, x + eta, t, lfn)
+        g = loss_grad(predict, x + eta, t, lfn)
         if step is None:
             new = jnp.where(g > 0, box[0], box[1])
         else:
@@ -289,7 +289,7 @@ def l0_attack(
 
     init = (jnp.zeros_like(x), jnp.zeros(x.shape, jnp.bool_))
     eta, _ = lax.fori_loop(0, min(k, d), body, init)
-    return _fit_box(x, eta, box)
+    return fit_box(x, eta, box)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,13 +332,15 @@ def lbfgs_attack(
       The perturbation ``eta`` ``(N, d)`` (the minimizer found); ``x + eta`` lies in the box exactly.
       Success (``sign f(x + eta) == t``) is not guaranteed; see :func:`minimal_lbfgs_distortion`.
     """
-    _check_params(
+    check_params(
         c=c, clip=clip, steps=steps, history=history, loss=loss, tol=tol, max_linesearch=max_linesearch
     )
-    x, t = _check_inputs(x, targets)
-    if not _is_tracer(c) and np.ndim(c) == 1 and np.shape(c) != (x.shape[0],):
+    x, t = check_inputs(x, targets)
+    if not is_tracer(c) and np.ndim(c) == 1 and np.shape(c) != (x.shape[0],):
         raise ValueError(f"c must be a scalar or have shape (N,) = ({x.shape[0]},); got shape {np.shape(c)}")
-    return lbfgs.solve(predict, x, t, _loss_fn(loss), c, _box(clip, x), steps, history, tol, max_linesearch)
+    return lbfgs.solve(
+        predict, x, t, loss_fn(loss), c, clip_box(clip, x), steps, history, tol, max_linesearch
+    )
 
 
 def minimal_lbfgs_distortion(
@@ -375,7 +377,7 @@ def minimal_lbfgs_distortion(
       ``(eta, success)``: ``eta`` ``(N, d)`` the smallest successful perturbation found (zeros where none
       succeeded) and ``success`` ``(N,)`` bool.
     """
-    _check_params(
+    check_params(
         clip=clip,
         refine_steps=refine_steps,
         steps=steps,
@@ -389,16 +391,16 @@ def minimal_lbfgs_distortion(
         raise ValueError(
             f"c_grid must be a non-empty 1-D sequence of positive finite numbers; got {c_grid!r}"
         )
-    x, t = _check_inputs(x, targets)
-    lfn = _loss_fn(loss)
-    box = _box(clip, x)
+    x, t = check_inputs(x, targets)
+    lfn = loss_fn(loss)
+    box = clip_box(clip, x)
     cs = jnp.asarray(np.unique(grid), x.dtype)  # ascending
     n = x.shape[0]
 
     def run(c: Array) -> tuple[Array, Array, Array]:
         eta = lbfgs.solve(predict, x, t, lfn, c, box, steps, history, tol, max_linesearch)
-        success = t * _predict(predict, x + eta) > 0
-        return eta, success, _row_norm(eta)
+        success = t * checked_predict(predict, x + eta) > 0
+        return eta, success, row_norm(eta)
 
     # One loop over the grid (descending c: distortion grows as c shrinks) followed by the bisection
     # steps, so that the solver is traced once.  c_lo: c of the best success; c_hi: the smallest failing
@@ -433,7 +435,7 @@ def minimal_lbfgs_distortion(
     init = (jnp.zeros_like(x), inf, inf, inf, inf)
     best_eta, best_norm, _, _, _ = lax.fori_loop(0, n_grid + refine_steps, body, init)
     found = jnp.isfinite(best_norm)
-    already = t * _predict(predict, x) > 0
+    already = t * checked_predict(predict, x) > 0
     eta = jnp.where((found & ~already)[:, None], best_eta, 0)
     return eta, found | already
 
@@ -482,9 +484,9 @@ def make_attack(name: str, **params: Any) -> Callable[..., Array]:
     )
     if missing:
         raise ValueError(f"attack {name!r} needs parameter(s) {', '.join(missing)}")
-    _check_params(**params)
+    check_params(**params)
     if fn is l0_attack:
-        _check_l0_mode(params.get("step"), params.get("clip"))
+        check_l0_mode(params.get("step"), params.get("clip"))
     random_start = bool(params.pop("random_start", False))
     kwargs = {**params, **fixed}
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ntk_adv.attack_checks import Array, Predictor, _fit_box, _predict
+from ntk_adv.attack_checks import Array, Predictor, checked_predict, fit_box
 
 # --------------------------------------------------------------------------------------------------
 # Two-loop recursion and the solver
@@ -77,7 +77,7 @@ def solve(
     armijo = 1e-4
 
     def objective(eta: Array) -> Array:
-        return c * jnp.sum(eta**2, axis=1) + lfn(t * _predict(predict, x + eta))
+        return c * jnp.sum(eta**2, axis=1) + lfn(t * checked_predict(predict, x + eta))
 
     def value_and_grad(eta: Array) -> tuple[Array, Array]:
         val, vjp = jax.vjp(objective, eta)
@@ -177,4 +177,4 @@ def solve(
         }
 
     final = lax.while_loop(cond, body, state0)
-    return _fit_box(x, final["eta"], box)
+    return fit_box(x, final["eta"], box)

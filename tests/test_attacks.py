@@ -163,14 +163,14 @@ def test_pgd_array_box_and_jit(data):
 
 
 def test_fit_box_repairs_rounding():
-    """fl(x + fl(hi - x)) can exceed hi in float32 (here for x outside the box); _fit_box nudges eta."""
+    """fl(x + fl(hi - x)) can exceed hi in float32 (here for x outside the box); fit_box nudges eta."""
     lo, hi = -0.3, 0.7
     x = jax.random.uniform(jax.random.PRNGKey(11), (4096, 2), minval=-3.0, maxval=3.0)
     box = (jnp.full(x.shape, lo), jnp.full(x.shape, hi))
     naive = hi - x
     assert bool(jnp.any(x + naive > hi))  # the rounding problem is real
     for naive in (hi - x, lo - x):
-        fixed = attack_checks._fit_box(x, naive, box)
+        fixed = attack_checks.fit_box(x, naive, box)
         assert _in_box(x, fixed, lo, hi)
         assert float(jnp.max(jnp.abs(fixed - naive))) < 1e-6
 

@@ -121,23 +121,40 @@ def flow_predictor(
 
 
 def flow_coefficients(
-    loss: str, k_train: jax.Array, y: jax.Array, f0_train: jax.Array, *, lr, steps: int
+    loss: str,
+    k_train: jax.Array,
+    y: jax.Array,
+    f0_train: jax.Array,
+    *,
+    lr,
+    steps: int,
+    decay=0.0,
+    sample_weight: jax.Array | None = None,
 ) -> jax.Array:
-    """Coefficients (N,) of kernel gradient descent for a margin loss; jit- and vmap-friendly (``lr`` may be
-    traced). ``k_train`` (N, N) = Theta(X, X), ``f0_train`` (N,) the initial function on X."""
-    if loss == "identity":
+    """Coefficients (N,) of kernel gradient descent for a margin loss; jit- and vmap-friendly (``lr`` and
+    ``decay`` may be traced). ``k_train`` (N, N) = Theta(X, X), ``f0_train`` (N,) the initial function on X.
+
+    One step: ``coef <- (1 - lr decay) coef - lr / sum(w) * w * y * l'(y f)`` with ``f = f0 + K coef``: the
+    linearized net trained by full-batch GD with weight decay ``decay`` toward its initialization (anchored
+    decay, which is what decay on a centred net's parameters is in function space) on the training subset
+    selected by ``sample_weight`` w (N,) (default all ones). ``decay=0`` and no weights is plain kernel GD."""
+    plain = sample_weight is None and isinstance(decay, (int, float)) and decay == 0
+    if loss == "identity" and plain:
         return y * (lr * steps / y.shape[0])
-    return _kernel_flow(loss, k_train, y, f0_train, jnp.asarray(lr, k_train.dtype), int(steps))
+    dtype = k_train.dtype
+    w = jnp.ones_like(y) if sample_weight is None else jnp.asarray(sample_weight, dtype)
+    lr, decay = jnp.asarray(lr, dtype), jnp.asarray(decay, dtype)
+    return _kernel_flow(loss, k_train, y, f0_train, lr, int(steps), decay, w)
 
 
 @partial(jax.jit, static_argnums=(0, 5))
-def _kernel_flow(loss, k, y, f0_train, lr, steps):
+def _kernel_flow(loss, k, y, f0_train, lr, steps, decay, w):
     dl = margin_loss_derivative(loss)
-    n = y.shape[0]
+    n_eff = jnp.sum(w)
 
     def step(coef, _):
         f = f0_train + k @ coef
-        return coef - lr / n * y * dl(y * f), None
+        return (1.0 - lr * decay) * coef - lr / n_eff * w * y * dl(y * f), None
 
     coef, _ = jax.lax.scan(step, jnp.zeros_like(y), None, length=steps)
     return coef

@@ -225,3 +225,28 @@ def test_limit_classifiers_follow_theory_formulas(small_data, bias):
         if not bias:
             kern = kernels.two_layer_kernel("ntk", gamma=gamma, bias=False, parametrization="standard")
             np.testing.assert_allclose(hat_f(z), limits.identity_predictor(kern, x, y, t=1.0)(z), rtol=1e-12)
+
+
+def test_flow_coefficients_with_decay_and_weights_is_gd_on_the_linearized_net():
+    """decay and sample_weight: the same coefficients as a plain loop of the stated update, restricted to the
+    weighted subset (the other points' coefficients stay 0); decay 0 and unit weights give plain kernel GD."""
+    key = jax.random.PRNGKey(3)
+    x = jax.random.normal(key, (12, 4))
+    y = jnp.sign(jax.random.normal(jax.random.PRNGKey(4), (12,)))
+    k = x @ x.T / 4 + 1.0
+    w = jnp.asarray([1.0] * 8 + [0.0] * 4)
+    lr, decay, steps = 0.3, 0.05, 25
+    coef = np.zeros(12)
+    for _ in range(steps):  # the update written out
+        f = np.asarray(k) @ coef
+        coef = (1 - lr * decay) * coef + lr / 8 * np.asarray(w * y) / (1 + np.exp(np.asarray(y) * f))
+    got = limits.flow_coefficients(
+        "logistic", k, y, jnp.zeros(12), lr=lr, steps=steps, decay=decay, sample_weight=w
+    )
+    np.testing.assert_allclose(got, coef, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(got)[8:] == 0)
+    plain = limits.flow_coefficients("logistic", k, y, jnp.zeros(12), lr=lr, steps=steps)
+    ones = limits.flow_coefficients(
+        "logistic", k, y, jnp.zeros(12), lr=lr, steps=steps, sample_weight=jnp.ones(12)
+    )
+    np.testing.assert_array_equal(plain, ones)

@@ -310,9 +310,10 @@ def run_rows(
     and all rows of its call are its own. Every cell's rows are stored as its ``rows`` metric, so a killed run
     resumes per cell and ``force``/``reuse``/backends work as in :func:`run_sweep` (``options``). ``run`` must
     be a module-level function for the processes and ray backends. Returns the rows of all cells, in the
-    order of ``cells``."""
+    order of ``cells``; rows of stale records kept with ``reuse="accept"`` get a ``stale`` column (why:
+    ``code``, ``data``)."""
     return [
-        row
+        {**row, "stale": rec["stale"]} if rec.get("stale") else row  # kept with reuse="accept": marked
         for rec in run_sweep(
             cells,
             store,

@@ -183,3 +183,15 @@ def test_run_rows_keeps_coupled_units_whole(tmp_path):
     cells = [(Table(), 0), (Table(scale=2.0), 0)]
     rows = engine.run_rows(cells, tmp_path, run=coupled_rows, kind="t", seed_column=None, progress=False)
     assert CALLS == [(0,), (0,)] and [r["value"] for r in rows] == [0, 1, 2, 0, 2, 4]
+
+
+def test_run_rows_marks_the_rows_of_accepted_stale_records(tmp_path):
+    cells = [(Table(), 0), (Table(), 1)]
+    rows = engine.run_rows(cells, tmp_path, run=table_rows, kind="t", progress=False)
+    rec = sorted((tmp_path / "records").glob("*.json"))[0]
+    data = json.loads(rec.read_text())
+    rec.write_text(json.dumps({**data, "code_fingerprint": "other"}))
+    with pytest.warns(engine.StaleRecord):
+        kept = engine.run_rows(cells, tmp_path, run=table_rows, kind="t", progress=False, reuse="accept")
+    assert sum(r.get("stale") == "code" for r in kept) == 2 and len(kept) == len(rows)
+    assert [{k: v for k, v in r.items() if k != "stale"} for r in kept] == rows

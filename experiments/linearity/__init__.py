@@ -85,9 +85,18 @@ def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress
         )
         claims += dimension.summarize(cfg, rows, summary)
     if parts & {"b", "c"}:
-        rows += [
+        ray_rows = [
             r for r in found if r["part"] in parts & {"b", "c"} and not r["model"].startswith("paper_eps_")
         ]
+        width = {w: i for i, w in enumerate(cfg.widths)}
+        rows += sorted(  # as the batched run wrote them: the models, then per width its seeds, its examples
+            ray_rows,
+            key=lambda r: (
+                (-1, 0, 0)
+                if r["model"] != "net"
+                else (width[r["width"]], r["metric"].startswith("ray_example"), r["seed"])
+            ),
+        )
         if "b" in parts:
             claims += rays.summarize_b(cfg, rows, summary)
         if "c" in parts:
@@ -102,7 +111,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress
             rows += magnitude.rows_of(res, tag)
             claims += magnitude.summarize(cfg, res, tag, name, summary)
     if "d" in parts:
-        rows += [r for r in found if r["part"] == "d"]
+        modes = {f"train_{m}": i for i, m in enumerate(ADV_MODES)}
+        rows += sorted((r for r in found if r["part"] == "d"), key=lambda r: (modes[r["model"]], r["seed"]))
         claims += adversarial.summarize(cfg, rows, summary)
 
     summary["claims"] = [c.to_dict() for c in claims]

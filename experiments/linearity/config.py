@@ -48,7 +48,7 @@ class Config:
     n_synthetic: int = 200
     n_points: int = 100
     dim_width: int = 512
-    dim_eps: float = 0.01
+    dim_eps: float = 0.01  # (a): L-inf size of the FGSM and random-sign perturbations
     dim_lr: float = 0.01
     dim_steps: int = 100
     # (b), (c): widths, eps grid, rays
@@ -68,12 +68,12 @@ class Config:
     ray_points: int = 801
     n_rays: int = 32
     # (c) the paper's eps, the RBF model, MNIST
-    paper_eps: float = PAPER_EPS
+    paper_eps: float = PAPER_EPS  # (c): the paper's FGSM eps, L-inf, in input units
     rbf_scale: float = 0.5  # RBF bandwidth as a fraction of the median train pairwise L2 distance
     mnist_n_train: int = 1000
     mnist_n_test: int = 500
     # (d) adversarial training
-    adv_eps: float = PAPER_EPS
+    adv_eps: float = PAPER_EPS  # (d): L-inf size of the training perturbations (FGSM and noise)
     adv_alpha: float = 0.5
     adv_margin: float = 0.2
     run: engine.Execution = field(default_factory=engine.Execution)

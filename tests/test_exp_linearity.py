@@ -228,16 +228,18 @@ def test_padded_width_is_the_narrow_net(parametrization):
     np.testing.assert_allclose(f_big, f_small, atol=1e-5)
 
 
+def _records(store: Path, part: str) -> list[Path]:
+    return [
+        p for p in (store / "records").glob("*.json") if json.loads(p.read_text())["config"]["part"] == part
+    ]
+
+
 def test_resume_recomputes_only_the_deleted_cell(quick, tmp_path, monkeypatch):
-    """A killed run: one cell's record (part d, seed 1) is gone; the rerun computes that cell alone (batched
-    alone, not with the other seeds) and writes the same rows and verdicts."""
+    """A killed run: one cell's record (the deterministic models of parts b, c) is gone; the rerun computes
+    that cell alone and writes the same rows and verdicts."""
     out, summary = quick
     store = out / "store"
-    (victim,) = [
-        p
-        for p in (store / "records").glob("*.json")
-        if (lambda rec: (rec["config"]["part"], rec["seed"]))(json.loads(p.read_text())) == ("d", 1)
-    ]
+    (victim,) = _records(store, "rays_models")
     victim.unlink()
     calls = []
     run_unit = cells.run_unit
@@ -246,7 +248,7 @@ def test_resume_recomputes_only_the_deleted_cell(quick, tmp_path, monkeypatch):
     )
     cfg = replace(linearity.QUICK_CONFIG, run=engine.Execution(store=str(store)))
     again = linearity.main(cfg, tmp_path, progress=False)
-    assert calls == [("d", [1])]
+    assert calls == [("rays_models", [0])]
     assert victim.exists()
     assert again["claims"] == summary["claims"]
     assert (tmp_path / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
@@ -286,6 +288,12 @@ def test_process_pool_gives_the_same_rows(tmp_path):
         )
     assert {r["part"] for r in rows["inprocess"]} == {"c", "d"}
     assert rows["processes"] == rows["inprocess"]
+    # a seed recomputed alone (not batched with the other seeds) has the same numbers
+    store = tmp_path / "inprocess"
+    (victim,) = [p for p in _records(store, "d") if json.loads(p.read_text())["seed"] == 1]
+    victim.unlink()
+    again = engine.run_rows(seeded, store, run=cells.run_unit, kind="linearity", progress=False)
+    assert again == [r for r in rows["inprocess"] if r["part"] == "d"]
 
 
 def test_cli_options():

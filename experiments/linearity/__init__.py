@@ -17,6 +17,11 @@ estimate with a 95% interval, verdict confirmed / refuted / inconclusive, ``pape
 the closest setting). Outputs in ``out``: results.csv (long format: part, model, width, d, eps, t, seed,
 metric, value), summary.json (``claims``: one dict per claim) and figures linearity_dimension, linearity_ray,
 linearity_fgsm.
+
+The work runs through the sweep engine (:func:`ntk_adv.engine.run_rows`): one cell per part and seed, or one
+unit where a measurement couples the seeds (:mod:`.cells`), each stored in the result store (``--store``,
+default ``out/store``) as it finishes, so a killed run resumes cell by cell and ``--backend`` / ``--workers``
+spread the parts over processes or Ray. A cell's numbers do not depend on which seeds run with it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The linearity experiment (Goodfellow et al. 2015): every claim's verdict on the quick configuration is
 pinned as measured (confirmed, refuted or inconclusive), proportions carry intervals in [0, 1], the library
-training loop is what part (d) uses, bad configs fail with one line, and (slow) the real-MNIST comparison
-runs."""
+training loop is what part (d) uses, bad configs fail with one line, a killed run resumes per cell with the
+same numbers, the process pool computes the same rows, and (slow) the real-MNIST comparison runs."""
 
 import json
 import math
@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from experiments import linearity
-from ntk_adv import models
+from experiments.linearity import cells
+from ntk_adv import engine, models
+from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
 
@@ -224,3 +226,85 @@ def test_padded_width_is_the_narrow_net(parametrization):
     f_big = centered(models.make_apply(big))(train_centered(big, x, y, tc, None, params0=p), z)
     f_small = centered(models.make_apply(small))(train_centered(small, x, y, tc, None, params0=ps), z)
     np.testing.assert_allclose(f_big, f_small, atol=1e-5)
+
+
+def _records(store: Path, part: str) -> list[Path]:
+    return [
+        p for p in (store / "records").glob("*.json") if json.loads(p.read_text())["config"]["part"] == part
+    ]
+
+
+def test_resume_recomputes_only_the_deleted_cell(quick, tmp_path, monkeypatch):
+    """A killed run: one cell's record (the deterministic models of parts b, c) is gone; the rerun computes
+    that cell alone and writes the same rows and verdicts."""
+    out, summary = quick
+    store = out / "store"
+    (victim,) = _records(store, "rays_models")
+    victim.unlink()
+    calls = []
+    run_unit = cells.run_unit
+    monkeypatch.setattr(
+        cells, "run_unit", lambda u, seeds: calls.append((u.part, list(seeds))) or run_unit(u, seeds)
+    )
+    cfg = replace(linearity.QUICK_CONFIG, run=engine.Execution(store=str(store)))
+    again = linearity.main(cfg, tmp_path, progress=False)
+    assert calls == [("rays_models", [0])]
+    assert victim.exists()
+    assert again["claims"] == summary["claims"]
+    assert (tmp_path / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+
+
+TINY = replace(
+    linearity.QUICK_CONFIG,
+    dims=(8, 16, 32),
+    dim_width=32,
+    n_synthetic=30,
+    n_points=20,
+    dim_steps=10,
+    widths=(4, 8, 16),
+    seeds=2,
+    data=DataSpec("digits", n_train=40, n_test=30),
+    train=TrainConfig(loss="logistic", lr=0.5, steps=10, record_loss=False),
+    ray_points=21,
+    n_rays=4,
+    eps_grid=(0.0, 0.2, 0.4),
+    net=models.TwoLayerConfig(16),
+)
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_rows(tmp_path):
+    """Cells of one seeded part (d: its seeds batched in one call) and a whole unit (the paper-eps comparison)
+    on two worker processes: the rows of the in-process run. (Every part on both backends would compile
+    each part's programs twice: minutes.)"""
+    seeded, whole = cells.plan(replace(TINY, parts="cd"))
+    seeded = [(u, s) for u, s in seeded if u.part == "d"]
+    assert len(seeded) == TINY.seeds and [u.tag for u, _ in whole] == ["data"]
+    rows = {}
+    for backend in ("inprocess", "processes"):
+        opts = dict(run=cells.run_unit, kind="linearity", progress=False, backend=backend, workers=2)
+        rows[backend] = engine.run_rows(seeded, tmp_path / backend, **opts) + engine.run_rows(
+            whole, tmp_path / backend, seed_column=None, **opts
+        )
+    assert {r["part"] for r in rows["inprocess"]} == {"c", "d"}
+    assert rows["processes"] == rows["inprocess"]
+    # a seed recomputed alone (not batched with the other seeds) has the same numbers
+    store = tmp_path / "inprocess"
+    (victim,) = [p for p in _records(store, "d") if json.loads(p.read_text())["seed"] == 1]
+    victim.unlink()
+    again = engine.run_rows(seeded, store, run=cells.run_unit, kind="linearity", progress=False)
+    assert again == [r for r in rows["inprocess"] if r["part"] == "d"]
+
+
+def test_cli_options():
+    """One name per quantity: ``--eps`` is the eps grid (L-inf), the execution options are there."""
+    from experiments import cli
+
+    parser = cli.build_parser("linearity")
+    args = parser.parse_args(
+        ["linearity", "--eps", "0", "0.3", "--widths", "8", "16", "32", "--backend", "processes"]
+    )
+    cfg = cli.config_from_args(args, linearity.Config)
+    assert cfg.eps_grid == (0.0, 0.3) and cfg.widths == (8, 16, 32) and cfg.run.backend == "processes"
+    unit = cells.unit(cfg, "d", cfg.data)  # a cell's identity holds what its unit reads, not the execution
+    assert unit.cfg.run == engine.Execution() and unit.cfg.widths == linearity.Config().widths

@@ -6,10 +6,11 @@ axes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
-from ntk_adv import kernels
+from ntk_adv import engine, kernels
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.models import TwoLayerConfig
@@ -47,24 +48,37 @@ class Config:
     n_synthetic: int = 200
     n_points: int = 100
     dim_width: int = 512
-    dim_eps: float = 0.01
+    dim_eps: float = 0.01  # (a): L-inf size of the FGSM and random-sign perturbations
     dim_lr: float = 0.01
     dim_steps: int = 100
     # (b), (c): widths, eps grid, rays
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
-    eps_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+    eps_grid: tuple[float, ...] = (  # FGSM eps grid of (c) and (d): L-inf radii in input units, including 0
+        0.0,
+        0.05,
+        0.1,
+        0.15,
+        0.2,
+        0.25,
+        0.3,
+        0.35,
+        0.4,
+    )
     ray_t: float = 1.0
     ray_points: int = 801
     n_rays: int = 32
     # (c) the paper's eps, the RBF model, MNIST
-    paper_eps: float = PAPER_EPS
+    paper_eps: float = PAPER_EPS  # (c): the paper's FGSM eps, L-inf, in input units
     rbf_scale: float = 0.5  # RBF bandwidth as a fraction of the median train pairwise L2 distance
     mnist_n_train: int = 1000
     mnist_n_test: int = 500
     # (d) adversarial training
-    adv_eps: float = PAPER_EPS
+    adv_eps: float = PAPER_EPS  # (d): L-inf size of the training perturbations (FGSM and noise)
     adv_alpha: float = 0.5
     adv_margin: float = 0.2
+    run: engine.Execution = field(default_factory=engine.Execution)
+
+    CLI_ALIASES: ClassVar[dict[str, str]] = {"eps": "eps_grid"}
 
     def __post_init__(self):
         if not self.parts or set(self.parts) - set(PARTS):

@@ -91,13 +91,16 @@ def _cell(cfg: Config, dims, x, y, z, keys):
     return jax.lax.map(one, (dims, x, y, z, keys))
 
 
-def run(cfg: Config) -> list[dict]:
-    """Rows (part a) of every input dimension and seed."""
+def run(cfg: Config, seeds=None) -> list[dict]:
+    """Rows (part a) of every input dimension and of the seeds ``seeds`` (default: all ``cfg.seeds``); seed s
+    draws its data with seed ``cfg.seed * 1000 + s`` and its nets from key s of ``cfg.seeds`` keys per d, so a
+    seed's numbers do not depend on which other seeds run with it."""
+    seeds = list(range(cfg.seeds)) if seeds is None else [int(s) for s in seeds]
     big_d = max(cfg.dims)
     pad = lambda a: np.pad(np.asarray(a), ((0, 0), (0, big_d - a.shape[1])))
-    xs, ys, zs, keys, dims = [], [], [], [], []
+    xs, ys, zs, keys, dims, seed_of = [], [], [], [], [], []
     for d in cfg.dims:
-        for s in range(cfg.seeds):
+        for s in seeds:
             ds = load_spec(
                 DataSpec(
                     cfg.synthetic, n_train=cfg.n_synthetic, n_test=cfg.n_points, d=d, seed=cfg.seed * 1000 + s
@@ -107,7 +110,12 @@ def run(cfg: Config) -> list[dict]:
             ys.append(ds.y_train)
             zs.append(pad(ds.x_test))
             dims.append(d)
-        keys.append(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), d), cfg.seeds))
+            seed_of.append(s)
+        keys.append(
+            jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), d), cfg.seeds)[
+                jnp.asarray(seeds)
+            ]
+        )
     x, y, z = (jnp.asarray(np.stack(v)) for v in (xs, ys, zs))
     res = _cell(cfg, jnp.asarray(dims, x.dtype), x, y, z, jnp.concatenate(keys))
     width = {"linear": None, "net": cfg.dim_width, "limit": None}
@@ -117,13 +125,13 @@ def run(cfg: Config) -> list[dict]:
             "model": model,
             "width": width[model],
             "d": d,
-            "seed": i % cfg.seeds,
+            "seed": s,
             "metric": metric,
             "value": float(v),
         }
         for model in DIM_MODELS
         for metric in DIM_METRICS
-        for i, (d, v) in enumerate(zip(dims, np.asarray(res[model][metric])))
+        for d, s, v in zip(dims, seed_of, np.asarray(res[model][metric]))
     ]
 
 

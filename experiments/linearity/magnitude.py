@@ -92,6 +92,43 @@ def run(cfg: Config, ds, tag: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in res.items()}
 
 
+NET_KEYS = ("clean_net", "fgsm_net", "net_to_linear", "net_to_rbf", "net_to_limit")  # (S, M); the rest (M,)
+
+
+def point_rows(res: dict, tag: str) -> list[dict]:
+    """``res`` of :func:`run` as long-format rows, one per test point (``point``) and measurement: the
+    deterministic models' indicators with seed 0, the net's with their seed. :func:`res_of_point_rows`
+    inverts it exactly (the values are 0/1)."""
+    rows = []
+    for k, v in res.items():
+        v = np.atleast_2d(v)
+        rows += [
+            {"part": "c", "model": f"paper_eps_{tag}", "seed": s, "point": j, "metric": k, "value": float(x)}
+            for s in range(v.shape[0])
+            for j, x in enumerate(v[s])
+        ]
+    return rows
+
+
+def res_of_point_rows(rows, tag: str, dtype=np.float32) -> dict[str, np.ndarray]:
+    """The ``res`` dict of :func:`run` from its :func:`point_rows` (any order): (S, M) arrays of ``dtype``
+    (that of the run, so that sums and means are the same) for the net's measurements (:data:`NET_KEYS`),
+    (M,) for the others."""
+    cells: dict[str, dict] = {}
+    for r in rows:
+        if r["model"] == f"paper_eps_{tag}" and r.get("point") is not None:
+            cells.setdefault(r["metric"], {})[int(r["seed"]), int(r["point"])] = r["value"]
+    res = {}
+    for k, vals in cells.items():
+        n_s = 1 + max(s for s, _ in vals)
+        n_p = 1 + max(j for _, j in vals)
+        a = np.full((n_s, n_p), np.nan, dtype)
+        for (s, j), v in vals.items():
+            a[s, j] = v
+        res[k] = a if k in NET_KEYS else a[0]
+    return res
+
+
 def rows_of(res: dict, tag: str) -> list[dict]:
     rows = []
     for k, v in res.items():

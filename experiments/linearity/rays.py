@@ -154,13 +154,27 @@ def _limit_cell(cfg: Config, z, yz, z_ray, y_ray, limit, lin, rbf, eps_grid):
     }
 
 
-def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
-    """Parts (b) and (c): the limit, logistic regression, the RBF machine and every width."""
+def _limit(cfg: Config, x, y):
+    tc = cfg.train
+    return limits.make_predictor(cfg.kernel(), x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps)
+
+
+def _example_points(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The ray grid t (G,) and the indices of the (at most 401) points of it kept for the example curves."""
+    ts = np.linspace(-cfg.ray_t, cfg.ray_t, cfg.ray_points)
+    keep = np.unique(np.linspace(0, cfg.ray_points - 1, min(cfg.ray_points, 401)).round().astype(int))
+    return ts, keep
+
+
+def run_models(cfg: Config, x, y, z, yz) -> list[dict]:
+    """Parts (b) and (c) of the deterministic models (rows with seed 0): the FGSM error curves of the limit,
+    logistic regression and the RBF machine over ``eps_grid``, the limit's ray metrics per ray (its own FGSM
+    rays from the first ``n_rays`` test points) and its example curve along the first ray."""
     n_rays = min(cfg.n_rays, z.shape[0])
     z_ray, y_ray = z[:n_rays], yz[:n_rays]
     eps_grid = jnp.asarray(cfg.eps_grid, x.dtype)
     tc = cfg.train
-    limit = limits.make_predictor(cfg.kernel(), x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps)
+    limit = _limit(cfg, x, y)
     lin = train_linear(x, y, tc)
     rbf = rbf_predictor(x, y, tc, cfg.rbf_scale)
     res = _limit_cell(cfg, z, yz, z_ray, y_ray, limit, lin, rbf, eps_grid)
@@ -175,8 +189,7 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
             {"part": "b", "model": "limit", "seed": 0, "ray": j, "metric": metric, "value": float(v)}
             for j, v in enumerate(np.asarray(res[metric]))
         ]
-    ts = np.linspace(-cfg.ray_t, cfg.ray_t, cfg.ray_points)
-    keep = np.unique(np.linspace(0, cfg.ray_points - 1, min(cfg.ray_points, 401)).round().astype(int))
+    ts, keep = _example_points(cfg)
     rows += [
         {
             "part": "b",
@@ -188,18 +201,35 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
         }
         for i in keep
     ]
-    bar.update()
+    return rows
 
+
+def run_nets(cfg: Config, x, y, z, yz, seeds=None) -> list[dict]:
+    """Parts (b) and (c) of the finite nets of every width and of the seeds ``seeds`` (default: all
+    ``cfg.seeds``): FGSM error curves, ray metrics and (for seed 0) the example curves of the net and of the
+    limit along the net's first ray. The net of width m and seed s starts from key s of ``cfg.seeds`` keys
+    folded with m, whichever seeds run with it."""
+    seeds = list(range(cfg.seeds)) if seeds is None else [int(s) for s in seeds]
+    n_rays = min(cfg.n_rays, z.shape[0])
+    z_ray, y_ray = z[:n_rays], yz[:n_rays]
+    eps_grid = jnp.asarray(cfg.eps_grid, x.dtype)
+    limit = _limit(cfg, x, y)
     root = jax.random.PRNGKey(cfg.seed)
-    keys = jnp.concatenate([jax.random.split(jax.random.fold_in(root, w), cfg.seeds) for w in cfg.widths])
-    widths = jnp.repeat(jnp.asarray(cfg.widths, x.dtype), cfg.seeds)
+    pick = jnp.asarray(seeds)
+    keys = jnp.concatenate(
+        [jax.random.split(jax.random.fold_in(root, w), cfg.seeds)[pick] for w in cfg.widths]
+    )
+    n = len(seeds)
+    widths = jnp.repeat(jnp.asarray(cfg.widths, x.dtype), n)
     res_all = _width_cell(cfg, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys)
+    ts, keep = _example_points(cfg)
+    rows = []
     for k, width in enumerate(cfg.widths):
-        res = jax.tree_util.tree_map(lambda v, k=k: v[k * cfg.seeds : (k + 1) * cfg.seeds], res_all)
+        res = jax.tree_util.tree_map(lambda v, k=k: v[k * n : (k + 1) * n], res_all)
         gap, example_limit = _limit_on_rays(cfg, limit, z_ray, res["direction"], res["curve"])
         res = {**res, "ray_sup_gap": gap}
         errors = np.asarray(res["errors"])
-        for s in range(cfg.seeds):
+        for i, s in enumerate(seeds):
             rows += [
                 {
                     "part": "c",
@@ -208,7 +238,7 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
                     "eps": e,
                     "seed": s,
                     "metric": "fgsm_error",
-                    "value": float(errors[s, j]),
+                    "value": float(errors[i, j]),
                 }
                 for j, e in enumerate(cfg.eps_grid)
             ]
@@ -219,10 +249,13 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
                     "width": width,
                     "seed": s,
                     "metric": metric,
-                    "value": float(np.asarray(res[metric])[s]),
+                    "value": float(np.asarray(res[metric])[i]),
                 }
                 for metric in (*RAY_METRICS, "contiguous_count")
             ]
+        if 0 not in seeds:
+            continue
+        first = seeds.index(0)
         for name, arr in (("ray_example", res["curve"][:, 0]), ("ray_example_limit", example_limit)):
             rows += [
                 {
@@ -232,11 +265,10 @@ def run(cfg: Config, x, y, z, yz, bar) -> list[dict]:
                     "t": float(ts[i]),
                     "seed": 0,
                     "metric": name,
-                    "value": float(np.asarray(arr)[0, i]),
+                    "value": float(np.asarray(arr)[first, i]),
                 }
                 for i in keep
             ]
-        bar.update()
     return rows
 
 

@@ -16,8 +16,15 @@ one per claim group:
 * :mod:`.advtrain` (f) adversarial training and clean generalization;
 * :mod:`.table1` the Table-1 distortions on real MNIST, only when ``--data-root`` is given.
 
+The work runs through the library's sweep engine (:func:`ntk_adv.engine.run_rows`) in the units of
+:mod:`.units`: per-seed cells (the nets of each width, adversarial training, MNIST) and coupled ones (the
+limit, the lazy Lipschitz pieces, one transfer unit per target group). Every cell is stored in the result
+store (``--store``, default OUT/store) as it finishes; a re-run reuses them (``--force`` recomputes), so a
+killed run resumes per cell, and ``--backend processes`` / ``ray`` spread the cells over workers with the
+same numbers.
+
 Outputs in ``out``: results.csv (long format), summary.json (``claims``: one dict per claim), figures
-intriguing_distortion, intriguing_noise, intriguing_transfer, intriguing_probes (.png and .pdf).
+intriguing_distortion, intriguing_noise, intriguing_transfer, intriguing_probes (.png and .pdf), store/.
 """
 
 from __future__ import annotations

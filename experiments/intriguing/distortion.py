@@ -2,7 +2,8 @@
 ||eta||_2 / sqrt(d), Szegedy et al.'s measure), their convergence to the infinite-width value, the effect of
 anchored weight decay, and Gaussian noise of the same norm (which should not fool the model).
 
-Rows: part, model (net / limit), width, seed, decay, train_set, multiple, metric, value."""
+Rows: part, model (net / limit), width, seed, decay, train_set, multiple, metric, value (and, between the
+units and the summary only, ``part="run"`` rows carrying per-point arrays: :func:`attack_rows`)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,7 @@ from ntk_adv.data import DataSpec, load_spec
 from . import advtrain, common, distortion, probes, table1, transfer
 from .config import Config
 
-PER_SEED = ("nets", "advtrain", "mnist")  # kinds whose rows name their seed
-COUPLED = ("limit", "lipschitz", "transfer")  # kinds run whole (seed_column=None)
+PER_SEED = ("nets", "advtrain", "mnist")  # kinds whose rows name their seed; the others run whole
 
 
 @dataclass(frozen=True)

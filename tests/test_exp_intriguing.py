@@ -5,6 +5,7 @@ line."""
 
 import json
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import intriguing
-from ntk_adv import kernels, limits, models
+from ntk_adv import engine, kernels, limits, models
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import mean_loss
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
@@ -64,8 +65,9 @@ def _check_claims(summary, out):
     return {c["name"]: c for c in summary["claims"]}
 
 
-def test_quick_config_verdicts(tmp_path):
-    """Every claim of the quick run, verdict pinned as measured."""
+def test_quick_config_verdicts(tmp_path, monkeypatch):
+    """Every claim of the quick run, verdict pinned as measured; a killed run (one cell's record gone)
+    recomputes that cell alone and gives the same rows and claims."""
     summary = intriguing.main(intriguing.QUICK_CONFIG, tmp_path, progress=False)
     claims = _check_claims(summary, tmp_path)
     for f in ("intriguing_distortion", "intriguing_noise", "intriguing_transfer", "intriguing_probes"):
@@ -74,6 +76,51 @@ def test_quick_config_verdicts(tmp_path):
     for name in PROPORTIONS:
         lo, hi = claims[name]["measured_ci95"]
         assert 0.0 <= lo <= claims[name]["measured_value"] <= hi <= 1.0, name
+    # resume: remove the record of the width-16 nets of seed 1; only that cell runs again
+    records = {p: json.loads(p.read_text()) for p in (tmp_path / "store" / "records").glob("*.json")}
+    kinds = Counter(r["config"]["kind"] for r in records.values())  # nets: widths 16, 64, 256, 1024 x 2 seeds
+    assert kinds == {"nets": 8, "advtrain": 2, "limit": 1, "lipschitz": 1, "transfer": 4}
+    (gone,) = [
+        p
+        for p, r in records.items()
+        if r["config"]["kind"] == "nets" and r["config"]["width"] == 16 and r["seed"] == 1
+    ]
+    gone.unlink()
+    csv = (tmp_path / "results.csv").read_text()
+    calls = []
+    run_unit = intriguing.units.run_unit
+    monkeypatch.setattr(
+        intriguing.units,
+        "run_unit",
+        lambda unit, seeds: calls.append((unit.kind, unit.width, seeds)) or run_unit(unit, seeds),
+    )
+    again = intriguing.main(intriguing.QUICK_CONFIG, tmp_path, progress=False)
+    assert calls == [("nets", 16, [1])]
+    assert again["claims"] == summary["claims"] and (tmp_path / "results.csv").read_text() == csv
+
+
+TINY = replace(  # compile-bound: a few seconds of arithmetic
+    intriguing.QUICK_CONFIG,
+    parts="e",
+    widths=(8, 16, 32),
+    probe_widths=(8, 16, 32),
+    data=DataSpec("digits", n_train=60, n_test=40),
+    train=TrainConfig.theory(lr=0.5, steps=20, loss="logistic", record_loss=False),
+    n_directions=16,
+    top_k=5,
+)
+
+
+@pytest.mark.slow  # ~20 s in process + ~40 s for two spawned workers (JAX import and compiles per worker)
+def test_processes_backend_gives_the_same_rows(tmp_path):
+    """Per-seed units (probed nets) and a coupled one (the lazy-limit Lipschitz pieces) on two worker
+    processes: the same rows and claims as in process."""
+    ref = intriguing.main(TINY, tmp_path / "inprocess", progress=False)
+    cfg = replace(TINY, run=engine.Execution(backend="processes", workers=2))
+    other = intriguing.main(cfg, tmp_path / "processes", progress=False)
+    assert other["claims"] == ref["claims"]
+    csv = [(tmp_path / d / "results.csv").read_text() for d in ("inprocess", "processes")]
+    assert csv[0] == csv[1]
 
 
 @pytest.mark.slow  # real MNIST (the t10k split in ../shared/data/mnist): Table 1 distortions

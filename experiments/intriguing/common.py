@@ -8,6 +8,7 @@ P)."""
 
 from __future__ import annotations
 
+import base64
 from functools import partial
 
 import jax
@@ -154,3 +155,19 @@ def nanmean(v) -> float:
     v = np.asarray(v, float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
+
+
+# -------------------------------------------------------------------------------------------- arrays in rows
+def encode(a) -> str:
+    """An array as one JSON-safe string ``"dtype:shape:base64"`` (exact: the raw bytes), so that per-point
+    intermediate results (perturbations, norms, masks, purities) ride in a stored row."""
+    a = np.ascontiguousarray(np.asarray(a))
+    shape = "x".join(str(n) for n in a.shape)
+    return f"{a.dtype.str}:{shape}:{base64.b64encode(a.tobytes()).decode('ascii')}"
+
+
+def decode(s: str) -> np.ndarray:
+    """Inverse of :func:`encode`: the array with its dtype and shape."""
+    dtype, shape, data = s.split(":", 2)
+    dims = tuple(int(n) for n in shape.split("x")) if shape else ()
+    return np.frombuffer(base64.b64decode(data), dtype=np.dtype(dtype)).reshape(dims).copy()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ntk_adv import kernels, models
+from ntk_adv import engine, kernels, models
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
@@ -58,6 +58,7 @@ class Config:
     mnist_n_train: int = 500
     parts: str = PARTS  # which parts to run, any subset of "abcdef"
     seed: int = 0
+    run: engine.Execution = field(default_factory=engine.Execution)  # where cells run and are stored
 
     def __post_init__(self):
         if not self.parts or set(self.parts) - set(PARTS):

@@ -2,7 +2,8 @@
 ||eta||_2 / sqrt(d), Szegedy et al.'s measure), their convergence to the infinite-width value, the effect of
 anchored weight decay, and Gaussian noise of the same norm (which should not fool the model).
 
-Rows: part, model (net / limit), width, seed, decay, train_set, multiple, metric, value."""
+Rows: part, model (net / limit), width, seed, decay, train_set, multiple, metric, value (and, between the
+units and the summary only, ``part="run"`` rows carrying per-point arrays: :func:`attack_rows`)."""
 
 from __future__ import annotations
 
@@ -23,119 +24,127 @@ TABLE1 = (
 )
 
 
-def attack_rows(cfg: Config, groups, z_att, y_att, parts, root) -> tuple[list[dict], list]:
-    """Rows of parts (a), (b) from the minimal L-BFGS perturbations of every attacked model, and the transfer
-    sources (name, width, run, eta (M, d), attacked mask (M,)) for part (c)."""
+def attack_rows(cfg: Config, group: dict, z_att, y_att, parts, root) -> list[dict]:
+    """Rows of parts (a), (b) of one attacked group (``width`` None for the limit; ``params`` stacked over its
+    ``runs`` (decay, train_set, seed); ``eta`` (R, M, d) and ``success`` (R, M) its minimal L-BFGS
+    perturbations), without ``distortion_gap`` (it needs the limit's group: :func:`with_gaps`), and one
+    ``part="run"`` row per run carrying the per-point results that couple groups (encoded arrays, see
+    :func:`common.encode`): ``norms`` ||eta||_2 (M,), ``correct`` (M,) and, at decay 0, ``eta`` (M, d) (a
+    transfer source)."""
     d = z_att.shape[1]
     rows: list[dict] = []
-    limit = next(g for g in groups if g["width"] is None)
-    lim_idx = {r: i for i, r in enumerate(limit["runs"])}
-    lim_norm = np.linalg.norm(np.asarray(limit["eta"]), axis=2)  # (R, M)
     noise_dirs = jax.random.normal(jax.random.fold_in(root, 5), (cfg.noise_draws,) + z_att.shape, z_att.dtype)
     noise_dirs = noise_dirs / jnp.linalg.norm(noise_dirs, axis=2, keepdims=True)
     yv = np.asarray(y_att)
-    sources = []
-    for g in groups:
-        if "eta" not in g:
-            continue
-        width = g["width"]
-        eta, success = np.asarray(g["eta"]), np.asarray(g["success"])
-        clean = np.asarray(common.outputs(cfg, width, g["params"], z_att))
-        correct = np.where(clean >= 0, 1.0, -1.0) == yv[None, :]  # (R, M)
-        norms = np.linalg.norm(eta, axis=2)  # (R, M)
-        mean_norm = np.asarray([np.mean(nr[c]) if c.any() else 0.0 for nr, c in zip(norms, correct)])
-        if (
-            "b" in parts
-        ):  # Gaussian noise of norm k * (mean minimal adversarial L2 distortion), every run at once
-            scale = jnp.asarray(np.asarray(cfg.noise_multiples)[None, :] * mean_norm[:, None], z_att.dtype)
-            pts = z_att[None, None, None] + scale[:, :, None, None, None] * noise_dirs[None, None]
-            outs = np.asarray(common.outputs(cfg, width, g["params"], pts.reshape(len(g["runs"]), -1, d)))
-            wrong = np.where(outs >= 0, 1.0, -1.0).reshape(len(g["runs"]), len(cfg.noise_multiples), -1)
-            noise_err = np.mean(wrong != np.tile(yv, cfg.noise_draws), axis=2)
-        for i, run in enumerate(g["runs"]):
-            lam, train_set, seed = run
-            meta = {
-                "model": "limit" if width is None else "net",
-                "width": width,
-                "seed": seed,
-                "decay": lam,
-                "train_set": train_set,
+    width = group["width"]
+    eta, success = np.asarray(group["eta"]), np.asarray(group["success"])
+    clean = np.asarray(common.outputs(cfg, width, group["params"], z_att))
+    correct = np.where(clean >= 0, 1.0, -1.0) == yv[None, :]  # (R, M)
+    norms = np.linalg.norm(eta, axis=2)  # (R, M)
+    mean_norm = np.asarray([np.mean(nr[c]) if c.any() else 0.0 for nr, c in zip(norms, correct)])
+    if "b" in parts:  # Gaussian noise of norm k * (mean minimal adversarial L2 distortion), every run at once
+        scale = jnp.asarray(np.asarray(cfg.noise_multiples)[None, :] * mean_norm[:, None], z_att.dtype)
+        pts = z_att[None, None, None] + scale[:, :, None, None, None] * noise_dirs[None, None]
+        outs = np.asarray(common.outputs(cfg, width, group["params"], pts.reshape(len(group["runs"]), -1, d)))
+        wrong = np.where(outs >= 0, 1.0, -1.0).reshape(len(group["runs"]), len(cfg.noise_multiples), -1)
+        noise_err = np.mean(wrong != np.tile(yv, cfg.noise_draws), axis=2)
+    for i, run in enumerate(group["runs"]):
+        lam, train_set, seed = run
+        meta = {
+            "model": "limit" if width is None else "net",
+            "width": width,
+            "seed": seed,
+            "decay": lam,
+            "train_set": train_set,
+        }
+        rows.append(
+            {
+                "part": "run",
+                **meta,
+                "norms": common.encode(norms[i]),
+                "correct": common.encode(correct[i]),
+                **({"eta": common.encode(eta[i])} if lam == 0.0 else {}),
             }
-            if train_set == "full":
-                dist = norms[i][correct[i]] / np.sqrt(d)
-                vals = {
-                    "success_rate": float(np.mean(success[i])),
-                    "n_points": float(success[i].size),
-                    "clean_error": float(1 - np.mean(correct[i])),
-                    "distortion": float(np.mean(dist)) if dist.size else np.nan,
-                }
-                ref = lim_idx.get((lam, "full", 0))
-                if width is not None and ref is not None:
-                    both = correct[i] & (lim_norm[ref] > 0)
-                    gap = np.abs(norms[i][both] - lim_norm[ref][both]) / lim_norm[ref][both]
-                    vals["distortion_gap"] = float(np.mean(gap)) if gap.size else np.nan
-                if "a" in parts:
-                    rows += [{"part": "a", **meta, "metric": k, "value": v} for k, v in vals.items()]
-                if "b" in parts and lam == 0.0:
-                    rows.append(
-                        {
-                            "part": "b",
-                            **meta,
-                            "multiple": 0.0,
-                            "metric": "noise_error",
-                            "value": vals["clean_error"],
-                        }
-                    )
-                    rows.append(
-                        {
-                            "part": "b",
-                            **meta,
-                            "multiple": 1.0,
-                            "metric": "adversarial_error",
-                            "value": float(np.mean(success[i])),
-                        }
-                    )
-                    rows += [
-                        {
-                            "part": "b",
-                            **meta,
-                            "multiple": float(k),
-                            "metric": "noise_error",
-                            "value": float(noise_err[i, j]),
-                        }
-                        for j, k in enumerate(cfg.noise_multiples)
-                    ]
-            if lam == 0.0:
-                name = ("limit" if width is None else f"m={width}") + (
-                    f" half {train_set}" if train_set != "full" else ("" if width is None else f" s{seed}")
-                )
-                sources.append((name, width, run, eta[i], correct[i] & (norms[i] > 0)))
-    return rows, sources
-
-
-def clean_error_by_decay(cfg: Config, groups, x_test, y_test) -> list[dict]:
-    """Clean test error on the whole test set of the decay-width nets and of the limit at every decay."""
-    rows = []
-    yv = np.asarray(y_test)
-    for g in groups:
-        if g["width"] not in (cfg.decay_width, None):
+        )
+        if train_set != "full":
             continue
-        outs = np.asarray(common.outputs(cfg, g["width"], g["params"], x_test))
-        for i, (lam, train_set, seed) in enumerate(g["runs"]):
-            if train_set == "full":
-                rows.append(
-                    {
-                        "part": "a",
-                        "model": "net" if g["width"] else "limit",
-                        "width": g["width"],
-                        "seed": seed,
-                        "decay": lam,
-                        "train_set": "full",
-                        "metric": "test_error",
-                        "value": float(np.mean(np.where(outs[i] >= 0, 1.0, -1.0) != yv)),
-                    }
-                )
+        dist = norms[i][correct[i]] / np.sqrt(d)
+        vals = {
+            "success_rate": float(np.mean(success[i])),
+            "n_points": float(success[i].size),
+            "clean_error": float(1 - np.mean(correct[i])),
+            "distortion": float(np.mean(dist)) if dist.size else np.nan,
+        }
+        if "a" in parts:
+            rows += [{"part": "a", **meta, "metric": k, "value": v} for k, v in vals.items()]
+        if "b" in parts and lam == 0.0:
+            rows.append(
+                {"part": "b", **meta, "multiple": 0.0, "metric": "noise_error", "value": vals["clean_error"]}
+            )
+            rows.append(
+                {
+                    "part": "b",
+                    **meta,
+                    "multiple": 1.0,
+                    "metric": "adversarial_error",
+                    "value": float(np.mean(success[i])),
+                }
+            )
+            rows += [
+                {
+                    "part": "b",
+                    **meta,
+                    "multiple": float(k),
+                    "metric": "noise_error",
+                    "value": float(noise_err[i, j]),
+                }
+                for j, k in enumerate(cfg.noise_multiples)
+            ]
     return rows
+
+
+def with_gaps(rows: list[dict]) -> list[dict]:
+    """``rows`` with a ``distortion_gap`` row after every finite-width ``distortion`` row of part (a) whose
+    decay the limit was attacked at: the mean over the points both attacked (net correct, limit norm > 0) of
+    | ||eta_net|| - ||eta_limit|| | / ||eta_limit||, from the ``part="run"`` rows of both."""
+    runs = {
+        (r["model"], r["width"], r["decay"], r["train_set"], r["seed"]): r for r in rows if r["part"] == "run"
+    }
+    limit = {k[2]: common.decode(r["norms"]) for k, r in runs.items() if k[0] == "limit" and k[3] == "full"}
+    out = []
+    for r in rows:
+        out.append(r)
+        if r["part"] == "a" and r["model"] == "net" and r["metric"] == "distortion" and r["decay"] in limit:
+            run = runs[("net", r["width"], r["decay"], "full", r["seed"])]
+            norms, correct = common.decode(run["norms"]), common.decode(run["correct"])
+            lim = limit[r["decay"]]
+            both = correct & (lim > 0)
+            gap = np.abs(norms[both] - lim[both]) / lim[both]
+            out.append(
+                {**r, "metric": "distortion_gap", "value": float(np.mean(gap)) if gap.size else np.nan}
+            )
+    return out
+
+
+def clean_error_by_decay(cfg: Config, group: dict, x_test, y_test) -> list[dict]:
+    """Clean test error on the whole test set of every full-set run of one group (the decay-width nets or the
+    limit)."""
+    outs = np.asarray(common.outputs(cfg, group["width"], group["params"], x_test))
+    yv = np.asarray(y_test)
+    return [
+        {
+            "part": "a",
+            "model": "net" if group["width"] else "limit",
+            "width": group["width"],
+            "seed": seed,
+            "decay": lam,
+            "train_set": "full",
+            "metric": "test_error",
+            "value": float(np.mean(np.where(outs[i] >= 0, 1.0, -1.0) != yv)),
+        }
+        for i, (lam, train_set, seed) in enumerate(group["runs"])
+        if train_set == "full"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ claims

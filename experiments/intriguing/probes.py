@@ -124,6 +124,41 @@ def lipschitz_ratio_theory(
     return op / np.mean(np.sqrt((1.0 + gamma**2) / 2.0 + g**2))
 
 
+def result_rows(width: int, seeds, res: dict) -> list[dict]:
+    """One ``part="probe"`` row per seed of :func:`probe_cell`'s results ``res`` (arrays (R, ...) over the
+    runs of ``seeds``), every array encoded (:func:`common.encode`, exact)."""
+    return [
+        {
+            "part": "probe",
+            "width": int(width),
+            "seed": int(s),
+            **{k: common.encode(v[j]) for k, v in res.items()},
+        }
+        for j, s in enumerate(seeds)
+    ]
+
+
+def results_of(rows) -> list[dict]:
+    """Inverse of :func:`result_rows` over every width: one dict per width (ascending) with ``width``,
+    ``seeds`` (ascending) and every result stacked over the seeds (R, ...)."""
+    by_width: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["part"] == "probe":
+            by_width.setdefault(r["width"], []).append(r)
+    out = []
+    for w in sorted(by_width):
+        sub = sorted(by_width[w], key=lambda r: r["seed"])
+        keys = [k for k in sub[0] if k not in ("part", "width", "seed")]
+        out.append(
+            {
+                "width": w,
+                "seeds": [r["seed"] for r in sub],
+                **{k: np.stack([common.decode(r[k]) for r in sub]) for k in keys},
+            }
+        )
+    return out
+
+
 def probe_rows(cfg: Config, probes, parts) -> list[dict]:
     rows = []
     for pr in probes:

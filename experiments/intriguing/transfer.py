@@ -31,61 +31,96 @@ def transfer_kappas(amplify: float) -> np.ndarray:
     return np.unique(np.concatenate([[1.0, amplify], 1.0 + np.geomspace(1e-3, 1.0, 31)]))
 
 
-def transfer_rows(cfg: Config, groups, sources, z_att, yv, box) -> list[dict]:
-    """Error of every target on every source's points x + k eta (M points, d inputs) for k in
-    :func:`transfer_kappas`; rows as in the module docstring."""
+def source_name(width: int | None, train_set: str, seed: int) -> str:
+    """Label of a model in the transfer matrix: ``m=W sS``, ``m=W half A``, ``limit`` or ``limit half A``."""
+    base = "limit" if width is None else f"m={width}"
+    if train_set != "full":
+        return f"{base} half {train_set}"
+    return base if width is None else f"{base} s{seed}"
+
+
+def sources(rows) -> list[tuple[str, str, str]]:
+    """The transfer sources from the ``part="run"`` rows at decay 0 (:func:`distortion.attack_rows`), in the
+    matrix order (widths ascending, then the limit; the full-set seeds, then the halves): (name, eta (M, d),
+    attacked mask (M,) = correct and ||eta|| > 0), arrays encoded (:func:`common.encode`)."""
+    runs = [r for r in rows if r["part"] == "run" and r["decay"] == 0.0]
+    runs.sort(
+        key=lambda r: (
+            r["width"] is None,
+            r["width"] or 0,
+            r["train_set"] != "full",
+            r["train_set"],
+            r["seed"],
+        )
+    )
+    out = []
+    for r in runs:
+        mask = common.decode(r["correct"]) & (common.decode(r["norms"]) > 0)
+        out.append((source_name(r["width"], r["train_set"], r["seed"]), r["eta"], common.encode(mask)))
+    return out
+
+
+def target_rows(cfg: Config, group: dict, sources, z_att, yv, box) -> list[dict]:
+    """Error of the decay-0 runs of one target ``group`` (width, runs, stacked params) on every source's
+    points x + k eta (M points, d inputs; clipped to ``box``) for k in :func:`transfer_kappas`; ``sources``
+    as :func:`sources` gives them. Rows as in the module docstring (metrics transfer, kappa_excess)."""
     m_pts = z_att.shape[0]
     kappas = transfer_kappas(cfg.amplify)
     i_amp = int(np.argmin(np.abs(kappas - cfg.amplify)))
-    etas = np.stack([s[3] for s in sources])  # (S, M, d)
+    names = [s[0] for s in sources]
+    etas = np.stack([common.decode(s[1]) for s in sources])  # (S, M, d)
+    masks = np.stack([common.decode(s[2]) for s in sources])  # (S, M)
     pts = np.asarray(z_att)[None, None] + kappas[:, None, None, None] * etas[None]  # (K, S, M, d)
     if box is not None:
         pts = np.clip(pts, box[0], box[1])
     pts = jnp.asarray(pts.reshape(-1, pts.shape[-1]))
     rows = []
-    names = [s[0] for s in sources]
-    masks = np.stack([s[4] for s in sources])  # (S, M)
-    for g in groups:
-        if "eta" not in g:
-            continue
-        keep = [i for i, r in enumerate(g["runs"]) if r[0] == 0.0]
-        outs = np.asarray(common.outputs(cfg, g["width"], common.take(g["params"], keep), pts))
-        outs = outs.reshape(len(keep), len(kappas), len(sources), m_pts)
-        wrong = np.where(outs >= 0, 1.0, -1.0) != yv[None, None, None, :]
-        rate = np.sum(wrong * masks[None, None], axis=3) / np.maximum(masks.sum(axis=1), 1)[None, None]
-        first = np.where(wrong.any(axis=1), np.argmax(wrong, axis=1), len(kappas) - 1)  # (R, S, M)
-        excess = kappas[first] - 1.0
-        for j, i in enumerate(keep):
-            lam, train_set, seed = g["runs"][i]
-            base = "limit" if g["width"] is None else f"m={g['width']}"
-            target = (
-                f"{base} half {train_set}"
-                if train_set != "full"
-                else (base if g["width"] is None else f"{base} s{seed}")
-            )
-            for si, src in enumerate(names):
-                for variant, k in (("eta", 0), ("amplified", i_amp)):
-                    rows.append(
-                        {
-                            "part": "c",
-                            "source": src,
-                            "target": target,
-                            "variant": variant,
-                            "metric": "transfer",
-                            "value": float(rate[j, k, si]),
-                            "n_points": int(masks[si].sum()),
-                        }
-                    )
+    keep = [i for i, r in enumerate(group["runs"]) if r[0] == 0.0]
+    outs = np.asarray(common.outputs(cfg, group["width"], common.take(group["params"], keep), pts))
+    outs = outs.reshape(len(keep), len(kappas), len(sources), m_pts)
+    wrong = np.where(outs >= 0, 1.0, -1.0) != yv[None, None, None, :]
+    rate = np.sum(wrong * masks[None, None], axis=3) / np.maximum(masks.sum(axis=1), 1)[None, None]
+    first = np.where(wrong.any(axis=1), np.argmax(wrong, axis=1), len(kappas) - 1)  # (R, S, M)
+    excess = kappas[first] - 1.0
+    for j, i in enumerate(keep):
+        _, train_set, seed = group["runs"][i]
+        target = source_name(group["width"], train_set, seed)
+        for si, src in enumerate(names):
+            for variant, k in (("eta", 0), ("amplified", i_amp)):
                 rows.append(
                     {
                         "part": "c",
                         "source": src,
                         "target": target,
-                        "metric": "kappa_excess",
-                        "value": float(np.sum(excess[j, si] * masks[si]) / max(masks[si].sum(), 1)),
+                        "variant": variant,
+                        "metric": "transfer",
+                        "value": float(rate[j, k, si]),
+                        "n_points": int(masks[si].sum()),
                     }
                 )
-    table = {(r["source"], r["target"], r.get("variant"), r["metric"]): r["value"] for r in rows}
+            rows.append(
+                {
+                    "part": "c",
+                    "source": src,
+                    "target": target,
+                    "metric": "kappa_excess",
+                    "value": float(np.sum(excess[j, si] * masks[si]) / max(masks[si].sum(), 1)),
+                }
+            )
+    return rows
+
+
+def derived_rows(cfg: Config, rows, sources) -> list[dict]:
+    """Per (width, seed) rows ``{transfer,kappa_excess}_{net_net,net_limit,limit_net}`` from the matrix rows
+    (part c) of every target: net -> other seeds of its width (mean), net -> limit, limit -> net."""
+    names = [s[0] for s in sources]
+    n_points = {s[0]: int(common.decode(s[2]).sum()) for s in sources}
+    table = {
+        (r["source"], r["target"], r.get("variant"), r["metric"]): r["value"]
+        for r in rows
+        if r["part"] == "c" and "source" in r
+    }
+    out = []
     for w in cfg.widths:
         for s in range(cfg.seeds):
             src = f"m={w} s{s}"
@@ -93,23 +128,17 @@ def transfer_rows(cfg: Config, groups, sources, z_att, yv, box) -> list[dict]:
                 continue
             for variant, metric in (("eta", "transfer"), ("amplified", "transfer"), (None, "kappa_excess")):
                 others = [table[(src, f"m={w} s{t}", variant, metric)] for t in range(cfg.seeds) if t != s]
-                base = {
-                    "part": "c",
-                    "model": "net",
-                    "width": w,
-                    "seed": s,
-                    "n_points": int(masks[names.index(src)].sum()),
-                }
+                base = {"part": "c", "model": "net", "width": w, "seed": s, "n_points": n_points[src]}
                 if variant is not None:
                     base["variant"] = variant
-                rows.append({**base, "metric": f"{metric}_net_net", "value": common.nanmean(others)})
-                rows.append(
+                out.append({**base, "metric": f"{metric}_net_net", "value": common.nanmean(others)})
+                out.append(
                     {**base, "metric": f"{metric}_net_limit", "value": table[(src, "limit", variant, metric)]}
                 )
-                rows.append(
+                out.append(
                     {**base, "metric": f"{metric}_limit_net", "value": table[("limit", src, variant, metric)]}
                 )
-    return rows
+    return out
 
 
 def _net_net(rows, width):

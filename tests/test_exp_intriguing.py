@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import intriguing
-from ntk_adv import engine, kernels, limits, models
+from ntk_adv import engine, models
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import mean_loss
 from ntk_adv.training import TrainConfig, centered, centered_mask, train
@@ -168,17 +168,6 @@ def test_decayed_training_reduces_to_library():
         w, b = w - 0.3 * (gw + 1.0 * (w - p0.w)), b - 0.3 * (gb + 1.0 * (b - p0.b))
     np.testing.assert_allclose(decayed[0].w, w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(decayed[0].b, b, rtol=1e-5, atol=1e-6)
-    k = kernels.kernel_matrix(kernels.two_layer_kernel(), x)
-    ones = jnp.ones(30)
-    coef = intriguing.anchored_limit_coefficients(
-        "logistic", k, y, sample_weight=ones, decay=0.0, lr=0.3, steps=20
-    )
-    np.testing.assert_allclose(
-        coef,
-        limits.flow_coefficients("logistic", k, y, jnp.zeros(30), lr=0.3, steps=20),
-        rtol=1e-5,
-        atol=1e-7,
-    )
 
 
 def test_top_k_purity():

@@ -40,7 +40,7 @@ from ntk_adv.data import load_spec
 from ntk_adv.results import provenance, write_csv, write_json
 
 from . import advtrain, common, distortion, probes, table1, transfer, units
-from .common import anchored_limit_coefficients, decayed_train
+from .common import decayed_train
 from .config import PARTS, QUICK_CONFIG, Config
 from .figures import plot
 from .probes import lipschitz_ratio_theory, top_k_purity
@@ -53,7 +53,6 @@ __all__ = [
     "PARTS",
     "QUICK_CONFIG",
     "Config",
-    "anchored_limit_coefficients",
     "decayed_train",
     "lipschitz_ratio_theory",
     "main",

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import attacks, kernels, limits, models, training
-from ntk_adv.losses import margin_loss_derivative
 from ntk_adv.models import apply_in_chunks
 from ntk_adv.results import select
 from ntk_adv.training import centered
@@ -34,10 +33,10 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
         mean_n l(y_n f(x_n)) + (decay / 2) ||W - W_0||^2,
 
     the L2 penalty (weight decay) anchored at the initialization, the form whose infinite-width limit is exact
-    (:func:`anchored_limit_coefficients`): the library's one loop :func:`ntk_adv.training.fit` with an
-    anchored objective (anchor = the initialization, mask = the first layer) and the optimizer of
-    ``cfg.train``; with ``decay = 0`` this is ``train`` for ``cfg.train.steps`` steps. ``decay`` may be traced
-    (vmap). Returns the pair (params, params0)."""
+    (:func:`ntk_adv.limits.flow_coefficients` with ``decay``): the library's one loop
+    :func:`ntk_adv.training.fit` with an anchored objective (anchor = the initialization, mask = the first
+    layer) and the optimizer of ``cfg.train``; with ``decay = 0`` this is ``train`` for ``cfg.train.steps``
+    steps. ``decay`` may be traced (vmap). Returns the pair (params, params0)."""
     apply_c, pair, mask = models.centred_pair(cfg.net_of(width), x.shape[1], key=key, dtype=x.dtype)
     objective = training.Objective(cfg.train.loss, anchored=True)
     return training.fit(
@@ -54,22 +53,6 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
     ).params
 
 
-def anchored_limit_coefficients(loss: str, k_train, y, *, sample_weight, decay, lr, steps: int):
-    """Kernel gradient descent of the linearized (infinite-width) net trained by :func:`decayed_train`:
-    coef <- (1 - lr decay) coef - lr / sum(w) * w * y * l'(y f),  f = Theta(X, X) coef  (centred, f_0 = 0),
-    k_train (N, N), y (N,), sample_weight (N,) 0/1 selecting a training subset. With decay 0 and all weights 1
-    this is ``limits.flow_coefficients``."""
-    dl = margin_loss_derivative(loss)
-    n_eff = jnp.sum(sample_weight)
-
-    def step(coef, _):
-        f = k_train @ coef
-        return (1.0 - lr * decay) * coef - lr / n_eff * sample_weight * y * dl(y * f), None
-
-    coef, _ = jax.lax.scan(step, jnp.zeros_like(y), None, length=steps)
-    return coef
-
-
 @partial(jax.jit, static_argnums=(0, 1))
 def train_cell(cfg: Config, width: int, x, y, decays, keys):
     """Runs (R,): decays (R,), keys (R, 2) -> centred pairs (params, params0) stacked along R."""
@@ -81,8 +64,15 @@ def limit_cell(cfg: Config, x, y, decays, sample_weights):
     """Infinite-width coefficients (R, N) for decays (R,) and training subsets sample_weights (R, N)."""
     k_train = kernels.kernel_matrix(cfg.kernel(), x)
     return jax.vmap(
-        lambda lam, w: anchored_limit_coefficients(
-            cfg.train.loss, k_train, y, sample_weight=w, decay=lam, lr=cfg.train.lr, steps=cfg.train.steps
+        lambda lam, w: limits.flow_coefficients(
+            cfg.train.loss,
+            k_train,
+            y,
+            jnp.zeros_like(y),  # centred: f_0 = 0
+            lr=cfg.train.lr,
+            steps=cfg.train.steps,
+            decay=lam,
+            sample_weight=w,
         )
     )(decays, sample_weights)
 

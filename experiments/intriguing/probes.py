@@ -91,12 +91,12 @@ def limit_lipschitz(cfg: Config, x, y, z):
     lambda_max(X^T C Phi(X, X) C X) (C = diag(coef); / d^2 in the NTK parametrization) and the gradient norms
     ||grad_z Delta f_inf(z)|| (M,)."""
     kernel = cfg.kernel()
-    coef = common.anchored_limit_coefficients(
+    coef = limits.flow_coefficients(
         cfg.train.loss,
         kernels.kernel_matrix(kernel, x),
         y,
-        sample_weight=jnp.ones_like(y),
-        decay=0.0,
+        jnp.zeros_like(y),
+        sample_weight=jnp.ones_like(y),  # the scan, as limit_cell computes it (not the identity closed form)
         lr=cfg.train.lr,
         steps=cfg.train.steps,
     )

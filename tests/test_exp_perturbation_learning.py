@@ -83,15 +83,16 @@ def test_rerun_resumes_from_store(tiny_run, monkeypatch):
 
 def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeypatch):
     """Resume per cell: delete one stored record; a re-run recomputes that cell alone and gives the same
-    rows and summary."""
+    rows and summary. The store is where --store says (here not under the output directory)."""
     import shutil
 
     from ntk_adv.perturbation import batch
 
     cfg, out, summary = tiny_run
-    cfg = dataclasses.replace(cfg, decision_map=False)
-    shutil.copytree(out / "store", tmp_path / "store")
-    first = sorted((tmp_path / "store" / "records").glob("*.json"))
+    store = tmp_path / "elsewhere"
+    cfg = dataclasses.replace(cfg, decision_map=False, run=engine.Execution(store=str(store)))
+    shutil.copytree(out / "store", store)
+    first = sorted((store / "records").glob("*.json"))
     assert len(first) == len(cfg.grid().cells())
     first[0].unlink()
     ran = []
@@ -103,7 +104,8 @@ def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeyp
 
     monkeypatch.setattr(batch, "run_sweep", counting)
     again = perturbation_learning.main(cfg, tmp_path, progress=False)
-    assert len(ran) == 1
+    assert len(ran) == 1 and len(list((store / "records").glob("*.json"))) == len(first)
+    assert not (tmp_path / "store").exists()
     assert again["claims"] == summary["claims"]
     assert again["agreement_by_width"] == summary["agreement_by_width"]
     key = lambda r: (r["cell_id"], r["metric"])  # noqa: E731
@@ -111,9 +113,9 @@ def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeyp
     assert rows == before
 
 
-def test_execution_is_the_run_sub_config(tmp_path):
+def test_execution_is_the_run_sub_config():
     """--backend/--workers/--store/--force/--accept-stale are the ``run`` sub-config (engine.Execution), with
-    bare aliases; --store puts the store where it says."""
+    bare aliases."""
     parser = cli.build_parser("perturbation-learning")
     flags = ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--accept-stale"]
     args = parser.parse_args(["perturbation-learning", *flags])
@@ -121,14 +123,6 @@ def test_execution_is_the_run_sub_config(tmp_path):
     assert cfg.run == engine.Execution("processes", 3, "S", True, True)
     args = parser.parse_args(["perturbation-learning", "--run.backend", "ray", "--run.workers", "4"])
     assert cli.config_from_args(args, perturbation_learning.Config).run == engine.Execution("ray", 4)
-    cfg = perturbation_learning.Config(
-        **{**TINY, "widths": (8,), "infinite": False, "seeds": 1, "eps": (1.0,), "steps_f": (5,)},
-        decision_map=False,
-        run=engine.Execution(store=str(tmp_path / "elsewhere")),
-    )
-    perturbation_learning.main(cfg, tmp_path / "out", progress=False)
-    assert len(list((tmp_path / "elsewhere" / "records").glob("*.json"))) == 1
-    assert not (tmp_path / "out" / "store").exists()
 
 
 @pytest.mark.slow

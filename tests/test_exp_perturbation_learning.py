@@ -113,6 +113,33 @@ def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeyp
     assert rows == before
 
 
+def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):
+    """batch.cell_predictors (what the decision maps draw) trains the cell the sweep stored: its agreement
+    on the held-out points equals the stored one (at most one point apart: float32 reduction order)."""
+    import numpy as np
+
+    from ntk_adv.data import data_arrays
+    from ntk_adv.metrics import agreement
+    from ntk_adv.perturbation import batch
+
+    cfg, out, _ = tiny_run
+    rows = read_csv(out / "results.csv")
+    z = data_arrays(cfg.data)[2]
+    for width in (64, None):
+        cell = cfg.base().with_(width=width, eps=4.0)
+        f, g, *_ = batch.cell_predictors((cell, 0), solver=cfg.solver)
+        (stored,) = [
+            r["value"]
+            for r in rows
+            if r["metric"] == "agreement"
+            and r["seed"] == 0
+            and r["eps"] == 4.0
+            and r["width"] == (math.inf if width is None else width)
+        ]
+        assert abs(float(agreement(f(z), g(z))) - stored) <= 1 / z.shape[0] + 1e-6
+        assert np.isfinite(stored)
+
+
 def test_execution_is_the_run_sub_config():
     """--backend/--workers/--store/--force/--accept-stale are the ``run`` sub-config (engine.Execution), with
     bare aliases."""

@@ -678,9 +678,9 @@ def bench_sweep(
 
 
 # ------------------------------------------------------------------------------------------- (c)
-_CHILD = textwrap.dedent("""
+_CHILD = textwrap.dedent(f"""
     import json, sys
-    from experiments.bench import infinite_child
+    from {__name__} import infinite_child
     print("BENCH-RESULT " + json.dumps(infinite_child(**json.loads(sys.argv[1]))), flush=True)
 """)
 
@@ -785,7 +785,7 @@ def bench_panel(cfg: Config, out: Path) -> dict:
     them."""
     import shutil
 
-    from experiments import reproduce
+    from . import reproduce
 
     rcfg = reproduce.Config(
         panel=cfg.panel,
@@ -801,7 +801,7 @@ def bench_panel(cfg: Config, out: Path) -> dict:
     times = []
     for force in (False, True):
         t0 = time.perf_counter()
-        summary = reproduce.main(replace(rcfg, force=force), out, progress=False)
+        summary = reproduce.main(replace(rcfg, run=replace(rcfg.run, force=force)), out, progress=False)
         times.append(time.perf_counter() - t0)
     pcfg = summary.get("settings", {})
     return {

@@ -6,12 +6,14 @@ JAX; a command's module is imported only when that command runs (or its options 
 time).
 
 The package is ``experiments`` in a checkout and ``ntk_adv_experiments`` in an installed wheel; everything
-here is relative to ``__package__``.
+here is relative to ``__package__``, and the modules import each other relatively (``from . import x``). The
+console script is :func:`main` of this module: the application depends on the library, never the reverse.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import sys
 from functools import lru_cache
@@ -94,16 +96,25 @@ def commands() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _alias_package() -> str:
-    """The package name to import commands under. In an installed wheel this package is
-    ``ntk_adv_experiments``; while its modules still import each other as ``experiments.x``, ``experiments``
-    is made an alias of it for this process (set up when a command runs, never at import) and the commands are
-    imported under that one name, so no module is loaded twice."""
+def _checkout_cli():
+    """The checkout's ``experiments.cli`` when this module is the editable install's snapshot, else None.
+
+    ``uv sync`` installs the project editable: ``ntk_adv`` and ``experiments`` are imported from the checkout
+    (a ``.pth`` entry), but hatch's force-include also copies ``experiments/`` into site-packages as
+    ``ntk_adv_experiments`` - a copy taken at install time. The console script imports that name, so a copy
+    whose library lives elsewhere (not beside it, as in a wheel) hands over to the live application next to
+    the library it imports."""
     if PACKAGE == "experiments":
-        return PACKAGE
-    if "experiments" not in sys.modules:
-        sys.modules["experiments"] = importlib.import_module(PACKAGE)
-    return "experiments" if sys.modules["experiments"] is sys.modules[PACKAGE] else PACKAGE
+        return None
+    import ntk_adv
+
+    home = Path(ntk_adv.__file__).resolve().parents[1]
+    if home == ROOT.parent or not (home / "experiments" / "cli.py").is_file():
+        return None  # a wheel: the library and the application were installed side by side
+    spec = importlib.util.find_spec("experiments")
+    if spec is None or not spec.origin or Path(spec.origin).resolve().parent != home / "experiments":
+        return None
+    return importlib.import_module("experiments.cli")
 
 
 def build_parser(selected: str | None = None):
@@ -113,9 +124,12 @@ def build_parser(selected: str | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    name = _alias_package()
-    registry = {c: name + m[len(PACKAGE) :] for c, m in commands().items()}
-    return _cli.main(argv, registry, GLOSSARY)
+    """The ``ntk-adv`` console script (``ntk_adv_experiments.cli:main``; ``experiments.cli`` in a
+    checkout)."""
+    live = _checkout_cli()
+    if live is not None:
+        return live.main(argv)
+    return _cli.main(argv, commands(), GLOSSARY)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import perturbation_learning
+from . import perturbation_learning
 
 COMMAND = "demo"
 

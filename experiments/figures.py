@@ -11,15 +11,17 @@ a resumable store); ``--panels`` picks a subset. Default ``OUT`` is the reposito
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from experiments import perturbation_learning as pl
-from experiments import targets
+from ntk_adv import engine
 from ntk_adv.data import DataSpec
 from ntk_adv.results import provenance, write_json
+
+from . import perturbation_learning as pl
+from . import targets
 
 COMMAND = "figures"
 DIGITS = DataSpec("digits", n_train=200, n_test=None)  # all 108 held-out digits
@@ -84,6 +86,8 @@ EXTRA_PANELS = ("targets",)  # panels that are whole experiments of their own
 class Config:
     panels: tuple[str, ...] = tuple(PANELS) + EXTRA_PANELS
     quick: bool = False  # 2 seeds, one width, at most 3 values per axis: a smoke test of the figure set
+    # how every panel's sweep runs (--backend, --workers, --store, --force, --accept-stale)
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         unknown = [p for p in self.panels if p not in PANELS and p not in EXTRA_PANELS]
@@ -94,11 +98,10 @@ class Config:
             )
 
 
-def panel_config(name: str, quick: bool) -> pl.Config:
-    cfg = PANELS[name]
+def panel_config(name: str, quick: bool, run: engine.Execution | None = None) -> pl.Config:
+    """The perturbation-learning config of panel ``name`` (shrunk when ``quick``), run as ``run`` says."""
+    cfg = PANELS[name] if run is None else replace(PANELS[name], run=run)
     if quick:
-        from dataclasses import replace
-
         cfg = replace(
             cfg,
             seeds=2,
@@ -119,11 +122,10 @@ def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool 
     done = {}
     for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
         if name == "targets":
-            summary = targets.main(
-                targets.QUICK_CONFIG if cfg.quick else targets.Config(), out / name, progress=False
-            )
+            tcfg = replace(targets.QUICK_CONFIG if cfg.quick else targets.Config(), run=cfg.run)
+            summary = targets.main(tcfg, out / name, progress=False)
         else:
-            summary = pl.main(panel_config(name, cfg.quick), out / name, progress=False)
+            summary = pl.main(panel_config(name, cfg.quick, cfg.run), out / name, progress=False)
         done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
     summary = {
         "experiment": COMMAND,

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntk_adv import engine, limits, pattern_gd, plots, validate, verdicts
+from ntk_adv import engine, limits, pattern_gd, plots, verdicts
 from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.metrics import fit_loglog_slope
 from ntk_adv.perturbation import batch, protocol
@@ -58,7 +58,7 @@ class Config:
     widths: tuple[int, ...] = (10, 100, 1000)
     infinite: bool = True
     seeds: int = 5
-    eps: tuple[float, ...] = (1.0,)
+    eps: tuple[float, ...] = (1.0,)  # attack radii: L2 norm (L-inf for fgsm, pgd_linf; the step for l0)
     lr_f: tuple[float, ...] = (0.1,)
     lr_g: tuple[float, ...] = (0.1,)
     steps_f: tuple[int, ...] = (100,)
@@ -67,14 +67,9 @@ class Config:
     d: tuple[int, ...] = ()  # input dimension(s) of synthetic data (overrides data.d)
     n_train: tuple[int, ...] = ()  # training-set size(s) (overrides data.n_train)
     solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
-    backend: str = "inprocess"
-    workers: int = 2
-    force: bool = False
-    accept_stale: bool = (
-        False  # keep stored cells computed by other code or on other data (rows marked 'stale')
-    )
-    store: str = ""  # result store directory; default DIR/store
     decision_map: bool = True
+    # how the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         if self.seeds < 1:
@@ -86,7 +81,6 @@ class Config:
         for name in ("eps", "lr_f", "lr_g", "steps_f", "steps_g", "gamma"):
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value")
-        validate.one_of("backend", self.backend, engine.BACKENDS)
         base = self.base()  # validates scenario, attack, targets, loss, preset, eps, gamma ranges
         if self.widths:  # an unknown solver, or 'pattern' where it cannot apply, is refused here, by name
             pattern_gd.choose(base.net(), base.train_config("f"), base.data.n_train, self.solver)
@@ -665,8 +659,7 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
     papers' limit classifiers hat_f, hat_g (without g's bias term), and of B + S, the centred limit g with its
     bias term (docs/theory.md, "The limit g, decomposed")."""
     base = cfg.base().with_(eps=max(cfg.eps))
-    x, y, z, y_test = data_arrays(cfg.data)
-    key = jax.random.PRNGKey(0)
+    x, y = data_arrays(cfg.data)[:2]
     origin, basis = protocol.class_mean_plane(np.asarray(x), np.asarray(y))
     proj = np.asarray(x) @ basis.T
     extent = 1.3 * float(np.max(np.abs(proj)))
@@ -674,17 +667,7 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
     settings = ([max(cfg.widths)] if cfg.widths else []) + ([None] if cfg.infinite else [])
     for width in settings:
         c = base.with_(width=width)
-        if width is None:
-            f = protocol.infinite_f(c, x, y)
-            adv = protocol.adversarial_set(c, f, x, y, key)
-            g = protocol.infinite_g(c, adv)
-        else:
-            apply_fn = protocol.model_apply(c)
-            pf = protocol.train_f(c, x, y, key)
-            f = lambda q, pf=pf, apply_fn=apply_fn: apply_fn(pf, q)  # noqa: E731
-            adv = protocol.adversarial_set(c, f, x, y, key)
-            pg = protocol.train_g(c, adv, key)
-            g = lambda q, pg=pg, apply_fn=apply_fn: apply_fn(pg, q)  # noqa: E731
+        f, g, adv, _, _ = batch.cell_predictors((c, 0), solver=cfg.solver)
         hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=c.gamma, bias=c.bias, base=adv.base)
         g_lim = protocol.infinite_g(c, adv)
         b_plus_s = lambda q, g_lim=g_lim, c=c: sum(protocol.g_parts(c, g_lim, q))  # noqa: E731
@@ -718,16 +701,14 @@ def main(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()
-    store = ResultStore(cfg.store or out / "store")
+    options = cfg.run.sweep_options(out)
+    store = ResultStore(options.pop("store"))
     records = batch.run_sweep(
         grid,
         store,
         run_batch=partial(batch.run_protocol_batch, solver=cfg.solver),
-        backend=cfg.backend,
-        workers=cfg.workers,
-        force=cfg.force,
         progress=progress,
-        reuse="accept" if cfg.accept_stale else "verify",
+        **options,
     )
     rows = store.rows(records)
     write_csv(rows, out / "results.csv")

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
-from experiments import perturbation_learning as pl
-from ntk_adv import plots, verdicts
+from ntk_adv import engine, plots, verdicts
 from ntk_adv.data import DataSpec, data_arrays
 from ntk_adv.results import provenance, read_csv, write_csv, write_json
+
+from . import perturbation_learning as pl
 
 COMMAND = "reproduce"
 
@@ -328,10 +329,9 @@ class Config:
     width: int | None = None  # m of the non-width panels
     steps: int | None = None  # T_f = T_g where not swept
     # how the sweep runs (as in perturbation-learning)
-    solver: str = "auto"
-    backend: str = "inprocess"
-    workers: int = 2
-    force: bool = False
+    solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
+    # where the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         if self.seeds < 1:
@@ -411,9 +411,7 @@ class Config:
             steps_g=(s["steps_g"],),
             gamma=(s["gamma"],),
             solver=self.solver,
-            backend=self.backend,
-            workers=self.workers,
-            force=self.force,
+            run=self.run,
             decision_map=False,
         )
         if axis == "d":

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import perturbation_learning as pl
-from ntk_adv import plots, verdicts
+from ntk_adv import engine, plots, verdicts
 from ntk_adv.data import DataSpec
 from ntk_adv.results import provenance, read_csv, select, write_json
+
+from . import perturbation_learning as pl
 
 COMMAND = "targets"
 KINDS = ("random", "balanced")
@@ -48,8 +49,8 @@ class Config:
     eps_small: float = 0.004  # L2 radius of the N sweep
     lr: float = 1.0  # lr_f = lr_g, theory preset (plain GD)
     steps: int = 1000  # T_f = T_g
-    backend: str = "inprocess"
-    force: bool = False
+    # how the perturbation-learning sweeps run (--backend, --workers, --store, --force, --accept-stale)
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         if self.seeds < 2:
@@ -76,8 +77,7 @@ class Config:
             lr_g=(self.lr,),
             steps_f=(self.steps,),
             steps_g=(self.steps,),
-            backend=self.backend,
-            force=self.force,
+            run=self.run,
             decision_map=False,
         )
         return {

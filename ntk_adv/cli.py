@@ -557,26 +557,6 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
     return 0
 
 
-# A checkout first (an editable install puts it on sys.path; hatch also copies experiments/ into the editable
-# install as ntk_adv_experiments, a snapshot that must not shadow the live folder), then an installed wheel.
-APPLICATIONS = ("experiments.cli", "ntk_adv_experiments.cli")
-
-
-def launch() -> int:
-    """The ``ntk-adv`` console script: runs the application's ``main`` - the experiments folder, installed as
-    ``ntk_adv_experiments`` by a wheel or importable as ``experiments`` from a checkout (editable install).
-    The application is imported here, when the script runs, never when this module is imported."""
-    for name in APPLICATIONS:
-        try:
-            app = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name is not None and name.startswith(err.name):
-                continue
-            raise
-        return app.main()
-    sys.exit("ntk-adv: the experiments are not installed (expected one of " + ", ".join(APPLICATIONS) + ")")
-
-
 __all__ = [
     "add_config_arguments",
     "add_options",
@@ -584,7 +564,6 @@ __all__ = [
     "command_specs",
     "config_from_args",
     "field_docs",
-    "launch",
     "main",
     "module_summary",
     "option_specs",

@@ -115,6 +115,7 @@ def test_help_lines_come_from_the_config(capsys):
     assert "L2 norm" in out and "one of gauss, shifted_gauss, digits, mnist, fmnist, cifar10" in out
     assert "(default: ; spaces" not in out and "--ray-address HOST:PORT" in out
     assert "--data.name NAME, --dataset NAME" in out
+    assert "--run.backend BACKEND, --backend BACKEND" in out and "--run.store STORE, --store STORE" in out
 
 
 def test_choices_are_enforced_by_name(capsys):
@@ -212,3 +213,47 @@ def test_default_out_follows_the_command():
     args = cli.build_parser("figures").parse_args(["figures"])
     assert str(args.out) == "figures"
     assert str(cli.build_parser("demo").parse_args(["demo"]).out) == "runs/demo"
+
+
+def test_console_script_is_the_applications_main():
+    """[project.scripts] points at the application (experiments -> ntk_adv_experiments in a wheel); the
+    library's CLI imports no application."""
+    from pathlib import Path
+
+    from ntk_adv import cli as lib_cli
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = (root / "pyproject.toml").read_text().split("[project.scripts]\n", 1)[1].split("\n\n", 1)[0]
+    assert scripts.strip() == 'ntk-adv = "ntk_adv_experiments.cli:main"'
+    assert not hasattr(lib_cli, "launch") and "experiments" not in lib_cli.__all__
+    assert "experiments" not in (root / "ntk_adv" / "cli.py").read_text().split('"""', 2)[2]
+
+
+def test_editable_install_copy_hands_over_to_the_checkout(tmp_path):
+    """An editable install (uv sync) carries a copy of experiments/ as ntk_adv_experiments taken at install
+    time; the console script imports that copy, which runs the checkout's experiments.cli instead (the
+    application beside the library it imports). A wheel's copy, installed beside its ntk_adv, runs itself
+    (tests/test_packaging.py)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "ntk_adv_experiments"
+    copy.mkdir()
+    for name in ("__init__.py", "cli.py"):
+        shutil.copy(root / "experiments" / name, copy / name)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])\n"
+        "import ntk_adv_experiments.cli as c\n"
+        "live = c._checkout_cli()\n"
+        "print(c.__file__, live.__file__, live.PACKAGE)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path), str(root)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    mine, live, package = done.stdout.split()
+    assert Path(mine) == copy / "cli.py" and Path(live) == root / "experiments" / "cli.py"
+    assert package == "experiments"

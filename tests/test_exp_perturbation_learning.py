@@ -1,12 +1,14 @@
 """perturbation-learning and demo mains run on tiny configs, write their outputs, and resume from the
 store."""
 
+import dataclasses
 import json
 import math
 
 import pytest
 
 from experiments import cli, demo, perturbation_learning
+from ntk_adv import engine
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
@@ -77,6 +79,90 @@ def test_rerun_resumes_from_store(tiny_run, monkeypatch):
         cfg.__class__(**{**cfg.__dict__, "decision_map": False}), out, progress=False
     )
     assert again["agreement_by_width"] == summary["agreement_by_width"]
+
+
+def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeypatch):
+    """Resume per cell: delete one stored record; a re-run recomputes that cell alone and gives the same
+    rows and summary. The store is where --store says (here not under the output directory)."""
+    import shutil
+
+    from ntk_adv.perturbation import batch
+
+    cfg, out, summary = tiny_run
+    store = tmp_path / "elsewhere"
+    cfg = dataclasses.replace(cfg, decision_map=False, run=engine.Execution(store=str(store)))
+    shutil.copytree(out / "store", store)
+    first = sorted((store / "records").glob("*.json"))
+    assert len(first) == len(cfg.grid().cells())
+    first[0].unlink()
+    ran = []
+    original = batch.run_sweep
+
+    def counting(*a, **k):
+        run_batch = k["run_batch"]
+        return original(*a, **{**k, "run_batch": lambda chunk: (ran.extend(chunk), run_batch(chunk))[1]})
+
+    monkeypatch.setattr(batch, "run_sweep", counting)
+    again = perturbation_learning.main(cfg, tmp_path, progress=False)
+    assert len(ran) == 1 and len(list((store / "records").glob("*.json"))) == len(first)
+    assert not (tmp_path / "store").exists()
+    assert again["claims"] == summary["claims"]
+    assert again["agreement_by_width"] == summary["agreement_by_width"]
+    key = lambda r: (r["cell_id"], r["metric"])  # noqa: E731
+    rows, before = (sorted(read_csv(d / "results.csv"), key=key) for d in (tmp_path, out))
+    assert rows == before
+
+
+def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):
+    """batch.cell_predictors (what the decision maps draw) trains the cell the sweep stored: its agreement
+    on the held-out points equals the stored one (at most one point apart: float32 reduction order)."""
+    import numpy as np
+
+    from ntk_adv.data import data_arrays
+    from ntk_adv.metrics import agreement
+    from ntk_adv.perturbation import batch
+
+    cfg, out, _ = tiny_run
+    rows = read_csv(out / "results.csv")
+    z = data_arrays(cfg.data)[2]
+    for width in (64, None):
+        cell = cfg.base().with_(width=width, eps=4.0)
+        f, g, *_ = batch.cell_predictors((cell, 0), solver=cfg.solver)
+        (stored,) = [
+            r["value"]
+            for r in rows
+            if r["metric"] == "agreement"
+            and r["seed"] == 0
+            and r["eps"] == 4.0
+            and r["width"] == (math.inf if width is None else width)
+        ]
+        assert abs(float(agreement(f(z), g(z))) - stored) <= 1 / z.shape[0] + 1e-6
+        assert np.isfinite(stored)
+
+
+def test_execution_is_the_run_sub_config():
+    """--backend/--workers/--store/--force/--accept-stale are the ``run`` sub-config (engine.Execution), with
+    bare aliases."""
+    parser = cli.build_parser("perturbation-learning")
+    flags = ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--accept-stale"]
+    args = parser.parse_args(["perturbation-learning", *flags])
+    cfg = cli.config_from_args(args, perturbation_learning.Config)
+    assert cfg.run == engine.Execution("processes", 3, "S", True, True)
+    args = parser.parse_args(["perturbation-learning", "--run.backend", "ray", "--run.workers", "4"])
+    assert cli.config_from_args(args, perturbation_learning.Config).run == engine.Execution("ray", 4)
+
+
+@pytest.mark.slow
+def test_processes_backend_gives_the_inprocess_rows(tiny_run, tmp_path):
+    cfg, out, _ = tiny_run
+    cfg = dataclasses.replace(cfg, decision_map=False, run=engine.Execution("processes", workers=2))
+    perturbation_learning.main(cfg, tmp_path, progress=False)
+    key = lambda r: (r["cell_id"], r["metric"])  # noqa: E731
+    ours = sorted(read_csv(tmp_path / "results.csv"), key=key)
+    ref = sorted(read_csv(out / "results.csv"), key=key)
+    assert [key(r) for r in ours] == [key(r) for r in ref]
+    for a, b in zip(ours, ref):
+        assert a["value"] == pytest.approx(b["value"], abs=1e-5, nan_ok=True), key(a)
 
 
 def test_lr_grid_reports_best_and_which(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import cli, reproduce
+from ntk_adv import engine
 from ntk_adv.results import read_csv
 
 POINT_KEYS = {
@@ -83,6 +84,17 @@ def test_published_settings_of_shifted_gauss_a_eps():
     assert all(c.preset == "paper" and c.widths == (100,) and c.steps_g == (1000,) for _, c in subs)
     mnist = reproduce.panel_settings("mnist_b_eps")
     assert mnist["lr_f"] == [0.01, 0.001] and mnist["steps_f"] == 100 and mnist["values"][-1] == 0.14
+
+
+def test_execution_options_reach_every_sweep():
+    """reproduce takes perturbation-learning's --backend/--workers/--store/--force/--accept-stale (its ``run``
+    sub-config) and hands them to every sweep of the panel (one per d on a d panel)."""
+    argv = ["reproduce", "--panel", "shifted_gauss_a_d", "--values", "10", "40"]
+    argv += ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--accept-stale"]
+    cfg = cli.config_from_args(cli.build_parser("reproduce").parse_args(argv), reproduce.Config)
+    assert cfg.run == engine.Execution("processes", 3, "S", True, True)
+    subs = cfg.sweep_configs()
+    assert len(subs) == 2 and all(c.run == cfg.run for _, c in subs)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from experiments import targets
+from experiments import cli, targets
+from ntk_adv import engine
 from ntk_adv.data import DataSpec
 
 TINY = targets.Config(
@@ -36,6 +37,16 @@ def test_bad_options_are_named():
         targets.Config(seeds=1)
     with pytest.raises(ValueError, match="--n-train and --eps each need at least 2 values"):
         targets.Config(n_train=(100,))
+
+
+def test_execution_options_reach_every_sweep():
+    """targets takes perturbation-learning's --backend/--workers/--store/--force/--accept-stale (its ``run``
+    sub-config) and hands them to each of its four sweeps; --eps is the eps sweep's grid."""
+    argv = ["targets", "--backend", "processes", "--workers", "3", "--store", "S", "--force"]
+    argv += ["--eps", "0.1,1"]
+    cfg = cli.config_from_args(cli.build_parser("targets").parse_args(argv), targets.Config)
+    assert cfg.run == engine.Execution("processes", 3, "S", force=True) and cfg.eps == (0.1, 1.0)
+    assert all(c.run == cfg.run for kind in targets.KINDS for c in cfg.sweeps(kind).values())
 
 
 @pytest.mark.slow

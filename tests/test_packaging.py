@@ -35,7 +35,37 @@ def test_wheel_layout_and_script(wheel):
     assert {n.split("/")[0] for n in names if "dist-info" not in n} == {"ntk_adv", "ntk_adv_experiments"}
     assert "ntk_adv_experiments/cli.py" in names and "ntk_adv_experiments/perturbation_learning.py" in names
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "ntk-adv = ntk_adv.cli:launch" in wheel.read(meta).decode()
+    assert "ntk-adv = ntk_adv_experiments.cli:main" in wheel.read(meta).decode()  # the application's script
+
+
+def test_installed_wheel_runs_a_command_without_a_top_level_experiments(wheel, tmp_path):
+    """The unpacked wheel (first on sys.path, so its ntk_adv and ntk_adv_experiments win over the checkout's
+    editable install) runs a tiny sweep through the console script's function; the experiment modules
+    import each other relatively, so nothing named 'experiments' is ever imported."""
+    import json
+    import os
+    import sys
+
+    site = tmp_path / "site"
+    wheel.extractall(site)
+    probe = (
+        "import sys\n"
+        "from ntk_adv_experiments.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "import ntk_adv, ntk_adv_experiments.perturbation_learning as pl\n"
+        "print('MODULES', ntk_adv.__file__, pl.__file__, 'experiments' in sys.modules, code)"
+    )
+    argv = ["perturbation-learning", "--dataset", "shifted_gauss", "--n-train", "20", "--n-test", "20"]
+    argv += ["--data.d", "4", "--widths", "4", "--no-infinite", "--seeds", "1"]
+    argv += ["--steps-f", "2", "--steps-g", "2", "--no-decision-map", "--quiet", "--out", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-c", probe, *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("MODULES"))
+    _, lib, app, top_level, code = line.split()
+    assert lib.startswith(str(site)) and app.startswith(str(site)) and (top_level, code) == ("False", "0")
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["config"]["widths"] == [4]
 
 
 def test_core_requirements_are_lean(wheel):

@@ -38,7 +38,9 @@ __all__ = [
     "VMAP_DISTINCT_WIDTH",
     "VMAP_SHARED_WIDTH",
     "VMAPPED_FIELDS",
+    "cell_key",
     "cell_order",
+    "cell_predictors",
     "data_arrays",
     "describe",
     "protocol_batch_key",
@@ -72,6 +74,21 @@ def cell_order(cell: tuple[ProtocolConfig, int]) -> tuple:
 def describe(cfg: ProtocolConfig) -> str:
     """A group's label in the sweep log: its width (``inf`` for the limit)."""
     return f"width={INF_WIDTH if cfg.width is None else cfg.width}"
+
+
+def cell_key(seed) -> jax.Array:
+    """The root key of a cell of seed ``seed`` (f's and g's initializations, targets and noise are its named
+    streams, :func:`protocol.stream`); vmappable over seeds."""
+    return jax.random.PRNGKey(seed)
+
+
+def cell_predictors(cell: tuple[ProtocolConfig, int], solver: str = "auto") -> protocol.Trained:
+    """The trained f and g of one cell (config, seed) as :func:`run_protocol_batch` trains them (same data,
+    same key, same stages; the batch runs them vmapped, so numbers agree up to float32 reduction order): for
+    figures that need the functions themselves, e.g. decision maps. ``width=None``: the centred limits."""
+    cfg, seed = cell
+    x, y, _, _ = data_arrays(cfg.data)
+    return protocol.train_pair(cfg, x, y, cell_key(int(seed)), solver=solver)
 
 
 def run_sweep(cells, store, **kw) -> list[dict]:
@@ -169,7 +186,7 @@ def run_protocol_batch(
     eps = jnp.asarray([c.eps for c, _ in cells], dtype)
     lr_f = jnp.asarray([c.lr_f for c, _ in cells], dtype)
     lr_g = jnp.asarray([c.lr_g for c, _ in cells], dtype)
-    cell_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    cell_keys = jax.vmap(cell_key)(jnp.asarray(seeds))
 
     static = protocol_batch_key(base)  # not the first cell: its eps / lr values would key (recompile) the jit
     if base.width is None:
@@ -178,8 +195,8 @@ def run_protocol_batch(
         f_items, f_idx = _unique_index([(int(s), float(c.lr_f)) for c, s in cells])
         a_items, a_idx = _unique_index([(int(s), float(c.lr_f), float(c.eps)) for c, s in cells])
         a_to_f = np.asarray([f_items.index((s, lf)) for s, lf, _ in a_items], np.int32)
-        f_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _ in f_items]))
-        a_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([s for s, _, _ in a_items]))
+        f_keys = jax.vmap(cell_key)(jnp.asarray([s for s, _ in f_items]))
+        a_keys = jax.vmap(cell_key)(jnp.asarray([s for s, _, _ in a_items]))
         lim_lrs, lim_idx = _unique_index([float(c.lr_f) for c, _ in cells])  # f_inf depends on lr_f only
         if batching == "auto":
             solver_f = pattern_gd.choose(base.net(), base.train_config("f"), x.shape[0], solver)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -280,6 +280,44 @@ def infinite_g(cfg: ProtocolConfig, adv: AdvSet, lr_g=None) -> limits.KernelPred
     return limits.make_predictor(cfg.kernel(), adv.x_adv, adv.y_adv, loss=cfg.loss, lr=lr, steps=cfg.steps_g)
 
 
+class Trained(NamedTuple):
+    """The trained pair of one cell: predictors ``f(q)``, ``g(q)`` ((M, d) -> (M,)), the adversarial set g was
+    trained on, and the finite nets' parameters (None at infinite width, where f and g are the centred
+    limits, :class:`ntk_adv.limits.KernelPredictor`)."""
+
+    f: Callable
+    g: Callable
+    adv: AdvSet
+    f_params: Any = None
+    g_params: Any = None
+
+
+def train_pair(
+    cfg: ProtocolConfig,
+    x,
+    y,
+    key,
+    eps=None,
+    lr_f=None,
+    lr_g=None,
+    solver: str = "auto",
+    infinite: bool | None = None,
+) -> Trained:
+    """f trained on (x, y), its adversarial set and g trained on it, for one seed key (the stages of
+    :func:`finite_cell` / :func:`infinite_cell`; traceable). ``infinite`` (default: ``cfg.width is None``)
+    trains the centred infinite-width limits instead of finite nets; ``eps``, ``lr_f``, ``lr_g`` default to
+    the config's."""
+    if cfg.width is None if infinite is None else infinite:
+        f_lim = infinite_f(cfg, x, y, lr_f)
+        adv = adversarial_set(cfg, f_lim, x, y, key, eps)
+        return Trained(f_lim, infinite_g(cfg, adv, lr_g), adv)
+    apply_fn = model_apply(cfg)
+    pf = train_f(cfg, x, y, key, lr_f, solver)
+    adv = adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, key, eps)
+    pg = train_g(cfg, adv, key, lr_g, solver)
+    return Trained(lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, pf, pg)
+
+
 def evaluate(
     cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
 ) -> dict[str, jax.Array]:
@@ -319,12 +357,11 @@ def finite_cell(
     Besides :func:`evaluate`'s metrics: ``f_gap``/``g_gap``, the relative distance of the trained finite f/g
     on z to the infinite-width predictor started from the same initial function, and ``agreement_f_inf`` /
     ``agreement_g_inf``, the sign agreement of finite f/g with the centred infinite-width f_inf/g_inf."""
-    apply_fn = model_apply(cfg)
-    pf = train_f(cfg, x, y, key, lr_f, solver)
-    adv = adversarial_set(cfg, lambda q: apply_fn(pf, q), x, y, key, eps)
-    pg = train_g(cfg, adv, key, lr_g, solver)
-    out = evaluate(cfg, lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, x, y, z, y_test)
-    out.update(finite_to_infinite(cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g))
+    t = train_pair(cfg, x, y, key, eps, lr_f, lr_g, solver, infinite=False)
+    out = evaluate(cfg, t.f, t.g, t.adv, x, y, z, y_test)
+    out.update(
+        finite_to_infinite(cfg, model_apply(cfg), t.f_params, t.g_params, t.adv, x, y, z, key, lr_f, lr_g)
+    )
     return out
 
 
@@ -468,12 +505,10 @@ def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") 
 
 def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None, lr_g=None) -> dict:
     """The whole protocol in the infinite-width limit (f_inf, perturbations of f_inf, g_inf) for one key."""
-    f_lim = infinite_f(cfg, x, y, lr_f)
-    adv = adversarial_set(cfg, f_lim, x, y, key, eps)
-    g_lim = infinite_g(cfg, adv, lr_g)
-    out = evaluate(cfg, f_lim, g_lim, adv, x, y, z, y_test)
-    b_part, s_part = g_parts(cfg, g_lim, z)
-    out.update(decomposition(cfg, f_lim(z), b_part, s_part, adv.y_adv, z))
+    t = train_pair(cfg, x, y, key, eps, lr_f, lr_g, infinite=True)
+    out = evaluate(cfg, t.f, t.g, t.adv, x, y, z, y_test)
+    b_part, s_part = g_parts(cfg, t.g, z)
+    out.update(decomposition(cfg, t.f(z), b_part, s_part, t.adv.y_adv, z))
     return out
 
 

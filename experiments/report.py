@@ -29,7 +29,7 @@ SKIP = (
 
 
 def reportable() -> dict[str, str]:
-    from experiments.cli import commands
+    from .cli import commands
 
     return {c: m for c, m in commands().items() if c not in SKIP}
 

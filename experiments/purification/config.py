@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ntk_adv import kernels
+from ntk_adv import engine, kernels
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
@@ -103,6 +103,7 @@ class Config:
     gap_margin: float = (
         0.1  # "well below": low-complexity models' robust accuracy below the rich net's by this
     )
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         ints = {

@@ -114,14 +114,19 @@ def cell_config(cfg: Config) -> Config:
 
 
 def seed_rows(cfg: Config, seeds) -> list[dict]:
-    """The rows of the cells ``seeds`` (one jitted vmap over them, :func:`run`), every row naming its
-    ``seed``: ``table`` "results" (model, step: None, metric, value; the adversarial-training trajectory as
-    model ``adversarial_trajectory`` with the step) and ``table`` "neurons" (model, neuron, purity,
-    dense_mass, importance)."""
-    metrics, traj, neurons, _ = run(cfg, seeds, progress=False)
+    """The rows of the cells ``seeds``, every row naming its ``seed``: ``table`` "results" (model, step: None,
+    metric, value; the adversarial-training trajectory as model ``adversarial_trajectory`` with the step)
+    and ``table`` "neurons" (model, neuron, purity, dense_mass, importance).
+
+    The stages always run all ``cfg.seeds`` in one vmap (:func:`run`) and the rows of ``seeds`` are kept: a
+    seed's numbers depend in the last bits on the vmap's batch size (XLA picks other kernels), which
+    adversarial training amplifies to different robust accuracies, so a seed recomputed alone after a kill
+    would not reproduce the run it completes. A fresh run asks for all seeds at once, so nothing is wasted
+    there."""
+    metrics, traj, neurons, _ = run(cfg, progress=False)
     chunk = cfg.adv_steps // cfg.checkpoints
     rows = []
-    for j, s in enumerate(int(s) for s in seeds):
+    for s in (int(s) for s in seeds):
         rows += [
             {
                 "table": "results",
@@ -129,7 +134,7 @@ def seed_rows(cfg: Config, seeds) -> list[dict]:
                 "seed": s,
                 "step": None,
                 "metric": metric,
-                "value": float(v[j]),
+                "value": float(v[s]),
             }
             for model, res in metrics.items()
             for metric, v in res.items()
@@ -144,7 +149,7 @@ def seed_rows(cfg: Config, seeds) -> list[dict]:
                 "value": float(v),
             }
             for metric, vals in traj.items()
-            for i, v in enumerate(vals[j])
+            for i, v in enumerate(vals[s])
         ]
         rows += [
             {
@@ -152,7 +157,7 @@ def seed_rows(cfg: Config, seeds) -> list[dict]:
                 "model": model,
                 "seed": s,
                 "neuron": i,
-                **{k: float(st[k][j, i]) for k in NEURON_STATS},
+                **{k: float(st[k][s, i]) for k in NEURON_STATS},
             }
             for model, st in neurons.items()
             for i in range(st["purity"].shape[1])

@@ -19,6 +19,7 @@ purification.png/pdf.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -60,6 +61,13 @@ def _np(tree):
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
+@functools.lru_cache(maxsize=16)
+def _vmapped(stage, cfg: Config):
+    """``stage`` jitted and vmapped over seeds, one per (stage, cell config): a resumed run in the same
+    process reuses the compiled executables."""
+    return jax.jit(jax.vmap(lambda *a: stage(cfg, *a)))
+
+
 def run(cfg: Config, seeds=None, progress: bool = True) -> tuple[dict, dict, dict, dict]:
     """All stages for ``seeds`` (default: all), each a single jitted vmap over them; seed s keeps the key
     ``split(PRNGKey(cfg.seed), cfg.seeds)[s]`` and its own problem. Returns (metrics[model][metric] ->
@@ -81,7 +89,7 @@ def run(cfg: Config, seeds=None, progress: bool = True) -> tuple[dict, dict, dic
         return out
 
     prob = make_problems(cfg, seeds)
-    vm = lambda f: jax.jit(jax.vmap(lambda *a: f(cfg, *a)))
+    vm = lambda f: _vmapped(f, cell_config(cfg))
     p0, p_clean, p_adv = timed("train (clean + adversarial)", vm(stage_train), keys, prob)
     traj, stats = timed("evaluate", vm(stage_evaluate), prob, p0, p_clean, p_adv)
     lazy = timed("lazy nets", vm(stage_lazy), keys, prob)

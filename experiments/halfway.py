@@ -108,7 +108,9 @@ class Config:
     grid: int = 64
     bisection: int = 20
     attack: str = "fgm"
-    eps_rel: float = 0.3
+    eps_rel: float = (
+        0.3  # attack radius / median test-pair L2 distance (fgm: L2 radius; fgsm: L-inf, / sqrt(d))
+    )
     permutations: int = 2000
     halfway_tolerance: float = 0.05  # |mean flip point t - 0.5| allowed by the "halfway" claim
     seed: int = 0

@@ -81,10 +81,18 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
 }
 
 
+TRAINED = []  # widths trained by the quick run
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("halfway")
-    return out, halfway.main(halfway.QUICK_CONFIG, out, progress=False)
+    train_width = halfway.train_width
+    halfway.train_width = lambda cfg, w, *a: TRAINED.append(w) or train_width(cfg, w, *a)
+    try:
+        return out, halfway.main(halfway.QUICK_CONFIG, out, progress=False)
+    finally:
+        halfway.train_width = train_width
 
 
 def test_halfway_quick_verdicts(quick):
@@ -121,6 +129,7 @@ def test_halfway_resumes_per_cell(quick, monkeypatch):
     cells read from the store - and concludes the same; the cells are the reference, one per width and the
     transfer unit."""
     out, summary = quick
+    assert TRAINED == list(halfway.QUICK_CONFIG.widths)  # once each: the transfer unit reuses them in-process
     records = _records(out / "store")
     parts = sorted((r["config"]["part"], r["config"]["width"]) for r in records.values())
     assert parts == sorted(

@@ -5,6 +5,9 @@ readout) against the closed-form NTK, at initialization and after training; and 
 the trained finite net's outputs on held-out points and the infinite-width predictor that starts from the same
 initial function (``limits.make_predictor(..., f0=f_m,0)``). Theory: both decay like m^(-1/2).
 
+Cells: one per width with all its seeds (:class:`WidthCell`, run by :func:`ntk_adv.engine.run_rows`, kept
+in the result store ``out``/store, so a killed run resumes per width on any backend).
+
 Outputs in ``out``: results.csv (long format: width, seed, metric, value), summary.json (fitted log-log slopes
 with 95% intervals: ``ntk_rel_error_slope``, ``ntk_rel_error_trained_slope``, ``function_gap_slope``), and
 figure convergence.png / .pdf.

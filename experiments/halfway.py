@@ -40,6 +40,12 @@ precondition of the transfer claims).
 Transfer rate A -> B: among test points that B classifies correctly and on which the perturbation crafted on A
 succeeds against A, the fraction that B also classifies as the target.
 
+Cells (:func:`units`, run by :func:`ntk_adv.engine.run_rows` and kept in the result store ``out``/store, so
+a killed run resumes per cell on any backend): the kernel predictor and 1-NN (``reference``), the nets of one
+width with all their seeds (``width``: seeds are compared in pairs, so they form one unit), and the transfer
+between every pair of models (``transfer``: it needs the nets of all widths together; in the process that
+trained them it reuses them, elsewhere it retrains them, with the same numbers).
+
 Outputs in ``out``: results.csv (long format: width, seed, metric, value; net-net rows use ``seed`` = index of
 a disjoint seed pair), pairs.csv (one row per model pair: flip distance, transfer both ways), summary.json
 (``claims``: one verdict dict per claim), halfway.png / .pdf.
@@ -108,9 +114,7 @@ class Config:
     grid: int = 64
     bisection: int = 20
     attack: str = "fgm"
-    eps_rel: float = (
-        0.3  # attack radius / median test-pair L2 distance (fgm: L2 radius; fgsm: L-inf, / sqrt(d))
-    )
+    eps_rel: float = 0.3  # radius / median test-pair L2 distance (fgm: L2; fgsm: L-inf, also / sqrt(d))
     permutations: int = 2000
     halfway_tolerance: float = 0.05  # |mean flip point t - 0.5| allowed by the "halfway" claim
     seed: int = 0

@@ -12,6 +12,9 @@ Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``n
 :mod:`.problem` (data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every
 model, the library's loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
 
+Cells: one per seed (:func:`seed_rows`, run by :func:`ntk_adv.engine.run_rows`, kept in the result store
+``out``/store, so a killed run resumes per seed on any backend).
+
 Outputs in ``out``: results.csv (model, seed, metric, value; trajectory rows with ``step``), neurons.csv
 (per-neuron purity and importance), summary.json (``claims``: one :class:`ntk_adv.verdicts.Claim` dict each),
 purification.png/pdf.

@@ -82,9 +82,7 @@ class Config:
     seed: int = 0
     # adversarial training from the clean weights
     adv_attack: str = "fgm"
-    adv_eps: float = (
-        0.25  # adversarial-training radius in adv_attack's norm (fgm, pgd_l2: L2; pgd_linf: L-inf)
-    )
+    adv_eps: float = 0.25  # training attack's radius in its norm (fgm, pgd_l2: L2; pgd_linf: L-inf)
     adv_attack_steps: int = 3
     adv_lr: float = 0.5
     adv_steps: int = 2000

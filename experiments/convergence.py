@@ -5,6 +5,9 @@ readout) against the closed-form NTK, at initialization and after training; and 
 the trained finite net's outputs on held-out points and the infinite-width predictor that starts from the same
 initial function (``limits.make_predictor(..., f0=f_m,0)``). Theory: both decay like m^(-1/2).
 
+Cells: one per width with all its seeds (:class:`WidthCell`, run by :func:`ntk_adv.engine.run_rows`, kept
+in the result store ``out``/store, so a killed run resumes per width on any backend).
+
 Outputs in ``out``: results.csv (long format: width, seed, metric, value), summary.json (fitted log-log slopes
 with 95% intervals: ``ntk_rel_error_slope``, ``ntk_rel_error_trained_slope``, ``function_gap_slope``), and
 figure convergence.png / .pdf.
@@ -12,15 +15,14 @@ figure convergence.png / .pdf.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from ntk_adv import kernels, limits, models, plots, verdicts
+from ntk_adv import engine, kernels, limits, models, plots, verdicts
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import relative_frobenius_error, two_layer_empirical_ntk
 from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
@@ -44,6 +46,7 @@ class Config:
     steps: int = 100
     n_kernel: int = 100  # training points on which the NTK error is measured
     seed: int = 0
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         if not self.widths or min(self.widths) < 1:
@@ -76,7 +79,9 @@ QUICK_CONFIG = Config(
 )
 
 
-def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> dict[str, np.ndarray]:
+def run_width(
+    cfg: Config | WidthCell, width: int, x, y, z, k_kernel, k_train, k_test
+) -> dict[str, np.ndarray]:
     """All seeds of one width at once (vmap); returns metric -> (seeds,) array."""
     net = models.TwoLayerConfig(width, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
     apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
@@ -106,26 +111,67 @@ def run_width(cfg: Config, width: int, x, y, z, k_kernel, k_train, k_test) -> di
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class WidthCell:
+    """One cell of the experiment: the ``seeds`` nets of width ``width``, trained together in one jitted vmap
+    (keys ``split(fold_in(PRNGKey(seed), width), seeds)``). Holds what :func:`run_width` reads - the
+    experiment's settings without the other widths and the execution."""
+
+    width: int
+    data: DataSpec
+    seeds: int
+    gamma: float
+    bias: bool
+    parametrization: str
+    loss: str
+    lr: float
+    steps: int
+    n_kernel: int
+    seed: int
+
+
+def cells(cfg: Config) -> list[tuple[WidthCell, int]]:
+    """The engine's cells of ``cfg``: one per width (in ``cfg.widths`` order), its seeds a coupled unit."""
+    shared = {f.name: getattr(cfg, f.name) for f in fields(WidthCell) if f.name != "width"}
+    return [(WidthCell(width=int(w), **shared), 0) for w in cfg.widths]
+
+
+def width_rows(cell: WidthCell, seeds=None) -> list[dict]:
+    """Long-format rows (width, seed, metric, value) of one width cell, every seed (``seeds``: the engine's
+    cell label, unused). The kernels (training points x training points, test x training) are the
+    closed-form NTK of the cell's net."""
+    ds = load_spec(cell.data)
+    x, y, z = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.x_test)
+    kernel = kernels.two_layer_kernel(gamma=cell.gamma, bias=cell.bias, parametrization=cell.parametrization)
+    k_train = kernels.kernel_matrix(kernel, x)
+    k_kernel = k_train[: cell.n_kernel, : cell.n_kernel]
+    k_test = kernels.kernel_matrix(kernel, z, x)
+    res = run_width(cell, cell.width, x, y, z, k_kernel, k_train, k_test)
+    return [
+        {"width": cell.width, "seed": s, "metric": metric, "value": float(v)}
+        for metric in METRICS
+        for s, v in enumerate(res[metric])
+    ]
+
+
 def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progress: bool = True) -> dict:
-    """Run the experiment, write results.csv, summary.json and the figure into ``out``; return the summary."""
+    """Run the width cells through the sweep engine (stored per cell in the result store, so a killed run
+    resumes per width; any backend), write results.csv, summary.json and the figure into ``out``; return the
+    summary."""
     out = Path(out)
     ds = load_spec(cfg.data)
-    x, y, z = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.x_test)
+    x = jnp.asarray(ds.x_train)
     if cfg.n_kernel > x.shape[0]:  # --n-train unset: all points of the data set, known only now
         raise ValueError(f"--n-kernel {cfg.n_kernel} exceeds the {x.shape[0]} training points of {ds.name}")
-    kernel = kernels.two_layer_kernel(gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
-    k_train = kernels.kernel_matrix(kernel, x)
-    k_kernel = k_train[: cfg.n_kernel, : cfg.n_kernel]
-    k_test = kernels.kernel_matrix(kernel, z, x)
-
-    rows = []
-    for width in tqdm(cfg.widths, desc="convergence: widths", disable=None if progress else True):
-        res = run_width(cfg, width, x, y, z, k_kernel, k_train, k_test)
-        for metric in METRICS:
-            rows += [
-                {"width": width, "seed": s, "metric": metric, "value": float(v)}
-                for s, v in enumerate(res[metric])
-            ]
+    stored = engine.run_rows(
+        cells(cfg),
+        kind=COMMAND,
+        run=width_rows,
+        seed_column=None,
+        progress=progress,
+        **cfg.run.sweep_options(out),
+    )
+    rows = [{k: r[k] for k in ("width", "seed", "metric", "value")} for r in stored]  # the store sorts keys
     write_csv(rows, out / "results.csv")
 
     summary: dict = {

@@ -40,6 +40,12 @@ precondition of the transfer claims).
 Transfer rate A -> B: among test points that B classifies correctly and on which the perturbation crafted on A
 succeeds against A, the fraction that B also classifies as the target.
 
+Cells (:func:`units`, run by :func:`ntk_adv.engine.run_rows` and kept in the result store ``out``/store, so
+a killed run resumes per cell on any backend): the kernel predictor and 1-NN (``reference``), the nets of one
+width with all their seeds (``width``: seeds are compared in pairs, so they form one unit), and the transfer
+between every pair of models (``transfer``: it needs the nets of all widths together; in the process that
+trained them it reuses them, elsewhere it retrains them, with the same numbers).
+
 Outputs in ``out``: results.csv (long format: width, seed, metric, value; net-net rows use ``seed`` = index of
 a disjoint seed pair), pairs.csv (one row per model pair: flip distance, transfer both ways), summary.json
 (``claims``: one verdict dict per claim), halfway.png / .pdf.
@@ -48,16 +54,15 @@ a disjoint seed pair), pairs.csv (one row per model pair: flip distance, transfe
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
-from ntk_adv import attacks, kernels, limits, models, plots
+from ntk_adv import attacks, engine, kernels, limits, models, plots
 from ntk_adv import verdicts as V
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.losses import MARGIN_LOSSES
@@ -109,10 +114,11 @@ class Config:
     grid: int = 64
     bisection: int = 20
     attack: str = "fgm"
-    eps_rel: float = 0.3
+    eps_rel: float = 0.3  # radius / median test-pair L2 distance (fgm: L2; fgsm: L-inf, also / sqrt(d))
     permutations: int = 2000
     halfway_tolerance: float = 0.05  # |mean flip point t - 0.5| allowed by the "halfway" claim
     seed: int = 0
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         if not self.widths or any(not isinstance(w, (int, np.integer)) or w < 1 for w in self.widths):
@@ -251,43 +257,246 @@ def mean_abs_diff(t1: np.ndarray, t2: np.ndarray) -> float:
     return float(np.mean(np.abs(t1[ok] - t2[ok]))) if ok.any() else np.nan
 
 
-# ------------------------------------------------------------------------------------------------ main
-def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: bool = True) -> dict:
-    """Run the experiment, write results.csv, pairs.csv, summary.json and the figure; return the summary."""
-    t_start = time.perf_counter()
-    out = Path(out)
+# ------------------------------------------------------------------------------------------------ cells
+PARTS = ("reference", "width", "transfer")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One cell of the experiment (what its unit reads, nothing of the execution). ``part``: ``reference``
+    (the kernel predictor and 1-NN: flip points on the test pairs, outputs on the test points), ``width``
+    (the ``seeds`` nets of width ``width``, trained together in one jitted vmap: per seed the flip points,
+    test outputs and, for uncentred nets, the flip points of the net's own limit) or ``transfer`` (every
+    model's one-step perturbations of the test points evaluated on every model: all nets of all widths and
+    the kernel predictor; ``width`` 0). ``data`` is the data spec the unit reads; ``config`` the
+    experiment's settings with the data's path, the judgement-only settings (``permutations``,
+    ``halfway_tolerance``) and the execution reset, and ``widths`` narrowed to ``(width,)`` for a width
+    part."""
+
+    part: str
+    width: int
+    data: DataSpec
+    config: Config
+
+    def settings(self) -> Config:
+        return replace(self.config, data=self.data)
+
+
+_JUDGEMENT = ("permutations", "halfway_tolerance")  # read by summarize only: not part of a cell
+
+
+def units(cfg: Config) -> list[Unit]:
+    """The cells of ``cfg``: the reference, one per width (in ``cfg.widths`` order), the transfer unit."""
+    defaults = {f.name: f.default for f in fields(Config) if f.name in _JUDGEMENT}
+    base = replace(cfg, data=replace(cfg.data, root=None), run=engine.Execution(), **defaults)
+    return (
+        [Unit("reference", 0, cfg.data, base)]
+        + [Unit("width", int(w), cfg.data, replace(base, widths=(int(w),))) for w in cfg.widths]
+        + [Unit("transfer", 0, cfg.data, base)]
+    )
+
+
+def setup(cfg: Config) -> tuple:
+    """(data set, arrays dict: x, y, x_test, y_test and the pair end points xa, xb (n_pairs, d), attack
+    radius eps, median pair distance): what every unit derives from the config the same way."""
     ds = load_spec(cfg.data)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     xt, yt = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     ia, ib = make_pairs(cfg, ds.x_test, ds.y_test)
-    xa, xb = xt[ia], xt[ib]
     median_dist = float(np.median(np.linalg.norm(ds.x_test[ia] - ds.x_test[ib], axis=1)))
     eps = cfg.eps_rel * median_dist / (1.0 if cfg.attack == "fgm" else np.sqrt(x.shape[1]))
-    arrays = {"x": x, "y": y, "x_test": xt, "y_test": yt, "xa": xa, "xb": xb}
+    arrays = {"x": x, "y": y, "x_test": xt, "y_test": yt, "xa": xt[ia], "xb": xt[ib]}
+    return ds, arrays, eps, median_dist
+
+
+def kernel_limit(cfg: Config, arrays: dict):
+    """The infinite-width (centred) kernel predictor trained like the nets."""
+    return limits.make_predictor(
+        cfg.kernel(), arrays["x"], arrays["y"], loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps
+    )
+
+
+_TRAINED: dict = {}  # width Unit -> train_width's result in this process, until the transfer unit takes it
+
+
+def _train_unit(unit: Unit, cfg: Config, arrays: dict, eps: float, *, keep: bool):
+    """``train_width`` of a width unit (memoized in this process for the transfer unit when ``keep``: the
+    result is a deterministic function of the unit, so a unit that finds none retrains and gets the same)."""
+    if unit in _TRAINED:
+        return _TRAINED.pop(unit) if not keep else _TRAINED[unit]
+    params, res = train_width(cfg, unit.width, arrays, eps)
+    res = {k: np.asarray(v) for k, v in res.items()}
+    if keep:
+        _TRAINED[unit] = (params, res)
+    return params, res
+
+
+def unit_rows(unit: Unit, seeds) -> list[dict]:
+    """The rows of one cell (``seeds``: the engine's cell label, unused). reference: one row per test pair
+    (``pair``; flip point ``t_limit``/``t_1nn`` and ``found_*``) and per test point (``point``; outputs
+    ``out_limit``/``out_1nn``). width: per seed the same for its net (``t``, ``found``, ``t_own_limit``
+    for uncentred nets, else None; ``out``). transfer: one row per ordered model pair (``source``,
+    ``target``; index into the models: nets by width then seed, the kernel predictor last) with the
+    ``transfer`` rate, and for source = target the white-box ``success`` rate. Every row names its unit
+    (``part``, ``width``)."""
+    cfg = unit.settings()
+    ds, arrays, eps, _ = setup(cfg)
+    tag = {"part": unit.part, "width": unit.width}
+    if unit.part == "reference":
+        return [{**tag, **r} for r in _reference_rows(cfg, arrays)]
+    if unit.part == "transfer":
+        return [{**tag, **r} for r in _transfer_rows(unit, cfg, ds, arrays, eps)]
+    if unit.part == "width":
+        _, res = _train_unit(unit, cfg, arrays, eps, keep=True)
+        rows = []
+        for s in range(cfg.seeds):
+            own = res.get("t_own_limit")
+            rows += [
+                {
+                    **tag,
+                    "seed": s,
+                    "pair": i,
+                    "t": float(res["t"][s, i]),
+                    "found": bool(res["found"][s, i]),
+                    "t_own_limit": None if own is None else float(own[s, i]),
+                }
+                for i in range(cfg.n_pairs)
+            ]
+            rows += [
+                {**tag, "seed": s, "point": j, "out": float(v)} for j, v in enumerate(res["out_test"][s])
+            ]
+        return rows
+    raise ValueError(f"unknown part {unit.part!r}; expected one of {', '.join(PARTS)}")
+
+
+def _reference_rows(cfg: Config, arrays: dict) -> list[dict]:
+    xa, xb, xt = arrays["xa"], arrays["xb"], arrays["x_test"]
     flips = lambda f: jax.jit(lambda a, b: flip_points(f, a, b, grid=cfg.grid, bisection=cfg.bisection))(
         xa, xb
     )
-
-    # references: the infinite-width kernel predictor (centred) and 1-NN
-    limit = limits.make_predictor(
-        cfg.kernel(), x, y, loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps
-    )
-    nn1 = nearest_neighbour(x, y)
+    limit, nn1 = kernel_limit(cfg, arrays), nearest_neighbour(arrays["x"], arrays["y"])
     t_limit, found_limit = (np.asarray(v) for v in flips(limit))
     t_1nn, found_1nn = (np.asarray(v) for v in flips(nn1))
     out_limit, out_1nn = np.asarray(limit(xt)), np.asarray(nn1(xt))
-    x_adv_limit = xt + jax.jit(lambda q: attack_fn(cfg, eps)(limit, q, -yt))(xt)
+    return [
+        {
+            "pair": i,
+            "t_limit": float(t_limit[i]),
+            "found_limit": bool(found_limit[i]),
+            "t_1nn": float(t_1nn[i]),
+            "found_1nn": bool(found_1nn[i]),
+        }
+        for i in range(cfg.n_pairs)
+    ] + [
+        {"point": j, "out_limit": float(a), "out_1nn": float(b)}
+        for j, (a, b) in enumerate(zip(out_limit, out_1nn))
+    ]
 
+
+def _transfer_rows(unit: Unit, cfg: Config, ds, arrays: dict, eps: float) -> list[dict]:
+    x, xt, yt = arrays["x"], arrays["x_test"], arrays["y_test"]
+    limit = kernel_limit(cfg, arrays)
+    x_adv_limit = xt + jax.jit(lambda q: attack_fn(cfg, eps)(limit, q, -yt))(xt)
+    trained = {}
+    for w in cfg.widths:
+        part = Unit("width", int(w), unit.data, replace(unit.config, widths=(int(w),)))
+        trained[w] = _train_unit(part, part.settings(), arrays, eps, keep=False)
+    adv_all = jnp.concatenate(
+        [jnp.asarray(trained[w][1]["x_adv"]).reshape(-1, x.shape[1]) for w in cfg.widths] + [x_adv_limit]
+    )
+    out_adv = np.concatenate(
+        [np.asarray(evaluate_width(cfg, w, trained[w][0], adv_all)) for w in cfg.widths]
+        + [np.asarray(limit(adv_all))[None, :]]
+    )  # (models, sources * n_test)
+    n_models = len(cfg.widths) * cfg.seeds + 1
+    out_adv = out_adv.reshape(n_models, n_models, -1).transpose(1, 0, 2)  # (sources, models, n_test)
+    out_clean = np.concatenate(
+        [trained[w][1]["out_test"] for w in cfg.widths] + [np.asarray(limit(xt))[None, :]]
+    )
+    transfer = transfer_matrix(out_clean, out_adv, ds.y_test, -ds.y_test)
+    success = white_box_success(out_clean, out_adv, ds.y_test)
+    return [
+        {
+            "source": a,
+            "target": b,
+            "transfer": float(transfer[a, b]),
+            "success": float(success[a]) if a == b else None,
+        }
+        for a in range(n_models)
+        for b in range(n_models)
+    ]
+
+
+def _table(rows: list[dict], index: str, columns: tuple[str, ...], n: int, dtype) -> dict[str, np.ndarray]:
+    """Columns of the rows that have ``index`` (0..n-1), as arrays ordered by it (None -> NaN)."""
+    sub = sorted((r for r in rows if r.get(index) is not None), key=lambda r: r[index])
+    if [r[index] for r in sub] != list(range(n)):
+        raise ValueError(f"stored rows: expected {index} 0..{n - 1}, got {len(sub)} rows")
+    return {
+        c: np.asarray(
+            [np.nan if r[c] is None else r[c] for r in sub], bool if c.startswith("found") else dtype
+        )
+        for c in columns
+    }
+
+
+def _width_arrays(rows: list[dict], cfg: Config, n_test: int, dtype) -> dict[str, np.ndarray]:
+    """A width unit's rows back as train_width's per-seed arrays: t, found, t_own_limit (seeds, n_pairs),
+    out_test (seeds, n_test)."""
+    per_seed = [
+        {
+            **_table(
+                [r for r in rows if r["seed"] == s], "pair", ("t", "found", "t_own_limit"), cfg.n_pairs, dtype
+            ),
+            **_table([r for r in rows if r["seed"] == s], "point", ("out",), n_test, dtype),
+        }
+        for s in range(cfg.seeds)
+    ]
+    res = {k: np.stack([p[k] for p in per_seed]) for k in ("t", "found", "t_own_limit", "out")}
+    res["out_test"] = res.pop("out")
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: bool = True) -> dict:
+    """Run the experiment's cells (:func:`units`) through the sweep engine (stored per cell in the result
+    store, so a killed run resumes per cell; any backend), write results.csv, pairs.csv, summary.json and the
+    figure; return the summary."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    ds, arrays, eps, median_dist = setup(cfg)
+    x, xt = arrays["x"], arrays["x_test"]
+    dtype, n_test = np.asarray(x).dtype, int(xt.shape[0])
+    try:
+        stored = engine.run_rows(
+            [(u, 0) for u in units(cfg)],
+            kind=COMMAND,
+            run=unit_rows,
+            seed_column=None,
+            progress=progress,
+            **cfg.run.sweep_options(out),
+        )
+    finally:
+        _TRAINED.clear()
+    part = lambda name, width=0: [r for r in stored if r["part"] == name and r["width"] == width]
+
+    ref = {
+        **_table(
+            part("reference"), "pair", ("t_limit", "found_limit", "t_1nn", "found_1nn"), cfg.n_pairs, dtype
+        ),
+        **_table(part("reference"), "point", ("out_limit", "out_1nn"), n_test, dtype),
+    }
+    t_limit, t_1nn, out_limit, out_1nn = ref["t_limit"], ref["t_1nn"], ref["out_limit"], ref["out_1nn"]
+    found_limit, found_1nn = ref["found_limit"], ref["found_1nn"]
     sign = lambda v: np.where(np.asarray(v) >= 0, 1.0, -1.0)
     differ = sign(out_limit) != sign(out_1nn)  # test points where 1-NN and the kernel predictor disagree
     rows: list[dict] = []
     per_width: dict[int, dict] = {}
-    params_by_width = {}
-    for width in tqdm(cfg.widths, desc="halfway: widths", disable=None if progress else True):
-        params, res = train_width(cfg, width, arrays, eps)
-        res = {k: np.asarray(v) for k, v in res.items()}
-        res.setdefault("t_own_limit", np.broadcast_to(t_limit, res["t"].shape))
-        params_by_width[width], per_width[width] = params, res
+    for width in cfg.widths:
+        res = _width_arrays(part("width", int(width)), cfg, n_test, dtype)
+        if cfg.centered:
+            res["t_own_limit"] = np.broadcast_to(t_limit, res["t"].shape)
+        per_width[width] = res
         for s in range(cfg.seeds):
             t = res["t"][s]
             vals = {
@@ -319,19 +528,14 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
     # transfer between every pair of models: nets (width, seed) and the NTK limit
     names = [f"m{w}_s{s}" for w in cfg.widths for s in range(cfg.seeds)] + ["ntk"]
     widths_of = [w for w in cfg.widths for _ in range(cfg.seeds)] + [np.inf]
-    t_all = np.concatenate([per_width[w]["t"] for w in cfg.widths] + [t_limit[None, :]])
-    adv_all = jnp.concatenate(
-        [jnp.asarray(per_width[w]["x_adv"]).reshape(-1, x.shape[1]) for w in cfg.widths] + [x_adv_limit]
-    )
-    out_adv = np.concatenate(
-        [np.asarray(evaluate_width(cfg, w, params_by_width[w], adv_all)) for w in cfg.widths]
-        + [np.asarray(limit(adv_all))[None, :]]
-    )  # (models, sources * n_test)
     n_models = len(names)
-    out_adv = out_adv.reshape(n_models, n_models, -1).transpose(1, 0, 2)  # (sources, models, n_test)
-    out_clean = np.concatenate([per_width[w]["out_test"] for w in cfg.widths] + [out_limit[None, :]])
-    transfer = transfer_matrix(out_clean, out_adv, ds.y_test, -ds.y_test)
-    success = white_box_success(out_clean, out_adv, ds.y_test)
+    t_all = np.concatenate([per_width[w]["t"] for w in cfg.widths] + [t_limit[None, :]])
+    transfer = np.full((n_models, n_models), np.nan)
+    success = np.full(n_models, np.nan)
+    for r in part("transfer"):
+        transfer[r["source"], r["target"]] = np.nan if r["transfer"] is None else r["transfer"]
+        if r["source"] == r["target"]:
+            success[r["source"]] = np.nan if r["success"] is None else r["success"]
     for i, (w, s) in enumerate((w, s) for w in cfg.widths for s in range(cfg.seeds)):
         rows.append({"width": w, "seed": s, "metric": "attack_success", "value": float(success[i])})
     dist = np.array([[mean_abs_diff(t_all[a], t_all[b]) for b in range(n_models)] for a in range(n_models)])

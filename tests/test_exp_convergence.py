@@ -1,10 +1,12 @@
 """The convergence experiment's main runs on a tiny config, writes its three outputs, and sees convergence."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from experiments import convergence
+from ntk_adv import engine
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
@@ -15,11 +17,19 @@ PINNED_TINY = {
 }  # 3 seeds: each slope interval straddles -0.5 +- 0.2
 
 
-def test_convergence_main_tiny(tmp_path):
-    cfg = convergence.Config(
-        widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
-    )
-    summary = convergence.main(cfg, tmp_path, progress=False)
+TINY = convergence.Config(
+    widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("convergence")
+    return out, convergence.main(TINY, out, progress=False)
+
+
+def test_convergence_main_tiny(tiny):
+    tmp_path, summary = tiny
     for name in ("results.csv", "summary.json", "convergence.png", "convergence.pdf"):
         assert (tmp_path / name).stat().st_size > 0, name
     rows = read_csv(tmp_path / "results.csv")
@@ -35,6 +45,32 @@ def test_convergence_main_tiny(tmp_path):
     for c in summary["claims"]:
         assert c["verdict"] == "confirmed" or c["reason"]
     assert on_disk["jax"] == __import__("jax").__version__  # the installed stack
+
+
+def test_convergence_resumes_per_width(tiny, monkeypatch):
+    """A killed run (one width's record missing) recomputes that width alone and writes the same rows."""
+    out, summary = tiny
+    before = (out / "results.csv").read_text()
+    records = sorted((out / "store" / "records").glob("*.json"))
+    assert len(records) == len(TINY.widths)  # one cell per width, its seeds together
+    lost = next(f for f in records if json.loads(f.read_text())["config"]["width"] == 256)
+    lost.unlink()
+    calls = []
+    run_width = convergence.run_width
+    monkeypatch.setattr(convergence, "run_width", lambda c, w, *a: calls.append(w) or run_width(c, w, *a))
+    again = convergence.main(TINY, out, progress=False)
+    assert calls == [256]
+    assert (out / "results.csv").read_text() == before
+    assert again["verdicts"] == summary["verdicts"]
+
+
+@pytest.mark.slow
+def test_convergence_processes_backend_gives_the_same_rows(tiny, tmp_path):
+    out, _ = tiny
+    convergence.main(
+        replace(TINY, run=engine.Execution(backend="processes", workers=2)), tmp_path, progress=False
+    )
+    assert read_csv(tmp_path / "results.csv") == read_csv(out / "results.csv")
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ hold (flip points of two nets approach each other with width, boundary agreement
 approaches the kernel predictor)."""
 
 import json
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import halfway
-from ntk_adv import limits
+from ntk_adv import engine, limits
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import flip_points
 from ntk_adv.results import read_csv
@@ -80,11 +81,25 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
 }
 
 
-def test_halfway_quick_verdicts(tmp_path):
+TRAINED = []  # widths trained by the quick run
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("halfway")
+    train_width = halfway.train_width
+    halfway.train_width = lambda cfg, w, *a: TRAINED.append(w) or train_width(cfg, w, *a)
+    try:
+        return out, halfway.main(halfway.QUICK_CONFIG, out, progress=False)
+    finally:
+        halfway.train_width = train_width
+
+
+def test_halfway_quick_verdicts(quick):
     """Every claim of the quick run, verdict pinned as measured; proportions keep their intervals in [0,
     1]."""
     cfg = halfway.QUICK_CONFIG
-    summary = halfway.main(cfg, tmp_path, progress=False)
+    tmp_path, summary = quick
     for name in ("results.csv", "pairs.csv", "summary.json", "halfway.png", "halfway.pdf"):
         assert (tmp_path / name).stat().st_size > 0, name
     rows = read_csv(tmp_path / "results.csv")
@@ -103,3 +118,55 @@ def test_halfway_quick_verdicts(tmp_path):
             assert 0.0 <= lo <= c["measured_value"] <= hi <= 1.0, c["name"]
     assert set(summary["rho_within_width"]) == {str(w) for w in cfg.widths}  # per width, not pooled
     assert jax.__version__ == on_disk["jax"]
+
+
+def _records(store):
+    return {f: json.loads(f.read_text()) for f in sorted((store / "records").glob("*.json"))}
+
+
+def test_halfway_resumes_per_cell(quick, monkeypatch):
+    """A killed run (one width's record missing) recomputes that width alone - its seeds together, the other
+    cells read from the store - and concludes the same; the cells are the reference, one per width and the
+    transfer unit."""
+    out, summary = quick
+    assert TRAINED == list(halfway.QUICK_CONFIG.widths)  # once each: the transfer unit reuses them in-process
+    records = _records(out / "store")
+    parts = sorted((r["config"]["part"], r["config"]["width"]) for r in records.values())
+    assert parts == sorted(
+        [("reference", 0), ("transfer", 0)] + [("width", w) for w in halfway.QUICK_CONFIG.widths]
+    )
+    before = (out / "results.csv").read_text(), (out / "pairs.csv").read_text()
+    lost = next(
+        f for f, r in records.items() if r["config"]["part"] == "width" and r["config"]["width"] == 256
+    )
+    lost.unlink()
+    calls = []
+    train_width = halfway.train_width
+    monkeypatch.setattr(halfway, "train_width", lambda cfg, w, *a: calls.append(w) or train_width(cfg, w, *a))
+    again = halfway.main(halfway.QUICK_CONFIG, out, progress=False)
+    assert calls == [256]
+    assert again["verdicts"] == summary["verdicts"] and again["rho"] == summary["rho"]
+    assert ((out / "results.csv").read_text(), (out / "pairs.csv").read_text()) == before
+
+
+TINY = halfway.Config(
+    widths=(8, 16),
+    seeds=4,
+    data=DataSpec("digits", n_train=40, n_test=30, pos=3, neg=8),
+    train=halfway.TrainConfig.theory(lr=0.2, steps=10, loss="logistic", record_loss=False),
+    n_pairs=20,
+    grid=16,
+    bisection=8,
+    permutations=50,
+)
+
+
+@pytest.mark.slow
+def test_halfway_processes_backend_gives_the_same_rows(tmp_path):
+    """Two worker processes compute the same cells as the main process (the transfer unit retrains the nets
+    there: the same numbers)."""
+    halfway.main(TINY, tmp_path / "a", progress=False)
+    other = replace(TINY, run=engine.Execution(backend="processes", workers=2))
+    halfway.main(other, tmp_path / "b", progress=False)
+    for name in ("results.csv", "pairs.csv"):
+        assert read_csv(tmp_path / "a" / name) == read_csv(tmp_path / "b" / name), name

@@ -3,13 +3,14 @@ is the purified net, and every claim's verdict on the quick configuration is pin
 refuted or inconclusive); bad configs fail with one line naming the option."""
 
 import json
+from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import purification
-from ntk_adv import models
+from ntk_adv import engine, models
 from ntk_adv.results import read_csv
 from ntk_adv.training import TrainConfig
 
@@ -118,3 +119,46 @@ def test_quick_numbers(quick):
     assert m["lazy"]["weight_move"] < 0.2 and m["lazy"]["agreement_with_limit"] > 0.9
     assert abs(m["clean"]["purity"] - summary["dense_direction_purity"]) < 0.05
     assert m["oracle"]["robust_acc_l2"] >= 0.9 and m["oracle"]["robust_acc_linf"] >= 0.9
+
+
+def test_quick_resumes_per_seed(quick, monkeypatch):
+    """A killed run (one seed's record missing) recomputes that seed's cell alone, with the same numbers
+    (the unit still runs the full vmap over seeds), and writes the same outputs."""
+    out, summary = quick
+    records = sorted((out / "store" / "records").glob("*.json"))
+    assert sorted(json.loads(f.read_text())["seed"] for f in records) == [0, 1, 2]  # one cell per seed
+    before = {name: (out / name).read_text() for name in ("results.csv", "neurons.csv")}
+    next(f for f in records if json.loads(f.read_text())["seed"] == 1).unlink()
+    calls = []
+    seed_rows = purification.seed_rows
+    monkeypatch.setattr(
+        purification, "seed_rows", lambda cfg, seeds: calls.append(list(seeds)) or seed_rows(cfg, seeds)
+    )
+    again = purification.main(purification.QUICK_CONFIG, out, progress=False)
+    assert calls == [[1]]
+    assert {name: (out / name).read_text() for name in before} == before
+    assert again["verdicts"] == summary["verdicts"] and again["models"] == summary["models"]
+
+
+TINY = purification.Config(
+    data=purification.SparseCoding(d=16, n_atoms=16, n_train=60, n_test=40),
+    seeds=2,
+    net=models.TwoLayerConfig(16, train_readout=True, init_scale=0.01),
+    train=TrainConfig(loss="logistic", lr=0.5, steps=20, record_loss=False),
+    adv_steps=10,
+    checkpoints=2,
+    lazy_width=32,
+    lazy_steps=10,
+    kernel_rounds=1,
+    eval_steps=3,
+    eps_linf=0.25 / 4,
+)
+
+
+@pytest.mark.slow
+def test_processes_backend_gives_the_same_rows(tmp_path):
+    purification.main(TINY, tmp_path / "a", progress=False)
+    other = replace(TINY, run=engine.Execution(backend="processes", workers=2))
+    purification.main(other, tmp_path / "b", progress=False)
+    for name in ("results.csv", "neurons.csv"):
+        assert read_csv(tmp_path / "a" / name) == read_csv(tmp_path / "b" / name), name

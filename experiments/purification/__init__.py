@@ -12,6 +12,9 @@ Modules: :mod:`.config` (Config, composed of ``data`` :class:`SparseCoding`, ``n
 :mod:`.problem` (data, oracle, neuron and accuracy metrics), :mod:`.stages` (training and evaluation of every
 model, the library's loops), :mod:`.claims` (robustness, purification, low complexity), :mod:`.figures`.
 
+Cells: one per seed (:func:`seed_rows`, run by :func:`ntk_adv.engine.run_rows`, kept in the result store
+``out``/store, so a killed run resumes per seed on any backend).
+
 Outputs in ``out``: results.csv (model, seed, metric, value; trajectory rows with ``step``), neurons.csv
 (per-neuron purity and importance), summary.json (``claims``: one :class:`ntk_adv.verdicts.Claim` dict each),
 purification.png/pdf.
@@ -19,15 +22,16 @@ purification.png/pdf.
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntk_adv.metrics import mean_ci
+from ntk_adv import engine, verdicts
 from ntk_adv.results import provenance, write_csv, write_json
 
 from .claims import all_claims
@@ -60,12 +64,22 @@ def _np(tree):
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
-def run(cfg: Config, progress: bool = True) -> tuple[dict, dict, dict, dict]:
-    """All stages, each a single jitted vmap over seeds. Returns (metrics[model][metric] -> (seeds,),
-    trajectory[metric] -> (seeds, checkpoints + 1), neurons[model][stat] -> (seeds, m), timings)."""
+@functools.lru_cache(maxsize=16)
+def _vmapped(stage, cfg: Config):
+    """``stage`` jitted and vmapped over seeds, one per (stage, cell config): a resumed run in the same
+    process reuses the compiled executables."""
+    return jax.jit(jax.vmap(lambda *a: stage(cfg, *a)))
+
+
+def run(cfg: Config, seeds=None, progress: bool = True) -> tuple[dict, dict, dict, dict]:
+    """All stages for ``seeds`` (default: all), each a single jitted vmap over them; seed s keeps the key
+    ``split(PRNGKey(cfg.seed), cfg.seeds)[s]`` and its own problem. Returns (metrics[model][metric] ->
+    (seeds,), trajectory[metric] -> (seeds, checkpoints + 1), neurons[model][stat] -> (seeds, m),
+    timings)."""
     from .problem import make_problems
 
-    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
+    seeds = list(range(cfg.seeds)) if seeds is None else [int(s) for s in seeds]
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)[np.asarray(seeds)]
     timings: dict[str, float] = {}
     bar = tqdm(total=4, desc="purification: stages", disable=None if progress else True)
 
@@ -77,8 +91,8 @@ def run(cfg: Config, progress: bool = True) -> tuple[dict, dict, dict, dict]:
         bar.update(1)
         return out
 
-    prob = make_problems(cfg)
-    vm = lambda f: jax.jit(jax.vmap(lambda *a: f(cfg, *a)))
+    prob = make_problems(cfg, seeds)
+    vm = lambda f: _vmapped(f, cell_config(cfg))
     p0, p_clean, p_adv = timed("train (clean + adversarial)", vm(stage_train), keys, prob)
     traj, stats = timed("evaluate", vm(stage_evaluate), prob, p0, p_clean, p_adv)
     lazy = timed("lazy nets", vm(stage_lazy), keys, prob)
@@ -99,24 +113,123 @@ def run(cfg: Config, progress: bool = True) -> tuple[dict, dict, dict, dict]:
     return metrics, traj, neurons, timings
 
 
+NEURON_STATS = ("purity", "dense_mass", "importance")  # the per-neuron columns of neurons.csv
+_JUDGEMENT = ("margin", "robust_margin", "gap_margin")  # read by the claims only: not part of a cell
+
+
+def cell_config(cfg: Config) -> Config:
+    """The config that identifies a seed's cell in the store: ``cfg`` without the execution and with the
+    judgement-only margins at their defaults (the rows do not depend on them)."""
+    defaults = {f.name: f.default for f in fields(Config) if f.name in _JUDGEMENT}
+    return replace(cfg, run=engine.Execution(), **defaults)
+
+
+def seed_rows(cfg: Config, seeds) -> list[dict]:
+    """The rows of the cells ``seeds``, every row naming its ``seed``: ``table`` "results" (model, step: None,
+    metric, value; the adversarial-training trajectory as model ``adversarial_trajectory`` with the step)
+    and ``table`` "neurons" (model, neuron, purity, dense_mass, importance).
+
+    The stages always run all ``cfg.seeds`` in one vmap (:func:`run`) and the rows of ``seeds`` are kept: a
+    seed's numbers depend in the last bits on the vmap's batch size (XLA picks other kernels), which
+    adversarial training amplifies to different robust accuracies, so a seed recomputed alone after a kill
+    would not reproduce the run it completes. A fresh run asks for all seeds at once, so nothing is wasted
+    there."""
+    metrics, traj, neurons, _ = run(cfg, progress=False)
+    chunk = cfg.adv_steps // cfg.checkpoints
+    rows = []
+    for s in (int(s) for s in seeds):
+        rows += [
+            {
+                "table": "results",
+                "model": model,
+                "seed": s,
+                "step": None,
+                "metric": metric,
+                "value": float(v[s]),
+            }
+            for model, res in metrics.items()
+            for metric, v in res.items()
+        ]
+        rows += [
+            {
+                "table": "results",
+                "model": "adversarial_trajectory",
+                "seed": s,
+                "step": i * chunk,
+                "metric": metric,
+                "value": float(v),
+            }
+            for metric, vals in traj.items()
+            for i, v in enumerate(vals[s])
+        ]
+        rows += [
+            {
+                "table": "neurons",
+                "model": model,
+                "seed": s,
+                "neuron": i,
+                **{k: float(st[k][s, i]) for k in NEURON_STATS},
+            }
+            for model, st in neurons.items()
+            for i in range(st["purity"].shape[1])
+        ]
+    return rows
+
+
+def _arrays(rows: list[dict], seeds: int) -> tuple[dict, dict, dict]:
+    """The stored rows back as (metrics[model][metric] -> (seeds,), trajectory[metric] -> (seeds, C + 1),
+    neurons[model][stat] -> (seeds, m)), float32 as computed, keys in the order the unit wrote them."""
+    by_seed = lambda sel: [[r for r in sel if r["seed"] == s] for s in range(seeds)]
+    results = [r for r in rows if r["table"] == "results"]
+    metrics: dict = {}
+    for r in (r for r in results if r["step"] is None and r["seed"] == 0):
+        metrics.setdefault(r["model"], {})[r["metric"]] = None
+    traj = dict.fromkeys(r["metric"] for r in results if r["step"] is not None and r["seed"] == 0)
+    value = {(r["model"], r["seed"], r["step"], r["metric"]): r["value"] for r in results}
+    for model, res in metrics.items():
+        for metric in res:
+            res[metric] = np.asarray([value[model, s, None, metric] for s in range(seeds)], np.float32)
+    steps = sorted({r["step"] for r in results if r["step"] is not None})
+    for metric in traj:
+        traj[metric] = np.asarray(
+            [[value["adversarial_trajectory", s, t, metric] for t in steps] for s in range(seeds)], np.float32
+        )
+    neurons: dict = {}
+    for s, sel in enumerate(by_seed([r for r in rows if r["table"] == "neurons"])):
+        for r in sorted(sel, key=lambda r: r["neuron"]):
+            st = neurons.setdefault(r["model"], {k: [[] for _ in range(seeds)] for k in NEURON_STATS})
+            for k in NEURON_STATS:
+                st[k][s].append(r[k])
+    neurons = {m: {k: np.asarray(v, np.float32) for k, v in st.items()} for m, st in neurons.items()}
+    return metrics, traj, neurons
+
+
 PROPORTIONS = ("acc", "agreement")  # metric names holding proportions: their intervals stay in [0, 1]
 
 
 def _interval(values, name: str) -> dict:
-    """Mean over seeds with its 95% t-interval; clipped to [0, 1] for proportions (accuracies, agreements)."""
-    ci = mean_ci(values)
-    low, high = ci.low, ci.high
-    if any(p in name for p in PROPORTIONS):
-        low, high = max(0.0, low), min(1.0, high)
-    return {"mean": ci.mean, "ci95": [low, high]}
+    """Mean over seeds with its 95% interval (:func:`ntk_adv.verdicts.seed_mean`: the wider of a bootstrap
+    and a Student-t interval), kept in [0, 1] for proportions (accuracies, agreements)."""
+    bounds = (0.0, 1.0) if any(p in name for p in PROPORTIONS) else (-np.inf, np.inf)
+    est = verdicts.seed_mean(values, bounds=bounds)
+    return {"mean": est.value, "ci95": [est.low, est.high]}
 
 
 def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progress: bool = True) -> dict:
-    """Run the experiment, write results.csv, neurons.csv, summary.json and the figure; return the summary
-    (``summary['claims']``: list of :meth:`ntk_adv.verdicts.Claim.to_dict`)."""
+    """Run the seeds' cells through the sweep engine (stored per seed in the result store, so a killed run
+    resumes per seed; seeds still to run go together in one vmap; any backend), write results.csv,
+    neurons.csv, summary.json and the figure; return the summary (``summary['claims']``: list of
+    :meth:`ntk_adv.verdicts.Claim.to_dict`)."""
     out = Path(out)
     t0 = time.perf_counter()
-    metrics, traj, neurons, timings = run(cfg, progress)
+    stored = engine.run_rows(
+        [(cell_config(cfg), s) for s in range(cfg.seeds)],
+        kind=COMMAND,
+        run=seed_rows,
+        progress=progress,
+        **cfg.run.sweep_options(out),
+    )
+    metrics, traj, neurons = _arrays(stored, cfg.seeds)
 
     rows = []
     for model, res in metrics.items():
@@ -164,7 +277,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/purification", *, progr
         "models": {m: {k: _interval(v, k) for k, v in res.items()} for m, res in metrics.items()},
         "claims": [c.to_dict() for c in claims],
         "verdicts": {c.name: c.verdict for c in claims},
-        "timings_s": {**timings, "total": time.perf_counter() - t0},
+        "timings_s": {"total": time.perf_counter() - t0},
     }
     write_json(summary, out / "summary.json")
     plot(rows, neuron_rows, summary, out)

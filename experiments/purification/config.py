@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ntk_adv import kernels
+from ntk_adv import engine, kernels
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
@@ -82,7 +82,7 @@ class Config:
     seed: int = 0
     # adversarial training from the clean weights
     adv_attack: str = "fgm"
-    adv_eps: float = 0.25
+    adv_eps: float = 0.25  # training attack's radius in its norm (fgm, pgd_l2: L2; pgd_linf: L-inf)
     adv_attack_steps: int = 3
     adv_lr: float = 0.5
     adv_steps: int = 2000
@@ -93,8 +93,8 @@ class Config:
     lazy_steps: int = 250
     kernel_rounds: int = 3
     # evaluation
-    eps_l2: float = 0.25
-    eps_linf: float = 0.25 / np.sqrt(32)
+    eps_l2: float = 0.25  # L2 radius of the robust accuracy (untargeted PGD)
+    eps_linf: float = 0.25 / np.sqrt(32)  # L-inf radius of the robust accuracy (default: eps_l2 / sqrt(d))
     eval_steps: int = 20
     pure_atoms: int = 1
     oracle_threshold: float = 0.5
@@ -103,6 +103,7 @@ class Config:
     gap_margin: float = (
         0.1  # "well below": low-complexity models' robust accuracy below the rich net's by this
     )
+    run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
         ints = {

@@ -53,9 +53,9 @@ def make_problem(cfg: Config, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def make_problems(cfg: Config) -> dict[str, jax.Array]:
-    """The problems of all seeds, stacked along a leading seed axis."""
-    probs = [make_problem(cfg, s) for s in range(cfg.seeds)]
+def make_problems(cfg: Config, seeds=None) -> dict[str, jax.Array]:
+    """The problems of ``seeds`` (default: all, 0 .. cfg.seeds - 1), stacked along a leading seed axis."""
+    probs = [make_problem(cfg, s) for s in (range(cfg.seeds) if seeds is None else seeds)]
     return {k: jnp.asarray(np.stack([p[k] for p in probs])) for k in probs[0]}
 
 

@@ -214,7 +214,7 @@ def run_sweep(
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = cells.cells() if isinstance(cells, Grid) else list(cells)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    code_fp = code_fingerprint()
+    code_fp = code_fingerprint(*caller_sources(run_batch))
     by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
     data_fps = [
         by_data[key]
@@ -290,6 +290,31 @@ def run_sweep(
     finally:
         bar.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+def caller_sources(fn: Callable) -> list[str]:
+    """Source files of the code outside ntk_adv that ``fn`` runs, for the code fingerprint of its records: for
+    every function in ``fn`` (through ``functools.partial`` layers and their callable arguments) defined
+    outside this package, all ``.py`` files of its top-level package (the whole application: its modules call
+    each other), or its own file for a module outside any package. An edit there makes stored cells stale."""
+    library = Path(__file__).resolve().parent
+    todo, files = [fn], set()
+    while todo:
+        f = todo.pop()
+        if isinstance(f, functools.partial):
+            todo += [f.func, *(a for a in (*f.args, *f.keywords.values()) if callable(a))]
+            continue
+        module = sys.modules.get(getattr(f, "__module__", None) or "")
+        path = getattr(module, "__file__", None)
+        if not path or library in Path(path).resolve().parents:
+            continue
+        top = sys.modules.get(module.__name__.split(".")[0])
+        top_file = getattr(top, "__file__", None)
+        if top_file and Path(top_file).name == "__init__.py":
+            files |= {str(p) for p in Path(top_file).resolve().parent.rglob("*.py")}
+        else:
+            files.add(str(Path(path).resolve()))
+    return sorted(files)
 
 
 def run_rows(

@@ -185,9 +185,16 @@ def source_fingerprint() -> str:
     return _files_hash(root.rglob("*.py"), root)
 
 
-@lru_cache(maxsize=32)
 def module_fingerprint(filename: str) -> str:
-    """sha256 (16 hex digits) of one source file (the module of a sweep's ``run_batch`` outside ntk_adv)."""
+    """sha256 (16 hex digits) of one source file (the module of a sweep's ``run_batch`` outside ntk_adv).
+    Cached per (file, modification time, size), so an edit in a long-lived process (a notebook) is seen."""
+    p = Path(filename)
+    st = p.stat()
+    return _module_fingerprint(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=1024)
+def _module_fingerprint(filename: str, mtime_ns: int, size: int) -> str:
     p = Path(filename)
     return _files_hash([p], p.parent)
 

@@ -195,3 +195,30 @@ def test_run_rows_marks_the_rows_of_accepted_stale_records(tmp_path):
         kept = engine.run_rows(cells, tmp_path, run=table_rows, kind="t", progress=False, reuse="accept")
     assert sum(r.get("stale") == "code" for r in kept) == 2 and len(kept) == len(rows)
     assert [{k: v for k, v in r.items() if k != "stale"} for r in kept] == rows
+
+
+def test_an_edit_of_the_application_code_makes_its_records_stale(tmp_path, monkeypatch):
+    """The code fingerprint covers the package of the run function (not only ntk_adv): editing any module
+    of it makes stored cells stale, so they are recomputed instead of silently reused."""
+    pkg = tmp_path / "src" / "myapp"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("OFFSET = 0\n")
+    (pkg / "runs.py").write_text(
+        "from .helpers import OFFSET\n\n"
+        "def run(cfg, seeds):\n    return [{'seed': s, 'v': s + OFFSET} for s in seeds]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    import myapp.runs
+
+    assert sorted(Path(f).name for f in engine.caller_sources(myapp.runs.run)) == [
+        "__init__.py",
+        "helpers.py",
+        "runs.py",
+    ]
+    assert engine.caller_sources(batch.run_protocol_batch) == []  # library code: the package fingerprint
+    cells = [(Table(), 0)]
+    engine.run_rows(cells, tmp_path / "s", run=myapp.runs.run, kind="t", progress=False)
+    (pkg / "helpers.py").write_text("OFFSET = 0  # edited: an edit in the same process is seen\n")
+    with pytest.warns(engine.StaleRecord, match="recomputing"):
+        engine.run_rows(cells, tmp_path / "s", run=myapp.runs.run, kind="t", progress=False)

@@ -3,6 +3,7 @@ pinned as measured (confirmed, refuted or inconclusive), proportions carry inter
 training loop is what part (d) uses, bad configs fail with one line, a killed run resumes per cell with the
 same numbers, the process pool computes the same rows, and (slow) the real-MNIST comparison runs."""
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -244,7 +245,9 @@ def test_resume_recomputes_only_the_deleted_cell(quick, tmp_path, monkeypatch):
     calls = []
     run_unit = cells.run_unit
     monkeypatch.setattr(
-        cells, "run_unit", lambda u, seeds: calls.append((u.part, list(seeds))) or run_unit(u, seeds)
+        cells,
+        "run_unit",  # wraps: keeps run_unit's module, so the records' code fingerprint is unchanged
+        functools.wraps(run_unit)(lambda u, seeds: calls.append((u.part, list(seeds))) or run_unit(u, seeds)),
     )
     cfg = replace(linearity.QUICK_CONFIG, run=engine.Execution(store=str(store)))
     again = linearity.main(cfg, tmp_path, progress=False)

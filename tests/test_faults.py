@@ -146,7 +146,9 @@ def test_records_from_other_code_are_recomputed_or_kept_and_marked(tmp_path):
     root = make_mnist(tmp_path / "mnist")
     store = tmp_path / "store"
     first, _ = run(cells_on(str(root)), store)
-    assert first[0]["code_fingerprint"] == results.code_fingerprint()
+    # the library's source and versions, and the package of the test's own batch function
+    assert first[0]["code_fingerprint"] == results.code_fingerprint(*engine.caller_sources(data_mean_batch))
+    assert first[0]["code_fingerprint"] != results.code_fingerprint()
     stamp_records(store, code_fingerprint="0" * 16, git_rev="0" * 40, jax="0.4.1")
     with pytest.warns(engine.StaleRecord, match="2 stored records were computed by other code"):
         fresh, n = run(cells_on(str(root)), store)

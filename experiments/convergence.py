@@ -15,7 +15,7 @@ figure convergence.png / .pdf.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import jax
@@ -33,17 +33,22 @@ COMMAND = "convergence"
 METRICS = ("ntk_rel_error_init", "ntk_rel_error_trained", "function_gap")
 
 
+def _theory(lr: float = 0.01, steps: int = 100, loss: str = "identity") -> TrainConfig:
+    return TrainConfig.theory(lr=lr, steps=steps, loss=loss, record_loss=False)
+
+
 @dataclass(frozen=True)
 class Config:
+    """Composed of the library's configs: ``net`` (:class:`ntk_adv.models.TwoLayerConfig`, standard or NTK
+    parametrization; its ``width`` is a template overridden by ``widths``; the readout stays frozen),
+    ``train`` (:class:`ntk_adv.training.TrainConfig`: plain full-batch gradient descent, the dynamics whose
+    limit is kernel gradient descent), ``data`` (:class:`ntk_adv.data.DataSpec`)."""
+
     widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)
     seeds: int = 8
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=100))
-    gamma: float = 0.0
-    bias: bool = True
-    parametrization: str = "standard"
-    loss: str = "identity"
-    lr: float = 0.01
-    steps: int = 100
+    net: models.TwoLayerConfig = field(default_factory=lambda: models.TwoLayerConfig(1))  # width: from widths
+    train: TrainConfig = field(default_factory=_theory)
     n_kernel: int = 100  # training points on which the NTK error is measured
     seed: int = 0
     run: engine.Execution = field(default_factory=engine.Execution)
@@ -66,16 +71,25 @@ class Config:
                 f"--n-kernel {self.n_kernel} exceeds the --n-train {self.data.n_train} training points "
                 f"it is measured on"
             )
-        models.TwoLayerConfig(1, gamma=self.gamma, parametrization=self.parametrization)  # validates
-        TrainConfig(loss=self.loss, lr=self.lr, steps=self.steps)
-        if self.loss == "mse":
+        if self.train.loss == "mse":
             raise ValueError(
                 "the convergence experiment needs a margin loss: identity, logistic or exponential"
             )
+        if self.train.optimizer != "gd" or self.train.plateau:
+            raise ValueError(
+                f"the convergence experiment compares against kernel gradient descent: --optimizer must be "
+                f"gd without --plateau, got {self.train.optimizer!r}"
+            )
+        if self.net.train_readout or self.net.n_out != 1:
+            raise ValueError("the convergence experiment's NTK is the first layer's: a frozen scalar readout")
 
 
 QUICK_CONFIG = Config(
-    widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
+    widths=(32, 256, 2048),
+    seeds=3,
+    data=DataSpec("digits", n_train=60, n_test=30),
+    n_kernel=30,
+    train=_theory(steps=20),
 )
 
 
@@ -83,9 +97,9 @@ def run_width(
     cfg: Config | WidthCell, width: int, x, y, z, k_kernel, k_train, k_test
 ) -> dict[str, np.ndarray]:
     """All seeds of one width at once (vmap); returns metric -> (seeds,) array."""
-    net = models.TwoLayerConfig(width, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization)
+    net = replace(cfg.net, width=width)
     apply_fn, mask = models.make_apply(net), models.trainable_mask(net)
-    tcfg = TrainConfig.theory(lr=cfg.lr, steps=cfg.steps, loss=cfg.loss, record_loss=False)
+    tcfg = replace(cfg.train, record_loss=False)
     xk = x[: cfg.n_kernel]
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), width), cfg.seeds)
 
@@ -93,7 +107,7 @@ def run_width(
         p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)
         p1 = train(apply_fn, p0, x, y, tcfg, mask=mask).params
         f0_test = apply_fn(p0, z)
-        coef = limits.flow_coefficients(cfg.loss, k_train, y, apply_fn(p0, x), lr=cfg.lr, steps=cfg.steps)
+        coef = limits.flow_coefficients(tcfg.loss, k_train, y, apply_fn(p0, x), lr=tcfg.lr, steps=tcfg.steps)
         f_inf = f0_test + k_test @ coef
         return {
             "ntk_rel_error_init": relative_frobenius_error(
@@ -120,12 +134,8 @@ class WidthCell:
     width: int
     data: DataSpec
     seeds: int
-    gamma: float
-    bias: bool
-    parametrization: str
-    loss: str
-    lr: float
-    steps: int
+    net: models.TwoLayerConfig
+    train: TrainConfig
     n_kernel: int
     seed: int
 
@@ -142,7 +152,9 @@ def width_rows(cell: WidthCell, seeds=None) -> list[dict]:
     closed-form NTK of the cell's net."""
     ds = load_spec(cell.data)
     x, y, z = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.x_test)
-    kernel = kernels.two_layer_kernel(gamma=cell.gamma, bias=cell.bias, parametrization=cell.parametrization)
+    kernel = kernels.two_layer_kernel(
+        gamma=cell.net.gamma, bias=cell.net.bias, parametrization=cell.net.parametrization
+    )
     k_train = kernels.kernel_matrix(kernel, x)
     k_kernel = k_train[: cell.n_kernel, : cell.n_kernel]
     k_test = kernels.kernel_matrix(kernel, z, x)
@@ -264,8 +276,7 @@ def plot(rows, summary, out: Path) -> list[Path]:
     plots.theory_slope(ax, widths, anchor, -0.5, label="theory: slope -1/2")
     ax.set_xlabel("width m")
     ax.set_ylabel("relative error")
-    ax.set_title(
-        f"Convergence to the NTK limit ({summary['dataset']}, {summary['config']['parametrization']} param.)"
-    )
+    param = summary["config"]["net"]["parametrization"]
+    ax.set_title(f"Convergence to the NTK limit ({summary['dataset']}, {param} param.)")
     ax.legend(frameon=False)
     return plots.save(fig, out, "convergence")

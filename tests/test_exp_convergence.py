@@ -7,7 +7,6 @@ import pytest
 
 from experiments import convergence
 from ntk_adv import engine
-from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
 PINNED_TINY = {
@@ -17,9 +16,7 @@ PINNED_TINY = {
 }  # 3 seeds: each slope interval straddles -0.5 +- 0.2
 
 
-TINY = convergence.Config(
-    widths=(32, 256, 2048), seeds=3, data=DataSpec("digits", n_train=60, n_test=30), n_kernel=30, steps=20
-)
+TINY = convergence.QUICK_CONFIG  # widths 32, 256, 2048; 3 seeds; 60 digits; 20 steps
 
 
 @pytest.fixture(scope="module")

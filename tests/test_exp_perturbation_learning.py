@@ -6,6 +6,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import pytest
 
 from experiments import cli, demo, perturbation_learning
@@ -108,11 +109,19 @@ def test_one_lost_record_is_the_only_cell_recomputed(tiny_run, tmp_path, monkeyp
     again = perturbation_learning.main(cfg, tmp_path, progress=False)
     assert len(ran) == 1 and len(list((store / "records").glob("*.json"))) == len(first)
     assert not (tmp_path / "store").exists()
-    assert again["claims"] == summary["claims"]
-    assert again["agreement_by_width"] == summary["agreement_by_width"]
+    # The recomputed cell ran alone, not in its first batch: the same numbers up to float32 reduction order
+    # (bit-identical on jax 0.5.3; XLA 0.12 differs in the last bits - README "Batched vs single cells").
+    assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in summary["claims"]]
+    assert again["agreement_by_width"].keys() == summary["agreement_by_width"].keys()
+    for w, a in again["agreement_by_width"].items():
+        assert a["mean"] == pytest.approx(summary["agreement_by_width"][w]["mean"], rel=1e-5, abs=1e-6)
     key = lambda r: (r["cell_id"], r["metric"])  # noqa: E731
     rows, before = (sorted(read_csv(d / "results.csv"), key=key) for d in (tmp_path, out))
-    assert rows == before
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "value"} for r in rs]  # noqa: E731
+    assert strip(rows) == strip(before)
+    np.testing.assert_allclose(
+        [float(r["value"]) for r in rows], [float(r["value"]) for r in before], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):

@@ -183,7 +183,7 @@ def probe_rows(cfg: Config, probes, parts) -> list[dict]:
                         "width": pr["width"],
                         "seed": s,
                         "metric": m,
-                        "value": float(pr[m][j]),
+                        "value": np.asarray(pr[m][j]).item(),  # one number per seed
                     }
                     for m in LIPSCHITZ_METRICS
                 ]

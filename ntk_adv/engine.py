@@ -337,6 +337,7 @@ def run_rows(
     be a module-level function for the processes and ray backends. Returns the rows of all cells, in the
     order of ``cells``; rows of stale records kept with ``reuse="accept"`` get a ``stale`` column (why:
     ``code``, ``data``)."""
+    max_batch = options.pop("max_batch", 64)
     return [
         {**row, "stale": rec["stale"]} if rec.get("stale") else row  # kept with reuse="accept": marked
         for rec in run_sweep(
@@ -344,8 +345,7 @@ def run_rows(
             store,
             run_batch=functools.partial(_rows_batch, run, seed_column),
             batch_key=lambda cfg: config_key(cfg, 0),
-            order=None if seed_column else (lambda cell: cell[1]),
-            max_batch=options.pop("max_batch", 64) if seed_column else 1,
+            max_batch=max_batch if seed_column else 1,  # a coupled unit runs alone
             describe=lambda cfg: type(cfg).__name__,
             kind=kind,
             **options,

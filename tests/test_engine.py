@@ -181,7 +181,9 @@ def coupled_rows(cfg: Table, seeds):
 def test_run_rows_keeps_coupled_units_whole(tmp_path):
     CALLS.clear()
     cells = [(Table(), 0), (Table(scale=2.0), 0)]
-    rows = engine.run_rows(cells, tmp_path, run=coupled_rows, kind="t", seed_column=None, progress=False)
+    rows = engine.run_rows(
+        cells, tmp_path, run=coupled_rows, kind="t", seed_column=None, progress=False, max_batch=8
+    )
     assert CALLS == [(0,), (0,)] and [r["value"] for r in rows] == [0, 1, 2, 0, 2, 4]
 
 

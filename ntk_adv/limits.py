@@ -78,8 +78,18 @@ def mse_predictor(
     t: float = np.inf,
     f0: InitFn | None = None,
     k_train: jax.Array | None = None,
+    lr: float | None = None,
+    steps: int | None = None,
 ) -> KernelPredictor:
-    """MSE loss l = (f - y)^2 / 2 averaged over N points, gradient flow for time t (t = inf: interpolant).
+    """MSE loss l = (f - y)^2 / 2 averaged over N points.
+
+    * ``lr`` and ``steps`` given: full-batch gradient *descent* of the linearized net, exactly. With
+      ``K = V diag(lam) V^T`` the residual on the training set contracts by ``(1 - lr lam / N)`` per step, so
+      ``coef = V diag((1 - (1 - lr lam/N)^steps) / lam) V^T (y - f_0)``. It converges only for
+      ``lr < 2 N / lam_max``: a concrete larger ``lr`` is refused in one line, a traced one gives NaN
+      coefficients (docs/theory.md, "Losses").
+    * otherwise gradient flow for time ``t`` (t = inf: the interpolant), the ``lr -> 0`` limit at ``t = lr *
+      steps``.
 
     Eigenvalues below ``1e-12 * max`` are treated as zero (their modes do not move)."""
     _validate(x_train, y_train, 0.0 if t == np.inf else t)
@@ -87,9 +97,23 @@ def mse_predictor(
     k = kernel_matrix(kernel, x_train) if k_train is None else k_train
     lam, vec = jnp.linalg.eigh(k)
     resid = jnp.asarray(y_train) - (0.0 if f0 is None else f0(x_train))
-    keep = lam > 1e-12 * jnp.max(lam)
+    lam_max = jnp.max(lam)
+    keep = lam > 1e-12 * lam_max
     safe = jnp.where(keep, lam, 1.0)
-    if np.isinf(t):
+    if lr is not None:
+        if steps is None:
+            raise ValueError("mse_predictor: gradient descent needs both lr and steps")
+        limit = 2.0 * n / lam_max
+        if not isinstance(lr, jax.core.Tracer) and not isinstance(limit, jax.core.Tracer):
+            if float(lr) >= float(limit):
+                raise ValueError(
+                    f"lr {float(lr):g}: gradient descent on the MSE loss diverges in the kernel limit; "
+                    f"lr must be below 2N/lambda_max = {float(limit):.4g} (N = {n})"
+                )
+        shrink = 1.0 - lr * safe / n
+        gain = jnp.where(keep, (1.0 - shrink ** int(steps)) / safe, lr * int(steps) / n)
+        gain = jnp.where(lr < limit, gain, jnp.nan)
+    elif np.isinf(t):
         gain = jnp.where(keep, 1.0 / safe, 0.0)
     else:
         gain = jnp.where(keep, -jnp.expm1(-safe * t / n) / safe, t / n)
@@ -112,7 +136,7 @@ def flow_predictor(
     of size ``lr`` - exactly full-batch GD on the linearized net in function space; t = lr * steps."""
     check_loss(loss)
     if loss == "mse":
-        return mse_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0, k_train=k_train)
+        return mse_predictor(kernel, x_train, y_train, f0=f0, k_train=k_train, lr=lr, steps=int(steps))
     _validate(x_train, y_train, lr * steps)
     k = kernel_matrix(kernel, x_train) if k_train is None else k_train
     f0_train = jnp.zeros(x_train.shape[0], k.dtype) if f0 is None else f0(x_train)
@@ -179,7 +203,7 @@ def make_predictor(
     if loss == "identity":
         return identity_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0)
     if loss == "mse":
-        return mse_predictor(kernel, x_train, y_train, t=lr * steps, f0=f0, k_train=k_train)
+        return mse_predictor(kernel, x_train, y_train, f0=f0, k_train=k_train, lr=lr, steps=int(steps))
     return flow_predictor(kernel, x_train, y_train, loss=loss, lr=lr, steps=steps, f0=f0, k_train=k_train)
 
 

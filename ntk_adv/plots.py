@@ -243,11 +243,13 @@ def plot_metric(
     """Mean with shaded 95% interval of ``metric`` against ``x`` on ``ax`` (``n_points``: see :func:`curve`);
     ``logx``: a log base, None (linear) or "auto" (log10 for positive values spanning a factor >= 10). The x
     label comes from :func:`axis_label`."""
+    rows = list(rows)
     xs, mean, low, high = curve(rows, x, metric, geometric=logy, n_points=n_points, **where)
     if xs.size == 0:
         raise ValueError(f"no rows for metric {metric!r} with {where}")
     (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or axis_label(metric), color=color)
     ax.fill_between(xs, low, high, alpha=0.25, color=line.get_color(), lw=0)
+    mark_regime(ax, rows, x, xs, mean, line.get_color(), **where)
     logx = _auto_logx([{x: v} for v in xs], x, logx)
     if logx:
         ax.set_xscale("log", base=logx)
@@ -255,6 +257,40 @@ def plot_metric(
         ax.set_yscale("log")
     ax.set_xlabel(axis_label(x))
     return line
+
+
+REGIME_METRIC = "g_lazy"  # per-cell regime label (1 lazy, 0 not) written by the perturbation experiments
+NOT_LAZY_LABEL = "hollow: g not lazy (measured)"
+
+
+def mark_regime(ax, rows, x: str, xs, ys, color, **where) -> None:
+    """Redraw the markers of the points whose measured regime is not lazy (any seed's
+    :data:`REGIME_METRIC` is 0) hollow, and add one legend entry per axes saying so. Rows without a regime
+    label (infinite width, other experiments) are left as they are."""
+    reg = select(rows, metric=REGIME_METRIC, **where)
+    if not reg:
+        return
+    hollow = [
+        i
+        for i, xv in enumerate(xs)
+        if any(r["value"] < 0.5 for r in reg if r.get(x) is not None and float(r[x]) == float(xv))
+    ]
+    if not hollow:
+        return
+    ax.plot(
+        np.asarray(xs)[hollow],
+        np.asarray(ys)[hollow],
+        ls="none",
+        marker="o",
+        ms=3.6,
+        mfc="white",
+        mec=color,
+        mew=0.9,
+        zorder=3,
+    )
+    if not getattr(ax, "_ntk_adv_regime_legend", False):
+        ax.plot([], [], ls="none", marker="o", ms=3.6, mfc="white", mec="0.3", label=NOT_LAZY_LABEL)
+        ax._ntk_adv_regime_legend = True
 
 
 def plot_prediction(

@@ -90,16 +90,42 @@ def test_flow_predictor_with_identity_loss_equals_identity_predictor(small_data)
         # make_predictor dispatches on the loss
         for loss, reference in [
             ("identity", closed),
-            ("mse", limits.mse_predictor(kern, x, y, t=2.0, f0=f0_fn)),
+            ("mse", limits.mse_predictor(kern, x, y, lr=0.05, steps=40, f0=f0_fn)),
             ("logistic", limits.flow_predictor(kern, x, y, loss="logistic", lr=0.05, steps=40, f0=f0_fn)),
         ]:
             made = limits.make_predictor(kern, x, y, loss=loss, lr=0.05, steps=40, f0=f0_fn)
             np.testing.assert_allclose(made(z), reference(z), rtol=1e-12)
         np.testing.assert_allclose(
             limits.flow_predictor(kern, x, y, loss="mse", lr=0.05, steps=40, f0=f0_fn)(z),
-            limits.mse_predictor(kern, x, y, t=2.0, f0=f0_fn)(z),
+            limits.mse_predictor(kern, x, y, lr=0.05, steps=40, f0=f0_fn)(z),
             rtol=1e-12,
         )
+
+
+def test_mse_gradient_descent_limit_is_the_iterated_kernel_step(small_data):
+    """The MSE limit at a finite lr is gradient *descent* in function space: f <- f - (lr/N) K (f - y) on the
+    training set, with the coefficients accumulating (lr/N)(y - f). Checked against the loop written out, and
+    against the flow as lr -> 0 at fixed t = lr * steps."""
+    x, y, z = small_data
+    with enable_x64():
+        x, y, z = jnp.asarray(x), jnp.asarray(y), jnp.asarray(z)
+        kern = kernels.two_layer_kernel("ntk", gamma=0.2, parametrization="standard")
+        k = np.asarray(kernels.kernel_matrix(kern, x))
+        n = x.shape[0]
+        lam_max = np.linalg.eigvalsh(k).max()
+        lr, steps = 1.5 * n / lam_max, 25  # large steps: far from the flow, still convergent
+        coef, f = np.zeros(n), np.asarray(f0_fn(x))
+        for _ in range(steps):
+            step = lr / n * (np.asarray(y) - f)
+            coef, f = coef + step, f + k @ step
+        gd = limits.mse_predictor(kern, x, y, lr=lr, steps=steps, f0=f0_fn)
+        np.testing.assert_allclose(np.asarray(gd.coef), coef, rtol=1e-9, atol=1e-12)
+        flow = limits.mse_predictor(kern, x, y, t=lr * steps, f0=f0_fn)
+        assert np.max(np.abs(np.asarray(gd(z) - flow(z)))) > 1e-3  # GD at this lr is not the flow
+        fine = limits.mse_predictor(kern, x, y, lr=lr / 1000, steps=steps * 1000, f0=f0_fn)
+        np.testing.assert_allclose(fine(z), flow(z), rtol=2e-3, atol=1e-6)
+        with pytest.raises(ValueError, match=r"lr .* diverges .* below 2N/lambda_max"):
+            limits.mse_predictor(kern, x, y, lr=2.01 * n / lam_max, steps=10)
 
 
 def test_flow_predictor_one_logistic_step(small_data):

@@ -401,10 +401,16 @@ def finite_to_infinite(
         "g_gap": relative_gap(g_z, g_same),
         "agreement_f_inf": agreement(f_z, f_lim_z),
         "agreement_g_inf": agreement(g_z, g_lim_z),
+        "agreement_g_same_init": agreement(g_z, g_same),
     }
     out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
     out["f_weight_move"] = weight_movement(cfg, pf, f0)
     out["g_weight_move"] = weight_movement(cfg, pg, g0)
+    out.update(activation_flips(cfg, "f", pf, f0, x, z))
+    out.update(activation_flips(cfg, "g", pg, g0, adv.x_adv, z))
+    out["g_kink_frac"] = kink_fraction(cfg, pg, adv.x_adv)
+    out["g_kink_frac_init"] = kink_fraction(cfg, g0, adv.x_adv)
+    out.update(learned_coefficients(g_z - g0_z, b_part, s_part))
     d_pred = predicted_directions(cfg, adv.base, x, y) if d_pred is None else d_pred
     grad_dirs = kernel_gradients(cfg, adv.base, x, y) if grad_dirs is None else grad_dirs
     out["cos_predicted_theory"] = predicted_cosine(cfg, grad_dirs, d_pred, cfg.limit_time("f", lr_f))
@@ -419,6 +425,71 @@ def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
     num = jnp.sum((trained.w - start.w) ** 2) + jnp.sum((trained.b - start.b) ** 2)
     den = jnp.sum(start.w**2) + jnp.sum(start.b**2)
     return jnp.sqrt(num / den)
+
+
+def _first_layer(cfg: ProtocolConfig, params) -> models.TwoLayerParams:
+    return params[0] if cfg.centered else params
+
+
+def activation_flips(cfg: ProtocolConfig, which: str, params, init, x_train, z) -> dict[str, jax.Array]:
+    """Fraction of (unit, input) pairs whose ReLU side (sign of the pre-activation w.x + b) differs between
+    the trained and the initial first layer, on the net's own training inputs (``{which}_flip_train``; g's are
+    the adversarial inputs) and on the held-out z (``{which}_flip_test``). The NTK of a two-layer net changes
+    in proportion to this fraction, so it measures laziness without looking at the output gap being judged
+    (docs/theory.md, "Measuring the regime")."""
+    net = cfg.net()
+    trained, start = _first_layer(cfg, params), _first_layer(cfg, init)
+
+    def flips(q):
+        return jnp.mean((models.hidden(trained, q, net) > 0) != (models.hidden(start, q, net) > 0))
+
+    return {f"{which}_flip_train": flips(x_train), f"{which}_flip_test": flips(z)}
+
+
+def kink_fraction(cfg: ProtocolConfig, params, x_train) -> jax.Array:
+    """Fraction of the net's units that sit at their kink on its training inputs: active on some and inactive
+    on others. In scenario (a) every input lies within eps of the origin, so a unit is at its kink only when
+    its bias was driven to within ~eps of 0 (docs/theory.md, "Beyond the lazy limit: bias saturation")."""
+    on = models.hidden(_first_layer(cfg, params), x_train, cfg.net()) > 0  # (N, m)
+    frac_on = jnp.mean(on, axis=0)
+    return jnp.mean((frac_on > 0) & (frac_on < 1))
+
+
+def learned_coefficients(learned_z, b_part, s_part) -> dict[str, jax.Array]:
+    """Least-squares coefficients (no intercept) of what finite g learned on z, ``g(z) - g_0(z)`` (M,), on
+    the two terms of its lazy limit, the bias term ``B(z)`` and the signal term ``S(z)``:
+    ``learned ~ c_B B + c_S S``. The lazy limit predicts ``c_B = c_S = 1``; ``g_coef_r2`` is the fit's R^2.
+    A degenerate design (B = 0 without bias) gives NaN for c_B."""
+    design = jnp.stack([b_part, s_part], axis=1)
+    gram = design.T @ design
+    rhs = design.T @ learned_z
+    det = gram[0, 0] * gram[1, 1] - gram[0, 1] ** 2
+    ok = det > 1e-12 * (gram[0, 0] * gram[1, 1] + 1e-30)
+    safe = jnp.where(ok, det, 1.0)
+    c_b = (gram[1, 1] * rhs[0] - gram[0, 1] * rhs[1]) / safe
+    c_s = (gram[0, 0] * rhs[1] - gram[0, 1] * rhs[0]) / safe
+    resid = learned_z - design @ jnp.stack([c_b, c_s])
+    tss = jnp.sum(learned_z**2)
+    r2 = 1.0 - jnp.sum(resid**2) / jnp.where(tss > 0, tss, 1.0)
+    nan = jnp.nan
+    return {
+        "g_coef_bias": jnp.where(ok, c_b, nan),
+        "g_coef_signal": jnp.where(ok, c_s, nan),
+        "g_coef_r2": jnp.where(ok, r2, nan),
+    }
+
+
+# Regime thresholds, fixed before any data (docs/theory.md, "Measuring the regime"): a trained net counts as
+# lazy when its first layer moved by at most LAZY_MOVE of its initial norm and at most LAZY_FLIP of its
+# (unit, input) activation patterns changed side, on its training inputs and on the test points.
+LAZY_MOVE = 0.1
+LAZY_FLIP = 0.05
+
+
+def is_lazy(weight_move, flip_train, flip_test) -> bool:
+    """The regime label of one trained net from its measured movement and activation flips (never from the
+    gap between the net and its limit, which the claims judge)."""
+    return bool(weight_move <= LAZY_MOVE and flip_train <= LAZY_FLIP and flip_test <= LAZY_FLIP)
 
 
 def kernel_gradients(cfg: ProtocolConfig, base, x, y) -> jax.Array:

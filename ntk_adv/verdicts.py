@@ -43,13 +43,16 @@ BOOTSTRAP = 4000
 @dataclass(frozen=True)
 class Estimate:
     """A measured value with its ``level`` interval ``[low, high]`` over ``n`` units (seeds or test points),
-    and the interval's ``method`` (wilson, bootstrap, t, fit)."""
+    and the interval's ``method`` (wilson, wilson-over-seeds, cluster-bootstrap+t, points, t, fit).
+    ``bounds`` is the range the quantity can take, when the interval was computed knowing it (a proportion's
+    ``(0, 1)``); :func:`judge` uses it to say how many seeds would decide an inconclusive proportion."""
 
     value: float
     low: float
     high: float
     n: int
     method: str
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self):
         if not all(math.isfinite(v) for v in (self.value, self.low, self.high)):
@@ -124,34 +127,183 @@ def _finite(values, what: str) -> np.ndarray:
     return v
 
 
-def seed_proportion(
-    proportions: Sequence[float], n_points: int, *, level: float = LEVEL, seed: int = 0
-) -> Estimate:
-    """Mean over seeds of per-seed proportions, each measured on ``n_points`` test points.
+SEED_PROPORTION_METHOD = "wilson-over-seeds"
 
-    Two-stage bootstrap: resample the seeds with replacement, then redraw each resampled seed's count from
-    Binomial(n_points, p_seed); the percentile interval of the resampled means, widened to the Student-t
-    interval over seeds where that is wider (few seeds), clipped to [0, 1]. It reflects both the spread over
-    seeds and the finite test set; never narrower than the Wilson interval of the pooled count (all seeds at
-    exactly 0 or 1 would otherwise give a zero-width interval). One seed: :func:`wilson` over the test
-    points."""
+
+def seed_proportion(
+    proportions: Sequence[float],
+    n_points: int,
+    *,
+    level: float = LEVEL,
+    seed: int = 0,
+    n_boot: int = BOOTSTRAP,
+) -> Estimate:
+    """Mean over seeds of per-seed proportions, each over ``n_points`` test points; the seed is the unit.
+
+    The interval is the widest, on each side, of
+
+    * the **Wilson interval over seeds**: :func:`wilson` with ``k = sum of the proportions`` and ``n = S``,
+      as if each seed were one Bernoulli trial. A quantity in [0, 1] with mean ``p`` has variance at most
+      ``p (1 - p)``, so this bounds the between-seed spread whatever its shape - including the bimodal
+      agreement of random targets, where a seed lands either near chance or near 1 and a handful of seeds can
+      all land on the same side;
+    * a two-stage bootstrap (resample the seeds with replacement, redraw each resampled seed's count from
+      Binomial(n_points, p_seed)), percentile interval, widened to the Student-t interval over seeds;
+    * the Wilson interval of the pooled count over all ``S * n_points`` test points (a floor that matters only
+      when the seeds agree exactly).
+
+    Clipped to [0, 1]; ``method`` is :data:`SEED_PROPORTION_METHOD` and ``bounds`` is ``(0, 1)``. One seed
+    gets the same treatment (its Wilson interval over seeds is wide: one seed says little about the protocol's
+    mean); :func:`wilson` alone describes that one trained pair over its test points."""
     p = _finite(proportions, "seed_proportion")
     if np.any((p < 0) | (p > 1)):
         raise ValueError(f"seed_proportion: proportions must lie in [0, 1], got {p.min()}..{p.max()}")
     if n_points < 1:
         raise ValueError(f"seed_proportion: n_points must be >= 1, got {n_points}")
-    if p.size == 1:
-        w = wilson(float(np.round(p[0] * n_points)), n_points, level)
-        return Estimate(float(p[0]), min(w.low, float(p[0])), max(w.high, float(p[0])), 1, "wilson")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, p.size, size=(BOOTSTRAP, p.size))
-    counts = rng.binomial(n_points, p[idx])
-    means = counts.mean(axis=1) / n_points
-    est = _bootstrap_t(p, means, (0.0, 1.0), level)
-    # Never narrower than the Wilson interval of the pooled count: when every seed measures exactly 0 or 1 the
-    # bootstrap collapses to a point, but n_points x seeds test points still leave binomial uncertainty.
+    m = float(p.mean())
+    over_seeds = wilson(min(float(p.sum()), float(p.size)), int(p.size), level)
     pooled = wilson(float(np.round(p.sum() * n_points)), n_points * p.size, level)
-    return Estimate(est.value, min(est.low, pooled.low), max(est.high, pooled.high), est.n, est.method)
+    lows, highs = [over_seeds.low, pooled.low, m], [over_seeds.high, pooled.high, m]
+    if p.size >= 2:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, p.size, size=(n_boot, p.size))
+        means = rng.binomial(n_points, p[idx]).mean(axis=1) / n_points
+        boot = _bootstrap_t(p, means, (0.0, 1.0), level)
+        lows.append(boot.low)
+        highs.append(boot.high)
+    low, high = max(0.0, min(lows)), min(1.0, max(highs))
+    return Estimate(m, low, high, int(p.size), SEED_PROPORTION_METHOD, (0.0, 1.0))
+
+
+def seeds_to_decide(
+    est_value: float,
+    region: tuple[float, float],
+    *,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    level: float = LEVEL,
+    max_seeds: int = 1_000_000,
+) -> int | None:
+    """The smallest number of seeds ``S`` (up to ``max_seeds``) at which the Wilson interval over seeds of a
+    proportion with mean ``est_value`` (a quantity in ``[lo, hi]``, rescaled to [0, 1]) would lie entirely
+    inside ``region`` or entirely outside it, so that :func:`judge` decides; ``None`` if no ``S`` does (a
+    mean on the region's edge). A one-sided region (one infinite end) is open at its finite edge, as
+    :func:`above` and :func:`below` require. It counts only the between-seed bound of
+    :func:`seed_proportion`; a wider observed spread, or few test points, can need more seeds."""
+    if not hi > lo:
+        raise ValueError(f"seeds_to_decide needs lo < hi, got {lo}, {hi}")
+    if not lo <= est_value <= hi:
+        raise ValueError(f"seeds_to_decide: {est_value} lies outside [{lo}, {hi}]")
+    r_lo, r_hi = (float(e) for e in region)
+    if not r_lo <= r_hi:
+        raise ValueError(f"acceptance region must have low <= high, got {region}")
+    open_lo, open_hi = math.isinf(r_hi) and math.isfinite(r_lo), math.isinf(r_lo) and math.isfinite(r_hi)
+    p = (est_value - lo) / (hi - lo)
+    zq = float(stats.norm.ppf(0.5 + level / 2))
+    start = 1
+    while start <= max_seeds:  # chunks of 10^4, 9 x 10^4, ...: the common case needs only the first
+        n = np.arange(start, min(max(10 * start, 10_000), max_seeds + 1), dtype=float)
+        denom = 1 + zq**2 / n
+        centre = (p + zq**2 / (2 * n)) / denom
+        half = zq * np.sqrt(p * (1 - p) / n + zq**2 / (4 * n**2)) / denom
+        low = lo + (hi - lo) * np.clip(np.minimum(p, centre - half), 0.0, 1.0)
+        high = lo + (hi - lo) * np.clip(np.maximum(p, centre + half), 0.0, 1.0)
+        inside = ((low > r_lo) if open_lo else (low >= r_lo)) & ((high < r_hi) if open_hi else (high <= r_hi))
+        hit = np.flatnonzero(inside | (high < r_lo) | (low > r_hi))
+        if hit.size:
+            return int(n[hit[0]])
+        start = int(n[-1]) + 1
+    return None
+
+
+def paired_point_sd(p_a, p_b):
+    """Bound on the per-test-point standard deviation of the difference ``a_i - b_i`` of two [0, 1]-valued
+    per-point series with means ``p_a`` and ``p_b``: ``sqrt(p_a (1 - p_a)) + sqrt(p_b (1 - p_b))`` (each
+    series has variance at most ``p (1 - p)``, whatever the correlation between them; exact for independent
+    indicators only as a bound). Vectorised over arrays; a float for scalar input."""
+    a = np.clip(np.asarray(p_a, dtype=float), 0.0, 1.0)
+    b = np.clip(np.asarray(p_b, dtype=float), 0.0, 1.0)
+    out = np.sqrt(a * (1 - a)) + np.sqrt(b * (1 - b))
+    return float(out) if out.ndim == 0 else out
+
+
+def _per_seed(values, what: str) -> list[np.ndarray]:
+    """A sequence over seeds of per-cell values (a flat sequence of numbers = one cell per seed)."""
+    rows = [np.asarray(r, dtype=float).reshape(-1) for r in values]
+    if not rows:
+        raise ValueError(f"{what}: no seeds")
+    for s, r in enumerate(rows):
+        if r.size == 0:
+            raise ValueError(f"{what}: seed {s} has no cells")
+        if not np.all(np.isfinite(r)):
+            bad = int(np.sum(~np.isfinite(r)))
+            raise ValueError(f"{what}: seed {s} has {bad} of {r.size} values that are not finite")
+    return rows
+
+
+def paired_difference(
+    values,
+    point_sd,
+    n_points: int,
+    *,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    level: float = LEVEL,
+    seed: int = 0,
+    n_boot: int = BOOTSTRAP,
+) -> Estimate:
+    """Mean paired difference (measured minus reference) with the seed as the statistical unit.
+
+    ``values[s]`` holds the per-cell differences of seed ``s`` (cells of one seed share its f, targets and
+    initial functions, so they are not independent); a flat sequence of numbers is one cell per seed.
+    ``point_sd`` has the same nesting: the per-test-point standard deviation of each cell's difference (an
+    upper bound such as :func:`paired_point_sd` will do); ``n_points`` test points per cell.
+
+    Value: the mean over seeds of each seed's mean over its cells. Interval: the widest, per side, of
+
+    * a two-stage cluster bootstrap: resample the seeds with replacement, shift each resampled seed's mean by
+      a normal draw with sd ``mean_c(point_sd) / sqrt(n_points)`` (test-point noise, one draw per seed);
+    * the Student-t interval over the ``S`` seed means (``S >= 2``);
+    * a test-point floor ``mean +- q sqrt(sum_s v_s) / S`` with ``v_s = mean_c(point_sd)^2 / n_points`` and
+      ``q`` the Student-t quantile with ``S - 1`` degrees of freedom (normal for ``S = 1``),
+
+    clipped to ``bounds``. The interval has zero width only if every ``point_sd`` is 0; one seed gets a real
+    interval from its test points (method ``points``; ``single`` if its point_sd is 0)."""
+    rows = _per_seed(values, "paired_difference")
+    sds = _per_seed(point_sd, "paired_difference point_sd")
+    if len(sds) != len(rows) or any(a.size != b.size for a, b in zip(rows, sds)):
+        raise ValueError(
+            "paired_difference: point_sd must have the nesting of values, got "
+            f"{[r.size for r in sds]} cells per seed for {[r.size for r in rows]}"
+        )
+    if any(np.any(s < 0) for s in sds):
+        raise ValueError("paired_difference: point_sd must be >= 0")
+    if n_points < 1:
+        raise ValueError(f"paired_difference: n_points must be >= 1, got {n_points}")
+    means = np.array([r.mean() for r in rows])
+    se = np.array([s.mean() for s in sds]) / math.sqrt(n_points)
+    n_seeds = means.size
+    m = float(means.mean())
+    if not bounds[0] <= m <= bounds[1]:
+        raise ValueError(f"paired_difference: mean {m} lies outside bounds {bounds}")
+    if n_seeds >= 2:
+        q = float(stats.t.ppf(0.5 + level / 2, n_seeds - 1))
+    else:
+        q = float(stats.norm.ppf(0.5 + level / 2))
+    floor = q * math.sqrt(float(np.sum(se**2))) / n_seeds
+    low, high = m - floor, m + floor
+    if n_seeds >= 2:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        boot = (means[idx] + se[idx] * rng.standard_normal((n_boot, n_seeds))).mean(axis=1)
+        b_lo, b_hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+        half_t = q * float(means.std(ddof=1)) / math.sqrt(n_seeds)
+        low, high = min(low, float(b_lo), m - half_t), max(high, float(b_hi), m + half_t)
+        method = "cluster-bootstrap+t"
+    else:
+        method = "points" if floor > 0 else "single"
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+    low, high = float(min(low, m)), float(max(high, m))
+    return Estimate(m, low, high, int(n_seeds), method, (float(bounds[0]), float(bounds[1])))
 
 
 def seed_mean(
@@ -160,6 +312,7 @@ def seed_mean(
     bounds: tuple[float, float] = (-np.inf, np.inf),
     level: float = LEVEL,
     seed: int = 0,
+    n_boot: int = BOOTSTRAP,
 ) -> Estimate:
     """Mean over seeds with the wider of a percentile bootstrap and a Student-t interval, clipped to
     ``bounds`` (e.g. (-1, 1) for a difference of proportions). One seed gives a zero-width interval, which
@@ -169,7 +322,7 @@ def seed_mean(
     if v.size == 1:
         return Estimate(m, m, m, 1, "single")
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(BOOTSTRAP, v.size))].mean(axis=1)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
     return _bootstrap_t(v, means, bounds, level)
 
 
@@ -186,13 +339,29 @@ def _bootstrap_t(
 
 
 # ------------------------------------------------------------------------------------------- verdicts
+def _where(measured: Estimate) -> str:
+    return f"measured {measured.text()} ({measured.method}, n={measured.n})"
+
+
+def _seeds_hint(region: tuple[float, float], measured: Estimate) -> str:
+    """For an inconclusive proportion over seeds: how many seeds would decide at the same mean."""
+    if measured.method != SEED_PROPORTION_METHOD:
+        return ""
+    lo, hi = measured.bounds if measured.bounds is not None else (0.0, 1.0)
+    k = seeds_to_decide(measured.value, region, lo=lo, hi=hi)
+    if k is None:
+        return "; no number of seeds would decide at this mean"
+    # The interval also carries the observed spread, so it can stay undecided beyond the between-seed bound.
+    return f"; about {max(k, measured.n + 1)} seeds would decide"
+
+
 def judge(region: tuple[float, float], measured: Estimate) -> tuple[str, str]:
     """(verdict, reason) of a measurement against an acceptance region (see the module docstring)."""
     lo, hi = region
     if not lo <= hi:
         raise ValueError(f"acceptance region must have low <= high, got {region}")
     m_lo, m_hi = measured.low, measured.high
-    where = f"measured {measured.text()} ({measured.method}, n={measured.n})"
+    where = _where(measured)
     if m_hi < lo or m_lo > hi:
         side = "below" if m_hi < lo else "above"
         edge = lo if m_hi < lo else hi
@@ -206,6 +375,7 @@ def judge(region: tuple[float, float], measured: Estimate) -> tuple[str, str]:
     return "inconclusive", (
         f"{where} straddles the predicted region's edge {' and '.join(edges)} "
         f"(interval width {width:.3f}): more seeds or test points needed to decide"
+        f"{_seeds_hint(region, measured)}"
     )
 
 
@@ -232,27 +402,43 @@ def equals(
 def above(
     name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
 ) -> Claim:
-    """Claim 'measured > threshold' (one-sided): confirmed when the whole interval is above it."""
+    """Claim 'measured > threshold' (one-sided): confirmed when the whole interval is strictly above it."""
     region = (float(threshold), math.inf)
-    verdict, reason = judge(region, measured)
-    if verdict == "confirmed" and measured.low <= threshold:  # strictly above
-        verdict = "inconclusive"
-    if verdict == "inconclusive":
-        reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
+    verdict, reason = _one_sided(region, measured, float(threshold), "above")
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
 
 
 def below(
     name: str, claim: str, threshold: float, measured: Estimate, *, basis: str = "", paper: str = ""
 ) -> Claim:
-    """Claim 'measured < threshold' (one-sided)."""
+    """Claim 'measured < threshold' (one-sided): confirmed when the whole interval is strictly below it."""
     region = (-math.inf, float(threshold))
-    verdict, reason = judge(region, measured)
-    if verdict == "confirmed" and measured.high >= threshold:  # strictly below
-        verdict = "inconclusive"
-    if verdict == "inconclusive":
-        reason = f"measured {measured.text()} contains the threshold {threshold:.3f}"
+    verdict, reason = _one_sided(region, measured, float(threshold), "below")
     return Claim(name, claim, None, None, region, measured, verdict, reason, basis, paper)
+
+
+def _one_sided(
+    region: tuple[float, float], measured: Estimate, threshold: float, side: str
+) -> tuple[str, str]:
+    """:func:`judge` for a strict one-sided claim, with a reason that says what actually happened: an interval
+    end exactly at the threshold (``touches``), the threshold inside the interval (``contains``), or judge's
+    own reason (one seed without an interval, refuted)."""
+    verdict, reason = judge(region, measured)
+    near, far = (measured.low, measured.high) if side == "above" else (measured.high, measured.low)
+    where, t = _where(measured), f"{threshold:.3f}"
+    if verdict == "confirmed" and near == threshold:  # strictly above (below): an end at the threshold fails
+        verdict = "inconclusive"
+        end = "lower" if side == "above" else "upper"
+        reason = f"{where} touches the threshold {t} with its {end} end: not strictly {side} it"
+    elif verdict == "inconclusive" and measured.low < threshold < measured.high:
+        reason = f"{where} contains the threshold {t}{_seeds_hint(region, measured)}"
+    elif verdict == "inconclusive" and far == threshold and measured.low < measured.high:
+        end = "upper" if side == "above" else "lower"
+        reason = (
+            f"{where} lies on the wrong side of the threshold {t}, reaching it only with its {end} end"
+            f"{_seeds_hint(region, measured)}"
+        )
+    return verdict, reason
 
 
 def slope(

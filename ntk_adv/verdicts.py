@@ -9,18 +9,25 @@ a one-sided region ``(threshold, inf)``) and the measurement's 95% interval ``M 
 * **refuted**      ``M`` and ``P`` do not meet (the data exclude every value the prediction allows);
 * **inconclusive** otherwise - the interval straddles an edge of ``P``: too wide to decide.
 
-So a tie in a trend, a single seed (whose interval is the Wilson interval over test points, not a point) or a
-headline at chance level can never come out "confirmed" by accident, and any prediction can come out
-"refuted". Every verdict other than "confirmed" carries a one-line ``reason`` computed from the numbers.
+So a tie in a trend, a single seed or a headline at chance level can never come out "confirmed" by accident,
+and any prediction can come out "refuted". Every verdict other than "confirmed" carries a one-line ``reason``
+computed from the numbers; an inconclusive proportion over seeds also says how many seeds would decide at the
+same mean (:func:`seeds_to_decide`).
 
-Intervals that respect their range:
+The seed (one trained f, its targets, its initial functions) is the statistical unit: cells of one seed are
+not independent, and a few seeds can all land on the same side of a bimodal spread. Intervals that respect
+their range:
 
-* :func:`wilson` - a proportion k/n (agreement or accuracy of one seed over n test points), in [0, 1];
-* :func:`seed_proportion` - the mean over seeds of per-seed proportions: a two-stage bootstrap (resample
-  seeds, then each resampled seed's count from its binomial), percentile interval widened to the Student-t
-  interval over seeds when that is wider, clipped to [0, 1]; one seed gives its Wilson interval;
-* :func:`seed_mean` - any other per-seed quantity (differences, gaps): a bootstrap percentile interval over
-  seeds, widened to the Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``.
+* :func:`wilson` - a proportion k/n of one trained pair over n test points, in [0, 1];
+* :func:`seed_proportion` - the mean over seeds of per-seed proportions: the widest of the Wilson interval
+  over seeds (each seed one Bernoulli trial, a bound on the between-seed spread of any [0, 1] quantity), a
+  two-stage bootstrap widened to Student-t, and the pooled Wilson interval over test points;
+* :func:`paired_difference` - a paired difference (measured minus reference) from per-seed cells: the widest
+  of a cluster bootstrap over seeds with test-point noise, Student-t over seed means and a test-point floor,
+  so it has zero width only when the per-point sd is 0 (:func:`paired_point_sd` gives a bound on that sd);
+* :func:`seed_mean` - any other per-seed quantity: a bootstrap percentile interval over seeds, widened to the
+  Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``; one seed or identical
+  seeds give a zero-width interval (prefer :func:`paired_difference` for differences of proportions).
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.

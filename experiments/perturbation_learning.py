@@ -241,13 +241,22 @@ def regime(rows: list[dict], net: str = "g", **where) -> tuple[bool | None, str]
     return all(v >= 0.5 for v in lazy), text
 
 
-def seed_clusters(rows: list[dict], a: str, b: str | None, **where) -> tuple[list, list]:
+def adjusted_proportion(p: float, n: int) -> float:
+    """Agresti-Coull's adjusted proportion (p n + 2) / (n + 4): a proportion observed at 0 or 1 on n points
+    still has a per-point spread the test points cannot rule out (as the Wilson interval says)."""
+    return (float(np.clip(p, 0.0, 1.0)) * n + 2.0) / (n + 4.0)
+
+
+def seed_clusters(rows: list[dict], a: str, b: str | None, n: int, **where) -> tuple[list, list]:
     """Per seed, the paired differences ``a - b`` of its cells matching ``where`` (cells of one seed share f,
     the targets and g_0: the seed is the statistical unit) and, per cell, the bound on the per-test-point
-    standard deviation of the difference (:func:`verdicts.paired_point_sd`; both metrics are means of
-    [0, 1]-valued per-point series). ``b=None`` takes ``a`` alone (its point sd sqrt(a (1 - a)))."""
+    standard deviation of the difference: measured from the cell's ``d2_<b>`` (the mean squared per-point
+    difference, :func:`protocol.paired_second_moments`), never below the spread of 0 discordant points out of
+    ``n`` (:func:`adjusted_proportion`); without ``d2_<b>`` the bound :func:`verdicts.paired_point_sd` at the
+    adjusted proportions. ``b=None`` takes ``a`` alone (point sd sqrt(p (1 - p)) at the adjusted p)."""
     va = {r["cell_id"]: r for r in select(rows, metric=a, **where)}
     vb = {r["cell_id"]: r["value"] for r in select(rows, metric=b, **where)} if b else None
+    d2 = {r["cell_id"]: r["value"] for r in select(rows, metric=f"d2_{b}", **where)} if b else {}
     diffs: dict = {}
     sds: dict = {}
     for cid in sorted(va):
@@ -255,11 +264,15 @@ def seed_clusters(rows: list[dict], a: str, b: str | None, **where) -> tuple[lis
         if vb is not None and cid not in vb:
             continue
         ref = vb[cid] if vb is not None else None
-        pa = float(np.clip(r["value"], 0.0, 1.0))
+        pa = adjusted_proportion(r["value"], n)
         if ref is None:
             d, sd = r["value"], float(np.sqrt(pa * (1 - pa)))
+        elif cid in d2:  # the measured per-point variance of the paired difference, floored (0 of n)
+            d = r["value"] - ref
+            p0 = adjusted_proportion(0.0, n)
+            sd = float(np.sqrt(max((d2[cid] - d * d) * n / max(n - 1, 1), p0 * (1 - p0))))
         else:
-            d, sd = r["value"] - ref, float(verdicts.paired_point_sd(pa, float(np.clip(ref, 0.0, 1.0))))
+            d, sd = r["value"] - ref, float(verdicts.paired_point_sd(pa, adjusted_proportion(ref, n)))
         diffs.setdefault(r["seed"], []).append(d)
         sds.setdefault(r["seed"], []).append(sd)
     seeds = sorted(diffs)
@@ -315,10 +328,10 @@ def agreement_claim(
     Refuted when the interval of the difference lies outside +-:data:`TOL_AGREEMENT`; not applicable where the
     measured regime is not lazy; never confirmed when both rates are saturated (:func:`saturated`)."""
     name, what, basis = REFERENCES[reference]
-    diffs, sds = seed_clusters(rows, "agreement", reference, width=width, **where)
+    n = n_test_points(cfg)
+    diffs, sds = seed_clusters(rows, "agreement", reference, n, width=width, **where)
     if not diffs:
         return None
-    n = n_test_points(cfg)
     est = verdicts.paired_difference(diffs, sds, n, bounds=(-1.0, 1.0))
     c = verdicts.equals(
         f"{name}[{label}]",
@@ -348,10 +361,10 @@ def limit_signs_claim(cfg: Config, rows: list[dict], width, label: str, **where)
     """'Finite g takes the signs of its same-init lazy limit': the per-seed fraction of test points where the
     signs differ, 1 - agreement(g, same-init limit), equals 0 within :data:`TOL_SIGNS` - the two functions
     compared directly, not two agreement rates with f. Seed as unit, test points within seeds."""
-    diffs, sds = seed_clusters(rows, "agreement_g_same_init", None, width=width, **where)
+    n = n_test_points(cfg)
+    diffs, sds = seed_clusters(rows, "agreement_g_same_init", None, n, width=width, **where)
     if not diffs:
         return None
-    n = n_test_points(cfg)
     mismatch = [[1.0 - v for v in seed] for seed in diffs]
     est = verdicts.paired_difference(mismatch, sds, n, bounds=(0.0, 1.0))
     c = verdicts.equals(
@@ -606,7 +619,7 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
         )
         if c:
             out.append(c)
-        diffs, sds = seed_clusters(chosen, "agreement", "agreement_signal", width=top)
+        diffs, sds = seed_clusters(chosen, "agreement", "agreement_signal", n_test_points(cfg), width=top)
         if diffs:
             c = verdicts.equals(
                 "bias_free_limit",

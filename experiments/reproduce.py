@@ -594,7 +594,7 @@ def point_verdict(rows: list[dict], axis: str, value, n_test: int, lazy, regime_
     reported, not judged; a point whose measured regime is not lazy has no lazy prediction to judge."""
     if axis == "eps" and float(value) == 0.0:
         return {"verdict": "not judged", "reason": "eps = 0: g is trained on no perturbation"}
-    diffs, sds = pl.seed_clusters(rows, "agreement", "agreement_predicted")
+    diffs, sds = pl.seed_clusters(rows, "agreement", "agreement_predicted", n_test)
     if not diffs:
         return {"verdict": "no prediction", "reason": "no prediction for this loss or preset"}
     est = verdicts.paired_difference(diffs, sds, n_test, bounds=(-1.0, 1.0))

@@ -148,6 +148,7 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
     )
     diffs: dict = {}
     sds: dict = {}
+    n_points = pl.n_test_points(cfg.sweeps("random")["n_train"])
     for n in cfg.n_train:
         a = {
             r["seed"]: r["value"] for r in select(rows["balanced"], metric="agreement", **{"data.n_train": n})
@@ -156,8 +157,13 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
         for s in sorted(a):
             if s in b:
                 diffs.setdefault(s, []).append(a[s] - b[s])
-                sds.setdefault(s, []).append(float(verdicts.paired_point_sd(a[s], b[s])))
-    n_points = pl.n_test_points(cfg.sweeps("random")["n_train"])
+                sds.setdefault(s, []).append(
+                    float(
+                        verdicts.paired_point_sd(
+                            pl.adjusted_proportion(a[s], n_points), pl.adjusted_proportion(b[s], n_points)
+                        )
+                    )
+                )
     out.append(
         verdicts.above(
             "balanced_raises_agreement",

@@ -270,8 +270,8 @@ def paired_difference(
     * a two-stage cluster bootstrap: resample the seeds with replacement, shift each resampled seed's mean by
       a normal draw with sd ``mean_c(point_sd) / sqrt(n_points)`` (test-point noise, one draw per seed);
     * the Student-t interval over the ``S`` seed means (``S >= 2``);
-    * a test-point floor ``mean +- q sqrt(sum_s v_s) / S`` with ``v_s = mean_c(point_sd)^2 / n_points`` and
-      ``q`` the Student-t quantile with ``S - 1`` degrees of freedom (normal for ``S = 1``),
+    * a test-point floor ``mean +- z sqrt(sum_s v_s) / S`` with ``v_s = mean_c(point_sd)^2 / n_points`` and
+      ``z`` the normal quantile (the variance comes from the many test points of each seed),
 
     clipped to ``bounds``. The interval has zero width only if every ``point_sd`` is 0; one seed gets a real
     interval from its test points (method ``points``; ``single`` if its point_sd is 0)."""
@@ -292,11 +292,9 @@ def paired_difference(
     m = float(means.mean())
     if not bounds[0] <= m <= bounds[1]:
         raise ValueError(f"paired_difference: mean {m} lies outside bounds {bounds}")
-    if n_seeds >= 2:
-        q = float(stats.t.ppf(0.5 + level / 2, n_seeds - 1))
-    else:
-        q = float(stats.norm.ppf(0.5 + level / 2))
-    floor = q * math.sqrt(float(np.sum(se**2))) / n_seeds
+    q = float(stats.t.ppf(0.5 + level / 2, n_seeds - 1)) if n_seeds >= 2 else math.nan
+    # the floor's variance comes from n_points test points per seed (many degrees of freedom): normal quantile
+    floor = float(stats.norm.ppf(0.5 + level / 2)) * math.sqrt(float(np.sum(se**2))) / n_seeds
     low, high = m - floor, m + floor
     if n_seeds >= 2:
         rng = np.random.default_rng(seed)

@@ -404,6 +404,14 @@ def finite_to_infinite(
         "agreement_g_same_init": agreement(g_z, g_same),
     }
     out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
+    refs = {
+        "agreement_same_init": _agree_points(f_z, g_same),
+        "agreement_signal": _agree_points(f_z, s_part),
+    }
+    predicted = predicted_agreement_per_point(cfg, f_z, g_lim_z, z)
+    if predicted is not None:
+        refs["agreement_predicted"] = predicted
+    out.update(paired_second_moments(cfg, f_z, g_z, refs))
     out["f_weight_move"] = weight_movement(cfg, pf, f0)
     out["g_weight_move"] = weight_movement(cfg, pg, g0)
     out.update(activation_flips(cfg, "f", pf, f0, x, z))
@@ -552,14 +560,36 @@ def decomposition(cfg: ProtocolConfig, f_z, b_part, s_part, y_adv, z, *, g0_z=No
         return out
     out["g0_abs"] = jnp.mean(jnp.abs(g0_z))
     out["agreement_same_init"] = agreement(f_z, h + g0_z if g_same_z is None else g_same_z)
-    if cfg.loss == "identity":
-        if cfg.centered:
-            out["agreement_predicted"] = agreement(f_z, h)
-        else:
-            sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.gamma, bias=cfg.bias))
-            sign_f = jnp.where(f_z >= 0, 1.0, -1.0)
-            out["agreement_predicted"] = jnp.mean(jax.scipy.stats.norm.cdf(sign_f * h / sd))
+    predicted = predicted_agreement_per_point(cfg, f_z, h, z)
+    if predicted is not None:
+        out["agreement_predicted"] = jnp.mean(predicted)
     return out
+
+
+def predicted_agreement_per_point(cfg: ProtocolConfig, f_z, h, z) -> jax.Array | None:
+    """Per test point (M,), the lazy limit's probability over g's random initial function that sign g agrees
+    with sign f: ``Phi_N(sign f(z) h(z) / sqrt(Sigma(z, z)))`` with ``h = B + S`` (an indicator for centred
+    nets); ``None`` off the identity loss (no closed form)."""
+    if cfg.loss != "identity":
+        return None
+    sign_f = jnp.where(f_z >= 0, 1.0, -1.0)
+    if cfg.centered:
+        return (sign_f * jnp.where(h >= 0, 1.0, -1.0) > 0).astype(f_z.dtype)
+    sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.gamma, bias=cfg.bias))
+    return jax.scipy.stats.norm.cdf(sign_f * h / sd)
+
+
+def paired_second_moments(cfg: ProtocolConfig, f_z, g_z, refs: dict) -> dict[str, jax.Array]:
+    """``d2_<name>``: the mean over test points of the squared per-point paired difference between g's
+    agreement with f, ``1[sign g = sign f]``, and each reference's per-point agreement value in ``refs``
+    (name -> (M,) values in [0, 1]). With the mean difference d, ``d2 - d^2`` is the per-point variance of
+    the paired difference, which the verdicts resample within a seed (docs/verdicts.md)."""
+    agree = (jnp.where(f_z >= 0, 1.0, -1.0) == jnp.where(g_z >= 0, 1.0, -1.0)).astype(f_z.dtype)
+    return {f"d2_{name}": jnp.mean((agree - ref) ** 2) for name, ref in refs.items()}
+
+
+def _agree_points(f_z, other) -> jax.Array:
+    return (jnp.where(f_z >= 0, 1.0, -1.0) == jnp.where(other >= 0, 1.0, -1.0)).astype(f_z.dtype)
 
 
 def replace_f0(cfg, pred: limits.KernelPredictor, x, y, f0, lr=None, which="f") -> limits.KernelPredictor:

@@ -87,7 +87,7 @@ def mse_predictor(
       ``K = V diag(lam) V^T`` the residual on the training set contracts by ``(1 - lr lam / N)`` per step, so
       ``coef = V diag((1 - (1 - lr lam/N)^steps) / lam) V^T (y - f_0)``. It converges only for
       ``lr < 2 N / lam_max``: a concrete larger ``lr`` is refused in one line, a traced one gives NaN
-      coefficients (docs/theory.md, "Losses").
+      coefficients (docs/theory.md, "Lazy limits and training time").
     * otherwise gradient flow for time ``t`` (t = inf: the interpolant), the ``lr -> 0`` limit at ``t = lr *
       steps``.
 

@@ -270,7 +270,8 @@ def test_random_targets_the_bias_term_decides_and_the_bias_free_limit_is_refuted
         assert c["measured_ci95"][1] > c["measured_ci95"][0], c["name"]
     assert summary["agreement_by_width"]["4096"]["mean"] < 0.6
     assert (
-        summary["signal_term_abs_by_width"]["4096"]["mean"] < summary["bias_term_abs_by_width"]["4096"]["mean"]
+        summary["signal_term_abs_by_width"]["4096"]["mean"]
+        < summary["bias_term_abs_by_width"]["4096"]["mean"]
     )
 
 

@@ -419,3 +419,66 @@ def test_decision_grid_orientation_and_values():
     np.testing.assert_allclose(protocol.project(pts, origin, basis)[:, 0], np.tile([-1.0, 0.0, 1.0], 3))
     with pytest.raises(ValueError, match="extent"):
         protocol.grid_axes((1.0, -1.0, 0.0, 1.0), 4)
+
+
+# ------------------------------------------------------------------------------------------- regime, moments
+def test_monte_carlo_prediction_reproduces_the_closed_form_for_the_identity_loss(arrays):
+    """The Monte Carlo over GP draws of g_0 (what losses without a closed form use) carried through the
+    identity loss's kernel flow gives Phi_N(sign f (B + S) / sqrt(Sigma)) per point: the closed form, within
+    the Monte Carlo error of 2000 draws (per point sd <= 0.5 / sqrt(2000) = 0.011; mean over points far less)."""
+    x, y, z, _ = arrays
+    cfg = BASE.with_(width=None, eps=1.0)
+    key = jax.random.PRNGKey(3)
+    f_lim = protocol.infinite_f(cfg, x, y)
+    adv = protocol.adversarial_set(cfg, f_lim, x, y, key)
+    g_lim = protocol.infinite_g(cfg, adv)
+    f_z = f_lim(z)
+    closed = protocol.predicted_agreement_per_point(cfg, f_z, g_lim(z), z)
+    mc = protocol.predicted_agreement_mc(cfg, f_z, adv, z, jax.random.PRNGKey(7), draws=2000)
+    assert float(jnp.max(jnp.abs(mc - closed))) < 5 * 0.5 / math.sqrt(2000)
+    assert abs(float(jnp.mean(mc - closed))) < 0.005
+
+
+def test_centred_limit_agreement_does_not_depend_on_the_training_time(arrays):
+    """An identity, not a claim: under the identity loss the centred limit g_inf = tau (1/N) sum y Theta is
+    tau times one function, so its signs - and its agreement with f - are the same at every T_g."""
+    x, y, z, y_test = arrays
+    out = [
+        protocol.infinite_cell(BASE.with_(width=None, steps_g=t), x, y, z, y_test, jax.random.PRNGKey(1))
+        for t in (10, 300)
+    ]
+    assert float(out[0]["agreement"]) == float(out[1]["agreement"])
+
+
+def test_regime_metrics_and_learned_coefficients(arrays):
+    """A wide net trained briefly is lazy by the fixed rule (small movement, few activation flips) and what g
+    learned follows its limit's B and S with coefficients near 1; a narrow net trained long is not lazy. The
+    paired second moments bound the paired differences: d2 >= d^2."""
+    x, y, z, y_test = arrays
+    key = jax.random.PRNGKey(0)
+    wide = protocol.finite_cell(BASE.with_(width=4096, lr_g=0.1, steps_g=20), x, y, z, y_test, key)
+    narrow = protocol.finite_cell(BASE.with_(width=8, lr_g=2.0, steps_g=200), x, y, z, y_test, key)
+    lazy = lambda m, net: protocol.is_lazy(  # noqa: E731
+        float(m[f"{net}_weight_move"]), float(m[f"{net}_flip_train"]), float(m[f"{net}_flip_test"])
+    )
+    assert lazy(wide, "g") and not lazy(narrow, "g")
+    assert float(wide["g_flip_train"]) < float(narrow["g_flip_train"])
+    # at eps = 2 the signal term dominates (|S| >> |B|): its coefficient is pinned, the fit explains g - g_0
+    assert float(wide["signal_term_abs"]) > 3 * float(wide["bias_term_abs"])
+    assert abs(float(wide["g_coef_signal"]) - 1) < 0.1 and float(wide["g_coef_r2"]) > 0.9
+    assert 0 <= float(wide["g_kink_frac"]) <= 1
+    for m in (wide, narrow):
+        for ref in ("agreement_same_init", "agreement_predicted", "agreement_signal"):
+            d = float(m["agreement"]) - float(m[ref])
+            assert float(m[f"d2_{ref}"]) >= d * d - 1e-6
+
+
+def test_learned_coefficients_recover_a_known_mixture():
+    """learned = 0.3 B + 1.2 S exactly gives (0.3, 1.2) and R^2 = 1; B = 0 gives NaN for the bias."""
+    rng = np.random.default_rng(0)
+    b, s = jnp.asarray(rng.normal(size=50)), jnp.asarray(rng.normal(size=50))
+    out = protocol.learned_coefficients(0.3 * b + 1.2 * s, b, s)
+    assert float(out["g_coef_bias"]) == pytest.approx(0.3, abs=1e-5)
+    assert float(out["g_coef_signal"]) == pytest.approx(1.2, abs=1e-5)
+    assert float(out["g_coef_r2"]) == pytest.approx(1.0, abs=1e-5)
+    assert np.isnan(float(protocol.learned_coefficients(s, jnp.zeros(50), s)["g_coef_bias"]))

@@ -53,7 +53,8 @@ SCENARIOS: tuple[str, ...] = get_args(Scenario)
 TARGET_MODES: tuple[str, ...] = get_args(Targets)
 NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
 PRESETS: tuple[str, ...] = get_args(Preset)
-STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4}
+STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4, "g0_draws": 5}
+MC_DRAWS = 32  # GP draws of g_0 for the predicted agreement off the identity loss
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,9 @@ def finite_to_infinite(
         "agreement_signal": _agree_points(f_z, s_part),
     }
     predicted = predicted_agreement_per_point(cfg, f_z, g_lim_z, z)
+    if predicted is None and not cfg.centered:
+        predicted = predicted_agreement_mc(cfg, f_z, adv, z, stream(key, "g0_draws"), lr_g)
+        out["agreement_predicted"] = jnp.mean(predicted)
     if predicted is not None:
         refs["agreement_predicted"] = predicted
     out.update(paired_second_moments(cfg, f_z, g_z, refs))
@@ -577,6 +581,42 @@ def predicted_agreement_per_point(cfg: ProtocolConfig, f_z, h, z) -> jax.Array |
         return (sign_f * jnp.where(h >= 0, 1.0, -1.0) > 0).astype(f_z.dtype)
     sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.gamma, bias=cfg.bias))
     return jax.scipy.stats.norm.cdf(sign_f * h / sd)
+
+
+def predicted_agreement_mc(cfg: ProtocolConfig, f_z, adv: AdvSet, z, key, lr_g=None, draws: int = MC_DRAWS):
+    """Per test point (M,), the probability over g's random initial function that sign g agrees with sign f,
+    by Monte Carlo for losses without a closed form (logistic, exponential, MSE): ``draws`` joint Gaussian
+    draws of g_0 on (x_adv, z) with the NNGP covariance (the law of a random net's initial function at any
+    width), each carried through the lazy limit's kernel gradient descent on the adversarial set from that
+    g_0 (:func:`limits.flow_coefficients`; MSE: :func:`limits.mse_predictor` at the same lr and steps). The
+    Monte Carlo error of the mean over z is at most ``0.5 / sqrt(draws)`` (docs/theory.md, "Agreement over
+    the random initial function")."""
+    x_adv, y_adv = adv.x_adv, adv.y_adv
+    n = x_adv.shape[0]
+    pts = jnp.concatenate([x_adv, z], axis=0)
+    cov = kernels.nngp(pts, pts, gamma=cfg.gamma, bias=cfg.bias)
+    lam, vec = jnp.linalg.eigh(0.5 * (cov + cov.T))
+    root = vec * jnp.sqrt(jnp.clip(lam, 0.0, None))[None, :]
+    samples = root @ jax.random.normal(key, (pts.shape[0], draws), pts.dtype)  # (N + M, draws)
+    kernel = cfg.kernel()
+    k_train = kernels.kernel_matrix(kernel, x_adv)
+    k_z = kernel(z, x_adv)
+    lr = cfg.lr_g if lr_g is None else lr_g
+    sign_f = jnp.where(f_z >= 0, 1.0, -1.0)
+
+    def one(sample):
+        f0_train, f0_z = sample[:n], sample[n:]
+        if cfg.loss == "mse":
+            pred = limits.mse_predictor(
+                kernel, x_adv, y_adv, f0=lambda _q: f0_train, k_train=k_train, lr=lr, steps=cfg.steps_g
+            )
+            coef = pred.coef
+        else:
+            coef = limits.flow_coefficients(cfg.loss, k_train, y_adv, f0_train, lr=lr, steps=cfg.steps_g)
+        g_z = f0_z + k_z @ coef
+        return (jnp.where(g_z >= 0, 1.0, -1.0) == sign_f).astype(f_z.dtype)
+
+    return jnp.mean(jax.vmap(one, in_axes=1)(samples), axis=0)
 
 
 def paired_second_moments(cfg: ProtocolConfig, f_z, g_z, refs: dict) -> dict[str, jax.Array]:

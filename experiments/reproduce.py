@@ -633,8 +633,27 @@ def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Pa
     mean = np.asarray([p["agreement_mean"] for p in points], float)
     lo = np.asarray([p["agreement_ci95"][0] for p in points], float)
     hi = np.asarray([p["agreement_ci95"][1] for p in points], float)
-    ax.plot(xs, mean, "-o", ms=3, color="C0", label=f"ours: mean of {settings['seeds']} seeds, best mean lr")
-    ax.fill_between(xs, lo, hi, color="C0", alpha=0.25, lw=0, label="ours: 95% interval")
+    ax.plot(
+        xs, mean, "-o", ms=3, color="C0", label=f"ours: mean of {settings['seeds']} seeds, best predicted lr"
+    )
+    ax.fill_between(xs, lo, hi, color="C0", alpha=0.25, lw=0, label="ours: 95% interval (seed as unit)")
+    hollow = [i for i, p in enumerate(points) if p.get("regime") == "not lazy"]
+    if hollow:
+        ax.plot(
+            xs[hollow],
+            mean[hollow],
+            ls="none",
+            marker="o",
+            ms=3.6,
+            mfc="white",
+            mec="C0",
+            mew=0.9,
+            zorder=3,
+            label=plots.NOT_LAZY_LABEL,
+        )
+    paper = [(x, p["paper"]) for x, p in zip(xs, points, strict=True) if p.get("paper") is not None]
+    if paper:
+        ax.plot(*zip(*paper, strict=True), "x", ms=4, color="C2", label="published (read from the figure)")
     s0 = [
         (x, p["agreement_seed0_best_lr"])
         for x, p in zip(xs, points, strict=True)
@@ -656,7 +675,7 @@ def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Pa
         if p["agreement_predicted"] is not None
     ]
     if pr:
-        ax.plot(*zip(*pr, strict=True), "--", color="k", lw=1.0, label="predicted (lazy limit, same init)")
+        ax.plot(*zip(*pr, strict=True), "--", color="k", lw=1.0, label="predicted (lazy limit, E over g_0)")
     if use_log_axis(xs):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.ScalarFormatter())

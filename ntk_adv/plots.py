@@ -249,7 +249,10 @@ def plot_metric(
         raise ValueError(f"no rows for metric {metric!r} with {where}")
     (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or axis_label(metric), color=color)
     ax.fill_between(xs, low, high, alpha=0.25, color=line.get_color(), lw=0)
-    mark_regime(ax, rows, x, xs, mean, line.get_color(), **where)
+    regime = (
+        "f_lazy" if metric.startswith(("f_", "cos_")) else REGIME_METRIC
+    )  # whose laziness the metric needs
+    mark_regime(ax, rows, x, xs, mean, line.get_color(), regime=regime, **where)
     logx = _auto_logx([{x: v} for v in xs], x, logx)
     if logx:
         ax.set_xscale("log", base=logx)
@@ -263,11 +266,11 @@ REGIME_METRIC = "g_lazy"  # per-cell regime label (1 lazy, 0 not) written by the
 NOT_LAZY_LABEL = "hollow: g not lazy (measured)"
 
 
-def mark_regime(ax, rows, x: str, xs, ys, color, **where) -> None:
-    """Redraw the markers of the points whose measured regime is not lazy (any seed's
-    :data:`REGIME_METRIC` is 0) hollow, and add one legend entry per axes saying so. Rows without a regime
-    label (infinite width, other experiments) are left as they are."""
-    reg = select(rows, metric=REGIME_METRIC, **where)
+def mark_regime(ax, rows, x: str, xs, ys, color, *, regime: str = REGIME_METRIC, **where) -> None:
+    """Redraw the markers of the points whose measured regime is not lazy (any seed's ``regime`` label,
+    ``g_lazy`` or ``f_lazy``, is 0) hollow, and add one legend entry per axes saying so. Rows without a
+    regime label (infinite width, other experiments) are left as they are."""
+    reg = select(rows, metric=regime, **where)
     if not reg:
         return
     hollow = [
@@ -289,7 +292,8 @@ def mark_regime(ax, rows, x: str, xs, ys, color, **where) -> None:
         zorder=3,
     )
     if not getattr(ax, "_ntk_adv_regime_legend", False):
-        ax.plot([], [], ls="none", marker="o", ms=3.6, mfc="white", mec="0.3", label=NOT_LAZY_LABEL)
+        label = NOT_LAZY_LABEL if regime == REGIME_METRIC else NOT_LAZY_LABEL.replace(" g ", " f ")
+        ax.plot([], [], ls="none", marker="o", ms=3.6, mfc="white", mec="0.3", label=label)
         ax._ntk_adv_regime_legend = True
 
 

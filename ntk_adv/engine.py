@@ -41,9 +41,10 @@ from typing import Any, Literal, get_args
 import jax
 from tqdm.auto import tqdm
 
+from ntk_adv import data as data_mod
 from ntk_adv import validate
 from ntk_adv.results import code_fingerprint
-from ntk_adv.store import ResultStore, cell_id, config_key, data_fingerprint
+from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
 Cell = tuple[Any, int]  # (config, seed)
 Backend = Literal["inprocess", "processes", "ray"]
@@ -216,16 +217,27 @@ def run_sweep(
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     code_fp = code_fingerprint(*caller_sources(run_batch))
     by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
-    data_fps = [
-        by_data[key]
-        if (key := getattr(c, "data", None)) in by_data
-        else by_data.setdefault(key, data_fingerprint(c))
-        for c, _ in cells
-    ]
+    stamps: dict = {}  # data spec -> stamp of its files when it was fingerprinted
+    data_fps = []
+    for c, _ in cells:
+        key = getattr(c, "data", None)
+        if key not in by_data:
+            stamps[key] = _data_stamp(key)
+            by_data[key] = data_fingerprint(c)
+            _check_data_unchanged(key, stamps[key])
+        data_fps.append(by_data[key])
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
+    n_corrupt_before = len(store.corrupt)
     found = [None if force else store.get(cid) for cid in ids]
+    if len(store.corrupt) > n_corrupt_before:
+        warnings.warn(
+            f"{kind}: {len(store.corrupt) - n_corrupt_before} stored records are corrupt (unreadable, "
+            f"incomplete, or not hashing to their cell id); recomputing them",
+            CorruptRecord,
+            stacklevel=2,
+        )
     status = [store.status(rec, code_fp) for rec in found]
     kept: dict[int, dict] = {}  # cell index -> accepted stale record
     if reuse == "accept" and not force:
@@ -262,6 +274,8 @@ def run_sweep(
     done: dict[int, dict] = {}
 
     def commit(chunk, metrics, elapsed):
+        for key in {getattr(cell[0], "data", None) for cell in chunk}:
+            _check_data_unchanged(key, stamps[key])  # never file numbers of other data under this id
         for cell, m in zip(chunk, metrics):
             i = cell_index[id(cell)]
             done[i] = store.put(
@@ -290,6 +304,28 @@ def run_sweep(
     finally:
         bar.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+def _data_stamp(spec: Any) -> tuple:
+    """(path, size, mtime, inode) of every file a file-based data spec may read; () for other data."""
+    if not isinstance(spec, data_mod.DataSpec):
+        return ()
+    # files only: a directory's mtime moves when anything (an output, a store) is written inside it
+    return tuple(e for e in data_mod._stamp(spec) if not isinstance(e, tuple) or not os.path.isdir(e[0]))
+
+
+def _check_data_unchanged(spec: Any, stamp: tuple) -> None:
+    """The data files of ``spec`` still have the stamp they had when the sweep fingerprinted them; else a
+    one-line ValueError naming the changed path (the cells' ids name the data first read, so results computed
+    on replaced files must not be filed under them)."""
+    now = _data_stamp(spec)
+    if now == stamp:
+        return
+    changed = sorted({e[0] for e in set(now) ^ set(stamp) if isinstance(e, tuple)}) or [spec.root]
+    raise ValueError(
+        f"--data-root {spec.root}: data file {changed[0]} changed during the run; its results would be "
+        f"filed under the old data's cell ids - refusing (re-run once the data is stable)"
+    )
 
 
 def caller_sources(fn: Callable) -> list[str]:

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ntk_adv import data as data_mod
 from ntk_adv import validate
+from ntk_adv.guards import BackendFailure, probe_address
 from ntk_adv.results import code_fingerprint
 from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
@@ -431,6 +432,7 @@ def _worker_init(parent_pid: int) -> None:
 def _run_processes(chunks, run_batch, commit, workers):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
     pool = ProcessPoolExecutor(
@@ -439,7 +441,13 @@ def _run_processes(chunks, run_batch, commit, workers):
     try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
         for fut in as_completed(futures):
-            metrics, elapsed = fut.result()
+            try:
+                metrics, elapsed = fut.result()
+            except BrokenProcessPool:
+                raise BackendFailure(
+                    "a worker process of --backend processes died (killed, or out of memory); finished cells "
+                    "are kept in the store, re-run the same command to resume"
+                ) from None
             commit(futures[fut], metrics, elapsed)
     except BaseException:
         # Interrupted or failed: stop the workers without waiting for the groups in flight (finished ones are
@@ -462,6 +470,7 @@ def _run_ray(chunks, run_batch, commit, workers, address):
     started = not ray.is_initialized()
     if started:
         if address:
+            probe_address(address)  # Ray itself retries an unreachable address for minutes
             # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers
             # receive ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's
             # runtime_env; data is read from DataSpec.root, which must be a path every node sees (user arrays

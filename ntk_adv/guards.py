@@ -38,6 +38,10 @@ class ResourceLimit(Exception):
     """A plan exceeds the memory or cell limit (exit code 3)."""
 
 
+class OutputLocked(RuntimeError):
+    """Another run holds the output directory's lock (:func:`ntk_adv.results.output_lock`; exit code 4)."""
+
+
 class BackendFailure(RuntimeError):
     """A worker process died or a cluster cannot be reached (exit code 5)."""
 
@@ -147,8 +151,8 @@ def check_plan(
         biggest, what, dests = terms[0]
         raise ResourceLimit(
             f"{named(dests) or 'the options'}: the plan needs about {_gb(total)} ({what}: {_gb(biggest)}), "
-            f"more than {'--max-memory' if max_memory_gb is not None else 'this machine'}'s {_gb(limit)}; lower "
-            f"them, or raise --max-memory GB if you know better"
+            f"more than {'--max-memory' if max_memory_gb is not None else 'this machine'}'s {_gb(limit)}; "
+            f"lower them, or raise --max-memory GB if you know better"
         )
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ntk_adv.guards import OutputLocked
+
 
 def _scalar(v):
     if isinstance(v, (np.generic,)):
@@ -90,10 +92,6 @@ def atomic_write(
 
 LOCK_NAME = ".ntk-adv.lock"
 MANIFEST_NAME = "manifest.json"
-
-
-class OutputLocked(RuntimeError):
-    """Another process holds the output directory's lock (see :func:`output_lock`)."""
 
 
 @contextlib.contextmanager

@@ -178,3 +178,219 @@ def test_data_replaced_during_a_run_is_refused_naming_the_path(tmp_path):
         progress=False,
     )
     assert recs[0]["data_fingerprint"] == data.fingerprint(cfg.data)
+
+
+# ------------------------------------------------------------------------------------------- outputs
+def test_a_second_run_on_the_same_out_is_refused_naming_the_holder(tmp_path, capsys):
+    import os
+
+    from experiments import cli
+
+    with results.output_lock(tmp_path):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["convergence", "--widths", "16", "32", "--out", str(tmp_path), "--quiet"])
+    assert exit_.value.code == 4
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err and str(tmp_path) in err
+    assert not (tmp_path / "results.csv").exists()
+    with results.output_lock(tmp_path):  # released when its holder ends
+        pass
+
+
+def test_outputs_replace_a_planted_symlink_never_its_target(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ntk_adv import plots
+
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me")
+    for name in ("agreement_vs_width.png", "agreement_vs_width.pdf", "results.csv", "summary.json"):
+        (out / name).symlink_to(victim)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    paths = plots.save(fig, out, "agreement_vs_width")
+    results.write_csv([{"a": 1}], out / "results.csv")
+    results.write_json({"a": 1}, out / "summary.json")
+    assert victim.read_text() == "keep me"
+    for p in [*paths, out / "results.csv", out / "summary.json"]:
+        assert not p.is_symlink() and p.stat().st_size > 0
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_run_writes_its_manifest_last(tmp_path, capsys):
+    import hashlib
+
+    from experiments import cli
+
+    argv = ["convergence", "--widths", "16", "32", "--seeds", "2", "--n-train", "10", "--n-test", "5"]
+    argv += ["--n-kernel", "5", "--steps", "2", "--out", str(tmp_path), "--quiet"]
+    assert cli.main(argv) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    files = manifest["files"]
+    assert {"results.csv", "summary.json"} <= set(files)
+    assert not any("records" in f or f.endswith(".lock") for f in files)
+    for name, entry in files.items():
+        assert entry["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+    newest = max((tmp_path / f).stat().st_mtime_ns for f in files)
+    assert (tmp_path / "manifest.json").stat().st_mtime_ns >= newest
+    assert "manifest.json" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- limits
+def cli_exit(argv, capsys) -> tuple[int, str]:
+    from experiments import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    return exit_.value.code, err.splitlines()[-1] if err else ""
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["perturbation-learning", "--widths", "2000000000"], "--widths 2000000000"),
+        (["perturbation-learning", "--widths", "100000000"], "--widths 100000000"),
+        (["demo", "--dataset", "gauss", "--n-train", "2000000000"], "--n-train 2000000000"),
+        (["demo", "--d", "100000000"], "--d 100000000"),
+        (["bench", "--matmul-sizes", "200000"], "--matmul-sizes 200000"),
+        (["convergence", "--widths", "64", "30000000"], "--widths 64 30000000"),
+        (["halfway", "--grid", "100000000"], "--grid 100000000"),
+        (["perturbation-learning", "--seeds", "100000000"], "--seeds 100000000"),
+    ],
+)
+def test_oversize_plans_are_refused_before_work_naming_the_option(argv, option, capsys, tmp_path):
+    code, err = cli_exit([*argv, "--out", str(tmp_path / "o")], capsys)
+    assert code == 3 and option in err and "error:" in err, err
+    assert not (tmp_path / "o").exists()  # before any work: nothing written, not even the lock
+
+
+def test_integer_options_have_a_range_and_max_memory_raises_the_limit(capsys, tmp_path):
+    from ntk_adv import guards
+
+    code, err = cli_exit(["perturbation-learning", "--widths", "9000000000", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "out of range" in err and "--widths" in err
+    code, err = cli_exit(["demo", "--max-memory", "0", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--max-memory" in err
+    opts = {"widths": [100000000], "seeds": 5, "data.n_train": 200, "data.d": 100}
+    with pytest.raises(guards.ResourceLimit, match="--widths"):
+        guards.check_plan(opts)
+    guards.check_plan(opts, max_memory_gb=1e5)  # the user knows better
+    with pytest.raises(guards.ResourceLimit, match="--max-memory"):
+        guards.check_plan({"widths": [1024], "seeds": 5, "data.n_train": 200}, max_memory_gb=1e-3)
+
+
+def test_the_default_plan_of_every_command_fits():
+    from experiments import cli
+    from ntk_adv import guards
+    from ntk_adv import cli as lib_cli
+
+    for name, module in cli.commands().items():
+        spec = lib_cli.command_specs(module, cli.GLOSSARY, name)
+        opts = {o["dest"]: o["default"] for o in spec["options"]}
+        guards.check_plan(opts, max_memory_gb=16.0)  # a 16 GB machine runs every default
+
+
+def test_ray_address_is_probed_and_conflicts_are_refused(capsys, tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    code, err = cli_exit(["convergence", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path)], capsys)
+    assert code == 5 and "127.0.0.1:1" in err and time.perf_counter() - t0 < 10
+    argv = ["convergence", "--backend", "processes", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path)]
+    code, err = cli_exit(argv, capsys)
+    assert code == 2 and "--backend" in err and "--ray-address" in err
+    from ntk_adv import guards
+
+    with pytest.raises(guards.BackendFailure, match="127.0.0.1:1"):
+        guards.probe_address("ray://127.0.0.1:1", timeout=1.0)
+    guards.probe_address("auto")  # left to Ray
+
+
+def suicide_batch(chunk):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_is_one_backend_failure(tmp_path):
+    from ntk_adv import guards
+
+    with pytest.raises(guards.BackendFailure, match="worker process .* died"):
+        engine.run_sweep(
+            [(Cfg(), 0)],
+            tmp_path,
+            run_batch=suicide_batch,
+            batch_key=lambda c: c,
+            kind="t",
+            progress=False,
+            backend="processes",
+            workers=1,
+        )
+
+
+def test_a_wrong_shape_option_cache_is_rebuilt(tmp_path, monkeypatch, capsys):
+    from experiments import cli
+    from ntk_adv import cli as lib_cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    module = cli.commands()["demo"]
+    path = lib_cli._cache_dir() / f"{module}-{lib_cli._source_version(module)}.json"
+    path.parent.mkdir(parents=True)
+    for bad in ([], {"options": 3, "out": "x"}, {"options": [{"dest": "eps"}], "out": "x"}, "x", None):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["demo", "--help"])
+        assert exit_.value.code == 0 and "--eps" in capsys.readouterr().out
+        assert lib_cli._valid_spec(json.loads(path.read_text()))  # rebuilt
+
+
+@pytest.mark.parametrize("where", ["build_parser", "check_plan", "output_lock", "main"])
+def test_ctrl_c_anywhere_is_one_line_and_exit_130(where, monkeypatch, capsys, tmp_path):
+    import contextlib
+
+    from experiments import convergence
+    from ntk_adv import cli as lib_cli
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    if where == "main":
+        monkeypatch.setattr(convergence, "main", interrupt)
+    elif where == "output_lock":
+        monkeypatch.setattr(results, "output_lock", contextlib.contextmanager(lambda out: interrupt()))
+    else:
+        monkeypatch.setattr(lib_cli, where, interrupt)
+    code, err = cli_exit(["convergence", "--out", str(tmp_path), "--quiet"], capsys)
+    assert code == 130 and "interrupted" in err
+    assert len(capsys.readouterr().err.strip().splitlines()) <= 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 12345678 bytes."),
+        MemoryError("Unable to allocate 10.0 GiB"),
+    ],
+)
+def test_out_of_memory_is_one_line_naming_the_likely_option(error, monkeypatch, capsys, tmp_path):
+    from experiments import convergence
+
+    def oom(*a, **k):
+        raise error
+
+    monkeypatch.setattr(convergence, "main", oom)
+    argv = ["convergence", "--widths", "16", "8192", "--out", str(tmp_path), "--quiet"]
+    from experiments import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 3 and len(err.splitlines()) == 1
+    assert "out of memory" in err and "--widths 16 8192" in err

@@ -99,28 +99,46 @@ def output_lock(out: str | os.PathLike):
     """Hold ``OUT/.ntk-adv.lock`` (an exclusive, non-blocking ``flock``) while a run writes its outputs: a
     second run on the same output directory is refused at once with :class:`OutputLocked` naming the
     holder's pid, so two runs never mix their results.csv / summary.json / figures. The lock is released when
-    the holder ends, however it ends (the kernel drops it with the process); the file stays."""
+    the holder ends, however it ends (the kernel drops it with the process); the file is removed on a normal
+    exit (a killed holder leaves it, unlocked: the next run takes it)."""
     import fcntl
 
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    for _ in range(20):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLocked(
+                f"--out {out} is in use by another ntk-adv run (pid {holder}); wait for it to finish or choose "
+                f"another --out"
+            ) from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file we opened as it finished: lock the new one
+    else:  # pragma: no cover - twenty runs racing for one directory
+        raise OutputLocked(f"--out {out} is contended by other ntk-adv runs; try again")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise OutputLocked(
-            f"--out {out} is in use by another ntk-adv run (pid {holder}); wait for it to finish or choose "
-            f"another --out"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the pid is for the refusal message only (a full disk: "unknown")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding it: a waiting opener sees the inode change and retries
         os.close(fd)  # releases the lock
+        if created:  # a run that failed before writing anything leaves no empty output directory
+            with contextlib.suppress(OSError):
+                out.rmdir()
 
 
 def _sha256(path: Path) -> str:

@@ -287,8 +287,8 @@ def test_integer_options_have_a_range_and_max_memory_raises_the_limit(capsys, tm
 
 def test_the_default_plan_of_every_command_fits():
     from experiments import cli
-    from ntk_adv import guards
     from ntk_adv import cli as lib_cli
+    from ntk_adv import guards
 
     for name, module in cli.commands().items():
         spec = lib_cli.command_specs(module, cli.GLOSSARY, name)

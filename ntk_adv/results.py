@@ -115,8 +115,8 @@ def output_lock(out: str | os.PathLike):
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise OutputLocked(
-                f"--out {out} is in use by another ntk-adv run (pid {holder}); wait for it to finish or choose "
-                f"another --out"
+                f"--out {out} is in use by another ntk-adv run (pid {holder}); wait for it to finish or "
+                f"choose another --out"
             ) from None
         try:
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino

@@ -230,12 +230,14 @@ def run_sweep(
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
-    n_corrupt_before = len(store.corrupt)
     found = [None if force else store.get(cid) for cid in ids]
-    if len(store.corrupt) > n_corrupt_before:
+    corrupt = [cid for cid, rec in zip(ids, found) if rec is None and cid in store.corrupt]
+    if corrupt:
+        more = f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else ""
         warnings.warn(
-            f"{kind}: {len(store.corrupt) - n_corrupt_before} stored records are corrupt (unreadable, "
-            f"incomplete, or not hashing to their cell id); recomputing them",
+            f"{kind}: recomputing {len(corrupt)} cells whose stored record is corrupt (unreadable, "
+            f"incomplete, or not hashing to its cell id; corrupt result record ids: "
+            f"{', '.join(corrupt[:5])}{more})",
             CorruptRecord,
             stacklevel=2,
         )
@@ -259,7 +261,8 @@ def run_sweep(
         )
     elif n_stale:
         warnings.warn(
-            f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+            f"{kind}: {n_stale} stored records were computed by other code, library versions or numeric mode "
+            f"(x64, matmul precision, device kind; this code: "
             f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)",
             StaleRecord,
             stacklevel=2,

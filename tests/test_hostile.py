@@ -136,7 +136,7 @@ def test_the_engine_counts_corrupt_records(tmp_path):
     _edit(tmp_path, lambda r: [])
     with pytest.warns(CorruptRecord) as seen:
         sweep(tmp_path)
-    assert sum("2 stored records are corrupt" in str(w.message) for w in seen) == 1
+    assert sum("recomputing 2 cells whose stored record is corrupt" in str(w.message) for w in seen) == 1
 
 
 REPLACE_ROOT: list = []
@@ -319,7 +319,8 @@ def suicide_batch(chunk):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_killed_worker_is_one_backend_failure(tmp_path):
+def test_a_killed_worker_is_one_backend_failure(tmp_path, capfd, monkeypatch):
+    from experiments import convergence
     from ntk_adv import guards
 
     with pytest.raises(guards.BackendFailure, match="worker process .* died"):
@@ -333,6 +334,15 @@ def test_a_killed_worker_is_one_backend_failure(tmp_path):
             backend="processes",
             workers=1,
         )
+    assert "Traceback" not in capfd.readouterr().err
+    # the command maps it to one line and exit code 5
+
+    def dies(*a, **k):
+        raise guards.BackendFailure("a worker process of --backend processes died")
+
+    monkeypatch.setattr(convergence, "main", dies)
+    code, err = cli_exit(["convergence", "--out", str(tmp_path / "o"), "--quiet"], capfd)
+    assert code == 5 and err.endswith("died")
 
 
 def test_a_wrong_shape_option_cache_is_rebuilt(tmp_path, monkeypatch, capsys):

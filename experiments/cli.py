@@ -126,10 +126,14 @@ def build_parser(selected: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     """The ``ntk-adv`` console script (``ntk_adv_experiments.cli:main``; ``experiments.cli`` in a
     checkout)."""
-    live = _checkout_cli()
-    if live is not None:
-        return live.main(argv)
-    return _cli.main(argv, commands(), GLOSSARY)
+    try:
+        live = _checkout_cli()
+        if live is not None:
+            return live.main(argv)
+        return _cli.main(argv, commands(), GLOSSARY)
+    except KeyboardInterrupt:  # before the library's own handler is in place (imports, discovery)
+        sys.stderr.write("ntk-adv: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ntk_adv.results import provenance, write_json
+from ntk_adv.results import atomic_write, provenance, write_json
 
 COMMAND = "report"
 SKIP = (
@@ -82,7 +82,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
         table += [{"experiment": command, **c} for c in claims]
         sections.append((command, module, exp_cfg, scale, claims, sorted((out / command).glob("*.png"))))
     text = render(sections, table, timings)
-    (out / "report.md").write_text(text)
+    atomic_write(out / "report.md", text)
     summary = {
         "experiment": COMMAND,
         "config": asdict(cfg),

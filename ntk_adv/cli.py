@@ -37,6 +37,24 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
+from ntk_adv.guards import (
+    EXIT_BACKEND,
+    EXIT_BUSY,
+    EXIT_INTERRUPTED,
+    EXIT_OS,
+    EXIT_RESOURCES,
+    EXIT_USAGE,
+    INT_MAX,
+    BackendFailure,
+    OutputLocked,
+    ResourceLimit,
+    check_plan,
+    finite_gb,
+    is_out_of_memory,
+    likely_option,
+    probe_address,
+)
+
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
 RAY_ADDRESS_HELP = (
@@ -249,6 +267,10 @@ def _parse_value(spec: dict):
             v = base(token)
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"invalid {base.__name__} value {token!r}") from err
+        if base is int and not -INT_MAX - 1 <= v <= INT_MAX:
+            raise argparse.ArgumentTypeError(
+                f"{token} is out of range: integer options take at most {INT_MAX}"
+            )
         if spec["choices"] is not None and v not in spec["choices"]:
             raise argparse.ArgumentTypeError(
                 f"unknown {label} {token!r}; expected one of {', '.join(map(str, spec['choices']))}"
@@ -266,7 +288,7 @@ def _parse_value(spec: dict):
         try:
             return [one(p) for p in parts]
         except argparse.ArgumentTypeError as err:
-            if str(err).startswith("unknown"):
+            if str(err).startswith("unknown") or "out of range" in str(err):
                 raise
             raise argparse.ArgumentTypeError(f"invalid {base.__name__} in {token!r}") from err
 
@@ -390,9 +412,11 @@ def command_specs(module_name: str, glossary: Mapping[str, str] | None = None, n
     ignored)."""
     path = _cache_dir() / f"{module_name}-{_source_version(module_name)}.json"
     try:
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if _valid_spec(cached):
+            return cached
     except (OSError, ValueError):
-        pass
+        pass  # missing, unreadable, or not JSON: rebuilt below (a wrong-shape file too)
     module = importlib.import_module(module_name)
     spec = {"options": option_specs(module.Config, glossary), "out": default_out(module, name or module_name)}
     try:
@@ -405,10 +429,42 @@ def command_specs(module_name: str, glossary: Mapping[str, str] | None = None, n
     return spec
 
 
+SPEC_KEYS = frozenset({"dest", "flags", "kind", "base", "optional", "choices", "default", "help"})
+
+
+def _valid_spec(spec) -> bool:
+    """A cached command spec has the shape :func:`command_specs` writes (else it is rebuilt, never used)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("out"), str):
+        return False
+    options = spec.get("options")
+    return isinstance(options, list) and all(
+        isinstance(o, dict)
+        and SPEC_KEYS <= o.keys()
+        and isinstance(o["dest"], str)
+        and isinstance(o["flags"], list)
+        and o["flags"]
+        and all(isinstance(f, str) and f.startswith("--") for f in o["flags"])
+        and o["kind"] in ("scalar", "tuple", "bool")
+        and o["base"] in BASES
+        and (o["choices"] is None or isinstance(o["choices"], list))
+        and isinstance(o["help"], str)
+        and (o["kind"] != "tuple" or isinstance(o["default"], list))
+        for o in options
+    )
+
+
 def _common_options(p: argparse.ArgumentParser, out: str, specs: list[dict]) -> None:
     p.add_argument("--out", type=Path, default=Path(out), help=f"output directory (default: {out})")
     if any(s["dest"].rsplit(".", 1)[-1] == "backend" for s in specs):
         p.add_argument("--ray-address", metavar="HOST:PORT", default=None, help=RAY_ADDRESS_HELP)
+    p.add_argument(
+        "--max-memory",
+        metavar="GB",
+        type=finite_gb,
+        default=None,
+        help="memory limit of the plan's estimate, in GB (default: this machine's physical memory); a plan "
+        "above it is refused before any work",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors (or NTK_ADV_DEBUG=1)")
 
@@ -496,8 +552,16 @@ def _set_ray_address(args: argparse.Namespace) -> None:
     address = getattr(args, "ray_address", None)
     if not address:
         return
+    backends = [k for k in vars(args) if k.rsplit(".", 1)[-1] == "backend"]
+    for dest in backends:
+        if getattr(args, dest) not in ("inprocess", "ray"):
+            raise ValueError(
+                f"--ray-address {address} runs cells on a Ray cluster, but --backend is "
+                f"{getattr(args, dest)}: give one or the other"
+            )
+    probe_address(address)  # fail in seconds, not after Ray's minutes of retries
     os.environ["RAY_ADDRESS"] = address  # read by the sweep engine's Ray backend
-    for dest in [k for k in vars(args) if k.rsplit(".", 1)[-1] == "backend"]:
+    for dest in backends:
         if getattr(args, dest) == "inprocess":
             setattr(args, dest, "ray")
 
@@ -506,19 +570,49 @@ def _selected(argv: list[str], commands: Commands) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None) if argv else None
 
 
+def _flags(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> dict[str, str]:
+    """dest -> the flag naming it: the one typed in ``argv`` if any, else the shortest."""
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            for a in action.choices[command]._actions:
+                if a.option_strings:
+                    typed = [f for f in a.option_strings if f in argv]
+                    out[a.dest] = (typed or sorted(a.option_strings, key=len))[0]
+    return out
+
+
 def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str] | None = None) -> int:
-    """Run a subcommand of ``commands``. Bad options and data: one line and exit code 2; OS-level failures
-    (unwritable or read-only output, a file in the way, a full disk): one line naming the path and the cause,
-    exit code 1; Ctrl-C: one line, exit code 130 (finished cells stay in the store). ``--debug`` or
-    ``NTK_ADV_DEBUG=1`` shows the full traceback instead. At the end the command prints where it wrote its
+    """Run a subcommand of ``commands``. Every failure ends in one line and a documented exit code (README,
+    "Failures"; :mod:`ntk_adv.guards`): bad options and data 2; OS-level failures (unwritable or read-only
+    output, a file in the way, a full disk) 1, naming the path and the cause; a plan above the memory or cell
+    limit (checked from the options before any work) or an XLA out-of-memory error 3; an output directory in
+    use by another run 4; a dead worker process or an unreachable Ray cluster 5; Ctrl-C 130 (finished cells
+    stay in the store). ``--debug`` or ``NTK_ADV_DEBUG=1`` shows the full traceback instead. The run holds
+    ``OUT/.ntk-adv.lock`` while it writes, writes ``OUT/manifest.json`` last, and prints where it wrote its
     outputs."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    selected = _selected(argv, commands)
-    parser = build_parser(commands, selected if selected in commands else None, glossary)
-    args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get("NTK_ADV_DEBUG", "") not in ("", "0")
-    prefix = f"ntk-adv {args.command}"
+    debug = os.environ.get("NTK_ADV_DEBUG", "") not in ("", "0") or "--debug" in argv
+    prefix = "ntk-adv"
+    options: dict = {}
+    flags: dict[str, str] = {}
+
+    def fail(code: int, msg: str) -> typing.NoReturn:
+        sys.stderr.write(f"{prefix}: {msg}\n")
+        raise SystemExit(code)
+
     try:
+        selected = _selected(argv, commands)
+        parser = build_parser(commands, selected if selected in commands else None, glossary)
+        args = parser.parse_args(argv)
+        debug = debug or args.debug
+        prefix = f"ntk-adv {args.command}"
+        from ntk_adv.results import output_lock, sweep_temp_files, write_manifest
+
+        flags = _flags(parser, args.command, argv)
+        options = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+        check_plan(options, args.max_memory, lambda dest: flags.get(dest, "--" + dest.replace("_", "-")))
+        _set_ray_address(args)
         module = importlib.import_module(args._module)
         if os.environ.get("NTK_ADV_JAX_CACHE"):
             # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
@@ -526,35 +620,59 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
             from ntk_adv.engine import enable_compilation_cache
 
             enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
-        _set_ray_address(args)
         cfg = config_from_args(args, module.Config)
-        if args.out.is_dir():
-            from ntk_adv.results import sweep_temp_files
-
+        with output_lock(args.out):  # one run per output directory: a second is refused naming this one
             sweep_temp_files(args.out)  # debris of an earlier killed run
-        before = _snapshot(args.out)
-        module.main(cfg, args.out, progress=not args.quiet)
-        written = written_files(args.out, before)
-        if written:  # a listing-only run (e.g. reproduce --list) writes nothing and says nothing more
-            print(outputs_line(prefix, args.out, written))
+            before = _snapshot(args.out)
+            module.main(cfg, args.out, progress=not args.quiet)
+            written = written_files(args.out, before)
+            if written:  # a listing-only run (e.g. reproduce --list) writes nothing and says nothing more
+                manifest = write_manifest(args.out, written)
+                print(outputs_line(prefix, args.out, sorted({*written, manifest})))
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         if debug:
             raise
-        parser.exit(
-            130,
-            f"{prefix}: interrupted; finished cells are kept in the store, re-run the same command "
-            f"to resume\n",
+        fail(
+            EXIT_INTERRUPTED,
+            "interrupted; finished cells are kept in the store, re-run the same command to resume",
         )
+    except ResourceLimit as err:
+        if debug:
+            raise
+        fail(EXIT_RESOURCES, f"error: {err}")
+    except OutputLocked as err:
+        if debug:
+            raise
+        fail(EXIT_BUSY, f"error: {err}")
+    except BackendFailure as err:
+        if debug:
+            raise
+        fail(EXIT_BACKEND, f"error: {err}")
     except (ValueError, FileNotFoundError) as err:
         if debug:
             raise
         msg = os_error_message(err) if isinstance(err, OSError) and err.errno is not None else str(err)
-        parser.exit(2, f"{prefix}: error: {msg}\n")
+        fail(EXIT_USAGE, f"error: {_one_line(msg)}")
     except OSError as err:
         if debug:
             raise
-        parser.exit(1, f"{prefix}: error: {os_error_message(err)}\n")
+        fail(EXIT_OS, f"error: {_one_line(os_error_message(err))}")
+    except (RuntimeError, MemoryError) as err:
+        if debug or not is_out_of_memory(err):
+            raise
+        likely = likely_option(options, lambda dest: flags.get(dest, "--" + dest.replace("_", "-")))
+        fail(
+            EXIT_RESOURCES,
+            f"error: out of memory while computing (XLA: {_one_line(str(err))[:120]}); the largest arrays "
+            f"come from {likely}: lower them (finished cells are kept in the store)",
+        )
     return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 __all__ = [

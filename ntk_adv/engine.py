@@ -41,9 +41,11 @@ from typing import Any, Literal, get_args
 import jax
 from tqdm.auto import tqdm
 
+from ntk_adv import data as data_mod
 from ntk_adv import validate
+from ntk_adv.guards import BackendFailure, probe_address
 from ntk_adv.results import code_fingerprint
-from ntk_adv.store import ResultStore, cell_id, config_key, data_fingerprint
+from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
 Cell = tuple[Any, int]  # (config, seed)
 Backend = Literal["inprocess", "processes", "ray"]
@@ -216,16 +218,29 @@ def run_sweep(
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     code_fp = code_fingerprint(*caller_sources(run_batch))
     by_data: dict = {}  # one fingerprint per distinct data spec (the loader's cache holds only a few)
-    data_fps = [
-        by_data[key]
-        if (key := getattr(c, "data", None)) in by_data
-        else by_data.setdefault(key, data_fingerprint(c))
-        for c, _ in cells
-    ]
+    stamps: dict = {}  # data spec -> stamp of its files when it was fingerprinted
+    data_fps = []
+    for c, _ in cells:
+        key = getattr(c, "data", None)
+        if key not in by_data:
+            stamps[key] = _data_stamp(key)
+            by_data[key] = data_fingerprint(c)
+            _check_data_unchanged(key, stamps[key])
+        data_fps.append(by_data[key])
     ids = [cell_id(c, s, fp) for (c, s), fp in zip(cells, data_fps)]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same cell (config, seed) more than once")
     found = [None if force else store.get(cid) for cid in ids]
+    corrupt = [cid for cid, rec in zip(ids, found) if rec is None and cid in store.corrupt]
+    if corrupt:
+        more = f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else ""
+        warnings.warn(
+            f"{kind}: recomputing {len(corrupt)} cells whose stored record is corrupt (unreadable, "
+            f"incomplete, or not hashing to its cell id; corrupt result record ids: "
+            f"{', '.join(corrupt[:5])}{more})",
+            CorruptRecord,
+            stacklevel=2,
+        )
     status = [store.status(rec, code_fp) for rec in found]
     kept: dict[int, dict] = {}  # cell index -> accepted stale record
     if reuse == "accept" and not force:
@@ -246,7 +261,8 @@ def run_sweep(
         )
     elif n_stale:
         warnings.warn(
-            f"{kind}: {n_stale} stored records were computed by other code or library versions (this code: "
+            f"{kind}: {n_stale} stored records were computed by other code, library versions or numeric mode "
+            f"(x64, matmul precision, device kind; this code: "
             f"{code_fp}); recomputing them (reuse='accept' keeps them, marked)",
             StaleRecord,
             stacklevel=2,
@@ -262,6 +278,8 @@ def run_sweep(
     done: dict[int, dict] = {}
 
     def commit(chunk, metrics, elapsed):
+        for key in {getattr(cell[0], "data", None) for cell in chunk}:
+            _check_data_unchanged(key, stamps[key])  # never file numbers of other data under this id
         for cell, m in zip(chunk, metrics):
             i = cell_index[id(cell)]
             done[i] = store.put(
@@ -290,6 +308,28 @@ def run_sweep(
     finally:
         bar.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+def _data_stamp(spec: Any) -> tuple:
+    """(path, size, mtime, inode) of every file a file-based data spec may read; () for other data."""
+    if not isinstance(spec, data_mod.DataSpec):
+        return ()
+    # files only: a directory's mtime moves when anything (an output, a store) is written inside it
+    return tuple(e for e in data_mod._stamp(spec) if not isinstance(e, tuple) or not os.path.isdir(e[0]))
+
+
+def _check_data_unchanged(spec: Any, stamp: tuple) -> None:
+    """The data files of ``spec`` still have the stamp they had when the sweep fingerprinted them; else a
+    one-line ValueError naming the changed path (the cells' ids name the data first read, so results computed
+    on replaced files must not be filed under them)."""
+    now = _data_stamp(spec)
+    if now == stamp:
+        return
+    changed = sorted({e[0] for e in set(now) ^ set(stamp) if isinstance(e, tuple)}) or [spec.root]
+    raise ValueError(
+        f"--data-root {spec.root}: data file {changed[0]} changed during the run; its results would be "
+        f"filed under the old data's cell ids - refusing (re-run once the data is stable)"
+    )
 
 
 def caller_sources(fn: Callable) -> list[str]:
@@ -395,6 +435,7 @@ def _worker_init(parent_pid: int) -> None:
 def _run_processes(chunks, run_batch, commit, workers):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with JAX's threads
     pool = ProcessPoolExecutor(
@@ -403,7 +444,13 @@ def _run_processes(chunks, run_batch, commit, workers):
     try:
         futures = {pool.submit(_timed, run_batch, chunk): chunk for chunk in chunks}
         for fut in as_completed(futures):
-            metrics, elapsed = fut.result()
+            try:
+                metrics, elapsed = fut.result()
+            except BrokenProcessPool:
+                raise BackendFailure(
+                    "a worker process of --backend processes died (killed, or out of memory); finished cells "
+                    "are kept in the store, re-run the same command to resume"
+                ) from None
             commit(futures[fut], metrics, elapsed)
     except BaseException:
         # Interrupted or failed: stop the workers without waiting for the groups in flight (finished ones are
@@ -426,6 +473,7 @@ def _run_ray(chunks, run_batch, commit, workers, address):
     started = not ray.is_initialized()
     if started:
         if address:
+            probe_address(address)  # Ray itself retries an unreachable address for minutes
             # An existing cluster owns its resources: num_cpus / num_gpus must not be given. Its workers
             # receive ntk_adv (and the package run_batch lives in, e.g. the experiments) through the job's
             # runtime_env; data is read from DataSpec.root, which must be a path every node sees (user arrays

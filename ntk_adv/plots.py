@@ -35,7 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ntk_adv.metrics import mean_ci
-from ntk_adv.results import select, values
+from ntk_adv.results import atomic_write, select, values
 
 _INF_STRINGS = ("inf", "infinite", "infinity")
 
@@ -168,7 +168,9 @@ def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     paper_fonts(fig)
     with plt.rc_context(PAPER_RC):
         for p in paths:
-            fig.savefig(p)
+            # a temporary file renamed into place: a planted symlink is replaced, never followed, and a
+            # reader never sees half a figure
+            atomic_write(p, lambda fh, p=p: fig.savefig(fh, format=p.suffix[1:]), binary=True)
     plt.close(fig)
     return paths
 

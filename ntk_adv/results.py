@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ntk_adv.guards import OutputLocked
+
 
 def _scalar(v):
     if isinstance(v, (np.generic,)):
@@ -56,17 +58,24 @@ def _umask() -> int:
 
 
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[Any], None] | str, *, newline: str | None = None
+    path: str | os.PathLike,
+    write: Callable[[Any], None] | str | bytes,
+    *,
+    newline: str | None = None,
+    binary: bool = False,
 ) -> Path:
-    """Write a text file atomically: ``write(fh)`` (or the given string) goes to a uniquely named temporary
+    """Write a file atomically: ``write(fh)`` (or the given string / bytes) goes to a uniquely named temporary
     file in the same directory (``.NAME.<random>.tmp``), which is renamed over ``path``; concurrent writers
-    never share a temporary name, and on any failure (full disk, a signal) the temporary file is removed."""
+    never share a temporary name, and on any failure (full disk, a signal) the temporary file is removed. The
+    rename replaces whatever ``path`` is - a symlink planted there is replaced, its target never written.
+    ``binary`` opens the temporary file in binary mode (figures)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    binary = binary or isinstance(write, bytes)
     try:
-        with os.fdopen(fd, "w", newline=newline) as fh:
-            if isinstance(write, str):
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else newline) as fh:
+            if isinstance(write, (str, bytes)):
                 fh.write(write)
             else:
                 write(fh)
@@ -79,6 +88,92 @@ def atomic_write(
             raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
     return path
+
+
+LOCK_NAME = ".ntk-adv.lock"
+MANIFEST_NAME = "manifest.json"
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike):
+    """Hold ``OUT/.ntk-adv.lock`` (an exclusive, non-blocking ``flock``) while a run writes its outputs: a
+    second run on the same output directory is refused at once with :class:`OutputLocked` naming the
+    holder's pid, so two runs never mix their results.csv / summary.json / figures. The lock is released when
+    the holder ends, however it ends (the kernel drops it with the process); the file is removed on a normal
+    exit (a killed holder leaves it, unlocked: the next run takes it)."""
+    import fcntl
+
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    for _ in range(20):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLocked(
+                f"--out {out} is in use by another ntk-adv run (pid {holder}); wait for it to finish or "
+                f"choose another --out"
+            ) from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file we opened as it finished: lock the new one
+    else:  # pragma: no cover - twenty runs racing for one directory
+        raise OutputLocked(f"--out {out} is contended by other ntk-adv runs; try again")
+    try:
+        with contextlib.suppress(OSError):  # the pid is for the refusal message only (a full disk: "unknown")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding it: a waiting opener sees the inode change and retries
+        os.close(fd)  # releases the lock
+        if created:  # a run that failed before writing anything leaves no empty output directory
+            with contextlib.suppress(OSError):
+                out.rmdir()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(out: str | os.PathLike, written: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write ``OUT/manifest.json`` last: every output file under ``out`` (relative path -> sha256 and size;
+    stored cell records, the lock and temporary files are left out) and which of them this run wrote. A
+    directory whose files do not match its manifest was changed after the run finished (or by a run that did
+    not finish)."""
+    out = Path(out)
+    written = {Path(p).resolve() for p in written}
+    files = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out)
+        if (
+            not p.is_file()
+            or p.is_symlink()
+            or "records" in rel.parts
+            or p.name in (LOCK_NAME, MANIFEST_NAME)
+            or (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX))
+        ):
+            continue
+        files[rel.as_posix()] = {
+            "sha256": _sha256(p),
+            "bytes": p.stat().st_size,
+            "this_run": p.resolve() in written,
+        }
+    manifest = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "files": files}
+    return atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def sweep_temp_files(directory: str | os.PathLike, max_age_s: float = 3600.0) -> int:
@@ -199,13 +294,45 @@ def _module_fingerprint(filename: str, mtime_ns: int, size: int) -> str:
     return _files_hash([p], p.parent)
 
 
+# Global JAX settings that change the numbers a computation returns (precision, default dtypes, PRNG).
+NUMERIC_CONFIG = (
+    "jax_enable_x64",
+    "jax_default_matmul_precision",
+    "jax_numpy_dtype_promotion",
+    "jax_default_prng_impl",
+    "jax_threefry_partitionable",
+    "jax_softmax_custom_jvp",
+    "jax_enable_custom_prng",
+)
+
+
+def numerics() -> dict[str, str]:
+    """The numeric mode of this process: the global JAX settings of :data:`NUMERIC_CONFIG` (read now, not
+    cached: ``jax.config.update`` may change them; ``JAX_ENABLE_X64=1`` sets one) and the device kind
+    (``platform:device_kind`` of the first device). Part of :func:`code_fingerprint`: a record computed in
+    float64, at another matmul precision or on another kind of device is stale in this mode."""
+    import jax
+
+    out = {}
+    for name in NUMERIC_CONFIG:
+        try:
+            out[name] = str(getattr(jax.config, name))
+        except AttributeError:  # an option this jax release does not have
+            out[name] = "n/a"
+    dev = jax.devices()[0]
+    out["device"] = f"{dev.platform}:{getattr(dev, 'device_kind', '?')}"
+    return out
+
+
 def code_fingerprint(*extra_files: str) -> str:
-    """Fingerprint of everything that computes a result: the package source, :func:`versions`, and
-    ``extra_files`` (source files of code outside the package, e.g. a custom ``run_batch``)."""
+    """Fingerprint of everything that computes a result: the package source, :func:`versions`, the numeric
+    mode (:func:`numerics`: x64, matmul precision, ..., device kind), and ``extra_files`` (source files of
+    code outside the package, e.g. a custom ``run_batch``)."""
     payload = json.dumps(
         {
             "source": source_fingerprint(),
             "versions": versions(),
+            "numerics": numerics(),
             "extra": sorted(module_fingerprint(f) for f in extra_files),
         },
         sort_keys=True,
@@ -271,5 +398,6 @@ def provenance() -> dict:
         "git_dirty": dirty,
         **versions(),
         "device": _device(),
+        "numerics": numerics(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }

@@ -86,6 +86,34 @@ def cell_id(config: Any, seed: int, data_fp: str | None = None) -> str:
     return _hash({"key": config_key(config, seed), "data": data_fp})
 
 
+def check_record(rec: Any, cid: str) -> None:
+    """Raise ValueError unless ``rec`` is a whole record of cell ``cid``: a JSON object of a readable schema
+    whose config and seed hash to its key and whose key and data fingerprint hash to ``cid`` (a record edited
+    by hand - a width changed, an id copied - does not), with a non-empty ``metrics`` object of numbers (or
+    row lists of flat objects)."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"not a JSON object but {type(rec).__name__}")
+    if rec.get("id") != cid or rec.get("schema") not in READABLE_SCHEMAS:
+        raise ValueError("id or schema do not match")
+    metrics = rec.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise ValueError("no metrics")
+    for name, v in metrics.items():
+        if isinstance(v, list):
+            if not all(isinstance(r, dict) for r in v):
+                raise ValueError(f"metric {name!r} is not a list of rows")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"metric {name!r} is not a number: {v!r:.40}")
+    if not isinstance(rec.get("config"), dict) or isinstance(rec.get("seed"), bool):
+        raise ValueError("no config")
+    if not isinstance(rec.get("seed"), int):
+        raise ValueError("no integer seed")
+    if rec["schema"] == SCHEMA:
+        key = config_key(rec["config"], rec["seed"])
+        if rec.get("key") != key or _hash({"key": key, "data": rec.get("data_fingerprint")}) != cid:
+            raise ValueError("its config, seed and data fingerprint do not hash to its id (edited?)")
+
+
 class ResultStore:
     """A directory of per-cell JSON records (see module docstring)."""
 
@@ -96,6 +124,7 @@ class ResultStore:
         sweep_temp_files(self.records_dir)
         self._provenance = provenance()
         self.code_fingerprint = self._provenance["code_fingerprint"]
+        self.corrupt: set[str] = set()  # ids of the corrupt records seen by get() (recomputed by the engine)
 
     def path(self, cid: str) -> Path:
         return self.records_dir / f"{cid}.json"
@@ -107,13 +136,9 @@ class ResultStore:
             return None
         try:
             rec = json.loads(p.read_text())
-            if (
-                rec.get("id") != cid
-                or rec.get("schema") not in READABLE_SCHEMAS
-                or not isinstance(rec.get("metrics"), dict)
-            ):
-                raise ValueError("id, schema or metrics do not match")
+            check_record(rec, cid)
         except (ValueError, OSError, UnicodeDecodeError) as err:
+            self.corrupt.add(cid)
             warnings.warn(
                 f"corrupt result record {p} ({err}); the cell will be recomputed", CorruptRecord, stacklevel=2
             )

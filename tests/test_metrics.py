@@ -146,7 +146,8 @@ def test_transfer_matrix_and_mantel():
 # shape/dtype rules still raise at trace time and bad values give NaN, never a number.
 
 FEW = settings(max_examples=25, deadline=None)
-finite_floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+# subnormals excluded: XLA on CPU flushes them to zero, so -1e-45 has sign +1 there and -1 in numpy
+finite_floats = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False, width=32)
 
 
 def float_vectors(min_size: int = 1, max_size: int = 8):

@@ -83,8 +83,11 @@ def labels(name: str, y, n: int | None = None) -> None:
 
 
 def data(x, y, names: tuple[str, str] = ("x", "y")) -> None:
-    """Training data: x (N, d) finite, y (N,) labels in {-1, +1}."""
+    """Training data: x (N, d) finite with N >= 1 (no points: nothing to train on, never the initial
+    parameters returned as if trained), y (N,) labels in {-1, +1}."""
     inputs(names[0], x)
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"{names[0]} has N = 0 points (shape {np.shape(x)}); training needs at least one")
     labels(names[1], y, np.shape(x)[0])
 
 

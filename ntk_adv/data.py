@@ -883,14 +883,14 @@ def load_spec(spec: DataSpec) -> Dataset:
     Errors name the command-line option of the field (``--n-test``, ``--data-root``): a DataSpec is what the
     CLI builds from them. Asking for more points than the data has is an error, never a silent cap."""
     pair = {k: v for k, v in (("pos", spec.pos), ("neg", spec.neg)) if v is not None}
-    if spec.name.startswith(ARRAYS_PREFIX):
-        return _load_arrays(spec)
     if spec.name in ("gauss", "shifted_gauss"):
         kw: dict[str, Any] = {"n_train": spec.n_train or 200, "n_test": spec.n_test or 200, "d": spec.d}
         if spec.name == "shifted_gauss":
             kw["shift"] = spec.shift
         return load_dataset(spec.name, key=jax.random.PRNGKey(spec.seed), **kw)
     try:
+        if spec.name.startswith(ARRAYS_PREFIX):
+            return _load_arrays(spec)
         if spec.name == "digits":
             ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
             if spec.n_test is not None:

@@ -582,6 +582,20 @@ def test_valid_inputs_still_work_and_nan_is_never_a_class_under_jit():
         (["convergence", "--n-test", "5000"], r"--n-test 5000: n_test must be in \[1, 108\]"),
         (["convergence", "--dataset", "mnist"], "give --data-root DIR"),
         (
+            ["convergence", "--data-seed", "-1"],
+            r"data_seed \(--data-seed\) must be an integer in \[0, 2\*\*32\); got -1",
+        ),
+        (
+            ["convergence", "--data-seed", str(10**23)],
+            r"--data-seed\) must be an integer in \[0, 2\*\*32\); got 1000",
+        ),
+        # a swept --n-train is the value every data step reads, checked before any cell (not the default 200)
+        (["perturbation-learning", "--n-train", "500"], r"--n-train 500: n_train must be in \[1, 252\]"),
+        (
+            ["perturbation-learning", "--n-train", "20", "500"],
+            r"--n-train 500: n_train must be in \[1, 252\]",
+        ),
+        (
             ["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"],
             "--data-root /nonexistent/dir",
         ),

@@ -196,7 +196,11 @@ def flip_points(
     The class at t=0 is sign(f(xa)) (0 counts as +1). A grid of ``grid`` intervals locates the first interval
     whose right end has another class; ``bisection`` halvings shrink it (the left end always keeps the start
     class, the right end the other one); t is the bracket's midpoint. Rows without a change get t = NaN.
-    Traceable (jit/vmap); ``predict`` is pointwise (N, d) -> (N,)."""
+    Traceable (jit/vmap); ``predict`` is pointwise (N, d) -> (N,). ``xa`` and ``xb`` must have exactly the
+    same shape (P, d) (no broadcasting), ``grid`` >= 1 and ``bisection`` >= 0 integers."""
+    validate.same_shape(("xa", "xb"), xa, xb, ndim=2)
+    validate.count("grid", grid, low=1)
+    validate.count("bisection", bisection, low=0)
     p, d = xa.shape
     ts = jnp.linspace(0.0, 1.0, grid + 1, dtype=xa.dtype)
 
@@ -229,7 +233,11 @@ def transfer_matrix(
     on which a's perturbation fools a, the fraction on which it fools b too.
 
     ``out_clean`` (n_models, n_test) outputs on clean test points; ``out_adv`` (n_sources, n_models, n_test)
-    outputs of every model on each source's adversarial inputs; ``target`` (n_test,) the attack targets."""
+    outputs of every model on each source's adversarial inputs; ``target`` (n_test,) the attack targets.
+    Outputs are real-valued and finite, ``y`` and ``target`` float labels in {-1, +1} (a NaN output is an
+    error, never a class). A pair without base points gets NaN (no point to transfer on)."""
+    _check_transfer(out_clean, out_adv, y)
+    validate.sign_labels("target", target, np.shape(y)[0])
     cls = lambda v: np.where(v >= 0, 1.0, -1.0)
     correct = cls(out_clean) == y[None, :]  # (models, n)
     fooled = cls(out_adv) == target[None, None, :]  # (sources, models, n)
@@ -239,8 +247,23 @@ def transfer_matrix(
         return (fooled & base).sum(-1) / base.sum(-1)
 
 
+def _check_transfer(out_clean, out_adv, y) -> None:
+    """Shapes and domains of :func:`transfer_matrix` / :func:`white_box_success` (numpy: eager)."""
+    sc, sa = np.shape(out_clean), np.shape(out_adv)
+    if len(sc) != 2 or len(sa) != 3 or sa[1:] != sc or sa[0] > sc[0]:
+        raise ValueError(
+            "out_clean must be (n_models, n_test) and out_adv (n_sources <= n_models, n_models, n_test); got "
+            f"shapes {sc} and {sa}"
+        )
+    validate.sign_labels("y", y, sc[1])
+    for name, v in (("out_clean", out_clean), ("out_adv", out_adv)):
+        validate.scores_nd(name, v)
+
+
 def white_box_success(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per model: among test points it classifies correctly, the fraction its own perturbation flips."""
+    """Per model: among test points it classifies correctly, the fraction its own perturbation flips (0 for a
+    model that classifies none correctly). Inputs as in :func:`transfer_matrix`."""
+    _check_transfer(out_clean, out_adv, y)
     cls = lambda v: np.where(v >= 0, 1.0, -1.0)
     correct = cls(out_clean) == y[None, :]
     own = np.stack([cls(out_adv[a, a]) == -y for a in range(out_adv.shape[0])])
@@ -250,6 +273,10 @@ def white_box_success(out_clean: np.ndarray, out_adv: np.ndarray, y: np.ndarray)
 def mantel(dist: np.ndarray, sim: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
     """Spearman correlation of the upper triangles of two symmetric matrices and the one-sided (negative)
     Mantel permutation p-value (models permuted jointly in rows and columns)."""
+    sd, ss = np.shape(dist), np.shape(sim)
+    if len(sd) != 2 or sd[0] != sd[1] or sd != ss:
+        raise ValueError(f"dist and sim must be square matrices of one shape (n, n); got {sd} and {ss}")
+    validate.count("permutations", permutations, low=0)
     n = dist.shape[0]
     iu = np.triu_indices(n, 1)
     ok = np.isfinite(dist[iu]) & np.isfinite(sim[iu])

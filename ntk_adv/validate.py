@@ -191,6 +191,21 @@ def scores(name: str, out, n: int | None = None) -> jax.Array | bool:
     return _bad_values(name, out)
 
 
+def scores_nd(name: str, out) -> jax.Array | bool:
+    """Real-valued outputs of any shape read as signs: a real floating dtype, at least one element, finite
+    values (as :func:`scores`, without the (n,) shape)."""
+    _nonempty(name, out)
+    _real_float(name, out, "real-valued outputs")
+    return _bad_values(name, out)
+
+
+def count(name: str, value, *, low: int = 0) -> None:
+    """A Python / numpy integer >= ``low`` (a static count: loop lengths, grid sizes)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+
 def sign_labels(name: str, y, n: int | None = None) -> jax.Array | bool:
     """Labels (n,) of a floating dtype exactly in {-1.0, +1.0}: :func:`labels` when concrete; under jit the
     dtype and shape are checked and values outside {-1, +1} give the returned traced flag."""

@@ -322,3 +322,28 @@ def test_fit_loglog_slope_shapes():
         fit_loglog_slope([1, 2, 3, 4], [1, 2, 3])
     with pytest.raises(ValueError, match="level must be"):
         fit_loglog_slope([1, 2, 3], [1, 2, 3], level=1.5)
+
+
+def test_geometry_and_transfer_metrics_refuse_bad_input():
+    y = np.array([1.0, 1.0, -1.0, -1.0])
+    clean = np.ones((2, 4))
+    adv = np.ones((2, 2, 4))
+    with pytest.raises(ValueError, match=r"out_clean must be \(n_models, n_test\) and out_adv"):
+        metrics.transfer_matrix(clean, adv[:, :, :3], y, -y)
+    with pytest.raises(ValueError, match=r"y must contain only -1.0 and \+1.0; found \[0.0\]"):
+        metrics.transfer_matrix(clean, adv, (y + 1) / 2, -y)
+    with pytest.raises(ValueError, match="target must have shape"):
+        metrics.transfer_matrix(clean, adv, y, -y[:3])
+    with pytest.raises(ValueError, match=r"out_adv contains NaN or inf \(1 of 16 values\)"):
+        metrics.white_box_success(clean, np.where(np.arange(16).reshape(2, 2, 4) == 5, np.nan, adv), y)
+    with pytest.raises(ValueError, match="out_clean must be real-valued outputs .* dtype int"):
+        metrics.white_box_success(clean.astype(int), adv, y)
+    with pytest.raises(ValueError, match=r"dist and sim must be square matrices of one shape"):
+        metrics.mantel(np.ones((3, 3)), np.ones((3, 2)), 10, 0)
+    with pytest.raises(ValueError, match="permutations must be an integer >= 0"):
+        metrics.mantel(np.ones((3, 3)), np.ones((3, 3)), -1, 0)
+    xa = jnp.ones((4, 2))
+    with pytest.raises(ValueError, match=r"xa and xb must have the same shape \(no broadcasting\)"):
+        metrics.flip_points(lambda q: q[:, 0], xa, xa[:1])
+    with pytest.raises(ValueError, match="grid must be an integer >= 1; got 0"):
+        metrics.flip_points(lambda q: q[:, 0], xa, -xa, grid=0)

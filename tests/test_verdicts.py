@@ -81,3 +81,11 @@ def test_seed_proportion_never_collapses_at_the_edges():
     assert zero.high == wilson(0, 40).high > 0.05
     one = seed_proportion([1.0] * 5, 20)
     assert one.high == 1.0 and one.low == wilson(100, 100).low < 0.97
+
+
+def test_a_slope_claim_names_the_points_its_fit_dropped():
+    x = [16.0, 32.0, 64.0, 128.0, 256.0]
+    fit = fit_loglog_slope(x, [v**-0.5 for v in x[:4]] + [0.0])
+    assert (fit.dropped, fit.why) == (1, "1 with y <= 0")
+    claim = verdicts.slope("s", "slope -1/2", -0.5, 0.1, fit)
+    assert "1 points dropped from the log-log fit (1 with y <= 0)" in claim.basis

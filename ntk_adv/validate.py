@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -174,8 +175,6 @@ def _nonempty(name: str, arr) -> None:
 def _bad_values(name: str, arr) -> jax.Array | bool:
     """NaN/inf in a concrete ``arr``: ValueError naming ``name``; in a tracer: the traced flag."""
     if is_tracer(arr):
-        import jax.numpy as jnp
-
         return jnp.any(~jnp.isfinite(arr))
     finite(name, arr)
     return False
@@ -212,8 +211,6 @@ def sign_labels(name: str, y, n: int | None = None) -> jax.Array | bool:
     labels(name, y, n)
     _nonempty(name, y)
     if is_tracer(y):
-        import jax.numpy as jnp
-
         return jnp.any((y != 1.0) & (y != -1.0))
     return False
 

@@ -205,6 +205,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
         summary[key] = fit.slope
         summary[key + "_ci95"] = [fit.low, fit.high]
         summary[key + "_n"] = fit.n
+        if fit.dropped:  # points without a logarithm (gap 0, NaN) left out of the fit: reported, not hidden
+            summary[key + "_dropped"] = f"{fit.dropped} ({fit.why})"
         summary[metric + "_geomean_by_width"] = {
             str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
             for w in cfg.widths

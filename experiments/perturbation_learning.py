@@ -78,6 +78,12 @@ class Config:
             raise ValueError("nothing to run: give --widths or keep --infinite")
         if any(w < 1 for w in self.widths):
             raise ValueError(f"widths must be >= 1, got {self.widths}")
+        # A sweep over N (or d) overrides data.n_train (data.d) in every cell; the whole-run steps (held-out
+        # count, decision maps, first-order curve) read ``data``, so it carries the headline (largest) value
+        # the user gave, never the default it replaced (whose errors would name a value never typed).
+        over = {a: max(getattr(self, a)) for a in ("n_train", "d") if getattr(self, a)}
+        if over:
+            object.__setattr__(self, "data", replace(self.data, **over))
         for name in ("eps", "lr_f", "lr_g", "steps_f", "steps_g", "gamma"):
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value")
@@ -103,6 +109,12 @@ class Config:
             targets=self.targets,
             centered=self.centered,
         )
+
+    def data_specs(self) -> list[DataSpec]:
+        """Every data spec the cells read (one per N and d of the sweep)."""
+        ns = self.n_train or (self.data.n_train,)
+        ds = self.d or (self.data.d,)
+        return [replace(self.data, n_train=n, d=d) for n in ns for d in ds]
 
     def grid(self) -> engine.Grid:
         widths = tuple(self.widths) + ((None,) if self.infinite else ())
@@ -878,6 +890,10 @@ def main(
     """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return
     summary."""
     out = Path(out)
+    for (
+        spec
+    ) in cfg.data_specs():  # every data set loads (sizes in range) before any work, errors name the option
+        protocol.need_held_out(data_arrays(spec)[2])
     out.mkdir(parents=True, exist_ok=True)
     grid = cfg.grid()
     options = cfg.run.sweep_options(out)

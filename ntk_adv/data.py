@@ -27,11 +27,13 @@ __all__ = [
     "CIFAR10_MEAN",
     "DATASETS",
     "FMNIST_MEAN",
+    "IDX_MAX_BYTES",
     "MNIST_MEAN",
     "DataSpec",
     "Dataset",
     "Float64Cast",
     "array_fingerprint",
+    "check_seed",
     "data_arrays",
     "fingerprint",
     "load_cifar10_pair",
@@ -79,6 +81,8 @@ class Dataset:
     def __post_init__(self) -> None:
         for attr in ("x_train", "y_train", "x_test", "y_test"):
             value = getattr(self, attr)
+            if np.iscomplexobj(value):  # casting would silently drop the imaginary part
+                raise ValueError(f"{attr} is complex (dtype {np.asarray(value).dtype}); inputs must be real")
             try:
                 arr = np.asarray(value, dtype=np.float32)
             except (TypeError, ValueError) as err:
@@ -216,6 +220,17 @@ def make_shifted_gauss(*, key: jax.Array, n_train: int, n_test: int, d: int, shi
 # ----------------------------------------------------------------------------------------------------
 
 
+SEED_LIMIT = 2**32  # data seeds are integers in [0, 2**32): numpy's and JAX's seeds both take them
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """``seed`` is an integer in [0, 2**32) (a negative seed or one of 10**23 is an error naming ``name``, not
+    an OverflowError from inside numpy or JAX)."""
+    ok = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
+    if not ok or not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**32); got {seed!r}")
+
+
 def _check_pair(pos: int, neg: int, n_classes: int) -> None:
     for nm, c in (("pos", pos), ("neg", neg)):
         if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes):
@@ -235,12 +250,19 @@ def _pair_indices(labels: np.ndarray, pos: int, neg: int, what: str) -> tuple[np
 
 
 def _stratified_split(
-    y: np.ndarray, test_fraction: float, rng: np.random.Generator
+    y: np.ndarray, test_fraction: float, rng: np.random.Generator, what: str = "data"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-class random split of indices into (train, test); round(test_fraction * n_c) test points
-    per class. Both index arrays are shuffled."""
+    per class (at least one, at most n_c - 1). Both index arrays are shuffled. A class with fewer than 2
+    examples cannot be split: an error naming the class counts."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    counts = {c: int(np.count_nonzero(y == c)) for c in (1.0, -1.0)}
+    if min(counts.values()) < 2:
+        raise ValueError(
+            f"{what}: a train/test split needs >= 2 examples of each class (one to train on, one held out); "
+            f"found {counts[1.0]} of the +1 class and {counts[-1.0]} of the -1 class"
+        )
     train, test = [], []
     for c in (1.0, -1.0):
         idx = rng.permutation(np.flatnonzero(y == c))
@@ -255,6 +277,10 @@ def _take(n: int | None, available: int, what: str, rng: np.random.Generator) ->
     """Random subset (size n, or everything if n is None) of range(available), shuffled."""
     if n is None:
         return rng.permutation(available)
+    if available == 0:
+        raise ValueError(
+            f"{what} must be in [1, 0]: there are no points to take (the split is empty), got {n}"
+        )
     if not 1 <= int(n) <= available:
         raise ValueError(f"{what} must be in [1, {available}] (available after the class filter), got {n}")
     return rng.permutation(available)[: int(n)]
@@ -282,6 +308,7 @@ def load_digits_pair(
     """
     from sklearn.datasets import load_digits
 
+    check_seed(seed)
     if scale not in ("unit", "raw"):
         raise ValueError(f"scale must be 'unit' or 'raw', got {scale!r}")
     _check_pair(pos, neg, 10)
@@ -327,17 +354,26 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Raw file bytes, gunzipped if the file starts with the gzip magic."""
+# The largest IDX payload read (1 GiB; MNIST's train images are 47 MB): a header may not make the reader
+# allocate or inflate more than this.
+IDX_MAX_BYTES = 1 << 30
+
+
+def _open_idx(path: Path):
+    """The file as a binary stream, a streaming gunzip if it starts with the gzip magic (nothing is inflated
+    beyond what is read: a decompression bomb cannot make the reader allocate more than the header asks)."""
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
-    return raw
+    with path.open("rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else path.open("rb")
+
+
+def _read_exact(fh, n: int, path: Path) -> bytes:
+    try:
+        return fh.read(n)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -345,32 +381,46 @@ def read_idx(path: str | Path) -> np.ndarray:
 
     Supports dtype codes 0x08 (uint8), 0x09 (int8), 0x0B (int16), 0x0C (int32), 0x0D (float32),
     0x0E (float64). Raises FileNotFoundError if missing, ValueError (naming the file) on a bad magic
-    number, a truncated header, or a payload whose length differs from prod(dims).
-    """
+    number, a truncated header, a payload whose length differs from prod(dims), or a header asking for more
+    than ``IDX_MAX_BYTES``. The header is read first and the payload streamed: at most the header's size
+    plus one byte is ever read or inflated (a small .gz that inflates to gigabytes is refused early)."""
     path = Path(path)
-    buf = _read_bytes(path)
-    if len(buf) < 4:
-        raise ValueError(f"{path}: too short for an IDX header ({len(buf)} bytes)")
-    if buf[0] != 0 or buf[1] != 0:
-        raise ValueError(f"{path}: bad IDX magic number {buf[:4].hex()} (must start with 0000)")
-    code, ndim = buf[2], buf[3]
-    if code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise ValueError(f"{path}: truncated IDX header (need {header} bytes, file has {len(buf)})")
-    dims = tuple(int(v) for v in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(buf) - header
-    if got != expected:
-        kind = "truncated" if got < expected else "has trailing garbage"
-        raise ValueError(
-            f"{path}: IDX payload {kind}: dims {dims} need {expected} bytes of data, found {got}"
-        )
-    arr = np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims)
+    with _open_idx(path) as fh:
+        head = _read_exact(fh, 4, path)
+        if len(head) < 4:
+            raise ValueError(f"{path}: too short for an IDX header ({len(head)} bytes)")
+        if head[0] != 0 or head[1] != 0:
+            raise ValueError(f"{path}: bad IDX magic number {head[:4].hex()} (must start with 0000)")
+        code, ndim = head[2], head[3]
+        if code not in _IDX_DTYPES:
+            raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
+        if ndim == 0:
+            raise ValueError(f"{path}: IDX header declares 0 dimensions")
+        dims_raw = _read_exact(fh, 4 * ndim, path)
+        header = 4 + 4 * ndim
+        if len(dims_raw) < 4 * ndim:
+            raise ValueError(
+                f"{path}: truncated IDX header (need {header} bytes, file has {4 + len(dims_raw)})"
+            )
+        dims = tuple(int(v) for v in np.frombuffer(dims_raw, dtype=">u4", count=ndim))
+        dtype = _IDX_DTYPES[code]
+        expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
+        if expected > IDX_MAX_BYTES:
+            raise ValueError(
+                f"{path}: IDX header declares dims {dims}, {expected} bytes of data, more than the "
+                f"{IDX_MAX_BYTES} bytes (IDX_MAX_BYTES) this reader accepts"
+            )
+        buf = _read_exact(fh, expected, path)
+        if len(buf) < expected:
+            raise ValueError(
+                f"{path}: IDX payload truncated: dims {dims} need {expected} bytes of data, found {len(buf)}"
+            )
+        if _read_exact(fh, 1, path):
+            raise ValueError(
+                f"{path}: IDX payload has trailing garbage: dims {dims} need {expected} bytes of data, found "
+                f"more"
+            )
+    arr = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
@@ -394,6 +444,14 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
     """Images (n, h, w) uint8 and labels (n,) with consistency checks naming the files."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
+    if images.dtype != np.uint8:  # pixels are bytes 0..255: int8 would be negative, int32 out of range
+        lo, hi = (images.min(), images.max()) if images.size else (0, 0)
+        raise ValueError(
+            f"{images_path}: IDX images must be unsigned bytes (dtype code 0x08, pixels 0..255); got "
+            f"{images.dtype} with values in [{lo}, {hi}]"
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{labels_path}: IDX labels must be integers (class ids); got {labels.dtype}")
     if images.ndim != 3:
         raise ValueError(f"{images_path}: expected 3-D images (n, h, w), got dims {images.shape}")
     if labels.ndim != 1:
@@ -426,6 +484,7 @@ def load_mnist_pair(
     (meta['split'] = 't10k-only'). ``n_train`` / ``n_test`` take random subsets by ``seed``.
     Returns x (n, 784), y (n,).
     """
+    check_seed(seed)
     defaults = {"mnist": (1, 2, MNIST_MEAN), "fmnist": (0, 9, FMNIST_MEAN)}
     if kind not in defaults:
         raise ValueError(f"kind must be 'mnist' or 'fmnist', got {kind!r}")
@@ -471,7 +530,9 @@ def load_mnist_pair(
         sources = [str(found[k]) for k in _IDX_NAMES]
     else:
         x_all = te_images[te_idx]
-        tr, te = _stratified_split(te_y, test_fraction, rng)
+        tr, te = _stratified_split(
+            te_y, test_fraction, rng, f"{found['test_labels']} (t10k-only, classes pos={pos}, neg={neg})"
+        )
         x_tr_all, y_tr_all = x_all[tr], te_y[tr]
         x_te_all, y_te_all = x_all[te], te_y[te]
         split = "t10k-only"
@@ -481,7 +542,8 @@ def load_mnist_pair(
     i_te = _take(n_test, len(y_te_all), "n_test", rng)
 
     def prep(images: np.ndarray) -> np.ndarray:
-        x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
+        x = images.reshape(images.shape[0], int(np.prod(images.shape[1:]))).astype(np.float32)
+        x = x / np.float32(255.0)
         return x - np.float32(mean)
 
     meta: dict[str, Any] = {
@@ -539,6 +601,36 @@ def _cifar_root(root: Path) -> Path:
     return root / "cifar-10-batches-py"
 
 
+def _cifar_labels(raw: Any, path: Path) -> np.ndarray:
+    """CIFAR-10 labels as int64 class ids in [0, 9]: non-integers (4.9, "3", True) and ids out of range
+    (e.g. 2**70) are one-line errors naming the file, never truncated or overflowing."""
+    try:
+        arr = np.asarray(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: b'labels' is not a list of integers ({err})") from err
+    if arr.dtype.kind == "O":  # Python ints beyond int64, or mixed types
+        items = arr.reshape(-1).tolist()
+        odd = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+        if odd:
+            raise ValueError(f"{path}: b'labels' must be integer class ids in [0, 9]; found {odd[:5]}")
+        out_of_range = [v for v in items if not 0 <= v <= 9]
+        if out_of_range:
+            raise ValueError(
+                f"{path}: b'labels' must be integer class ids in [0, 9]; found {out_of_range[:5]}"
+            )
+        arr = np.asarray(items, dtype=np.int64).reshape(arr.shape)
+    if arr.dtype.kind not in "iu":
+        found = arr.reshape(-1)[:5].tolist()
+        raise ValueError(
+            f"{path}: b'labels' must be integer class ids in [0, 9]; got dtype {arr.dtype}, e.g. {found}"
+        )
+    bad = (arr < 0) | (arr > 9)
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5].tolist()
+        raise ValueError(f"{path}: b'labels' must be integer class ids in [0, 9]; found {found}")
+    return arr.astype(np.int64)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch: data (n, 3072) uint8, labels (n,) int64. ValueError naming the file if corrupt."""
     if not path.is_file():
@@ -556,10 +648,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in obj or "labels" not in obj:
         raise ValueError(f"{path}: missing key b'data' or b'labels' (keys: {sorted(map(str, obj))})")
     data = np.asarray(obj["data"])
-    try:
-        labels = np.asarray(obj["labels"], dtype=np.int64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: labels are not integers ({err})") from err
+    labels = _cifar_labels(obj["labels"], path)
     if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         raise ValueError(f"{path}: b'data' must be (n, 3072) uint8, got {data.shape} {data.dtype}")
     if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
@@ -584,6 +673,7 @@ def load_cifar10_pair(
     (0.4734, or ``mean``). ``n_train`` / ``n_test`` take random subsets by ``seed``.
     Returns x (n, 3072), y (n,).
     """
+    check_seed(seed)
     _check_pair(pos, neg, 10)
     mean = CIFAR10_MEAN if mean is None else float(mean)
     root = Path(root)
@@ -689,7 +779,8 @@ def arrays_name(ds: Dataset) -> str:
     for name in ("x_train", "y_train", "x_test", "y_test"):
         a = np.ascontiguousarray(getattr(ds, name))
         h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(memoryview(a).cast("B"))
+        if a.size:  # (an empty array has no bytes; memoryview cannot cast a view with a 0 in its shape)
+            h.update(memoryview(a).cast("B"))
     return ARRAYS_PREFIX + h.hexdigest()[:16]
 
 
@@ -740,6 +831,7 @@ class DataSpec:
             v = getattr(self, attr)
             if v is not None and v < 1:
                 raise ValueError(f"{attr} must be >= 1, got {v}")
+        check_seed(self.seed, "data_seed (--data-seed)")
         if self.d < 1:
             raise ValueError(f"d must be >= 1, got {self.d}")
 
@@ -793,14 +885,14 @@ def load_spec(spec: DataSpec) -> Dataset:
     Errors name the command-line option of the field (``--n-test``, ``--data-root``): a DataSpec is what the
     CLI builds from them. Asking for more points than the data has is an error, never a silent cap."""
     pair = {k: v for k, v in (("pos", spec.pos), ("neg", spec.neg)) if v is not None}
-    if spec.name.startswith(ARRAYS_PREFIX):
-        return _load_arrays(spec)
     if spec.name in ("gauss", "shifted_gauss"):
         kw: dict[str, Any] = {"n_train": spec.n_train or 200, "n_test": spec.n_test or 200, "d": spec.d}
         if spec.name == "shifted_gauss":
             kw["shift"] = spec.shift
         return load_dataset(spec.name, key=jax.random.PRNGKey(spec.seed), **kw)
     try:
+        if spec.name.startswith(ARRAYS_PREFIX):
+            return _load_arrays(spec)
         if spec.name == "digits":
             ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
             if spec.n_test is not None:
@@ -837,7 +929,8 @@ def array_fingerprint(*arrays: Any) -> str:
     for a in arrays:
         a = np.ascontiguousarray(np.asarray(a))
         h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(memoryview(a).cast("B"))
+        if a.size:
+            h.update(memoryview(a).cast("B"))
     return h.hexdigest()
 
 

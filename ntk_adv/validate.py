@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -83,8 +84,11 @@ def labels(name: str, y, n: int | None = None) -> None:
 
 
 def data(x, y, names: tuple[str, str] = ("x", "y")) -> None:
-    """Training data: x (N, d) finite, y (N,) labels in {-1, +1}."""
+    """Training data: x (N, d) finite with N >= 1 (no points: nothing to train on, never the initial
+    parameters returned as if trained), y (N,) labels in {-1, +1}."""
     inputs(names[0], x)
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"{names[0]} has N = 0 points (shape {np.shape(x)}); training needs at least one")
     labels(names[1], y, np.shape(x)[0])
 
 
@@ -136,6 +140,102 @@ def outputs(name: str, out, n: int | None = None) -> None:
     """Scalar model outputs (n,), finite when concrete (a NaN output is an error, never a class)."""
     vector(name, out, n)
     finite(name, out)
+
+
+# ------------------------------------------------------------------------------------------- metric inputs
+# The domain rules of the public metrics (ntk_adv.metrics), in one place. Each helper checks what is static
+# (shape, dtype) by raising ValueError, eagerly and at trace time alike; values are checked by raising for a
+# concrete array and, inside a trace (jit / vmap), by returning a traced boolean "bad" flag that the metric
+# turns into a NaN result (a traced call cannot raise on values). For a concrete array the flag is False.
+
+
+def _dtype(arr) -> np.dtype:
+    dtype = getattr(arr, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(arr).dtype
+
+
+def _real_float(name: str, arr, what: str) -> None:
+    """``arr`` has a real floating dtype: bool, integer and complex dtypes are refused (class ids or bools are
+    not signs, and a complex number has none)."""
+    dtype = _dtype(arr)
+    if not np.issubdtype(dtype, np.floating):
+        hint = (
+            " (class ids or booleans are not signs: pass the real-valued outputs)"
+            if dtype.kind in "biu"
+            else ""
+        )
+        raise ValueError(f"{name} must be {what} with a real floating dtype; got dtype {dtype}{hint}")
+
+
+def _nonempty(name: str, arr) -> None:
+    if np.size(arr) == 0:
+        raise ValueError(f"{name} is empty (shape {np.shape(arr)}); a metric of no points is undefined")
+
+
+def _bad_values(name: str, arr) -> jax.Array | bool:
+    """NaN/inf in a concrete ``arr``: ValueError naming ``name``; in a tracer: the traced flag."""
+    if is_tracer(arr):
+        return jnp.any(~jnp.isfinite(arr))
+    finite(name, arr)
+    return False
+
+
+def scores(name: str, out, n: int | None = None) -> jax.Array | bool:
+    """Real-valued scores / model outputs read as signs (``>= 0`` is class +1): shape (n,) with n >= 1, a real
+    floating dtype (bool, integer class ids and complex are refused, also under jit), finite values (NaN/inf:
+    ValueError when concrete, the returned traced flag under jit)."""
+    vector(name, out, n)
+    _nonempty(name, out)
+    _real_float(name, out, "real-valued outputs")
+    return _bad_values(name, out)
+
+
+def scores_nd(name: str, out) -> jax.Array | bool:
+    """Real-valued outputs of any shape read as signs: a real floating dtype, at least one element, finite
+    values (as :func:`scores`, without the (n,) shape)."""
+    _nonempty(name, out)
+    _real_float(name, out, "real-valued outputs")
+    return _bad_values(name, out)
+
+
+def count(name: str, value, *, low: int = 0) -> None:
+    """A Python / numpy integer >= ``low`` (a static count: loop lengths, grid sizes)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+
+def sign_labels(name: str, y, n: int | None = None) -> jax.Array | bool:
+    """Labels (n,) of a floating dtype exactly in {-1.0, +1.0}: :func:`labels` when concrete; under jit the
+    dtype and shape are checked and values outside {-1, +1} give the returned traced flag."""
+    labels(name, y, n)
+    _nonempty(name, y)
+    if is_tracer(y):
+        return jnp.any((y != 1.0) & (y != -1.0))
+    return False
+
+
+def same_shape(names: tuple[str, str], a, b, *, ndim: int | None = None) -> None:
+    """``a`` and ``b`` have exactly the same shape (no broadcasting), ``ndim`` dimensions if given, and at
+    least one element."""
+    sa, sb = np.shape(a), np.shape(b)
+    if ndim is not None and (len(sa) != ndim or len(sb) != ndim):
+        want = "(N, d)" if ndim == 2 else f"{ndim}-D"
+        raise ValueError(f"{names[0]} and {names[1]} must be {want} arrays; got shapes {sa} and {sb}")
+    if sa != sb:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape (no broadcasting); got {sa} and {sb}"
+        )
+    _nonempty(names[0], a)
+
+
+def real_values(name: str, arr) -> jax.Array | bool:
+    """A real-valued (integer or floating, not bool or complex) array of finite values (NaN/inf: ValueError
+    when concrete, the traced flag under jit)."""
+    dtype = _dtype(arr)
+    if dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real-valued (integer or floating) array; got dtype {dtype}")
+    return _bad_values(name, arr)
 
 
 def one_of(name: str, value: Any, options) -> None:

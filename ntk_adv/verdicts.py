@@ -452,6 +452,9 @@ def slope(
     """Claim 'fitted log-log slope == predicted within tolerance'; ``fit`` is a
     :class:`ntk_adv.metrics.SlopeFit` (95% Student-t interval on the slope)."""
     est = Estimate(fit.slope, fit.low, fit.high, fit.n, "fit")
+    if getattr(fit, "dropped", 0):  # points without a logarithm were left out: say so in the claim
+        note = f"{fit.dropped} points dropped from the log-log fit ({fit.why})"
+        basis = f"{basis}; {note}" if basis else note
     return equals(name, claim, predicted, tolerance, est, basis=basis, paper=paper)
 
 

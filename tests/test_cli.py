@@ -105,7 +105,12 @@ def test_nested_options_have_dotted_names_and_unambiguous_aliases():
     parser = cli.build_parser("perturbation-learning")
     args = parser.parse_args(["perturbation-learning", "--n-train", "25", "50", "--data.n-train", "60"])
     cfg = cli.config_from_args(args, perturbation_learning.Config)
-    assert cfg.n_train == (25, 50) and cfg.data.n_train == 60  # the bare name is the top-level field's
+    # the bare name is the top-level field's (the N sweep); the sweep sets data.n_train in every cell, and
+    # cfg.data carries its headline (largest) N, the value the whole-run steps read
+    assert cfg.n_train == (25, 50) and cfg.data.n_train == 50
+    args = parser.parse_args(["perturbation-learning", "--data.n-train", "60"])
+    cfg = cli.config_from_args(args, perturbation_learning.Config)
+    assert cfg.n_train == () and cfg.data.n_train == 60
 
 
 def test_help_lines_come_from_the_config(capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
+import zlib
 from pathlib import Path
 
 import jax
@@ -414,3 +415,148 @@ def test_load_dataset_dispatch(tmp_path):
             load_dataset(name)
     assert load_dataset("fmnist", root=fake_mnist(tmp_path / "f")).meta["classes"] == {"pos": 0, "neg": 9}
     assert load_dataset("cifar10", root=fake_cifar(tmp_path / "c", n=10)).n_train == 10
+
+
+# ----------------------------------------------------------------------------------------------------
+# hostile inputs (issue 21): refusals naming the problem, never a wrong number or a deep traceback
+# ----------------------------------------------------------------------------------------------------
+
+
+def _idx_of(arr: np.ndarray, code: int, dtype: str) -> bytes:
+    arr = np.asarray(arr, dtype=dtype)
+    return bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes() + arr.tobytes()
+
+
+def _arrays(n: int = 10, d: int = 3):
+    x = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
+    return x, np.where(x[:, 0] > 0, 1.0, -1.0).astype(np.float32)
+
+
+def test_user_arrays_without_a_test_split_work():
+    from ntk_adv.data import DataSpec, fingerprint, load_spec
+
+    x, y = _arrays()
+    spec = DataSpec.from_arrays(x, y, np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
+    ds = load_spec(spec)
+    assert (ds.n_train, ds.n_test, ds.d) == (10, 0, 3)
+    assert len(fingerprint(spec)) == 16
+    assert load_spec(DataSpec.from_arrays(x, y, x[:0], y[:0], n_train=4)).n_train == 4
+    with pytest.raises(ValueError, match=r"--n-test 5: n_test must be in \[1, 0\]: there are no points"):
+        load_spec(DataSpec.from_arrays(x, y, x[:0], y[:0], n_test=5))
+
+
+def test_complex_inputs_are_refused_not_cast():
+    from ntk_adv.data import DataSpec
+
+    x, y = _arrays()
+    with pytest.raises(ValueError, match=r"x_train is complex \(dtype complex64\); inputs must be real"):
+        DataSpec.from_arrays(x + 1j * x, y, x, y)
+    with pytest.raises(ValueError, match="y_test is complex"):
+        _ok(y_test=np.array([1, -1], complex))
+
+
+@pytest.mark.parametrize(
+    "code, dtype, values, message",
+    [
+        (0x0C, ">i4", 25_500_000, r"must be unsigned bytes .* got int32 with values in \[0, 25500000\]"),
+        (0x09, "i1", -3, r"must be unsigned bytes .* got int8 with values in \[-3, 0\]"),
+        (0x0D, ">f4", 0.5, r"must be unsigned bytes .* got float32"),
+    ],
+)
+def test_mnist_images_must_be_bytes(tmp_path, code, dtype, values, message):
+    images = np.zeros((20, 4, 4))
+    images[0, 0, 0] = values
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_of(images, code, dtype))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte: IDX images " + message):
+        load_mnist_pair(tmp_path)
+
+
+def test_mnist_float_labels_are_refused(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((20, 4, 4)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_of(np.arange(20) % 10 + 0.5, 0x0D, ">f4"))
+    with pytest.raises(ValueError, match="IDX labels must be integers"):
+        load_mnist_pair(tmp_path)
+
+
+def test_one_example_per_class_names_the_class_counts(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((10, 4, 4)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(10))  # one example of each class
+    with pytest.raises(
+        ValueError, match=r"needs >= 2 examples of each class .* found 1 of the \+1 class and 1"
+    ):
+        load_mnist_pair(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([4.9] * 10, r"b'labels' must be integer class ids in \[0, 9\]; got dtype float64, e\.g\. \[4\.9"),
+        (
+            [2**70] + [0] * 9,
+            r"b'labels' must be integer class ids in \[0, 9\]; found \[1180591620717411303424\]",
+        ),
+        ([10] + [0] * 9, r"b'labels' must be integer class ids in \[0, 9\]; found \[10\]"),
+        ([-1] + [0] * 9, r"b'labels' must be integer class ids in \[0, 9\]; found \[-1\]"),
+        (["3"] * 10, r"b'labels' must be integer class ids in \[0, 9\]; got dtype <U1"),
+    ],
+)
+def test_cifar_labels_must_be_class_ids(tmp_path, labels, message):
+    root = fake_cifar(tmp_path / "c", n=10)
+    (root / "data_batch_2").write_bytes(
+        pickle.dumps({b"data": np.zeros((10, 3072), np.uint8), b"labels": labels})
+    )
+    with pytest.raises(ValueError, match=r"data_batch_2: " + message):
+        load_cifar10_pair(root)
+
+
+@pytest.mark.parametrize("seed", [-1, 10**23, 2**32, 1.5, True])
+def test_data_seed_is_range_checked_by_name(seed):
+    from ntk_adv.data import DataSpec
+
+    with pytest.raises(ValueError, match=r"data_seed \(--data-seed\) must be an integer in \[0, 2\*\*32\)"):
+        DataSpec("digits", seed=seed)
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\)"):
+        load_digits_pair(seed=seed)
+    assert DataSpec("digits", seed=2**32 - 1).seed == 2**32 - 1
+
+
+def _gz_bomb(path: Path, header: bytes, zeros: int) -> Path:
+    """A gzip file: ``header`` then ``zeros`` zero bytes, compressed in 1 MB chunks (~1000:1)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [comp.compress(header)]
+    chunk = bytes(1 << 20)
+    for _ in range(zeros >> 20):
+        parts.append(comp.compress(chunk))
+    parts.append(comp.flush())
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def test_decompression_bombs_are_refused_without_inflating_them(tmp_path):
+    import tracemalloc
+
+    from ntk_adv.data import IDX_MAX_BYTES
+
+    # a small header followed by 200 MB of inflated zeros: refused after reading the header's 784 bytes + 1
+    small = _gz_bomb(
+        tmp_path / "t10k-images-idx3-ubyte.gz",
+        bytes([0, 0, 8, 3]) + np.array([1, 28, 28], ">u4").tobytes(),
+        200 << 20,
+    )
+    assert small.stat().st_size < 1 << 20
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: IDX payload has trailing garbage"):
+        read_idx(small)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5 << 20, peak
+    # a header asking for more than the cap is refused before any payload is read
+    big = _gz_bomb(
+        tmp_path / "big.gz", bytes([0, 0, 8, 3]) + np.array([2_000_000, 28, 28], ">u4").tobytes(), 0
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"big\.gz: IDX header declares dims \(2000000, 28, 28\), 1568000000 bytes .* {IDX_MAX_BYTES}",
+    ):
+        read_idx(big)

@@ -296,3 +296,14 @@ def test_a_measured_regime_that_is_not_lazy_makes_the_lazy_claims_not_applicable
     c = {c["name"]: c for c in summary["claims"]}["agreement_equals_limit[m=64]"]
     assert c["verdict"] == "inconclusive" and "measured regime is not lazy" in c["reason"]
     assert "first-layer movement" in c["reason"]
+
+
+def test_a_swept_n_train_replaces_the_default_everywhere():
+    """--n-train 10 sweeps N: the whole-run steps read cfg.data, which must carry the user's N (the largest),
+    never the default 200 (whose error, after every cell, named a value the user never gave)."""
+    cfg = perturbation_learning.Config(data=DataSpec("digits", n_train=200), n_train=(10, 30))
+    assert cfg.data.n_train == 30
+    assert [s.n_train for s in cfg.data_specs()] == [10, 30]
+    synth = perturbation_learning.Config(data=DataSpec("gauss", n_train=50, d=100), d=(4, 8))
+    assert synth.data.d == 8 and [s.d for s in synth.data_specs()] == [4, 8]
+    assert perturbation_learning.Config().data.n_train == 200  # nothing swept: the spec as given

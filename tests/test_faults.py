@@ -494,6 +494,17 @@ BAD_INPUTS = {
     "train: labels {-2, 2}": (lambda: train(y=2 * Y), r"y must contain only .*found \[-2.0, 2.0\]"),
     "train: int labels": (lambda: train(y=Y.astype(np.int32)), "y must be floating-point labels"),
     "train: NaN inputs": (lambda: train(x=NAN_X), r"x contains NaN or inf \(1 of 60 values\)"),
+    "train: N = 0": (lambda: train(x=X[:0], y=Y[:0]), r"x has N = 0 points \(shape \(0, 5\)\)"),
+    "make_predictor: N = 0": (
+        lambda: limits.make_predictor(KERN, X[:0], Y[:0], loss="identity", lr=0.1, steps=1),
+        "x_train has N = 0 points",
+    ),
+    "agreement: class ids {0, 1}": (
+        lambda: metrics.agreement(np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])),
+        "f_out must be real-valued outputs with a real floating dtype; got dtype int",
+    ),
+    "mean_abs_cosine: (N, d) vs (N, 1)": (lambda: metrics.mean_abs_cosine(X, X[:, :1]), "same shape"),
+    "relative_gap: (N,) vs (N, 1)": (lambda: metrics.relative_gap(Y, Y[:, None]), "same shape"),
     "train: negative lr": (lambda: train(lr=-0.1), "lr must be > 0"),
     "train: NaN lr": (lambda: train(lr=float("nan")), "lr must be a finite number"),
     "train: wrong d": (
@@ -570,6 +581,20 @@ def test_valid_inputs_still_work_and_nan_is_never_a_class_under_jit():
         (["convergence", "--widths", "64", "128", "--seeds", "1"], r">= 3 \(width, seed\) points"),
         (["convergence", "--n-test", "5000"], r"--n-test 5000: n_test must be in \[1, 108\]"),
         (["convergence", "--dataset", "mnist"], "give --data-root DIR"),
+        (
+            ["convergence", "--data-seed", "-1"],
+            r"data_seed \(--data-seed\) must be an integer in \[0, 2\*\*32\); got -1",
+        ),
+        (
+            ["convergence", "--data-seed", str(10**23)],
+            r"--data-seed\) must be an integer in \[0, 2\*\*32\); got 1000",
+        ),
+        # a swept --n-train is the value every data step reads, checked before any cell (not the default 200)
+        (["perturbation-learning", "--n-train", "500"], r"--n-train 500: n_train must be in \[1, 252\]"),
+        (
+            ["perturbation-learning", "--n-train", "20", "500"],
+            r"--n-train 500: n_train must be in \[1, 252\]",
+        ),
         (
             ["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"],
             "--data-root /nonexistent/dir",

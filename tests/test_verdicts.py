@@ -229,3 +229,11 @@ def test_one_sided_reasons_are_true():
     assert short.verdict == "inconclusive" and "contains" not in short.reason and "upper end" in short.reason
     assert verdicts.above("ok", "ok", 0.5, verdicts.Estimate(0.6, 0.51, 0.7, 5, "t")).reason == ""
     assert "below" in verdicts.above("no", "no", 0.5, verdicts.Estimate(0.3, 0.2, 0.4, 5, "t")).reason
+
+
+def test_a_slope_claim_names_the_points_its_fit_dropped():
+    x = [16.0, 32.0, 64.0, 128.0, 256.0]
+    fit = fit_loglog_slope(x, [v**-0.5 for v in x[:4]] + [0.0])
+    assert (fit.dropped, fit.why) == (1, "1 with y <= 0")
+    claim = verdicts.slope("s", "slope -1/2", -0.5, 0.1, fit)
+    assert "1 points dropped from the log-log fit (1 with y <= 0)" in claim.basis

@@ -319,6 +319,16 @@ def train_pair(
     return Trained(lambda q: apply_fn(pf, q), lambda q: apply_fn(pg, q), adv, pf, pg)
 
 
+def need_held_out(z) -> None:
+    """The protocol's metrics are measured on held-out points z (M, d): M = 0 (data without a test split) is
+    refused by name, not reported as an empty-array error from inside a metric."""
+    if np.shape(z)[0] == 0:
+        raise ValueError(
+            "the data has no held-out test points (n_test = 0): perturbation learning measures agreement and "
+            "test accuracy on them; give data with a test split"
+        )
+
+
 def evaluate(
     cfg: ProtocolConfig, predict_f, predict_g, adv: AdvSet, x, y, z, y_test, d_pred=None
 ) -> dict[str, jax.Array]:
@@ -329,6 +339,7 @@ def evaluate(
     ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known
     (:func:`predicted_directions`; the sweep engine computes them once per group when the base points are the
     training inputs)."""
+    need_held_out(z)
     f_test = predict_f(z)
     if d_pred is None:
         d_pred = predicted_directions(cfg, adv.base, x, y)
@@ -375,6 +386,7 @@ def finite_to_infinite(
     perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred
     f_inf on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base
     points) may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
+    need_held_out(z)
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)

@@ -240,8 +240,21 @@ def test_read_idx_real_mnist_md5():
 
 
 @needs_mnist
-def test_mnist_pair_t10k_only():
+def test_mnist_pair_full_splits():
+    """With the train files present the pair uses the standard split: every 1 and 2 of each split."""
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("only the t10k files are present")
     ds = load_mnist_pair(MNIST_DIR)
+    assert ds.meta["split"] == "standard" and ds.d == 784
+    assert (int((ds.y_train > 0).sum()), int((ds.y_train < 0).sum())) == (6742, 5958)
+    assert (int((ds.y_test > 0).sum()), int((ds.y_test < 0).sum())) == (1135, 1032)
+
+
+@needs_mnist
+def test_mnist_pair_t10k_only(tmp_path):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # the test split alone
+        (tmp_path / name).symlink_to(MNIST_DIR / name)
+    ds = load_mnist_pair(tmp_path)
     assert ds.name == "mnist" and ds.d == 784
     assert ds.meta["split"] == "t10k-only"
     n_pos = int((ds.y_train > 0).sum() + (ds.y_test > 0).sum())
@@ -253,12 +266,12 @@ def test_mnist_pair_t10k_only():
     # train and test are disjoint
     tr = {r.tobytes() for r in ds.x_train}
     assert not any(r.tobytes() in tr for r in ds.x_test[:200])
-    again = load_mnist_pair(MNIST_DIR)
+    again = load_mnist_pair(tmp_path)
     np.testing.assert_array_equal(ds.x_train, again.x_train)
-    sub = load_mnist_pair(MNIST_DIR, n_train=100, n_test=50, seed=1)
+    sub = load_mnist_pair(tmp_path, n_train=100, n_test=50, seed=1)
     assert (sub.n_train, sub.n_test) == (100, 50)
     with pytest.raises(ValueError, match="n_train must be in"):
-        load_mnist_pair(MNIST_DIR, n_train=10**6)
+        load_mnist_pair(tmp_path, n_train=10**6)
 
 
 def test_read_idx_raw_and_gz_roundtrip(tmp_path):

@@ -759,7 +759,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
                 f"net_agrees_with_kernel_m{w}",
                 f"width {w}: the net agrees with the kernel predictor on > 90% of test points",
                 0.9,
-                V.seed_proportion(acc, ref["n_test"]),
+                V.paired_proportion(acc, ref["n_test"]),  # a net vs its own limit: paired, per seed
                 basis="lazy regime: f_m -> f_inf as m grows (docs/theory.md)",
                 paper="no published counterpart",
             )

@@ -373,12 +373,12 @@ def limit_signs_claim(cfg: Config, rows: list[dict], width, label: str, **where)
     """'Finite g takes the signs of its same-init lazy limit': the per-seed fraction of test points where the
     signs differ, 1 - agreement(g, same-init limit), equals 0 within :data:`TOL_SIGNS` - the two functions
     compared directly, not two agreement rates with f. Seed as unit, test points within seeds."""
-    n = n_test_points(cfg)
-    diffs, sds = seed_clusters(rows, "agreement_g_same_init", None, n, width=width, **where)
-    if not diffs:
+    by_seed: dict = {}
+    for r in select(rows, metric="agreement_g_same_init", width=width, **where):
+        by_seed.setdefault(r["seed"], []).append(1.0 - r["value"])
+    if not by_seed:
         return None
-    mismatch = [[1.0 - v for v in seed] for seed in diffs]
-    est = verdicts.paired_difference(mismatch, sds, n, bounds=(0.0, 1.0))
+    est = verdicts.paired_proportion([by_seed[s] for s in sorted(by_seed)], n_test_points(cfg))
     c = verdicts.equals(
         f"g_signs_equal_limit[{label}]",
         f"Finite g at {label} takes the signs of its same-init lazy limit on the test points (fraction of "

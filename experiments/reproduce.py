@@ -351,7 +351,7 @@ class Config:
     list: bool = False  # print every panel with its settings and exit
     panels: tuple[str, ...] = ()  # several panels (or 'all') and the reproduction table OUT/table.{csv,md}
     seeds: int = 20  # random targets make a seed's agreement bimodal: marginal intervals need many seeds
-    data_root: str = ""  # directory of the MNIST / Fashion-MNIST IDX files (image panels)
+    data_root: str = ""  # directory of the MNIST / Fashion-MNIST IDX files, or of mnist/ and fmnist/ folders
     # Overrides for smoke tests; the published settings are the defaults (None / empty = published).
     values: tuple[float, ...] = ()  # the swept values
     n_train: int | None = None
@@ -408,6 +408,14 @@ class Config:
     def block(self) -> Block:
         return BLOCKS[PANELS[self.panel][0]]
 
+    def dataset_root(self) -> str | None:
+        """The IDX folder of this panel's data set: ``--data-root`` itself, or its subfolder named after the
+        data set (``mnist/``, ``fmnist/``) when there is one, so one root serves a table of both."""
+        if not self.data_root:
+            return None
+        sub = Path(self.data_root) / self.block().dataset
+        return str(sub) if sub.is_dir() else self.data_root
+
     def sweep(self) -> str:
         return PANELS[self.panel][1]
 
@@ -432,7 +440,7 @@ class Config:
             d=s["d"],
             pos=block.classes[0] if block.classes else None,
             neg=block.classes[1] if block.classes else None,
-            root=self.data_root or None,
+            root=self.dataset_root(),
         )
         axis, values = s["sweep"], tuple(s["values"])
         common = dict(

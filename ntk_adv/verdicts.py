@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -309,6 +309,42 @@ def paired_difference(
     low, high = max(low, bounds[0]), min(high, bounds[1])
     low, high = float(min(low, m)), float(max(high, m))
     return Estimate(m, low, high, int(n_seeds), method, (float(bounds[0]), float(bounds[1])))
+
+
+def paired_proportion(
+    proportions, n_points: int, *, level: float = LEVEL, seed: int = 0, n_boot: int = BOOTSTRAP
+) -> Estimate:
+    """Mean over seeds of a per-seed proportion that compares two functions of the *same* seed on ``n_points``
+    test points (a net against its own kernel limit, a net's signs against its same-init limit): a paired
+    quantity, judged like :func:`paired_difference` - cluster bootstrap and Student-t over the seeds, with a
+    test-point floor at Agresti-Coull's adjusted proportion ``(p n + 2) / (n + 4)`` (so 0 or 1 on every
+    point still leaves an interval). Marginal rates whose seeds can fall in separate modes (an agreement
+    under random targets) use :func:`seed_proportion` instead. ``proportions``: one per seed, or a list per
+    seed of its cells' proportions."""
+    values = [np.atleast_1d(np.asarray(v, float)) for v in proportions]
+    if not values or any(v.ndim != 1 or v.size == 0 for v in values):
+        raise ValueError("paired_proportion: give one proportion, or a non-empty list, per seed")
+    if any(np.any((v < 0) | (v > 1)) for v in values):
+        raise ValueError("paired_proportion: proportions must lie in [0, 1]")
+    adj = [(v * n_points + 2.0) / (n_points + 4.0) for v in values]
+    sds = [np.sqrt(a * (1 - a)) for a in adj]
+    est = paired_difference(
+        [v.tolist() for v in values],
+        [s.tolist() for s in sds],
+        n_points,
+        bounds=(0.0, 1.0),
+        level=level,
+        seed=seed,
+        n_boot=n_boot,
+    )
+    if len(values) < 2:
+        return est
+    # near 0 or 1 the seeds' spread is skewed: also the Student-t interval on the logit of the adjusted seed
+    # means, mapped back, whichever is wider on each side
+    logits = np.array([np.log(a.mean() / (1 - a.mean())) for a in adj])
+    half = float(stats.t.ppf(0.5 + level / 2, logits.size - 1) * logits.std(ddof=1) / math.sqrt(logits.size))
+    lo, hi = (float(1 / (1 + np.exp(-(logits.mean() + sign * half)))) for sign in (-1, 1))
+    return replace(est, low=min(est.low, lo), high=max(est.high, hi))
 
 
 def seed_mean(

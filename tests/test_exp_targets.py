@@ -25,7 +25,13 @@ def test_tiny_run_writes_figure_and_judged_claims(tmp_path):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     names = [c["name"] for c in on_disk["claims"]]
     assert "spread_ratio" in names and "balanced_raises_agreement" in names
-    assert sum(n.startswith("balanced/") for n in names) == sum(n.startswith("random/") for n in names) > 0
+    # every claim of every sub-panel is in the headline summary, refuted ones included
+    for kind in targets.KINDS:
+        for axis in ("n_train", "eps"):
+            sub = json.loads((tmp_path / f"{kind}_{axis}" / "summary.json").read_text())
+            assert sub["claims"]
+            for c in sub["claims"]:
+                assert f"{kind}/{axis}/{c['name']}" in names
     for c in on_disk["claims"]:
         assert c["verdict"] in ("confirmed", "refuted", "inconclusive")
         assert c["verdict"] == "confirmed" or c["reason"]

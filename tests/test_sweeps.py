@@ -182,7 +182,8 @@ def test_vmapped_eps_matches_protocol_cell():
     for (cfg, seed), got in zip(cells, batched):
         want = protocol.finite_cell(cfg, *arrays, jax.random.PRNGKey(seed))
         for k, v in want.items():
-            assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-5), k
+            # regression coefficients on a near-zero term B are large and ill-conditioned: relative 1e-4
+            assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-5, rel=1e-4 if "coef" in k else 0), k
 
 
 @pytest.mark.parametrize("scenario", ["a", "b"])
@@ -202,6 +203,6 @@ def test_wide_group_with_activation_space_solver_matches_backprop_cells(scenario
     for (cfg, seed), got in zip(cells, batched):
         want = protocol.finite_cell(cfg, *arrays, jax.random.PRNGKey(seed), solver="autodiff")
         for k, v in want.items():
-            assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-4), k
+            assert got[k] == pytest.approx(float(np.asarray(v)), abs=1e-4, rel=1e-3 if "coef" in k else 0), k
     with pytest.raises(ValueError, match="unknown solver 'newton'"):
         batch.run_protocol_batch(cells[:1], solver="newton")

@@ -99,15 +99,15 @@ class TrainSpec:
 class AttackSpec:
     """The targeted attack on f: eps is an L2 radius (one_step_l2, pgd_l2) or an L-inf one (pgd_linf)."""
 
-    name: str = "pgd_l2"  # one_step_l2 | pgd_l2 | pgd_linf
-    loss: str = "cross_entropy"  # targeted loss: cross_entropy (softmax prob of t) or identity (f_t)
-    steps: int = 10  # PGD iterations (step 2.5 eps / steps)
+    attack: str = "pgd_l2"  # one_step_l2 | pgd_l2 | pgd_linf
+    attack_loss: str = "cross_entropy"  # targeted loss: cross_entropy (softmax prob of t) or identity (f_t)
+    attack_steps: int = 10  # PGD iterations (step 2.5 eps / steps)
 
     def __post_init__(self):
-        mc.check_loss(self.name, mc.MC_ATTACKS, "--attack")
-        mc.check_loss(self.loss, mc.ATTACK_LOSSES, "--attack-loss")
-        if self.steps < 1:
-            raise ValueError(f"--attack-steps must be >= 1, got {self.steps!r}")
+        mc.check_loss(self.attack, mc.MC_ATTACKS, "--attack")
+        mc.check_loss(self.attack_loss, mc.ATTACK_LOSSES, "--attack-loss")
+        if self.attack_steps < 1:
+            raise ValueError(f"--attack-steps must be >= 1, got {self.attack_steps!r}")
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def _finite_combo(net, train, attack, scenario, centered, params_f, k_g, t, eps,
 
     def one(pf, kg, ts):
         f = partial(_apply, net, pf)
-        eta = mc.attack(attack.name, f, x, ts, eps=eps, steps=attack.steps, loss=attack.loss)
+        eta = mc.attack(attack.attack, f, x, ts, eps=eps, steps=attack.attack_steps, loss=attack.attack_loss)
         x_adv = _inputs(scenario, x, eta)
         pg = _train(net, train, "g", _init(net, centered, x.shape[1], kg), x_adv, ts)
         return x_adv, pg, f(x + eta)
@@ -392,10 +392,9 @@ def run_infinite(setup: IlyasSetup, seeds) -> list[dict]:
             )
         )
 
+    att = setup.attack
     attack = jax.jit(
-        lambda ts, eps: mc.attack(
-            setup.attack.name, f, x, ts, eps=eps, steps=setup.attack.steps, loss=setup.attack.loss
-        )
+        lambda ts, eps: mc.attack(att.attack, f, x, ts, eps=eps, steps=att.attack_steps, loss=att.attack_loss)
     )
     for s in seeds:
         row(s, 0.0, "none", "clean", "f_acc_test", _acc(f_test, y_test))

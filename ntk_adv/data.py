@@ -39,6 +39,7 @@ __all__ = [
     "load_cifar10_pair",
     "load_dataset",
     "load_digits_pair",
+    "load_all_classes",
     "load_mnist_pair",
     "load_spec",
     "load_spec_cached",
@@ -63,10 +64,10 @@ CIFAR10_MEAN = 0.4734  # mean over all pixels and channels of the CIFAR-10 train
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A binary classification split.
+    """A binary classification split, or a C-class one when ``meta["n_classes"]`` is set.
 
-    x_train: (N, d) float32, y_train: (N,) float32 in {-1, +1};
-    x_test: (M, d) float32, y_test: (M,) float32 in {-1, +1} (M may be 0).
+    x_train: (N, d) float32, y_train: (N,) float32 in {-1, +1} (C classes: the class index 0..C-1);
+    x_test: (M, d) float32, y_test: (M,) float32 likewise (M may be 0).
     ``meta`` records provenance (classes, subtracted mean, source files, split).
     Inputs are coerced to float32 numpy arrays; invalid shapes/values raise ``ValueError``.
     """
@@ -99,10 +100,13 @@ class Dataset:
                 raise ValueError(f"x_{split} has {x.shape[0]} rows but y_{split} has {y.shape[0]} labels")
             if not np.all(np.isfinite(x)):
                 raise ValueError(f"x_{split} contains NaN or inf")
-            bad = ~np.isin(y, (-1.0, 1.0))
+            n_classes = self.meta.get("n_classes") if isinstance(self.meta, dict) else None
+            allowed = (-1.0, 1.0) if n_classes is None else np.arange(int(n_classes), dtype=np.float32)
+            bad = ~np.isin(y, allowed)
             if np.any(bad):
                 found = np.unique(y[bad])[:5].tolist()
-                raise ValueError(f"y_{split} has labels outside {{-1, +1}}, e.g. {found}")
+                what = "{-1, +1}" if n_classes is None else f"the class indices 0..{int(n_classes) - 1}"
+                raise ValueError(f"y_{split} has labels outside {what}, e.g. {found}")
         if self.x_train.shape[0] == 0:
             raise ValueError("x_train is empty (N = 0)")
         if self.x_test.shape[1] != self.x_train.shape[1]:
@@ -727,6 +731,101 @@ def load_cifar10_pair(
 
 
 # ----------------------------------------------------------------------------------------------------
+# All ten classes (DataSpec.classes == "all"): integer labels 0..9
+# ----------------------------------------------------------------------------------------------------
+
+ALL_CLASSES_DATASETS = ("digits", "mnist", "fmnist", "cifar10")
+
+
+def _split_by_class(labels: np.ndarray, test_fraction: float, rng: np.random.Generator):
+    """Per-class random split of indices (every class keeps >= 1 train point); both parts shuffled."""
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_te = min(max(round(test_fraction * idx.size), 1), idx.size - 1) if idx.size >= 2 else 0
+        test.append(idx[:n_te])
+        train.append(idx[n_te:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def load_all_classes(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.3,
+) -> Dataset:
+    """All ten classes of ``name`` (digits, mnist, fmnist, cifar10) with integer labels 0..9 (float32) and
+    ``meta["n_classes"] = 10``. Pixels as in the two-class loaders: digits / 16 minus the scalar train mean;
+    mnist / fmnist / cifar10 / 255 minus the data set's mean constant. digits: a per-class split by ``seed``
+    (``test_fraction`` held out); IDX files: train / t10k (t10k alone: a per-class split); CIFAR-10: the five
+    data batches / test_batch. ``n_train`` / ``n_test`` take random subsets by ``seed``. x (n, d), y (n,)."""
+    if name not in ALL_CLASSES_DATASETS:
+        raise ValueError(
+            f"--classes all needs one of {', '.join(ALL_CLASSES_DATASETS)}, got dataset {name!r}"
+        )
+    rng = np.random.default_rng(seed)
+    meta: dict[str, Any] = {"n_classes": 10, "classes": "all", "seed": seed}
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x_all, y_all = np.asarray(bunch.data, np.float64) / 16.0, np.asarray(bunch.target, np.int64)
+        tr, te = _split_by_class(y_all, test_fraction, rng)
+        tr = tr[_take(n_train, tr.size, "n_train", rng)]
+        te = te[_take(n_test, te.size, "n_test", rng)]
+        mean = float(x_all[tr].mean())
+        x_tr, y_tr, x_te, y_te = x_all[tr] - mean, y_all[tr], x_all[te] - mean, y_all[te]
+        meta |= {"mean_subtracted": mean, "source": "sklearn.datasets.load_digits", "image_shape": (8, 8)}
+    else:
+        if root is None:
+            raise ValueError(f"dataset {name!r} is read from files: give --data-root DIR")
+        base = Path(root)
+        if not base.is_dir():
+            raise FileNotFoundError(f"{name} directory not found: {base}")
+        if name in ("mnist", "fmnist"):
+            found = {k: _find_idx(base, s) for k, s in _IDX_NAMES.items()}
+            if found["test_images"] is None or found["test_labels"] is None:
+                raise FileNotFoundError(f"{name}: missing the t10k IDX files in {base}")
+            te_x, te_y = _read_idx_pair(found["test_images"], found["test_labels"])
+            if found["train_images"] is not None and found["train_labels"] is not None:
+                tr_x, tr_y = _read_idx_pair(found["train_images"], found["train_labels"])
+            else:
+                tr_i, te_i = _split_by_class(te_y, test_fraction, rng)
+                tr_x, tr_y, te_x, te_y = te_x[tr_i], te_y[tr_i], te_x[te_i], te_y[te_i]
+            mean = MNIST_MEAN if name == "mnist" else FMNIST_MEAN
+            shape = tuple(te_x.shape[1:])
+        else:
+            cbase = _cifar_root(base)
+            parts = [_read_cifar_batch(cbase / f) for f in _CIFAR_TRAIN]
+            tr_x, tr_y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            te_x, te_y = _read_cifar_batch(cbase / _CIFAR_TEST)
+            mean, shape = CIFAR10_MEAN, (3, 32, 32)
+        i_tr, i_te = _take(n_train, len(tr_y), "n_train", rng), _take(n_test, len(te_y), "n_test", rng)
+
+        def prep(images: np.ndarray) -> np.ndarray:
+            return images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0) - np.float32(
+                mean
+            )
+
+        x_tr, y_tr, x_te, y_te = prep(tr_x[i_tr]), tr_y[i_tr], prep(te_x[i_te]), te_y[i_te]
+        meta |= {"mean_subtracted": mean, "source": str(base), "image_shape": shape}
+    bad = [int(v) for v in np.unique(np.concatenate([y_tr, y_te])) if not 0 <= v < 10]
+    if bad:
+        raise ValueError(f"{name}: class labels outside 0..9, e.g. {bad[:5]}")
+    return Dataset(
+        x_train=_f32(x_tr),
+        y_train=np.asarray(y_tr, np.float32),
+        x_test=_f32(x_te),
+        y_test=np.asarray(y_te, np.float32),
+        name=name,
+        meta=meta,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
 # Dispatcher
 # ----------------------------------------------------------------------------------------------------
 
@@ -812,6 +911,8 @@ class DataSpec:
     neg: int | None = None  # class index labelled -1 (none: the data set's default pair)
     root: str | None = None  # directory holding the mnist / fmnist / cifar10 files (a path every worker sees)
     seed: int = 0  # data seed: split, subsample and synthetic draw
+    # pair: two classes labelled +-1 (the default); all: the ten classes, labels 0..9 (digits, mnist, ...)
+    classes: Literal["pair", "all"] = field(default="pair", metadata={"omit_if_default": True})
 
     CLI_ALIASES: ClassVar[dict[str, str]] = {"dataset": "name", "data_seed": "seed", "data_root": "root"}
 
@@ -834,6 +935,14 @@ class DataSpec:
         check_seed(self.seed, "data_seed (--data-seed)")
         if self.d < 1:
             raise ValueError(f"d must be >= 1, got {self.d}")
+        if self.classes not in ("pair", "all"):
+            raise ValueError(f"--classes must be pair or all, got {self.classes!r}")
+        if self.classes == "all" and self.name not in ALL_CLASSES_DATASETS:
+            raise ValueError(
+                f"--classes all needs one of {', '.join(ALL_CLASSES_DATASETS)}, got dataset {self.name!r}"
+            )
+        if self.classes == "all" and (self.pos is not None or self.neg is not None):
+            raise ValueError("--classes all takes every class: do not give --pos / --neg")
 
     @classmethod
     def from_arrays(
@@ -893,6 +1002,10 @@ def load_spec(spec: DataSpec) -> Dataset:
     try:
         if spec.name.startswith(ARRAYS_PREFIX):
             return _load_arrays(spec)
+        if spec.classes == "all":
+            return load_all_classes(
+                spec.name, root=spec.root, n_train=spec.n_train, n_test=spec.n_test, seed=spec.seed
+            )
         if spec.name == "digits":
             ds = load_digits_pair(n_train=spec.n_train, seed=spec.seed, **pair)
             if spec.n_test is not None:

@@ -47,7 +47,12 @@ def canonical(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             "__type__": type(obj).__name__,
-            **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+            **{
+                f.name: canonical(getattr(obj, f.name))
+                for f in dataclasses.fields(obj)
+                # a field added later with this flag leaves the ids of configs at its default unchanged
+                if not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
+            },
         }
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]

@@ -200,6 +200,7 @@ TOL_COSINE = 0.05  # |measured - predicted| mean |cos(eta_n, D_n)|
 TOL_SLOPE = 0.2  # fitted log-log slope of the output gap to the same-init limit vs -1/2
 TOL_SIGNS = 0.05  # fraction of test points where finite g and its same-init limit take different signs
 TOL_COEF = 0.25  # |c - 1| for the coefficients of what g learned on its limit's terms B and S
+IDENTIFIABLE = 0.1  # a term's coefficient is judged only where its mean size is >= 0.1 x the other term's
 SATURATED = (0.99, 0.52)  # two rates both >= 0.99 (ceiling) or both <= 0.52 (floor) cannot be told apart
 TREND_AXES = {
     "eps": "eps (L2 radius)",
@@ -451,7 +452,19 @@ def coefficient_claims(cfg: Config, rows: list[dict], width, label: str, **where
         "g_kink_frac": float(np.mean(kink)) if kink else None,
         "g_kink_frac_init": float(np.mean(kink0)) if kink0 else None,
     }
-    for metric, term in (("g_coef_bias", "bias term B"), ("g_coef_signal", "signal term S")):
+    size = {
+        m: float(np.mean([r["value"] for r in select(rows, metric=m, width=width, **where)] or [0.0]))
+        for m in ("bias_term_abs", "signal_term_abs")
+    }
+    for metric, term, own, other in (
+        ("g_coef_bias", "bias term B", "bias_term_abs", "signal_term_abs"),
+        ("g_coef_signal", "signal term S", "signal_term_abs", "bias_term_abs"),
+    ):
+        if size[own] < IDENTIFIABLE * size[other]:  # a term this small is not identified by the regression
+            extra[f"{metric}_not_identifiable"] = (
+                f"mean |{term[-1]}| {size[own]:.3g} < {IDENTIFIABLE} x the other term's {size[other]:.3g}"
+            )
+            continue
         est = verdicts.seed_mean([vals[metric][s] for s in seeds])
         c = verdicts.equals(
             f"{metric}_equals_1[{label}]",
@@ -465,7 +478,8 @@ def coefficient_claims(cfg: Config, rows: list[dict], width, label: str, **where
         if why:
             c = _inconclusive(c, why)
         out.append({**c.to_dict(), **extra})
-    if cfg.targets == "random" and cfg.scenario == "a" and lazy is False:
+    identified = not any(k.endswith("_not_identifiable") for k in extra)
+    if cfg.targets == "random" and cfg.scenario == "a" and lazy is False and identified:
         diff = [vals["g_coef_signal"][s] - vals["g_coef_bias"][s] for s in seeds]
         c = verdicts.above(
             f"bias_saturates[{label}]",

@@ -251,6 +251,11 @@ def plot_metric(
         raise ValueError(f"no rows for metric {metric!r} with {where}")
     (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label or axis_label(metric), color=color)
     ax.fill_between(xs, low, high, alpha=0.25, color=line.get_color(), lw=0)
+    if n_points:  # the seeds themselves: a wide marginal interval with every seed in one place reads honestly
+        seeds = select(rows, metric=metric, **where)
+        sx = [float(r[x]) for r in seeds if r.get(x) is not None and float(r[x]) in set(xs.tolist())]
+        sy = [r["value"] for r in seeds if r.get(x) is not None and float(r[x]) in set(xs.tolist())]
+        ax.plot(sx, sy, ls="none", marker=".", ms=2.0, alpha=0.5, color=line.get_color(), zorder=2)
     regime = (
         "f_lazy" if metric.startswith(("f_", "cos_")) else REGIME_METRIC
     )  # whose laziness the metric needs

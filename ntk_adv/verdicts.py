@@ -25,9 +25,11 @@ their range:
 * :func:`paired_difference` - a paired difference (measured minus reference) from per-seed cells: the widest
   of a cluster bootstrap over seeds with test-point noise, Student-t over seed means and a test-point floor,
   so it has zero width only when the per-point sd is 0 (:func:`paired_point_sd` gives a bound on that sd);
+* :func:`proportion_difference` - a difference of two per-seed proportions on the same test points:
+  :func:`paired_difference` with :func:`paired_point_sd` at the adjusted proportions;
 * :func:`seed_mean` - any other per-seed quantity: a bootstrap percentile interval over seeds, widened to the
   Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``; one seed or identical
-  seeds give a zero-width interval (prefer :func:`paired_difference` for differences of proportions).
+  seeds give a zero-width interval (never for differences of proportions: :func:`proportion_difference`).
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.
@@ -345,6 +347,48 @@ def paired_proportion(
     half = float(stats.t.ppf(0.5 + level / 2, logits.size - 1) * logits.std(ddof=1) / math.sqrt(logits.size))
     lo, hi = (float(1 / (1 + np.exp(-(logits.mean() + sign * half)))) for sign in (-1, 1))
     return replace(est, low=min(est.low, lo), high=max(est.high, hi))
+
+
+def proportion_difference(
+    a,
+    b,
+    n_points: int,
+    *,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    level: float = LEVEL,
+    seed: int = 0,
+    n_boot: int = BOOTSTRAP,
+) -> Estimate:
+    """Mean over seeds of the difference ``a - b`` of two per-seed proportions, each measured on ``n_points``
+    test points (an error rate with and without weight decay, a transfer rate against a baseline).
+
+    ``a`` and ``b``: shape ``(S,)`` (one proportion per seed) or ``(S, cells)``. The value is ``mean(a - b)``;
+    the interval is :func:`paired_difference` (the seed is the unit) with the per-point sd
+    :func:`paired_point_sd` at Agresti-Coull's adjusted proportions ``(p n + 2) / (n + 4)``, so seeds that
+    measure the same difference - even identical proportions at 0 or 1 - still get a real interval."""
+    pa, pb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if pa.shape != pb.shape or pa.ndim not in (1, 2) or pa.size == 0:
+        raise ValueError(
+            f"proportion_difference: a and b need one shape (S,) or (S, cells), got {pa.shape}, {pb.shape}"
+        )
+    if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(pb))):
+        raise ValueError("proportion_difference: proportions must be finite")
+    if np.any((pa < 0) | (pa > 1) | (pb < 0) | (pb > 1)):
+        raise ValueError("proportion_difference: proportions must lie in [0, 1]")
+    if n_points < 1:
+        raise ValueError(f"proportion_difference: n_points must be >= 1, got {n_points}")
+    pa, pb = pa.reshape(pa.shape[0], -1), pb.reshape(pb.shape[0], -1)
+    adj = lambda p: (p * n_points + 2.0) / (n_points + 4.0)  # noqa: E731
+    sd = paired_point_sd(adj(pa), adj(pb))
+    return paired_difference(
+        (pa - pb).tolist(),
+        np.asarray(sd).tolist(),
+        n_points,
+        bounds=bounds,
+        level=level,
+        seed=seed,
+        n_boot=n_boot,
+    )
 
 
 def seed_mean(

@@ -362,27 +362,34 @@ def proportion_difference(
     """Mean over seeds of the difference ``a - b`` of two per-seed proportions, each measured on ``n_points``
     test points (an error rate with and without weight decay, a transfer rate against a baseline).
 
-    ``a`` and ``b``: shape ``(S,)`` (one proportion per seed) or ``(S, cells)``. The value is ``mean(a - b)``;
-    the interval is :func:`paired_difference` (the seed is the unit) with the per-point sd
-    :func:`paired_point_sd` at Agresti-Coull's adjusted proportions ``(p n + 2) / (n + 4)``, so seeds that
-    measure the same difference - even identical proportions at 0 or 1 - still get a real interval."""
-    pa, pb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if pa.shape != pb.shape or pa.ndim not in (1, 2) or pa.size == 0:
-        raise ValueError(
-            f"proportion_difference: a and b need one shape (S,) or (S, cells), got {pa.shape}, {pb.shape}"
-        )
-    if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(pb))):
-        raise ValueError("proportion_difference: proportions must be finite")
-    if np.any((pa < 0) | (pa > 1) | (pb < 0) | (pb > 1)):
-        raise ValueError("proportion_difference: proportions must lie in [0, 1]")
+    ``a`` and ``b``: shape ``(S,)`` (one proportion per seed), ``(S, cells)``, or a list per seed of its
+    cells' proportions (seeds may have different numbers of cells); ``b`` pairs with ``a`` cell by cell.
+    The value is the mean over seeds of each seed's mean ``a - b`` over its cells; the interval is
+    :func:`paired_difference` (the seed is the unit) with the per-point sd :func:`paired_point_sd` at
+    Agresti-Coull's adjusted proportions ``(p n + 2) / (n + 4)``, so seeds that measure the same difference -
+    even identical proportions at 0 or 1 - still get a real interval. When ``a`` and ``b`` are measured on
+    different numbers of points, pass the smaller (a wider floor)."""
     if n_points < 1:
         raise ValueError(f"proportion_difference: n_points must be >= 1, got {n_points}")
-    pa, pb = pa.reshape(pa.shape[0], -1), pb.reshape(pb.shape[0], -1)
-    adj = lambda p: (p * n_points + 2.0) / (n_points + 4.0)  # noqa: E731
-    sd = paired_point_sd(adj(pa), adj(pb))
+    rows_a = [np.atleast_1d(np.asarray(r, dtype=float)).reshape(-1) for r in a]
+    rows_b = [np.atleast_1d(np.asarray(r, dtype=float)).reshape(-1) for r in b]
+    if not rows_a or len(rows_a) != len(rows_b) or any(x.shape != y.shape for x, y in zip(rows_a, rows_b)):
+        raise ValueError(
+            "proportion_difference: a and b need the same shape (S,), (S, cells) or cells per seed, got "
+            f"{[x.size for x in rows_a]} and {[y.size for y in rows_b]}"
+        )
+    both = np.concatenate(rows_a + rows_b)
+    if not np.all(np.isfinite(both)):
+        raise ValueError("proportion_difference: proportions must be finite")
+    if np.any((both < 0) | (both > 1)):
+        raise ValueError("proportion_difference: proportions must lie in [0, 1]")
+
+    def adj(p):
+        return (p * n_points + 2.0) / (n_points + 4.0)
+
     return paired_difference(
-        (pa - pb).tolist(),
-        np.asarray(sd).tolist(),
+        [(x - y).tolist() for x, y in zip(rows_a, rows_b)],
+        [np.atleast_1d(paired_point_sd(adj(x), adj(y))).tolist() for x, y in zip(rows_a, rows_b)],
         n_points,
         bounds=bounds,
         level=level,

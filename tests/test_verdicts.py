@@ -205,6 +205,8 @@ def test_proportion_difference_is_never_a_point():
     # (S, cells) is accepted: the seed is the unit, cells are averaged within it
     cells = verdicts.proportion_difference(np.full((3, 4), 0.2), np.full((3, 4), 0.1), 500)
     assert cells.n == 3 and cells.value == pytest.approx(0.1) and cells.low < 0.1 < cells.high
+    ragged = verdicts.proportion_difference([[0.2, 0.3], [0.2]], [[0.1, 0.1], [0.1]], 500)
+    assert ragged.n == 2 and ragged.value == pytest.approx((0.15 + 0.1) / 2)
     # a large real difference decides both ways
     big = verdicts.proportion_difference([0.31, 0.29, 0.33, 0.30], [0.10, 0.12, 0.09, 0.11], 1000)
     assert big.low > 0.1 and big.high < 0.3

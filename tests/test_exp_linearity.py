@@ -73,6 +73,9 @@ def test_quick_verdicts_pinned(quick):
     assert {c["name"]: c["verdict"] for c in summary["claims"]} == QUICK_VERDICTS
     for c in summary["claims"]:
         assert c["verdict"] == "confirmed" or c["reason"], c["name"]
+        assert c["verdict"] != "confirmed" or c["measured_ci95"][0] < c["measured_ci95"][1], c[
+            "name"
+        ]  # no point
         assert c["paper"], c["name"]
         lo, hi = c["measured_ci95"]
         assert lo <= c["measured_value"] <= hi

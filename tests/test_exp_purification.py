@@ -106,6 +106,9 @@ def test_quick_verdicts_pinned(quick):
     assert summary["verdicts"] == QUICK_VERDICTS
     for c in summary["claims"]:
         assert c["verdict"] == "confirmed" or c["reason"], c["name"]
+        assert c["verdict"] != "confirmed" or c["measured_ci95"][0] < c["measured_ci95"][1], c[
+            "name"
+        ]  # no point
         assert c["paper"], c["name"]
         if c["name"] in ("clean_accurate", "oracle_robust_l2"):  # accuracies: intervals in [0, 1]
             assert 0.0 <= c["measured_ci95"][0] <= c["measured_ci95"][1] <= 1.0

@@ -25,9 +25,11 @@ their range:
 * :func:`paired_difference` - a paired difference (measured minus reference) from per-seed cells: the widest
   of a cluster bootstrap over seeds with test-point noise, Student-t over seed means and a test-point floor,
   so it has zero width only when the per-point sd is 0 (:func:`paired_point_sd` gives a bound on that sd);
+* :func:`proportion_difference` - a difference of two per-seed proportions on the same test points:
+  :func:`paired_difference` with :func:`paired_point_sd` at the adjusted proportions;
 * :func:`seed_mean` - any other per-seed quantity: a bootstrap percentile interval over seeds, widened to the
   Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``; one seed or identical
-  seeds give a zero-width interval (prefer :func:`paired_difference` for differences of proportions).
+  seeds give a zero-width interval (never for differences of proportions: :func:`proportion_difference`).
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.
@@ -345,6 +347,55 @@ def paired_proportion(
     half = float(stats.t.ppf(0.5 + level / 2, logits.size - 1) * logits.std(ddof=1) / math.sqrt(logits.size))
     lo, hi = (float(1 / (1 + np.exp(-(logits.mean() + sign * half)))) for sign in (-1, 1))
     return replace(est, low=min(est.low, lo), high=max(est.high, hi))
+
+
+def proportion_difference(
+    a,
+    b,
+    n_points: int,
+    *,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    level: float = LEVEL,
+    seed: int = 0,
+    n_boot: int = BOOTSTRAP,
+) -> Estimate:
+    """Mean over seeds of the difference ``a - b`` of two per-seed proportions, each measured on ``n_points``
+    test points (an error rate with and without weight decay, a transfer rate against a baseline).
+
+    ``a`` and ``b``: shape ``(S,)`` (one proportion per seed), ``(S, cells)``, or a list per seed of its
+    cells' proportions (seeds may have different numbers of cells); ``b`` pairs with ``a`` cell by cell.
+    The value is the mean over seeds of each seed's mean ``a - b`` over its cells; the interval is
+    :func:`paired_difference` (the seed is the unit) with the per-point sd :func:`paired_point_sd` at
+    Agresti-Coull's adjusted proportions ``(p n + 2) / (n + 4)``, so seeds that measure the same difference -
+    even identical proportions at 0 or 1 - still get a real interval. When ``a`` and ``b`` are measured on
+    different numbers of points, pass the smaller (a wider floor)."""
+    if n_points < 1:
+        raise ValueError(f"proportion_difference: n_points must be >= 1, got {n_points}")
+    rows_a = [np.atleast_1d(np.asarray(r, dtype=float)).reshape(-1) for r in a]
+    rows_b = [np.atleast_1d(np.asarray(r, dtype=float)).reshape(-1) for r in b]
+    if not rows_a or len(rows_a) != len(rows_b) or any(x.shape != y.shape for x, y in zip(rows_a, rows_b)):
+        raise ValueError(
+            "proportion_difference: a and b need the same shape (S,), (S, cells) or cells per seed, got "
+            f"{[x.size for x in rows_a]} and {[y.size for y in rows_b]}"
+        )
+    both = np.concatenate(rows_a + rows_b)
+    if not np.all(np.isfinite(both)):
+        raise ValueError("proportion_difference: proportions must be finite")
+    if np.any((both < 0) | (both > 1)):
+        raise ValueError("proportion_difference: proportions must lie in [0, 1]")
+
+    def adj(p):
+        return (p * n_points + 2.0) / (n_points + 4.0)
+
+    return paired_difference(
+        [(x - y).tolist() for x, y in zip(rows_a, rows_b)],
+        [np.atleast_1d(paired_point_sd(adj(x), adj(y))).tolist() for x, y in zip(rows_a, rows_b)],
+        n_points,
+        bounds=bounds,
+        level=level,
+        seed=seed,
+        n_boot=n_boot,
+    )
 
 
 def seed_mean(

@@ -26,14 +26,18 @@ MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% interval] vs prediction
     "a_lbfgs_always_succeeds": "confirmed",  # 1.000 [0.967, 1.000] vs 1.000 +- 0.050
     "a_distortion_converges_to_limit": "inconclusive",  # -0.906 [-1.167, -0.645] vs -0.500 +- 0.250
-    "a_decay_matches_limit": "inconclusive",  # 0.056 [0.000, 0.408] vs 0.000 +- 0.100
+    "a_decay_matches_limit": "inconclusive",  # 0.055 [0.000, 0.392] vs 0.000 +- 0.100
+    # proportion_difference (was seed_mean; same numbers here, the seeds differ)
     "a_decay_raises_clean_error": "inconclusive",  # 0.014 [-0.045, 0.073] vs > 0
-    "a_decay_raises_distortion": "inconclusive",  # 0.012 [-0.127, 0.152] vs > 0
-    "b_noise_near_clean": "confirmed",  # 0.095 [0.071, 0.119] vs < 0.15
+    "a_decay_raises_distortion": "inconclusive",  # 0.013 [-0.123, 0.149] vs > 0
+    # was confirmed at 0.095 [0.071, 0.119] with seed_mean over (model, seed) cells as if independent; now
+    # proportion_difference: the seed is the unit and the clean error rests on 16 attacked test points
+    "b_noise_near_clean": "inconclusive",  # 0.094 [-0.145, 0.330] vs < 0.15
     "c_transfer_net_net_m16": "inconclusive",  # 0.938 [0.143, 1.000] vs > 0.5
-    "c_transfer_net_net_m64": "confirmed",  # 0.969 [0.572, 1.000] vs > 0.5
-    "c_transfer_net_net_m256": "confirmed",  # 1.000 [1.000, 1.000] vs > 0.5
-    "c_transfer_rises_with_width": "inconclusive",  # 0.062 [-0.732, 0.857] vs > 0
+    # seed_proportion's Wilson interval over 2 seeds (was confirmed at [0.572, 1.000] and [1.000, 1.000])
+    "c_transfer_net_net_m64": "inconclusive",  # 0.969 [0.321, 1.000] vs > 0.5
+    "c_transfer_net_net_m256": "inconclusive",  # 1.000 [0.342, 1.000] vs > 0.5
+    "c_transfer_rises_with_width": "inconclusive",  # 0.062 [-0.732, 0.857] vs > 0 (proportion_difference)
     "c_amplification_for_transfer_shrinks": "inconclusive",  # -1.367 [-2.418, -0.316] vs -0.500 +- 0.250
     "c_transfer_across_halves": "confirmed",  # 0.844 [0.682, 0.931] vs > 0.5
     "d_units_like_random_m64": "refuted",  # -0.057 [-0.083, -0.032] vs 0.000 +- 0.020
@@ -42,7 +46,8 @@ QUICK_VERDICTS = {  # measured on the quick config (fixed seeds): value [95% int
     "e_bound_slope_init": "inconclusive",  # 0.296 [0.178, 0.415] vs 0.330 +- 0.100
     "e_bound_slope_trained": "inconclusive",  # -0.028 [-0.124, 0.069] vs 0.135 +- 0.100
     "e_trained_ratio_matches_theory": "confirmed",  # 0.955 [0.864, 1.045] vs 1.000 +- 0.250
-    "f_adversarial_training_improves_generalization": "inconclusive",  # 0.000 [0.000, 0.000] vs < 0
+    # proportion_difference: was the zero-width 0.000 [0.000, 0.000] (seed_mean of two identical seeds)
+    "f_adversarial_training_improves_generalization": "inconclusive",  # 0.000 [-0.036, 0.035] vs < 0
 }
 
 PROPORTIONS = (
@@ -62,6 +67,8 @@ def _check_claims(summary, out):
     for c in summary["claims"]:
         assert c["verdict"] in ("confirmed", "refuted", "inconclusive")
         assert c["verdict"] == "confirmed" or c["reason"], c["name"]
+        lo, hi = c["measured_ci95"]
+        assert c["verdict"] != "confirmed" or lo < hi, c["name"]  # never confirmed on a zero-width interval
         assert c["paper"], c["name"]
     return {c["name"]: c for c in summary["claims"]}
 

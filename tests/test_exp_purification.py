@@ -17,10 +17,12 @@ from ntk_adv.training import TrainConfig
 
 # Measured on QUICK_CONFIG (fixed seeds); a change here is a change in what the experiment concludes.
 QUICK_VERDICTS = {
-    "clean_accurate": "confirmed",
-    "oracle_robust_l2": "confirmed",
-    "clean_not_robust_l2": "confirmed",
-    "clean_not_robust_linf": "confirmed",
+    # seed_proportion's Wilson interval over 3 seeds (was confirmed): 1.000 [0.439, 1.000] vs > 0.9
+    "clean_accurate": "inconclusive",
+    "oracle_robust_l2": "inconclusive",  # 1.000 [0.439, 1.000] vs > 0.9, as clean_accurate
+    # accuracy differences: proportion_difference (was seed_mean), n_test points
+    "clean_not_robust_l2": "confirmed",  # 0.752 [0.712, 0.792] -> 0.752 [0.706, 0.797] vs > 0.2
+    "clean_not_robust_linf": "confirmed",  # 0.727 [0.695, 0.758] -> 0.727 [0.680, 0.771] vs > 0.2
     "adv_robust_any_attack_l2": "refuted",
     "adv_robust_any_attack_linf": "refuted",
     "adv_raises_robust_acc": "confirmed",
@@ -31,7 +33,7 @@ QUICK_VERDICTS = {
     "lazy_regime": "confirmed",
     "lazy_adv_not_robust": "refuted",
     "kernel_adv_not_robust": "inconclusive",
-    "linear_adv_not_robust": "refuted",
+    "linear_adv_not_robust": "refuted",  # 0.012 [-0.028, 0.052] -> 0.012 [-0.071, 0.091] vs > 0.1
 }
 
 
@@ -106,6 +108,8 @@ def test_quick_verdicts_pinned(quick):
     assert summary["verdicts"] == QUICK_VERDICTS
     for c in summary["claims"]:
         assert c["verdict"] == "confirmed" or c["reason"], c["name"]
+        lo, hi = c["measured_ci95"]
+        assert c["verdict"] != "confirmed" or lo < hi, c["name"]  # never confirmed on a zero-width interval
         assert c["paper"], c["name"]
         if c["name"] in ("clean_accurate", "oracle_robust_l2"):  # accuracies: intervals in [0, 1]
             assert 0.0 <= c["measured_ci95"][0] <= c["measured_ci95"][1] <= 1.0

@@ -188,6 +188,37 @@ def test_paired_difference_decides_when_the_numbers_do():
         verdicts.paired_difference([[0.1, 0.2], [0.1]], [[0.3, 0.3], [0.3, 0.3]], 100)
 
 
+def test_proportion_difference_is_never_a_point():
+    """The referee's case: weight decay raises clean error by one of 108 test points in every seed. The seeds
+    agree, but 108 test points cannot tell 0.009 from 0: inconclusive against 0 +- 0.005, with a real
+    interval (seed_mean gave 0.009 [0.009, 0.009] and decided)."""
+    est = verdicts.proportion_difference([0.009 + 1 / 108] * 3, [1 / 108] * 3, 108)
+    assert (
+        est.value == pytest.approx(0.009, abs=1e-3) and est.high - est.low > 0.02 and est.low < 0 < est.high
+    )
+    assert verdicts.equals("wd", "no change", 0.0, 0.005, est).verdict == "inconclusive"
+    assert verdicts.above("wd", "raises", 0.0, est).verdict == "inconclusive"
+    # identical proportions at 0 or 1 still get an interval (the adjusted proportion is not 0)
+    for p in (0.0, 1.0):
+        flat = verdicts.proportion_difference([p] * 4, [p] * 4, 108)
+        assert flat.value == 0.0 and flat.low < 0 < flat.high
+    # (S, cells) is accepted: the seed is the unit, cells are averaged within it
+    cells = verdicts.proportion_difference(np.full((3, 4), 0.2), np.full((3, 4), 0.1), 500)
+    assert cells.n == 3 and cells.value == pytest.approx(0.1) and cells.low < 0.1 < cells.high
+    ragged = verdicts.proportion_difference([[0.2, 0.3], [0.2]], [[0.1, 0.1], [0.1]], 500)
+    assert ragged.n == 2 and ragged.value == pytest.approx((0.15 + 0.1) / 2)
+    # a large real difference decides both ways
+    big = verdicts.proportion_difference([0.31, 0.29, 0.33, 0.30], [0.10, 0.12, 0.09, 0.11], 1000)
+    assert big.low > 0.1 and big.high < 0.3
+    assert verdicts.equals("big", "no difference", 0.0, 0.05, big).verdict == "refuted"
+    assert verdicts.above("big", "raises error", 0.0, big).verdict == "confirmed"
+    assert verdicts.below("big", "lowers error", 0.0, big).verdict == "refuted"
+    with pytest.raises(ValueError, match="shape"):
+        verdicts.proportion_difference([0.1, 0.2], [0.1], 100)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        verdicts.proportion_difference([1.2], [0.1], 100)
+
+
 def test_seeds_to_decide_is_monotone_and_reported():
     inf = math.inf
     ks = [verdicts.seeds_to_decide(m, (0.5, inf)) for m in (0.55, 0.6, 0.7, 0.8, 0.9, 0.99)]

@@ -77,7 +77,7 @@ def run(cfg: Config, x, y, z, yz, root) -> list[dict]:
 def claims_f(cfg: Config, rows, summary) -> list[V.Claim]:
     sub = sorted((r for r in rows if r.get("part") == "f"), key=lambda r: r["seed"])
     err = {k: [r["value"] for r in sub if r["model"] == k] for k in ("adversarial", "plain")}
-    diffs = [a - b for a, b in zip(err["adversarial"], err["plain"])]
+    n_points = int(sub[0]["n_points"]) if sub else 1
     summary["adversarial_training"] = {k: float(np.mean(v)) for k, v in err.items()}
     return [
         V.below(
@@ -86,7 +86,7 @@ def claims_f(cfg: Config, rows, summary) -> list[V.Claim]:
             "the clean test error "
             f"of a width-{cfg.adv_width} net: error(adversarial) - error(plain) < 0 (paired seeds)",
             0.0,
-            V.seed_mean(diffs, bounds=(-1.0, 1.0)),
+            V.proportion_difference(err["adversarial"], err["plain"], n_points),
             basis="Szegedy et al.'s claim; in the lazy regime adversarial training is kernel regression on "
             "perturbed points, which need not help (a weak prediction, tested as stated)",
             paper="Szegedy et al. 2014 Sec. 4.2: a 2-hidden-layer 100-unit MNIST net trained on a pool "

@@ -176,13 +176,16 @@ def claims_c(cfg: Config, rows, summary) -> list[V.Claim]:
         )
     lo_w, hi_w = min(cfg.widths), max(cfg.widths)
     lo, hi = _net_net(rows, lo_w), _net_net(rows, hi_w)
-    diffs = [b["value"] - a["value"] for a, b in zip(lo, hi)]
+    pairs = [(a, b) for a in lo for b in hi if a["seed"] == b["seed"]]  # paired by seed
+    n_pts = max(1, min((int(r["n_points"]) for r in lo + hi), default=1))
     claim = V.above(
         "c_transfer_rises_with_width",
         f"transfer of {amp} between two nets of the same width rises from m={lo_w} to m={hi_w} "
         "(paired seeds)",
         0.0,
-        V.seed_mean(diffs, bounds=(-1.0, 1.0)),
+        V.proportion_difference(
+            [b["value"] for _, b in pairs] or [0.0], [a["value"] for a, _ in pairs] or [0.0], n_pts
+        ),
         basis="lazy regime: nets of one width converge to one function as m grows (fluctuations ~ m^(-1/2))",
         paper="no published counterpart (width is not varied in Szegedy et al.)",
     )

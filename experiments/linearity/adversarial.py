@@ -175,7 +175,7 @@ def summarize(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
     summary["adv_fgsm_error_at_eps"] = {m: verdicts.seed_proportion(v, n).__dict__ for m, v in at.items()}
     summary["adv_clean_error"] = {m: verdicts.seed_proportion(v, n).__dict__ for m, v in clean.items()}
     where = f"net m={cfg.net.width}, alpha={cfg.adv_alpha:g}, L-inf eps={cfg.adv_eps:g}"
-    d = lambda a, b: verdicts.seed_mean(a - b, bounds=(-1.0, 1.0))
+    d = lambda a, b: verdicts.proportion_difference(a, b, n)  # error rates on the same n test points
     return [
         verdicts.above(
             "d_adversarial_training_lowers_fgsm_error",

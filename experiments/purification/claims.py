@@ -1,6 +1,8 @@
 """The claims of Allen-Zhu & Li, in three groups, as :class:`ntk_adv.verdicts.Claim` with thresholds fixed in
 the code (the config's margins) before any run. Intervals: ``seed_proportion`` for accuracies (per-seed
-proportions over n_test points, in [0, 1]), ``seed_mean`` clipped to [-1, 1] for per-seed paired differences.
+proportions over n_test points, in [0, 1]), ``proportion_difference`` for per-seed paired differences of
+accuracies (on the same n_test points), ``seed_mean`` clipped to [-1, 1] for paired differences of neuron
+statistics (purity, dense mass: no test points).
 
 * robustness: clean training is accurate but not robust; adversarial training - even with FGM - makes the net
   robust to any attack of the same radius: robust accuracy against PGD, L2 and L-inf, within ``robust_margin``
@@ -33,7 +35,13 @@ SETTING = (
 
 
 def _diff(a, b):
+    """Per-seed paired difference of a neuron statistic (not a proportion of test points)."""
     return verdicts.seed_mean(np.asarray(a) - np.asarray(b), bounds=(-1.0, 1.0))
+
+
+def _acc_diff(a, b, n: int):
+    """Per-seed paired difference of two accuracies, each over the same ``n`` test points."""
+    return verdicts.proportion_difference(np.asarray(a), np.asarray(b), n)
 
 
 def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Claim]:
@@ -66,7 +74,7 @@ def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Clai
                 f"the clean net is not robust: clean minus robust accuracy ({norm}) > "
                 f"{cfg.margin:g} ({radii})",
                 cfg.margin,
-                _diff(c["clean_acc"], c[f"robust_acc_{norm}"]),
+                _acc_diff(c["clean_acc"], c[f"robust_acc_{norm}"], n),
                 basis="dense mixtures aligned across neurons add up to a direction of size ~ sqrt(D) eps",
                 paper=paper,
             )
@@ -79,7 +87,7 @@ def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Clai
                 "L2) makes the net robust to any attack of that radius: clean minus PGD-robust "
                 f"accuracy ({norm}) < {cfg.robust_margin:g}",
                 cfg.robust_margin,
-                _diff(a["clean_acc"], a[f"robust_acc_{norm}"]),
+                _acc_diff(a["clean_acc"], a[f"robust_acc_{norm}"], n),
                 basis="the paper: robust accuracy 1 - o(1) for every attack in the ball (so within a "
                 "small margin of clean accuracy); a finite net and finite training can only approach it",
                 paper=paper,
@@ -90,7 +98,7 @@ def robustness(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Clai
             "adv_raises_robust_acc",
             f"adversarial training raises the robust accuracy in the trained norm ({tr}), per seed",
             0.0,
-            _diff(a[tr], c[tr]),
+            _acc_diff(a[tr], c[tr], n),
             basis="the paper's headline, weakest form",
             paper=paper,
         )
@@ -144,7 +152,7 @@ def purification(cfg: Config, m: dict, setting: str) -> list[verdicts.Claim]:
     ]
 
 
-def low_complexity(cfg: Config, m: dict, setting: str) -> list[verdicts.Claim]:
+def low_complexity(cfg: Config, m: dict, n: int, setting: str) -> list[verdicts.Claim]:
     a = m["adversarial"]
     tr = "robust_acc_" + cfg.adv_norm()
     paper = (
@@ -177,7 +185,7 @@ def low_complexity(cfg: Config, m: dict, setting: str) -> list[verdicts.Claim]:
                 f"{label} is well below the rich adversarially trained net in robust accuracy "
                 f"({tr}; rich minus it > {cfg.gap_margin:g}, per seed) {limits_text}",
                 cfg.gap_margin,
-                _diff(a[tr], m[name][tr]),
+                _acc_diff(a[tr], m[name][tr], n),
                 basis="features fixed at init cannot purify",
                 paper=paper,
             )
@@ -191,5 +199,5 @@ def all_claims(cfg: Config, metrics: dict) -> list[verdicts.Claim]:
     return (
         robustness(cfg, metrics, n, setting)
         + purification(cfg, metrics, setting)
-        + low_complexity(cfg, metrics, setting)
+        + low_complexity(cfg, metrics, n, setting)
     )

@@ -262,7 +262,8 @@ def test_random_targets_the_bias_term_decides_and_the_bias_free_limit_is_refuted
     assert summary["points"][0]["regime"] == "lazy"
     assert by["agreement_equals_limit[m=4096]"]["verdict"] == "confirmed"
     assert by["g_signs_equal_limit[m=4096]"]["verdict"] == "confirmed"
-    # the expectation over g_0: each seed's g_0 is one draw, so 4 seeds leave the t interval too wide to decide
+    # the expectation over g_0: each seed's g_0 is one draw, so 4 seeds leave the t interval too wide to
+    # decide
     pooled = by["agreement_equals_prediction[m=4096, pooled over all swept points]"]
     assert pooled["verdict"] == "inconclusive" and pooled["measured_ci95"][0] < 0 < pooled["measured_ci95"][1]
     assert by["bias_free_limit"]["verdict"] == "refuted" and "below" in by["bias_free_limit"]["reason"]

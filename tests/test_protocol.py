@@ -425,7 +425,8 @@ def test_decision_grid_orientation_and_values():
 def test_monte_carlo_prediction_reproduces_the_closed_form_for_the_identity_loss(arrays):
     """The Monte Carlo over GP draws of g_0 (what losses without a closed form use) carried through the
     identity loss's kernel flow gives Phi_N(sign f (B + S) / sqrt(Sigma)) per point: the closed form, within
-    the Monte Carlo error of 2000 draws (per point sd <= 0.5 / sqrt(2000) = 0.011; mean over points far less)."""
+    the Monte Carlo error of 2000 draws (per point sd <= 0.5 / sqrt(2000) = 0.011; mean over points far
+    less)."""
     x, y, z, _ = arrays
     cfg = BASE.with_(width=None, eps=1.0)
     key = jax.random.PRNGKey(3)

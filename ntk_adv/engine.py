@@ -33,17 +33,19 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_adv import data as data_mod
 from ntk_adv import validate
 from ntk_adv.guards import BackendFailure, probe_address
+from ntk_adv.limits import INF_WIDTH
 from ntk_adv.results import code_fingerprint
 from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
@@ -57,17 +59,22 @@ REUSE: tuple[str, ...] = get_args(Reuse)
 # ------------------------------------------------------------------------------------------- grids
 @dataclass(frozen=True)
 class Grid:
-    """``base`` config (a frozen dataclass), ``axes`` as ((field, (values...)), ...), ``seeds`` per config
-    (seeds ``seed0 .. seed0 + seeds - 1``). Axis fields are dotted paths into ``base`` (``width``,
-    ``data.n_train``; see :func:`set_field`). Cells are the product of the axes (first axis slowest), each
-    config repeated for every seed."""
+    """``base`` config (a frozen dataclass), ``axes`` as a mapping ``{field: [values...]}`` or pairs
+    ((field, (values...)), ...), ``seeds`` per config (seeds ``seed0 .. seed0 + seeds - 1``). Axis fields
+    are dotted paths into ``base`` (``width``, ``data.n_train``; see :func:`set_field`). Cells are the
+    product of the axes (first axis slowest), each config repeated for every seed.
+
+    ``axes`` is normalised to the tuple of pairs (so equal grids compare equal however they were spelled);
+    on a ``width`` axis :data:`ntk_adv.limits.INF_WIDTH` (``math.inf``) is the configs' ``None`` (infinite
+    width)."""
 
     base: Any
-    axes: tuple[tuple[str, tuple], ...] = ()
+    axes: Any = ()
     seeds: int = 1
     seed0: int = 0
 
     def __post_init__(self):
+        object.__setattr__(self, "axes", normalize_axes(self.axes))
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         for name, vals in self.axes:
@@ -87,6 +94,30 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         return [(cfg, self.seed0 + s) for cfg in self.configs() for s in range(self.seeds)]
+
+
+def normalize_axes(axes: Any) -> tuple[tuple[str, tuple], ...]:
+    """Sweep axes as ((field, (values...)), ...) from a mapping ``{field: values}`` or a sequence of
+    ``(field, values)`` pairs; on a field named ``width`` the value :data:`ntk_adv.limits.INF_WIDTH`
+    (``math.inf``) becomes ``None``, the configs' spelling of infinite width. A malformed axis is a one-line
+    ValueError naming it."""
+    items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
+    out = []
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError(f"axes: expected {{field: [values...]}} or ((field, values), ...); got item {item!r}")
+        name, vals = item
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+            raise ValueError(f"axis {name!r}: values must be a list or tuple; got {vals!r}")
+        vals = tuple(vals)
+        if name.rsplit(".", 1)[-1] == "width":
+            vals = tuple(None if _is_inf_width(v) else v for v in vals)
+        out.append((name, vals))
+    return tuple(out)
+
+
+def _is_inf_width(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and value == INF_WIDTH
 
 
 def set_field(cfg: Any, path: str, value: Any) -> Any:

@@ -92,6 +92,35 @@ def test_engine_is_generic(tmp_path):
     assert {r["kind"] for r in recs} == {"toy"}
 
 
+def test_grid_takes_a_mapping_and_inf_width():
+    """``axes={"width": [64, None]}`` and ``limits.INF_WIDTH`` (the one spelling of infinite width) work and
+    give the same grid as the tuple-of-pairs spelling with None."""
+    import math
+
+    from ntk_adv import limits
+
+    base = protocol.ProtocolConfig(data=DataSpec("digits", n_train=40, n_test=30), width=16)
+    spelled = engine.Grid(base, axes=(("width", (64, None)), ("eps", (0.5, 1.0))), seeds=2)
+    for axes in (
+        {"width": [64, None], "eps": [0.5, 1.0]},
+        {"width": [64, limits.INF_WIDTH], "eps": (0.5, 1.0)},
+        [("width", [64, math.inf]), ("eps", [0.5, 1.0])],
+    ):
+        grid = engine.Grid(base, axes=axes, seeds=2)
+        assert grid == spelled
+        assert grid.cells() == spelled.cells()
+    assert [c.width for c, _ in spelled.cells()] == [64] * 4 + [None] * 4
+    nested = engine.Grid(Outer(), axes={"inner.n": [1, 2], "x": [3.0]})
+    assert [(c.inner.n, c.x) for c in nested.configs()] == [(1, 3.0), (2, 3.0)]
+    assert engine.Grid(Outer(), axes={"x": [math.inf]}).configs()[0].x == math.inf  # only width means it
+    with pytest.raises(ValueError, match="^axis 'width': values must be a list or tuple; got 64$"):
+        engine.Grid(base, axes={"width": 64})
+    with pytest.raises(ValueError, match="^axes: expected"):
+        engine.Grid(base, axes=("width", (64,)))
+    with pytest.raises(ValueError, match="axis 'eps' has no values"):
+        engine.Grid(base, axes={"eps": []})
+
+
 @dataclass(frozen=True)
 class Choices:
     mode: "Literal['a', 'b', 'c']" = "a"  # a string annotation, as under `from __future__ import annotations`

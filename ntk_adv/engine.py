@@ -105,7 +105,7 @@ def normalize_axes(axes: Any) -> tuple[tuple[str, tuple], ...]:
     out = []
     for item in items:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"axes: expected {{field: [values...]}} or ((field, values), ...); got item {item!r}")
+            raise ValueError(f"axes: expected {{field: [values...]}} or ((field, values), ...); got {item!r}")
         name, vals = item
         if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
             raise ValueError(f"axis {name!r}: values must be a list or tuple; got {vals!r}")

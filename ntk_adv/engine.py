@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -44,10 +44,10 @@ from tqdm.auto import tqdm
 
 from ntk_adv import data as data_mod
 from ntk_adv import validate
-from ntk_adv.guards import BackendFailure, probe_address
+from ntk_adv.guards import BackendFailure, DryRun, probe_address
 from ntk_adv.limits import INF_WIDTH
 from ntk_adv.results import code_fingerprint
-from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
+from ntk_adv.store import NOT_IDENTITY, CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
 Cell = tuple[Any, int]  # (config, seed)
 Backend = Literal["inprocess", "processes", "ray"]
@@ -143,14 +143,22 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
 @dataclass(frozen=True)
 class Execution:
     """Where and how a sweep's cells run, and where they are kept: the ``run`` sub-config of every sweeping
-    experiment (CLI ``--backend``, ``--workers``, ``--store``, ``--force``, ``--accept-stale``; a Ray cluster
-    is chosen with ``--ray-address``). None of it enters a cell's identity."""
+    experiment (CLI ``--backend``, ``--workers``, ``--store``, ``--force``, ``--accept-stale``, ``--parquet``,
+    ``--dry-run``; a Ray cluster is chosen with ``--ray-address``). None of it enters a cell's identity.
+
+    ``parquet``: the CLI writes ``OUT/results.parquet`` beside ``results.csv`` after the command
+    (:func:`ntk_adv.results.write_parquet`; from Python call it yourself). ``dry_run``: :func:`run_sweep`
+    raises :class:`DryRun` carrying the plan (cells in total, in the store and fresh, to compute) before
+    computing anything; the CLI prints it and exits 0. Both are left out of cell configs' hashes
+    (``metadata={"identity": False}``, :func:`ntk_adv.store.canonical`), so stores stay valid."""
 
     backend: Backend = "inprocess"  # where cells run: inprocess, processes (a local pool) or ray
     workers: int = 2  # parallel workers of the processes / ray backends
     store: str = ""  # result store directory (default: OUT/store)
     force: bool = False  # recompute cells already in the store
     accept_stale: bool = False  # keep stored cells computed by other code or on other data (marked 'stale')
+    parquet: bool = field(default=False, metadata=NOT_IDENTITY)  # also write OUT/results.parquet (CLI)
+    dry_run: bool = field(default=False, metadata=NOT_IDENTITY)  # print the plan, compute nothing, exit 0
 
     def __post_init__(self):
         validate.one_of("backend", self.backend, BACKENDS)
@@ -162,13 +170,14 @@ class Execution:
 
     def sweep_options(self, out: str | os.PathLike) -> dict:
         """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, force,
-        reuse."""
+        reuse, dry_run."""
         return dict(
             store=self.store_path(out),
             backend=self.backend,
             workers=self.workers,
             force=self.force,
             reuse="accept" if self.accept_stale else "verify",
+            dry_run=self.dry_run,
         )
 
 
@@ -205,6 +214,73 @@ def plan(
     return chunks
 
 
+PROGRESS_ENV = "NTK_ADV_PROGRESS_EVERY"
+
+
+def progress_every() -> float:
+    """Seconds between the plain progress lines printed when stderr is not a terminal (a log file, a batch
+    job): ``NTK_ADV_PROGRESS_EVERY`` (default 30; a positive number)."""
+    raw = os.environ.get(PROGRESS_ENV, "").strip()
+    if not raw:
+        return 30.0
+    try:
+        every = float(raw)
+    except ValueError:
+        every = float("nan")
+    if not (every > 0 and every < float("inf")):
+        raise ValueError(f"{PROGRESS_ENV} must be a positive number of seconds; got {raw!r}")
+    return every
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class _PlainProgress:
+    """A line on ``stream`` every ``every`` seconds (a daemon thread), and one at the end: cells done of the
+    cells to compute, cells taken from the store, elapsed time and an ETA (elapsed / done x remaining)."""
+
+    def __init__(self, kind: str, total: int, cached: int, every: float, stream=None):
+        import threading
+
+        self.kind, self.total, self.cached, self.every = kind, total, cached, every
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ntk-adv-progress", daemon=True)
+        self._thread.start()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        left = self.total - self.done
+        eta = _duration(elapsed / self.done * left) if self.done else "unknown"
+        return (
+            f"{self.kind}: {self.done}/{self.total} cells computed, {self.cached} cached (from the store), "
+            f"{_duration(elapsed)} elapsed, ETA {eta if left else '0s'}"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._write()
+
+    def _write(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def update(self, n: int) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._write()
+
+
 class StaleRecord(UserWarning):
     """Stored records were computed by other code or on other data (recomputed, or kept with
     reuse='accept')."""
@@ -226,6 +302,7 @@ def run_sweep(
     reuse: Reuse = "verify",
     max_batch: int = 64,
     progress: bool | None = True,
+    dry_run: bool = False,
 ) -> list[dict]:
     """Run every cell not already in ``store`` (all of them with ``force``); returns the records of all cells
     in the order given.
@@ -240,7 +317,12 @@ def run_sweep(
     source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
     ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts
-    them."""
+    them.
+
+    ``dry_run``: raise :class:`DryRun` with the plan (cells in total, in the store and fresh, to compute)
+    instead of computing. Progress: a tqdm bar on a terminal; when stderr is not a terminal (and
+    ``progress`` is not False) a plain line every :func:`progress_every` seconds (``NTK_ADV_PROGRESS_EVERY``,
+    default 30) with cells done, cached and an ETA."""
     validate.one_of("backend", backend, BACKENDS)
     validate.one_of("reuse", reuse, REUSE)
     if workers < 1:
@@ -303,9 +385,32 @@ def run_sweep(
     ]
     cell_index = {id(cell): i for cell, i in pending}
     chunks = plan([cell for cell, _ in pending], batch_key, max_batch, order)
+    if dry_run:
+        n_stale = sum(status[i] == "stale" for _, i in pending)
+        n_corrupt = sum(ids[i] in set(corrupt) for _, i in pending)
+        raise DryRun(
+            kind,
+            {
+                "total": len(cells),
+                "fresh": status.count("fresh"),
+                "kept": len(kept),
+                "compute": len(pending),
+                "missing": len(pending) - n_stale - n_corrupt,
+                "stale": n_stale,
+                "corrupt": n_corrupt,
+                "chunks": len(chunks),
+                "backend": backend,
+            },
+        )
     describe = describe or (lambda cfg: repr(batch_key(cfg)))
-    verbose = progress is not False and sys.stderr.isatty()
+    tty = sys.stderr.isatty()
+    verbose = progress is not False and tty
     bar = tqdm(total=len(pending), desc=f"{kind}: cells", unit="cell", disable=None if progress else True)
+    plain = (
+        _PlainProgress(kind, len(pending), len(cells) - len(pending), progress_every())
+        if progress is not False and not tty and pending
+        else None
+    )
     done: dict[int, dict] = {}
 
     def commit(chunk, metrics, elapsed):
@@ -324,6 +429,8 @@ def run_sweep(
                 code_fp=code_fp,
             )
         bar.update(len(chunk))
+        if plain is not None:
+            plain.update(len(chunk))
         if verbose:
             tqdm.write(f"  done {len(chunk)} cells ({describe(chunk[0][0])}) in {elapsed:.1f}s")
 
@@ -338,6 +445,8 @@ def run_sweep(
             _run_ray(chunks, run_batch, commit, workers, ray_address)
     finally:
         bar.close()
+        if plain is not None:
+            plain.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
 
 
@@ -495,6 +604,12 @@ def _run_processes(chunks, run_batch, commit, workers):
     pool.shutdown(wait=True)
 
 
+def ray_resources() -> dict:
+    """What each Ray task requests: one CPU, and one GPU when jax in this process sees a GPU (so a cluster
+    schedules at most one chunk per GPU and never two jax processes on one device)."""
+    return {"num_cpus": 1, "num_gpus": 1 if jax.default_backend() == "gpu" else 0}
+
+
 def _run_ray(chunks, run_batch, commit, workers, address):
     try:
         import ray
@@ -533,7 +648,7 @@ def _run_ray(chunks, run_batch, commit, workers, address):
                 log_to_driver=False,
             )
     try:
-        remote = ray.remote(_timed)
+        remote = ray.remote(**ray_resources())(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}
         waiting = list(futures)
         try:

@@ -42,12 +42,20 @@ class CorruptRecord(UserWarning):
     """A stored record could not be read; the cell will be recomputed."""
 
 
+NOT_IDENTITY = {"identity": False}  # field metadata: how a run is executed, not what it computes
+
+
 def canonical(obj: Any) -> Any:
-    """JSON-ready canonical form of a (nested) frozen dataclass config."""
+    """JSON-ready canonical form of a (nested) frozen dataclass config; fields declared with
+    ``metadata=NOT_IDENTITY`` (execution switches such as ``--dry-run``) are left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             "__type__": type(obj).__name__,
-            **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+            **{
+                f.name: canonical(getattr(obj, f.name))
+                for f in dataclasses.fields(obj)
+                if f.metadata.get("identity", True)
+            },
         }
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]

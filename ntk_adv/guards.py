@@ -47,10 +47,10 @@ class BackendFailure(RuntimeError):
 
 
 class DryRun(Exception):
-    """Raised by :func:`ntk_adv.engine.run_sweep` with ``dry_run=True`` before any work: ``plan`` holds the counts
-    (``total``, ``fresh``: in the store and up to date, ``kept``: stale records kept, ``compute``, of them
-    ``stale``, ``corrupt`` and ``missing``, ``chunks`` and ``backend``); ``str(err)`` is the one-line plan
-    the CLI prints (exit 0). Defined here with the CLI's other outcomes; :mod:`ntk_adv.engine` raises it."""
+    """Raised by :func:`ntk_adv.engine.run_sweep` with ``dry_run=True`` before any work. ``plan`` holds the
+    counts: ``total``; ``fresh`` (in the store and up to date); ``kept`` (stale records kept);
+    ``compute``, of them ``stale``, ``corrupt`` and ``missing``; ``chunks`` and ``backend``. ``str(err)``
+    is the one-line plan the CLI prints (exit 0). Defined here with the CLI's other outcomes."""
 
     def __init__(self, kind: str, plan: dict):
         self.kind, self.plan = kind, plan

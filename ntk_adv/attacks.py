@@ -108,8 +108,7 @@ def input_gradients(
     Args:
       predict: pointwise predictor, ``(N, d) -> (N,)``.
       x: inputs ``(N, d)``.
-      labels: true labels ``(N,)`` in {-1, +1}, or
-      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels (untargeted) or target signs.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels or target signs.
       loss: margin loss name (``identity``, ``logistic``, ``exponential``).
 
     Returns:
@@ -173,7 +172,9 @@ def fgsm(
     eps: float,
     loss: str = "identity",
 ) -> Array:
-    """Fast gradient sign method (Goodfellow et al. 2015), targeted: ``eta = -eps * sign(g)``.
+    """Fast gradient sign method (Goodfellow et al. 2015): ``eta = -eps * sign(g)``, ``g = grad_x l(t f(x))``
+    with ``t = targets`` or ``t = -labels`` (``labels=y`` is the usual untargeted FGSM, ``eps * sign(grad_x
+    l(y f))`` for the margin losses).
 
     Returns the perturbation ``(N, d)``; ``||eta_n||_inf == eps`` unless ``g_n == 0`` (coordinates with a
     zero gradient are left unchanged).
@@ -405,7 +406,8 @@ def minimal_lbfgs_distortion(
     """Smallest successful box-constrained L-BFGS perturbation per point, by a line search on ``c``.
 
     For every ``c`` in ``c_grid`` run :func:`lbfgs_attack`; a run succeeds for point n when
-    ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``).  Keep, per point, the successful ``eta`` of
+    ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``; ``t = targets``, or ``t = -labels``: with ``labels=``
+    success is a misclassification).  Keep, per point, the successful ``eta`` of
     smallest L2 norm, then refine by ``refine_steps`` bisection steps in ``log c`` (per point) between
     that ``c`` (success) and the next larger grid value that failed (the distortion of the minimizer
     shrinks as ``c`` grows); points without such a bracket are not refined.  Grid and bisection run in

@@ -203,8 +203,8 @@ def make_pairs(cfg: Config, x_test: np.ndarray, y_test: np.ndarray) -> tuple[np.
 
 def attack_fn(cfg: Config, eps: float):
     if cfg.attack == "fgm":
-        return lambda predict, x, t: attacks.fgm(predict, x, t, eps=eps)
-    return lambda predict, x, t: attacks.fgsm(predict, x, t, eps=eps)
+        return lambda predict, x, y: attacks.fgm(predict, x, labels=y, eps=eps)
+    return lambda predict, x, y: attacks.fgsm(predict, x, labels=y, eps=eps)
 
 
 def train_width(cfg: Config, width: int, arrays: dict, eps: float):
@@ -226,7 +226,7 @@ def train_width(cfg: Config, width: int, arrays: dict, eps: float):
         params = train(model_fn, start, x, y, tcfg, mask=mask).params
         predict = lambda q: model_fn(params, q)
         t_net, found = flip_points(predict, xa, xb, grid=cfg.grid, bisection=cfg.bisection)
-        out = {"t": t_net, "found": found, "out_test": predict(xt), "x_adv": xt + attack(predict, xt, -yt)}
+        out = {"t": t_net, "found": found, "out_test": predict(xt), "x_adv": xt + attack(predict, xt, yt)}
         if not cfg.centered:  # each net's own limit keeps its initial function f_0
             own_limit = limits.make_predictor(
                 cfg.kernel(),
@@ -396,7 +396,7 @@ def _reference_rows(cfg: Config, arrays: dict) -> list[dict]:
 def _transfer_rows(unit: Unit, cfg: Config, ds, arrays: dict, eps: float) -> list[dict]:
     x, xt, yt = arrays["x"], arrays["x_test"], arrays["y_test"]
     limit = kernel_limit(cfg, arrays)
-    x_adv_limit = xt + jax.jit(lambda q: attack_fn(cfg, eps)(limit, q, -yt))(xt)
+    x_adv_limit = xt + jax.jit(lambda q: attack_fn(cfg, eps)(limit, q, yt))(xt)
     trained = {}
     for w in cfg.widths:
         part = Unit("width", int(w), unit.data, replace(unit.config, widths=(int(w),)))

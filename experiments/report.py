@@ -5,10 +5,15 @@ Scale: each experiment runs its ``REPORT_CONFIG`` if it defines one, else its de
 ``--quick`` its ``QUICK_CONFIG`` (a smoke-test scale: numbers are then indicative only). The scale used is
 written into the report. Results are cached in each experiment's store where it has one, so re-running the
 report after an interruption resumes.
+
+``--html`` also writes ``report.html``: the same verdict table (sortable: click a column header; a few lines
+of inline JavaScript) and the figures as relative ``<img>`` links into each experiment's directory, one
+self-contained file with no external assets (move it together with the experiment directories).
 """
 
 from __future__ import annotations
 
+import html
 import importlib
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +43,7 @@ def reportable() -> dict[str, str]:
 class Config:
     experiments: tuple[str, ...] = ()  # subset of commands; empty = all
     quick: bool = False
+    html: bool = False  # also write report.html (sortable verdict table, figures inline, no external assets)
 
     def __post_init__(self):
         known = reportable()
@@ -83,6 +89,8 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
         sections.append((command, module, exp_cfg, scale, claims, sorted((out / command).glob("*.png"))))
     text = render(sections, table, timings)
     atomic_write(out / "report.md", text)
+    if cfg.html:
+        atomic_write(out / "report.html", render_html(sections, table, timings))
     summary = {
         "experiment": COMMAND,
         "config": asdict(cfg),
@@ -143,3 +151,81 @@ def render(sections, table, timings) -> str:
             lines += ["(this experiment reports no claims table)", ""]
         lines += [f"![{p.stem}]({command}/{p.name})" for p in pngs]
     return "\n".join(lines) + "\n"
+
+
+SORT_JS = """
+document.querySelectorAll("table.sortable th").forEach(function (th, col) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
+    var dir = th.dataset.dir === "asc" ? -1 : 1;
+    th.dataset.dir = dir === 1 ? "asc" : "desc";
+    var key = function (r) {
+      var t = r.cells[col].textContent.trim(), n = parseFloat(t);
+      return isNaN(n) ? [1, t.toLowerCase()] : [0, n];
+    };
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x[0] !== y[0]) return (x[0] - y[0]) * dir;
+      return (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0) * dir;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+STYLE = """
+body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }
+th { cursor: pointer; background: #f0f0f0; }
+td.confirmed { background: #e6f4e6; }
+td.refuted { background: #fbe3e3; }
+td.inconclusive { background: #f6f3dc; }
+img { max-width: 100%; }
+"""
+
+COLUMNS = ("experiment", "claim", "prediction", "measured", "verdict", "reason", "paper")
+
+
+def render_html(sections, table, timings) -> str:
+    """report.html: the verdict table (``table``: claim dicts with an ``experiment`` key) sortable by any
+    column, then per experiment its summary line, scale and figures as relative
+    ``<img src="COMMAND/NAME.png">`` (``sections`` as :func:`render` takes them). Self-contained: inline
+    CSS and JavaScript, no external assets; every text is HTML-escaped."""
+    esc = html.escape
+    prov = provenance()
+    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    body = "\n".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{esc(str(r.get(c, "")))}">{esc(str(r.get(c, "")))}</td>'
+            if c == "verdict"
+            else f"<td>{esc(str(r.get(c, '')))}</td>"
+            for c in COLUMNS
+        )
+        + "</tr>"
+        for r in table
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>ntk-adv report</title>',
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>ntk-adv report</h1>",
+        f"<p>git {esc(prov['git_rev'][:12])}, jax {esc(prov['jax'])}, jaxlib {esc(prov['jaxlib'])}. "
+        "Click a column header to sort.</p>",
+        f'<table class="sortable" id="verdicts"><thead><tr>{head}</tr></thead>',
+        f"<tbody>\n{body}\n</tbody></table>",
+    ]
+    for command, module, exp_cfg, scale, claims, pngs in sections:
+        doc = (module.__doc__ or "").strip().split("\n\n")[0]
+        parts += [
+            f'<h2 id="{esc(command)}">{esc(command)}</h2>',
+            f"<p>{esc(' '.join(doc.split()))}</p>",
+            f"<p>Scale: {esc(scale)} config, {timings[command]:.0f} s. "
+            f"Config: <code>{esc(repr(exp_cfg))}</code></p>",
+        ]
+        if not claims:
+            parts.append("<p>(this experiment reports no claims table)</p>")
+        parts += [f'<img src="{esc(command)}/{esc(p.name)}" alt="{esc(p.stem)}">' for p in pngs]
+    parts += [f"<script>{SORT_JS}</script>", "</body></html>"]
+    return "\n".join(parts) + "\n"

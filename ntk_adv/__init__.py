@@ -7,7 +7,7 @@ the first use of a name imports its module. Example on your own arrays (labels i
 
     data = ntk_adv.DataSpec.from_arrays(x_train, y_train, x_test, y_test)
     cfg = ntk_adv.ProtocolConfig(data=data, width=256, eps=1.0, steps_f=100, steps_g=100)
-    grid = ntk_adv.Grid(cfg, axes=(("width", (64, 1024, None)),), seeds=3)   # None: infinite width
+    grid = ntk_adv.Grid(cfg, axes={"width": [64, 1024, ntk_adv.INF_WIDTH]}, seeds=3)   # also None
     store = ntk_adv.ResultStore("runs/mine/store")
     rows = store.rows(ntk_adv.run_sweep(grid, store))                        # resumable, content-addressed
 """
@@ -38,12 +38,14 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "make_apply": ("ntk_adv.models",),
     "make_predictor": ("ntk_adv.limits",),
     "KernelPredictor": ("ntk_adv.limits",),
+    "INF_WIDTH": ("ntk_adv.limits",),
     "ProtocolConfig": ("ntk_adv.perturbation.protocol",),
     "Grid": ("ntk_adv.engine",),
     "run_sweep": (
         "ntk_adv.perturbation.batch",
     ),  # the perturbation-learning sweep; generic: engine.run_sweep
     "ResultStore": ("ntk_adv.store",),
+    "to_frame": ("ntk_adv.results",),
     "Claim": ("ntk_adv.verdicts",),
 }
 _SUBMODULES = (

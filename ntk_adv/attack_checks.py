@@ -32,8 +32,26 @@ def is_tracer(v: Any) -> bool:
     return isinstance(v, jax.core.Tracer)
 
 
-def check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
-    """Validate ``x`` (N, d) and ``targets`` (N,) in {-1, +1}; return them as arrays of x's float dtype."""
+def check_direction(x: Any, labels: Any, targets: Any) -> tuple[Array, Array]:
+    """Resolve the attack direction: exactly one of ``labels`` (untargeted: move away from the true labels)
+    and ``targets`` (targeted: move toward them), each ``(N,)`` in {-1, +1}.
+
+    Returns ``(x, t)``: ``x`` (N, d) in a float dtype and the target signs ``t`` (N,) of the attacked margin
+    loss ``l(t f)`` (``t = -labels`` or ``t = targets``), in x's dtype."""
+    if (labels is None) == (targets is None):
+        raise ValueError(
+            "pass exactly one of labels= (untargeted, away from the true labels) or targets= (targeted, "
+            f"toward them); got {'both' if labels is not None else 'neither'}"
+        )
+    if labels is None:
+        return check_inputs(x, targets)
+    x, y = check_inputs(x, labels, name="labels")
+    return x, -y
+
+
+def check_inputs(x: Any, targets: Any, name: str = "targets") -> tuple[Array, Array]:
+    """Validate ``x`` (N, d) and ``targets`` (N,) in {-1, +1} (called ``name`` in errors); return them as
+    arrays of x's float dtype."""
     x = jnp.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must be a 2-D array of shape (N, d); got shape {tuple(x.shape)}")
@@ -43,13 +61,13 @@ def check_inputs(x: Any, targets: Any) -> tuple[Array, Array]:
     t = jnp.asarray(targets)
     if t.shape != (x.shape[0],):
         raise ValueError(
-            f"targets must have shape (N,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}; "
+            f"{name} must have shape (N,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}; "
             f"got shape {tuple(t.shape)}"
         )
     if not is_tracer(t):
         tv = np.asarray(t)
         if not np.all((tv == 1) | (tv == -1)):
-            raise ValueError("targets must contain only -1 and +1")
+            raise ValueError(f"{name} must contain only -1 and +1")
     return x, t.astype(x.dtype)
 
 

@@ -1,15 +1,18 @@
-"""Targeted adversarial attacks on scalar-output predictors.
+"""Adversarial attacks on scalar-output predictors, untargeted (``labels=``) or targeted (``targets=``).
 
 Contract
 --------
 * A *predictor* is any function ``predict(x: (N, d)) -> (N,)`` that is pointwise (output ``n`` depends
   only on row ``n``) and differentiable in ``x`` with jax: a finite net ``lambda x: apply(params, x)`` or
   an infinite-width kernel predictor.
-* ``targets`` are floats of shape ``(N,)`` in {-1, +1}.
-* Every attack is **targeted**: it decreases the margin loss ``l(t * f(x + eta))`` (``l`` from
-  :func:`ntk_adv.losses.margin_loss`), i.e. it pushes ``f`` toward the sign ``t``.  With the default
-  ``identity`` loss ``l(u) = -u`` this raises ``t * f(x + eta)``.  An untargeted attack against the true
-  labels ``y`` is the targeted attack with ``t = -y``.
+* Every attack takes, keyword-only, **exactly one** of ``labels=y`` (untargeted, the torchattacks /
+  foolbox convention: move ``f`` away from the true labels) or ``targets=t`` (targeted: move ``f`` toward
+  them), floats of shape ``(N,)`` in {-1, +1}.  Neither or both is a ValueError; there is no positional
+  label argument whose sign would decide the direction.
+* Internally every attack decreases the margin loss ``l(t * f(x + eta))`` (``l`` from
+  :func:`ntk_adv.losses.margin_loss`), i.e. pushes ``f`` toward the sign ``t``; ``labels=y`` is exactly
+  ``targets=-y`` (same numbers).  With the default ``identity`` loss ``l(u) = -u`` this raises
+  ``t * f(x + eta)``.
 * Every attack returns the **perturbation** ``eta`` of shape ``(N, d)``, not ``x + eta``, so that the
   perturbation-learning protocol can train on ``eta`` alone (scenario (a)) or on ``x + eta`` (scenario (b)).
 
@@ -23,8 +26,9 @@ lbfgs_attack        box-constrained L-BFGS, min c ||eta||^2 + l(t f(x + eta))   
 minimal_lbfgs_distortion   line search on c for the smallest successful L-BFGS perturbation
 
 All functions are pure and traceable: wrap them in ``jax.jit`` with the predictor closed over, e.g.
-``jax.jit(lambda x, t: pgd(predict, x, t, eps=0.5, step_size=0.1, steps=20))``.  Argument checks run
-eagerly in Python on shapes and static parameters only (values of ``targets`` are checked when concrete).
+``jax.jit(lambda x, y: pgd(predict, x, labels=y, eps=0.5, step_size=0.1, steps=20))``.  Argument checks
+run eagerly in Python on shapes and static parameters only (values of ``labels`` / ``targets`` are checked
+when concrete).
 Iterations use ``lax.fori_loop`` / ``lax.while_loop`` / ``lax.scan``, never a Python loop.
 
 Boxes (``clip=(lo, hi)``, scalars or arrays broadcastable to ``(N, d)``) constrain ``x + eta``; the clean
@@ -52,7 +56,7 @@ from ntk_adv.attack_checks import (  # argument checks and shared helpers (shape
     NORMS,
     Array,
     Predictor,
-    check_inputs,
+    check_direction,
     check_l0_mode,
     check_params,
     checked_predict,
@@ -87,31 +91,51 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 
-def input_gradients(predict: Predictor, x: Array, targets: Array, loss: str = "identity") -> Array:
-    """Per-example input gradients of the targeted loss, ``g_n = grad_x l(t_n f(x_n))``.
+def input_gradients(
+    predict: Predictor,
+    x: Array,
+    *,
+    labels: Array | None = None,
+    targets: Array | None = None,
+    loss: str = "identity",
+) -> Array:
+    """Per-example input gradients of a margin loss, ``g_n = grad_x l(s_n f(x_n))``.
+
+    With ``targets=t`` (``s = t``) this is the gradient of the loss a targeted attack *descends*; with
+    ``labels=y`` (``s = y``) the gradient of the true-label loss an untargeted attack *ascends*.  Exactly one
+    of the two is given.
 
     Args:
       predict: pointwise predictor, ``(N, d) -> (N,)``.
       x: inputs ``(N, d)``.
-      targets: target signs ``(N,)`` in {-1, +1}.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels or target signs.
       loss: margin loss name (``identity``, ``logistic``, ``exponential``).
 
     Returns:
-      ``(N, d)`` gradients, computed with a single backward pass of ``sum_n l(t_n f(x_n))``.
+      ``(N, d)`` gradients, computed with a single backward pass of ``sum_n l(s_n f(x_n))``.
     """
     check_params(loss=loss)
-    x, t = check_inputs(x, targets)
-    return loss_grad(predict, x, t, loss_fn(loss))
+    x, t = check_direction(x, labels, targets)
+    s = t if labels is None else -t
+    return loss_grad(predict, x, s, loss_fn(loss))
 
 
-def one_step_l2(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
+def one_step_l2(
+    predict: Predictor,
+    x: Array,
+    *,
+    labels: Array | None = None,
+    targets: Array | None = None,
+    eps: float,
+    loss: str = "identity",
+) -> Array:
     """The papers' attack (protocol step 3): ``eta_n = -eps * g_n / ||g_n||_2``, ``g_n = grad_x l(t_n
     f(x_n))``.
 
     Args:
       predict: pointwise predictor ``(N, d) -> (N,)``.
       x: inputs ``(N, d)``.
-      targets: target signs ``(N,)`` in {-1, +1}.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels (untargeted) or target signs.
       eps: L2 radius (>= 0; may be a traced scalar).
       loss: margin loss name.
 
@@ -121,24 +145,42 @@ def one_step_l2(predict: Predictor, x: Array, targets: Array, *, eps: float, los
       For the margin losses ``l' < 0``, so the direction does not depend on the loss: it is ``t_n grad f``.
     """
     check_params(eps=eps, loss=loss)
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     g = loss_grad(predict, x, t, loss_fn(loss))
     return -jnp.asarray(eps, x.dtype) * normalize_l2(g)
 
 
-def fgm(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
+def fgm(
+    predict: Predictor,
+    x: Array,
+    *,
+    labels: Array | None = None,
+    targets: Array | None = None,
+    eps: float,
+    loss: str = "identity",
+) -> Array:
     """Fast gradient method (L2-normalized gradient step); identical to :func:`one_step_l2`."""
-    return one_step_l2(predict, x, targets, eps=eps, loss=loss)
+    return one_step_l2(predict, x, labels=labels, targets=targets, eps=eps, loss=loss)
 
 
-def fgsm(predict: Predictor, x: Array, targets: Array, *, eps: float, loss: str = "identity") -> Array:
-    """Fast gradient sign method (Goodfellow et al. 2015), targeted: ``eta = -eps * sign(g)``.
+def fgsm(
+    predict: Predictor,
+    x: Array,
+    *,
+    labels: Array | None = None,
+    targets: Array | None = None,
+    eps: float,
+    loss: str = "identity",
+) -> Array:
+    """Fast gradient sign method (Goodfellow et al. 2015): ``eta = -eps * sign(g)``, ``g = grad_x l(t f(x))``
+    with ``t = targets`` or ``t = -labels`` (``labels=y`` is the usual untargeted FGSM, ``eps * sign(grad_x
+    l(y f))`` for the margin losses).
 
     Returns the perturbation ``(N, d)``; ``||eta_n||_inf == eps`` unless ``g_n == 0`` (coordinates with a
     zero gradient are left unchanged).
     """
     check_params(eps=eps, loss=loss)
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     g = loss_grad(predict, x, t, loss_fn(loss))
     return -jnp.asarray(eps, x.dtype) * jnp.sign(g)
 
@@ -171,8 +213,9 @@ def _project_ball_box(x: Array, eta: Array, eps: Array, norm: str, box: tuple[Ar
 def pgd(
     predict: Predictor,
     x: Array,
-    targets: Array,
     *,
+    labels: Array | None = None,
+    targets: Array | None = None,
     eps: float,
     step_size: float,
     steps: int,
@@ -190,7 +233,7 @@ def pgd(
     Args:
       predict: pointwise predictor ``(N, d) -> (N,)``.
       x: inputs ``(N, d)`` (inside the box when ``clip`` is given).
-      targets: target signs ``(N,)`` in {-1, +1}.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels (untargeted) or target signs.
       eps: radius (>= 0).  step_size: step length (> 0).  steps: number of iterations (>= 1).
       norm: ``'linf'`` or ``'l2'``.
       key: PRNG key; if given, start from a uniform random point of the ball (else from ``eta = 0``).
@@ -202,7 +245,7 @@ def pgd(
       and ``x + eta`` inside the box exactly.
     """
     check_params(eps=eps, step_size=step_size, steps=steps, norm=norm, clip=clip, loss=loss)
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     lfn = loss_fn(loss)
     box = clip_box(clip, x)
     eps_a = jnp.asarray(eps, x.dtype)
@@ -236,8 +279,9 @@ def pgd(
 def l0_attack(
     predict: Predictor,
     x: Array,
-    targets: Array,
     *,
+    labels: Array | None = None,
+    targets: Array | None = None,
     k: int,
     step: float | None = None,
     clip: tuple[Any, Any] | None = None,
@@ -254,7 +298,7 @@ def l0_attack(
     Args:
       predict: pointwise predictor ``(N, d) -> (N,)``.
       x: inputs ``(N, d)`` (inside the box when ``clip`` is given).
-      targets: target signs ``(N,)`` in {-1, +1}.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels (untargeted) or target signs.
       k: maximal number of changed coordinates per point (>= 1; values above d act as d).
       step: size of a coordinate change (> 0), or ``None`` to move to the box bound.
       clip: ``None`` or ``(lo, hi)`` box on ``x + eta``.
@@ -265,7 +309,7 @@ def l0_attack(
     """
     check_params(k=k, step=step, clip=clip, loss=loss)
     check_l0_mode(step, clip)
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     lfn = loss_fn(loss)
     box = clip_box(clip, x)
     n, d = x.shape
@@ -300,8 +344,9 @@ def l0_attack(
 def lbfgs_attack(
     predict: Predictor,
     x: Array,
-    targets: Array,
     *,
+    labels: Array | None = None,
+    targets: Array | None = None,
     c: Any = 1.0,
     clip: tuple[Any, Any] | None = None,
     steps: int = 100,
@@ -321,7 +366,7 @@ def lbfgs_attack(
     Args:
       predict: pointwise predictor ``(N, d) -> (N,)``.
       x: inputs ``(N, d)`` (inside the box when ``clip`` is given).
-      targets: target signs ``(N,)`` in {-1, +1}.
+      labels / targets: exactly one, ``(N,)`` in {-1, +1}: true labels (untargeted) or target signs.
       c: positive trade-off, scalar or per-point ``(N,)``.
       clip: ``None`` or ``(lo, hi)`` box on ``x + eta``.
       steps: maximal number of L-BFGS iterations.  history: number of stored curvature pairs.
@@ -335,7 +380,7 @@ def lbfgs_attack(
     check_params(
         c=c, clip=clip, steps=steps, history=history, loss=loss, tol=tol, max_linesearch=max_linesearch
     )
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     if not is_tracer(c) and np.ndim(c) == 1 and np.shape(c) != (x.shape[0],):
         raise ValueError(f"c must be a scalar or have shape (N,) = ({x.shape[0]},); got shape {np.shape(c)}")
     return lbfgs.solve(
@@ -346,8 +391,9 @@ def lbfgs_attack(
 def minimal_lbfgs_distortion(
     predict: Predictor,
     x: Array,
-    targets: Array,
     *,
+    labels: Array | None = None,
+    targets: Array | None = None,
     c_grid: Any,
     clip: tuple[Any, Any] | None = None,
     refine_steps: int = 10,
@@ -360,7 +406,8 @@ def minimal_lbfgs_distortion(
     """Smallest successful box-constrained L-BFGS perturbation per point, by a line search on ``c``.
 
     For every ``c`` in ``c_grid`` run :func:`lbfgs_attack`; a run succeeds for point n when
-    ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``).  Keep, per point, the successful ``eta`` of
+    ``sign f(x_n + eta_n) == t_n`` (i.e. ``t_n f > 0``; ``t = targets``, or ``t = -labels``: with ``labels=``
+    success is a misclassification).  Keep, per point, the successful ``eta`` of
     smallest L2 norm, then refine by ``refine_steps`` bisection steps in ``log c`` (per point) between
     that ``c`` (success) and the next larger grid value that failed (the distortion of the minimizer
     shrinks as ``c`` grows); points without such a bracket are not refined.  Grid and bisection run in
@@ -368,7 +415,7 @@ def minimal_lbfgs_distortion(
     Cost: ``len(c_grid) + refine_steps`` L-BFGS solves.
 
     Args:
-      predict, x, targets: as in :func:`lbfgs_attack` (``x`` ``(N, d)``, ``targets`` ``(N,)``).
+      predict, x, labels / targets: as in :func:`lbfgs_attack` (``x`` ``(N, d)``, ``targets`` ``(N,)``).
       c_grid: 1-D sequence of positive trade-offs (static), any order.
       clip, steps, history, loss, tol, max_linesearch: passed to :func:`lbfgs_attack`.
       refine_steps: number of bisection steps (0 disables the refinement).
@@ -391,7 +438,7 @@ def minimal_lbfgs_distortion(
         raise ValueError(
             f"c_grid must be a non-empty 1-D sequence of positive finite numbers; got {c_grid!r}"
         )
-    x, t = check_inputs(x, targets)
+    x, t = check_direction(x, labels, targets)
     lfn = loss_fn(loss)
     box = clip_box(clip, x)
     cs = jnp.asarray(np.unique(grid), x.dtype)  # ascending
@@ -456,8 +503,11 @@ _REGISTRY: dict[str, tuple[Callable[..., Array], dict[str, Any]]] = {
 
 
 def make_attack(name: str, **params: Any) -> Callable[..., Array]:
-    """Build ``attack(predict, x, targets, *, key=None) -> eta`` (N, d) from a registry name.
+    """Build ``attack(predict, x, *, labels=None, targets=None, key=None) -> eta`` (N, d) from a registry
+    name.
 
+    The returned attack takes exactly one of ``labels=`` (untargeted) and ``targets=`` (targeted), as every
+    attack function here does.
     ``name`` is one of :data:`ATTACKS`; ``params`` are the keyword parameters of the underlying function
     (e.g. ``eps``, ``loss`` for ``one_step_l2``/``fgsm``/``fgm``; ``eps``, ``step_size``, ``steps``,
     ``clip``, ``loss`` for ``pgd_l2``/``pgd_linf``, plus ``random_start=False``: when true, the returned
@@ -470,7 +520,7 @@ def make_attack(name: str, **params: Any) -> Callable[..., Array]:
     fn, fixed = _REGISTRY[name]
     sig = inspect.signature(fn)
     keyword = {p.name: p for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    allowed = set(keyword) - set(fixed) - {"key"}
+    allowed = set(keyword) - set(fixed) - {"key", "labels", "targets"}
     if fn is pgd:
         allowed.add("random_start")
     unknown = sorted(set(params) - allowed)
@@ -490,13 +540,24 @@ def make_attack(name: str, **params: Any) -> Callable[..., Array]:
     random_start = bool(params.pop("random_start", False))
     kwargs = {**params, **fixed}
 
-    def attack(predict: Predictor, x: Array, targets: Array, *, key: Array | None = None) -> Array:
+    def attack(
+        predict: Predictor,
+        x: Array,
+        *,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        key: Array | None = None,
+    ) -> Array:
+        direction = {"labels": labels, "targets": targets}
         if random_start:
             if key is None:
                 raise ValueError(f"attack {name!r} was made with random_start=True and needs a key")
-            return fn(predict, x, targets, key=key, **kwargs)
-        return fn(predict, x, targets, **kwargs)
+            return fn(predict, x, **direction, key=key, **kwargs)
+        return fn(predict, x, **direction, **kwargs)
 
     attack.__name__ = f"attack_{name}"
-    attack.__doc__ = f"Targeted {name!r} attack with {kwargs}; returns the perturbation eta (N, d)."
+    attack.__doc__ = (
+        f"{name!r} attack with {kwargs}: ``attack(predict, x, *, labels=y | targets=t, key=None)``; "
+        "returns the perturbation eta (N, d)."
+    )
     return attack

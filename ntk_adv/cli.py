@@ -46,6 +46,7 @@ from ntk_adv.guards import (
     EXIT_USAGE,
     INT_MAX,
     BackendFailure,
+    DryRun,
     OutputLocked,
     ResourceLimit,
     check_plan,
@@ -624,7 +625,12 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
         with output_lock(args.out):  # one run per output directory: a second is refused naming this one
             sweep_temp_files(args.out)  # debris of an earlier killed run
             before = _snapshot(args.out)
-            module.main(cfg, args.out, progress=not args.quiet)
+            try:
+                module.main(cfg, args.out, progress=not args.quiet)
+            except DryRun as plan:  # the plan of the first sweep, before any work: exit 0
+                print(plan)
+                return 0
+            _write_parquet(cfg, args.out)
             written = written_files(args.out, before)
             if written:  # a listing-only run (e.g. reproduce --list) writes nothing and says nothing more
                 manifest = write_manifest(args.out, written)
@@ -669,6 +675,18 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
             f"come from {likely}: lower them (finished cells are kept in the store)",
         )
     return 0
+
+
+def _write_parquet(cfg, out: Path) -> None:
+    """``--parquet`` (the ``run.parquet`` execution option): OUT/results.parquet beside the results.csv the
+    command wrote (:func:`ntk_adv.results.write_parquet`); a command that wrote no results.csv is refused."""
+    if not getattr(getattr(cfg, "run", None), "parquet", False):
+        return
+    from ntk_adv.results import write_parquet
+
+    if not (Path(out) / "results.csv").is_file():
+        raise ValueError(f"--parquet: the command wrote no {Path(out) / 'results.csv'} to convert")
+    write_parquet(Path(out) / "results.csv", Path(out) / "results.parquet")
 
 
 def _one_line(text: str) -> str:

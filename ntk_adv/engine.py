@@ -15,6 +15,10 @@ groups cells.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
   (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
   ``run_batch`` must then be a module-level function (it is pickled to the workers).
+* Progress: a tqdm bar on a terminal; off a terminal (a log file, a Slurm job) a plain line every
+  ``NTK_ADV_PROGRESS_EVERY`` seconds (default 30) with cells computed, cached and an ETA. ``dry_run=True``
+  raises :class:`DryRun` with the plan instead of computing. Ray tasks ask for one CPU (and one GPU when jax
+  sees one: :func:`ray_resources`).
 * JAX's persistent compilation cache can be enabled with :func:`enable_compilation_cache` (or
   ``NTK_ADV_JAX_CACHE=DIR`` for the CLI); it is off by default because with jaxlib 0.5.3 an L-BFGS attack
   executable loaded from the cache returned all-zero perturbations.
@@ -33,19 +37,21 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_adv import data as data_mod
 from ntk_adv import validate
-from ntk_adv.guards import BackendFailure, probe_address
+from ntk_adv.guards import BackendFailure, DryRun, probe_address
+from ntk_adv.limits import INF_WIDTH
 from ntk_adv.results import code_fingerprint
-from ntk_adv.store import CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
+from ntk_adv.store import NOT_IDENTITY, CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
 Cell = tuple[Any, int]  # (config, seed)
 Backend = Literal["inprocess", "processes", "ray"]
@@ -57,17 +63,22 @@ REUSE: tuple[str, ...] = get_args(Reuse)
 # ------------------------------------------------------------------------------------------- grids
 @dataclass(frozen=True)
 class Grid:
-    """``base`` config (a frozen dataclass), ``axes`` as ((field, (values...)), ...), ``seeds`` per config
-    (seeds ``seed0 .. seed0 + seeds - 1``). Axis fields are dotted paths into ``base`` (``width``,
-    ``data.n_train``; see :func:`set_field`). Cells are the product of the axes (first axis slowest), each
-    config repeated for every seed."""
+    """``base`` config (a frozen dataclass), ``axes`` as a mapping ``{field: [values...]}`` or pairs
+    ((field, (values...)), ...), ``seeds`` per config (seeds ``seed0 .. seed0 + seeds - 1``). Axis fields
+    are dotted paths into ``base`` (``width``, ``data.n_train``; see :func:`set_field`). Cells are the
+    product of the axes (first axis slowest), each config repeated for every seed.
+
+    ``axes`` is normalised to the tuple of pairs (so equal grids compare equal however they were spelled);
+    on a ``width`` axis :data:`ntk_adv.limits.INF_WIDTH` (``math.inf``) is the configs' ``None`` (infinite
+    width)."""
 
     base: Any
-    axes: tuple[tuple[str, tuple], ...] = ()
+    axes: Any = ()
     seeds: int = 1
     seed0: int = 0
 
     def __post_init__(self):
+        object.__setattr__(self, "axes", normalize_axes(self.axes))
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         for name, vals in self.axes:
@@ -87,6 +98,30 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         return [(cfg, self.seed0 + s) for cfg in self.configs() for s in range(self.seeds)]
+
+
+def normalize_axes(axes: Any) -> tuple[tuple[str, tuple], ...]:
+    """Sweep axes as ((field, (values...)), ...) from a mapping ``{field: values}`` or a sequence of
+    ``(field, values)`` pairs; on a field named ``width`` the value :data:`ntk_adv.limits.INF_WIDTH`
+    (``math.inf``) becomes ``None``, the configs' spelling of infinite width. A malformed axis is a one-line
+    ValueError naming it."""
+    items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
+    out = []
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError(f"axes: expected {{field: [values...]}} or ((field, values), ...); got {item!r}")
+        name, vals = item
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+            raise ValueError(f"axis {name!r}: values must be a list or tuple; got {vals!r}")
+        vals = tuple(vals)
+        if name.rsplit(".", 1)[-1] == "width":
+            vals = tuple(None if _is_inf_width(v) else v for v in vals)
+        out.append((name, vals))
+    return tuple(out)
+
+
+def _is_inf_width(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and value == INF_WIDTH
 
 
 def set_field(cfg: Any, path: str, value: Any) -> Any:
@@ -112,14 +147,22 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
 @dataclass(frozen=True)
 class Execution:
     """Where and how a sweep's cells run, and where they are kept: the ``run`` sub-config of every sweeping
-    experiment (CLI ``--backend``, ``--workers``, ``--store``, ``--force``, ``--accept-stale``; a Ray cluster
-    is chosen with ``--ray-address``). None of it enters a cell's identity."""
+    experiment (CLI ``--backend``, ``--workers``, ``--store``, ``--force``, ``--accept-stale``, ``--parquet``,
+    ``--dry-run``; a Ray cluster is chosen with ``--ray-address``). None of it enters a cell's identity.
+
+    ``parquet``: the CLI writes ``OUT/results.parquet`` beside ``results.csv`` after the command
+    (:func:`ntk_adv.results.write_parquet`; from Python call it yourself). ``dry_run``: :func:`run_sweep`
+    raises :class:`DryRun` carrying the plan (cells in total, in the store and fresh, to compute) before
+    computing anything; the CLI prints it and exits 0. Both are left out of cell configs' hashes
+    (``metadata={"identity": False}``, :func:`ntk_adv.store.canonical`), so stores stay valid."""
 
     backend: Backend = "inprocess"  # where cells run: inprocess, processes (a local pool) or ray
     workers: int = 2  # parallel workers of the processes / ray backends
     store: str = ""  # result store directory (default: OUT/store)
     force: bool = False  # recompute cells already in the store
     accept_stale: bool = False  # keep stored cells computed by other code or on other data (marked 'stale')
+    parquet: bool = field(default=False, metadata=NOT_IDENTITY)  # also write OUT/results.parquet (CLI)
+    dry_run: bool = field(default=False, metadata=NOT_IDENTITY)  # print the plan, compute nothing, exit 0
 
     def __post_init__(self):
         validate.one_of("backend", self.backend, BACKENDS)
@@ -131,13 +174,14 @@ class Execution:
 
     def sweep_options(self, out: str | os.PathLike) -> dict:
         """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, force,
-        reuse."""
+        reuse, dry_run."""
         return dict(
             store=self.store_path(out),
             backend=self.backend,
             workers=self.workers,
             force=self.force,
             reuse="accept" if self.accept_stale else "verify",
+            dry_run=self.dry_run,
         )
 
 
@@ -174,6 +218,73 @@ def plan(
     return chunks
 
 
+PROGRESS_ENV = "NTK_ADV_PROGRESS_EVERY"
+
+
+def progress_every() -> float:
+    """Seconds between the plain progress lines printed when stderr is not a terminal (a log file, a batch
+    job): ``NTK_ADV_PROGRESS_EVERY`` (default 30; a positive number)."""
+    raw = os.environ.get(PROGRESS_ENV, "").strip()
+    if not raw:
+        return 30.0
+    try:
+        every = float(raw)
+    except ValueError:
+        every = float("nan")
+    if not (every > 0 and every < float("inf")):
+        raise ValueError(f"{PROGRESS_ENV} must be a positive number of seconds; got {raw!r}")
+    return every
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class _PlainProgress:
+    """A line on ``stream`` every ``every`` seconds (a daemon thread), and one at the end: cells done of the
+    cells to compute, cells taken from the store, elapsed time and an ETA (elapsed / done x remaining)."""
+
+    def __init__(self, kind: str, total: int, cached: int, every: float, stream=None):
+        import threading
+
+        self.kind, self.total, self.cached, self.every = kind, total, cached, every
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ntk-adv-progress", daemon=True)
+        self._thread.start()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        left = self.total - self.done
+        eta = _duration(elapsed / self.done * left) if self.done else "unknown"
+        return (
+            f"{self.kind}: {self.done}/{self.total} cells computed, {self.cached} cached (from the store), "
+            f"{_duration(elapsed)} elapsed, ETA {eta if left else '0s'}"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._write()
+
+    def _write(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def update(self, n: int) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._write()
+
+
 class StaleRecord(UserWarning):
     """Stored records were computed by other code or on other data (recomputed, or kept with
     reuse='accept')."""
@@ -195,6 +306,7 @@ def run_sweep(
     reuse: Reuse = "verify",
     max_batch: int = 64,
     progress: bool | None = True,
+    dry_run: bool = False,
 ) -> list[dict]:
     """Run every cell not already in ``store`` (all of them with ``force``); returns the records of all cells
     in the order given.
@@ -209,7 +321,12 @@ def run_sweep(
     source and library versions). ``reuse="verify"`` (default) recomputes stale records;
     ``reuse="accept"`` keeps them - and records of the same settings on other data - and marks them: their
     ``stale`` field (and rows' ``stale`` column) says ``code`` or ``data``. Either way a warning counts
-    them."""
+    them.
+
+    ``dry_run``: raise :class:`DryRun` with the plan (cells in total, in the store and fresh, to compute)
+    instead of computing. Progress: a tqdm bar on a terminal; when stderr is not a terminal (and
+    ``progress`` is not False) a plain line every :func:`progress_every` seconds (``NTK_ADV_PROGRESS_EVERY``,
+    default 30) with cells done, cached and an ETA."""
     validate.one_of("backend", backend, BACKENDS)
     validate.one_of("reuse", reuse, REUSE)
     if workers < 1:
@@ -272,9 +389,32 @@ def run_sweep(
     ]
     cell_index = {id(cell): i for cell, i in pending}
     chunks = plan([cell for cell, _ in pending], batch_key, max_batch, order)
+    if dry_run:
+        n_stale = sum(status[i] == "stale" for _, i in pending)
+        n_corrupt = sum(ids[i] in set(corrupt) for _, i in pending)
+        raise DryRun(
+            kind,
+            {
+                "total": len(cells),
+                "fresh": status.count("fresh"),
+                "kept": len(kept),
+                "compute": len(pending),
+                "missing": len(pending) - n_stale - n_corrupt,
+                "stale": n_stale,
+                "corrupt": n_corrupt,
+                "chunks": len(chunks),
+                "backend": backend,
+            },
+        )
     describe = describe or (lambda cfg: repr(batch_key(cfg)))
-    verbose = progress is not False and sys.stderr.isatty()
+    tty = sys.stderr.isatty()
+    verbose = progress is not False and tty
     bar = tqdm(total=len(pending), desc=f"{kind}: cells", unit="cell", disable=None if progress else True)
+    plain = (
+        _PlainProgress(kind, len(pending), len(cells) - len(pending), progress_every())
+        if progress is not False and not tty and pending
+        else None
+    )
     done: dict[int, dict] = {}
 
     def commit(chunk, metrics, elapsed):
@@ -293,6 +433,8 @@ def run_sweep(
                 code_fp=code_fp,
             )
         bar.update(len(chunk))
+        if plain is not None:
+            plain.update(len(chunk))
         if verbose:
             tqdm.write(f"  done {len(chunk)} cells ({describe(chunk[0][0])}) in {elapsed:.1f}s")
 
@@ -307,6 +449,8 @@ def run_sweep(
             _run_ray(chunks, run_batch, commit, workers, ray_address)
     finally:
         bar.close()
+        if plain is not None:
+            plain.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
 
 
@@ -464,6 +608,12 @@ def _run_processes(chunks, run_batch, commit, workers):
     pool.shutdown(wait=True)
 
 
+def ray_resources() -> dict:
+    """What each Ray task requests: one CPU, and one GPU when jax in this process sees a GPU (so a cluster
+    schedules at most one chunk per GPU and never two jax processes on one device)."""
+    return {"num_cpus": 1, "num_gpus": 1 if jax.default_backend() == "gpu" else 0}
+
+
 def _run_ray(chunks, run_batch, commit, workers, address):
     try:
         import ray
@@ -502,7 +652,7 @@ def _run_ray(chunks, run_batch, commit, workers, address):
                 log_to_driver=False,
             )
     try:
-        remote = ray.remote(_timed)
+        remote = ray.remote(**ray_resources())(_timed)
         futures = {remote.remote(run_batch, chunk): chunk for chunk in chunks}
         waiting = list(futures)
         try:

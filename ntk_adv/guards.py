@@ -46,6 +46,24 @@ class BackendFailure(RuntimeError):
     """A worker process died or a cluster cannot be reached (exit code 5)."""
 
 
+class DryRun(Exception):
+    """Raised by :func:`ntk_adv.engine.run_sweep` with ``dry_run=True`` before any work. ``plan`` holds the
+    counts: ``total``; ``fresh`` (in the store and up to date); ``kept`` (stale records kept);
+    ``compute``, of them ``stale``, ``corrupt`` and ``missing``; ``chunks`` and ``backend``. ``str(err)``
+    is the one-line plan the CLI prints (exit 0). Defined here with the CLI's other outcomes."""
+
+    def __init__(self, kind: str, plan: dict):
+        self.kind, self.plan = kind, plan
+        p = plan
+        why = ", ".join(f"{p[k]} {k}" for k in ("missing", "stale", "corrupt") if p[k]) or "none"
+        kept = f", {p['kept']} stale kept (--accept-stale)" if p["kept"] else ""
+        super().__init__(
+            f"{kind}: dry run: {p['total']} cells, {p['fresh']} already in the store and fresh{kept}, "
+            f"{p['compute']} to compute ({why}) in {p['chunks']} chunks on backend {p['backend']}; nothing "
+            f"computed"
+        )
+
+
 def physical_memory() -> int:
     """Bytes of physical memory of this machine (``os.sysconf``)."""
     try:

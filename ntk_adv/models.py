@@ -111,7 +111,15 @@ def make_apply(cfg: TwoLayerConfig) -> ApplyFn:
     def apply_fn(params, x):
         return apply(params, x, cfg)
 
+    apply_fn.trainable_mask = trainable_mask(cfg)  # the default of training.train (see mask_of)
     return apply_fn
+
+
+def mask_of(apply_fn: ApplyFn) -> Any | None:
+    """The trainable mask that ``apply_fn``'s net config implies (a pytree of bools laid out like its params),
+    or None when ``apply_fn`` carries no config: set by :func:`make_apply` (:func:`trainable_mask`), kept by
+    :func:`centered` (:func:`centered_mask`) and :func:`linen_apply` of a :class:`TwoLayerNet`."""
+    return getattr(apply_fn, "trainable_mask", None)
 
 
 def trainable_mask(cfg: TwoLayerConfig) -> TwoLayerParams:
@@ -128,6 +136,8 @@ def centered(apply_fn: ApplyFn) -> ApplyFn:
         params, params0 = pair
         return apply_fn(params, x) - apply_fn(params0, x)
 
+    if mask_of(apply_fn) is not None:
+        apply_centered.trainable_mask = centered_mask(mask_of(apply_fn))
     return apply_centered
 
 
@@ -177,6 +187,8 @@ def linen_apply(module: nn.Module) -> ApplyFn:
     def apply_fn(params, x):
         return module.apply({"params": params}, x)
 
+    if isinstance(module, TwoLayerNet):
+        apply_fn.trainable_mask = {"two_layer": trainable_mask(module.cfg)}
     return apply_fn
 
 

@@ -219,6 +219,53 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 
+def _results_csv(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / "results.csv" if path.is_dir() else path
+
+
+def to_frame(path: str | os.PathLike):
+    """A run's long-format results as a pandas DataFrame, to hand over: ``path`` is a run directory (its
+    ``results.csv``) or a CSV path. Columns keep the file's order; a column whose values are all numbers is
+    numeric (int64 when all are integers and none is missing, else float64: an infinite width stays
+    ``float('inf')``, :data:`ntk_adv.limits.INF_WIDTH`), one of True/False is bool (``boolean`` with gaps),
+    any other column holds strings (missing values are None / NaN). Shape: (rows, columns)."""
+    import pandas as pd
+
+    csv_path = _results_csv(path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"results table not found: {csv_path}")
+    with open(csv_path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    rows = read_csv(csv_path)
+    columns = {}
+    for col in header:
+        vals = [r.get(col) for r in rows]
+        present = [v for v in vals if v is not None]
+        if present and all(isinstance(v, bool) for v in present):
+            columns[col] = pd.array(vals, dtype="bool" if len(present) == len(vals) else "boolean")
+        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+            ints = len(present) == len(vals) and all(isinstance(v, int) for v in present)
+            columns[col] = np.asarray(
+                [np.nan if v is None else v for v in vals], dtype=np.int64 if ints else np.float64
+            )
+        else:
+            columns[col] = pd.array([None if v is None else str(v) for v in vals], dtype=object)
+    return pd.DataFrame(columns, columns=header)
+
+
+def write_parquet(source: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Write a run's results (``source``: run directory or CSV path, read with :func:`to_frame`) as Parquet,
+    atomically; ``path`` defaults to ``results.parquet`` beside the CSV. Needs pyarrow."""
+    import io
+
+    csv_path = _results_csv(source)
+    frame = to_frame(csv_path)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return atomic_write(Path(path) if path else csv_path.with_suffix(".parquet"), buffer.getvalue())
+
+
 def write_json(obj: dict, path: str | os.PathLike) -> Path:
     """Write a JSON summary atomically (NaN written as null)."""
 

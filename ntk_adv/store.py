@@ -42,16 +42,21 @@ class CorruptRecord(UserWarning):
     """A stored record could not be read; the cell will be recomputed."""
 
 
+NOT_IDENTITY = {"identity": False}  # field metadata: how a run is executed, not what it computes
+
+
 def canonical(obj: Any) -> Any:
-    """JSON-ready canonical form of a (nested) frozen dataclass config."""
+    """JSON-ready canonical form of a (nested) frozen dataclass config; fields declared with
+    ``metadata=NOT_IDENTITY`` (execution switches such as ``--dry-run``) are left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             "__type__": type(obj).__name__,
             **{
                 f.name: canonical(getattr(obj, f.name))
                 for f in dataclasses.fields(obj)
+                if f.metadata.get("identity", True)
                 # a field added later with this flag leaves the ids of configs at its default unchanged
-                if not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
+                and not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
             },
         }
     if isinstance(obj, (list, tuple)):

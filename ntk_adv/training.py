@@ -34,7 +34,7 @@ from flax import struct
 
 from ntk_adv import validate
 from ntk_adv.losses import Loss, check_loss, mean_loss, pointwise_loss
-from ntk_adv.models import ApplyFn, TwoLayerParams, centered, centered_mask
+from ntk_adv.models import ApplyFn, TwoLayerParams, centered, centered_mask, mask_of
 
 __all__ = [
     "OPTIMIZERS",
@@ -45,6 +45,7 @@ __all__ = [
     "centered",
     "centered_mask",
     "check_data",
+    "default_mask",
     "effective_time",
     "fit",
     "make_optimizer",
@@ -141,6 +142,23 @@ def plateau_transform(cfg: TrainConfig) -> optax.GradientTransformationExtraArgs
     return optax.contrib.reduce_on_plateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
 
 
+def default_mask(apply_fn: ApplyFn, params) -> Any:
+    """The mask used when none is given: the one ``apply_fn``'s net config implies (:func:`ntk_adv.models.
+    mask_of`, e.g. the frozen readout of ``TwoLayerConfig(train_readout=False)``) when ``params`` hold
+    :class:`~ntk_adv.models.TwoLayerParams`; None (train every leaf) for other pytrees. Raises ValueError
+    when ``params`` hold TwoLayerParams but ``apply_fn`` carries no config (a user lambda): pass ``mask=``."""
+    nets = jax.tree_util.tree_leaves(params, is_leaf=lambda node: isinstance(node, TwoLayerParams))
+    if not any(isinstance(p, TwoLayerParams) for p in nets):
+        return None
+    mask = mask_of(apply_fn)
+    if mask is None:
+        raise ValueError(
+            "mask: params hold TwoLayerParams but apply_fn carries no TwoLayerConfig, so which leaves are "
+            "frozen is unknown; pass mask=models.trainable_mask(cfg) (or models.make_apply(cfg) as apply_fn)"
+        )
+    return mask
+
+
 def _mask_leaves(params, mask) -> tuple[bool, ...]:
     if mask is None:
         return tuple(True for _ in jax.tree_util.tree_leaves(params))
@@ -211,8 +229,8 @@ def fit(
     ``key`` (required with ``objective.perturb``) is split into one key per step; ``alpha``, ``decay`` may be
     traced; ``sample_weight`` (N,) with ``objective.weighted``; ``anchor`` (like ``params``) with
     ``objective.anchored``. Returns the params and, with ``record_loss``, the objective before each step
-    (steps,)."""
-    mask_leaves = _mask_leaves(params, mask)
+    (steps,). ``mask=None`` is :func:`default_mask` (the net config's frozen leaves stay frozen)."""
+    mask_leaves = _mask_leaves(params, default_mask(apply_fn, params) if mask is None else mask)
     opt = masked_optimizer(optimizer, params, mask_leaves)
     if objective.perturb is not None and key is None:
         raise ValueError("adversarial training needs an explicit key (key=jax.random.PRNGKey(seed))")
@@ -255,11 +273,14 @@ def train(
     the optimizer of ``cfg``, :func:`make_optimizer`, under jit).
 
     ``mask``: a pytree of bools like ``params`` (e.g. :func:`ntk_adv.models.trainable_mask`); frozen leaves
-    get exactly zero updates. ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
+    get exactly zero updates. Without ``mask`` the net config's mask applies (:func:`default_mask`: the
+    readout stays frozen unless ``train_readout``; refused when params are TwoLayerParams of an unknown
+    config). ``lr`` overrides ``cfg.lr`` and may be a traced scalar (vmap over a grid)."""
     check_data(x, y)
     _check_d(params, x)
     lr = cfg.lr if lr is None else lr
     validate.positive("lr", lr)
+    mask = default_mask(apply_fn, params) if mask is None else mask
     return _train(apply_fn, cfg, _mask_leaves(params, mask), params, x, y, jnp.asarray(lr, x.dtype))
 
 
@@ -317,10 +338,10 @@ def adversarial_train(
 
     recomputed from the current parameters at every step and treated as a constant (no gradient flows
     through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
-    labels (targets -y), or random-sign noise for the control. ``key`` is required (split into one key per
-    step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train`.
-    Returns the trained parameters. Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha =
-    0."""
+    labels (``attacks.fgsm(f, x, labels=y, eps=...)``), or random-sign noise for the control. ``key`` is
+    required (split into one key per step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask``
+    freezes leaves as in :func:`train` (default :func:`default_mask`). Returns the trained parameters.
+    Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
     if key is None:
         raise ValueError("adversarial_train needs an explicit key (key=jax.random.PRNGKey(seed))")
     check_loss(loss)

@@ -33,7 +33,8 @@ def test_readme_example_on_user_arrays(tmp_path):
     )
     data = ntk_adv.DataSpec.from_arrays(x_train, y_train, x_test, y_test)
     cfg = ntk_adv.ProtocolConfig(data=data, width=16, eps=1.0, steps_f=10, steps_g=10)
-    grid = ntk_adv.Grid(cfg, axes=(("width", (16, None)),), seeds=1)
+    grid = ntk_adv.Grid(cfg, axes={"width": [16, ntk_adv.INF_WIDTH]}, seeds=1)  # the README's spelling
+    assert grid == ntk_adv.Grid(cfg, axes=(("width", (16, None)),), seeds=1)
     store = ntk_adv.ResultStore(tmp_path / "store")
     rows = store.rows(ntk_adv.run_sweep(grid, store, progress=False))
     agreement = {str(r["width"]): r["value"] for r in rows if r["metric"] == "agreement"}

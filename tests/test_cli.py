@@ -262,3 +262,33 @@ def test_editable_install_copy_hands_over_to_the_checkout(tmp_path):
     mine, live, package = done.stdout.split()
     assert Path(mine) == copy / "cli.py" and Path(live) == root / "experiments" / "cli.py"
     assert package == "experiments"
+
+
+def test_dry_run_prints_the_plan_and_parquet_sits_beside_results_csv(tmp_path, capsys):
+    """--dry-run: the plan (cells total, in the store and fresh, to compute), exit 0, nothing computed; then a
+    real run with --parquet writes OUT/results.parquet holding results.csv's table; a second dry run finds
+    every cell in the store."""
+    import pandas as pd
+
+    from ntk_adv.results import to_frame
+
+    argv = [
+        "convergence",
+        *("--widths", "16", "64", "--seeds", "2", "--n-train", "20", "--n-test", "10"),
+        *("--n-kernel", "10", "--steps", "5", "--out", str(tmp_path), "--quiet"),
+    ]
+    assert cli.main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: 2 cells, 0 already in the store and fresh, 2 to compute (2 missing)" in out
+    assert not (tmp_path / "results.csv").exists()
+    assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []  # no record written
+    assert cli.main([*argv, "--parquet"]) == 0
+    capsys.readouterr()
+    frame = pd.read_parquet(tmp_path / "results.parquet")
+    pd.testing.assert_frame_equal(frame, to_frame(tmp_path))
+    assert len(frame) == len(to_frame(tmp_path / "results.csv")) > 0
+    assert "results.parquet" in (tmp_path / "manifest.json").read_text()
+    assert cli.main([*argv, "--dry-run"]) == 0
+    assert (
+        "dry run: 2 cells, 2 already in the store and fresh, 0 to compute (none)" in capsys.readouterr().out
+    )

@@ -94,6 +94,35 @@ def test_engine_is_generic(tmp_path):
     assert {r["kind"] for r in recs} == {"toy"}
 
 
+def test_grid_takes_a_mapping_and_inf_width():
+    """``axes={"width": [64, None]}`` and ``limits.INF_WIDTH`` (the one spelling of infinite width) work and
+    give the same grid as the tuple-of-pairs spelling with None."""
+    import math
+
+    from ntk_adv import limits
+
+    base = protocol.ProtocolConfig(data=DataSpec("digits", n_train=40, n_test=30), width=16)
+    spelled = engine.Grid(base, axes=(("width", (64, None)), ("eps", (0.5, 1.0))), seeds=2)
+    for axes in (
+        {"width": [64, None], "eps": [0.5, 1.0]},
+        {"width": [64, limits.INF_WIDTH], "eps": (0.5, 1.0)},
+        [("width", [64, math.inf]), ("eps", [0.5, 1.0])],
+    ):
+        grid = engine.Grid(base, axes=axes, seeds=2)
+        assert grid == spelled
+        assert grid.cells() == spelled.cells()
+    assert [c.width for c, _ in spelled.cells()] == [64] * 4 + [None] * 4
+    nested = engine.Grid(Outer(), axes={"inner.n": [1, 2], "x": [3.0]})
+    assert [(c.inner.n, c.x) for c in nested.configs()] == [(1, 3.0), (2, 3.0)]
+    assert engine.Grid(Outer(), axes={"x": [math.inf]}).configs()[0].x == math.inf  # only width means it
+    with pytest.raises(ValueError, match="^axis 'width': values must be a list or tuple; got 64$"):
+        engine.Grid(base, axes={"width": 64})
+    with pytest.raises(ValueError, match="^axes: expected"):
+        engine.Grid(base, axes=("width", (64,)))
+    with pytest.raises(ValueError, match="axis 'eps' has no values"):
+        engine.Grid(base, axes={"eps": []})
+
+
 @dataclass(frozen=True)
 class Choices:
     mode: "Literal['a', 'b', 'c']" = "a"  # a string annotation, as under `from __future__ import annotations`
@@ -166,7 +195,9 @@ def test_run_rows_refuses_rows_of_a_seed_it_did_not_ask_for(tmp_path):
 def test_execution_options():
     ex = engine.Execution(backend="processes", workers=3, force=True, accept_stale=True)
     opts = ex.sweep_options("out")
-    assert opts == dict(store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept")
+    assert opts == dict(
+        store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept", dry_run=False
+    )
     assert engine.Execution(store="/s").store_path("out") == Path("/s")
     with pytest.raises(ValueError, match="backend"):
         engine.Execution(backend="gpu")
@@ -226,3 +257,88 @@ def test_an_edit_of_the_application_code_makes_its_records_stale(tmp_path, monke
     (pkg / "helpers.py").write_text("OFFSET = 0  # edited: an edit in the same process is seen\n")
     with pytest.warns(engine.StaleRecord, match="recomputing"):
         engine.run_rows(cells, tmp_path / "s", run=myapp.runs.run, kind="t", progress=False)
+
+
+def test_execution_switches_do_not_enter_cell_identity():
+    """--parquet and --dry-run are how a run executes: a cell config holding an Execution hashes the same
+    with them on, and as before they existed (the canonical form omits them)."""
+    from ntk_adv import store
+
+    @dataclass(frozen=True)
+    class WithRun:
+        x: int = 1
+        run: engine.Execution = field(default_factory=engine.Execution)
+
+    plain = store.config_key(WithRun(), 0)
+    assert store.config_key(WithRun(run=engine.Execution(parquet=True, dry_run=True)), 0) == plain
+    canon = store.canonical(engine.Execution())
+    assert set(canon) == {"__type__", "backend", "workers", "store", "force", "accept_stale"}
+
+
+def test_dry_run_raises_the_plan_before_any_work(tmp_path):
+    grid = engine.Grid(Outer(), axes={"x": [1.0, 2.0, 3.0]}, seeds=2)
+    calls = []
+
+    def run_batch(chunk):
+        calls.append(len(chunk))
+        return square(chunk)
+
+    opts = dict(run_batch=run_batch, batch_key=lambda c: 0, kind="toy", progress=False, max_batch=4)
+    with pytest.raises(engine.DryRun) as err:
+        engine.run_sweep(grid, tmp_path, dry_run=True, **opts)
+    assert calls == []
+    assert err.value.plan == {
+        "total": 6,
+        "fresh": 0,
+        "kept": 0,
+        "compute": 6,
+        "missing": 6,
+        "stale": 0,
+        "corrupt": 0,
+        "chunks": 2,
+        "backend": "inprocess",
+    }
+    assert str(err.value).startswith("toy: dry run: 6 cells, 0 already in the store and fresh, 6 to compute")
+    engine.run_sweep(engine.Grid(Outer(), axes={"x": [1.0]}, seeds=2), tmp_path, **opts)
+    with pytest.raises(engine.DryRun) as err:
+        engine.run_sweep(grid, tmp_path, dry_run=True, **opts)
+    assert (err.value.plan["fresh"], err.value.plan["compute"], err.value.plan["chunks"]) == (2, 4, 1)
+    with pytest.raises(engine.DryRun) as err:
+        engine.run_sweep(grid, tmp_path, dry_run=True, force=True, **opts)
+    assert (err.value.plan["fresh"], err.value.plan["compute"]) == (0, 6)
+
+
+def slow_square(chunk):
+    import time
+
+    time.sleep(0.3)
+    return square(chunk)
+
+
+def test_plain_progress_lines_off_a_terminal(tmp_path, monkeypatch, capsys):
+    """stderr not a TTY: a plain line every NTK_ADV_PROGRESS_EVERY seconds with cells done, cached and an
+    ETA, and one at the end; none with progress=False; a bad value is refused naming the variable."""
+    monkeypatch.setenv("NTK_ADV_PROGRESS_EVERY", "0.1")
+    grid = engine.Grid(Outer(), axes={"x": [1.0, 2.0, 3.0]}, seeds=1)
+    opts = dict(run_batch=slow_square, batch_key=lambda c: c.x, kind="toy")
+    engine.run_sweep(engine.Grid(Outer(), axes={"x": [1.0]}), tmp_path, progress=False, **opts)
+    assert capsys.readouterr().err == ""
+    engine.run_sweep(grid, tmp_path, **opts)  # pytest's captured stderr is not a TTY
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("toy: ")]
+    assert len(lines) >= 3, lines  # ~0.6 s of work at 0.1 s, plus the final line
+    assert lines[-1].startswith("toy: 2/2 cells computed, 1 cached (from the store), ")
+    assert lines[-1].endswith("ETA 0s")
+    assert all("cells computed" in ln and "ETA" in ln for ln in lines)
+    monkeypatch.setenv("NTK_ADV_PROGRESS_EVERY", "often")
+    with pytest.raises(ValueError, match="^NTK_ADV_PROGRESS_EVERY must be a positive number of seconds"):
+        engine.run_sweep(grid, tmp_path, force=True, **opts)
+    monkeypatch.delenv("NTK_ADV_PROGRESS_EVERY")
+    assert engine.progress_every() == 30.0
+
+
+def test_ray_tasks_request_one_cpu_and_a_gpu_when_jax_has_one(monkeypatch):
+    assert engine.ray_resources() == {"num_cpus": 1, "num_gpus": 1 if jax.default_backend() == "gpu" else 0}
+    monkeypatch.setattr(engine.jax, "default_backend", lambda: "gpu")
+    assert engine.ray_resources() == {"num_cpus": 1, "num_gpus": 1}
+    monkeypatch.setattr(engine.jax, "default_backend", lambda: "cpu")
+    assert engine.ray_resources() == {"num_cpus": 1, "num_gpus": 0}

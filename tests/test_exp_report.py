@@ -8,9 +8,13 @@ from experiments import report
 
 
 def test_report_quick_subset(tmp_path):
-    cfg = report.Config(experiments=("convergence",), quick=True)
+    cfg = report.Config(experiments=("convergence",), quick=True, html=True)
     summary = report.main(cfg, tmp_path, progress=False)
     text = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert '<img src="convergence/convergence.png" alt="convergence">' in page
+    assert page.count("<tr><td>convergence</td>") == summary["total"] == 3
+    assert "<script>" in page and "sortable" in page
     assert "| experiment | claim | prediction | measured | verdict | reason | paper |" in text
     assert summary["total"] == 3 and summary["total"] == text.count("| convergence |")
     assert "![convergence](convergence/convergence.png)" in text
@@ -45,3 +49,44 @@ def test_quick_report_carries_every_experiments_claims(tmp_path):
         assert c["verdict"] in ("confirmed", "refuted", "inconclusive")
         assert c["verdict"] == "confirmed" or c["reason"], c["claim"]
     assert summary["total"] == len(summary["claims"]) == sum(summary["verdicts"].values())
+
+
+def test_report_html_is_self_contained_escaped_and_sortable(tmp_path):
+    """render_html: no external assets (no http, no src other than the relative figures), every text escaped,
+    the table sortable by inline JavaScript; without --html no report.html."""
+    import re
+    import types
+    from pathlib import Path
+
+    module = types.SimpleNamespace(__doc__="Toy <experiment> & co.\n\nMore.")
+    table = [
+        {
+            "experiment": "toy",
+            "claim": "a < b",
+            "prediction": "x",
+            "measured": "0.5 [0.4, 0.6]",
+            "verdict": "confirmed",
+            "reason": "",
+            "paper": "P",
+        },
+        {
+            "experiment": "toy",
+            "claim": "<script>alert(1)</script>",
+            "prediction": "y",
+            "measured": "2",
+            "verdict": "refuted",
+            "reason": "r",
+            "paper": "P",
+        },
+    ]
+    sections = [("toy", module, "Cfg()", "quick", table, [Path("toy/fig one.png")])]
+    page = report.render_html(sections, table, {"toy": 1.0})
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert "a &lt; b" in page and "Toy &lt;experiment&gt; &amp; co." in page
+    assert '<td class="refuted">refuted</td>' in page
+    assert re.findall(r'(?:src|href)="([^"]*)"', page) == ["toy/fig one.png"]
+    assert "http" not in page.lower().replace("<!doctype html>", "")
+    assert page.count("<script>") == 1 and 'addEventListener("click"' in page
+    assert "<th>experiment</th><th>claim</th>" in page
+    assert not report.Config().html

@@ -540,7 +540,7 @@ BAD_INPUTS = {
     "phi: NaN inputs": (lambda: kernels.phi(NAN_X, X), "x contains NaN"),
     "nngp: d mismatch": (lambda: kernels.nngp(X, X[:, :3]), "disagree in dimension d"),
     "attack: NaN inputs": (
-        lambda: attacks.one_step_l2(lambda q: q.sum(1), NAN_X, Y, eps=1.0),
+        lambda: attacks.one_step_l2(lambda q: q.sum(1), NAN_X, targets=Y, eps=1.0),
         "x contains NaN",
     ),
     "agreement: (N,) vs (N, 1)": (lambda: metrics.agreement(Y, Y[:, None]), r"g_out must have shape \(12,\)"),

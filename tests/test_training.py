@@ -88,9 +88,53 @@ def test_frozen_readout_stays_bit_identical_and_trained_readout_moves(small_data
         mask=models.trainable_mask(cfg),
     ).params
     assert float(jnp.max(jnp.abs(out.a - p0.a))) > 1e-4
-    # without a mask every leaf is trained
+    # without a mask the config's mask applies: train_readout=True trains the readout
     out = training.train(apply_fn, p0, x, y, TrainConfig.theory(lr=0.05, steps=5)).params
     assert float(jnp.max(jnp.abs(out.a - p0.a))) > 1e-5
+
+
+def test_default_mask_follows_the_net_config(small_data):
+    """train(...) without mask= keeps a config-frozen readout frozen (it used to move), for the plain, the
+    centred and the linen net, bit-identical to passing the config's mask; adversarial_train too."""
+    cfg = TwoLayerConfig(width=32)  # train_readout=False
+    apply_fn, p0, x, y = setup(small_data, cfg)
+    tc = TrainConfig.theory(lr=0.5, steps=20, loss="logistic")
+    out = training.train(apply_fn, p0, x, y, tc).params
+    np.testing.assert_array_equal(out.a, p0.a)
+    assert float(jnp.max(jnp.abs(out.w - p0.w))) > 1e-4
+    explicit = training.train(apply_fn, p0, x, y, tc, mask=models.trainable_mask(cfg)).params
+    for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(explicit)):
+        np.testing.assert_array_equal(a, b)
+    # an explicit all-True mask still trains everything
+    every = training.train(apply_fn, p0, x, y, tc, mask=models.TwoLayerParams(True, True, True)).params
+    assert float(jnp.max(jnp.abs(every.a - p0.a))) > 1e-4
+
+    apply_c = models.centered(apply_fn)
+    pair = training.train(apply_c, (p0, p0), x, y, tc).params
+    np.testing.assert_array_equal(pair[0].a, p0.a)
+    np.testing.assert_array_equal(pair[1].w, p0.w)  # params0 never trained
+
+    module = models.TwoLayerNet(cfg)
+    variables = module.init(jax.random.PRNGKey(0), x)
+    lin = training.train(models.linen_apply(module), variables["params"], x, y, tc).params
+    np.testing.assert_array_equal(lin["two_layer"].a, variables["params"]["two_layer"].a)
+
+    adv = training.adversarial_train(
+        apply_fn, p0, x, y, perturb=lambda f, q, t, k: 0.0 * q, lr=0.5, steps=5, key=jax.random.PRNGKey(1)
+    )
+    np.testing.assert_array_equal(adv.a, p0.a)
+
+
+def test_default_mask_refused_when_the_config_is_unknown(small_data):
+    cfg = TwoLayerConfig(width=8)
+    apply_fn, p0, x, y = setup(small_data, cfg)
+    tc = TrainConfig.theory(lr=0.1, steps=2)
+    with pytest.raises(ValueError, match="^mask: params hold TwoLayerParams but apply_fn carries no"):
+        training.train(lambda p, q: apply_fn(p, q), p0, x, y, tc)
+    # other pytrees (no TwoLayerParams) train every leaf, as before
+    lin0 = (jnp.zeros((x.shape[1],)), jnp.zeros(()))
+    out = training.train(lambda p, q: q @ p[0] + p[1], lin0, x, y, tc).params
+    assert float(jnp.abs(out[1])) > 0
 
 
 @pytest.mark.parametrize("preset", ["theory", "paper"])
@@ -249,7 +293,7 @@ def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
         key=jax.random.PRNGKey(0),
     )
     np.testing.assert_allclose(np.asarray(zero.w), np.asarray(plain.w), rtol=1e-5, atol=1e-6)
-    fgsm = lambda f, x, y, k: attacks.fgsm(f, x, -y, eps=0.3, loss="logistic")  # noqa: E731
+    fgsm = lambda f, x, y, k: attacks.fgsm(f, x, labels=y, eps=0.3, loss="logistic")  # noqa: E731
     adv = training.adversarial_train(
         apply_fn,
         p0,

@@ -29,7 +29,7 @@ def adv_cell(cfg: Config, x, y, keys):
     eps = cfg.adv_eps * np.sqrt(x.shape[1])
 
     def perturb(f, xb, yb, key):
-        return attacks.fgm(f, xb, -yb, eps=eps, loss=cfg.train.loss)
+        return attacks.fgm(f, xb, labels=yb, eps=eps, loss=cfg.train.loss)
 
     def one(key):
         p0 = models.init_params(net, x.shape[1], key=key, dtype=x.dtype)

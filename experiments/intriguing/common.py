@@ -108,7 +108,7 @@ def attack_cell(cfg: Config, width: int | None, box, params, z, y):
         return attacks.minimal_lbfgs_distortion(
             partial(predict, p),
             z,
-            -y,
+            labels=y,
             c_grid=cfg.c_grid,
             clip=box,
             refine_steps=cfg.refine_steps,

@@ -72,7 +72,7 @@ def _mixed_train(apply_fn, params, x, y, weights, *, eps, loss: str, lr, steps: 
     traced, so that clean, adversarial and noise training share one compiled program."""
 
     def perturb(f, x, y, k):
-        return weights[1] * attacks.fgsm(f, x, -y, eps=eps, loss=loss) + weights[
+        return weights[1] * attacks.fgsm(f, x, labels=y, eps=eps, loss=loss) + weights[
             2
         ] * eps * jax.random.rademacher(k, x.shape, dtype=x.dtype)
 

@@ -114,7 +114,7 @@ def error(f, z, y):
 
 def fgsm_step(f, z, y, eps, loss):
     """Untargeted FGSM (targeted toward -y) of L-inf size eps; z (M, d) -> perturbation (M, d)."""
-    return attacks.fgsm(f, z, -y, eps=eps, loss=loss)
+    return attacks.fgsm(f, z, labels=y, eps=eps, loss=loss)
 
 
 def fgsm_errors(f, z, y, eps_grid, loss):

@@ -75,8 +75,10 @@ def _cell(cfg: Config, dims, x, y, z, keys):
         out = {}
         for name, f in preds.items():
             fz = f(z)
-            g = -attacks.input_gradients(f, z, up, loss="identity")  # grad_x f (identity loss: l = -f)
-            eta = eps * jnp.sign(g)  # = attacks.fgsm(f, z, up, eps=eps): the FGSM step that raises f
+            g = -attacks.input_gradients(
+                f, z, targets=up, loss="identity"
+            )  # grad_x f (identity loss: l = -f)
+            eta = eps * jnp.sign(g)  # = attacks.fgsm(f, z, targets=up, eps=eps): the FGSM step that raises f
             fgsm_change = jnp.mean(jnp.abs(f(z + eta) - fz))
             random_change = jnp.mean(jnp.abs(f(z + r) - fz))
             out[name] = {

@@ -98,7 +98,9 @@ def _width_cell(cfg: Config, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys):
         pair = train_centered(net, x, y, cfg.train, key, params0=p0)
         f = partial(apply_c, pair)
         errors = fgsm_errors(f, z, yz, eps_grid, cfg.train.loss)
-        s = attacks.fgsm(f, z_ray, -y_ray, eps=1.0, loss=cfg.train.loss)  # the net's own FGSM ray direction
+        s = attacks.fgsm(
+            f, z_ray, labels=y_ray, eps=1.0, loss=cfg.train.loss
+        )  # the net's own FGSM ray direction
         fm = _on_ray(f, z_ray, s, ts)
         span = jnp.max(fm, axis=1) - jnp.min(fm, axis=1)
         t1, in1 = _crossings(pair[0], net, z_ray, s, cfg.ray_t)
@@ -142,7 +144,7 @@ def _limit_cell(cfg: Config, z, yz, z_ray, y_ray, limit, lin, rbf, eps_grid):
     """FGSM error curves of the limit, the linear model and the RBF machine; the limit's own rays."""
     ts = _ray_grid(cfg, z.dtype)
     loss = cfg.train.loss
-    s = attacks.fgsm(limit, z_ray, -y_ray, eps=1.0, loss=loss)
+    s = attacks.fgsm(limit, z_ray, labels=y_ray, eps=1.0, loss=loss)
     fi = _on_ray(limit, z_ray, s, ts)
     return {
         "errors_limit": fgsm_errors(limit, z, yz, eps_grid, loss),

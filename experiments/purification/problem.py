@@ -114,7 +114,7 @@ def robust_accuracy(predict, x, y, *, eps: float, norm: str, steps: int) -> jax.
     """Accuracy under untargeted PGD (targeted toward -y), identity margin loss, step 2.5 eps / steps."""
     if eps == 0:
         return accuracy(predict(x), y)
-    eta = attacks.pgd(predict, x, -y, eps=eps, step_size=2.5 * eps / steps, steps=steps, norm=norm)
+    eta = attacks.pgd(predict, x, labels=y, eps=eps, step_size=2.5 * eps / steps, steps=steps, norm=norm)
     return accuracy(predict(x + eta), y)
 
 

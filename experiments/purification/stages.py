@@ -17,14 +17,14 @@ from .problem import accuracies, net_metrics, neuron_stats, oracle_net, oracle_p
 
 
 def adversarial_attack(cfg: Config):
-    """``attack(predict, x, y) -> eta``: the untargeted training attack (targets -y, identity margin loss) at
-    radius ``adv_eps`` in the attack's norm (fgm, pgd_l2: L2; pgd_linf: L-inf)."""
+    """``attack(predict, x, y) -> eta``: the untargeted training attack (``labels=y``, identity margin loss)
+    at radius ``adv_eps`` in the attack's norm (fgm, pgd_l2: L2; pgd_linf: L-inf)."""
     if cfg.adv_attack == "fgm":
-        return lambda predict, x, y: attacks.fgm(predict, x, -y, eps=cfg.adv_eps)
+        return lambda predict, x, y: attacks.fgm(predict, x, labels=y, eps=cfg.adv_eps)
     norm = cfg.adv_norm()
     step = 2.5 * cfg.adv_eps / cfg.adv_attack_steps
     return lambda predict, x, y: attacks.pgd(
-        predict, x, -y, eps=cfg.adv_eps, step_size=step, steps=cfg.adv_attack_steps, norm=norm
+        predict, x, labels=y, eps=cfg.adv_eps, step_size=step, steps=cfg.adv_attack_steps, norm=norm
     )
 
 

@@ -254,7 +254,8 @@ def attack_fn(cfg: ProtocolConfig, eps):
         params = {"k": cfg.attack_k, "step": eps, "loss": params["loss"]}
     elif name == "lbfgs":
         params = {"c": cfg.attack_c, "steps": cfg.attack_steps, "loss": params["loss"]}
-    return attacks.make_attack(name, **params)
+    attack = attacks.make_attack(name, **params)
+    return lambda predict, x, targets: attack(predict, x, targets=targets)
 
 
 def adversarial_set(cfg: ProtocolConfig, predict_f, x, y, key, eps=None) -> AdvSet:

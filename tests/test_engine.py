@@ -1,5 +1,5 @@
 """The generic engine: a reference perturbation-learning sweep (digits, 2 widths x 2 seeds) gives the records
-the pre-refactor code gave (tests/data/reference_sweep_digits.json, exact: same code path, float32 on CPU);
+the pre-refactor code gave (tests/data/reference_sweep_digits.json, to a few float32 ulps, on CPU);
 the engine needs its batch function and grouping key, plans generically and sets dotted fields of any nested
 dataclass."""
 
@@ -45,7 +45,9 @@ def test_reference_sweep_records_are_unchanged(tmp_path):
         # second moments) are additions
         assert set(want["metrics"]) <= set(g["metrics"])
         for k, v in want["metrics"].items():
-            assert g["metrics"][k] == pytest.approx(v, rel=1e-12, abs=0.0, nan_ok=True), (
+            # float32 to a few ulps: adding metrics to the same jitted cell (regime, coefficients, paired
+            # moments) changes XLA's fusion of the shared computation, which moves last bits (1.5e-7 seen)
+            assert g["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-7, nan_ok=True), (
                 g["width"],
                 g["seed"],
                 k,

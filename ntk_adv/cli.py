@@ -487,6 +487,14 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ntk-adv COMMAND: error: ...`` and a pointer to ``--help``, no usage
+    block (the suite's rule for bad input: one line naming the option)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(
     commands: Commands,
     selected: str | typing.Collection[str] | None = None,
@@ -496,13 +504,13 @@ def build_parser(
     subcommand(s) get their options (describing a command may import it); the others are listed by their
     docstring's first line, read from source."""
     selected = {selected} if isinstance(selected, str) else set(selected or ())
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ntk-adv",
         description="Adversarial examples on wide two-layer networks "
         "and their NTK limits: one subcommand per experiment.",
     )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     for name, module_name in commands.items():
         summary, doc = module_summary(module_name)
         p = sub.add_parser(

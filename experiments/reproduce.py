@@ -601,16 +601,16 @@ def point_verdict(rows: list[dict], axis: str, value, n_test: int, lazy, regime_
     seed-to-seed bimodality of random targets cancels), seed as unit, within +-pl.TOL_AGREEMENT. eps = 0 is
     reported, not judged; a point whose measured regime is not lazy has no lazy prediction to judge."""
     if axis == "eps" and float(value) == 0.0:
-        return {"verdict": "not judged", "reason": "eps = 0: g is trained on no perturbation"}
+        return {"judged": False, "note": "eps = 0: g is trained on no perturbation (reported, not judged)"}
     diffs, sds = pl.seed_clusters(rows, "agreement", "agreement_predicted", n_test)
     if not diffs:
-        return {"verdict": "no prediction", "reason": "no prediction for this loss or preset"}
+        return {"judged": False, "note": "no prediction for this loss or preset"}
     est = verdicts.paired_difference(diffs, sds, n_test, bounds=(-1.0, 1.0))
     c = verdicts.equals("point", "ours = predicted", 0.0, pl.TOL_AGREEMENT, est)
     verdict, reason = c.verdict, c.reason
     if lazy is False:
         verdict, reason = "inconclusive", f"not applicable: the measured regime is not lazy ({regime_text})"
-    return {"difference": est.text(), "verdict": verdict, "reason": reason}
+    return {"judged": True, "difference": est.text(), "verdict": verdict, "reason": reason}
 
 
 AXIS_LABELS = {
@@ -771,8 +771,8 @@ def table_rows(result: dict) -> list[dict]:
                 "n_seeds": p["n_seeds"],
                 "predicted": "" if p["agreement_predicted"] is None else f"{p['agreement_predicted']:.3f}",
                 "regime": p.get("regime") or "",
-                "verdict": p["verdict"],
-                "reason": p.get("reason", ""),
+                "verdict": p["verdict"] if p["judged"] else "not judged",
+                "reason": p.get("reason", "") if p["judged"] else p["note"],
             }
         )
     return out
@@ -804,7 +804,7 @@ def run_table(cfg: Config, out: Path, *, progress: bool = True) -> dict:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     counts = {}
     for r in rows:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1  # a count per verdict word, not a claim
     summary = {
         "experiment": COMMAND,
         **provenance(),
@@ -858,7 +858,8 @@ def run_panel(cfg: Config, out: Path, *, progress: bool = True) -> dict:
             "claims": "perturbation-learning's verdicts, at the lr pair with the best predicted "
             "agreement (no measured number chooses the data it is judged on)",
             "regime": "measured per seed before judging: " + REGIME_RULE,
-            "verdict": "ours minus predicted, paired per seed, within +-" + f"{pl.TOL_AGREEMENT:g}; eps = 0 "
+            "point_verdict": "ours minus predicted, paired per seed, within +-"
+            + f"{pl.TOL_AGREEMENT:g}; eps = 0 "
             "is reported, not judged; points whose regime is not lazy have no lazy prediction to judge",
             "paper": "published value read from the papers' figure (one seed, best lr), where recorded",
         },

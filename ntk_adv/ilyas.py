@@ -267,6 +267,19 @@ def _finite_eval(net, train, centered, params_g, k_g, x_adv, t, x_test):
     return jax.vmap(one)(params_g, k_g, x_adv, t)
 
 
+def _row(width, seed, eps, target, scenario, metric, value) -> dict:
+    """One long-format row of the protocol's results."""
+    return dict(
+        width=width,
+        seed=int(seed),
+        eps=float(eps),
+        target=target,
+        scenario=scenario,
+        metric=metric,
+        value=float(value),
+    )
+
+
 def _np(a) -> np.ndarray:
     return np.asarray(a)
 
@@ -293,18 +306,8 @@ def run_finite(setup: IlyasSetup, seeds) -> list[dict]:
     rows: list[dict] = []
     width = float(setup.net.width)
 
-    def row(seed, eps, target, scenario, metric, value):
-        rows.append(
-            dict(
-                width=width,
-                seed=int(seed),
-                eps=float(eps),
-                target=target,
-                scenario=scenario,
-                metric=metric,
-                value=float(value),
-            )
-        )
+    def row(*cells):
+        rows.append(_row(width, *cells))
 
     f_test = _np(fout["f_test"])
     for i, s in enumerate(seeds):
@@ -379,18 +382,8 @@ def run_infinite(setup: IlyasSetup, seeds) -> list[dict]:
     w_test = _np(g_w(x_test))
     rows: list[dict] = []
 
-    def row(seed, eps, target, scenario, metric, value):
-        rows.append(
-            dict(
-                width=INF_WIDTH,
-                seed=int(seed),
-                eps=float(eps),
-                target=target,
-                scenario=scenario,
-                metric=metric,
-                value=float(value),
-            )
-        )
+    def row(*cells):
+        rows.append(_row(INF_WIDTH, *cells))
 
     att = setup.attack
     attack = jax.jit(

@@ -103,22 +103,33 @@ def mse_predictor(
     if lr is not None:
         if steps is None:
             raise ValueError("mse_predictor: gradient descent needs both lr and steps")
-        limit = 2.0 * n / lam_max
-        if not isinstance(lr, jax.core.Tracer) and not isinstance(limit, jax.core.Tracer):
-            if float(lr) >= float(limit):
-                raise ValueError(
-                    f"lr {float(lr):g}: gradient descent on the MSE loss diverges in the kernel limit; "
-                    f"lr must be below 2N/lambda_max = {float(limit):.4g} (N = {n})"
-                )
-        shrink = 1.0 - lr * safe / n
-        gain = jnp.where(keep, (1.0 - shrink ** int(steps)) / safe, lr * int(steps) / n)
-        gain = jnp.where(lr < limit, gain, jnp.nan)
+        gain = mse_descent_gain(lam, n, lr, steps)
     elif np.isinf(t):
         gain = jnp.where(keep, 1.0 / safe, 0.0)
     else:
         gain = jnp.where(keep, -jnp.expm1(-safe * t / n) / safe, t / n)
     coef = vec @ (gain * (vec.T @ resid))
     return KernelPredictor(x_train=jnp.asarray(x_train), coef=coef, kernel=kernel, f0=f0)
+
+
+def mse_descent_gain(lam: jax.Array, n: int, lr, steps: int) -> jax.Array:
+    """Per eigenvalue ``lam`` of Theta(X, X), the gain of ``steps`` steps of full-batch gradient descent on
+    the MSE loss averaged over ``n`` points, ``(1 - (1 - lr lam / n)^steps) / lam`` (``lr steps / n`` for
+    eigenvalues below ``1e-12 max``): the coefficients are ``V diag(gain) V^T (y - f_0(X))``, one output or
+    C. Converges only for ``lr < 2n / lam_max``: a concrete larger lr is refused in one line, a traced one
+    gives NaN (docs/theory.md, "Lazy limits and training time")."""
+    lam_max = jnp.max(lam)
+    limit = 2.0 * n / lam_max
+    if not isinstance(lr, jax.core.Tracer) and not isinstance(limit, jax.core.Tracer):
+        if float(lr) >= float(limit):
+            raise ValueError(
+                f"lr {float(lr):g}: gradient descent on the MSE loss diverges in the kernel limit; "
+                f"lr must be below 2N/lambda_max = {float(limit):.4g} (N = {n})"
+            )
+    keep = lam > 1e-12 * lam_max
+    safe = jnp.where(keep, lam, 1.0)
+    gain = jnp.where(keep, (1.0 - (1.0 - lr * safe / n) ** int(steps)) / safe, lr * int(steps) / n)
+    return jnp.where(lr < limit, gain, jnp.nan)
 
 
 def flow_predictor(

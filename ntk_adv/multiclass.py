@@ -44,7 +44,7 @@ import optax
 from ntk_adv import validate
 from ntk_adv.attack_checks import normalize_l2, row_norm
 from ntk_adv.kernels import KernelFn, kernel_matrix
-from ntk_adv.limits import KernelPredictor
+from ntk_adv.limits import KernelPredictor, mse_descent_gain
 from ntk_adv.training import masked_optimizer
 
 MC_LOSSES = ("identity", "centred_identity", "cross_entropy", "mse")
@@ -156,17 +156,7 @@ def kernel_coefficients(
         return targets_matrix(loss, y, c, k_train.dtype) * (lr * steps / n)
     if loss == "mse":
         lam, vec = jnp.linalg.eigh(k_train)
-        lam_max = jnp.max(lam)
-        limit = 2.0 * n / lam_max
-        if not isinstance(lr, jax.core.Tracer) and not isinstance(limit, jax.core.Tracer):
-            if float(lr) >= float(limit):
-                raise ValueError(
-                    f"lr {float(lr):g}: gradient descent on the MSE loss diverges in the kernel limit; lr "
-                    f"must be below 2N/lambda_max = {float(limit):.4g} (N = {n})"
-                )
-        keep = lam > 1e-12 * lam_max
-        safe = jnp.where(keep, lam, 1.0)
-        gain = jnp.where(keep, (1.0 - (1.0 - lr * safe / n) ** int(steps)) / safe, lr * int(steps) / n)
+        gain = mse_descent_gain(lam, n, lr, steps)
         resid = onehot(y, c, k_train.dtype) - f0_train
         return vec @ (gain[:, None] * (vec.T @ resid))
     return _ce_flow(

@@ -23,8 +23,7 @@ POINT_KEYS = {
     "regime",
     "regime_measured",
     "paper",
-    "verdict",
-    "reason",
+    "judged",
 }
 BLOCKS = (
     "shifted_gauss_a",
@@ -119,11 +118,11 @@ def test_tiny_panel_summary(tiny_panel):
     assert on_disk["settings"]["published"] is False and on_disk["settings"]["d"] == 16
     assert [p["value"] for p in on_disk["points"]] == [0.0, 0.5, 2.0]
     for p in on_disk["points"]:
-        assert set(p) - {"difference"} == POINT_KEYS
+        assert set(p) - {"difference", "verdict", "reason", "note"} == POINT_KEYS
         assert p["axis"] == "eps"
         assert p["regime"] in ("lazy", "not lazy") and "first-layer movement" in p["regime_measured"]
         if p["value"] == 0.0:
-            assert p["verdict"] == "not judged"  # eps = 0 is reported, never judged
+            assert not p["judged"] and "verdict" not in p  # eps = 0 is reported, never judged
         else:
             assert p["verdict"] in ("confirmed", "refuted", "inconclusive") and "difference" in p
             assert p["verdict"] == "confirmed" or p["reason"]
@@ -190,7 +189,7 @@ def test_mnist_panel_tiny(tmp_path):
     }
     assert summary["settings"]["lr_f"] == [0.01, 0.001]
     (point,) = summary["points"]
-    assert set(point) - {"difference"} == POINT_KEYS and point["value"] == 0.14
+    assert set(point) - {"difference", "verdict", "reason", "note"} == POINT_KEYS and point["value"] == 0.14
     assert point["paper"] == 0.94  # the published value at eps = 0.14, shown beside ours
     assert 0.0 <= point["agreement_ci95"][0] <= point["agreement_ci95"][1] <= 1.0
 

@@ -206,16 +206,19 @@ def test_mnist_comparison(tmp_path):
     summary = linearity.main(cfg, tmp_path, progress=False)
     got = {c["name"]: c for c in summary["claims"]}
     assert summary["paper_eps_mnist"]["fgsm_linear"] > summary["paper_eps_data"]["fgsm_linear"]
-    # measured: linear 0.945 [0.904, 0.969], net 0.883 [0.855, 0.912] (the paper's maxout: 0.894), limit
-    # 0.910, RBF minus linear -0.535, transfer minus white-box -0.047
+    # measured on the standard MNIST split (train and t10k files present): linear 0.895 [0.845, 0.930] against
+    # > 0.9 (Wilson over 200 points straddles it), net 0.860 [0.329, 0.987] against > 0.8 (3 seeds: the
+    # marginal interval over seeds covers bimodal seeds, "about 171 seeds would decide"), limit 0.870
+    # [0.816, 0.910], RBF minus linear -0.525 [-0.636, -0.414], transfer minus white-box -0.023
     assert {k: v["verdict"] for k, v in got.items() if k.endswith("_mnist")} == {
-        "c_linear_fgsm_error_high_mnist": "confirmed",
-        "c_net_fgsm_error_high_mnist": "confirmed",
+        "c_linear_fgsm_error_high_mnist": "inconclusive",
+        "c_net_fgsm_error_high_mnist": "inconclusive",
         "c_limit_fgsm_error_high_mnist": "confirmed",
         "c_rbf_resists_mnist": "confirmed",
         "c_transfer_net_to_linear_mnist": "confirmed",
     }
     assert not math.isnan(got["c_rbf_resists_mnist"]["measured_value"])
+    assert "seeds would decide" in got["c_net_fgsm_error_high_mnist"]["reason"]
 
 
 @pytest.mark.parametrize("parametrization", [pytest.param("standard", marks=pytest.mark.slow), "ntk"])

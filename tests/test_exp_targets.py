@@ -57,10 +57,15 @@ def test_execution_options_reach_every_sweep():
 
 @pytest.mark.slow
 def test_quick_config_verdicts(tmp_path):
-    """Pinned at the quick scale (d = 100, tau = 1000): balanced targets match their prediction and beat
-    random ones; the spread ratio is measured 0.03 but 4 seeds leave its bootstrap interval above 1."""
+    """Pinned at the quick scale (d = 100, tau = 1000): balanced targets beat random ones (0.323 [0.136,
+    0.510], seed as unit); at m = 128 and tau = 1000 no g is lazy by the measured rule (balanced targets:
+    first-layer movement 0.17, 9% of the test points' activation patterns flip), so the lazy claims are not
+    applicable, although balanced g matches its limit to 0.001 [-0.006, 0.009]; the spread ratio is measured
+    0.03 but 4 seeds leave its bootstrap interval above 1."""
     summary = targets.main(targets.QUICK_CONFIG, tmp_path, progress=False)
     by = {c["name"]: c for c in summary["claims"]}
     assert by["balanced_raises_agreement"]["verdict"] == "confirmed"
-    assert by["balanced/eps/agreement_equals_limit[m=128, eps (L2 radius)=0.004]"]["verdict"] == "confirmed"
+    lim = by["balanced/eps/agreement_equals_limit[m=128, eps (L2 radius)=0.004]"]
+    assert lim["verdict"] == "inconclusive" and "measured regime is not lazy" in lim["reason"]
+    assert -0.05 < lim["measured_ci95"][0] < lim["measured_ci95"][1] < 0.05
     assert by["spread_ratio"]["measured_value"] < 0.2

@@ -254,38 +254,27 @@ def regime(rows: list[dict], net: str = "g", **where) -> tuple[bool | None, str]
     return all(v >= 0.5 for v in lazy), text
 
 
-def adjusted_proportion(p: float, n: int) -> float:
-    """Agresti-Coull's adjusted proportion (p n + 2) / (n + 4): a proportion observed at 0 or 1 on n points
-    still has a per-point spread the test points cannot rule out (as the Wilson interval says)."""
-    return (float(np.clip(p, 0.0, 1.0)) * n + 2.0) / (n + 4.0)
-
-
-def seed_clusters(rows: list[dict], a: str, b: str | None, n: int, **where) -> tuple[list, list]:
+def seed_clusters(rows: list[dict], a: str, b: str, n: int, **where) -> tuple[list, list]:
     """Per seed, the paired differences ``a - b`` of its cells matching ``where`` (cells of one seed share f,
-    the targets and g_0: the seed is the statistical unit) and, per cell, the bound on the per-test-point
-    standard deviation of the difference: measured from the cell's ``d2_<b>`` (the mean squared per-point
-    difference, :func:`protocol.paired_second_moments`), never below the spread of 0 discordant points out of
-    ``n`` (:func:`adjusted_proportion`); without ``d2_<b>`` the bound :func:`verdicts.paired_point_sd` at the
-    adjusted proportions. ``b=None`` takes ``a`` alone (point sd sqrt(p (1 - p)) at the adjusted p)."""
+    the targets and g_0: the seed is the statistical unit) and, per cell, the per-test-point standard
+    deviation of the difference: measured from the cell's ``d2_<b>`` (the mean squared per-point difference,
+    :func:`protocol.paired_second_moments`), never below the spread of 0 discordant points out of ``n``
+    (:func:`verdicts.adjusted_proportion`); without ``d2_<b>`` the bound :func:`verdicts.paired_point_sd` at
+    the adjusted proportions."""
     va = {r["cell_id"]: r for r in select(rows, metric=a, **where)}
-    vb = {r["cell_id"]: r["value"] for r in select(rows, metric=b, **where)} if b else None
-    d2 = {r["cell_id"]: r["value"] for r in select(rows, metric=f"d2_{b}", **where)} if b else {}
+    vb = {r["cell_id"]: r["value"] for r in select(rows, metric=b, **where)}
+    d2 = {r["cell_id"]: r["value"] for r in select(rows, metric=f"d2_{b}", **where)}
+    p0 = verdicts.adjusted_proportion(0.0, n)
     diffs: dict = {}
     sds: dict = {}
-    for cid in sorted(va):
+    for cid in sorted(va.keys() & vb.keys()):
         r = va[cid]
-        if vb is not None and cid not in vb:
-            continue
-        ref = vb[cid] if vb is not None else None
-        pa = adjusted_proportion(r["value"], n)
-        if ref is None:
-            d, sd = r["value"], float(np.sqrt(pa * (1 - pa)))
-        elif cid in d2:  # the measured per-point variance of the paired difference, floored (0 of n)
-            d = r["value"] - ref
-            p0 = adjusted_proportion(0.0, n)
+        d = r["value"] - vb[cid]
+        if cid in d2:  # the measured per-point variance of the paired difference, floored (0 of n)
             sd = float(np.sqrt(max((d2[cid] - d * d) * n / max(n - 1, 1), p0 * (1 - p0))))
         else:
-            d, sd = r["value"] - ref, float(verdicts.paired_point_sd(pa, adjusted_proportion(ref, n)))
+            adj = (verdicts.adjusted_proportion(v, n) for v in (r["value"], vb[cid]))
+            sd = float(verdicts.paired_point_sd(*adj))
         diffs.setdefault(r["seed"], []).append(d)
         sds.setdefault(r["seed"], []).append(sd)
     seeds = sorted(diffs)
@@ -306,6 +295,13 @@ def not_applicable(cfg: Config, rows: list[dict], net: str = "g", **where) -> st
     if lazy is False:
         return f"not applicable: the measured regime is not lazy ({text})"
     return ""
+
+
+def gate(claim: verdicts.Claim, cfg: Config, rows: list[dict], net: str = "g", **where) -> verdicts.Claim:
+    """``claim``, or the same claim made inconclusive with the reason of :func:`not_applicable` where the lazy
+    limit is no prediction at this point (the one regime gate of every lazy-limit claim)."""
+    why = not_applicable(cfg, rows, net, **where)
+    return _inconclusive(claim, why) if why else claim
 
 
 def saturated(measured: float, reference: float) -> str:
@@ -358,10 +354,8 @@ def agreement_claim(
         [r["value"] for r in select(rows, metric="agreement", width=width, **where)], n
     )
     ref = float(np.mean([r["value"] for r in select(rows, metric=reference, width=width, **where)]))
-    why = not_applicable(cfg, rows, width=width, **where)
-    if why:
-        c = _inconclusive(c, why)
-    elif c.verdict == "confirmed" and saturated(meas.value, ref):
+    c = gate(c, cfg, rows, width=width, **where)
+    if c.verdict == "confirmed" and saturated(meas.value, ref):  # never confirm on two saturated rates
         c = _inconclusive(
             c,
             f"{saturated(meas.value, ref)}: the difference of the two rates cannot tell g from its limit; "
@@ -389,9 +383,7 @@ def limit_signs_claim(cfg: Config, rows: list[dict], width, label: str, **where)
         est,
         basis="docs/theory.md: Finite width vs limit",
     )
-    why = not_applicable(cfg, rows, width=width, **where)
-    if why:
-        c = _inconclusive(c, why)
+    c = gate(c, cfg, rows, width=width, **where)
     gaps = [r["value"] for r in select(rows, metric="g_gap", width=width, **where)]
     return {**c.to_dict(), "g_gap_mean": float(np.mean(gaps)) if gaps else None}
 
@@ -474,9 +466,7 @@ def coefficient_claims(cfg: Config, rows: list[dict], width, label: str, **where
             est,
             basis="docs/theory.md: The limit g, decomposed",
         )
-        why = not_applicable(cfg, rows, width=width, **where)
-        if why:
-            c = _inconclusive(c, why)
+        c = gate(c, cfg, rows, width=width, **where)
         out.append({**c.to_dict(), **extra})
     identified = not any(k.endswith("_not_identifiable") for k in extra)
     if cfg.targets == "random" and cfg.scenario == "a" and lazy is False and identified:
@@ -656,9 +646,7 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
                 verdicts.paired_difference(diffs, sds, n_test_points(cfg), bounds=(-1.0, 1.0)),
                 basis="docs/theory.md: The limit g, decomposed",
             )
-            why = not_applicable(cfg, chosen, width=top)
-            if why:
-                c = _inconclusive(c, why)
+            c = gate(c, cfg, chosen, width=top)
             yadv = [r["value"] for r in select(chosen, metric="mean_y_adv", width=top)]
             out.append({**c.to_dict(), "mean_abs_y_adv": float(np.mean(np.abs(yadv))) if yadv else None})
         out += coefficient_claims(cfg, chosen, top, label)
@@ -684,9 +672,7 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
                             verdicts.seed_mean(diffs, bounds=(-1.0, 1.0)),
                             basis="docs/theory.md: Cosine with the predicted direction",
                         )
-                        why = not_applicable(cfg, sub, "f", **{axis: v})
-                        if why:
-                            c = _inconclusive(c, why)
+                        c = gate(c, cfg, sub, "f", **{axis: v})
                         out.append(c.to_dict())
                 elif axis != "steps_f" and point.get(axis) != v:
                     c = agreement_claim(cfg, sub, top, label, **{axis: v})

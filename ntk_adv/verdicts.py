@@ -313,6 +313,13 @@ def paired_difference(
     return Estimate(m, low, high, int(n_seeds), method, (float(bounds[0]), float(bounds[1])))
 
 
+def adjusted_proportion(p, n_points: int):
+    """Agresti-Coull's adjusted proportion ``(p n + 2) / (n + 4)`` of a proportion ``p`` (scalar or array)
+    measured on ``n_points`` test points: a proportion observed at 0 or 1 still has the per-point spread the
+    test points cannot rule out (as the Wilson interval says). The floor of every paired interval."""
+    return (np.clip(p, 0.0, 1.0) * n_points + 2.0) / (n_points + 4.0)
+
+
 def paired_proportion(
     proportions, n_points: int, *, level: float = LEVEL, seed: int = 0, n_boot: int = BOOTSTRAP
 ) -> Estimate:
@@ -328,7 +335,7 @@ def paired_proportion(
         raise ValueError("paired_proportion: give one proportion, or a non-empty list, per seed")
     if any(np.any((v < 0) | (v > 1)) for v in values):
         raise ValueError("paired_proportion: proportions must lie in [0, 1]")
-    adj = [(v * n_points + 2.0) / (n_points + 4.0) for v in values]
+    adj = [adjusted_proportion(v, n_points) for v in values]
     sds = [np.sqrt(a * (1 - a)) for a in adj]
     est = paired_difference(
         [v.tolist() for v in values],
@@ -384,12 +391,14 @@ def proportion_difference(
     if np.any((both < 0) | (both > 1)):
         raise ValueError("proportion_difference: proportions must lie in [0, 1]")
 
-    def adj(p):
-        return (p * n_points + 2.0) / (n_points + 4.0)
-
     return paired_difference(
         [(x - y).tolist() for x, y in zip(rows_a, rows_b)],
-        [np.atleast_1d(paired_point_sd(adj(x), adj(y))).tolist() for x, y in zip(rows_a, rows_b)],
+        [
+            np.atleast_1d(
+                paired_point_sd(adjusted_proportion(x, n_points), adjusted_proportion(y, n_points))
+            ).tolist()
+            for x, y in zip(rows_a, rows_b)
+        ],
         n_points,
         bounds=bounds,
         level=level,

@@ -428,7 +428,7 @@ def finite_to_infinite(
         out["agreement_predicted"] = jnp.mean(predicted)
     if predicted is not None:
         refs["agreement_predicted"] = predicted
-    out.update(paired_second_moments(cfg, f_z, g_z, refs))
+    out.update(paired_second_moments(_agree_points(f_z, g_z), refs))
     out["f_weight_move"] = weight_movement(cfg, pf, f0)
     out["g_weight_move"] = weight_movement(cfg, pg, g0)
     out.update(activation_flips(cfg, "f", pf, f0, x, z))
@@ -632,16 +632,17 @@ def predicted_agreement_mc(cfg: ProtocolConfig, f_z, adv: AdvSet, z, key, lr_g=N
     return jnp.mean(jax.vmap(one, in_axes=1)(samples), axis=0)
 
 
-def paired_second_moments(cfg: ProtocolConfig, f_z, g_z, refs: dict) -> dict[str, jax.Array]:
+def paired_second_moments(g_agrees, refs: dict) -> dict[str, jax.Array]:
     """``d2_<name>``: the mean over test points of the squared per-point paired difference between g's
-    agreement with f, ``1[sign g = sign f]``, and each reference's per-point agreement value in ``refs``
-    (name -> (M,) values in [0, 1]). With the mean difference d, ``d2 - d^2`` is the per-point variance of
-    the paired difference, which the verdicts resample within a seed (docs/verdicts.md)."""
-    agree = (jnp.where(f_z >= 0, 1.0, -1.0) == jnp.where(g_z >= 0, 1.0, -1.0)).astype(f_z.dtype)
-    return {f"d2_{name}": jnp.mean((agree - ref) ** 2) for name, ref in refs.items()}
+    agreement with f, ``g_agrees`` (M,) = ``1[sign g = sign f]``, and each reference's per-point agreement
+    value in ``refs`` (name -> (M,) values in [0, 1]). With the mean difference d, ``d2 - d^2`` is the
+    per-point variance of the paired difference, which the verdicts resample within a seed
+    (docs/verdicts.md)."""
+    return {f"d2_{name}": jnp.mean((g_agrees - ref) ** 2) for name, ref in refs.items()}
 
 
 def _agree_points(f_z, other) -> jax.Array:
+    """``1[sign f = sign other]`` per point (M,), in f's dtype (sign(0) = +1)."""
     return (jnp.where(f_z >= 0, 1.0, -1.0) == jnp.where(other >= 0, 1.0, -1.0)).astype(f_z.dtype)
 
 

@@ -87,11 +87,12 @@ def unsupported_reason(net: TwoLayerConfig, cfg=None) -> str | None:
     return None
 
 
-def choose(net: TwoLayerConfig, cfg, n_train: int, solver: str = "auto") -> str:
+def choose(net: TwoLayerConfig, cfg, n_train: int | None, solver: str = "auto") -> str:
     """The solver to use, ``'pattern'`` or ``'autodiff'``, for ``solver`` in :data:`SOLVERS`.
 
     ``auto`` picks ``pattern`` when it applies (either preset) and ``net.width >= AUTO_MIN_WIDTH`` and
-    ``n_train <= AUTO_MAX_N``; asking for ``pattern`` where it does not apply raises ValueError naming the
+    ``n_train <= AUTO_MAX_N`` (``None``, a whole split, is not known to be small); asking for ``pattern``
+    where it does not apply raises ValueError naming the
     reason."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
@@ -102,7 +103,7 @@ def choose(net: TwoLayerConfig, cfg, n_train: int, solver: str = "auto") -> str:
         if reason is not None:
             raise ValueError(f"solver 'pattern' does not support {reason}")
         return "pattern"
-    ok = reason is None and net.width >= AUTO_MIN_WIDTH and n_train <= AUTO_MAX_N
+    ok = reason is None and net.width >= AUTO_MIN_WIDTH and n_train is not None and n_train <= AUTO_MAX_N
     return "pattern" if ok else "autodiff"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -28,33 +28,72 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ntk_adv import validate
-from ntk_adv.kernels import Parametrization, check_gamma
+from ntk_adv import kernels, validate
+from ntk_adv.arch.base import Architecture, Parametrization
+from ntk_adv.kernels import check_gamma
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 @dataclass(frozen=True)
-class TwoLayerConfig:
-    """Architecture of the two-layer net. ``n_out=1`` gives scalar outputs (N,), else (N, n_out)."""
+class TwoLayerConfig(Architecture):
+    """The two-layer net as an :class:`~ntk_adv.arch.Architecture` (``--arch two-layer``). ``n_out=1`` gives
+    scalar outputs (N,), else (N, n_out). ``width`` is an int >= 1 or :data:`~ntk_adv.arch.INF_WIDTH` (then
+    only :meth:`kernel` applies). Its closed forms (:mod:`ntk_adv.kernels`), the decomposition of the limit
+    g and :mod:`ntk_adv.pattern_gd` are capabilities of this architecture only."""
 
-    width: int
+    name: ClassVar[str] = "two-layer"
+
+    width: int | float
+    parametrization: Parametrization = "standard"
+    n_out: int = 1
     gamma: float = 0.0
     bias: bool = True
     train_readout: bool = False
-    n_out: int = 1
-    parametrization: Parametrization = "standard"
     init_scale: float = 1.0
 
     def __post_init__(self):
-        if not isinstance(self.width, (int, np.integer)) or self.width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
-        if not isinstance(self.n_out, (int, np.integer)) or self.n_out < 1:
-            raise ValueError(f"n_out must be an integer >= 1, got {self.n_out!r}")
+        super().__post_init__()
         check_gamma(self.gamma)
         validate.check_choices(self)  # parametrization
         if not (np.isfinite(self.init_scale) and self.init_scale > 0):
             raise ValueError(f"init_scale must be finite and > 0, got {self.init_scale!r}")
+
+    @property
+    def depth(self) -> int:
+        return 2
+
+    def init(self, key, input_shape: tuple[int, ...], dtype=None) -> TwoLayerParams:
+        """:func:`init_params` for one example of shape ``input_shape`` (flattened to d = prod(shape))."""
+        self._finite("init")
+        return init_params(self, int(np.prod(input_shape)), key=key, dtype=dtype or jnp.float32)
+
+    def apply(self, params: TwoLayerParams, x: jax.Array) -> jax.Array:
+        """:func:`apply` on x (N, *shape), flattened to (N, d)."""
+        return apply(params, jnp.reshape(x, (x.shape[0], -1)), self)
+
+    def kernel(self, x1: jax.Array, x2: jax.Array, get: str = "ntk") -> jax.Array:
+        """The closed-form kernel (N1, N2) of :mod:`ntk_adv.kernels` (``get`` 'ntk' of the trained layers,
+        'nngp' of the output, or 'phi'); inputs flattened to (N, d)."""
+        fn = kernels.two_layer_kernel(
+            get,
+            gamma=self.gamma,
+            bias=self.bias,
+            parametrization=self.parametrization,
+            train_readout=self.train_readout,
+            width=None if self.infinite else int(self.width),
+        )
+        return fn(jnp.reshape(x1, (x1.shape[0], -1)), jnp.reshape(x2, (x2.shape[0], -1)))
+
+    def trainable_mask(self, params=None) -> TwoLayerParams:
+        return trainable_mask(self)
+
+    def preactivations(self, params: TwoLayerParams, x: jax.Array) -> jax.Array:
+        return hidden(params, jnp.reshape(x, (x.shape[0], -1)), self)
+
+    def first_layer(self, params: TwoLayerParams) -> tuple[jax.Array, jax.Array]:
+        """(w (m, d), b (m,))."""
+        return params.w, params.b
 
 
 @struct.dataclass
@@ -74,6 +113,7 @@ def init_params(cfg: TwoLayerConfig, d: int, *, key: jax.Array, dtype=jnp.float3
     """Draw parameters for inputs of dimension ``d`` in ``cfg.parametrization``."""
     if d < 1:
         raise ValueError(f"input dimension d must be >= 1, got {d}")
+    cfg._finite("init_params")
     k_w, k_b, k_a = jax.random.split(key, 3)
     m = cfg.width
     w = jax.random.normal(k_w, (m, d), dtype)

@@ -48,10 +48,13 @@ PAPER = (
 @dataclass(frozen=True)
 class Config:
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=None, classes="all"))
-    net: ilyas.NetSpec = field(default_factory=lambda: ilyas.NetSpec(width=None))
+    net: ilyas.NetSpec = field(
+        default_factory=ilyas.NetSpec
+    )  # --arch, --depth, --gamma, ... (width: --widths)
     train: ilyas.TrainSpec = field(default_factory=ilyas.TrainSpec)
     attack: ilyas.AttackSpec = field(default_factory=ilyas.AttackSpec)
     widths: tuple[int, ...] = (64, 256, 1024)  # hidden widths m of the finite nets
+    depths: tuple[int, ...] = ()  # depths to sweep (fc: weight layers; cnn: conv blocks); empty: --depth
     infinite: bool = True  # also run the kernel limit (centred)
     seeds: int = 4  # seeds per width (the statistical unit)
     eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # attack radii: L2 norm (L-inf for pgd_linf), pixels in [0,1]
@@ -67,12 +70,18 @@ class Config:
             raise ValueError("nothing to run: give --widths or keep --infinite")
         if any(w < 1 for w in self.widths):
             raise ValueError(f"--widths must be >= 1, got {self.widths}")
-        self.setup()
+        if self.depths and self.net.arch == "two-layer":
+            raise ValueError("--depths needs --arch fc or cnn (the two-layer net has depth 2)")
+        for depth in self.depth_values():
+            self.setup(depth=depth)
 
-    def setup(self, width: int | None = None) -> ilyas.IlyasSetup:
+    def depth_values(self) -> tuple[int, ...]:
+        return tuple(self.depths) or (int(self.net.depth),)
+
+    def setup(self, width=ilyas.INF_WIDTH, depth: int | None = None) -> ilyas.IlyasSetup:
         return ilyas.IlyasSetup(
             data=self.data,
-            net=replace(self.net, width=width),
+            net=replace(self.net, width=width, depth=self.net.depth if depth is None else depth),
             train=self.train,
             attack=self.attack,
             eps=tuple(self.eps),
@@ -81,8 +90,13 @@ class Config:
         )
 
     def grid(self) -> list[tuple]:
-        widths = [*self.widths, *([None] if self.infinite else [])]
-        return [(self.setup(w), s) for w in widths for s in range(self.seeds)]
+        widths = [*self.widths, *([ilyas.INF_WIDTH] if self.infinite else [])]
+        return [
+            (self.setup(w, depth), s)
+            for depth in self.depth_values()
+            for w in widths
+            for s in range(self.seeds)
+        ]
 
 
 QUICK_CONFIG = Config(
@@ -125,9 +139,52 @@ def headline(cfg: Config, rows: list[dict]) -> dict:
     }
 
 
+def _at_depth(rows: list[dict], cfg: Config, depth: int) -> list[dict]:
+    return [r for r in rows if int(r.get("depth", cfg.net.depth)) == depth]
+
+
 def claims(cfg: Config, rows: list[dict], n_test: int, n_classes: int) -> tuple[list[dict], list[dict]]:
-    """(claims, reports): every judged claim as ``Claim.to_dict()``; reports are comparisons the theory makes
-    no prediction for."""
+    """(claims, reports) at every depth (names carry ``depth=L`` when several depths run): every judged
+    claim as ``Claim.to_dict()``; reports are comparisons the theory makes no prediction for, among them g's
+    clean accuracy across depths (the lazy theory predicts each depth's value through its own kernel, not a
+    trend)."""
+    depths = cfg.depth_values()
+    out, reports = [], []
+    for depth in depths:
+        c, r = _claims_at(cfg, _at_depth(rows, cfg, depth), n_test, n_classes)
+        if len(depths) > 1:
+            for item in (*c, *r):
+                item["name"] = item["name"][:-1] + f", depth={depth}]"
+        out += c
+        reports += r
+    if len(depths) > 1:
+        h = headline(cfg, rows)
+        for width in ([h["width"]] if h["width"] is not None else []) + (
+            [ilyas.INF_WIDTH] if cfg.infinite else []
+        ):
+            label = "inf" if plots.is_infinite_width(width) else str(int(width))
+            for kind in cfg.targets:
+                means = {}
+                for depth in depths:
+                    where = {"eps": h["eps"], "scenario": h["scenario"], "target": kind, "width": width}
+                    vals = list(_per_seed(_at_depth(rows, cfg, depth), "g_acc_test", **where).values())
+                    if vals:
+                        means[depth] = verdicts.seed_proportion(vals, n_test).text()
+                reports.append(
+                    {
+                        "name": f"acc_vs_depth[{kind}, m={label}]",
+                        "claim": f"D_{kind}: g's clean test accuracy across depths "
+                        f"{', '.join(map(str, depths))}",
+                        "prediction": "no prediction",
+                        "reason": "the lazy limit predicts each depth through its own kernel (the "
+                        "acc_predicted rows), not an ordering across depths",
+                        "measured": means,
+                    }
+                )
+    return out, reports
+
+
+def _claims_at(cfg: Config, rows: list[dict], n_test: int, n_classes: int) -> tuple[list[dict], list[dict]]:
     h = headline(cfg, rows)
     at = {"eps": h["eps"], "scenario": h["scenario"]}
     out, reports = [], []
@@ -228,19 +285,54 @@ def by_width_eps(rows: list[dict], n_test: int) -> list[dict]:
     """Mean over seeds with the 95% interval of every metric at every (width, eps, target, scenario)."""
     groups: dict = {}
     for r in rows:
-        key = (str(r["width"]), r["eps"], r["target"], r["scenario"], r["metric"])
+        key = (int(r.get("depth", 2)), str(r["width"]), r["eps"], r["target"], r["scenario"], r["metric"])
         groups.setdefault(key, []).append(float(r["value"]))
     out = []
-    for (w, eps, target, scenario, metric), vals in sorted(groups.items()):
+    for (depth, w, eps, target, scenario, metric), vals in sorted(groups.items()):
         est = verdicts.seed_proportion(vals, n_test) if len(vals) >= 1 else None
         out.append(
-            dict(width=w, eps=eps, target=target, scenario=scenario, metric=metric, mean=est.value,
-                 ci95=[est.low, est.high], seeds=len(vals))
+            dict(depth=depth, width=w, eps=eps, target=target, scenario=scenario, metric=metric,
+                 mean=est.value, ci95=[est.low, est.high], seeds=len(vals))
         )  # fmt: skip
     return out
 
 
 def figures(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
+    """vs eps and vs width at the first depth; vs depth when several depths ran."""
+    depths = cfg.depth_values()
+    paths = _figures_at(cfg, _at_depth(rows, cfg, depths[0]), out, n_test, n_classes)
+    if len(depths) > 1:
+        paths += _figure_vs_depth(cfg, rows, out, n_test, n_classes)
+    return paths
+
+
+def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
+    h = headline(cfg, rows)
+    colors = {"rand": "C0", "det": "C3", "rand_any": "C2", "balanced": "C4"}
+    widths = ([h["width"]] if h["width"] is not None else []) + ([ilyas.INF_WIDTH] if cfg.infinite else [])
+    fig, axes = plots.new_figure(len(widths), 3.3, 2.8)
+    axes = np.atleast_1d(axes)
+    for ax, width in zip(axes, widths):
+        inf = plots.is_infinite_width(width)
+        for kind in cfg.targets:
+            sub = select(rows, target=kind, scenario=h["scenario"], eps=h["eps"], width=width)
+            plots.plot_metric(ax, sub, "depth", "g_acc_test", label=f"D_{kind}", color=colors.get(kind),
+                              logx=None, n_points=n_test)  # fmt: skip
+            if not inf:
+                plots.plot_prediction(ax, sub, "depth", "acc_predicted", color=colors.get(kind),
+                                      label=f"D_{kind}: same-init limit")  # fmt: skip
+        ax.axhline(1.0 / n_classes, color="0.5", ls=":", lw=1.0, label="chance 1/C")
+        ax.set_xlabel(
+            f"depth ({cfg.net.arch}: {'conv blocks' if cfg.net.arch == 'cnn' else 'weight layers'})"
+        )
+        ax.set_ylabel("g's clean test accuracy")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"{'kernel limit' if inf else f'width m = {int(width)}'}, eps = {h['eps']:g} (L2)")
+    axes[-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return plots.save(fig, out, "ilyas_vs_depth")
+
+
+def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     scen = h["scenario"]
     paths: list[Path] = []

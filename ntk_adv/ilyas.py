@@ -28,30 +28,37 @@ keys of f, g and the targets). Finite nets are vmapped over seeds; trainings are
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import multiclass as mc
-from ntk_adv.data import DataSpec, data_arrays, load_spec_cached
-from ntk_adv.kernels import two_layer_kernel
-from ntk_adv.limits import INF_WIDTH
-from ntk_adv.models import TwoLayerConfig, apply, centered_mask, init_params, trainable_mask
+from ntk_adv.arch.base import INF_WIDTH, Architecture, check_width, is_infinite
+from ntk_adv.data import DataSpec, data_arrays, input_shape, load_spec_cached
+from ntk_adv.models import TwoLayerConfig, centered_mask
 
 TARGETS = ("rand", "rand_any", "det", "balanced")
 SCENARIOS = ("a", "b")
 
 
+ARCHS = ("two-layer", "fc", "cnn")
+
+
 @dataclass(frozen=True)
 class NetSpec:
-    """The two-layer net (standard or NTK parametrization, first layer trained, readout frozen);
-    ``width`` None is the infinite-width (kernel) limit."""
+    """The network of f and g as the options of an :class:`~ntk_adv.arch.Architecture` with C outputs:
+    ``arch`` two-layer (first layer trained, readout frozen: :class:`~ntk_adv.models.TwoLayerConfig`), fc or
+    cnn (:mod:`ntk_adv.arch`: every layer trained, ``depth`` weight layers / conv blocks), in the standard or
+    NTK parametrization; ``width`` :data:`~ntk_adv.arch.INF_WIDTH` is the infinite-width (kernel) limit. The
+    C-output NTK of each is Theta x I_C (outputs independent at init), so the limits use the scalar Theta."""
 
-    width: int | None = 256  # hidden width m (none: the kernel limit)
+    arch: Literal["two-layer", "fc", "cnn"] = "two-layer"  # the network family (ntk_adv.arch)
+    depth: int = 2  # weight layers of fc (2 = one hidden layer); conv blocks of cnn; two-layer: 2
+    width: int | float = 256  # hidden width m / channels (INF_WIDTH: the kernel limit)
     gamma: float = 0.0  # leaky-ReLU slope in [0, 1)
     parametrization: str = "standard"  # standard or ntk
     centered: bool = (
@@ -59,20 +66,39 @@ class NetSpec:
     )
 
     def __post_init__(self):
-        if self.width is not None and (not isinstance(self.width, (int, np.integer)) or self.width < 1):
-            raise ValueError(f"--widths must be integers >= 1, got {self.width!r}")
+        if self.width is None:
+            object.__setattr__(self, "width", INF_WIDTH)
+        check_width(self.width, "--widths")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown --arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
+        if self.arch == "two-layer" and self.depth != 2:
+            raise ValueError(f"--arch two-layer has depth 2, got --depth {self.depth}; use --arch fc")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
+            raise ValueError(f"--depth must be an integer >= 1, got {self.depth!r}")
         if self.parametrization not in ("standard", "ntk"):
             raise ValueError(f"--parametrization must be standard or ntk, got {self.parametrization!r}")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"--gamma must be in [0, 1), got {self.gamma!r}")
 
-    def two_layer(self, n_classes: int) -> TwoLayerConfig:
-        return TwoLayerConfig(
-            width=int(self.width), gamma=self.gamma, n_out=n_classes, parametrization=self.parametrization
-        )
+    @property
+    def infinite(self) -> bool:
+        return is_infinite(self.width)
 
-    def kernel(self):
-        return two_layer_kernel("ntk", gamma=self.gamma, parametrization=self.parametrization)
+    def architecture(self, n_classes: int) -> Architecture:
+        """The architecture with ``n_classes`` outputs at this spec's width (INF_WIDTH: kernel only)."""
+        if self.arch == "two-layer":
+            return TwoLayerConfig(
+                width=self.width, gamma=self.gamma, n_out=n_classes, parametrization=self.parametrization
+            )
+        from ntk_adv.arch import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch](
+            width=self.width,
+            depth=self.depth,
+            gamma=self.gamma,
+            parametrization=self.parametrization,
+            n_out=n_classes,
+        )
 
 
 @dataclass(frozen=True)
@@ -182,31 +208,58 @@ def _inputs(scenario: str, x: jax.Array, eta: jax.Array) -> jax.Array:
 
 
 # -------------------------------------------------------------------------------------------- finite
-def _train(net: TwoLayerConfig, train: TrainSpec, which: str, params, x, y):
+@dataclass(frozen=True)
+class Net:
+    """An architecture seen through rows: inputs stay (N, d) for the attacks (exact per-row norms) and are
+    reshaped to one example's ``shape`` (images (H, W, C) for a cnn) only inside :meth:`apply` and
+    :meth:`kernel`. Hashable (a static argument of the jitted steps)."""
+
+    arch: Architecture
+    shape: tuple[int, ...]
+
+    def view(self, x):
+        return jnp.reshape(x, (x.shape[0], *self.shape))
+
+    def apply(self, params, x):
+        """Outputs (N, C); a centred net's params are the pair (params, params_0): f - f_0."""
+        if isinstance(params, tuple):
+            return self.arch.apply(params[0], self.view(x)) - self.arch.apply(params[1], self.view(x))
+        return self.arch.apply(params, self.view(x))
+
+    def kernel(self, x1, x2):
+        """The scalar NTK Theta (N1, N2) of the trained layers (the C-output NTK is Theta x I_C)."""
+        return self.arch.kernel(self.view(x1), self.view(x2), "ntk")
+
+    def init(self, centered: bool, key):
+        p = self.arch.init(key, self.shape)
+        return (p, p) if centered else p
+
+    def mask(self, params):
+        if isinstance(params, tuple):
+            return centered_mask(self.arch.trainable_mask(params[0]))
+        return self.arch.trainable_mask(params)
+
+
+def make_net(setup: IlyasSetup, n_classes: int, d: int) -> Net:
+    """:class:`Net` of ``setup`` with C outputs on rows of dimension d (image shape from the data's meta)."""
+    shape = input_shape(load_spec_cached(setup.data).meta, d) if setup.net.arch == "cnn" else (d,)
+    if setup.net.arch == "cnn" and len(shape) != 3:
+        raise ValueError(
+            f"--arch cnn needs image data (a dataset with an image shape); {setup.data.name!r} has none"
+        )
+    return Net(setup.net.architecture(n_classes), shape)
+
+
+def _train(net: Net, train: TrainSpec, which: str, params, x, y):
     lr, steps = (train.lr_f, train.steps_f) if which == "f" else (train.lr_g, train.steps_g)
-    mask = trainable_mask(net)
-    if isinstance(params, tuple):
-        mask = centered_mask(mask)
-    return mc.train_net(partial(_apply, net), params, x, y, loss=train.loss, lr=lr, steps=steps, mask=mask)
+    return mc.train_net(net.apply, params, x, y, loss=train.loss, lr=lr, steps=steps, mask=net.mask(params))
 
 
-def _apply(net: TwoLayerConfig, params, x):
-    """A net's outputs (N, C); a centred net's params are the pair (params, params_0): f - f_0."""
-    if isinstance(params, tuple):
-        return apply(params[0], x, net) - apply(params[1], x, net)
-    return apply(params, x, net)
-
-
-def _init(net: TwoLayerConfig, centered: bool, d: int, key):
-    p = init_params(net, d, key=key)
-    return (p, p) if centered else p
-
-
-def _g0(net: TwoLayerConfig, params0):
+def _g0(net: Net, params0):
     """The initial function of g as a closure (M, d) -> (M, C): zero for a centred net."""
     if isinstance(params0, tuple):
-        return lambda z: jnp.zeros((z.shape[0], net.n_out), z.dtype)
-    return partial(_apply, net, params0)
+        return lambda z: jnp.zeros((z.shape[0], net.arch.n_out), z.dtype)
+    return partial(net.apply, params0)
 
 
 def _limit_g(kernel, train: TrainSpec, g0_fn, x_tr, y_tr, z):
@@ -222,19 +275,18 @@ def _limit_g(kernel, train: TrainSpec, g0_fn, x_tr, y_tr, z):
 def _finite_f(net, train, centered, k_f, k_g, x, y, x_test):
     """Per seed (vmapped over k_f, k_g): train f on (x, y); Wallace's g_w (from g's initial parameters) on x
     relabelled by argmax f, and g_w's same-init limit. Returns (params_f, dict of (S, ...) arrays)."""
-    kernel = two_layer_kernel("ntk", gamma=net.gamma, parametrization=net.parametrization)
 
     def one(kf, kg):
-        pf = _train(net, train, "f", _init(net, centered, x.shape[1], kf), x, y)
-        pg0 = _init(net, centered, x.shape[1], kg)
-        f_train = _apply(net, pf, x)
+        pf = _train(net, train, "f", net.init(centered, kf), x, y)
+        pg0 = net.init(centered, kg)
+        f_train = net.apply(pf, x)
         y_w = jnp.argmax(f_train, axis=1)
         pw = _train(net, train, "g", pg0, x, y_w)
         return pf, {
-            "f_test": _apply(net, pf, x_test),
+            "f_test": net.apply(pf, x_test),
             "f_acc_train": mc.accuracy(f_train, y),
-            "w_test": _apply(net, pw, x_test),
-            "w_limit": _limit_g(kernel, train, _g0(net, pg0), x, y_w, x_test),
+            "w_test": net.apply(pw, x_test),
+            "w_limit": _limit_g(net.kernel, train, _g0(net, pg0), x, y_w, x_test),
         }
 
     return jax.vmap(one)(k_f, k_g)
@@ -246,10 +298,10 @@ def _finite_combo(net, train, attack, scenario, centered, params_f, k_g, t, eps,
     g's same-init limit. Returns eta-derived arrays: (x_adv, params_g, f(x + eta))."""
 
     def one(pf, kg, ts):
-        f = partial(_apply, net, pf)
+        f = partial(net.apply, pf)
         eta = mc.attack(attack.attack, f, x, ts, eps=eps, steps=attack.attack_steps, loss=attack.attack_loss)
         x_adv = _inputs(scenario, x, eta)
-        pg = _train(net, train, "g", _init(net, centered, x.shape[1], kg), x_adv, ts)
+        pg = _train(net, train, "g", net.init(centered, kg), x_adv, ts)
         return x_adv, pg, f(x + eta)
 
     return jax.vmap(one)(params_f, k_g, t)
@@ -258,11 +310,10 @@ def _finite_combo(net, train, attack, scenario, centered, params_f, k_g, t, eps,
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _finite_eval(net, train, centered, params_g, k_g, x_adv, t, x_test):
     """Per seed (vmapped): g on test and on its training set, and g's same-init limit on test."""
-    kernel = two_layer_kernel("ntk", gamma=net.gamma, parametrization=net.parametrization)
 
     def one(pg, kg, xa, ts):
-        g0 = _g0(net, _init(net, centered, x_test.shape[1], kg))
-        return _apply(net, pg, x_test), _apply(net, pg, xa), _limit_g(kernel, train, g0, xa, ts, x_test)
+        g0 = _g0(net, net.init(centered, kg))
+        return net.apply(pg, x_test), net.apply(pg, xa), _limit_g(net.kernel, train, g0, xa, ts, x_test)
 
     return jax.vmap(one)(params_g, k_g, x_adv, t)
 
@@ -298,7 +349,7 @@ def run_finite(setup: IlyasSetup, seeds) -> list[dict]:
     ``target = "none"`` / ``"wallace"``, ``scenario = "clean"`` and ``eps = 0``."""
     x, y, x_test, y_test = data_arrays(setup.data)
     c = n_classes_of(setup.data)
-    net = setup.net.two_layer(c)
+    net = make_net(setup, c, x.shape[1])
     keys = [seed_keys(s) for s in seeds]
     k_f = jnp.stack([k[0] for k in keys])
     k_g = jnp.stack([k[1] for k in keys])
@@ -373,7 +424,7 @@ def run_infinite(setup: IlyasSetup, seeds) -> list[dict]:
     written)."""
     x, y, x_test, y_test = data_arrays(setup.data)
     c = n_classes_of(setup.data)
-    kernel = setup.net.kernel()
+    kernel = make_net(setup, c, x.shape[1]).kernel
     tr = setup.train
     f = mc.make_predictor(kernel, x, y, n_classes=c, loss=tr.loss, lr=tr.lr_f, steps=tr.steps_f)
     f_train, f_test = _np(f(x)), _np(f(x_test))
@@ -414,9 +465,6 @@ def run_infinite(setup: IlyasSetup, seeds) -> list[dict]:
 
 def run_cell(setup: IlyasSetup, seeds) -> list[dict]:
     """:func:`run_finite` or :func:`run_infinite` by ``setup.net.width`` (the ``run`` of
-    :func:`ntk_adv.engine.run_rows`)."""
-    return run_infinite(setup, seeds) if setup.net.width is None else run_finite(setup, seeds)
-
-
-def is_infinite(width) -> bool:
-    return width is None or (isinstance(width, float) and math.isinf(width))
+    :func:`ntk_adv.engine.run_rows`); every row also carries the ``arch`` and ``depth`` columns."""
+    rows = run_infinite(setup, seeds) if setup.net.infinite else run_finite(setup, seeds)
+    return [{**r, "arch": setup.net.arch, "depth": int(setup.net.depth)} for r in rows]

@@ -72,6 +72,11 @@ class Config:
             raise ValueError(f"--widths must be >= 1, got {self.widths}")
         if self.depths and self.net.arch == "two-layer":
             raise ValueError("--depths needs --arch fc or cnn (the two-layer net has depth 2)")
+        if self.infinite and self.net.arch != "two-layer" and self.net.parametrization == "standard":
+            raise ValueError(
+                f"--arch {self.net.arch} --parametrization standard has no infinite-width kernel (with every "
+                "layer trained its NTK grows with the width): use --parametrization ntk or --no-infinite"
+            )
         for depth in self.depth_values():
             self.setup(depth=depth)
 

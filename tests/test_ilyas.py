@@ -204,3 +204,42 @@ def test_pinned_verdicts():
     ]
     eq = {c["name"]: c for c in ex.claims(cfg, two, 50, 10)[0]}["g_acc_test_equals_limit[det, m=8]"]
     assert eq["verdict"] == "inconclusive" and "more seeds" in eq["reason"]
+
+
+def test_deep_fc_finite_nets_approach_their_same_init_limit():
+    """Ten classes at depth 3 (fc, NTK parametrization, every layer trained): as the width grows, g's clean
+    accuracy and its agreement with f approach the same-init kernel limit's prediction (per seed), and the
+    rows carry arch and depth."""
+    base = ilyas.IlyasSetup(
+        data=DataSpec("digits", n_train=80, n_test=60, classes="all"),
+        net=ilyas.NetSpec(arch="fc", depth=3, width=32, parametrization="ntk"),
+        train=ilyas.TrainSpec(lr_f=1.0, steps_f=20, lr_g=1.0, steps_g=20),
+        attack=ilyas.AttackSpec(attack="one_step_l2"),
+        eps=(2.0,),
+        targets=("det",),
+    )
+    gaps = {}
+    for width in (32, 2048):
+        net = ilyas.NetSpec(arch="fc", depth=3, width=width, parametrization="ntk")
+        setup = ilyas.IlyasSetup(**{**base.__dict__, "net": net})
+        rows = ilyas.run_cell(setup, [0, 1])
+        assert {(r["arch"], r["depth"]) for r in rows} == {("fc", 3)}
+        val = {(r["seed"], r["metric"]): r["value"] for r in rows if r["target"] == "det"}
+        gaps[width] = np.mean(
+            [abs(val[(s, "agreement")] - val[(s, "agreement_predicted")]) for s in (0, 1)]
+            + [abs(val[(s, "g_acc_test")] - val[(s, "acc_predicted")]) for s in (0, 1)]
+        )
+    assert gaps[2048] <= 0.05 and gaps[2048] < gaps[32] + 1e-9, gaps
+
+
+def test_deep_architectures_refusals():
+    from experiments import ilyas as ex
+
+    with pytest.raises(ValueError, match="--parametrization ntk or --no-infinite"):
+        ex.Config(net=ilyas.NetSpec(arch="fc", depth=3))
+    with pytest.raises(ValueError, match="--arch two-layer has depth 2"):
+        ilyas.NetSpec(depth=3)
+    with pytest.raises(ValueError, match="--depths needs --arch fc or cnn"):
+        ex.Config(depths=(2, 3))
+    with pytest.raises(ValueError, match="unknown --arch"):
+        ilyas.NetSpec(arch="resnet")

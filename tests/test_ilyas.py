@@ -243,3 +243,38 @@ def test_deep_architectures_refusals():
         ex.Config(depths=(2, 3))
     with pytest.raises(ValueError, match="unknown --arch"):
         ilyas.NetSpec(arch="resnet")
+
+
+def test_cifar10_ten_classes_from_python_batches(tmp_path):
+    """CIFAR-10's python batches (written here) load as ten classes with integer labels, their rows become
+    channels-last images for convolutions (pixel (h, w, c) = byte c*1024 + h*32 + w), and the protocol runs
+    on a subset (--n-train)."""
+    import pickle
+
+    from test_data import fake_cifar
+
+    from ntk_adv.data import as_inputs, load_all_classes
+
+    root = fake_cifar(tmp_path / "cifar-10-batches-py", n=20)
+    ds = load_all_classes("cifar10", root=tmp_path, n_train=40, n_test=20)
+    assert ds.meta["n_classes"] == 10 and ds.meta["image_shape"] == (3, 32, 32)
+    assert ds.x_train.shape == (40, 3072) and set(np.unique(ds.y_train).astype(int)) <= set(range(10))
+    full = load_all_classes("cifar10", root=tmp_path)
+    raw = pickle.loads((root / "test_batch").read_bytes(), encoding="bytes")
+    img = as_inputs(full.x_test, full.meta)
+    assert img.shape == (20, 32, 32, 3)
+    pixels = raw[b"data"].astype(np.float32) / 255.0 - full.meta["mean_subtracted"]
+    rows_back = np.asarray(img).transpose(0, 3, 1, 2).reshape(20, 3072)  # (h, w, c) -> c*1024 + h*32 + w
+    dist = np.abs(rows_back[:, None, :] - pixels[None, :, :]).max(axis=2)  # test order is a permutation
+    assert np.all(dist.min(axis=1) < 1e-6) and len(set(dist.argmin(axis=1))) == 20
+    setup = ilyas.IlyasSetup(
+        data=DataSpec("cifar10", root=str(tmp_path), n_train=40, n_test=20, classes="all"),
+        net=ilyas.NetSpec(width=16),
+        train=ilyas.TrainSpec(steps_f=5, steps_g=5),
+        attack=ilyas.AttackSpec(attack="one_step_l2"),
+        eps=(0.5,),
+        targets=("rand",),
+    )
+    rows = ilyas.run_cell(setup, [0])
+    assert {r["metric"] for r in rows} >= {"g_acc_test", "acc_predicted", "f_target_rate"}
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows)

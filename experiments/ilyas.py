@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ntk_adv import engine, ilyas, plots, verdicts
+from ntk_adv.data import ALL_CLASSES_DATASETS as ALL_CLASS_SETS
 from ntk_adv.data import DataSpec
 from ntk_adv.results import provenance, select, write_csv, write_json
 from ntk_adv.store import ResultStore
@@ -60,6 +61,9 @@ class Config:
     eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # attack radii: L2 norm (L-inf for pgd_linf), pixels in [0,1]
     targets: tuple[str, ...] = ("rand", "det")  # rand | rand_any | det | balanced
     scenarios: tuple[str, ...] = ("b",)  # b: g trains on x + eta (Ilyas et al.); a: on eta alone
+    # several data sets in one run (e.g. mnist fmnist), each into OUT/<name>/ (files under --data-root or its
+    # subfolder of that name); empty: --dataset alone
+    datasets: tuple[str, ...] = ()
     # how the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)
 
@@ -70,6 +74,11 @@ class Config:
             raise ValueError("nothing to run: give --widths or keep --infinite")
         if any(w < 1 for w in self.widths):
             raise ValueError(f"--widths must be >= 1, got {self.widths}")
+        for name in self.datasets:
+            if name not in ALL_CLASS_SETS:
+                raise ValueError(f"unknown --datasets {name!r}; expected some of {', '.join(ALL_CLASS_SETS)}")
+            if name != "digits" and not self.data.root:
+                raise ValueError(f"--datasets {name} is read from files: give --data-root DIR")
         if self.depths and self.net.arch == "two-layer":
             raise ValueError("--depths needs --arch fc or cnn (the two-layer net has depth 2)")
         if self.infinite and self.net.arch != "two-layer" and self.net.parametrization == "standard":
@@ -79,6 +88,16 @@ class Config:
             )
         for depth in self.depth_values():
             self.setup(depth=depth)
+
+    def for_dataset(self, name: str) -> Config:
+        """This config on data set ``name`` alone: its files under ``--data-root``/name when that folder
+        exists, else ``--data-root`` itself."""
+        root = self.data.root
+        if root and (Path(root) / name).is_dir():
+            root = str(Path(root) / name)
+        return replace(
+            self, datasets=(), data=replace(self.data, name=name, root=root if name != "digits" else None)
+        )
 
     def depth_values(self) -> tuple[int, ...]:
         return tuple(self.depths) or (int(self.net.depth),)
@@ -398,8 +417,31 @@ def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes
 
 def main(cfg: Config = Config(), out: str | Path = "runs/ilyas", *, progress: bool = True) -> dict:
     """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return the
-    summary."""
+    summary. With ``--datasets``, each data set runs into OUT/<name>/ and OUT/summary.json lists them."""
     out = Path(out)
+    if cfg.datasets:
+        parts = {}
+        for name in cfg.datasets:
+            if progress:
+                print(f"ilyas: data set {name} -> {out / name}")
+            s = main(cfg.for_dataset(name), out / name, progress=progress)
+            parts[name] = {
+                "summary": f"{name}/summary.json",
+                "headline": s["headline"],
+                "verdicts": s["verdicts"],
+                "figures": [f"{name}/{f}" for f in s["figures"]],
+            }
+        top = {
+            "experiment": COMMAND,
+            **provenance(),
+            "config": asdict(cfg),
+            "datasets": parts,
+            "paper": PAPER,
+        }
+        write_json(top, out / "summary.json")
+        if progress:
+            print(f"ilyas: wrote {out}/summary.json and one folder per data set")
+        return top
     out.mkdir(parents=True, exist_ok=True)
     options = cfg.run.sweep_options(out)
     store = ResultStore(options.pop("store"))

@@ -278,3 +278,20 @@ def test_cifar10_ten_classes_from_python_batches(tmp_path):
     rows = ilyas.run_cell(setup, [0])
     assert {r["metric"] for r in rows} >= {"g_acc_test", "acc_predicted", "f_target_rate"}
     assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+
+
+def test_datasets_option_resolves_each_folder(tmp_path):
+    """--datasets mnist fmnist runs each data set from its subfolder of --data-root (or the root itself)."""
+    from experiments import ilyas as ex
+
+    (tmp_path / "mnist").mkdir()
+    cfg = ex.Config(
+        data=DataSpec("digits", root=str(tmp_path), classes="all"), datasets=("mnist", "fmnist"), widths=(8,)
+    )
+    m, f = cfg.for_dataset("mnist"), cfg.for_dataset("fmnist")
+    assert (m.data.name, m.data.root, m.datasets) == ("mnist", str(tmp_path / "mnist"), ())
+    assert (f.data.name, f.data.root) == ("fmnist", str(tmp_path))
+    with pytest.raises(ValueError, match="give --data-root"):
+        ex.Config(datasets=("mnist",))
+    with pytest.raises(ValueError, match="unknown --datasets 'svhn'"):
+        ex.Config(data=DataSpec("digits", root=str(tmp_path), classes="all"), datasets=("svhn",))

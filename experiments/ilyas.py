@@ -81,7 +81,7 @@ class Config:
                 raise ValueError(f"--datasets {name} is read from files: give --data-root DIR")
         if self.depths and self.net.arch == "two-layer":
             raise ValueError("--depths needs --arch fc or cnn (the two-layer net has depth 2)")
-        if self.infinite and self.net.arch != "two-layer" and self.net.parametrization == "standard":
+        if self.infinite and self.net.arch != "two-layer" and self.net.param() == "standard":
             raise ValueError(
                 f"--arch {self.net.arch} --parametrization standard has no infinite-width kernel (with every "
                 "layer trained its NTK grows with the width): use --parametrization ntk or --no-infinite"

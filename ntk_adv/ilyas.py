@@ -60,7 +60,9 @@ class NetSpec:
     depth: int = 2  # weight layers of fc (2 = one hidden layer); conv blocks of cnn; two-layer: 2
     width: int | float = 256  # hidden width m / channels (INF_WIDTH: the kernel limit)
     gamma: float = 0.0  # leaky-ReLU slope in [0, 1)
-    parametrization: str = "standard"  # standard or ntk
+    # standard | ntk | auto (standard for two-layer, ntk for fc and cnn: their standard-parametrization NTK of
+    # every layer grows with the width and has no infinite-width limit)
+    parametrization: Literal["auto", "standard", "ntk"] = "auto"
     centered: bool = (
         True  # finite nets minus their initial function (f_0 = 0), whose limit is the centred one
     )
@@ -75,8 +77,8 @@ class NetSpec:
             raise ValueError(f"--arch two-layer has depth 2, got --depth {self.depth}; use --arch fc")
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
             raise ValueError(f"--depth must be an integer >= 1, got {self.depth!r}")
-        if self.parametrization not in ("standard", "ntk"):
-            raise ValueError(f"--parametrization must be standard or ntk, got {self.parametrization!r}")
+        if self.parametrization not in ("auto", "standard", "ntk"):
+            raise ValueError(f"--parametrization must be auto, standard or ntk, got {self.parametrization!r}")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"--gamma must be in [0, 1), got {self.gamma!r}")
 
@@ -84,11 +86,17 @@ class NetSpec:
     def infinite(self) -> bool:
         return is_infinite(self.width)
 
+    def param(self) -> str:
+        """The parametrization: ``parametrization``, or for ``auto`` standard (two-layer) / ntk (fc, cnn)."""
+        if self.parametrization != "auto":
+            return self.parametrization
+        return "standard" if self.arch == "two-layer" else "ntk"
+
     def architecture(self, n_classes: int) -> Architecture:
         """The architecture with ``n_classes`` outputs at this spec's width (INF_WIDTH: kernel only)."""
         if self.arch == "two-layer":
             return TwoLayerConfig(
-                width=self.width, gamma=self.gamma, n_out=n_classes, parametrization=self.parametrization
+                width=self.width, gamma=self.gamma, n_out=n_classes, parametrization=self.param()
             )
         from ntk_adv.arch import ARCHITECTURES
 
@@ -96,7 +104,7 @@ class NetSpec:
             width=self.width,
             depth=self.depth,
             gamma=self.gamma,
-            parametrization=self.parametrization,
+            parametrization=self.param(),
             n_out=n_classes,
         )
 

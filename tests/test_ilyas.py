@@ -236,7 +236,8 @@ def test_deep_architectures_refusals():
     from experiments import ilyas as ex
 
     with pytest.raises(ValueError, match="--parametrization ntk or --no-infinite"):
-        ex.Config(net=ilyas.NetSpec(arch="fc", depth=3))
+        ex.Config(net=ilyas.NetSpec(arch="fc", depth=3, parametrization="standard"))
+    assert ilyas.NetSpec(arch="fc", depth=3).param() == "ntk" and ilyas.NetSpec().param() == "standard"
     with pytest.raises(ValueError, match="--arch two-layer has depth 2"):
         ilyas.NetSpec(depth=3)
     with pytest.raises(ValueError, match="--depths needs --arch fc or cnn"):

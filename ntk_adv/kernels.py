@@ -218,15 +218,18 @@ def neural_tangents():
         import neural_tangents as nt
     except ImportError as err:
         sys.modules.pop("neural_tangents.experimental", None)
+        absent = isinstance(err, ModuleNotFoundError) and err.name == "neural_tangents"
+        why = "is not installed" if absent else f"fails to import ({(str(err) or repr(err)).splitlines()[0]})"
         raise OracleMissing(
-            "the neural-tangents oracle is not installed: pip install 'ntk-adv[oracle]' (it "
-            "needs jax 0.5.3; uv sync installs it by default)"
+            f"the neural-tangents oracle {why}: its last release (0.6.5) needs jax <= 0.5.3, so it lives in "
+            "the pinned oracle environment - build it with `bash oracle/build` in a checkout, then run "
+            "`.venv-oracle/bin/python -m pytest -m oracle`"
         ) from err
     return nt
 
 
 class OracleMissing(ImportError):
-    """neural-tangents (the optional ``oracle`` extra) is not installed."""
+    """neural-tangents (the test oracle; pinned in the repository's ``oracle/`` environment) is absent."""
 
 
 def stax_kernel(kernel_fn, get: str = "ntk") -> KernelFn:

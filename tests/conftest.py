@@ -4,11 +4,16 @@
   surface as ValueError instead of wrong numbers. neural-tangents (stax kernels, predict, empirical_ntk_fn
   with the jacobian-contraction and NTK-vector-product implementations), optax (sgd, momentum,
   reduce_on_plateau) and flax.linen run under this setting.
+* Tests that compare against neural-tangents are marked ``oracle``: they run in the pinned oracle
+  environment (``bash oracle/build``, then ``.venv-oracle/bin/python -m pytest -m oracle``) and skip, saying
+  so, elsewhere.
 * Data fixtures are numpy float64 arrays, so a test can turn them into float64 jax arrays inside
   ``with enable_x64():`` (a jax array created outside that context would already be float32).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.experimental
@@ -23,14 +28,34 @@ from jax.experimental import enable_x64  # noqa: E402
 from ntk_adv import kernels, models  # noqa: E402
 
 
+@functools.cache
+def oracle_absent() -> str | None:
+    """Why the neural-tangents oracle cannot run here (one line), or None where it imports."""
+    try:
+        kernels.neural_tangents()
+    except kernels.OracleMissing as err:
+        return str(err)
+    return None
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``oracle`` (it compares against neural-tangents) skips, saying how to build the oracle
+    environment, where neural-tangents does not import (the default lock: current JAX)."""
+    if item.get_closest_marker("oracle") is not None and (reason := oracle_absent()) is not None:
+        pytest.skip(reason)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """A test that needs the neural-tangents oracle skips, naming the extra, where it is not installed (e.g.
-    on current JAX, which neural-tangents 0.6.5 does not support)."""
+    """A test that reaches for neural-tangents without the ``oracle`` marker fails saying so, instead of
+    erroring on the default lock or escaping the oracle run (``pytest -m oracle``)."""
     try:
         return (yield)
-    except kernels.OracleMissing as err:
-        pytest.skip(str(err))
+    except kernels.OracleMissing:
+        if pyfuncitem.get_closest_marker("oracle") is None:
+            msg = f"{pyfuncitem.nodeid} uses neural-tangents: mark it @pytest.mark.oracle"
+            pytest.fail(msg, pytrace=False)
+        raise
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -33,6 +33,7 @@ def limit_kernel(x, z, cfg: TwoLayerConfig):
 
 
 # ----------------------------------------------------------------------------- oracle: neural-tangents
+@pytest.mark.oracle
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("parametrization,train_readout", PARAM_READOUT)
 def test_empirical_ntk_equals_neural_tangents_empirical_ntk_fn(

@@ -31,6 +31,7 @@ def leaky_grad(u, gamma):
 
 
 # ----------------------------------------------------------------------------- neural-tangents oracle
+@pytest.mark.oracle
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_closed_forms_equal_neural_tangents_ntk_parametrization(small_data, gamma, bias):
@@ -57,6 +58,7 @@ def test_closed_forms_equal_neural_tangents_ntk_parametrization(small_data, gamm
         assert rel_err(kernels.two_layer_kernel("nngp", gamma=gamma, bias=bias)(x, z), k.nngp) < 1e-10
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_standard_parametrization_equals_neural_tangents_standard(small_data, gamma, bias):
@@ -191,6 +193,7 @@ def test_kernel_matrix_blockwise_equals_direct(small_data):
         kernels.kernel_matrix(kern, x[0], z)
 
 
+@pytest.mark.oracle
 def test_stax_kernel_bridge_for_deeper_net(small_data):
     """A 3-layer stax net goes through ``stax_kernel`` into ``kernel_matrix`` and ``identity_predictor``."""
     x, y, z = small_data

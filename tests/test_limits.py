@@ -44,6 +44,7 @@ def test_identity_predictor_equals_closed_form(small_data):
         assert bool(jnp.all(jnp.isfinite(jax.grad(lambda zz: jnp.sum(pred(zz)))(x))))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("t", [0.5, 20.0, np.inf])
 def test_mse_predictor_equals_neural_tangents_gradient_descent_mse(small_data, t):
     """Our loss is the mean over N of (f - y)^2 / 2 under gradient flow for time t, i.e.

@@ -66,6 +66,19 @@ d. **The papers' optimizer** (``paper_preset``). Researchers reproducing the pub
    preset's trainings too (``training.paper_preset.width_<m>``; FLOPs per step add 2dm + 2m for the momentum
    trace).
 
+e. **Deep and convolutional kernels** (``kernels``): the exact infinite-width NTK of :mod:`ntk_adv.arch`
+   next to neural-tangents' stax ``kernel_fn`` of the same architecture (jitted, float32, ``get='ntk'``),
+   timed in the same run and interleaved round by round (best of ``repeats``; cold = first call with
+   compile), when neural-tangents imports (the oracle environment); ``ratio`` = nt_s / ours_s (>= 1: ours at
+   least as fast). Cases: ``fc`` (FC depth ``kernels_fc_depth``, ReLU, bias, ``kernels_fc_n`` x
+   ``kernels_fc_n`` Gaussian inputs of dimension ``kernels_fc_d``), ``cnn_flatten`` (CNN depth 3, flatten
+   readout, ``kernels_cnn_n`` x ``kernels_cnn_n`` images 32x32x3: same-position covariances) and
+   ``cnn_pool`` (CNN depth 3, 2x2 average pooling after each block, ``kernels_pool_n`` x ``kernels_pool_n``
+   images 8x8x3: pixel-pair covariances). ``mnist_blockwise``: the FC kernel (depth ``kernels_mnist_depth``)
+   of ``kernels_mnist_n`` random inputs of dimension 784 with itself (the MNIST training split's size),
+   computed by :func:`ntk_adv.arch.blockwise` in ``kernels_block``-row tiles into a preallocated float32
+   array: wall time and the process's peak RSS.
+
 Cold and warm: every section reports the first call (compile included: ``cold_s`` / ``*_cold_s``, with the
 compile time inside it, ``compile_s``) and warm times (``best_s``, ``engine_s``, ``loop_s``,
 ``seconds_warm``).
@@ -115,6 +128,7 @@ SECTIONS = (
     "paper_preset",
     "infinite",
     "reproduction_panel",
+    "kernels",
 )
 PRESETS = ("theory", "paper")
 TARGETS = {
@@ -125,6 +139,7 @@ TARGETS = {
     "paper_preset_width_sweep_speedup": 2.0,
     "paper_preset_paper_sweep_speedup": 4.0,
     "infinite_seconds": 30.0,  # N = 10^4
+    "kernels_ratio": 1.0,  # neural-tangents' time / ours: at least as fast
 }
 # The scaled-down variant (--quick): replaces every field that still has its default value.
 QUICK = dict(
@@ -145,6 +160,10 @@ QUICK = dict(
     infinite_n_test=500,
     panel_seeds=2,
     panel_values=(0.0, 0.005, 0.01),
+    kernels_fc_n=500,
+    kernels_cnn_n=20,
+    kernels_pool_n=10,
+    kernels_mnist_n=10000,
 )
 
 
@@ -191,6 +210,16 @@ class Config:
     infinite_n: int = 10000
     infinite_n_test: int = 1000
     infinite_repeats: int = 1
+    # (e) deep and convolutional kernels, ours vs neural-tangents
+    kernels_fc_n: int = 2000
+    kernels_fc_d: int = 3072
+    kernels_fc_depth: int = 5
+    kernels_cnn_n: int = 100
+    kernels_pool_n: int = 30
+    kernels_mnist_n: int = 60000
+    kernels_mnist_depth: int = 3
+    kernels_block: int = 5000
+    kernels_mnist_memmap: bool = True  # the result array is a file-backed np.memmap (reclaimable pages)
     seed: int = 0
 
     def __post_init__(self):
@@ -213,6 +242,12 @@ class Config:
             "sweep_repeats",
             "infinite_n",
             "infinite_n_test",
+            "kernels_fc_n",
+            "kernels_fc_d",
+            "kernels_cnn_n",
+            "kernels_pool_n",
+            "kernels_mnist_n",
+            "kernels_block",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -227,6 +262,9 @@ class Config:
             raise ValueError(f"vmap_widths must be >= 1, got {self.vmap_widths}")
         if not (math.isfinite(self.paper_eps_max) and self.paper_eps_max >= 0 and self.sweep_eps >= 0):
             raise ValueError("eps values must be finite and >= 0")
+        for name in ("kernels_fc_depth", "kernels_mnist_depth"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
         if self.sweep_dataset not in ("gauss", "shifted_gauss"):
             raise ValueError(f"sweep_dataset must be gauss or shifted_gauss, got {self.sweep_dataset!r}")
 
@@ -769,6 +807,117 @@ def bench_infinite(cfg: Config, progress: bool) -> dict:
     return res
 
 
+# ------------------------------------------------------------------------------------------- kernels
+def _kernel_cases(cfg: Config) -> dict:
+    """(architecture, x1 shape) of each timed case (x2 = x1: the kernel of a training set with itself)."""
+    from ntk_adv.arch import CNN, FC, INF_WIDTH
+
+    return {
+        "fc": (FC(width=INF_WIDTH, depth=cfg.kernels_fc_depth), (cfg.kernels_fc_n, cfg.kernels_fc_d)),
+        "cnn_flatten": (CNN(width=INF_WIDTH, depth=3, readout="flatten"), (cfg.kernels_cnn_n, 32, 32, 3)),
+        "cnn_pool": (
+            CNN(width=INF_WIDTH, depth=3, readout="flatten", pool=True),
+            (cfg.kernels_pool_n, 8, 8, 3),
+        ),
+    }
+
+
+def _stax_kernel(arch):
+    """neural-tangents' jitted NTK function of ``arch`` (an FC or CNN at infinite width, NTK
+    parametrization), or None where neural-tangents does not import."""
+    from ntk_adv import kernels
+
+    try:
+        stax = kernels.neural_tangents().stax
+    except kernels.OracleMissing:
+        return None
+    act = stax.Erf() if arch.activation == "erf" else stax.LeakyRelu(arch.gamma)
+    hidden = dict(W_std=arch.w_std, b_std=arch.b_std if arch.bias else None)
+    layers = []
+    if arch.name == "fc":
+        for _ in range(arch.depth - 1):
+            layers += [stax.Dense(1, **hidden), act]
+    else:
+        for _ in range(arch.depth):
+            layers += [stax.Conv(1, arch.filter_shape, padding="SAME", **hidden), act]
+            if arch.pool:
+                layers.append(stax.AvgPool((2, 2), strides=(2, 2)))
+        layers.append(stax.Flatten() if arch.readout == "flatten" else stax.GlobalAvgPool())
+    layers.append(stax.Dense(1, W_std=arch.w_std, b_std=None))
+    kernel_fn = stax.serial(*layers)[2]
+    return jax.jit(lambda x1, x2: kernel_fn(x1, x2, "ntk"))
+
+
+def bench_kernels(cfg: Config, progress: bool) -> dict:
+    """Section e (see the module docstring)."""
+    from ntk_adv.arch import FC, INF_WIDTH, blockwise
+
+    rng = np.random.default_rng(cfg.seed)
+    res: dict = {}
+    for name, (arch, shape) in _kernel_cases(cfg).items():
+        x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+        ours = jax.jit(lambda a, b, arch=arch: arch.kernel(a, b, "ntk"))
+        theirs = _stax_kernel(arch)
+        runners = {"ours": ours} if theirs is None else {"ours": ours, "nt": theirs}
+        cold = {k: timed(fn, x, x) for k, fn in runners.items()}
+        warm: dict[str, list[float]] = {k: [] for k in runners}
+        for _ in range(cfg.repeats):  # interleaved, so that a background load hits both alike
+            for k, fn in runners.items():
+                warm[k].append(timed(fn, x, x).wall)
+        entry = {
+            "arch": arch.describe(),
+            "x_shape": list(shape),
+            "entries": shape[0] ** 2,
+            "neural_tangents": theirs is not None,
+        }
+        for k in runners:
+            entry[f"{k}_s"] = min(warm[k])
+            entry[f"{k}_cold_s"] = cold[k].wall
+        if theirs is not None:
+            entry["ratio"] = entry["nt_s"] / entry["ours_s"]
+            diff = np.asarray(cold["ours"].out, np.float64) - np.asarray(cold["nt"].out, np.float64)
+            entry["max_rel_diff"] = float(np.max(np.abs(diff)) / np.max(np.abs(np.asarray(cold["nt"].out))))
+        else:
+            entry["ratio"] = None
+        res[name] = entry
+        ratio = "n/a (neural-tangents absent)" if entry["ratio"] is None else f"{entry['ratio']:.2f}x"
+        _say(progress, f"  kernels {name} {shape}: ours {entry['ours_s']:.3f}s, nt/ours {ratio}")
+    # the MNIST-train-sized kernel, blockwise into one preallocated float32 array
+    arch = FC(width=INF_WIDTH, depth=cfg.kernels_mnist_depth)
+    x = rng.standard_normal((cfg.kernels_mnist_n, 784)).astype(np.float32)
+    base_rss = _rss_mb()
+    shape = (cfg.kernels_mnist_n, cfg.kernels_mnist_n)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        if (
+            cfg.kernels_mnist_memmap
+        ):  # on a shared machine: page cache the OS can write back, not anonymous RAM
+            out = np.lib.format.open_memmap(Path(tmp) / "k.npy", mode="w+", dtype=np.float32, shape=shape)
+        else:
+            out = np.empty(shape, np.float32)
+        blockwise(lambda a, b: arch.kernel(a, b, "ntk"), x, block=cfg.kernels_block, out=out)
+        seconds = time.perf_counter() - t0
+        finite = bool(np.isfinite(out[:: max(1, cfg.kernels_mnist_n // 97)]).all())
+        symmetric = bool(np.array_equal(out[:5, -5:], out[-5:, :5].T))
+        nbytes = out.nbytes
+        del out
+    res["mnist_blockwise"] = {
+        "arch": arch.describe(),
+        "n": cfg.kernels_mnist_n,
+        "d": 784,
+        "block": cfg.kernels_block,
+        "seconds": seconds,
+        "result_gb": nbytes / 1e9,
+        "memmap": cfg.kernels_mnist_memmap,
+        "finite": finite,
+        "symmetric": symmetric,
+        "baseline_rss_mb": base_rss,
+        "peak_rss_mb": _rss_mb(),
+    }
+    _say(progress, f"  kernels mnist_blockwise {cfg.kernels_mnist_n} x 784: {seconds:.1f}s")
+    return res
+
+
 # ------------------------------------------------------------------------------------------- main
 def _target(value, threshold, kind: str, what: str) -> dict:
     ok = (
@@ -856,6 +1005,11 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
     if "reproduction_panel" in cfg.sections:
         _say(progress, f"bench: reproduction panel {cfg.panel} end to end ({cfg.panel_seeds} seeds)")
         res["reproduction_panel"] = bench_panel(cfg, out / "panel")
+    if "kernels" in cfg.sections:
+        _say(
+            progress, "bench: deep and convolutional kernels (ours vs neural-tangents), MNIST-sized blockwise"
+        )
+        res["kernels"] = bench_kernels(cfg, progress)
 
     targets = {}
     if "training" in res:
@@ -887,6 +1041,11 @@ def main(cfg: Config = Config(), out: str | Path = "runs/bench", *, progress: bo
             "<",
             f"infinite_cell at N={cfg.infinite_n}, cold (compile included)",
         )
+    for name, entry in res.get("kernels", {}).items():
+        if entry.get("ratio") is not None:  # only where neural-tangents ran alongside
+            targets[f"kernels_{name}_ratio"] = _target(
+                entry["ratio"], TARGETS["kernels_ratio"], ">=", f"kernels.{name}: nt_s / ours_s (warm)"
+            )
     res["targets"] = targets
     default = Config()
     res["reference_sizes"] = (
@@ -974,6 +1133,15 @@ def table(res: dict) -> str:
             f"  panel {p['panel']:<17} {p['cold_s']:7.1f}s cold, {p['warm_s']:.1f}s warm "
             f"({p['points']} points x {p['seeds']} seeds, lr grid, solver {p['solver']})"
         )
+    for name, k in res.get("kernels", {}).items():
+        if "ratio" in k:
+            nt = "neural-tangents absent" if k["ratio"] is None else f"nt {k['nt_s']:.3f}s, {k['ratio']:.2f}x"
+            lines.append(f"  kernels {name:<14} ours {k['ours_s']:8.3f}s  ({nt}; {k['x_shape']})")
+        else:
+            lines.append(
+                f"  kernels {name:<14} {k['seconds']:8.1f}s  ({k['n']} x {k['d']}, {k['result_gb']:.1f} GB "
+                f"float32, peak RSS {k['peak_rss_mb']:.0f} MB)"
+            )
     for name, t in res["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.3g}"
         lines.append(

@@ -8,6 +8,7 @@ Oracle tests are marked ``oracle`` and skip, saying why, where neural-tangents d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -18,7 +19,7 @@ import pytest
 from jax.experimental import enable_x64
 
 from ntk_adv import empirical, kernels, metrics, models
-from ntk_adv.arch import ARCHITECTURES, FC, INF_WIDTH, architecture, blockwise
+from ntk_adv.arch import ARCHITECTURES, CNN, FC, INF_WIDTH, architecture, blockwise
 
 
 def _oracle_mark():
@@ -67,6 +68,24 @@ def stax_fc(stax, arch: FC):
     return stax.serial(*layers)[2]
 
 
+def stax_cnn(stax, arch: CNN):
+    width = int(arch.width) if not arch.infinite else 1
+    layers = []
+    for _ in range(arch.depth):
+        conv = stax.Conv(width, arch.filter_shape, padding="SAME", **stax_dense_kwargs(arch, readout=False))
+        layers += [conv, stax_activation(stax, arch)]
+        if arch.pool:
+            layers.append(stax.AvgPool((2, 2), strides=(2, 2)))
+    layers.append(stax.Flatten() if arch.readout == "flatten" else stax.GlobalAvgPool())
+    layers.append(stax.Dense(1, **stax_dense_kwargs(arch, readout=True)))
+    return stax.serial(*layers)[2]
+
+
+@pytest.fixture
+def images(rng):
+    return rng.standard_normal((3, 6, 5, 2)), rng.standard_normal((2, 6, 5, 2))
+
+
 @pytest.fixture
 def vectors(rng):
     return rng.standard_normal((7, 6)), rng.standard_normal((5, 6))
@@ -104,6 +123,55 @@ def test_fc_kernel_equals_neural_tangents(vectors, depth, activation, gamma, bia
             assert rel_err(ours, getattr(ref, get)) <= 1e-6, get
 
 
+# ----------------------------------------------------------------------------- (a) oracle: CNN
+CNN_CASES = [  # (activation, gamma, bias, parametrization)
+    ("leaky_relu", 0.0, True, "ntk"),
+    ("leaky_relu", 0.2, False, "standard"),
+    ("leaky_relu", 0.2, True, "standard"),
+    ("erf", 0.0, False, "ntk"),
+]
+
+
+@ORACLE
+@pytest.mark.parametrize("activation,gamma,bias,parametrization", CNN_CASES)
+@pytest.mark.parametrize(
+    "readout,pool", [("flatten", False), ("flatten", True), ("gap", False), ("gap", True)]
+)
+def test_cnn_kernel_equals_neural_tangents(images, readout, pool, activation, gamma, bias, parametrization):
+    stax = stax_or_skip()
+    arch = CNN(
+        width=5 if parametrization == "standard" else INF_WIDTH,
+        depth=2,
+        readout=readout,
+        pool=pool,
+        activation=activation,
+        gamma=gamma,
+        bias=bias,
+        parametrization=parametrization,
+        w_std=1.3,
+        b_std=0.7,
+    )
+    with enable_x64():
+        x, z = (jnp.asarray(v) for v in images)
+        ref = stax_cnn(stax, arch)(x, z, ("nngp", "ntk"))
+        for get in ("nngp", "ntk"):
+            ours = arch.kernel(x, z, get)
+            assert ours.shape == (3, 2) and ours.dtype == jnp.float64
+            assert rel_err(ours, getattr(ref, get)) <= 1e-6, get
+
+
+@ORACLE
+@pytest.mark.parametrize("readout,pool", [("flatten", False), ("gap", False)])
+def test_cnn_depth_three_equals_neural_tangents(rng, readout, pool):
+    stax = stax_or_skip()
+    arch = CNN(width=INF_WIDTH, depth=3, readout=readout, pool=pool, gamma=0.1)
+    with enable_x64():
+        x = jnp.asarray(rng.standard_normal((3, 5, 5, 3)))
+        ref = stax_cnn(stax, arch)(x, x, ("nngp", "ntk"))
+        for get in ("nngp", "ntk"):
+            assert rel_err(arch.kernel(x, x, get), getattr(ref, get)) <= 1e-6, get
+
+
 # ----------------------------------------------------------------------------- (c) two-layer closed forms
 @pytest.mark.parametrize("parametrization", ["ntk", "standard"])
 @pytest.mark.parametrize("bias", [True, False])
@@ -132,6 +200,27 @@ def test_fc_depth_two_all_layers_equals_two_layer_with_trained_readout(vectors, 
         x, z = (jnp.asarray(v) for v in vectors)
         ref = kernels.ntk(x, z, gamma=0.1, bias=bias, parametrization="ntk", train_readout=True)
         assert rel_err(arch.kernel(x, z, "ntk"), ref) <= 1e-12
+
+
+@pytest.mark.parametrize("parametrization", ["ntk", "standard"])
+@pytest.mark.parametrize("pool", [False, True])
+def test_one_pixel_cnn_is_the_two_layer_net(vectors, parametrization, pool):
+    """A depth-1 CNN with 1x1 filters on 1x1 images of d channels is the two-layer net on d inputs (with or
+    without the pixel-pair path): trained='first' gives kernels.ntk, trained='all' (NTK parametrization) the
+    FC depth-2 kernel."""
+    cnn = CNN(
+        width=INF_WIDTH, depth=1, filter_shape=(1, 1), gamma=0.2, parametrization=parametrization,
+        trained="first", readout="gap" if pool else "flatten",
+    )  # fmt: skip
+    with enable_x64():
+        x, z = (jnp.asarray(v) for v in vectors)
+        xi, zi = x[:, None, None, :], z[:, None, None, :]
+        closed = kernels.ntk(x, z, gamma=0.2, parametrization=parametrization)
+        assert rel_err(cnn.kernel(xi, zi, "ntk"), closed) <= 1e-12
+        assert rel_err(cnn.kernel(xi, zi, "nngp"), kernels.nngp(x, z, gamma=0.2)) <= 1e-12
+        if parametrization == "ntk":
+            fc = FC(width=INF_WIDTH, depth=2, gamma=0.2)
+            assert rel_err(dataclasses.replace(cnn, trained="all").kernel(xi, zi), fc.kernel(x, z)) <= 1e-12
 
 
 def test_fc_finite_net_is_the_same_function_in_both_parametrizations(vectors):
@@ -185,7 +274,7 @@ def assert_half_power(ws, errs, tolerance=0.15):
     return fit
 
 
-MC_WIDTHS = (64, 128, 256, 512, 1024)
+MC_WIDTHS = (64, 256, 1024)
 
 
 @pytest.mark.parametrize(
@@ -194,8 +283,8 @@ MC_WIDTHS = (64, 128, 256, 512, 1024)
 def test_fc_empirical_ntk_converges_at_half_power(rng, depth, trained, activation):
     arch = FC(width=64, depth=depth, gamma=0.2, activation=activation, trained=trained)
     with enable_x64():
-        x = jnp.asarray(rng.standard_normal((6, 5)))
-        ws, errs = monte_carlo_errors(arch, x, MC_WIDTHS, seeds=6)
+        x = jnp.asarray(rng.standard_normal((5, 4)))
+        ws, errs = monte_carlo_errors(arch, x, MC_WIDTHS, seeds=5)
     assert_half_power(ws, errs)
 
 
@@ -209,6 +298,26 @@ def test_fc_empirical_ntk_converges_at_half_power_to_4096(rng, depth, trained):
         ws, errs = monte_carlo_errors(arch, x, (64, 256, 1024, 4096), seeds=8)
     fit = assert_half_power(ws, errs, tolerance=0.1)
     assert fit.high - fit.low < 0.4
+
+
+def test_cnn_empirical_ntk_converges_at_half_power(rng):
+    arch = CNN(width=8, depth=2, trained="first", gamma=0.2)
+    with enable_x64():
+        x = jnp.asarray(rng.standard_normal((4, 3, 3, 1)))
+        ws, errs = monte_carlo_errors(arch, x, (8, 32, 128), seeds=5)
+    assert_half_power(ws, errs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "readout,pool,trained", [("flatten", False, "all"), ("flatten", True, "all"), ("gap", False, "all")]
+)
+def test_cnn_empirical_ntk_converges_at_half_power_to_512(rng, readout, pool, trained):
+    arch = CNN(width=16, depth=2, readout=readout, pool=pool, trained=trained, gamma=0.2)
+    with enable_x64():
+        x = jnp.asarray(rng.standard_normal((4, 4, 4, 2)))
+        ws, errs = monte_carlo_errors(arch, x, (16, 32, 64, 128, 256, 512), seeds=4)
+    assert_half_power(ws, errs, tolerance=0.1)
 
 
 # ----------------------------------------------------------------------------- jit, grad, blockwise, errors
@@ -228,6 +337,26 @@ def test_fc_kernel_jits_and_input_gradient_is_finite(vectors):
         gx = jax.grad(lambda a: jnp.sum(arch.kernel(a, z, "nngp")))(x)
         assert bool(jnp.all(jnp.isfinite(gx)))
         np.testing.assert_allclose(jax.jit(arch.kernel, static_argnums=2)(x, z, "ntk"), arch.kernel(x, z))
+
+
+@pytest.mark.parametrize("readout,pool", [("flatten", False), ("flatten", True), ("gap", False)])
+def test_cnn_kernel_jits_and_input_gradient_is_finite(images, readout, pool):
+    arch = CNN(width=INF_WIDTH, depth=2, readout=readout, pool=pool, gamma=0.1)
+    with enable_x64():
+        x, z = (jnp.asarray(v) for v in images)
+        alpha = jnp.asarray([0.5, -1.0, 2.0])
+
+        def predictor(p):
+            return jnp.sum(arch.kernel(p[None], x, "ntk")[0] * alpha)
+
+        for point in (z[0], x[1]):  # a fresh point and a training point (rho = 1 at every position)
+            g = jax.jit(jax.grad(predictor))(point)
+            assert g.shape == (6, 5, 2) and bool(jnp.all(jnp.isfinite(g)))
+        params = arch.with_width(4).init(jax.random.PRNGKey(0), (6, 5, 2), jnp.float64)
+        net = arch.with_width(4)
+        assert net.apply(params, x).shape == (3,)
+        assert net.preactivations(params, x).shape == (3, 6, 5, 4)
+        assert net.first_layer(params)[0].shape == (3, 3, 2, 4)
 
 
 def test_blockwise_equals_one_call(rng):
@@ -265,6 +394,37 @@ def test_fc_bad_options_are_one_line_errors(kwargs, match):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(depth=0), "depth must be an integer >= 1"),
+        (dict(readout="max"), "readout"),
+        (dict(filter_shape=(3,)), "filter_shape"),
+        (dict(gamma=1.5), "gamma"),
+    ],
+)
+def test_cnn_bad_options_are_one_line_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        CNN(**{"width": 8, **kwargs})
+    assert "\n" not in str(err.value)
+
+
+def test_cnn_bad_inputs_are_one_line_errors(images, vectors):
+    x, z = images
+    arch = CNN(width=INF_WIDTH, depth=3, pool=True)
+    for a, b in ((vectors[0], vectors[1]), (x, z[:, :, :, :1]), (x[0], z)):
+        with pytest.raises(ValueError, match=r"images \(N, H, W, C\)") as err:
+            arch.kernel(a, b)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="too small for 3 2x2 poolings"):
+        arch.kernel(x, z)
+    with pytest.raises(ValueError, match=r"images \(N, H, W, C\)"):
+        CNN(width=4).init(jax.random.PRNGKey(0), (36,))
+    net = CNN(width=4, depth=1)
+    with pytest.raises(ValueError, match=r"images \(N, H, W, C\)"):
+        net.apply(net.init(jax.random.PRNGKey(0), (6, 5, 2)), jnp.zeros((3, 60)))
+
+
 def test_fc_bad_calls_are_one_line_errors(vectors):
     x, z = vectors
     with pytest.raises(ValueError, match="same example shape|one example shape") as err:
@@ -282,6 +442,6 @@ def test_fc_bad_calls_are_one_line_errors(vectors):
 def test_registry_names_every_architecture():
     assert list(ARCHITECTURES) == ["two-layer", "fc", "cnn"]
     assert architecture("two-layer") is models.TwoLayerConfig and architecture("fc") is FC
-    assert models.TwoLayerConfig.name == "two-layer" and FC.name == "fc"
+    assert all(ARCHITECTURES[name].name == name for name in ARCHITECTURES)
     with pytest.raises(ValueError, match="unknown architecture 'mlp'; expected one of two-layer, fc, cnn"):
         architecture("mlp")

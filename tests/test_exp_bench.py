@@ -43,6 +43,12 @@ TINY = dict(
     panel_d=8,
     panel_width=8,
     panel_steps=5,
+    kernels_fc_n=8,
+    kernels_fc_d=16,
+    kernels_cnn_n=2,
+    kernels_pool_n=2,
+    kernels_mnist_n=50,
+    kernels_block=16,
 )
 
 KEYS = [
@@ -75,6 +81,12 @@ KEYS = [
     "reproduction_panel.cold_s",
     "reproduction_panel.warm_s",
     "reproduction_panel.points",
+    "kernels.fc.ours_s",
+    "kernels.cnn_flatten.ours_s",
+    "kernels.cnn_pool.ours_s",
+    "kernels.cnn_pool.ours_cold_s",
+    "kernels.mnist_blockwise.seconds",
+    "kernels.mnist_blockwise.peak_rss_mb",
 ] + [
     f"paper_preset.{sweep}.{k}"
     for sweep in ("width_sweep", "paper_sweep")
@@ -121,6 +133,8 @@ def test_bench_main_tiny(tmp_path, capsys):
     # The engine and the loop compute the same cells with the same keys.
     for sweep in ("width_sweep", "paper_sweep"):
         assert on_disk[sweep]["max_abs_metric_diff"] < 1e-3
+    kernel_cases = ("fc", "cnn_flatten", "cnn_pool")
+    with_nt = on_disk["kernels"]["fc"]["neural_tangents"]  # the oracle environment times neural-tangents too
     assert set(on_disk["targets"]) == {
         "training_peak_fraction",
         "width_sweep_speedup",
@@ -128,7 +142,14 @@ def test_bench_main_tiny(tmp_path, capsys):
         "paper_preset_width_sweep_speedup",
         "paper_preset_paper_sweep_speedup",
         "infinite_seconds",
-    }
+    } | ({f"kernels_{c}_ratio" for c in kernel_cases} if with_nt else set())
+    for case in kernel_cases:
+        entry = on_disk["kernels"][case]
+        assert entry["neural_tangents"] is with_nt and (entry["ratio"] is None) is (not with_nt)
+        if with_nt:  # the same kernel (float32)
+            assert entry["ratio"] > 0 and entry["max_rel_diff"] < 1e-3, (case, entry)
+    mnist = on_disk["kernels"]["mnist_blockwise"]
+    assert mnist["n"] == 50 and mnist["finite"] and mnist["symmetric"]
     for sweep in ("width_sweep", "paper_sweep"):  # the papers' optimizer in every path, backprop in the loop
         part = on_disk["paper_preset"][sweep]
         assert part["preset"] == "paper" and on_disk[sweep]["preset"] == "theory"

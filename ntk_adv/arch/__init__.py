@@ -20,6 +20,7 @@ from ntk_adv.arch.base import (
     check_width,
     is_infinite,
 )
+from ntk_adv.arch.cnn import CNN
 from ntk_adv.arch.fc import FC
 
 
@@ -36,8 +37,6 @@ class _Registry(Mapping):
         if name == "fc":
             return FC
         if name == "cnn":
-            from ntk_adv.arch.cnn import CNN
-
             return CNN
         raise KeyError(name)
 
@@ -63,6 +62,7 @@ def architecture(name: str) -> type[Architecture]:
 
 __all__ = [
     "ARCHITECTURES",
+    "CNN",
     "FC",
     "INF_WIDTH",
     "PARAMETRIZATIONS",

@@ -151,11 +151,26 @@ def dual(activation: str, gamma: float, s, a, c):
         kdot = (4.0 / jnp.pi) / jnp.sqrt(prod - 4.0 * s * s)
         return k, kdot
     norm = jnp.sqrt(a * c)
-    theta = _safe_arccos(s / jnp.where(norm > 0, norm, 1.0))
-    arc = norm * (jnp.sin(theta) + (jnp.pi - theta) * jnp.cos(theta)) / (2 * jnp.pi)
-    k = gamma * s + (1.0 - gamma) ** 2 * arc
+    rho = s / jnp.where(norm > 0, norm, 1.0)
+    theta = _safe_arccos(rho)
+    k = gamma * s + (1.0 - gamma) ** 2 * norm * _arc1(rho) / (2 * jnp.pi)
     kdot = (1.0 + gamma**2) * (jnp.pi - theta) / (2 * jnp.pi) + gamma * theta / jnp.pi
     return k, kdot
+
+
+@jax.custom_jvp
+def _arc1(rho):
+    """sin(theta) + (pi - theta) cos(theta) with theta = arccos(rho), i.e. sqrt(1 - rho^2) + (pi - theta) rho
+    (one arccos, no sin/cos); its derivative is pi - theta: the singular terms of the two summands cancel,
+    so it is finite at rho = +-1."""
+    r = jnp.clip(rho, -1.0, 1.0)
+    return jnp.sqrt(jnp.maximum(1.0 - r * r, 0.0)) + (jnp.pi - jnp.arccos(r)) * r
+
+
+@_arc1.defjvp
+def _arc1_jvp(primals, tangents):
+    (rho,), (drho,) = primals, tangents
+    return _arc1(rho), (jnp.pi - _safe_arccos(rho)) * drho
 
 
 def dual_self(activation: str, gamma: float, a):

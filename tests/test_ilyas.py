@@ -4,6 +4,8 @@ the protocol and the command on a quick config, and pinned verdicts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -279,6 +281,12 @@ def test_cifar10_ten_classes_from_python_batches(tmp_path):
     rows = ilyas.run_cell(setup, [0])
     assert {r["metric"] for r in rows} >= {"g_acc_test", "acc_predicted", "f_target_rate"}
     assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+    # a convolutional net sees the rows as 32x32x3 images (its first-layer filters have 3 input channels)
+    cnn = replace(setup, net=ilyas.NetSpec(arch="cnn", depth=1, width=4))
+    net = ilyas.make_net(cnn, 10, 3072)
+    assert net.shape == (32, 32, 3) and net.arch.init(jax.random.PRNGKey(0), net.shape)[0]["w"].shape[2] == 3
+    rows = ilyas.run_cell(cnn, [0])
+    assert {(r["arch"], r["depth"]) for r in rows} == {("cnn", 1)} and all(0 <= r["value"] <= 1 for r in rows)
 
 
 def test_datasets_option_resolves_each_folder(tmp_path):

@@ -60,7 +60,8 @@ BATCHING: tuple[str, ...] = get_args(Batching)
 # Batching rule for finite-width groups (the width is the architecture's, ``cfg.arch.width``). XLA:CPU runs a
 # vmapped matmul whose operands are all batched (g's distinct adversarial sets) as a batched dot that is
 # slower than the same dots one after another, while a matmul with a shared operand (f's clean inputs)
-# becomes one wide matmul - faster for narrow nets, slower for wide ones (layout transposes). Measured on 2 cores, N = 2000, d = 784 (benchmarks, not tests).
+# becomes one wide matmul - faster for narrow nets, slower for wide ones (layout transposes). Measured on 2
+# cores, N = 2000, d = 784 (benchmarks, not tests).
 VMAP_SHARED_WIDTH = 256  # train the f's of a group with vmap when width <= this, else one after another
 VMAP_DISTINCT_WIDTH = 32  # train / evaluate the g's with vmap when width <= this, else one after another
 

@@ -136,7 +136,7 @@ def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):
     cfg, out, _ = tiny_run
     rows = read_csv(out / "results.csv")
     z = data_arrays(cfg.data)[2]
-    for width in (64, None):
+    for width in (64, math.inf):
         cell = cfg.base().with_(width=width, eps=4.0)
         f, g, *_ = batch.cell_predictors((cell, 0), solver=cfg.solver)
         (stored,) = [
@@ -145,7 +145,7 @@ def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):
             if r["metric"] == "agreement"
             and r["seed"] == 0
             and r["eps"] == 4.0
-            and r["width"] == (math.inf if width is None else width)
+            and r["width"] == width
         ]
         assert abs(float(agreement(f(z), g(z))) - stored) <= 1 / z.shape[0] + 1e-6
         assert np.isfinite(stored)

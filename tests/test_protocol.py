@@ -40,8 +40,8 @@ def arrays():
 
 
 def seed_keys(seeds: int = SEEDS, base_seed: int = 0):
-    """The per-seed keys ``run_seeds`` uses."""
-    return jax.random.split(jax.random.PRNGKey(base_seed), seeds)
+    """The per-seed keys ``run_seeds`` uses: seed s is ``protocol.seed_key(s)`` = ``PRNGKey(s)``."""
+    return jax.vmap(protocol.seed_key)(jnp.arange(base_seed, base_seed + seeds))
 
 
 def mean_target_sign(cfg, y, key) -> float:

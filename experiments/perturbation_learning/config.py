@@ -93,7 +93,9 @@ class Config:
     targets: str = "random"
     loss: str = "identity"
     preset: str = "theory"
-    parametrization: str = "standard"
+    # standard | ntk | auto (standard for two-layer, ntk for fc and cnn: their standard-parametrization NTK of
+    # every layer grows with the width and has no infinite-width limit)
+    parametrization: str = "auto"
     centered: bool = False
     widths: tuple[float, ...] = (10, 100, 1000)  # hidden widths m; inf runs the infinite-width limit
     infinite: bool = True
@@ -149,9 +151,13 @@ class Config:
     def arch_at(self, width, depth: int | None = None) -> Architecture:
         """The architecture of this run at ``width`` (and ``depth``; default the first ``--depth``)."""
         depth = depth if depth is not None else (self.depth[0] if self.depth else None)
-        return make_arch(
-            self.arch, width, depth=depth, gamma=self.gamma[0], parametrization=self.parametrization
-        )
+        return make_arch(self.arch, width, depth=depth, gamma=self.gamma[0], parametrization=self.param())
+
+    def param(self) -> str:
+        """The parametrization: ``parametrization``, or for ``auto`` standard (two-layer) / ntk (fc, cnn)."""
+        if self.parametrization != "auto":
+            return self.parametrization
+        return "standard" if self.arch == "two-layer" else "ntk"
 
     def base(self) -> protocol.ProtocolConfig:
         return protocol.ProtocolConfig(

@@ -73,8 +73,8 @@ PINNED = {
 @pytest.mark.parametrize("width, loss", list(PINNED))
 def test_two_layer_numbers_are_unchanged_by_the_refactor(width, loss):
     cfg = protocol.ProtocolConfig(
-        data=DIGITS, arch=TwoLayerConfig(width), loss=loss, steps_f=10, steps_g=10, lr_f=0.1, lr_g=0.1, eps=0.5
-    )
+        data=DIGITS, arch=TwoLayerConfig(width), loss=loss, steps_f=10, steps_g=10, lr_f=0.1, lr_g=0.1
+    ).with_(eps=0.5)
     got = batch.run_protocol_batch([(cfg, 0), (cfg, 1)])
     for metric, want in PINNED[(width, loss)].items():
         for seed in (0, 1):

@@ -495,7 +495,14 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     out = []
     for depth in sorted({r["depth"] for r in rows if "depth" in r}):
         for c in claims_at(cfg, select(rows, depth=depth), rest):
-            out.append({**c, "name": f"{c['name']}[depth={depth}]", "depth": depth})
+            out.append(
+                {
+                    **c,
+                    "name": f"{c['name']}[depth={depth}]",
+                    "claim": f"(depth {depth}) {c['claim']}",
+                    "depth": depth,
+                }
+            )
     return out
 
 

@@ -197,7 +197,7 @@ def test_limit_classifiers_match_the_trained_limit(arrays):
     f_inf = protocol.infinite_f(cfg, x, y)
     adv = protocol.adversarial_set(cfg, f_inf, x, y, jax.random.PRNGKey(0))
     g_inf = protocol.infinite_g(cfg, adv)
-    hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=cfg.gamma, bias=cfg.bias)
+    hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=cfg.arch.gamma, bias=cfg.arch.bias)
     assert hat_f(z).shape == hat_g(z).shape == (z.shape[0],)
     assert float(agreement(hat_f(z), f_inf(z))) > 0.9
     assert float(agreement(hat_g(z), g_inf(z))) > 0.9
@@ -365,7 +365,8 @@ def test_zero_radius_gives_zero_perturbations():
         ({"eps": -0.1}, "eps must be finite and >= 0"),
         ({"eps": float("nan")}, "eps must be finite and >= 0"),
         ({"gamma": 1.0}, r"gamma=1.0 is outside \[0, 1\)"),
-        ({"gamma": -0.5, "width": None}, r"gamma=-0.5 is outside \[0, 1\)"),
+        ({"gamma": -0.5, "width": INF_WIDTH}, r"gamma=-0.5 is outside \[0, 1\)"),
+        ({"width": None}, "INF_WIDTH"),
         ({"width": 0}, "width must be an integer >= 1"),
         ({"loss": "hinge"}, "unknown loss .hinge."),
         ({"parametrization": "mup"}, "unknown parametrization 'mup'"),

@@ -879,9 +879,9 @@ def run_seeds(
     all E points run in the same compiled vmap and every metric is then (seeds, E). Values not given are
     the config's."""
     x, y, z, y_test = arrays
-    cell = infinite_cell if infinite else finite_cell
     if infinite is None:
         infinite = cfg.infinite
+    cell = infinite_cell if infinite else finite_cell
     keys = jax.vmap(seed_key)(jnp.arange(base_seed, base_seed + seeds))
     grid = {k: v for k, v in (("eps", eps), ("lr_f", lr_f), ("lr_g", lr_g)) if v is not None}
     if not grid:

@@ -3,7 +3,6 @@ architecture it builds (``--arch two-layer|fc|cnn``, ``--depth``, ``--widths`` w
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
@@ -11,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from ntk_adv import engine
+from ntk_adv.arch import architecture
 from ntk_adv.arch.base import INF_WIDTH, Architecture, is_infinite
 from ntk_adv.data import DataSpec
 from ntk_adv.models import TwoLayerConfig
@@ -32,25 +32,16 @@ AXES = {
     "n_train": "data.n_train",
 }
 HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predicted")
-ArchName = Literal["two-layer", "fc", "cnn"]
-# --arch name -> (module, class); the deep nets live in ntk_adv.arch and are imported on first use
-ARCH_CLASSES = {
-    "two-layer": ("ntk_adv.models", "TwoLayerConfig"),
-    "fc": ("ntk_adv.arch.fc", "FC"),
-    "cnn": ("ntk_adv.arch.cnn", "CNN"),
-}
+ArchName = Literal["two-layer", "fc", "cnn"]  # the names of ntk_adv.arch.ARCHITECTURES
 
 
 def arch_class(name: str) -> type:
-    """The :class:`~ntk_adv.arch.Architecture` class of ``--arch name`` (one-line ValueError when unknown or
-    not installed in this checkout)."""
-    if name not in ARCH_CLASSES:
-        raise ValueError(f"unknown --arch {name!r}; expected one of {', '.join(ARCH_CLASSES)}")
-    module, cls = ARCH_CLASSES[name]
+    """The :class:`~ntk_adv.arch.Architecture` class of ``--arch name`` (:func:`ntk_adv.arch.architecture`;
+    a one-line ValueError when unknown or not available in this checkout)."""
     try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"--arch {name}: {module}.{cls} is not available in this checkout ({err})") from err
+        return architecture(name)
+    except ImportError as err:
+        raise ValueError(f"--arch {name} is not available in this checkout ({err})") from err
 
 
 def make_arch(name: str, width, *, depth: int | None, gamma: float, parametrization: str) -> Architecture:

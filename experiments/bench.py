@@ -113,7 +113,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import engine, models, pattern_gd
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.results import provenance, write_json
 from ntk_adv.store import ResultStore
@@ -283,7 +285,7 @@ class Config:
     def base(self, width: int, preset: str = "theory") -> protocol.ProtocolConfig:
         return protocol.ProtocolConfig(
             data=self.sweep_data(),
-            width=width,
+            arch=TwoLayerConfig(width),
             loss="identity",
             preset=preset,
             lr_f=self.sweep_lr,
@@ -745,7 +747,7 @@ def infinite_child(n: int, n_test: int, d: int, repeats: int, seed: int) -> dict
     t0 = time.perf_counter()
     cfg = protocol.ProtocolConfig(
         data=DataSpec("gauss", n_train=n, n_test=n_test, d=d, seed=seed),
-        width=None,
+        arch=TwoLayerConfig(INF_WIDTH),
         loss="identity",
         preset="theory",
         eps=0.14,

@@ -6,10 +6,14 @@ the first use of a name imports its module. Example on your own arrays (labels i
     import ntk_adv
 
     data = ntk_adv.DataSpec.from_arrays(x_train, y_train, x_test, y_test)
-    cfg = ntk_adv.ProtocolConfig(data=data, width=256, eps=1.0, steps_f=100, steps_g=100)
-    grid = ntk_adv.Grid(cfg, axes={"width": [64, 1024, ntk_adv.INF_WIDTH]}, seeds=3)   # also None
+    net = ntk_adv.TwoLayerConfig(256)                         # an Architecture; width INF_WIDTH: the limit
+    cfg = ntk_adv.ProtocolConfig(data=data, arch=net, eps=1.0, steps_f=100, steps_g=100)
+    grid = ntk_adv.Grid(cfg, axes={"width": [64, 1024, ntk_adv.INF_WIDTH]}, seeds=3)
     store = ntk_adv.ResultStore("runs/mine/store")
-    rows = store.rows(ntk_adv.run_sweep(grid, store))                        # resumable, content-addressed
+    rows = store.rows(ntk_adv.run_perturbation_sweep(grid, store))     # resumable, content-addressed
+
+``ntk_adv.run_sweep`` is the generic engine (:func:`ntk_adv.engine.run_sweep`); the perturbation-learning
+sweep is ``ntk_adv.run_perturbation_sweep``.
 """
 
 from __future__ import annotations
@@ -38,17 +42,18 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "make_apply": ("ntk_adv.models",),
     "make_predictor": ("ntk_adv.limits",),
     "KernelPredictor": ("ntk_adv.limits",),
-    "INF_WIDTH": ("ntk_adv.limits",),
+    "INF_WIDTH": ("ntk_adv.arch",),
+    "Architecture": ("ntk_adv.arch",),
     "ProtocolConfig": ("ntk_adv.perturbation.protocol",),
     "Grid": ("ntk_adv.engine",),
-    "run_sweep": (
-        "ntk_adv.perturbation.batch",
-    ),  # the perturbation-learning sweep; generic: engine.run_sweep
+    "run_sweep": ("ntk_adv.engine",),  # the generic engine
+    "run_perturbation_sweep": ("ntk_adv.perturbation.batch",),  # the perturbation-learning sweep
     "ResultStore": ("ntk_adv.store",),
     "to_frame": ("ntk_adv.results",),
     "Claim": ("ntk_adv.verdicts",),
 }
 _SUBMODULES = (
+    "arch",
     "attacks",
     "data",
     "engine",

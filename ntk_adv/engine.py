@@ -3,8 +3,10 @@ chosen backend. It knows no experiment: the caller passes the function that runs
 groups cells.
 
 * A :class:`Grid` is a frozen base config plus axes (dotted field path -> values; ``data.n_train`` reaches a
-  field of a nested frozen dataclass) and a number of seeds. A *cell* is a pair (config, seed) and has a
-  stable id (:func:`ntk_adv.store.cell_id`: config, seed and the content of its data).
+  field of a nested frozen dataclass; a config naming an architecture field in ``ARCH_AXES`` also takes that
+  architecture's fields by their short names: ``width``, ``depth``) and a number of seeds. A *cell* is a
+  pair (config, seed) and has a stable id (:func:`ntk_adv.store.cell_id`: config, seed and the content of
+  its data).
 * :func:`plan` groups cells by the caller's ``batch_key(config)`` (equal keys share shapes and static
   parameters: one compiled function per group), orders each group (by the caller's ``order(cell)``, else as
   given) and cuts it into chunks of at most ``max_batch`` cells.
@@ -43,13 +45,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import jax
-import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_adv import data as data_mod
 from ntk_adv import validate
+from ntk_adv.arch.base import check_width
 from ntk_adv.guards import BackendFailure, DryRun, probe_address
-from ntk_adv.limits import INF_WIDTH
 from ntk_adv.results import code_fingerprint
 from ntk_adv.store import NOT_IDENTITY, CorruptRecord, ResultStore, cell_id, config_key, data_fingerprint
 
@@ -68,9 +69,12 @@ class Grid:
     are dotted paths into ``base`` (``width``, ``data.n_train``; see :func:`set_field`). Cells are the
     product of the axes (first axis slowest), each config repeated for every seed.
 
-    ``axes`` is normalised to the tuple of pairs (so equal grids compare equal however they were spelled);
-    on a ``width`` axis :data:`ntk_adv.limits.INF_WIDTH` (``math.inf``) is the configs' ``None`` (infinite
-    width)."""
+    ``axes`` is normalised to the tuple of pairs (so equal grids compare equal however they were spelled).
+    On a ``width`` axis infinite width is :data:`ntk_adv.arch.INF_WIDTH` (``math.inf``), its one spelling;
+    ``width`` and ``depth`` of a config with an architecture (``ARCH_AXES``, e.g.
+    :class:`ntk_adv.perturbation.protocol.ProtocolConfig`) set the architecture's fields, so
+    ``Grid(cfg, axes={"width": [64, INF_WIDTH], "depth": [2, 3]})`` sweeps both (``depth`` only for
+    architectures that have one as a field)."""
 
     base: Any
     axes: Any = ()
@@ -102,9 +106,9 @@ class Grid:
 
 def normalize_axes(axes: Any) -> tuple[tuple[str, tuple], ...]:
     """Sweep axes as ((field, (values...)), ...) from a mapping ``{field: values}`` or a sequence of
-    ``(field, values)`` pairs; on a field named ``width`` the value :data:`ntk_adv.limits.INF_WIDTH`
-    (``math.inf``) becomes ``None``, the configs' spelling of infinite width. A malformed axis is a one-line
-    ValueError naming it."""
+    ``(field, values)`` pairs. Values of a field named ``width`` are ints >= 1 or
+    :data:`ntk_adv.arch.INF_WIDTH` (``None``, ``"inf"`` are refused, naming the one spelling). A malformed
+    axis is a one-line ValueError naming it."""
     items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
     out = []
     for item in items:
@@ -115,19 +119,18 @@ def normalize_axes(axes: Any) -> tuple[tuple[str, tuple], ...]:
             raise ValueError(f"axis {name!r}: values must be a list or tuple; got {vals!r}")
         vals = tuple(vals)
         if name.rsplit(".", 1)[-1] == "width":
-            vals = tuple(None if _is_inf_width(v) else v for v in vals)
+            vals = tuple(check_width(v, f"axis {name!r}: a width") for v in vals)
         out.append((name, vals))
     return tuple(out)
 
 
-def _is_inf_width(value: Any) -> bool:
-    return isinstance(value, (float, np.floating)) and value == INF_WIDTH
-
-
 def set_field(cfg: Any, path: str, value: Any) -> Any:
     """``dataclasses.replace`` along a dotted path of nested frozen dataclasses: ``set_field(c,
-    "data.n_train", 7)`` is ``replace(c, data=replace(c.data, n_train=7))``. An unknown field anywhere on the
-    path is a ValueError naming the path and the fields that exist."""
+    "data.n_train", 7)`` is ``replace(c, data=replace(c.data, n_train=7))``. A name that is not a field of a
+    config whose class names an architecture field (``ARCH_AXES = "arch"``) but is one of that architecture
+    (``width``, ``depth``, ``gamma``, ...) sets it there: ``set_field(c, "width", 64)`` is
+    ``replace(c, arch=replace(c.arch, width=64))``. An unknown field anywhere on the path is a ValueError
+    naming the path and the fields that exist."""
     return _set(cfg, path, path.split("."), value)
 
 
@@ -136,6 +139,14 @@ def _set(cfg: Any, path: str, names: list[str], value: Any) -> Any:
         raise ValueError(f"unknown sweep axis {path!r}: {type(cfg).__name__} is not a dataclass")
     fields = {f.name for f in dataclasses.fields(cfg)}
     head, rest = names[0], names[1:]
+    arch_field = getattr(type(cfg), "ARCH_AXES", None)
+    if head not in fields and arch_field in fields:
+        arch = getattr(cfg, arch_field)
+        if dataclasses.is_dataclass(arch) and head in {f.name for f in dataclasses.fields(arch)}:
+            return replace(cfg, **{arch_field: _set(arch, path, names, value)})
+        fields = (
+            fields | {f.name for f in dataclasses.fields(arch)} if dataclasses.is_dataclass(arch) else fields
+        )
     if head not in fields:
         raise ValueError(
             f"unknown sweep axis {path!r}; fields of {type(cfg).__name__}: {', '.join(sorted(fields))}"

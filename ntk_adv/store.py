@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ntk_adv import data as data_mod
-from ntk_adv.limits import INF_WIDTH
+from ntk_adv.arch.base import INF_WIDTH, Architecture
 from ntk_adv.results import atomic_write, provenance, sweep_temp_files, versions, write_csv
 
 SCHEMA = 2
@@ -47,18 +47,13 @@ NOT_IDENTITY = {"identity": False}  # field metadata: how a run is executed, not
 
 def canonical(obj: Any) -> Any:
     """JSON-ready canonical form of a (nested) frozen dataclass config; fields declared with
-    ``metadata=NOT_IDENTITY`` (execution switches such as ``--dry-run``) are left out."""
+    ``metadata=NOT_IDENTITY`` (execution switches such as ``--dry-run``) are left out. An
+    :class:`~ntk_adv.arch.Architecture` also records its ``--arch`` name and depth (``__arch__``,
+    ``__depth__``: the store's ``arch`` and ``depth`` columns); an infinite width is the float ``inf``."""
+    if isinstance(obj, Architecture):
+        return {"__arch__": obj.name, "__depth__": int(obj.depth), **_fields(obj)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            "__type__": type(obj).__name__,
-            **{
-                f.name: canonical(getattr(obj, f.name))
-                for f in dataclasses.fields(obj)
-                if f.metadata.get("identity", True)
-                # a field added later with this flag leaves the ids of configs at its default unchanged
-                and not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
-            },
-        }
+        return _fields(obj)
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     if isinstance(obj, dict):
@@ -66,6 +61,19 @@ def canonical(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):
         return obj.item()
     return obj
+
+
+def _fields(obj: Any) -> dict:
+    return {
+        "__type__": type(obj).__name__,
+        **{
+            f.name: canonical(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.metadata.get("identity", True)
+            # a field added later with this flag leaves the ids of configs at its default unchanged
+            and not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
+        },
+    }
 
 
 def _hash(obj: Any) -> str:
@@ -217,12 +225,15 @@ class ResultStore:
     def rows(self, records: Iterable[dict] | None = None) -> list[dict]:
         """Long-format rows: flattened config columns + seed + cell_id + fingerprint (of the code) +
         data_fingerprint + stale (why a reused record is stale - ``code``, ``data`` - or empty) + metric +
-        value; a cell with ``width=None`` (infinite width) gets ``width = inf``."""
+        value. A config holding an architecture (:func:`canonical`) gets the architecture's fields as
+        columns by their own names (``width``, ``gamma``, ...; ``width = inf`` at infinite width) plus
+        ``arch`` (its ``--arch`` name) and ``depth``; a legacy config with ``width=None`` gets
+        ``width = inf``."""
         rows = []
         for rec in self.records() if records is None else records:
-            cols = flatten(rec["config"])
+            cols = arch_columns(rec["config"])
             if "width" in cols and cols["width"] is None:
-                cols["width"] = INF_WIDTH  # infinite-width cells
+                cols["width"] = INF_WIDTH  # legacy infinite-width cells
             cols.update(
                 seed=rec["seed"],
                 cell_id=rec["id"],
@@ -252,12 +263,24 @@ def _metric(name: str, value: Any) -> float | list[dict]:
     return float(value)
 
 
+def arch_columns(config: dict) -> dict:
+    """:func:`flatten` of a canonical config, with the fields of an architecture it holds (a nested dict
+    carrying ``__arch__``) as top-level columns by their own names, plus ``arch`` and ``depth``."""
+    arch_keys = [k for k, v in config.items() if isinstance(v, dict) and "__arch__" in v]
+    cols = flatten({k: v for k, v in config.items() if k not in arch_keys})
+    for k in arch_keys:
+        arch = config[k]
+        cols.update(flatten(arch))
+        cols.update(arch=arch["__arch__"], depth=arch["__depth__"])
+    return cols
+
+
 def flatten(config: dict, prefix: str = "") -> dict:
     """Flatten a canonical config: nested ``data`` fields become ``data.name``, ``data.n_train``, ...;
-    ``__type__`` markers are dropped; tuples become space-separated strings."""
+    ``__type__`` (and other ``__...__``) markers are dropped; tuples become space-separated strings."""
     out: dict = {}
     for k, v in config.items():
-        if k == "__type__":
+        if k.startswith("__") and k.endswith("__"):
             continue
         if isinstance(v, dict):
             out.update(flatten(v, f"{prefix}{k}."))

@@ -1,9 +1,11 @@
 """The library's public API: lazy (``import ntk_adv`` imports no JAX), versioned, and every name resolves."""
 
+import math
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import ntk_adv
 
@@ -32,11 +34,24 @@ def test_readme_example_on_user_arrays(tmp_path):
         a.astype(np.float32) for a in (x, np.sign(x[:, 0]), z, np.sign(z[:, 0]))
     )
     data = ntk_adv.DataSpec.from_arrays(x_train, y_train, x_test, y_test)
-    cfg = ntk_adv.ProtocolConfig(data=data, width=16, eps=1.0, steps_f=10, steps_g=10)
+    net = ntk_adv.TwoLayerConfig(16)
+    cfg = ntk_adv.ProtocolConfig(data=data, arch=net, eps=1.0, steps_f=10, steps_g=10)
     grid = ntk_adv.Grid(cfg, axes={"width": [16, ntk_adv.INF_WIDTH]}, seeds=1)  # the README's spelling
-    assert grid == ntk_adv.Grid(cfg, axes=(("width", (16, None)),), seeds=1)
+    assert grid == ntk_adv.Grid(cfg, axes=(("width", (16, math.inf)),), seeds=1)
+    with pytest.raises(ValueError, match="INF_WIDTH"):  # one spelling of infinite width
+        ntk_adv.Grid(cfg, axes=(("width", (16, None)),), seeds=1)
     store = ntk_adv.ResultStore(tmp_path / "store")
-    rows = store.rows(ntk_adv.run_sweep(grid, store, progress=False))
+    rows = store.rows(ntk_adv.run_perturbation_sweep(grid, store, progress=False))
     agreement = {str(r["width"]): r["value"] for r in rows if r["metric"] == "agreement"}
     assert set(agreement) == {"16", "inf"} and all(0.0 <= v <= 1.0 for v in agreement.values())
     assert {r["data.name"] for r in rows} == {data.name}
+    assert {r["arch"] for r in rows} == {"two-layer"} and {r["depth"] for r in rows} == {2}
+
+
+def test_run_sweep_is_the_engine():
+    """``ntk_adv.run_sweep`` is the generic engine; the perturbation sweep has its own name."""
+    from ntk_adv import engine
+    from ntk_adv.perturbation import batch
+
+    assert ntk_adv.run_sweep is engine.run_sweep
+    assert ntk_adv.run_perturbation_sweep is batch.run_perturbation_sweep

@@ -9,12 +9,13 @@ import pytest
 
 from ntk_adv import engine, pattern_gd
 from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 
 # n_train = 26 appears in no other test, so that no compiled group of another test is reused here
 BASE = protocol.ProtocolConfig(
     data=DataSpec("shifted_gauss", n_train=26, n_test=20, d=8),
-    width=8,
+    arch=TwoLayerConfig(8),
     steps_f=10,
     steps_g=10,
     lr_f=0.1,

@@ -13,6 +13,7 @@ import pytest
 
 from ntk_adv import engine, validate
 from ntk_adv.data import DataSpec
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.training import TrainConfig
 
@@ -27,7 +28,7 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_sweep_digits
 def test_reference_sweep_records_are_unchanged(tmp_path):
     base = protocol.ProtocolConfig(
         data=DataSpec("digits", n_train=40, n_test=30),
-        width=16,
+        arch=TwoLayerConfig(16),
         steps_f=20,
         steps_g=20,
         lr_f=0.1,
@@ -97,23 +98,32 @@ def test_engine_is_generic(tmp_path):
 
 
 def test_grid_takes_a_mapping_and_inf_width():
-    """``axes={"width": [64, None]}`` and ``limits.INF_WIDTH`` (the one spelling of infinite width) work and
-    give the same grid as the tuple-of-pairs spelling with None."""
+    """``axes={"width": [64, INF_WIDTH]}`` (the one spelling of infinite width, ``math.inf``) sets the
+    architecture's width (``ProtocolConfig.arch``); ``None`` and ``"inf"`` are refused naming INF_WIDTH;
+    ``depth`` is an axis of architectures that have a depth field."""
     import math
 
-    from ntk_adv import limits
+    from ntk_adv.arch import INF_WIDTH
 
-    base = protocol.ProtocolConfig(data=DataSpec("digits", n_train=40, n_test=30), width=16)
-    spelled = engine.Grid(base, axes=(("width", (64, None)), ("eps", (0.5, 1.0))), seeds=2)
+    base = protocol.ProtocolConfig(data=DataSpec("digits", n_train=40, n_test=30), arch=TwoLayerConfig(16))
+    spelled = engine.Grid(base, axes=(("width", (64, INF_WIDTH)), ("eps", (0.5, 1.0))), seeds=2)
     for axes in (
-        {"width": [64, None], "eps": [0.5, 1.0]},
-        {"width": [64, limits.INF_WIDTH], "eps": (0.5, 1.0)},
+        {"width": [64, INF_WIDTH], "eps": [0.5, 1.0]},
         [("width", [64, math.inf]), ("eps", [0.5, 1.0])],
     ):
         grid = engine.Grid(base, axes=axes, seeds=2)
         assert grid == spelled
         assert grid.cells() == spelled.cells()
-    assert [c.width for c, _ in spelled.cells()] == [64] * 4 + [None] * 4
+    assert [c.arch.width for c, _ in spelled.cells()] == [64] * 4 + [INF_WIDTH] * 4
+    assert [c.infinite for c, _ in spelled.cells()] == [False] * 4 + [True] * 4
+    assert {c.arch.gamma for c, _ in engine.Grid(base, axes={"gamma": [0.0, 0.5]}).cells()} == {0.0, 0.5}
+    for bad in (None, "inf", "infinite", 0):
+        with pytest.raises(ValueError, match="INF_WIDTH"):
+            engine.Grid(base, axes={"width": [64, bad]})
+    with pytest.raises(
+        ValueError, match="unknown sweep axis 'depth'"
+    ):  # the two-layer net has no depth field
+        engine.Grid(base, axes={"depth": [2, 3]})
     nested = engine.Grid(Outer(), axes={"inner.n": [1, 2], "x": [3.0]})
     assert [(c.inner.n, c.x) for c in nested.configs()] == [(1, 3.0), (2, 3.0)]
     assert engine.Grid(Outer(), axes={"x": [math.inf]}).configs()[0].x == math.inf  # only width means it

@@ -41,6 +41,7 @@ from ntk_adv import (
     results,
     training,
 )
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation.protocol import ProtocolConfig
 from ntk_adv.store import ResultStore, cell_id
 
@@ -82,7 +83,8 @@ def data_mean_batch(chunk):
 
 
 def cells_on(root: str) -> list:
-    cfg = ProtocolConfig(data=data.DataSpec("mnist", n_train=None, n_test=None, root=root), width=8)
+    spec = data.DataSpec("mnist", n_train=None, n_test=None, root=root)
+    cfg = ProtocolConfig(data=spec, arch=TwoLayerConfig(8))
     return [(cfg, 0), (cfg, 1)]
 
 
@@ -384,7 +386,8 @@ from ntk_adv.perturbation import batch
 from ntk_adv.data import DataSpec
 from experiments import cli
 from ntk_adv.perturbation.protocol import ProtocolConfig
-cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), width=4)
+from ntk_adv.models import TwoLayerConfig
+cfg = ProtocolConfig(data=DataSpec("shifted_gauss", n_train=8, n_test=8, d=2), arch=TwoLayerConfig(4))
 cells = [(cfg.with_(eps=e), 0) for e in (0.5, 1.0, 2.0, 4.0)]
 print("parent", os.getpid(), flush=True)
 try:

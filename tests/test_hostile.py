@@ -151,10 +151,13 @@ def replacing_batch(chunk):
 
 
 def test_data_replaced_during_a_run_is_refused_naming_the_path(tmp_path):
+    from ntk_adv.models import TwoLayerConfig
     from ntk_adv.perturbation.protocol import ProtocolConfig
 
     root = make_mnist(tmp_path / "mnist")
-    cfg = ProtocolConfig(data=data.DataSpec("mnist", n_train=None, n_test=None, root=str(root)), width=8)
+    cfg = ProtocolConfig(
+        data=data.DataSpec("mnist", n_train=None, n_test=None, root=str(root)), arch=TwoLayerConfig(8)
+    )
     REPLACE_ROOT[:] = [str(root)]
     with pytest.raises(ValueError, match=r"--data-root .*mnist.*changed during the run") as err:
         engine.run_sweep(

@@ -33,7 +33,10 @@ def wheel(tmp_path_factory):
 def test_wheel_layout_and_script(wheel):
     names = wheel.namelist()
     assert {n.split("/")[0] for n in names if "dist-info" not in n} == {"ntk_adv", "ntk_adv_experiments"}
-    assert "ntk_adv_experiments/cli.py" in names and "ntk_adv_experiments/perturbation_learning.py" in names
+    assert (
+        "ntk_adv_experiments/cli.py" in names
+        and "ntk_adv_experiments/perturbation_learning/__init__.py" in names
+    )
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "ntk-adv = ntk_adv_experiments.cli:main" in wheel.read(meta).decode()  # the application's script
 

@@ -97,7 +97,7 @@ def test_protocol_trains_f_and_g_alike_with_both_solvers(centered, preset):
     net."""
     cfg = protocol.ProtocolConfig(
         data=DataSpec("shifted_gauss", n_train=40, n_test=10, d=5),
-        width=32,
+        arch=models.TwoLayerConfig(32),
         steps_f=15,
         steps_g=15,
         lr_f=0.5,

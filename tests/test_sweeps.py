@@ -8,20 +8,24 @@ import numpy as np
 import pytest
 
 from ntk_adv import engine
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.store import ResultStore, cell_id
 
 BASE = protocol.ProtocolConfig(
     data=DataSpec("shifted_gauss", n_train=24, n_test=20, d=8),
-    width=8,
+    arch=TwoLayerConfig(8),
     steps_f=10,
     steps_g=10,
     lr_f=0.1,
     lr_g=0.1,
     eps=1.0,
 )
-GRID = engine.Grid(BASE, axes=(("width", (8, None)), ("eps", (0.5, 2.0)), ("lr_g", (0.1, 0.05))), seeds=2)
+GRID = engine.Grid(
+    BASE, axes=(("width", (8, INF_WIDTH)), ("eps", (0.5, 2.0)), ("lr_g", (0.1, 0.05))), seeds=2
+)
 N_CELLS = 2 * 2 * 2 * 2
 
 
@@ -86,7 +90,7 @@ def test_batched_equals_one_by_one(reference):
 @pytest.mark.parametrize("batching", ["vmap", "map"])
 def test_vmap_and_sequential_batching_agree(reference, batching):
     """Both execution strategies of a finite-width group give the reference numbers (float32, 1e-5)."""
-    cells = [c for c in GRID.cells() if c[0].width is not None]
+    cells = [c for c in GRID.cells() if not c[0].infinite]
     got = batch.run_protocol_batch(cells, batching=batching)
     want = {r["id"]: r["metrics"] for r in reference}
     for (cfg, seed), metrics in zip(cells, got):

@@ -11,6 +11,7 @@ from jax.experimental import enable_x64
 
 from ntk_adv import kernels, limits, models
 from ntk_adv.data import DataSpec
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import protocol
 from ntk_adv.training import TrainConfig, effective_time
 
@@ -121,7 +122,14 @@ def test_paper_preset_limit_uses_the_heavy_ball_time():
 
     data = DataSpec("digits", n_train=60, n_test=60)
     cfg = protocol.ProtocolConfig(
-        data=data, width=2048, lr_f=0.01, steps_f=100, lr_g=0.01, steps_g=100, eps=1.0, preset="paper"
+        data=data,
+        arch=TwoLayerConfig(2048),
+        lr_f=0.01,
+        steps_f=100,
+        lr_g=0.01,
+        steps_g=100,
+        eps=1.0,
+        preset="paper",
     )
     assert cfg.limit_time("g") == pytest.approx(9.100024, rel=1e-6)
     res = batch.run_protocol_batch([(cfg, s) for s in range(2)])

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from ntk_adv import engine
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import DataSpec, Float64Cast, fingerprint, load_spec
+from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.store import cell_id
 
@@ -24,9 +26,13 @@ def test_spec_is_identified_by_content():
     c = DataSpec.from_arrays(*arrays(1))
     assert a == b and hash(a) == hash(b) and a.name.startswith("arrays:") and a.d == 5
     assert a != c and fingerprint(a) != fingerprint(c)
-    cfg = protocol.ProtocolConfig(data=a, width=8, steps_f=5, steps_g=5)
-    assert cell_id(cfg, 0) == cell_id(protocol.ProtocolConfig(data=b, width=8, steps_f=5, steps_g=5), 0)
-    assert cell_id(cfg, 0) != cell_id(protocol.ProtocolConfig(data=c, width=8, steps_f=5, steps_g=5), 0)
+    cfg = protocol.ProtocolConfig(data=a, arch=TwoLayerConfig(8), steps_f=5, steps_g=5)
+    assert cell_id(cfg, 0) == cell_id(
+        protocol.ProtocolConfig(data=b, arch=TwoLayerConfig(8), steps_f=5, steps_g=5), 0
+    )
+    assert cell_id(cfg, 0) != cell_id(
+        protocol.ProtocolConfig(data=c, arch=TwoLayerConfig(8), steps_f=5, steps_g=5), 0
+    )
     ds = load_spec(a)
     np.testing.assert_array_equal(ds.x_train, arrays(0)[0])
     assert load_spec(DataSpec.from_arrays(*arrays(0), n_train=10)).x_train.shape == (10, 5)
@@ -55,8 +61,10 @@ def test_float64_is_cast_once_with_one_note():
 
 def test_sweep_on_user_arrays_resumes_from_the_store(tmp_path, monkeypatch):
     spec = DataSpec.from_arrays(*arrays(3))
-    base = protocol.ProtocolConfig(data=spec, width=8, steps_f=5, steps_g=5, lr_f=0.1, lr_g=0.1, eps=1.0)
-    grid = engine.Grid(base, axes=(("width", (8, None)),), seeds=1)
+    base = protocol.ProtocolConfig(
+        data=spec, arch=TwoLayerConfig(8), steps_f=5, steps_g=5, lr_f=0.1, lr_g=0.1, eps=1.0
+    )
+    grid = engine.Grid(base, axes=(("width", (8, INF_WIDTH)),), seeds=1)
     first = batch.run_sweep(grid, tmp_path, progress=False)
     fail = functools.wraps(batch.run_protocol_batch)(lambda chunk, **k: pytest.fail("recomputed a cell"))
     monkeypatch.setattr(batch, "run_protocol_batch", fail)  # same module: the code fingerprint is unchanged

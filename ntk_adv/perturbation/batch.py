@@ -8,9 +8,13 @@ batch function of a group of protocol cells.
 * Inside a group, work is shared (:func:`run_protocol_batch`): f is trained once per (seed, lr_f),
   perturbations are computed once per (seed, lr_f, eps), and only g is trained per cell; seed-independent
   infinite-width work (f_inf on z, predicted directions at the training inputs) runs once.
-* Wide nets with the identity loss and a frozen readout train in activation space (:mod:`ntk_adv.pattern_gd`,
-  both presets): the same iterates as backpropagation, at a fraction of the cost (``solver``).
-* :func:`run_sweep` is :func:`ntk_adv.engine.run_sweep` with these two functions and the cell order filled in.
+* Wide two-layer nets with the identity loss and a frozen readout train in activation space
+  (:mod:`ntk_adv.pattern_gd`, both presets): the same iterates as backpropagation, at a fraction of the cost
+  (``solver``); every other architecture trains by backpropagation (:func:`ntk_adv.training.train`).
+* Seeds: a cell of seed ``s`` runs with :func:`cell_key` ``(s)`` = :func:`protocol.seed_key` ``(s)`` =
+  ``PRNGKey(s)``, the same key as :func:`protocol.run_seeds` (docs/architecture.md, "Seeds").
+* :func:`run_perturbation_sweep` is :func:`ntk_adv.engine.run_sweep` with these two functions and the cell
+  order filled in (``run_sweep`` is kept here as its alias).
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import numpy as np
 from flax import struct
 
 from ntk_adv import engine, pattern_gd, validate
+from ntk_adv.arch.base import is_infinite
 from ntk_adv.data import data_arrays
-from ntk_adv.limits import INF_WIDTH
 from ntk_adv.perturbation import protocol
 from ntk_adv.perturbation.protocol import ProtocolConfig
 
@@ -44,6 +48,7 @@ __all__ = [
     "data_arrays",
     "describe",
     "protocol_batch_key",
+    "run_perturbation_sweep",
     "run_protocol_batch",
     "run_sweep",
 ]
@@ -52,10 +57,11 @@ KIND = "perturbation_learning"  # the ``kind`` of the records
 VMAPPED_FIELDS = ("eps", "lr_f", "lr_g")
 Batching = Literal["auto", "vmap", "map"]
 BATCHING: tuple[str, ...] = get_args(Batching)
-# Batching rule for finite-width groups. XLA:CPU runs a vmapped matmul whose operands are all batched (g's
-# distinct adversarial sets) as a batched dot that is slower than the same dots one after another, while a
-# matmul with a shared operand (f's clean inputs) becomes one wide matmul - faster for narrow nets, slower for
-# wide ones (layout transposes). Measured on 2 cores, N = 2000, d = 784 (benchmarks, not tests).
+# Batching rule for finite-width groups (the width is the architecture's, ``cfg.arch.width``). XLA:CPU runs a
+# vmapped matmul whose operands are all batched (g's distinct adversarial sets) as a batched dot that is
+# slower than the same dots one after another, while a matmul with a shared operand (f's clean inputs)
+# becomes one wide matmul - faster for narrow nets, slower for wide ones (layout transposes). Measured on 2
+# cores, N = 2000, d = 784 (benchmarks, not tests).
 VMAP_SHARED_WIDTH = 256  # train the f's of a group with vmap when width <= this, else one after another
 VMAP_DISTINCT_WIDTH = 32  # train / evaluate the g's with vmap when width <= this, else one after another
 
@@ -72,26 +78,29 @@ def cell_order(cell: tuple[ProtocolConfig, int]) -> tuple:
 
 
 def describe(cfg: ProtocolConfig) -> str:
-    """A group's label in the sweep log: its width (``inf`` for the limit)."""
-    return f"width={INF_WIDTH if cfg.width is None else cfg.width}"
+    """A group's label in the sweep log: its architecture, width (``inf`` for the limit) and depth."""
+    arch = cfg.arch
+    return f"arch={arch.name} width={arch.width:g} depth={arch.depth}"
 
 
 def cell_key(seed) -> jax.Array:
-    """The root key of a cell of seed ``seed`` (f's and g's initializations, targets and noise are its named
-    streams, :func:`protocol.stream`); vmappable over seeds."""
-    return jax.random.PRNGKey(seed)
+    """The root key of a cell of seed ``seed``: :func:`protocol.seed_key` (``PRNGKey(seed)``, the one seed
+    rule; f's and g's initializations, targets and noise are its named streams, :func:`protocol.stream`);
+    vmappable over seeds."""
+    return protocol.seed_key(seed)
 
 
 def cell_predictors(cell: tuple[ProtocolConfig, int], solver: str = "auto") -> protocol.Trained:
     """The trained f and g of one cell (config, seed) as :func:`run_protocol_batch` trains them (same data,
     same key, same stages; the batch runs them vmapped, so numbers agree up to float32 reduction order): for
-    figures that need the functions themselves, e.g. decision maps. ``width=None``: the centred limits."""
+    figures that need the functions themselves, e.g. decision maps. ``arch.width == INF_WIDTH``: the centred
+    limits."""
     cfg, seed = cell
     x, y, _, _ = data_arrays(cfg.data)
     return protocol.train_pair(cfg, x, y, cell_key(int(seed)), solver=solver)
 
 
-def run_sweep(cells, store, **kw) -> list[dict]:
+def run_perturbation_sweep(cells, store, **kw) -> list[dict]:
     """:func:`ntk_adv.engine.run_sweep` of protocol cells: ``run_batch`` (default :func:`run_protocol_batch`),
     ``batch_key`` :func:`protocol_batch_key`, ``order`` :func:`cell_order`, ``kind`` :data:`KIND`; every
     other keyword is the engine's."""
@@ -100,6 +109,9 @@ def run_sweep(cells, store, **kw) -> list[dict]:
     return engine.run_sweep(
         cells, store, batch_key=protocol_batch_key, order=cell_order, describe=describe, **kw
     )
+
+
+run_sweep = run_perturbation_sweep  # the name this module has always exported
 
 
 # ------------------------------------------------------------------------------------------- group arguments
@@ -173,7 +185,7 @@ def run_protocol_batch(
     :data:`VMAP_DISTINCT_WIDTH`). All three give the same numbers up to float32 reduction order.
     ``solver`` trains f and g (:func:`protocol.train_net`: ``auto`` uses the activation-space solver of
     :mod:`ntk_adv.pattern_gd` where it applies; its stages then run with ``lax.map``, as its data-dependent
-    inner loop does not batch well). Infinite width (``width=None``): one vmap over cells."""
+    inner loop does not batch well). Infinite width (``arch.width == INF_WIDTH``): one vmap over cells."""
     validate.one_of("batching", batching, BATCHING)
     validate.one_of("solver", solver, pattern_gd.SOLVERS)
     base = cells[0][0]
@@ -189,7 +201,7 @@ def run_protocol_batch(
     cell_keys = jax.vmap(cell_key)(jnp.asarray(seeds))
 
     static = protocol_batch_key(base)  # not the first cell: its eps / lr values would key (recompile) the jit
-    if base.width is None:
+    if is_infinite(base.arch.width):
         out = _infinite_batch(InfiniteGroup(static, x, y, z, y_test, cell_keys, eps, lr_f, lr_g))
     else:
         f_items, f_idx = _unique_index([(int(s), float(c.lr_f)) for c, s in cells])
@@ -199,10 +211,10 @@ def run_protocol_batch(
         a_keys = jax.vmap(cell_key)(jnp.asarray([s for s, _, _ in a_items]))
         lim_lrs, lim_idx = _unique_index([float(c.lr_f) for c, _ in cells])  # f_inf depends on lr_f only
         if batching == "auto":
-            solver_f = pattern_gd.choose(base.net(), base.train_config("f"), x.shape[0], solver)
-            solver_g = pattern_gd.choose(base.net(), base.train_config("g"), x.shape[0], solver)
-            vmap_f = base.width <= VMAP_SHARED_WIDTH and solver_f == "autodiff"
-            vmap_g = base.width <= VMAP_DISTINCT_WIDTH and solver_g == "autodiff"
+            solver_f = protocol.choose_solver(base, base.train_config("f"), x.shape[0], solver)
+            solver_g = protocol.choose_solver(base, base.train_config("g"), x.shape[0], solver)
+            vmap_f = base.arch.width <= VMAP_SHARED_WIDTH and solver_f == "autodiff"
+            vmap_g = base.arch.width <= VMAP_DISTINCT_WIDTH and solver_g == "autodiff"
         else:
             vmap_f = vmap_g = batching == "vmap"
         group = FiniteGroup(
@@ -258,8 +270,9 @@ def _finite_batch(g: FiniteGroup) -> dict[str, jax.Array]:
     # seed-independent work, once per group: the centred f_inf on z (per lr_f) and, when the perturbations are
     # computed at the training inputs (scenarios a, b), the predicted directions D_n
     f_lim_z = jax.vmap(lambda lf: protocol.infinite_f(cfg, x, y, lf)(z))(g.lim_lrs)
-    d_pred = protocol.predicted_directions(cfg, x, x, y) if cfg.scenario != "noise" else None
-    grad_dirs = protocol.kernel_gradients(cfg, x, x, y) if cfg.scenario != "noise" else None
+    shared = cfg.scenario != "noise" and protocol.decomposes(cfg.arch)  # two-layer: D_n, G_n once per group
+    d_pred = protocol.predicted_directions(cfg, x, x, y) if shared else None
+    grad_dirs = protocol.kernel_gradients(cfg, x, x, y) if shared else None
 
     f_params = _over(lambda k, lf: protocol.train_f(cfg, x, y, k, lf, g.solver), (g.f_keys, g.f_lr), g.vmap_f)
 

@@ -1,8 +1,9 @@
 """Perturbation learning (Ilyas et al. 2019; Kumano, Kera, Yamasaki 2024): train f on clean data, perturb
 training (or noise) points toward target labels against f, train a fresh g only on the mislabeled adversarial
-set, and measure how closely g agrees with f - at finite width and in the infinite-width limit.
+set, and measure how closely g agrees with f - at finite width and in the infinite-width limit, for any
+:class:`~ntk_adv.arch.Architecture` (``cfg.arch``).
 
-Stages (pure functions, reused by the sweep engine so that f is trained once per (data, width, seed, lr_f)
+Stages (pure functions, reused by the sweep engine so that f is trained once per (data, arch, seed, lr_f)
 and perturbations once per (f, attack, eps, targets)):
 
     train_f      -> params of f (finite)            | infinite_f  -> KernelPredictor f_inf (centred)
@@ -11,17 +12,35 @@ and perturbations once per (f, attack, eps, targets)):
     train_g      -> params of g (fresh init)        | infinite_g  -> KernelPredictor g_inf (centred)
     evaluate     -> dict of scalar metrics per seed
 
+Widths: ``cfg.arch.width`` finite trains nets with the one optax loop (:func:`ntk_adv.training.train`, the
+architecture's ``apply`` and ``trainable_mask``; the two-layer net's activation-space solver
+:mod:`ntk_adv.pattern_gd` where it applies); ``cfg.arch.width == INF_WIDTH`` runs only the infinite-width
+limit, with the architecture's NTK (``arch.kernel(x1, x2, "ntk")``) in the kernel predictors of
+:mod:`ntk_adv.limits` (closed form for the identity loss, kernel gradient descent otherwise).
+
+Inputs: data are (N, d) vectors throughout the protocol (attacks, norms, noise); an architecture that takes
+images (:data:`IMAGE_ARCHS`, the CNN) sees them as (N, H, W, C) through :class:`ArchFns`, which reshapes at
+the boundary from the data set's known image shape (:data:`IMAGE_SHAPES`: digits 8x8x1, mnist and fmnist
+28x28x1, cifar10 32x32x3 stored channel-first). L2 and L-inf radii are the same on either shape.
+
+Two-layer capabilities: the decomposition of the limit g = g_0 + B + S, the predicted agreement over g's
+initial function, the predicted directions D_n and cosine, and the coefficients of what g learned on B and S
+are closed forms of the two-layer net (:func:`decomposes`); for other architectures those metrics are absent
+(the experiment then says "no prediction for <arch>").
+
 Scenarios: ``a`` x_adv = eta (perturbation alone); ``b`` x_adv = x + eta; ``noise`` x_adv = noise + eta
 (ICLR 2024), where noise is uniform or Gaussian with the data's root-mean-square coordinate scale.
 Targets: ``random`` (uniform in {-1,+1}, independent of y), ``balanced`` (exactly floor(N/2) of each sign
 plus, for odd N, one more +1, in random order: mean(y_adv) = 0, or 1/N) or ``deterministic`` (y_adv = -y).
-Randomness: one seed key per cell, split into named streams (f init, targets, noise, g init, attack).
+
+Randomness (docs/architecture.md, "Seeds"): seed ``s`` is the key :func:`seed_key` = ``PRNGKey(s)``, in a
+sweep cell and in :func:`run_seeds` alike; it is split into named streams (f init, targets, noise, g init,
+attack) by :func:`stream`.
 
 Results are long-format rows (:meth:`ntk_adv.store.ResultStore.rows`): one row per (cell, seed, metric) with
-the config columns and ``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``**
-(:data:`ntk_adv.limits.INF_WIDTH`;
-a CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``). ``plots``
-also accepts ``None`` and the strings ``"inf"``/``"infinite"``.
+the config columns (the architecture's fields as ``width``, ``gamma``, ..., plus ``arch`` and ``depth``) and
+``metric``, ``value``. **Infinite-width rows carry ``width = math.inf``** (:data:`ntk_adv.arch.INF_WIDTH`; a
+CSV stores it as ``inf`` and :func:`ntk_adv.results.read_csv` reads it back as the float ``inf``).
 
 Decision maps: :func:`class_mean_plane` picks the plane spanned by the two class means, :func:`decision_grid`
 evaluates any predictors on an n x n grid in it (``plots.decision_map`` draws the result).
@@ -30,8 +49,9 @@ evaluates any predictors on an n x n grid in it (``plots.decision_map`` draws th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple, get_args
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
+from typing import Any, ClassVar, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +59,8 @@ import numpy as np
 from flax import struct
 
 from ntk_adv import attacks, kernels, limits, models, pattern_gd, validate
+from ntk_adv.arch.base import INF_WIDTH, Architecture
 from ntk_adv.data import DataSpec
-from ntk_adv.kernels import Parametrization
 from ntk_adv.losses import Loss
 from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
 from ntk_adv.training import TrainConfig, centered, effective_time, train
@@ -55,11 +75,31 @@ NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
 PRESETS: tuple[str, ...] = get_args(Preset)
 STREAMS = {"f_init": 0, "targets": 1, "noise": 2, "g_init": 3, "attack": 4, "g0_draws": 5}
 MC_DRAWS = 32  # GP draws of g_0 for the predicted agreement off the identity loss
+# Data sets whose rows are images, and the image each row holds: (H, W, C) and the stored layout of the row
+IMAGE_SHAPES: dict[str, tuple[tuple[int, int, int], str]] = {
+    "digits": ((8, 8, 1), "hwc"),
+    "mnist": ((28, 28, 1), "hwc"),
+    "fmnist": ((28, 28, 1), "hwc"),
+    "cifar10": ((32, 32, 3), "chw"),  # CIFAR-10 rows are stored channel-first
+}
+IMAGE_ARCHS = ("cnn",)  # architectures (by name) whose inputs are images (N, H, W, C)
+
+
+def default_arch() -> models.TwoLayerConfig:
+    """The protocol's default net: two layers, width 100, standard parametrization, ReLU (gamma 0), bias."""
+    return models.TwoLayerConfig(100, parametrization="standard", gamma=0.0, bias=True)
+
+
+def decomposes(arch: Architecture) -> bool:
+    """Whether the two-layer analysis applies (its closed forms: g = g_0 + B + S, the predicted agreement
+    and cosine, D_n, the coefficients on B and S): the two-layer net with its first layer trained."""
+    return isinstance(arch, models.TwoLayerConfig) and not arch.train_readout and arch.init_scale == 1.0
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """One cell of perturbation learning. ``width=None`` runs only the infinite-width limit.
+    """One cell of perturbation learning on the network ``arch`` (an :class:`~ntk_adv.arch.Architecture`,
+    default :func:`default_arch`); ``arch.width == INF_WIDTH`` runs only the infinite-width limit.
 
     ``eps`` is the attack radius (L2 for one_step_l2/fgm/pgd_l2, L-inf for fgsm/pgd_linf, step for l0;
     unused by lbfgs, whose size is set by ``attack_c``); ``eps = 0`` gives zero perturbations for every attack
@@ -68,13 +108,15 @@ class ProtocolConfig:
     Training: ``preset`` 'theory' (full-batch GD, t = lr * steps) or 'paper' (momentum 0.9 + plateau).
     ``centered``: finite nets are trained and evaluated as f(x; theta) - f(x; theta_0), which removes the O(1)
     random initial function (docs/theory.md); their infinite-width limit is then the centred predictor
-    itself."""
+    itself.
+
+    The architecture's fields are reached through it (``cfg.arch.width``); :meth:`with_` and sweep axes
+    (:data:`ARCH_AXES`) also take them by their short names (``width``, ``depth``, ``gamma``, ...)."""
+
+    ARCH_AXES: ClassVar[str] = "arch"  # the field that sweep axes not found on the config are looked up in
 
     data: DataSpec = field(default_factory=DataSpec)
-    width: int | None = 100
-    gamma: float = 0.0
-    bias: bool = True
-    parametrization: Parametrization = "standard"
+    arch: Architecture = field(default_factory=default_arch)
     loss: Loss = "identity"
     preset: Preset = "theory"
     lr_f: float = 0.01
@@ -93,10 +135,14 @@ class ProtocolConfig:
     centered: bool = False
 
     def __post_init__(self):
-        validate.check_choices(self)  # scenario, targets, noise, preset, loss, parametrization
-        if self.width is not None:
-            models.TwoLayerConfig(self.width, gamma=self.gamma, parametrization=self.parametrization)
-        kernels.check_gamma(self.gamma)
+        if not isinstance(self.arch, Architecture):
+            raise ValueError(
+                f"arch must be an ntk_adv.arch.Architecture (e.g. TwoLayerConfig(100)), got "
+                f"{type(self.arch).__name__}; infinite width is arch.width = ntk_adv.INF_WIDTH"
+            )
+        if self.arch.n_out != 1:
+            raise ValueError(f"perturbation learning is binary: arch.n_out must be 1, got {self.arch.n_out}")
+        validate.check_choices(self)  # scenario, targets, noise, preset, loss
         validate.one_of("attack", self.attack, attacks.ATTACKS)
         if not np.isfinite(self.eps) or self.eps < 0:
             raise ValueError(f"eps must be finite and >= 0, got {self.eps}")
@@ -104,10 +150,20 @@ class ProtocolConfig:
         self.train_config("g")
         attack_fn(self, self.eps if self.eps > 0 else 1.0)  # validates the attack parameters (eps = 0 too)
 
-    def net(self, width: int | None = None) -> models.TwoLayerConfig:
-        return models.TwoLayerConfig(
-            width or self.width, gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
-        )
+    @property
+    def infinite(self) -> bool:
+        """Whether this cell is the infinite-width limit (``arch.width == INF_WIDTH``)."""
+        return self.arch.infinite
+
+    @property
+    def width(self):
+        """The architecture's width (an int, or :data:`INF_WIDTH`); read-only: set it with :meth:`with_`."""
+        return self.arch.width
+
+    def net(self) -> Architecture:
+        """The finite architecture (refuses INF_WIDTH, naming it)."""
+        self.arch._finite("a trained net")
+        return self.arch
 
     def train_config(self, which: str) -> TrainConfig:
         lr, steps = (self.lr_f, self.steps_f) if which == "f" else (self.lr_g, self.steps_g)
@@ -130,13 +186,77 @@ class ProtocolConfig:
         return ""
 
     def kernel(self) -> kernels.KernelFn:
-        """The infinite-width NTK matching this config's parametrization (first layer trained)."""
-        return kernels.two_layer_kernel(
-            gamma=self.gamma, bias=self.bias, parametrization=self.parametrization
-        )
+        """The infinite-width NTK of ``arch`` (its trained parameters, its parametrization) on flat inputs
+        (N, d) x (M, d) -> (N, M): ``arch.with_width(INF_WIDTH).kernel(x1, x2, 'ntk')``."""
+        return arch_fns(self.arch.with_width(INF_WIDTH), self.data.name).kernel
 
     def with_(self, **changes) -> ProtocolConfig:
-        return replace(self, **changes)
+        """``replace`` with ``changes``; names that are not fields of the config but of ``arch`` (``width``,
+        ``depth``, ``gamma``, ``bias``, ...) change the architecture."""
+        own = {f.name for f in fields(self)}
+        arch_changes = {k: changes.pop(k) for k in list(changes) if k not in own}
+        cfg = replace(self, **changes) if changes else self
+        if arch_changes:
+            arch_fields = {f.name for f in fields(cfg.arch)}
+            unknown = sorted(set(arch_changes) - arch_fields)
+            if unknown:
+                raise ValueError(
+                    f"unknown field {unknown[0]!r}: not a field of ProtocolConfig nor of "
+                    f"{type(cfg.arch).__name__} ({', '.join(sorted(arch_fields))})"
+                )
+            cfg = replace(cfg, arch=replace(cfg.arch, **arch_changes))
+        return cfg
+
+
+@dataclass(frozen=True)
+class ArchFns:
+    """An architecture on the protocol's flat inputs x (N, d): ``apply(params, x) -> (N,)`` and
+    ``kernel(x1, x2) -> (N1, N2)`` reshape x to ``(N, *input_shape)`` (an image (H, W, C) for
+    :data:`IMAGE_ARCHS`, else (d,)) and call ``arch``. Frozen and hashable: its bound methods are stable jit
+    keys."""
+
+    arch: Architecture
+    image: tuple[int, ...] | None = None  # (H, W, C), or None: the architecture takes the flat rows
+    layout: str = "hwc"
+
+    def inputs(self, x):
+        """x (N, d) -> (N, *input_shape)."""
+        if self.image is None:
+            return x
+        h, w, c = self.image
+        if self.layout == "chw":
+            return jnp.transpose(jnp.reshape(x, (x.shape[0], c, h, w)), (0, 2, 3, 1))
+        return jnp.reshape(x, (x.shape[0], h, w, c))
+
+    def input_shape(self, d: int) -> tuple[int, ...]:
+        return (d,) if self.image is None else tuple(self.image)
+
+    def apply(self, params, x):
+        return self.arch.apply(params, self.inputs(x))
+
+    def kernel(self, x1, x2):
+        return self.arch.kernel(self.inputs(x1), self.inputs(x2), "ntk")
+
+    def nngp(self, x1, x2):
+        return self.arch.kernel(self.inputs(x1), self.inputs(x2), "nngp")
+
+    def preactivations(self, params, x):
+        return self.arch.preactivations(params, self.inputs(x))
+
+
+@cache
+def arch_fns(arch: Architecture, dataset: str) -> ArchFns:
+    """The :class:`ArchFns` of ``arch`` on data set ``dataset`` (images for :data:`IMAGE_ARCHS`: a data set
+    of :data:`IMAGE_SHAPES`, else a one-line ValueError naming both)."""
+    if arch.name not in IMAGE_ARCHS:
+        return ArchFns(arch)
+    if dataset not in IMAGE_SHAPES:
+        raise ValueError(
+            f"--arch {arch.name} takes images, but dataset {dataset!r} has no image shape; use one of "
+            f"{', '.join(IMAGE_SHAPES)}"
+        )
+    shape, layout = IMAGE_SHAPES[dataset]
+    return ArchFns(arch, shape, layout)
 
 
 @struct.dataclass
@@ -150,45 +270,68 @@ class AdvSet:
     base: jax.Array
 
 
+def seed_key(seed) -> jax.Array:
+    """The root key of seed ``seed``: ``jax.random.PRNGKey(seed)`` - the one rule, used by a sweep cell
+    (:func:`ntk_adv.perturbation.batch.cell_key`) and by :func:`run_seeds` alike (docs/architecture.md,
+    "Seeds"). Traceable and vmappable over seeds."""
+    return jax.random.PRNGKey(seed)
+
+
 def stream(key: jax.Array, name: str) -> jax.Array:
     """Independent key for a named randomness stream of a cell."""
     return jax.random.fold_in(key, STREAMS[name])
 
 
 # ------------------------------------------------------------------------------------------- stages
+def _fns(cfg: ProtocolConfig) -> ArchFns:
+    return arch_fns(cfg.arch, cfg.data.name)
+
+
+def _plain_apply(cfg: ProtocolConfig):
+    """``apply_fn(params, x (N, d)) -> (N,)`` of the finite net (the two-layer net's cached
+    :func:`ntk_adv.models.make_apply`, which carries its trainable mask; else :class:`ArchFns`)."""
+    if isinstance(cfg.arch, models.TwoLayerConfig):
+        return models.make_apply(cfg.net())
+    return _fns(cfg).apply
+
+
 def model_apply(cfg: ProtocolConfig):
     """``apply_fn(params, x)`` of the finite net (the centred wrapper when ``cfg.centered``)."""
-    apply_fn = models.make_apply(cfg.net())
+    apply_fn = _plain_apply(cfg)
     return centered(apply_fn) if cfg.centered else apply_fn
 
 
 def init_model(cfg: ProtocolConfig, d: int, key, dtype):
-    """(params, trainable mask) of a freshly initialized net; for centred nets params = (theta, theta_0)
-    (:func:`ntk_adv.models.centred_pair`)."""
+    """(params, trainable mask) of a freshly initialized net (``arch.init``, ``arch.trainable_mask``); for
+    centred nets params = (theta, theta_0), both the same draw, theta_0 frozen
+    (:func:`ntk_adv.models.centered_mask`)."""
+    arch = cfg.net()
+    p0 = arch.init(key, _fns(cfg).input_shape(d), dtype)
+    mask = arch.trainable_mask(p0)
     if cfg.centered:
-        return models.centred_pair(cfg.net(), d, key=key, dtype=dtype)[1:]
-    net = cfg.net()
-    return models.init_params(net, d, key=key, dtype=dtype), models.trainable_mask(net)
+        return (p0, p0), models.centered_mask(mask)
+    return p0, mask
 
 
 def initial_function(cfg: ProtocolConfig, params):
     """The net's function at initialization: zero for centred nets."""
     if cfg.centered:
         return None
-    return lambda q: models.make_apply(cfg.net())(params, q)
+    return lambda q: _plain_apply(cfg)(params, q)
 
 
 def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str = "auto"):
     """Train a freshly initialized net (``which`` = 'f' or 'g': init stream and training config) on (x, y).
 
-    ``solver`` (:data:`pattern_gd.SOLVERS`): ``autodiff`` backpropagates every step (:func:`training.train`);
-    ``pattern`` runs the same optimizer in activation space (:mod:`ntk_adv.pattern_gd`; identity loss, frozen
-    readout, either preset), equal up to float rounding; ``auto`` picks ``pattern`` where it applies and pays
-    off. A centred net trains like the plain one (the identity loss's gradient does not see f_0; only the loss
-    values that drive the paper preset's plateau schedule do)."""
+    ``solver`` (:data:`pattern_gd.SOLVERS`): ``autodiff`` backpropagates every step (:func:`training.train`
+    with ``arch.apply`` and ``arch.trainable_mask``); ``pattern`` runs the same optimizer in activation space
+    (:mod:`ntk_adv.pattern_gd`; the two-layer net only, identity loss, frozen readout, either preset), equal
+    up to float rounding; ``auto`` picks ``pattern`` where it applies and pays off. A centred net trains like
+    the plain one (the identity loss's gradient does not see f_0; only the loss values that drive the paper
+    preset's plateau schedule do)."""
     p0, mask = init_model(cfg, x.shape[1], stream(key, f"{which}_init"), x.dtype)
     tcfg = cfg.train_config(which)
-    if pattern_gd.choose(cfg.net(), tcfg, x.shape[0], solver) == "pattern":
+    if choose_solver(cfg, tcfg, x.shape[0], solver) == "pattern":
         start = p0[0] if cfg.centered else p0
         trained = pattern_gd.train(
             cfg.net(),
@@ -202,6 +345,19 @@ def train_net(cfg: ProtocolConfig, which: str, x, y, key, lr=None, solver: str =
         )
         return (trained, p0[1]) if cfg.centered else trained
     return train(model_apply(cfg), p0, x, y, tcfg, lr=lr, mask=mask).params
+
+
+def choose_solver(cfg: ProtocolConfig, tcfg: TrainConfig, n_train: int | None, solver: str = "auto") -> str:
+    """:func:`ntk_adv.pattern_gd.choose` for the two-layer net; ``autodiff`` for every other architecture
+    (``solver='pattern'`` there is a one-line ValueError naming the architecture)."""
+    if isinstance(cfg.arch, models.TwoLayerConfig):
+        return pattern_gd.choose(cfg.arch, tcfg, n_train, solver)
+    validate.one_of("solver", solver, pattern_gd.SOLVERS)
+    if solver == "pattern":
+        raise ValueError(
+            f"solver 'pattern' is the two-layer net's; --arch {cfg.arch.name} trains by autodiff"
+        )
+    return "autodiff"
 
 
 def train_f(cfg: ProtocolConfig, x, y, key, lr_f=None, solver: str = "auto"):
@@ -306,10 +462,10 @@ def train_pair(
     infinite: bool | None = None,
 ) -> Trained:
     """f trained on (x, y), its adversarial set and g trained on it, for one seed key (the stages of
-    :func:`finite_cell` / :func:`infinite_cell`; traceable). ``infinite`` (default: ``cfg.width is None``)
+    :func:`finite_cell` / :func:`infinite_cell`; traceable). ``infinite`` (default: ``cfg.infinite``)
     trains the centred infinite-width limits instead of finite nets; ``eps``, ``lr_f``, ``lr_g`` default to
     the config's."""
-    if cfg.width is None if infinite is None else infinite:
+    if cfg.infinite if infinite is None else infinite:
         f_lim = infinite_f(cfg, x, y, lr_f)
         adv = adversarial_set(cfg, f_lim, x, y, key, eps)
         return Trained(f_lim, infinite_g(cfg, adv, lr_g), adv)
@@ -335,29 +491,32 @@ def evaluate(
 ) -> dict[str, jax.Array]:
     """Per-seed metrics: agreement of sign f and sign g on held-out z; g's natural accuracy on the clean
     training inputs and on held-out data; f's accuracies; mean |cos(eta_n, D_n)| with the predicted direction
-    D_n at the perturbed points; g's accuracy on its own (adversarial) training set.
+    D_n at the perturbed points (``cos_predicted``, two-layer only: :func:`decomposes`); g's accuracy on its
+    own (adversarial) training set.
 
     ``d_pred`` (N, d): the predicted directions at ``adv.base`` if already known
     (:func:`predicted_directions`; the sweep engine computes them once per group when the base points are the
     training inputs)."""
     need_held_out(z)
     f_test = predict_f(z)
-    if d_pred is None:
-        d_pred = predicted_directions(cfg, adv.base, x, y)
-    return {
+    out = {
         "agreement": agreement(f_test, predict_g(z)),
         "g_acc_train": accuracy(predict_g(x), y),
         "g_acc_test": accuracy(predict_g(z), y_test),
         "f_acc_train": accuracy(predict_f(x), y),
         "f_acc_test": accuracy(f_test, y_test),
         "g_acc_adv": accuracy(predict_g(adv.x_adv), adv.y_adv),
-        "cos_predicted": mean_abs_cosine(adv.eta, d_pred),
     }
+    if decomposes(cfg.arch):
+        d_pred = predicted_directions(cfg, adv.base, x, y) if d_pred is None else d_pred
+        out["cos_predicted"] = mean_abs_cosine(adv.eta, d_pred)
+    return out
 
 
 def predicted_directions(cfg: ProtocolConfig, base, x, y) -> jax.Array:
-    """D_n at the base points (N, d) for this config's activation (:func:`kernels.predicted_direction`)."""
-    return kernels.predicted_direction(base, x, y, gamma=cfg.gamma, bias=cfg.bias)
+    """D_n at the base points (N, d) for the two-layer net's activation (:func:`kernels.predicted_direction`;
+    a two-layer capability, :func:`decomposes`)."""
+    return kernels.predicted_direction(base, x, y, gamma=cfg.arch.gamma, bias=cfg.arch.bias)
 
 
 # ------------------------------------------------------------------------------------------- cells
@@ -381,20 +540,31 @@ def finite_cell(
 def finite_to_infinite(
     cfg, apply_fn, pf, pg, adv, x, y, z, key, lr_f, lr_g, f_lim_z=None, d_pred=None, grad_dirs=None
 ) -> dict:
-    """Finite nets against their limits: gaps to the same-init limits, agreement with the centred limits, the
-    decomposition of g's limit (:func:`decomposition`), the relative first-layer movement of f and g
-    (``f_weight_move``, ``g_weight_move``: how lazy the training was) and the predicted cosine of the
-    perturbations with D_n (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred
-    f_inf on z), ``d_pred`` (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base
-    points) may be passed in when already known (they do not depend on the seed in scenarios a and b)."""
+    """Finite nets against their limits, for any architecture: gaps to the same-init limits (``f_gap``,
+    ``g_gap``), agreement with the centred limits, g's agreement with f through its same-init limit
+    (``agreement_same_init``) and with the centred limit (``agreement_centred``), the relative first-layer
+    movement of f and g (``f_weight_move``, ``g_weight_move``: how lazy the training was), activation flips
+    and g's kink fraction (:func:`activation_flips`, :func:`kink_fraction`, through ``arch.first_layer`` and
+    ``arch.preactivations``).
+
+    Two-layer capabilities (:func:`decomposes`; absent for other architectures): the decomposition of g's
+    limit (:func:`decomposition`), the predicted agreement, the coefficients of what g learned on B and S
+    (:func:`learned_coefficients`) and the predicted cosine of the perturbations with D_n
+    (``cos_predicted_theory``, :func:`predicted_cosine`). ``f_lim_z`` (the centred f_inf on z), ``d_pred``
+    (D_n at the base points) and ``grad_dirs`` (:func:`kernel_gradients` at the base points) may be passed in
+    when already known (they do not depend on the seed in scenarios a and b)."""
     need_held_out(z)
+    two_layer = decomposes(cfg.arch)
     f0 = init_model(cfg, x.shape[1], stream(key, "f_init"), x.dtype)[0]
     g0 = init_model(cfg, x.shape[1], stream(key, "g_init"), x.dtype)[0]
     f_lim = infinite_f(cfg, x, y, lr_f)
     g_lim = infinite_g(cfg, adv, lr_g)
     f_lim_z = f_lim(z) if f_lim_z is None else f_lim_z
-    b_part, s_part = g_parts(cfg, g_lim, z)
-    g_lim_z = b_part + s_part
+    if two_layer:
+        b_part, s_part = g_parts(cfg, g_lim, z)
+        g_lim_z = b_part + s_part
+    else:
+        g_lim_z = g_lim(z)
     f_z, g_z = apply_fn(pf, z), apply_fn(pg, z)
     g0_fn = initial_function(cfg, g0)
     g0_z = jnp.zeros_like(g_z) if g0_fn is None else g0_fn(z)
@@ -417,17 +587,25 @@ def finite_to_infinite(
         "agreement_g_inf": agreement(g_z, g_lim_z),
         "agreement_g_same_init": agreement(g_z, g_same),
     }
-    out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
-    refs = {
-        "agreement_same_init": _agree_points(f_z, g_same),
-        "agreement_signal": _agree_points(f_z, s_part),
-    }
-    predicted = predicted_agreement_per_point(cfg, f_z, g_lim_z, z)
-    if predicted is None and not cfg.centered:
-        predicted = predicted_agreement_mc(cfg, f_z, adv, z, stream(key, "g0_draws"), lr_g)
-        out["agreement_predicted"] = jnp.mean(predicted)
-    if predicted is not None:
-        refs["agreement_predicted"] = predicted
+    refs = {"agreement_same_init": _agree_points(f_z, g_same)}
+    if two_layer:
+        out.update(decomposition(cfg, f_z, b_part, s_part, adv.y_adv, z, g0_z=g0_z, g_same_z=g_same))
+        refs["agreement_signal"] = _agree_points(f_z, s_part)
+        predicted = predicted_agreement_per_point(cfg, f_z, g_lim_z, z)
+        if predicted is None and not cfg.centered:
+            predicted = predicted_agreement_mc(cfg, f_z, adv, z, stream(key, "g0_draws"), lr_g)
+            out["agreement_predicted"] = jnp.mean(predicted)
+        if predicted is not None:
+            refs["agreement_predicted"] = predicted
+    else:
+        out.update(
+            {
+                "mean_y_adv": jnp.mean(adv.y_adv),
+                "agreement_centred": agreement(f_z, g_lim_z),
+                "g0_abs": jnp.mean(jnp.abs(g0_z)),
+                "agreement_same_init": agreement(f_z, g_same),
+            }
+        )
     out.update(paired_second_moments(_agree_points(f_z, g_z), refs))
     out["f_weight_move"] = weight_movement(cfg, pf, f0)
     out["g_weight_move"] = weight_movement(cfg, pg, g0)
@@ -435,47 +613,52 @@ def finite_to_infinite(
     out.update(activation_flips(cfg, "g", pg, g0, adv.x_adv, z))
     out["g_kink_frac"] = kink_fraction(cfg, pg, adv.x_adv)
     out["g_kink_frac_init"] = kink_fraction(cfg, g0, adv.x_adv)
-    out.update(learned_coefficients(g_z - g0_z, b_part, s_part))
-    d_pred = predicted_directions(cfg, adv.base, x, y) if d_pred is None else d_pred
-    grad_dirs = kernel_gradients(cfg, adv.base, x, y) if grad_dirs is None else grad_dirs
-    out["cos_predicted_theory"] = predicted_cosine(cfg, grad_dirs, d_pred, cfg.limit_time("f", lr_f))
+    if two_layer:
+        out.update(learned_coefficients(g_z - g0_z, b_part, s_part))
+        d_pred = predicted_directions(cfg, adv.base, x, y) if d_pred is None else d_pred
+        grad_dirs = kernel_gradients(cfg, adv.base, x, y) if grad_dirs is None else grad_dirs
+        out["cos_predicted_theory"] = predicted_cosine(cfg, grad_dirs, d_pred, cfg.limit_time("f", lr_f))
     return out
 
 
-def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
-    """||(w, b)_T - (w, b)_0|| / ||(w, b)_0|| over the first layer (Frobenius): ~ m^(-1/2) in the lazy
-    regime."""
-    trained = params[0] if cfg.centered else params
-    start = init[0] if cfg.centered else init
-    num = jnp.sum((trained.w - start.w) ** 2) + jnp.sum((trained.b - start.b) ** 2)
-    den = jnp.sum(start.w**2) + jnp.sum(start.b**2)
-    return jnp.sqrt(num / den)
-
-
-def _first_layer(cfg: ProtocolConfig, params) -> models.TwoLayerParams:
+def _own(cfg: ProtocolConfig, params):
+    """The net's own parameters (theta of a centred pair (theta, theta_0))."""
     return params[0] if cfg.centered else params
 
 
+def weight_movement(cfg: ProtocolConfig, params, init) -> jax.Array:
+    """||W_T - W_0|| / ||W_0|| over the first layer's parameters (``arch.first_layer``: (w, b) of the
+    two-layer net; Frobenius over every array it returns): ~ m^(-1/2) in the lazy regime."""
+    trained = jax.tree_util.tree_leaves(cfg.arch.first_layer(_own(cfg, params)))
+    start = jax.tree_util.tree_leaves(cfg.arch.first_layer(_own(cfg, init)))
+    num = sum(jnp.sum((a - b) ** 2) for a, b in zip(trained, start))
+    den = sum(jnp.sum(b**2) for b in start)
+    return jnp.sqrt(num / den)
+
+
 def activation_flips(cfg: ProtocolConfig, which: str, params, init, x_train, z) -> dict[str, jax.Array]:
-    """Fraction of (unit, input) pairs whose ReLU side (sign of the pre-activation w.x + b) differs between
-    the trained and the initial first layer, on the net's own training inputs (``{which}_flip_train``; g's are
-    the adversarial inputs) and on the held-out z (``{which}_flip_test``). The NTK of a two-layer net changes
-    in proportion to this fraction, so it measures laziness without looking at the output gap being judged
-    (docs/theory.md, "Measuring the regime")."""
-    net = cfg.net()
-    trained, start = _first_layer(cfg, params), _first_layer(cfg, init)
+    """Fraction of (unit, input) pairs whose ReLU side (sign of the first hidden layer's pre-activation,
+    ``arch.preactivations``) differs between the trained and the initial net, on the net's own training
+    inputs (``{which}_flip_train``; g's are the adversarial inputs) and on the held-out z
+    (``{which}_flip_test``). The NTK of a two-layer net changes in proportion to this fraction, so it
+    measures laziness without looking at the output gap being judged (docs/theory.md, "Measuring the
+    regime")."""
+    fns = _fns(cfg)
+    trained, start = _own(cfg, params), _own(cfg, init)
 
     def flips(q):
-        return jnp.mean((models.hidden(trained, q, net) > 0) != (models.hidden(start, q, net) > 0))
+        return jnp.mean((fns.preactivations(trained, q) > 0) != (fns.preactivations(start, q) > 0))
 
     return {f"{which}_flip_train": flips(x_train), f"{which}_flip_test": flips(z)}
 
 
 def kink_fraction(cfg: ProtocolConfig, params, x_train) -> jax.Array:
-    """Fraction of the net's units that sit at their kink on its training inputs: active on some and inactive
-    on others. In scenario (a) every input lies within eps of the origin, so a unit is at its kink only when
-    its bias was driven to within ~eps of 0 (docs/theory.md, "Beyond the lazy limit: bias saturation")."""
-    on = models.hidden(_first_layer(cfg, params), x_train, cfg.net()) > 0  # (N, m)
+    """Fraction of the net's first-layer units that sit at their kink on its training inputs: active on some
+    and inactive on others. In scenario (a) every input lies within eps of the origin, so a unit is at its
+    kink only when its bias was driven to within ~eps of 0 (docs/theory.md, "Beyond the lazy limit: bias
+    saturation")."""
+    pre = _fns(cfg).preactivations(_own(cfg, params), x_train)
+    on = jnp.reshape(pre > 0, (pre.shape[0], -1))  # (N, units)
     frac_on = jnp.mean(on, axis=0)
     return jnp.mean((frac_on > 0) & (frac_on < 1))
 
@@ -534,7 +717,7 @@ def predicted_cosine(cfg: ProtocolConfig, grad_dirs, d_pred, tau) -> jax.Array:
 
     with the folded-normal mean E|mu + s Z| = s sqrt(2/pi) exp(-mu^2 / 2 s^2) + mu (1 - 2 Phi_N(-mu/s))."""
     g = tau * grad_dirs
-    v0 = 0.0 if cfg.centered else (1.0 + cfg.gamma**2) / 2
+    v0 = 0.0 if cfg.centered else (1.0 + cfg.arch.gamma**2) / 2
     mu = jnp.abs(jnp.sum(g * d_pred, axis=1))
     if v0 > 0:
         sd = np.sqrt(v0 / grad_dirs.shape[1])
@@ -551,7 +734,12 @@ def g_parts(cfg: ProtocolConfig, g_lim: limits.KernelPredictor, z) -> tuple[jax.
     """(B(z), S(z)): the bias and input parts of the centred limit g's kernel term
     (:func:`limits.kernel_parts`)."""
     return limits.kernel_parts(
-        g_lim.x_train, g_lim.coef, z, gamma=cfg.gamma, bias=cfg.bias, parametrization=cfg.parametrization
+        g_lim.x_train,
+        g_lim.coef,
+        z,
+        gamma=cfg.arch.gamma,
+        bias=cfg.arch.bias,
+        parametrization=cfg.arch.parametrization,
     )
 
 
@@ -592,7 +780,7 @@ def predicted_agreement_per_point(cfg: ProtocolConfig, f_z, h, z) -> jax.Array |
     sign_f = jnp.where(f_z >= 0, 1.0, -1.0)
     if cfg.centered:
         return (sign_f * jnp.where(h >= 0, 1.0, -1.0) > 0).astype(f_z.dtype)
-    sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.gamma, bias=cfg.bias))
+    sd = jnp.sqrt(kernels.nngp_diag(z, gamma=cfg.arch.gamma, bias=cfg.arch.bias))
     return jax.scipy.stats.norm.cdf(sign_f * h / sd)
 
 
@@ -607,7 +795,7 @@ def predicted_agreement_mc(cfg: ProtocolConfig, f_z, adv: AdvSet, z, key, lr_g=N
     x_adv, y_adv = adv.x_adv, adv.y_adv
     n = x_adv.shape[0]
     pts = jnp.concatenate([x_adv, z], axis=0)
-    cov = kernels.nngp(pts, pts, gamma=cfg.gamma, bias=cfg.bias)
+    cov = kernels.nngp(pts, pts, gamma=cfg.arch.gamma, bias=cfg.arch.bias)
     lam, vec = jnp.linalg.eigh(0.5 * (cov + cov.T))
     root = vec * jnp.sqrt(jnp.clip(lam, 0.0, None))[None, :]
     samples = root @ jax.random.normal(key, (pts.shape[0], draws), pts.dtype)  # (N + M, draws)
@@ -662,8 +850,11 @@ def infinite_cell(cfg: ProtocolConfig, x, y, z, y_test, key, eps=None, lr_f=None
     """The whole protocol in the infinite-width limit (f_inf, perturbations of f_inf, g_inf) for one key."""
     t = train_pair(cfg, x, y, key, eps, lr_f, lr_g, infinite=True)
     out = evaluate(cfg, t.f, t.g, t.adv, x, y, z, y_test)
-    b_part, s_part = g_parts(cfg, t.g, z)
-    out.update(decomposition(cfg, t.f(z), b_part, s_part, t.adv.y_adv, z))
+    if decomposes(cfg.arch):
+        b_part, s_part = g_parts(cfg, t.g, z)
+        out.update(decomposition(cfg, t.f(z), b_part, s_part, t.adv.y_adv, z))
+    else:
+        out["mean_y_adv"] = jnp.mean(t.adv.y_adv)
     return out
 
 
@@ -672,7 +863,7 @@ def run_seeds(
     arrays,
     seeds: int,
     *,
-    infinite: bool = False,
+    infinite: bool | None = None,
     base_seed: int = 0,
     eps=None,
     lr_f=None,
@@ -680,14 +871,18 @@ def run_seeds(
 ) -> dict[str, np.ndarray]:
     """All seeds of one config in a single jitted vmap; returns metric -> (seeds,) numpy array.
 
-    ``arrays`` = (x, y, z, y_test). Seed ``s`` uses key ``jax.random.split(PRNGKey(base_seed), seeds)[s]``.
+    ``arrays`` = (x, y, z, y_test). Seed ``s`` (``base_seed .. base_seed + seeds - 1``) uses the key
+    :func:`seed_key` ``(s) = PRNGKey(s)``, the key of the sweep cell of seed ``s``. ``infinite`` (default
+    ``cfg.infinite``) runs the infinite-width limit.
     ``eps``, ``lr_f``, ``lr_g``: optional 1-D arrays of one common length E, zipped into E points of config
     space (a path: e.g. radii alone, or training times T_f = lr_f * steps_f at a fixed number of steps);
     all E points run in the same compiled vmap and every metric is then (seeds, E). Values not given are
     the config's."""
     x, y, z, y_test = arrays
+    if infinite is None:
+        infinite = cfg.infinite
     cell = infinite_cell if infinite else finite_cell
-    keys = jax.random.split(jax.random.PRNGKey(base_seed), seeds)
+    keys = jax.vmap(seed_key)(jnp.arange(base_seed, base_seed + seeds))
     grid = {k: v for k, v in (("eps", eps), ("lr_f", lr_f), ("lr_g", lr_g)) if v is not None}
     if not grid:
         out = jax.jit(jax.vmap(lambda k: cell(cfg, x, y, z, y_test, k)))(keys)

@@ -1,154 +1,22 @@
-"""Perturbation learning at finite and infinite width (Kumano, Kera, Yamasaki, NeurIPS 2024 / ICLR 2024).
-
-Claim: a classifier g trained only on adversarial perturbations with (random or flipped) target labels agrees
-with the clean classifier f on held-out data, and the agreement rises with eps, with g's training time, with d
-and (scenario b) with N; as width grows the finite-width result converges to the infinite-width prediction.
-
-The experiment sweeps any of width, eps, lr_f, lr_g, steps_f (T_f), steps_g (T_g), gamma and the data fields
-d, n_train through the sweep engine (f trained once per (width, seed, lr_f, T_f), perturbations once per eps,
-cells batched with vmap, results cached in a resumable store). Axes with one value are fixed.
-Writes DIR/results.csv (long format), DIR/summary.json (per-width mean agreement and g accuracy with 95%
-intervals, the infinite-width agreement under ``agreement_infinite``, and which learning rates were used) and
-figures: agreement and g's accuracy vs width (infinite width dashed), vs eps, vs T_g, cosine vs T_f when those
-axes vary, and a decision map in the class-mean plane with the limit classifiers' zero contours.
-"""
+"""The experiment's verdicts and summary: per-point agreement against the lazy limit's references, the
+convergence rate of finite nets to their same-init limits, the two-layer decomposition's coefficient claims
+(:func:`claims`, :func:`summarize`). Where the architecture has no closed-form prediction (not the two-layer
+net: :func:`ntk_adv.perturbation.protocol.decomposes`) the prediction claims are inconclusive with the reason
+"no prediction for <arch>"; with a ``depth`` axis every claim is made per depth."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from functools import partial
-from pathlib import Path
+from dataclasses import asdict, replace
 
-import jax
 import numpy as np
 
-from ntk_adv import engine, limits, pattern_gd, plots, verdicts
-from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv import plots, verdicts
+from ntk_adv.data import data_arrays
 from ntk_adv.metrics import fit_loglog_slope
-from ntk_adv.perturbation import batch, protocol
-from ntk_adv.results import provenance, select, write_csv, write_json
-from ntk_adv.store import ResultStore
+from ntk_adv.perturbation import protocol
+from ntk_adv.results import provenance, select
 
-COMMAND = "perturbation-learning"
-# Config tuple fields that are sweep axes, and the ProtocolConfig / DataSpec field each one sets.
-AXES = {
-    "widths": "width",
-    "eps": "eps",
-    "lr_f": "lr_f",
-    "lr_g": "lr_g",
-    "steps_f": "steps_f",
-    "steps_g": "steps_g",
-    "gamma": "gamma",
-    "d": "data.d",
-    "n_train": "data.n_train",
-}
-HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predicted")
-
-
-@dataclass(frozen=True)
-class Config:
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=None))
-    scenario: str = "a"
-    attack: str = "one_step_l2"
-    targets: str = "random"
-    loss: str = "identity"
-    preset: str = "theory"
-    parametrization: str = "standard"
-    centered: bool = False
-    widths: tuple[int, ...] = (10, 100, 1000)
-    infinite: bool = True
-    seeds: int = 5
-    eps: tuple[float, ...] = (1.0,)  # attack radii: L2 norm (L-inf for fgsm, pgd_linf; the step for l0)
-    lr_f: tuple[float, ...] = (0.1,)
-    lr_g: tuple[float, ...] = (0.1,)
-    steps_f: tuple[int, ...] = (100,)
-    steps_g: tuple[int, ...] = (100,)
-    gamma: tuple[float, ...] = (0.0,)
-    d: tuple[int, ...] = ()  # input dimension(s) of synthetic data (overrides data.d)
-    n_train: tuple[int, ...] = ()  # training-set size(s) (overrides data.n_train)
-    solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
-    decision_map: bool = True
-    # how the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
-    run: engine.Execution = field(default_factory=engine.Execution)
-
-    def __post_init__(self):
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if not self.widths and not self.infinite:
-            raise ValueError("nothing to run: give --widths or keep --infinite")
-        if any(w < 1 for w in self.widths):
-            raise ValueError(f"widths must be >= 1, got {self.widths}")
-        # A sweep over N (or d) overrides data.n_train (data.d) in every cell; the whole-run steps (held-out
-        # count, decision maps, first-order curve) read ``data``, so it carries the headline (largest) value
-        # the user gave, never the default it replaced (whose errors would name a value never typed).
-        over = {a: max(getattr(self, a)) for a in ("n_train", "d") if getattr(self, a)}
-        if over:
-            object.__setattr__(self, "data", replace(self.data, **over))
-        for name in ("eps", "lr_f", "lr_g", "steps_f", "steps_g", "gamma"):
-            if not getattr(self, name):
-                raise ValueError(f"{name} needs at least one value")
-        base = self.base()  # validates scenario, attack, targets, loss, preset, eps, gamma ranges
-        if self.widths:  # an unknown solver, or 'pattern' where it cannot apply, is refused here, by name
-            pattern_gd.choose(base.net(), base.train_config("f"), base.data.n_train, self.solver)
-
-    def base(self) -> protocol.ProtocolConfig:
-        return protocol.ProtocolConfig(
-            data=self.data,
-            width=self.widths[0] if self.widths else None,
-            gamma=self.gamma[0],
-            parametrization=self.parametrization,
-            loss=self.loss,
-            preset=self.preset,
-            lr_f=self.lr_f[0],
-            steps_f=self.steps_f[0],
-            lr_g=self.lr_g[0],
-            steps_g=self.steps_g[0],
-            scenario=self.scenario,
-            attack=self.attack,
-            eps=self.eps[0],
-            targets=self.targets,
-            centered=self.centered,
-        )
-
-    def data_specs(self) -> list[DataSpec]:
-        """Every data spec the cells read (one per N and d of the sweep)."""
-        ns = self.n_train or (self.data.n_train,)
-        ds = self.d or (self.data.d,)
-        return [replace(self.data, n_train=n, d=d) for n in ns for d in ds]
-
-    def grid(self) -> engine.Grid:
-        widths = tuple(self.widths) + ((None,) if self.infinite else ())
-        axes = [("width", widths)]
-        for name, target in AXES.items():
-            vals = getattr(self, name)
-            if name != "widths" and len(vals) > (0 if name in ("d", "n_train") else 1):
-                axes.append((target, tuple(vals)))
-        for _, vals in axes:
-            for v in vals:
-                if isinstance(v, (int, float)) and v is not None and not np.isfinite(v):
-                    raise ValueError(f"sweep values must be finite, got {vals}")
-        return engine.Grid(self.base(), axes=tuple(axes), seeds=self.seeds)
-
-    def varying(self) -> list[str]:
-        """Row columns of the axes that have more than one value (besides width)."""
-        return [AXES[n] for n in AXES if n != "widths" and len(getattr(self, n)) > 1]
-
-
-QUICK_CONFIG = Config(
-    data=DataSpec("digits", n_train=60, n_test=60),
-    widths=(16, 256),
-    seeds=2,
-    eps=(0.1, 1.0),
-    steps_f=(30,),
-    steps_g=(30,),
-    decision_map=False,
-)
-REPORT_CONFIG = Config(
-    data=DataSpec("digits", n_train=200, n_test=None),
-    widths=(16, 64, 256, 1024, 4096),
-    seeds=5,
-    eps=(0.1, 0.3, 1.0),
-)
+from .config import COMMAND, HEADLINE, Config
 
 
 def best_learning_rates(rows: list[dict], axes: list[str], metric: str = "agreement") -> dict:
@@ -544,6 +412,28 @@ def summarize(cfg: Config, rows: list[dict]) -> dict:
         f"{protocol.LAZY_FLIP} on the training inputs and on the test points, for every seed (fixed before "
         "the data; docs/theory.md, Measuring the regime)"
     )
+    if "depth" in axes:  # the headline metrics per depth (the tables above are at the first depth)
+        best = restrict_to_best_lr(rows, axes)
+        rest = {k: v for k, v in point.items() if k != "depth"}
+        summary["agreement_by_depth"] = {
+            str(depth): {
+                width_label(w): verdicts.seed_proportion(
+                    [
+                        r["value"]
+                        for r in select(best, metric="agreement", depth=depth, **rest)
+                        if r["width"] == w
+                    ],
+                    n,
+                ).value
+                for w in sorted({r["width"] for r in rows})
+                if any(r["width"] == w for r in select(best, metric="agreement", depth=depth, **rest))
+            }
+            for depth in sorted({r["depth"] for r in rows})
+        }
+    summary["arch"] = cfg.arch_label()
+    summary["prediction"] = (
+        "two-layer closed forms" if cfg.decomposes() else f"no prediction for {cfg.arch_label()}"
+    )
     summary["points"] = points(cfg, restrict_to_best_lr(rows, axes), axes)
     summary["claims"] = claims(cfg, rows, axes)
     summary["verdicts"] = verdicts.summarize(summary["claims"])
@@ -597,6 +487,44 @@ def judged_rows(rows: list[dict]) -> list[dict]:
 
 
 def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
+    """The verdict table (:func:`claims_at`); with a ``depth`` axis, the table of every depth, each claim's
+    name suffixed ``[depth=k]`` and its ``depth`` recorded."""
+    if "depth" not in axes:
+        return claims_at(cfg, rows, axes)
+    rest = [a for a in axes if a != "depth"]
+    out = []
+    for depth in sorted({r["depth"] for r in rows if "depth" in r}):
+        for c in claims_at(cfg, select(rows, depth=depth), rest):
+            out.append(
+                {
+                    **c,
+                    "name": f"{c['name']}[depth={depth}]",
+                    "claim": f"(depth {depth}) {c['claim']}",
+                    "depth": depth,
+                }
+            )
+    return out
+
+
+def no_prediction(cfg: Config) -> dict:
+    """The prediction claim of an architecture without the two-layer closed forms: inconclusive, saying so."""
+    est = verdicts.Estimate(0.0, -1.0, 1.0, 0, "none")
+    c = verdicts.equals(
+        "agreement_equals_prediction",
+        "Agreement of sign f and sign g equals the lazy limit's closed-form prediction",
+        0.0,
+        TOL_AGREEMENT,
+        est,
+    )
+    return _inconclusive(
+        c,
+        f"no prediction for {cfg.arch_label()}: the decomposition g = g_0 + B + S, the predicted agreement "
+        "over g's initial function and the predicted cosine are closed forms of the two-layer net; the "
+        "claims against the same-init limit still apply",
+    ).to_dict()
+
+
+def claims_at(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     """The verdict table (:mod:`ntk_adv.verdicts`), every claim refutable and judged with the seed as the
     unit: measured agreement equals the lazy limit's (same-init) agreement at every finite width of the
     headline point, finite g takes its limit's signs (the two functions compared directly), and along each
@@ -609,6 +537,8 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     rows = judged_rows(rows)
     if not rows:
         return out
+    if not cfg.decomposes():
+        out.append(no_prediction(cfg))
     point = headline_point(rows, axes)
     best = restrict_to_best_lr(
         rows, axes, metric="agreement_predicted"
@@ -688,260 +618,38 @@ def _paired_cosine(rows: list[dict], **where) -> list[float]:
     return [meas[s] - pred[s] for s in sorted(meas) if s in pred]
 
 
-AXIS_LABELS = {
-    "eps": "perturbation radius eps (L2 norm)",
-    "steps_g": "g's training steps T_g",
-    "data.d": "input dimension d",
-    "data.n_train": "training-set size N",
-    "gamma": "leaky slope gamma",
-}
-AGREEMENT_LABEL = "agreement of sign f and sign g"
-
-
-def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
-    """Measured points with 95% intervals (in [0, 1]) beside the theory's predicted lines: agreement vs width
-    (predicted per width, centred limit dotted), vs each swept axis (predicted per width), the cosine of the
-    perturbations with D_n vs T_f (predicted per width) and the output gap to the same-init limit vs width
-    (fitted slope against -1/2)."""
-    axes = cfg.varying()
-    chosen = restrict_to_best_lr(rows, axes)
-    n = n_test_points(cfg)
-    paths = []
-    title = (
-        f"{cfg.data.name}, scenario ({cfg.scenario}), {cfg.attack}, {cfg.targets} targets, "
-        f"{cfg.preset} preset"
-    )
-    where = headline_point(chosen, axes)
-    if len({r["width"] for r in chosen}) > 1 and any(not plots.is_infinite_width(r["width"]) for r in chosen):
-        eps_txt = f", eps={where['eps']:g}" if "eps" in where else f", eps={cfg.eps[0]:g}"
-        paths += plots.figure_vs_width(
-            chosen,
-            ("agreement", "g_acc_test"),
-            out=out,
-            name="agreement_vs_width",
-            title=title + eps_txt,
-            n_points=n,
-            labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
-            predictions={"agreement": "agreement_predicted"},
-            infinite_label="centred limit, g_0 = 0",
-            infinite_ls=":",
-            **where,
-        )
-        gap_rows = [r for r in select(chosen, **where) if not plots.is_infinite_width(r["width"])]
-        if len({r["width"] for r in gap_rows}) >= 2:
-            paths += gap_figure(gap_rows, out, title + eps_txt)
-    for axis, name in (
-        ("eps", "agreement_vs_eps"),
-        ("steps_g", "agreement_vs_T_g"),
-        ("data.d", "agreement_vs_d"),
-        ("data.n_train", "agreement_vs_N"),
-        ("gamma", "agreement_vs_gamma"),
-    ):
-        if axis in axes:
-            fixed = {a: v for a, v in where.items() if a != axis}
-            fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
-            plots.draw_vs(
-                ax,
-                chosen,
-                axis,
-                "agreement",
-                ylabel=AGREEMENT_LABEL,
-                xlabel=AXIS_LABELS[axis],
-                predicted="agreement_predicted",
-                n_points=n,
-                logx="auto",
-                infinite_label="centred limit (infinite width, g_0 = 0)",
-                infinite_ls=":",
-                **fixed,
-            )
-            if axis == "eps":
-                vals = sorted({r["eps"] for r in chosen})
-                lo = min([v for v in vals if v > 0], default=1e-3)
-                grid = (
-                    np.geomspace(lo, max(vals), 60)
-                    if ax.get_xscale() == "log"
-                    else np.linspace(0, max(vals), 60)
-                )
-                curve = first_order_curve(cfg, grid, **{a: v for a, v in fixed.items() if a != "width"})
-                if curve is not None:
-                    ax.plot(grid, curve, color="0.5", lw=0.9, label="centred limit, first order in eps")
-                    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-            ax.set_title(title)
-            paths += plots.save(fig, out, name)
-    if "steps_f" in axes:
-        fixed = {a: v for a, v in where.items() if a != "steps_f"}
-        paths += plots.figure_cosine_vs_steps_f(chosen, out=out, title=title, **fixed)
-    return paths
-
-
-FIRST_ORDER_ATTACKS = ("one_step_l2", "fgm", "fgsm")  # attack direction independent of eps and of the target
-
-
-def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
-    """The centred limit's agreement against eps to first order (docs/theory.md, "First order in eps"):
-    ``mean_z 1[sign(A(z) + eps L(z)) = sign f_inf(z)]`` for each eps of ``eps_grid``, averaged over the seeds'
-    targets - one kernel computation for the whole curve, no training. ``None`` where the expansion does not
-    apply (other attacks or losses, the noise scenario, no bias)."""
-    base = cfg.base()
-    for axis, v in where.items():
-        base = engine.set_field(base, axis, v)
-    if (
-        base.loss != "identity"
-        or base.attack not in FIRST_ORDER_ATTACKS
-        or base.scenario == "noise"
-        or not base.bias
-    ):
-        return None
-    x, y, z, _ = data_arrays(base.data)
-    c = base.with_(width=None)
-    f_inf = protocol.infinite_f(c, x, y)
-    sign_f = np.where(np.asarray(f_inf(z)) >= 0, 1, -1)
-    eps_grid = np.asarray(eps_grid, float)
-    curves = []
-    for seed in range(cfg.seeds):
-        key = jax.random.PRNGKey(seed)
-        adv = protocol.adversarial_set(c.with_(scenario="a"), f_inf, x, y, key, eps=1.0)
-        u = np.asarray(adv.y_adv)[:, None] * np.asarray(adv.eta)  # y_adv eta = eps u: the unit direction
-        base_pts = np.zeros_like(np.asarray(x)) if base.scenario == "a" else np.asarray(x)
-        a_term, l_term = limits.first_order_in_eps(c.kernel(), base_pts, adv.y_adv, u, z)
-        h = np.asarray(a_term)[None, :] + eps_grid[:, None] * np.asarray(l_term)[None, :]
-        curves.append(np.mean(np.where(h >= 0, 1, -1) == sign_f[None, :], axis=1))
-    return np.mean(curves, axis=0)
-
-
-def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
-    """Relative output gap of finite f and g to their same-init limits vs width m (log-log), with the fitted
-    slope and its 95% interval in the legend and the predicted m^(-1/2) as a dashed line."""
-    fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
-    for i, metric in enumerate(("g_gap", "f_gap")):
-        sub = select(rows, metric=metric)
-        if len(sub) < 3:
-            continue
-        fit = fit_loglog_slope([r["width"] for r in sub], [r["value"] for r in sub])
-        line = plots.plot_metric(
-            ax,
-            sub,
-            "width",
-            metric,
-            color=f"C{i}",
-            logx=2,
-            logy=True,
-            label=f"{metric[0]}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]",
-        )
-        xs = np.asarray(sorted({r["width"] for r in sub}), float)
-        ax.plot(
-            xs,
-            np.exp(fit.intercept) * xs[0] ** fit.slope * (xs / xs[0]) ** -0.5,
-            ls="--",
-            lw=1.0,
-            color=line.get_color(),
-            label=f"{metric[0]}: predicted m^(-1/2)",
-        )
-    ax.set_xlabel("width m")
-    ax.set_ylabel("||net - same-init limit|| / ||limit|| on z")
-    ax.set_title(title)
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return plots.save(fig, out, "gap_vs_width")
-
-
-def decision_maps(cfg: Config, out: Path) -> list[Path]:
-    """Decision maps for seed 0 at the headline eps (the largest), at the largest finite width and at infinite
-    width, in the plane of the two class means: shaded where sign f != sign g; zero contours of f, g, the
-    papers' limit classifiers hat_f, hat_g (without g's bias term), and of B + S, the centred limit g with its
-    bias term (docs/theory.md, "The limit g, decomposed")."""
-    base = cfg.base().with_(eps=max(cfg.eps))
-    x, y = data_arrays(cfg.data)[:2]
-    origin, basis = protocol.class_mean_plane(np.asarray(x), np.asarray(y))
-    proj = np.asarray(x) @ basis.T
-    extent = 1.3 * float(np.max(np.abs(proj)))
-    paths = []
-    settings = ([max(cfg.widths)] if cfg.widths else []) + ([None] if cfg.infinite else [])
-    for width in settings:
-        c = base.with_(width=width)
-        f, g, adv, _, _ = batch.cell_predictors((c, 0), solver=cfg.solver)
-        hat_f, hat_g = limits.limit_classifiers(x, y, adv.x_adv, gamma=c.gamma, bias=c.bias, base=adv.base)
-        g_lim = protocol.infinite_g(c, adv)
-        b_plus_s = lambda q, g_lim=g_lim, c=c: sum(protocol.g_parts(c, g_lim, q))  # noqa: E731
-        grid = protocol.decision_grid(
-            {"f": f, "g": g, "hat_f": hat_f, "hat_g": hat_g, "B + S": b_plus_s}, origin, basis, extent, 121
-        )
-        contours = {"f": "-", "g": (0, (5, 1)), "hat_f": "--", "hat_g": ":", "B + S": "-."}
-        name = f"decision_map_{'inf' if width is None else f'm{width}'}"
-        mean_yadv = float(np.mean(np.asarray(adv.y_adv)))
-        paths += plots.figure_decision_map(
-            grid,
-            "f",
-            "g",
-            extent,
-            out=out,
-            name=name,
-            points=proj,
-            labels=np.asarray(y),
-            contours=contours,
-            title=f"{cfg.data.name}: {'infinite width' if width is None else f'width {width}'}, "
-            f"eps={c.eps:g} (L2), seed 0, mean(y_adv)={mean_yadv:+.3f}",
-        )
-    return paths
-
-
-def main(
-    cfg: Config = Config(), out: str | Path = "runs/perturbation-learning", *, progress: bool = True
-) -> dict:
-    """Run the sweep (resuming from the store), write results.csv, summary.json and figures; return
-    summary."""
-    out = Path(out)
-    for (
-        spec
-    ) in cfg.data_specs():  # every data set loads (sizes in range) before any work, errors name the option
-        protocol.need_held_out(data_arrays(spec)[2])
-    out.mkdir(parents=True, exist_ok=True)
-    grid = cfg.grid()
-    options = cfg.run.sweep_options(out)
-    store = ResultStore(options.pop("store"))
-    records = batch.run_sweep(
-        grid,
-        store,
-        run_batch=partial(batch.run_protocol_batch, solver=cfg.solver),
-        progress=progress,
-        **options,
-    )
-    rows = with_regime(store.rows(records))
-    write_csv(rows, out / "results.csv")
-    summary = summarize(cfg, rows)
-    summary["stale_cells"] = sum(
-        1 for r in records if r.get("stale")
-    )  # kept with --accept-stale, rows marked
-    summary["figures"] = [str(p.name) for p in figures(cfg, rows, out)]
-    if cfg.decision_map:
-        summary["figures"] += [str(p.name) for p in decision_maps(cfg, out)]
-    write_json(summary, out / "summary.json")
-    if progress is not False:
-        report(summary)
-        print(
-            f"{COMMAND}: wrote {out / 'results.csv'}, {out / 'summary.json'} and {len(summary['figures'])} "
-            f"figure files in {out}"
-        )
-    return summary
-
-
-def report(summary: dict) -> None:
-    """Print per-width measured agreement next to the lazy limit's prediction, then the verdicts."""
-    agr, acc = summary["agreement_by_width"], summary["g_acc_test_by_width"]
-    pred = summary.get("agreement_predicted_by_width", {})
-    point = ", ".join(f"{k}={v:g}" for k, v in summary["headline_point"].items()) or "the configured point"
-    print(f"at {point} ({summary['n_test']} test points; intervals 95%, two-stage bootstrap):")
-    print(f"{'width':>8}  {'agreement(f,g)':>22}  {'predicted':>9}  {'g accuracy (test)':>22}")
-    for w in agr:
-        a, g = agr[w], acc.get(w, {"mean": np.nan, "ci95": [np.nan, np.nan]})
-        p = pred.get(w, {}).get("mean", np.nan)
-        print(
-            f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p:>9.3f}  "
-            f"{g['mean']:.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
-        )
-    if "agreement_infinite" in summary:
-        print(f"centred limit (infinite width, g_0 = 0): agreement {summary['agreement_infinite']:.3f}")
-    for c in summary["claims"]:
-        print(
-            f"  [{c['verdict']}] {c['claim']}: predicted {c['prediction']}, measured {c['measured']}"
-            + (f" - {c['reason']}" if c.get("reason") else "")
-        )
+__all__ = [
+    "IDENTIFIABLE",
+    "REFERENCES",
+    "SATURATED",
+    "TOL_AGREEMENT",
+    "TOL_COEF",
+    "TOL_COSINE",
+    "TOL_SIGNS",
+    "TOL_SLOPE",
+    "TREND_AXES",
+    "_inconclusive",
+    "_paired_cosine",
+    "_per_seed",
+    "agreement_claim",
+    "best_learning_rates",
+    "claims",
+    "claims_at",
+    "coefficient_claims",
+    "gap_rate_claim",
+    "gate",
+    "headline_point",
+    "judged_rows",
+    "limit_signs_claim",
+    "n_test_points",
+    "no_prediction",
+    "not_applicable",
+    "points",
+    "regime",
+    "restrict_to_best_lr",
+    "saturated",
+    "seed_clusters",
+    "summarize",
+    "width_label",
+    "with_regime",
+]

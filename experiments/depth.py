@@ -1,0 +1,169 @@
+"""Beyond two layers: the figure set ``figures/depth/`` from one command (``ntk-adv depth``).
+
+Two experiments, each at depths 2, 3 and 5 of a fully-connected net (:class:`ntk_adv.arch.FC`, NTK
+parametrization, every layer trained, leaky ReLU with slope 0, bias):
+
+* ``OUT/convergence/`` - :mod:`experiments.convergence` with ``--arch fc --depths 2 3 5``: the empirical NTK
+  at init and after training, and the trained net's outputs, approach the exact infinite-width kernel and
+  kernel machine at rate m^(-1/2) at every depth (claims: fitted log-log slope within -1/2 +- 0.2, per depth).
+* ``OUT/agreement/`` - :mod:`experiments.perturbation_learning` with ``--arch fc --depth 2 3 5`` and finite
+  widths plus the limit (``inf``), centred nets (f - f_0, whose limit is the centred kernel machine),
+  scenario (a), random targets, eps = 1 (L2): the agreement of sign f and sign g per depth and width, and
+  per cell the claims that g's signs equal its same-init kernel limit's and that g's gap to it shrinks at
+  m^(-1/2). The two-layer closed forms (the decomposition g = g_0 + B + S and the predicted agreement) exist
+  for depth 2 of the two-layer net only; for the fc nets the summary says "no prediction" there.
+* ``OUT/agreement_vs_depth.png`` - agreement against depth, one line per width (the limit dashed) with 95%
+  intervals over seeds.
+
+``OUT/summary.json`` gathers both experiments' claims (names prefixed ``convergence.`` / ``agreement.``) and
+their verdict counts. Each part is resumable through its own store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ntk_adv import engine, plots, verdicts
+from ntk_adv.arch import INF_WIDTH
+from ntk_adv.data import DataSpec
+from ntk_adv.models import TwoLayerConfig
+from ntk_adv.results import provenance, read_csv, select, write_json
+
+from . import convergence
+from . import perturbation_learning as pl
+
+COMMAND = "depth"
+DEPTHS = (2, 3, 5)
+DIGITS = DataSpec("digits", n_train=200, n_test=None)  # all 108 held-out digits
+
+
+def _convergence() -> convergence.Config:
+    return convergence.Config(
+        arch="fc",
+        depths=DEPTHS,
+        trained="all",
+        net=TwoLayerConfig(1, parametrization="ntk"),
+        widths=(64, 128, 256, 512, 1024, 2048),
+        seeds=6,
+    )
+
+
+def _agreement() -> pl.Config:
+    return pl.Config(
+        data=DIGITS,
+        arch="fc",
+        depth=DEPTHS,
+        widths=(16, 64, 256, 1024, INF_WIDTH),
+        seeds=5,
+        eps=(1.0,),
+        centered=True,
+        decision_map=False,
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The two parts (each a composed config of its own experiment) and how their cells run."""
+
+    convergence: convergence.Config = field(default_factory=_convergence)
+    agreement: pl.Config = field(default_factory=_agreement)
+    # how the cells run and where they are kept (--backend, --workers, --force, --accept-stale); each part
+    # keeps its store under OUT/<part>/store
+    run: engine.Execution = field(default_factory=engine.Execution)
+
+
+QUICK_CONFIG = Config(
+    convergence=replace(
+        _convergence(),
+        depths=(2, 3),
+        widths=(32, 256),
+        seeds=2,
+        data=DataSpec("digits", n_train=40, n_test=20),
+        n_kernel=20,
+    ),
+    agreement=replace(
+        _agreement(),
+        depth=(2, 3),
+        widths=(16, 256, INF_WIDTH),
+        seeds=2,
+        data=DataSpec("digits", n_train=60, n_test=60),
+        steps_f=(30,),
+        steps_g=(30,),
+    ),
+)
+
+
+def main(cfg: Config = Config(), out: str | Path = "figures/depth", *, progress: bool = True) -> dict:
+    """Run both parts into OUT/convergence and OUT/agreement, draw agreement vs depth, write
+    OUT/summary.json; return it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        part: str,
+    ) -> engine.Execution:  # each part's store in its own folder (OUT/<part>/store by default)
+        return replace(cfg.run, store=str(Path(cfg.run.store) / part) if cfg.run.store else "")
+
+    if progress:
+        print(f"depth: convergence at depths {cfg.convergence.depths} -> {out / 'convergence'}")
+    conv = convergence.main(
+        replace(cfg.convergence, run=run("convergence")), out / "convergence", progress=progress
+    )
+    if progress:
+        print(f"depth: perturbation learning at depths {cfg.agreement.depth} -> {out / 'agreement'}")
+    agr = pl.main(replace(cfg.agreement, run=run("agreement")), out / "agreement", progress=progress)
+    rows = read_csv(out / "agreement" / "results.csv")
+    figures = [p.name for p in agreement_vs_depth(rows, out, int(agr.get("n_test", 0)) or None)]
+    claims = [{**c, "name": f"convergence.{c['name']}"} for c in conv["claims"]] + [
+        {**c, "name": f"agreement.{c['name']}"} for c in agr["claims"]
+    ]
+    summary = {
+        "experiment": COMMAND,
+        **provenance(),
+        "config": asdict(cfg),
+        "parts": {"convergence": "convergence/summary.json", "agreement": "agreement/summary.json"},
+        "convergence_slopes_by_depth": {
+            d: {k: f[k] for k in ("ntk_rel_error_slope", "ntk_rel_error_trained_slope", "function_gap_slope")}
+            for d, f in conv["by_depth"].items()
+        },
+        "agreement_by_depth": agr.get("agreement_by_depth"),
+        "prediction": agr.get("prediction"),
+        "claims": claims,
+        "verdicts": verdicts.summarize(claims),
+        "figures": figures,
+    }
+    write_json(summary, out / "summary.json")
+    if progress:
+        print(f"depth: {summary['verdicts']}; wrote {out}/summary.json and {', '.join(figures)}")
+    return summary
+
+
+def agreement_vs_depth(rows: list[dict], out: Path, n_test: int | None) -> list[Path]:
+    """Agreement of sign f and sign g against depth, one line per width (the limit dashed), 95% intervals
+    over seeds (at the run's single eps, lr and steps)."""
+    rows = [r for r in rows if r.get("depth") not in (None, "")]
+    for r in rows:
+        r["depth"] = int(float(r["depth"]))
+    widths = sorted(
+        {float(r["width"]) for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w
+    )
+    fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
+    for i, w in enumerate(widths):
+        inf = plots.is_infinite_width(w)
+        sub = [r for r in rows if float(r["width"]) == w]
+        line = plots.plot_metric(ax, select(sub, metric="agreement"), "depth", "agreement",
+                                 label="kernel limit (m = inf)" if inf else f"m = {int(w)}",
+                                 color="k" if inf else f"C{i}", logx=None, n_points=n_test)  # fmt: skip
+        if inf:
+            line.set_linestyle("--")
+    ax.axhline(0.5, color="0.5", ls=":", lw=1.0, label="chance")
+    ax.set_xticks(sorted({r["depth"] for r in rows}))
+    ax.set_xlabel("depth L (weight layers of the fc net)")
+    ax.set_ylabel("agreement of sign f and sign g (test points)")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title("Perturbation learning vs depth (fc, NTK param., centred)")
+    ax.legend(frameon=False, fontsize=7)
+    return plots.save(fig, out, "agreement_vs_depth")

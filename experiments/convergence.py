@@ -25,7 +25,7 @@ import numpy as np
 from ntk_adv import engine, kernels, limits, models, plots, verdicts
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import relative_frobenius_error, two_layer_empirical_ntk
-from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
+from ntk_adv.metrics import fit_loglog_slope, relative_gap
 from ntk_adv.results import provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
@@ -208,7 +208,9 @@ def main(cfg: Config = Config(), out: str | Path = "runs/convergence", *, progre
         if fit.dropped:  # points without a logarithm (gap 0, NaN) left out of the fit: reported, not hidden
             summary[key + "_dropped"] = f"{fit.dropped} ({fit.why})"
         summary[metric + "_geomean_by_width"] = {
-            str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
+            str(w): float(
+                np.exp(verdicts.mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).value)
+            )
             for w in cfg.widths
         }
     summary["claims"] = [c.to_dict() for c in claims(summary)]

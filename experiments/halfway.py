@@ -71,7 +71,6 @@ from ntk_adv.metrics import (
     fit_loglog_slope,
     flip_points,
     mantel,
-    mean_ci,
     transfer_matrix,
     white_box_success,
 )
@@ -605,7 +604,7 @@ def main(cfg: Config = Config(), out: str | Path = "runs/halfway", *, progress: 
 
 def _by_width(rows, metric, widths):
     return {
-        w: mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths
+        w: V.mean_ci([r["value"] for r in rows if r["metric"] == metric and r["width"] == w]) for w in widths
     }
 
 
@@ -653,7 +652,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
         "agree_1nn_where_kernel_differs",
     ):
         summary[metric + "_by_width"] = {
-            str(w): {"mean": ci.mean, "ci95": [ci.low, ci.high]}
+            str(w): {"mean": ci.value, "ci95": [ci.low, ci.high]}
             for w, ci in _by_width(rows, metric, widths).items()
         }
     claims: list[V.Claim] = []

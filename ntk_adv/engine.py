@@ -13,7 +13,8 @@ groups cells.
   skips them (``force=True`` recomputes), so a killed sweep loses at most the chunks in flight and never
   duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
-  (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
+  (a local Ray instance, or the cluster at ``ray_address``, an argument: the engine reads no environment
+  variable for it; workers import ntk_adv, nothing else changes).
   ``run_batch`` must then be a module-level function (it is pickled to the workers).
 * Progress: a tqdm bar on a terminal; off a terminal (a log file, a Slurm job) a plain line every
   ``NTK_ADV_PROGRESS_EVERY`` seconds (default 30) with cells computed, cached and an ETA. ``dry_run=True``
@@ -163,22 +164,31 @@ class Execution:
     accept_stale: bool = False  # keep stored cells computed by other code or on other data (marked 'stale')
     parquet: bool = field(default=False, metadata=NOT_IDENTITY)  # also write OUT/results.parquet (CLI)
     dry_run: bool = field(default=False, metadata=NOT_IDENTITY)  # print the plan, compute nothing, exit 0
+    # HOST:PORT of a running Ray cluster for the ray backend ("": a local Ray instance); the CLI's
+    # --ray-address (or RAY_ADDRESS with --backend ray) sets it
+    ray_address: str = field(default="", metadata={**NOT_IDENTITY, "cli": False})
 
     def __post_init__(self):
         validate.one_of("backend", self.backend, BACKENDS)
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.ray_address and self.backend != "ray":
+            raise ValueError(
+                f"--ray-address {self.ray_address} runs cells on a Ray cluster, but --backend is "
+                f"{self.backend}: give one or the other"
+            )
 
     def store_path(self, out: str | os.PathLike) -> Path:
         return Path(self.store) if self.store else Path(out) / "store"
 
     def sweep_options(self, out: str | os.PathLike) -> dict:
-        """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, force,
-        reuse, dry_run."""
+        """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, ray_address,
+        force, reuse, dry_run."""
         return dict(
             store=self.store_path(out),
             backend=self.backend,
             workers=self.workers,
+            ray_address=self.ray_address or None,
             force=self.force,
             reuse="accept" if self.accept_stale else "verify",
             dry_run=self.dry_run,
@@ -619,7 +629,6 @@ def _run_ray(chunks, run_batch, commit, workers, address):
         import ray
     except ImportError as err:  # pragma: no cover - ray is a declared optional dependency
         raise ValueError("backend 'ray' needs the ray package: uv sync --extra ray") from err
-    address = address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
         if address:

@@ -12,6 +12,7 @@ import jax
 import pytest
 
 from ntk_adv import engine, validate
+from ntk_adv import store as store_mod
 from ntk_adv.data import DataSpec
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.training import TrainConfig
@@ -198,8 +199,20 @@ def test_execution_options():
     ex = engine.Execution(backend="processes", workers=3, force=True, accept_stale=True)
     opts = ex.sweep_options("out")
     assert opts == dict(
-        store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept", dry_run=False
+        store=Path("out/store"),
+        backend="processes",
+        workers=3,
+        ray_address=None,
+        force=True,
+        reuse="accept",
+        dry_run=False,
     )
+    ray = engine.Execution(backend="ray", ray_address="10.0.0.1:6379")
+    assert ray.sweep_options("out")["ray_address"] == "10.0.0.1:6379"
+    with pytest.raises(ValueError, match="--ray-address 10.0.0.1:6379 .* --backend is processes"):
+        engine.Execution(backend="processes", ray_address="10.0.0.1:6379")
+    # the address says where cells run, not what they compute: not part of a cell's identity
+    assert store_mod.config_key(ray, 0) == store_mod.config_key(engine.Execution(backend="ray"), 0)
     assert engine.Execution(store="/s").store_path("out") == Path("/s")
     with pytest.raises(ValueError, match="backend"):
         engine.Execution(backend="gpu")

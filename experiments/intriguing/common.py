@@ -47,6 +47,7 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
         objective,
         training.make_optimizer(cfg.train, cfg.train.lr),
         steps=cfg.train.steps,
+        key=None,  # a clean objective draws nothing
         mask=mask,
         anchor=pair,
         decay=decay,

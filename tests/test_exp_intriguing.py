@@ -102,7 +102,7 @@ def test_quick_config_verdicts(tmp_path, monkeypatch):
         "run_unit",
         # wraps: the counting wrapper keeps run_unit's module, so the records' code fingerprint is unchanged
         functools.wraps(run_unit)(
-            lambda unit, seeds: calls.append((unit.kind, unit.width, seeds)) or run_unit(unit, seeds)
+            lambda unit, seeds: calls.append((unit.part, unit.get("width"), seeds)) or run_unit(unit, seeds)
         ),
     )
     again = intriguing.main(intriguing.QUICK_CONFIG, tmp_path, progress=False)

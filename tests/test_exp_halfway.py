@@ -137,7 +137,7 @@ def test_halfway_resumes_per_cell(quick, monkeypatch):
     records = _records(out / "store")
     assert sorted(r["config"]["part"] for r in records.values()) == ["nets", "reference"]
     reference = next(r for r in records.values() if r["config"]["part"] == "reference")["config"]["settings"]
-    assert reference["widths"] == list(halfway.Config().widths)  # the reference does not read the nets' widths
+    assert reference["widths"] == list(halfway.Config().widths)  # not read by the reference
     before = (out / "results.csv").read_text(), (out / "pairs.csv").read_text()
     lost = next(f for f, r in records.items() if r["config"]["part"] == "nets")
     lost.unlink()

@@ -12,6 +12,7 @@ import pytest
 
 from experiments import halfway
 from ntk_adv import engine, limits
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import flip_points
 from ntk_adv.results import read_csv
@@ -21,7 +22,9 @@ def test_flip_point_is_a_real_class_change_of_a_kernel_predictor():
     cfg = halfway.Config()
     ds = load_spec(DataSpec("digits", n_train=80, n_test=60, pos=3, neg=8))
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    pred = limits.make_predictor(cfg.kernel(), x, y, loss="logistic", lr=0.1, steps=100)
+    pred = limits.make_predictor(
+        cfg.net.with_width(INF_WIDTH).kernel, x, y, loss="logistic", lr=0.1, steps=100
+    )
     ia, ib = halfway.make_pairs(halfway.Config(n_pairs=30), ds.x_test, ds.y_test)
     xa, xb = jnp.asarray(ds.x_test[ia]), jnp.asarray(ds.x_test[ib])
     t, found = (np.asarray(v) for v in flip_points(pred, xa, xb, grid=32, bisection=20))

@@ -3,11 +3,11 @@ the smoke-test scale :data:`QUICK_CONFIG`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ntk_adv import engine, kernels, models
+from ntk_adv import engine, models
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
@@ -87,14 +87,6 @@ class Config:
             raise ValueError(f"eps_rel must be finite and > 0, got {self.eps_rel!r}")
         if not 0 < self.halfway_tolerance < 0.5:
             raise ValueError(f"halfway_tolerance must lie in (0, 0.5), got {self.halfway_tolerance!r}")
-
-    def net_of(self, width: int) -> models.TwoLayerConfig:
-        return replace(self.net, width=int(width))
-
-    def kernel(self) -> kernels.KernelFn:
-        return kernels.two_layer_kernel(
-            "ntk", gamma=self.net.gamma, bias=self.net.bias, parametrization=self.net.parametrization
-        )
 
 
 # A smoke-test scale (``ntk-adv report --quick``; numbers indicative only).

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import attacks, limits, models
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import load_spec
 from ntk_adv.metrics import flip_points
 from ntk_adv.training import centered, centered_mask, train
@@ -50,7 +51,7 @@ def attack_fn(cfg: Config, eps: float):
 def train_width(cfg: Config, width: int, arrays: dict, eps: float):
     """All seeds of one width in one jitted vmap: trained parameters, and per seed the flip points, test
     outputs and adversarial test inputs (and, for uncentred nets, the flip points of the net's own limit)."""
-    net = cfg.net_of(width)
+    net = cfg.net.with_width(width)
     apply_fn = models.make_apply(net)
     model_fn = centered(apply_fn) if cfg.centered else apply_fn
     tcfg = cfg.train
@@ -69,7 +70,7 @@ def train_width(cfg: Config, width: int, arrays: dict, eps: float):
         out = {"t": t_net, "found": found, "out_test": predict(xt), "x_adv": xt + attack(predict, xt, yt)}
         if not cfg.centered:  # each net's own limit keeps its initial function f_0
             own_limit = limits.make_predictor(
-                cfg.kernel(),
+                cfg.net.with_width(INF_WIDTH).kernel,
                 x,
                 y,
                 loss=cfg.train.loss,
@@ -85,7 +86,7 @@ def train_width(cfg: Config, width: int, arrays: dict, eps: float):
 
 def evaluate_width(cfg: Config, width: int, params, points: jax.Array) -> jax.Array:
     """Outputs of every seed's net (seeds, K) on ``points`` (K, d)."""
-    apply_fn = models.make_apply(cfg.net_of(width))
+    apply_fn = models.make_apply(cfg.net.with_width(width))
     model_fn = centered(apply_fn) if cfg.centered else apply_fn
     return jax.jit(jax.vmap(lambda p: model_fn(p, points)))(params)
 
@@ -113,5 +114,10 @@ def setup(cfg: Config) -> tuple:
 def kernel_limit(cfg: Config, arrays: dict):
     """The infinite-width (centred) kernel predictor trained like the nets."""
     return limits.make_predictor(
-        cfg.kernel(), arrays["x"], arrays["y"], loss=cfg.train.loss, lr=cfg.train.lr, steps=cfg.train.steps
+        cfg.net.with_width(INF_WIDTH).kernel,
+        arrays["x"],
+        arrays["y"],
+        loss=cfg.train.loss,
+        lr=cfg.train.lr,
+        steps=cfg.train.steps,
     )

@@ -68,7 +68,7 @@ from ntk_adv.training import TrainConfig
 
 from . import claims, figures, nets, units
 from .claims import report, summarize
-from .config import COMMAND, HALFWAY_ATTACKS, QUICK_CONFIG, SEED_METRICS, Config
+from .config import HALFWAY_ATTACKS, QUICK_CONFIG, SEED_METRICS, Config
 from .figures import plot
 from .nets import (
     attack_fn,
@@ -81,6 +81,8 @@ from .nets import (
     train_width,
 )
 from .units import _table, _width_arrays, unit_rows
+
+COMMAND = "halfway"
 
 __all__ = [
     "COMMAND",

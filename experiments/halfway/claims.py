@@ -12,7 +12,7 @@ from ntk_adv import verdicts as V
 from ntk_adv.metrics import fit_loglog_slope
 from ntk_adv.results import provenance
 
-from .config import COMMAND, Config
+from .config import Config
 
 
 def _by_width(rows, metric, widths):
@@ -50,6 +50,8 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
     width; per width: agreement with 1-NN where 1-NN and the kernel disagree, the mean flip point t vs 0.5,
     the within-width transfer/boundary correlation, agreement with the kernel; the attack's white-box
     success."""
+    from . import COMMAND  # the package's (found by the CLI's text scan); set before this runs
+
     widths = sorted(cfg.widths)
     summary: dict = {"experiment": COMMAND, "config": asdict(cfg), **provenance(), **ref}
     for metric in (

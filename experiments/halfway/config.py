@@ -12,7 +12,6 @@ from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
 
-COMMAND = "halfway"
 HALFWAY_ATTACKS = ("fgm", "fgsm")
 # per (width, seed) rows; ``flip_net_net`` has one row per (width, disjoint seed pair)
 SEED_METRICS = (

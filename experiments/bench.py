@@ -332,7 +332,16 @@ class _CompileSpans:
 
 
 _SPANS = _CompileSpans()
-jax.monitoring.register_event_time_span_listener(_SPANS)
+_LISTENING: list[bool] = []  # [True] once _SPANS listens (registered by the first timed call, not at import)
+
+
+def _listen() -> None:
+    """Register :data:`_SPANS` with ``jax.monitoring`` once per process, when the first measurement starts
+    (importing this module registers nothing; JAX offers no public way to unregister, and the listener
+    records nothing while no :func:`timed` call is active)."""
+    if not _LISTENING:
+        jax.monitoring.register_event_time_span_listener(_SPANS)
+        _LISTENING.append(True)
 
 
 def _union_seconds(spans) -> float:
@@ -355,6 +364,7 @@ class Timing(NamedTuple):
 
 def timed(fn, *args, **kwargs) -> Timing:
     """Run ``fn`` and block on its result."""
+    _listen()
     previous, _SPANS.spans = _SPANS.spans, []
     try:
         c0, t0 = time.process_time(), time.perf_counter()

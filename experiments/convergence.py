@@ -33,7 +33,7 @@ from ntk_adv import engine, kernels, limits, models, plots, verdicts
 from ntk_adv.arch import INF_WIDTH, Architecture
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import empirical_ntk_implicit, relative_frobenius_error, two_layer_empirical_ntk
-from ntk_adv.metrics import fit_loglog_slope, mean_ci, relative_gap
+from ntk_adv.metrics import fit_loglog_slope, relative_gap
 from ntk_adv.results import provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
@@ -291,7 +291,9 @@ def fits(cfg: Config, rows: list[dict]) -> dict:
         if fit.dropped:  # points without a logarithm (gap 0, NaN) left out of the fit: reported, not hidden
             out[key + "_dropped"] = f"{fit.dropped} ({fit.why})"
         out[metric + "_geomean_by_width"] = {
-            str(w): float(np.exp(mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).mean))
+            str(w): float(
+                np.exp(verdicts.mean_ci(np.log([r["value"] for r in sub if r["width"] == w])).value)
+            )
             for w in cfg.widths
         }
     return out

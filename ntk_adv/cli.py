@@ -59,7 +59,8 @@ from ntk_adv.guards import (
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
 RAY_ADDRESS_HELP = (
-    "address HOST:PORT of a running Ray cluster (also RAY_ADDRESS); implies --backend ray. "
+    "address HOST:PORT of a running Ray cluster (also RAY_ADDRESS with --backend ray); implies --backend "
+    "ray. "
     "Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share"
 )
 SPEC_VERSION = 3  # bump when the JSON option spec changes shape
@@ -174,6 +175,8 @@ def _leaves(cls: type, default, prefix: str = ""):
     hints = typing.get_type_hints(cls, include_extras=False)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("cli", True) is False:  # set by the command line itself (run.ray_address)
+            continue
         value = getattr(default, f.name)
         path = prefix + f.name
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -557,11 +560,16 @@ def outputs_line(prefix: str, out: Path, files: list[Path]) -> str:
     return text
 
 
-def _set_ray_address(args: argparse.Namespace) -> None:
-    address = getattr(args, "ray_address", None)
-    if not address:
-        return
+def _ray_address(args: argparse.Namespace) -> str | None:
+    """The Ray cluster of ``--ray-address`` (or of ``RAY_ADDRESS`` with ``--backend ray``), probed; an
+    ``inprocess`` backend becomes ``ray``, another one with an address is refused. Read, never written: the
+    address reaches the engine in the config's ``run.ray_address`` (:func:`_with_ray_address`)."""
     backends = [k for k in vars(args) if k.rsplit(".", 1)[-1] == "backend"]
+    address = getattr(args, "ray_address", None)
+    if not address and any(getattr(args, dest) == "ray" for dest in backends):
+        address = os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        return None
     for dest in backends:
         if getattr(args, dest) not in ("inprocess", "ray"):
             raise ValueError(
@@ -569,10 +577,23 @@ def _set_ray_address(args: argparse.Namespace) -> None:
                 f"{getattr(args, dest)}: give one or the other"
             )
     probe_address(address)  # fail in seconds, not after Ray's minutes of retries
-    os.environ["RAY_ADDRESS"] = address  # read by the sweep engine's Ray backend
     for dest in backends:
         if getattr(args, dest) == "inprocess":
             setattr(args, dest, "ray")
+    return address
+
+
+def _with_ray_address(cfg, args: argparse.Namespace, address: str | None):
+    """``cfg`` with ``ray_address`` set on the execution sub-config(s) holding a backend option."""
+    if not address:
+        return cfg
+    from ntk_adv.engine import set_field
+
+    for dest in (k for k in vars(args) if k.rsplit(".", 1)[-1] == "backend"):
+        cfg = set_field(
+            cfg, dest.rsplit(".", 1)[0] + ".ray_address" if "." in dest else "ray_address", address
+        )
+    return cfg
 
 
 def _selected(argv: list[str], commands: Commands) -> str | None:
@@ -621,7 +642,7 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
         flags = _flags(parser, args.command, argv)
         options = {k: v for k, v in vars(args).items() if not k.startswith("_")}
         check_plan(options, args.max_memory, lambda dest: flags.get(dest, "--" + dest.replace("_", "-")))
-        _set_ray_address(args)
+        address = _ray_address(args)
         module = importlib.import_module(args._module)
         if os.environ.get("NTK_ADV_JAX_CACHE"):
             # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
@@ -629,7 +650,7 @@ def main(argv: list[str] | None, commands: Commands, glossary: Mapping[str, str]
             from ntk_adv.engine import enable_compilation_cache
 
             enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
-        cfg = config_from_args(args, module.Config)
+        cfg = _with_ray_address(config_from_args(args, module.Config), args, address)
         with output_lock(args.out):  # one run per output directory: a second is refused naming this one
             sweep_temp_files(args.out)  # debris of an earlier killed run
             before = _snapshot(args.out)

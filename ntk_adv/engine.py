@@ -15,7 +15,8 @@ groups cells.
   skips them (``force=True`` recomputes), so a killed sweep loses at most the chunks in flight and never
   duplicates.
 * Backends: ``inprocess`` (default), ``processes`` (local worker processes, spawn start method), and ``ray``
-  (a local Ray instance or a cluster via ``ray_address``; workers import ntk_adv, nothing else changes).
+  (a local Ray instance, or the cluster at ``ray_address``, an argument: the engine reads no environment
+  variable for it; workers import ntk_adv, nothing else changes).
   ``run_batch`` must then be a module-level function (it is pickled to the workers).
 * Progress: a tqdm bar on a terminal; off a terminal (a log file, a Slurm job) a plain line every
   ``NTK_ADV_PROGRESS_EVERY`` seconds (default 30) with cells computed, cached and an ETA. ``dry_run=True``
@@ -174,26 +175,122 @@ class Execution:
     accept_stale: bool = False  # keep stored cells computed by other code or on other data (marked 'stale')
     parquet: bool = field(default=False, metadata=NOT_IDENTITY)  # also write OUT/results.parquet (CLI)
     dry_run: bool = field(default=False, metadata=NOT_IDENTITY)  # print the plan, compute nothing, exit 0
+    # HOST:PORT of a running Ray cluster for the ray backend ("": a local Ray instance); the CLI's
+    # --ray-address (or RAY_ADDRESS with --backend ray) sets it
+    ray_address: str = field(default="", metadata={**NOT_IDENTITY, "cli": False})
 
     def __post_init__(self):
         validate.one_of("backend", self.backend, BACKENDS)
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.ray_address and self.backend != "ray":
+            raise ValueError(
+                f"--ray-address {self.ray_address} runs cells on a Ray cluster, but --backend is "
+                f"{self.backend}: give one or the other"
+            )
 
     def store_path(self, out: str | os.PathLike) -> Path:
         return Path(self.store) if self.store else Path(out) / "store"
 
     def sweep_options(self, out: str | os.PathLike) -> dict:
-        """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, force,
-        reuse, dry_run."""
+        """Keyword arguments of :func:`run_sweep` and :func:`run_rows`: store, backend, workers, ray_address,
+        force, reuse, dry_run."""
         return dict(
             store=self.store_path(out),
             backend=self.backend,
             workers=self.workers,
+            ray_address=self.ray_address or None,
             force=self.force,
             reuse="accept" if self.accept_stale else "verify",
             dry_run=self.dry_run,
         )
+
+
+# ------------------------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class Unit:
+    """One unit of an experiment's work, the config of a :func:`run_rows` cell. A cell's identity is only
+    what it reads: ``settings`` is the experiment's config with every field the unit does not read at its
+    default (:func:`reads_only`), so editing a setting makes only the cells that read it stale.
+
+    ``part`` names the work (the experiment's run function dispatches on it); ``data`` is the data set the
+    unit reads, kept at the top level so that the store fingerprints its content and leaves its path out
+    (None: no data set, e.g. synthetic data); ``labels`` is what else tells units of one part apart (a
+    width, a tag, the perturbations a transfer unit evaluates), sorted (name, value) pairs of JSON values,
+    read with ``unit["width"]`` or :meth:`get`. Build units with :func:`unit`."""
+
+    part: str
+    settings: Any
+    data: Any = None
+    labels: tuple[tuple[str, Any], ...] = ()
+
+    def __getitem__(self, name: str) -> Any:
+        for key, value in self.labels:
+            if key == name:
+                return value
+        raise KeyError(f"unit {self.part!r} has no label {name!r}; labels: {[k for k, _ in self.labels]}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return next((value for key, value in self.labels if key == name), default)
+
+    def config(self) -> Any:
+        """The config the unit runs: ``settings`` on the unit's ``data`` (with its path), where the settings
+        have a ``data`` field and the unit a data set; else ``settings``."""
+        has_data = dataclasses.is_dataclass(self.settings) and "data" in _field_names(self.settings)
+        return replace(self.settings, data=self.data) if has_data and self.data is not None else self.settings
+
+
+def unit(
+    part: str,
+    cfg: Any,
+    *,
+    reads: Iterable[str] | None = None,
+    ignores: Iterable[str] = (),
+    data: Any = None,
+    **labels: Any,
+) -> Unit:
+    """The :class:`Unit` ``part`` of the experiment config ``cfg``: its settings :func:`reads_only`
+    (``reads``, ``ignores``), the data set ``data`` it reads and its ``labels`` (keyword arguments, JSON
+    values)."""
+    return Unit(part, reads_only(cfg, reads, ignores=ignores), data, tuple(sorted(labels.items())))
+
+
+def reads_only(cfg: Any, reads: Iterable[str] | None = None, *, ignores: Iterable[str] = ()) -> Any:
+    """``cfg`` (a frozen dataclass) with every top-level field a unit does not read at its default: the fields
+    outside ``reads`` (None: it reads them all), the fields in ``ignores`` (e.g. tolerances only the verdicts
+    read) and always the execution (fields holding an :class:`Execution`: where cells run is not what they
+    compute); a data spec's path (``data.root``) is dropped (the store fingerprints the data's content). An
+    unknown field name is a ValueError naming it."""
+    names = _field_names(cfg)
+    keep = names if reads is None else set(reads)
+    ignores = set(ignores)
+    unknown = sorted((keep | ignores) - names)
+    if unknown:
+        raise ValueError(
+            f"{type(cfg).__name__} has no field {unknown[0]!r}; fields: {', '.join(sorted(names))}"
+        )
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, Execution) or f.name not in keep or f.name in ignores:
+            default = _default(f)
+            if default is not dataclasses.MISSING:
+                changes[f.name] = default
+        elif isinstance(value, data_mod.DataSpec) and value.root is not None:
+            changes[f.name] = replace(value, root=None)
+    return replace(cfg, **changes) if changes else cfg
+
+
+def _field_names(cfg: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(cfg)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -630,7 +727,6 @@ def _run_ray(chunks, run_batch, commit, workers, address):
         import ray
     except ImportError as err:  # pragma: no cover - ray is a declared optional dependency
         raise ValueError("backend 'ray' needs the ray package: uv sync --extra ray") from err
-    address = address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
         if address:

@@ -2,7 +2,8 @@
 along segments (decision-boundary geometry) and transfer rates of adversarial examples between models.
 
 Statistics conventions (used by every experiment and figure):
-* ``mean_ci``: mean over seeds with a two-sided 95% Student-t interval (half-width t_{0.975,n-1} s / sqrt(n)).
+* intervals over seeds are :class:`ntk_adv.verdicts.Estimate` (the one interval type; the Student-t mean is
+  :func:`ntk_adv.verdicts.mean_ci`);
 * ``fit_loglog_slope``: least squares of log(value) on log(width) over all (width, seed) points,
   slope with a 95% Student-t interval (n - 2 degrees of freedom).
 """
@@ -81,45 +82,6 @@ def relative_gap(a: jax.Array, b: jax.Array) -> jax.Array:
     if not validate.is_tracer(nb) and float(nb) == 0.0:
         raise ValueError("b is all zero (||b|| = 0): the relative gap ||a - b|| / ||b|| is undefined")
     return jnp.where(bad | (nb == 0), jnp.nan, jnp.linalg.norm(a - b) / jnp.where(nb == 0, 1.0, nb))
-
-
-@dataclass(frozen=True)
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-    dropped: int = 0  # non-finite values left out (only with mean_ci(..., nan="omit"))
-
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
-
-def mean_ci(values, level: float = 0.95, *, nan: str = "raise") -> Interval:
-    """Mean and Student-t interval over seeds; a single value gets a zero-width interval.
-
-    A NaN or inf value is an error (``nan="raise"``, the default: a diverged seed must not vanish from a
-    mean); ``nan="omit"`` drops them explicitly and counts them in ``Interval.dropped``."""
-    if nan not in ("raise", "omit"):
-        raise ValueError(f"nan must be 'raise' or 'omit', got {nan!r}")
-    validate.scalar("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
-    v = np.asarray(values, dtype=float).reshape(-1)
-    ok = np.isfinite(v)
-    dropped = int(v.size - np.count_nonzero(ok))
-    if dropped and nan == "raise":
-        raise ValueError(
-            f"mean_ci: {dropped} of {v.size} values are NaN or inf; fix the source or pass "
-            f"nan='omit' to drop them explicitly"
-        )
-    v = v[ok]
-    if v.size == 0:
-        return Interval(np.nan, np.nan, np.nan, 0, dropped)
-    mean = float(v.mean())
-    if v.size == 1:
-        return Interval(mean, mean, mean, 1, dropped)
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return Interval(mean, mean - half, mean + half, int(v.size), dropped)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Paper-style figures from long-format result tables only (never from training code).
 
 Conventions: log2 width axes, log10 axes for other sweeps whose positive values span a factor of 10 or more,
-mean over seeds with a shaded 95% interval (Student-t; for proportions a bootstrap over seeds, or the
-two-stage bootstrap over seeds and test points when their number is given - always inside [0, 1]), the
+mean over seeds with a shaded 95% interval (the intervals of :mod:`ntk_adv.verdicts`: Student-t; for
+proportions the bootstrap over seeds widened to Student-t, or the two-stage bootstrap over seeds and test
+points when their number is given - always inside [0, 1]), the
 theoretical value (or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every
 figure is saved as PNG and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels:
 :data:`TEXT_WIDTH`) with 8-9 pt fonts and TrueType (Type 42) fonts in the PDF.
@@ -34,8 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ntk_adv.metrics import mean_ci
 from ntk_adv.results import atomic_write, select, values
+from ntk_adv.verdicts import mean_ci, seed_mean, seed_proportion
 
 _INF_STRINGS = ("inf", "infinite", "infinity")
 
@@ -175,18 +176,6 @@ def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     return paths
 
 
-def _bootstrap_mean(vals: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95% percentile-bootstrap interval over the values (inside their range: a proportion's stays in
-    [0, 1]); deterministic."""
-    vals = np.asarray(vals, float)
-    if vals.size < 2:
-        m = float(vals.mean()) if vals.size else float("nan")
-        return m, m, m
-    idx = np.random.default_rng(seed).integers(0, vals.size, size=(n_boot, vals.size))
-    means = vals[idx].mean(axis=1)
-    return float(vals.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def curve(
     rows: Iterable[dict],
     x: str,
@@ -200,33 +189,31 @@ def curve(
 
     ``n_points``: the metric is a proportion over that many test points; the interval is then the two-stage
     bootstrap of :func:`ntk_adv.verdicts.seed_proportion` (inside [0, 1]). Other proportions
-    (:func:`is_proportion`): a bootstrap over seeds, inside [0, 1] too. ``geometric=True`` (used for log-scale
+    (:func:`is_proportion`): :func:`ntk_adv.verdicts.seed_mean` (a bootstrap over seeds widened to Student-t),
+    inside [0, 1] too. ``geometric=True`` (used for log-scale
     y axes): mean and interval of log(value), exponentiated - the geometric mean with a multiplicative 95%
     interval, consistent with log-log slope fits. Otherwise a Student-t interval over seeds."""
     sub = select(rows, metric=metric, **where)
     xs = values(sub, x)
-    if n_points:
-        from ntk_adv.verdicts import seed_proportion
-
-        est = [seed_proportion([r["value"] for r in sub if r[x] == xv], n_points) for xv in xs]
-        return (
-            np.asarray(xs, float),
-            np.array([e.value for e in est]),
-            np.array([e.low for e in est]),
-            np.array([e.high for e in est]),
-        )
-    if is_proportion(metric) and not geometric:
-        est = [_bootstrap_mean([r["value"] for r in sub if r[x] == xv]) for xv in xs]
-        arr = np.clip(np.array(est, float).reshape(-1, 3), 0.0, 1.0) if est else np.zeros((0, 3))
-        return np.asarray(xs, float), arr[:, 0], arr[:, 1], arr[:, 2]
     tf, inv = (np.log, np.exp) if geometric else (np.asarray, np.asarray)
-    stats_ = [mean_ci(tf(np.asarray([r["value"] for r in sub if r[x] == xv], float))) for xv in xs]
-    return (
-        np.asarray(xs, float),
-        inv(np.array([s.mean for s in stats_])),
-        inv(np.array([s.low for s in stats_])),
-        inv(np.array([s.high for s in stats_])),
-    )
+    if n_points:
+        interval = lambda v: seed_proportion(v, n_points)
+    elif is_proportion(metric) and not geometric:
+        interval = lambda v: seed_mean(v, bounds=(0.0, 1.0))
+    else:
+        interval = mean_ci
+    est = [_band(interval, tf(np.asarray([r["value"] for r in sub if r[x] == xv], float))) for xv in xs]
+    arr = np.array(est, float).reshape(-1, 3)
+    return np.asarray(xs, float), inv(arr[:, 0]), inv(arr[:, 1]), inv(arr[:, 2])
+
+
+def _band(interval, vals: np.ndarray) -> tuple[float, float, float]:
+    """(value, low, high) of ``interval(vals)`` (a :mod:`ntk_adv.verdicts` interval); a proportion with a NaN
+    seed (a metric undefined for that seed) leaves a gap in the curve, as its mean would."""
+    if not np.all(np.isfinite(vals)) and interval is not mean_ci:
+        return (np.nan, np.nan, np.nan)
+    e = interval(vals)
+    return (e.value, e.low, e.high)
 
 
 def plot_metric(

@@ -212,8 +212,8 @@ def fit(
     optimizer: optax.GradientTransformationExtraArgs,
     *,
     steps: int,
+    key: jax.Array | None,
     mask=None,
-    key: jax.Array | None = None,
     alpha=0.0,
     sample_weight=None,
     anchor=None,
@@ -226,14 +226,15 @@ def fit(
 
     ``params`` any pytree (``apply_fn(params, x (N, d)) -> (N,)``); ``mask`` a pytree of bools with one leaf
     per parameter leaf: frozen leaves go through :func:`optax.set_to_zero` (:func:`masked_optimizer`);
-    ``key`` (required with ``objective.perturb``) is split into one key per step; ``alpha``, ``decay`` may be
+    ``key`` (keyword, required: the PRNG key split into one key per step of a perturbed objective, or an
+    explicit ``None`` for an objective without ``perturb``, which draws nothing); ``alpha``, ``decay`` may be
     traced; ``sample_weight`` (N,) with ``objective.weighted``; ``anchor`` (like ``params``) with
     ``objective.anchored``. Returns the params and, with ``record_loss``, the objective before each step
     (steps,). ``mask=None`` is :func:`default_mask` (the net config's frozen leaves stay frozen)."""
     mask_leaves = _mask_leaves(params, default_mask(apply_fn, params) if mask is None else mask)
     opt = masked_optimizer(optimizer, params, mask_leaves)
     if objective.perturb is not None and key is None:
-        raise ValueError("adversarial training needs an explicit key (key=jax.random.PRNGKey(seed))")
+        raise ValueError("key: a perturbed objective draws a perturbation per step; pass key=PRNGKey(seed)")
 
     def mean(per_point_out):
         if objective.weighted:
@@ -312,6 +313,7 @@ def _train(apply_fn, cfg, mask_leaves, params, x, y, lr):
         Objective(cfg.loss),
         make_optimizer(cfg, lr),
         steps=cfg.steps,
+        key=None,  # a clean objective draws nothing
         mask=mask_leaves,
         record_loss=cfg.record_loss,
     )
@@ -328,7 +330,7 @@ def adversarial_train(
     loss: str = "identity",
     lr,
     steps: int,
-    key: jax.Array | None = None,
+    key: jax.Array,
     mask=None,
 ):
     """Full-batch adversarial training (one implementation for every experiment; :func:`fit` with
@@ -338,12 +340,11 @@ def adversarial_train(
 
     recomputed from the current parameters at every step and treated as a constant (no gradient flows
     through the attack). ``perturb(predict, x, y, key) -> eta`` (N, d) - e.g. FGSM/PGD against the true
-    labels (``attacks.fgsm(f, x, labels=y, eps=...)``), or random-sign noise for the control. ``key`` is
-    required (split into one key per step); ``alpha``, ``lr`` may be traced (vmap over them); ``mask``
-    freezes leaves as in :func:`train` (default :func:`default_mask`). Returns the trained parameters.
+    labels (``attacks.fgsm(f, x, labels=y, eps=...)``), or random-sign noise for the control. ``key`` is a
+    required keyword (split into one key per step; ``None`` is refused by :func:`fit`); ``alpha``, ``lr``
+    may be traced (vmap over them); ``mask`` freezes leaves as in :func:`train` (default
+    :func:`default_mask`). Returns the trained parameters.
     Goodfellow et al. (2015) use alpha = 0.5; Madry-style training alpha = 0."""
-    if key is None:
-        raise ValueError("adversarial_train needs an explicit key (key=jax.random.PRNGKey(seed))")
     check_loss(loss)
     check_data(x, y)
     _check_d(params, x)

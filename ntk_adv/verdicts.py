@@ -29,7 +29,12 @@ their range:
   :func:`paired_difference` with :func:`paired_point_sd` at the adjusted proportions;
 * :func:`seed_mean` - any other per-seed quantity: a bootstrap percentile interval over seeds, widened to the
   Student-t interval when that is wider (few seeds), clipped to an optional ``bounds``; one seed or identical
-  seeds give a zero-width interval (never for differences of proportions: :func:`proportion_difference`).
+  seeds give a zero-width interval (never for differences of proportions: :func:`proportion_difference`);
+* :func:`mean_ci` - the plain Student-t interval over seeds (figures' error bars, geometric means); every
+  Student-t interval above is this one.
+
+:class:`Estimate` is the suite's one interval type: the verdicts, the metrics' summaries and the figures'
+bands all carry one.
 
 Randomness is explicit: bootstraps take an integer ``seed`` (default 0) for a ``numpy`` generator, so the same
 numbers give the same interval.
@@ -62,12 +67,17 @@ class Estimate:
     n: int
     method: str
     bounds: tuple[float, float] | None = None
+    dropped: int = 0  # non-finite values left out before estimating (only when asked: mean_ci(nan="omit"))
 
     def __post_init__(self):
         if not all(math.isfinite(v) for v in (self.value, self.low, self.high)):
             raise ValueError(f"an estimate needs finite numbers, got {self.value}, [{self.low}, {self.high}]")
         if not self.low <= self.value <= self.high:
             raise ValueError(f"estimate {self.value} lies outside its interval [{self.low}, {self.high}]")
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
 
     def text(self, digits: int = 3) -> str:
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
@@ -134,6 +144,36 @@ def _finite(values, what: str) -> np.ndarray:
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{what}: {int(np.sum(~np.isfinite(v)))} of {v.size} values are not finite")
     return v
+
+
+def mean_ci(values, level: float = LEVEL, *, nan: str = "raise") -> Estimate:
+    """Mean over seeds with the two-sided Student-t interval ``mean +- t_{(1+level)/2, n-1} s / sqrt(n)``
+    (method ``t``); a single value gets a zero-width interval (method ``single``, which :func:`judge` never
+    confirms with).
+
+    A NaN or inf value is an error (``nan="raise"``, the default: a diverged seed must not vanish from a
+    mean); ``nan="omit"`` drops them explicitly and counts them in ``Estimate.dropped``. No value left is a
+    ValueError (an estimate of nothing has no number)."""
+    if nan not in ("raise", "omit"):
+        raise ValueError(f"nan must be 'raise' or 'omit', got {nan!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    v = np.asarray(values, dtype=float).reshape(-1)
+    ok = np.isfinite(v)
+    dropped = int(v.size - np.count_nonzero(ok))
+    if dropped and nan == "raise":
+        raise ValueError(
+            f"mean_ci: {dropped} of {v.size} values are NaN or inf; fix the source or pass "
+            f"nan='omit' to drop them explicitly"
+        )
+    v = v[ok]
+    if v.size == 0:
+        raise ValueError(f"mean_ci: no finite values to estimate from (dropped {dropped})")
+    mean = float(v.mean())
+    if v.size == 1:
+        return Estimate(mean, mean, mean, 1, "single", dropped=dropped)
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return Estimate(mean, mean - half, mean + half, int(v.size), "t", dropped=dropped)
 
 
 SEED_PROPORTION_METHOD = "wilson-over-seeds"
@@ -294,7 +334,6 @@ def paired_difference(
     m = float(means.mean())
     if not bounds[0] <= m <= bounds[1]:
         raise ValueError(f"paired_difference: mean {m} lies outside bounds {bounds}")
-    q = float(stats.t.ppf(0.5 + level / 2, n_seeds - 1)) if n_seeds >= 2 else math.nan
     # the floor's variance comes from n_points test points per seed (many degrees of freedom): normal quantile
     floor = float(stats.norm.ppf(0.5 + level / 2)) * math.sqrt(float(np.sum(se**2))) / n_seeds
     low, high = m - floor, m + floor
@@ -303,8 +342,8 @@ def paired_difference(
         idx = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
         boot = (means[idx] + se[idx] * rng.standard_normal((n_boot, n_seeds))).mean(axis=1)
         b_lo, b_hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
-        half_t = q * float(means.std(ddof=1)) / math.sqrt(n_seeds)
-        low, high = min(low, float(b_lo), m - half_t), max(high, float(b_hi), m + half_t)
+        t = mean_ci(means, level)
+        low, high = min(low, float(b_lo), t.low), max(high, float(b_hi), t.high)
         method = "cluster-bootstrap+t"
     else:
         method = "points" if floor > 0 else "single"
@@ -350,9 +389,8 @@ def paired_proportion(
         return est
     # near 0 or 1 the seeds' spread is skewed: also the Student-t interval on the logit of the adjusted seed
     # means, mapped back, whichever is wider on each side
-    logits = np.array([np.log(a.mean() / (1 - a.mean())) for a in adj])
-    half = float(stats.t.ppf(0.5 + level / 2, logits.size - 1) * logits.std(ddof=1) / math.sqrt(logits.size))
-    lo, hi = (float(1 / (1 + np.exp(-(logits.mean() + sign * half)))) for sign in (-1, 1))
+    t = mean_ci(np.array([np.log(a.mean() / (1 - a.mean())) for a in adj]), level)
+    lo, hi = (float(1 / (1 + np.exp(-e))) for e in (t.low, t.high))
     return replace(est, low=min(est.low, lo), high=max(est.high, hi))
 
 
@@ -432,10 +470,10 @@ def _bootstrap_t(
 ) -> Estimate:
     """The percentile interval of ``boot_means``, widened to the Student-t interval over ``values`` where that
     is wider (a percentile bootstrap over few seeds is too narrow), clipped to ``bounds``."""
-    m = float(values.mean())
+    t = mean_ci(values, level)
+    m = t.value
     lo, hi = np.quantile(boot_means, [0.5 - level / 2, 0.5 + level / 2])
-    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    lo, hi = max(min(lo, m - half), bounds[0]), min(max(hi, m + half), bounds[1])
+    lo, hi = max(min(lo, t.low), bounds[0]), min(max(hi, t.high), bounds[1])
     return Estimate(m, float(min(lo, m)), float(max(hi, m)), int(values.size), "bootstrap+t")
 
 

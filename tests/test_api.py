@@ -55,3 +55,61 @@ def test_run_sweep_is_the_engine():
 
     assert ntk_adv.run_sweep is engine.run_sweep
     assert ntk_adv.run_perturbation_sweep is batch.run_perturbation_sweep
+
+
+IMPORT_EVERYTHING = """
+import importlib, json, pkgutil, sys
+import jax, jax.monitoring
+from jax._src import monitoring as m  # read-only: jax offers no public getter of its listeners
+
+def listeners():
+    out = {}
+    for kind in ("event", "event_duration_secs", "event_time_span", "scalar"):
+        lst = getattr(m, f"_{kind}_listeners", None)
+        out[kind] = None if lst is None else len(lst)
+    return out
+
+before = listeners()
+modules = []
+for pkg in ("ntk_adv", "experiments"):
+    root = importlib.import_module(pkg)
+    for info in pkgutil.walk_packages(root.__path__, pkg + "."):
+        importlib.import_module(info.name)
+        modules.append(info.name)
+print(json.dumps({"before": before, "after": listeners(), "modules": modules}))
+"""
+
+
+def test_importing_every_module_registers_no_jax_listener():
+    """No side effects at import: importing every module under ntk_adv/ and experiments/ (the benchmark's
+    compile-time listener included) adds no ``jax.monitoring`` listener."""
+    import json
+
+    import jax
+
+    res = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, check=True
+    ).stdout
+    got = json.loads(res.strip().splitlines()[-1])
+    assert "experiments.bench" in got["modules"] and "ntk_adv.engine" in got["modules"]
+    if got["before"]["event_time_span"] is None:  # the probe must read jax's list, else it proves nothing
+        pytest.skip(f"jax {jax.__version__} keeps no _event_time_span_listeners list to inspect")
+    assert got["after"] == got["before"]
+
+
+def test_the_benchmark_listens_once_it_measures():
+    """The listener the import no longer registers is registered by the first measurement, once, and
+    measures compile time there."""
+    import jax
+    import jax.numpy as jnp
+    from jax._src import monitoring as m
+
+    from experiments import bench
+
+    if not hasattr(m, "_event_time_span_listeners"):
+        pytest.skip(f"jax {jax.__version__} keeps no _event_time_span_listeners list to inspect")
+    ours = lambda: sum(1 for f in m._event_time_span_listeners if f is bench._SPANS)  # noqa: E731
+    t = bench.timed(jax.jit(lambda v: jnp.sin(v) * 3.0 + 1.0), jnp.arange(7.0))
+    assert t.compile > 0 and ours() == 1
+    bench.timed(jax.jit(lambda v: jnp.cos(v) - 2.0), jnp.arange(5.0))
+    assert ours() == 1

@@ -4,7 +4,7 @@ the engine needs its batch function and grouping key, plans generically and sets
 dataclass."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal  # noqa: F401 - resolves the string annotations of Choices
 
@@ -12,6 +12,7 @@ import jax
 import pytest
 
 from ntk_adv import engine, validate
+from ntk_adv import store as store_mod
 from ntk_adv.data import DataSpec
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
@@ -208,8 +209,20 @@ def test_execution_options():
     ex = engine.Execution(backend="processes", workers=3, force=True, accept_stale=True)
     opts = ex.sweep_options("out")
     assert opts == dict(
-        store=Path("out/store"), backend="processes", workers=3, force=True, reuse="accept", dry_run=False
+        store=Path("out/store"),
+        backend="processes",
+        workers=3,
+        ray_address=None,
+        force=True,
+        reuse="accept",
+        dry_run=False,
     )
+    ray = engine.Execution(backend="ray", ray_address="10.0.0.1:6379")
+    assert ray.sweep_options("out")["ray_address"] == "10.0.0.1:6379"
+    with pytest.raises(ValueError, match="--ray-address 10.0.0.1:6379 .* --backend is processes"):
+        engine.Execution(backend="processes", ray_address="10.0.0.1:6379")
+    # the address says where cells run, not what they compute: not part of a cell's identity
+    assert store_mod.config_key(ray, 0) == store_mod.config_key(engine.Execution(backend="ray"), 0)
     assert engine.Execution(store="/s").store_path("out") == Path("/s")
     with pytest.raises(ValueError, match="backend"):
         engine.Execution(backend="gpu")
@@ -354,3 +367,50 @@ def test_ray_tasks_request_one_cpu_and_a_gpu_when_jax_has_one(monkeypatch):
     assert engine.ray_resources() == {"num_cpus": 1, "num_gpus": 1}
     monkeypatch.setattr(engine.jax, "default_backend", lambda: "cpu")
     assert engine.ray_resources() == {"num_cpus": 1, "num_gpus": 0}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=20, n_test=10))
+    widths: tuple[int, ...] = (8, 16)
+    lr: float = 0.1
+    tolerance: float = 0.05  # read by the verdicts only
+    run: engine.Execution = field(default_factory=engine.Execution)
+
+
+def unit_rows(u: engine.Unit, seeds):
+    return [{"part": u.part, "lr": u.settings.lr, "width": u.get("width"), "n": u.config().data.n_train}]
+
+
+def test_a_units_identity_is_only_what_it_reads(tmp_path):
+    """engine.unit keeps the fields a unit reads (``reads``; all but ``ignores``), resets the rest and the
+    execution to their defaults and leaves the data path out: cells whose read settings agree are one cell
+    in the store, whatever the execution, the verdict-only settings or the data's folder."""
+    cfg = Experiment(
+        data=DataSpec("digits", n_train=20, n_test=10, root=str(tmp_path / "d")),
+        widths=(4,),
+        lr=0.3,
+        tolerance=0.2,
+        run=engine.Execution(backend="processes", workers=3),
+    )
+    u = engine.unit("train", cfg, ignores=("tolerance",), data=cfg.data, width=4)
+    assert u.settings == replace(
+        cfg, data=replace(cfg.data, root=None), tolerance=0.05, run=engine.Execution()
+    )
+    assert (u["width"], u.get("tag", "none"), u.config().data) == (4, "none", cfg.data)
+    with pytest.raises(KeyError, match="no label 'tag'"):
+        u["tag"]
+    only_lr = engine.unit("lr", cfg, reads=("lr",))
+    assert only_lr.settings == Experiment(lr=0.3) and only_lr.data is None
+    with pytest.raises(ValueError, match="Experiment has no field 'lrs'"):
+        engine.unit("x", cfg, reads=("lrs",))
+    # what a unit does not read does not change its cell: one record, computed once
+    other = replace(cfg, tolerance=0.9, widths=(4, 8), run=engine.Execution())
+    cells = [(engine.unit("lr", c, reads=("lr",), width=4), 0) for c in (cfg, other)]
+    assert cells[0] == cells[1]
+    rows = engine.run_rows(
+        cells[:1], tmp_path / "s", run=unit_rows, kind="t", seed_column=None, progress=False
+    )
+    assert rows == [{"part": "lr", "lr": 0.3, "width": 4, "n": 20}]
+    again = engine.run_rows(cells[1:], tmp_path / "s", run=lambda u, s: 1 / 0, kind="t", seed_column=None)
+    assert again == rows  # read from the store: nothing recomputed

@@ -12,6 +12,7 @@ import pytest
 
 from experiments import halfway
 from ntk_adv import engine, limits
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.metrics import flip_points
 from ntk_adv.results import read_csv
@@ -21,7 +22,9 @@ def test_flip_point_is_a_real_class_change_of_a_kernel_predictor():
     cfg = halfway.Config()
     ds = load_spec(DataSpec("digits", n_train=80, n_test=60, pos=3, neg=8))
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    pred = limits.make_predictor(cfg.kernel(), x, y, loss="logistic", lr=0.1, steps=100)
+    pred = limits.make_predictor(
+        cfg.net.with_width(INF_WIDTH).kernel, x, y, loss="logistic", lr=0.1, steps=100
+    )
     ia, ib = halfway.make_pairs(halfway.Config(n_pairs=30), ds.x_test, ds.y_test)
     xa, xb = jnp.asarray(ds.x_test[ia]), jnp.asarray(ds.x_test[ib])
     t, found = (np.asarray(v) for v in flip_points(pred, xa, xb, grid=32, bisection=20))
@@ -89,12 +92,12 @@ TRAINED = []  # widths trained by the quick run
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("halfway")
-    train_width = halfway.train_width
-    halfway.train_width = lambda cfg, w, *a: TRAINED.append(w) or train_width(cfg, w, *a)
+    train_width = halfway.units.train_width
+    halfway.units.train_width = lambda cfg, w, *a: TRAINED.append(w) or train_width(cfg, w, *a)
     try:
         return out, halfway.main(halfway.QUICK_CONFIG, out, progress=False)
     finally:
-        halfway.train_width = train_width
+        halfway.units.train_width = train_width
 
 
 def test_halfway_quick_verdicts(quick):
@@ -129,26 +132,25 @@ def _records(store):
 
 
 def test_halfway_resumes_per_cell(quick, monkeypatch):
-    """A killed run (one width's record missing) recomputes that width alone - its seeds together, the other
-    cells read from the store - and concludes the same; the cells are the reference, one per width and the
-    transfer unit."""
+    """A killed run (the nets' record missing) recomputes that cell alone - every width trained once, in the
+    unit that computes the transfer; the reference read from the store - and concludes the same; the cells
+    are the reference and the nets."""
     out, summary = quick
-    assert TRAINED == list(halfway.QUICK_CONFIG.widths)  # once each: the transfer unit reuses them in-process
+    assert TRAINED == list(halfway.QUICK_CONFIG.widths)  # once each: the nets unit owns them for the transfer
     records = _records(out / "store")
-    parts = sorted((r["config"]["part"], r["config"]["width"]) for r in records.values())
-    assert parts == sorted(
-        [("reference", 0), ("transfer", 0)] + [("width", w) for w in halfway.QUICK_CONFIG.widths]
-    )
+    assert sorted(r["config"]["part"] for r in records.values()) == ["nets", "reference"]
+    reference = next(r for r in records.values() if r["config"]["part"] == "reference")["config"]["settings"]
+    assert reference["widths"] == list(halfway.Config().widths)  # not read by the reference
     before = (out / "results.csv").read_text(), (out / "pairs.csv").read_text()
-    lost = next(
-        f for f, r in records.items() if r["config"]["part"] == "width" and r["config"]["width"] == 256
-    )
+    lost = next(f for f, r in records.items() if r["config"]["part"] == "nets")
     lost.unlink()
     calls = []
-    train_width = halfway.train_width
-    monkeypatch.setattr(halfway, "train_width", lambda cfg, w, *a: calls.append(w) or train_width(cfg, w, *a))
+    train_width = halfway.units.train_width
+    monkeypatch.setattr(
+        halfway.units, "train_width", lambda cfg, w, *a: calls.append(w) or train_width(cfg, w, *a)
+    )
     again = halfway.main(halfway.QUICK_CONFIG, out, progress=False)
-    assert calls == [256]
+    assert calls == list(halfway.QUICK_CONFIG.widths)
     assert again["verdicts"] == summary["verdicts"] and again["rho"] == summary["rho"]
     assert ((out / "results.csv").read_text(), (out / "pairs.csv").read_text()) == before
 
@@ -166,11 +168,17 @@ TINY = halfway.Config(
 
 
 @pytest.mark.slow
-def test_halfway_processes_backend_gives_the_same_rows(tmp_path):
-    """Two worker processes compute the same cells as the main process (the transfer unit retrains the nets
-    there: the same numbers)."""
+def test_halfway_transfer_on_processes_retrains_nothing(tmp_path):
+    """On two worker processes the transfer is computed from the nets the same unit trained: each width is
+    trained exactly once over all cells (the records count the trainings), and the rows equal the main
+    process's."""
     halfway.main(TINY, tmp_path / "a", progress=False)
     other = replace(TINY, run=engine.Execution(backend="processes", workers=2))
     halfway.main(other, tmp_path / "b", progress=False)
     for name in ("results.csv", "pairs.csv"):
         assert read_csv(tmp_path / "a" / name) == read_csv(tmp_path / "b" / name), name
+    for run in ("a", "b"):
+        rows = [row for r in _records(tmp_path / run / "store").values() for row in r["metrics"]["rows"]]
+        trained = sorted(r["width"] for r in rows if r["part"] == "trainings")
+        assert trained == sorted(TINY.widths), run  # once per width: nothing retrains for the transfer
+        assert {r["part"] for r in rows} == {"reference", "width", "transfer", "trainings"}

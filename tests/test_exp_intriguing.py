@@ -86,12 +86,11 @@ def test_quick_config_verdicts(tmp_path, monkeypatch):
         assert 0.0 <= lo <= claims[name]["measured_value"] <= hi <= 1.0, name
     # resume: remove the record of the width-16 nets of seed 1; only that cell runs again
     records = {p: json.loads(p.read_text()) for p in (tmp_path / "store" / "records").glob("*.json")}
-    kinds = Counter(r["config"]["kind"] for r in records.values())  # nets: widths 16, 64, 256, 1024 x 2 seeds
+    kinds = Counter(r["config"]["part"] for r in records.values())  # nets: widths 16, 64, 256, 1024 x 2 seeds
     assert kinds == {"nets": 8, "advtrain": 2, "limit": 1, "lipschitz": 1, "transfer": 4}
+    width = lambda r: dict(r["config"]["labels"])["width"]  # noqa: E731 - the unit's labels, as stored
     (gone,) = [
-        p
-        for p, r in records.items()
-        if r["config"]["kind"] == "nets" and r["config"]["width"] == 16 and r["seed"] == 1
+        p for p, r in records.items() if r["config"]["part"] == "nets" and width(r) == 16 and r["seed"] == 1
     ]
     gone.unlink()
     csv = (tmp_path / "results.csv").read_text()
@@ -102,7 +101,7 @@ def test_quick_config_verdicts(tmp_path, monkeypatch):
         "run_unit",
         # wraps: the counting wrapper keeps run_unit's module, so the records' code fingerprint is unchanged
         functools.wraps(run_unit)(
-            lambda unit, seeds: calls.append((unit.kind, unit.width, seeds)) or run_unit(unit, seeds)
+            lambda unit, seeds: calls.append((unit.part, unit.get("width"), seeds)) or run_unit(unit, seeds)
         ),
     )
     again = intriguing.main(intriguing.QUICK_CONFIG, tmp_path, progress=False)

@@ -325,4 +325,4 @@ def test_cli_options():
     cfg = cli.config_from_args(args, linearity.Config)
     assert cfg.eps_grid == (0.0, 0.3) and cfg.widths == (8, 16, 32) and cfg.run.backend == "processes"
     unit = cells.unit(cfg, "d", cfg.data)  # a cell's identity holds what its unit reads, not the execution
-    assert unit.cfg.run == engine.Execution() and unit.cfg.widths == linearity.Config().widths
+    assert unit.settings.run == engine.Execution() and unit.settings.widths == linearity.Config().widths

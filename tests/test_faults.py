@@ -40,6 +40,7 @@ from ntk_adv import (
     pattern_gd,
     results,
     training,
+    verdicts,
 )
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation.protocol import ProtocolConfig
@@ -552,7 +553,7 @@ BAD_INPUTS = {
         lambda: metrics.accuracy(np.where(Y > 0, np.nan, Y), Y),
         "outputs contains NaN",
     ),
-    "mean_ci: a NaN seed": (lambda: metrics.mean_ci([0.5, np.nan, 0.7]), "1 of 3 values are NaN"),
+    "mean_ci: a NaN seed": (lambda: verdicts.mean_ci([0.5, np.nan, 0.7]), "1 of 3 values are NaN"),
 }
 
 

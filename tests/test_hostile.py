@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,3 +408,33 @@ def test_out_of_memory_is_one_line_naming_the_likely_option(error, monkeypatch, 
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 3 and len(err.splitlines()) == 1
     assert "out of memory" in err and "--widths 16 8192" in err
+
+
+def test_ray_address_reaches_the_engine_as_an_argument_never_through_the_environment(
+    capsys, tmp_path, monkeypatch
+):
+    """--ray-address is passed to the sweep engine in the config (``run.ray_address``); the process
+    environment is left as it was (no RAY_ADDRESS written for the engine to read)."""
+    from ntk_adv import cli as lib_cli
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    probed, seen = [], {}
+    monkeypatch.setattr(lib_cli, "probe_address", probed.append)
+
+    def fake_run_sweep(cells, store, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(engine, "run_sweep", fake_run_sweep)
+    code, _ = cli_exit(["convergence", "--ray-address", "127.0.0.1:9", "--out", str(tmp_path)], capsys)
+    assert code == 0 and probed == ["127.0.0.1:9"]
+    assert (seen["backend"], seen["ray_address"]) == ("ray", "127.0.0.1:9")
+    # (imported libraries set variables of their own, e.g. KMP_*: none of them carries the address)
+    assert "RAY_ADDRESS" not in os.environ and "127.0.0.1:9" not in os.environ.values()
+    # RAY_ADDRESS is read (never written) with --backend ray; without an address the engine starts Ray locally
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:8")
+    code, _ = cli_exit(["convergence", "--backend", "ray", "--out", str(tmp_path)], capsys)
+    assert code == 0 and seen["ray_address"] == "127.0.0.1:8" and os.environ["RAY_ADDRESS"] == "127.0.0.1:8"
+    monkeypatch.delenv("RAY_ADDRESS")
+    code, _ = cli_exit(["convergence", "--backend", "ray", "--out", str(tmp_path)], capsys)
+    assert code == 0 and seen["ray_address"] is None

@@ -12,7 +12,8 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from ntk_adv import metrics
-from ntk_adv.metrics import accuracy, agreement, fit_loglog_slope, mean_abs_cosine, mean_ci, relative_gap
+from ntk_adv.metrics import accuracy, agreement, fit_loglog_slope, mean_abs_cosine, relative_gap
+from ntk_adv.verdicts import mean_ci
 
 
 def test_agreement_by_hand():
@@ -47,7 +48,7 @@ def test_mean_ci_matches_scipy_t_interval(rng):
     v = rng.normal(2.0, 0.7, size=7)
     ci = mean_ci(v)
     low, high = stats.t.interval(0.95, df=6, loc=v.mean(), scale=stats.sem(v))
-    assert ci.mean == pytest.approx(v.mean()) and ci.n == 7
+    assert ci.value == pytest.approx(v.mean()) and (ci.n, ci.method) == (7, "t")
     assert ci.low == pytest.approx(low, rel=1e-12) and ci.high == pytest.approx(high, rel=1e-12)
     assert ci.half_width == pytest.approx((high - low) / 2)
     ci90 = mean_ci(v, level=0.9)
@@ -55,14 +56,15 @@ def test_mean_ci_matches_scipy_t_interval(rng):
         stats.t.interval(0.9, df=6, loc=v.mean(), scale=stats.sem(v))
     )
     # a NaN is an error naming the count, dropped only when asked (and counted); one value gives a
-    # zero-width interval, none gives NaNs
+    # zero-width interval, none is an error
     with pytest.raises(ValueError, match="1 of 8 values are NaN or inf"):
         mean_ci(np.append(v, np.nan))
     omitted = mean_ci(np.append(v, np.nan), nan="omit")
-    assert (omitted.n, omitted.dropped, omitted.mean) == (7, 1, ci.mean)
+    assert (omitted.n, omitted.dropped, omitted.value) == (7, 1, ci.value)
     one = mean_ci([3.0])
-    assert (one.mean, one.low, one.high, one.n) == (3.0, 3.0, 3.0, 1)
-    assert np.isnan(mean_ci([]).mean)
+    assert (one.value, one.low, one.high, one.n, one.method) == (3.0, 3.0, 3.0, 1, "single")
+    with pytest.raises(ValueError, match="no finite values"):
+        mean_ci([])
 
 
 def test_mean_ci_coverage_by_simulation(rng):

@@ -286,3 +286,22 @@ def test_import_selects_no_backend():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout
     assert out.strip() == "None"
+
+
+def test_curve_bands_are_the_verdicts_intervals():
+    """One interval type: a figure's band is the interval the verdicts judge with (seed_mean for a proportion,
+    bounded to [0, 1]; mean_ci otherwise; seed_proportion with n_points), never a second bootstrap."""
+    from ntk_adv import verdicts
+
+    vals = (0.9, 0.7, 1.0, 0.8, 0.95)
+    rows = [{"width": 16, "seed": s, "metric": "agreement", "value": v} for s, v in enumerate(vals)]
+    _, mean, low, high = plots.curve(rows, "width", "agreement")
+    est = verdicts.seed_mean(vals, bounds=(0.0, 1.0))
+    assert (mean[0], low[0], high[0]) == (est.value, est.low, est.high)
+    t = verdicts.mean_ci(vals)
+    assert est.low <= t.low and est.high >= min(t.high, 1.0)  # widened to Student-t where that is wider
+    _, mean, low, high = plots.curve([{**r, "metric": "loss_like"} for r in rows], "width", "loss_like")
+    assert (mean[0], low[0], high[0]) == (t.value, t.low, t.high)
+    _, mean, low, high = plots.curve(rows, "width", "agreement", n_points=50)
+    sp = verdicts.seed_proportion(vals, 50)
+    assert (mean[0], low[0], high[0]) == (sp.value, sp.low, sp.high)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.experimental import enable_x64
 
@@ -314,5 +315,12 @@ def test_adversarial_train_reduces_to_train_and_attack_changes_it(rng):
         return float(jnp.mean(jax.nn.softplus(-y * f(x + fgsm(f, x, y, None)))))
 
     assert adv_loss(adv) < adv_loss(plain)
-    with pytest.raises(ValueError, match="needs an explicit key"):  # no silent default key
+    with pytest.raises(TypeError, match="key"):  # a required keyword: no silent default key
         training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, lr=0.1, steps=3, mask=mask)
+    with pytest.raises(ValueError, match="key: a perturbed objective"):  # and never None
+        training.adversarial_train(apply_fn, p0, x, y, perturb=fgsm, lr=0.1, steps=3, mask=mask, key=None)
+    objective, opt = training.Objective("logistic", perturb=fgsm), optax.sgd(0.1)
+    with pytest.raises(TypeError, match="key"):
+        training.fit(apply_fn, p0, x, y, objective, opt, steps=3)
+    with pytest.raises(ValueError, match="key: a perturbed objective"):
+        training.fit(apply_fn, p0, x, y, objective, opt, steps=3, key=None)

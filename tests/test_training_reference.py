@@ -106,6 +106,7 @@ def test_anchored_weighted_fit_equals_a_plain_loop():
             Objective("logistic", anchored=True, weighted=True),
             make_optimizer(TrainConfig.theory(), lr),
             steps=steps,
+            key=None,
             mask=mask,
             sample_weight=w,
             anchor=pair,

@@ -23,7 +23,7 @@ from .config import Config
 @partial(jax.jit, static_argnums=0)
 def adv_cell(cfg: Config, x, y, keys):
     """Adversarially trained centred pairs (params, params0), stacked over keys (S, 2)."""
-    net = cfg.net_of(cfg.adv_width)
+    net = cfg.net.with_width(cfg.adv_width)
     apply_c = centered(models.make_apply(net))
     mask = centered_mask(models.trainable_mask(net))
     eps = cfg.adv_eps * np.sqrt(x.shape[1])

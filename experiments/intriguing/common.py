@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import attacks, kernels, limits, models, training
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.models import apply_in_chunks
 from ntk_adv.results import select
 from ntk_adv.training import centered
@@ -37,7 +38,7 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
     :func:`ntk_adv.training.fit` with an anchored objective (anchor = the initialization, mask = the first
     layer) and the optimizer of ``cfg.train``; with ``decay = 0`` this is ``train`` for ``cfg.train.steps``
     steps. ``decay`` may be traced (vmap). Returns the pair (params, params0)."""
-    apply_c, pair, mask = models.centred_pair(cfg.net_of(width), x.shape[1], key=key, dtype=x.dtype)
+    apply_c, pair, mask = models.centred_pair(cfg.net.with_width(width), x.shape[1], key=key, dtype=x.dtype)
     objective = training.Objective(cfg.train.loss, anchored=True)
     return training.fit(
         apply_c,
@@ -47,6 +48,7 @@ def decayed_train(cfg: Config, width: int, x, y, decay, key):
         objective,
         training.make_optimizer(cfg.train, cfg.train.lr),
         steps=cfg.train.steps,
+        key=None,  # a clean objective draws nothing
         mask=mask,
         anchor=pair,
         decay=decay,
@@ -62,7 +64,7 @@ def train_cell(cfg: Config, width: int, x, y, decays, keys):
 @partial(jax.jit, static_argnums=0)
 def limit_cell(cfg: Config, x, y, decays, sample_weights):
     """Infinite-width coefficients (R, N) for decays (R,) and training subsets sample_weights (R, N)."""
-    k_train = kernels.kernel_matrix(cfg.kernel(), x)
+    k_train = kernels.kernel_matrix(cfg.net.with_width(INF_WIDTH).kernel, x)
     return jax.vmap(
         lambda lam, w: limits.flow_coefficients(
             cfg.train.loss,
@@ -82,9 +84,9 @@ def predictor(cfg: Config, width: int | None):
     """``predict(params, q (Q, d)) -> (Q,)``: a centred net of ``width`` (params = (params, params0)) or, for
     ``width=None``, the infinite-width predictor (params = (x_train, coef))."""
     if width is None:
-        kernel = cfg.kernel()
+        kernel = cfg.net.with_width(INF_WIDTH).kernel
         return lambda p, q: limits.KernelPredictor(x_train=p[0], coef=p[1], kernel=kernel)(q)
-    apply_c = centered(models.make_apply(cfg.net_of(width)))
+    apply_c = centered(models.make_apply(cfg.net.with_width(width)))
     return lambda p, q: apply_c(p, q)
 
 

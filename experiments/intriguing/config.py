@@ -6,11 +6,11 @@ zero, with a one-line ValueError naming the option."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ntk_adv import engine, kernels, models
+from ntk_adv import engine, models
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
@@ -127,16 +127,6 @@ class Config:
             )
         if self.data.name in ("gauss",):
             raise ValueError("dataset 'gauss' has random labels; use a dataset with learnable labels")
-
-    def net_of(self, width: int) -> models.TwoLayerConfig:
-        """The net of one width: ``net`` with its width replaced."""
-        return replace(self.net, width=int(width))
-
-    def kernel(self) -> kernels.KernelFn:
-        """The NTK of the trained first layer (frozen readout), matching ``net``."""
-        return kernels.two_layer_kernel(
-            gamma=self.net.gamma, bias=self.net.bias, parametrization=self.net.parametrization
-        )
 
 
 # A smoke-test scale (``ntk-adv report --quick``; numbers indicative only).

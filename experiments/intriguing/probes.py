@@ -19,6 +19,7 @@ from scipy import stats
 
 from ntk_adv import kernels, limits, models
 from ntk_adv import verdicts as V
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.metrics import fit_loglog_slope
 
 from . import common
@@ -57,7 +58,7 @@ def lipschitz(p, net: models.TwoLayerConfig, z):
 def probe_cell(cfg: Config, width: int, pairs, z, yz, keys):
     """Per run: purity of every unit and random direction in activation space (n_directions,), chance
     purity, and the Lipschitz bound vs true gradient norm of the trained and of the initial net."""
-    net = cfg.net_of(width)
+    net = cfg.net.with_width(width)
     k = min(cfg.top_k, z.shape[0])
 
     def one(pair, key):
@@ -90,7 +91,7 @@ def limit_lipschitz(cfg: Config, x, y, z):
     """Width-independent pieces of the lazy-regime Lipschitz prediction: ||Delta W||_2^2 =
     lambda_max(X^T C Phi(X, X) C X) (C = diag(coef); / d^2 in the NTK parametrization) and the gradient norms
     ||grad_z Delta f_inf(z)|| (M,)."""
-    kernel = cfg.kernel()
+    kernel = cfg.net.with_width(INF_WIDTH).kernel
     coef = limits.flow_coefficients(
         cfg.train.loss,
         kernels.kernel_matrix(kernel, x),

@@ -1,5 +1,6 @@
 """The experiment's units of work, run by :func:`ntk_adv.engine.run_rows` (stored per cell, resumable, on any
-backend). A cell is (:class:`Unit`, seed); :func:`run_unit` is the one module-level function that runs it.
+backend). A cell is (:class:`ntk_adv.engine.Unit`, seed), built by :func:`unit`; :func:`run_unit` is the one
+module-level function that runs it.
 
 Per-seed cells (``seed_column="seed"``; a unit's rows name their seed):
 
@@ -22,7 +23,7 @@ code: net (decay, train_set, seed) of width m from fold_in(fold_in(key(seed), m)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -37,37 +38,27 @@ from .config import Config
 PER_SEED = ("nets", "advtrain", "mnist")  # kinds whose rows name their seed; the others run whole
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One unit of work: ``kind`` (see the module docstring), the data it reads (``data``, its root left out
-    of the cell's key by the store), the experiment's ``settings`` (data root, execution and claim-only
-    tolerances removed: they do not change a row), the ``width`` of a nets / transfer unit (None: the limit)
-    and, for a transfer unit, its ``sources`` (name, eta (M, d), attacked mask (M,); arrays encoded)."""
-
-    data: DataSpec
-    settings: Config
-    kind: str
-    width: int | None = None
-    sources: tuple[tuple[str, str, str], ...] = ()
-
-    def config(self) -> Config:
-        """The experiment config the unit runs: ``settings`` on ``data`` (mnist: on the experiment's data;
-        the MNIST spec is ``data``)."""
-        return self.settings if self.kind == "mnist" else replace(self.settings, data=self.data)
+JUDGEMENT = ("noise_tolerance", "transfer_floor", "purity_tolerance")  # read by the claims only
 
 
-def settings_of(cfg: Config) -> Config:
-    """``cfg`` without what no row depends on: the data root (the store fingerprints the data's content), the
-    execution, and the claims' tolerances and floor."""
-    default = Config()
-    return replace(
-        cfg,
-        data=replace(cfg.data, root=None),
-        run=engine.Execution(),
-        noise_tolerance=default.noise_tolerance,
-        transfer_floor=default.transfer_floor,
-        purity_tolerance=default.purity_tolerance,
+def unit(
+    cfg: Config, kind: str, width: int | None = None, spec: DataSpec | None = None, **labels
+) -> engine.Unit:
+    """The unit ``kind`` (see the module docstring) of ``cfg``: an :class:`ntk_adv.engine.Unit` whose settings
+    are ``cfg`` without what no row depends on (the data root - the store fingerprints the data's content -,
+    the execution and the claims' tolerances and floor, :data:`JUDGEMENT`), the data it reads (``spec``,
+    default the experiment's; mnist: the MNIST pair) and its labels: the ``width`` of a nets / transfer unit
+    (None: the limit) and, for a transfer unit, its ``sources`` (name, eta (M, d), attacked mask (M,); arrays
+    encoded)."""
+    return engine.unit(
+        kind, cfg, ignores=JUDGEMENT, data=cfg.data if spec is None else spec, width=width, **labels
     )
+
+
+def config_of(u: engine.Unit) -> Config:
+    """The experiment config a unit runs: its settings on its data (mnist: on the experiment's data; the MNIST
+    spec is the unit's ``data``)."""
+    return u.settings if u.part == "mnist" else u.config()
 
 
 def attacked_widths(cfg: Config) -> set[int]:
@@ -101,34 +92,29 @@ def plan(cfg: Config) -> dict[int, list[tuple[float, str, int]]]:
     return {w: sorted(set(r), key=lambda t: (t[1], t[0], t[2])) for w, r in runs.items()}
 
 
-def cells(cfg: Config) -> tuple[list[tuple[Unit, int]], list[tuple[Unit, int]]]:
+def cells(cfg: Config) -> tuple[list[tuple[engine.Unit, int]], list[tuple[engine.Unit, int]]]:
     """The first-stage cells: per-seed (nets per width ascending, advtrain, mnist) and coupled (limit,
     lipschitz). The transfer cells need their results: :func:`transfer_cells`."""
-    settings, parts = settings_of(cfg), set(cfg.parts)
-
-    def unit(kind, width=None, spec=cfg.data):
-        return Unit(data=spec, settings=settings, kind=kind, width=width)
-
+    parts = set(cfg.parts)
     seeds = range(cfg.seeds)
-    per_seed = [(unit("nets", w), s) for w in sorted(plan(cfg)) for s in seeds]
+    per_seed = [(unit(cfg, "nets", w), s) for w in sorted(plan(cfg)) for s in seeds]
     if "f" in parts:
-        per_seed += [(unit("advtrain"), s) for s in seeds]
+        per_seed += [(unit(cfg, "advtrain"), s) for s in seeds]
     if cfg.data.root is not None:
-        per_seed += [(unit("mnist", spec=table1.mnist_spec(cfg)), s) for s in seeds]
+        per_seed += [(unit(cfg, "mnist", spec=table1.mnist_spec(cfg)), s) for s in seeds]
     coupled = []
     if parts & {"a", "b", "c"}:
-        coupled.append((unit("limit"), 0))
+        coupled.append((unit(cfg, "limit"), 0))
     if "e" in parts:
-        coupled.append((unit("lipschitz"), 0))
+        coupled.append((unit(cfg, "lipschitz"), 0))
     return per_seed, coupled
 
 
-def transfer_cells(cfg: Config, sources) -> list[tuple[Unit, int]]:
+def transfer_cells(cfg: Config, sources) -> list[tuple[engine.Unit, int]]:
     """One coupled cell per transfer target group (attacked widths ascending, then the limit), each carrying
     every source (:func:`transfer.sources`)."""
-    settings = settings_of(cfg)
     widths = sorted(attacked_widths(cfg)) + [None]
-    return [(Unit(cfg.data, settings, "transfer", w, tuple(sources)), 0) for w in widths]
+    return [(unit(cfg, "transfer", w, sources=tuple(sources)), 0) for w in widths]
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -247,30 +233,30 @@ def _transfer(cfg: Config, width: int | None, sources) -> list[dict]:
     return transfer.target_rows(cfg, group, sources, inp.z_att, np.asarray(inp.y_att), inp.box)
 
 
-def run_unit(unit: Unit, seeds) -> list[dict]:
+def run_unit(u: engine.Unit, seeds) -> list[dict]:
     """The rows of one unit (every value a JSON scalar; arrays encoded by :func:`common.encode`); for a
     per-seed kind only the rows of ``seeds``."""
-    cfg = unit.config()
-    if unit.kind == "nets":
-        rows = _nets(cfg, unit.width)
-    elif unit.kind == "limit":
+    cfg, kind, width = config_of(u), u.part, u.get("width")
+    if kind == "nets":
+        rows = _nets(cfg, width)
+    elif kind == "limit":
         inp = inputs(cfg)
         rows = _attacked(cfg, limit_group(cfg, inp), inp)
-    elif unit.kind == "transfer":
-        rows = _transfer(cfg, unit.width, unit.sources)
-    elif unit.kind == "lipschitz":
+    elif kind == "transfer":
+        rows = _transfer(cfg, width, u["sources"])
+    elif kind == "lipschitz":
         inp = inputs(cfg)
         delta_w2, grad_norms = probes.limit_lipschitz(cfg, inp.x, inp.y, inp.z)
         rows = [{"part": "lipschitz", "delta_w2": float(delta_w2), "grad_norms": common.encode(grad_norms)}]
-    elif unit.kind == "advtrain":
+    elif kind == "advtrain":
         inp = inputs(cfg)
         rows = advtrain.run(cfg, inp.x, inp.y, inp.z, inp.yz, inp.root)
-    elif unit.kind == "mnist":
-        rows, meta = table1.run(cfg, unit.data)
+    elif kind == "mnist":
+        rows, meta = table1.run(cfg, u.data)
         rows.append({"part": "mnist_meta", "seed": 0, "meta": json.dumps(meta, sort_keys=True)})
     else:
-        raise ValueError(f"unknown unit kind {unit.kind!r}")
-    if unit.kind in PER_SEED:
+        raise ValueError(f"unknown unit kind {kind!r}")
+    if kind in PER_SEED:
         keep = {int(s) for s in seeds}
         rows = [r for r in rows if r["seed"] in keep]
     return rows

@@ -12,18 +12,17 @@ Units (:class:`Unit`, ``part``):
   (its transfer and paired measurements couple the seeds with the deterministic models), seed 0;
 * ``d``: part (d), every training mode; one cell per seed.
 
-A unit's ``cfg`` keeps only the settings that unit reads (:data:`READS`; every other field is the
-:class:`Config` default, ``parts`` and ``run`` included), so a cell's identity in the store changes only when
-its own settings do; ``data`` is the data set it reads (None for the synthetic data of part a), kept at the
-top level so that the store fingerprints its content.
+A unit is an :class:`ntk_adv.engine.Unit` whose settings keep only what that part reads (:data:`READS`;
+every other field is the :class:`Config` default, ``parts`` and ``run`` included), so a cell's identity in
+the store changes only when its own settings do; ``data`` is the data set it reads (None for the synthetic
+data of part a); a ``magnitude`` unit's ``tag`` label names its data set.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import jax.numpy as jnp
 
+from ntk_adv import engine
 from ntk_adv.data import DataSpec, load_spec
 
 from . import adversarial, dimension, magnitude, rays
@@ -52,29 +51,19 @@ READS: dict[str, tuple[str, ...]] = {
 SEEDED = ("a", "rays_models", "rays", "d")  # rows carry the seed of their cell; the others are whole units
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One unit of work: ``part`` (a key of :data:`READS`), the ``data`` it reads, ``cfg`` restricted to what
-    the part reads (:func:`unit`), ``tag`` naming the data set of a ``magnitude`` unit."""
-
-    part: str
-    data: DataSpec | None
-    cfg: Config
-    tag: str = ""
-
-
-def unit(cfg: Config, part: str, data: DataSpec | None = None, tag: str = "") -> Unit:
+def unit(cfg: Config, part: str, data: DataSpec | None = None, tag: str = "") -> engine.Unit:
     """The unit ``part`` of ``cfg``: its settings (:data:`READS`) on the defaults of everything else."""
-    return Unit(part, data, replace(Config(), **{name: getattr(cfg, name) for name in READS[part]}), tag)
+    labels = {"tag": tag} if tag else {}
+    return engine.unit(part, cfg, reads=READS[part], data=data, **labels)
 
 
-def plan(cfg: Config) -> tuple[list[tuple[Unit, int]], list[tuple[Unit, int]]]:
+def plan(cfg: Config) -> tuple[list[tuple[engine.Unit, int]], list[tuple[engine.Unit, int]]]:
     """The cells (unit, seed) of the parts ``cfg.parts``: (those whose rows carry their seed, the whole
     units), each in the order of the parts."""
     parts = set(cfg.parts)
     seeds = range(cfg.seeds)
-    seeded: list[tuple[Unit, int]] = []
-    whole: list[tuple[Unit, int]] = []
+    seeded: list[tuple[engine.Unit, int]] = []
+    whole: list[tuple[engine.Unit, int]] = []
     if "a" in parts:
         seeded += [(unit(cfg, "a"), s) for s in seeds]
     if parts & {"b", "c"}:
@@ -90,15 +79,15 @@ def plan(cfg: Config) -> tuple[list[tuple[Unit, int]], list[tuple[Unit, int]]]:
     return seeded, whole
 
 
-def run_unit(u: Unit, seeds) -> list[dict]:
+def run_unit(u: engine.Unit, seeds) -> list[dict]:
     """The rows of unit ``u`` for the seeds ``seeds`` (a ``magnitude`` unit ignores them: it runs every seed
     of its config)."""
-    cfg = u.cfg
+    cfg = u.settings
     if u.part == "a":
         return dimension.run(cfg, seeds)
     ds = load_spec(u.data)
     if u.part == "magnitude":
-        return magnitude.point_rows(magnitude.run(cfg, ds, u.tag), u.tag)
+        return magnitude.point_rows(magnitude.run(cfg, ds, u["tag"]), u["tag"])
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     z, yz = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     if u.part == "rays_models":

@@ -5,12 +5,12 @@ axes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from ntk_adv import engine, kernels
+from ntk_adv import engine
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.models import TwoLayerConfig
@@ -139,16 +139,6 @@ class Config:
             )
 
     # ------------------------------------------------------------------ derived configs
-    def net_at(self, width: int, parametrization: str | None = None) -> TwoLayerConfig:
-        return replace(self.net, width=width, parametrization=parametrization or self.net.parametrization)
-
-    def kernel(self, parametrization: str | None = None) -> kernels.KernelFn:
-        return kernels.two_layer_kernel(
-            gamma=self.net.gamma,
-            bias=self.net.bias,
-            parametrization=parametrization or self.net.parametrization,
-        )
-
     def dim_train(self) -> TrainConfig:
         return TrainConfig(loss="identity", lr=self.dim_lr, steps=self.dim_steps, record_loss=False)
 

@@ -8,6 +8,7 @@ the NTK parametrization both slopes drop by 1; the ratio still grows like sqrt(d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -54,7 +55,7 @@ def _cell(cfg: Config, dims, x, y, z, keys):
     one compiled program serves all d."""
     tcfg = cfg.dim_train()
     big_d = max(cfg.dims)
-    net = cfg.net_at(cfg.dim_width, "standard")
+    net = replace(cfg.net.with_width(cfg.dim_width), parametrization="standard")
     apply_c = centered(models.make_apply(net))
     eps = cfg.dim_eps
 

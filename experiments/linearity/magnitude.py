@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import limits, models, verdicts
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.training import centered
 
 from .common import (
@@ -53,7 +54,7 @@ MODELS = ("linear", "rbf", "limit", "net")
 def _cell(cfg: Config, x, y, z, yz, lin, rbf, limit, keys):
     """Per-point wrong indicators at eps = cfg.paper_eps: white-box for every model, and the net's examples on
     the other models. Returns dict of (M,) for the deterministic models and (S, M) for the net."""
-    net = cfg.net_at(cfg.net.width)
+    net = cfg.net
     apply_c = centered(models.make_apply(net))
     eps, loss = cfg.paper_eps, cfg.train.loss
     f_lin = partial(linear_apply, lin)
@@ -84,7 +85,9 @@ def run(cfg: Config, ds, tag: str) -> dict[str, np.ndarray]:
     tc = cfg.train
     lin = train_linear(x, y, tc)
     rbf = rbf_predictor(x, y, tc, cfg.rbf_scale)
-    limit = limits.make_predictor(cfg.kernel(), x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps)
+    limit = limits.make_predictor(
+        cfg.net.with_width(INF_WIDTH).kernel, x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps
+    )
     keys = jax.random.split(
         jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 20_000 + (tag == "mnist")), cfg.seeds
     )

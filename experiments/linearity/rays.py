@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import attacks, limits, models, verdicts
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.metrics import fit_loglog_slope
 from ntk_adv.models import apply_in_chunks
 from ntk_adv.results import select
@@ -88,7 +89,7 @@ def _width_cell(cfg: Config, x, y, z, yz, z_ray, y_ray, eps_grid, widths, keys):
     eps
     (c) and the ray metrics (b) of the centred net. Each net is a width-m net padded to max(widths) units
     (:func:`padded_init`), so one compiled program serves all widths."""
-    net = cfg.net_at(max(cfg.widths))
+    net = cfg.net.with_width(max(cfg.widths))
     apply_c = centered(models.make_apply(net))
     ts = _ray_grid(cfg, x.dtype)
 
@@ -158,7 +159,9 @@ def _limit_cell(cfg: Config, z, yz, z_ray, y_ray, limit, lin, rbf, eps_grid):
 
 def _limit(cfg: Config, x, y):
     tc = cfg.train
-    return limits.make_predictor(cfg.kernel(), x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps)
+    return limits.make_predictor(
+        cfg.net.with_width(INF_WIDTH).kernel, x, y, loss=tc.loss, lr=tc.lr, steps=tc.steps
+    )
 
 
 def _example_points(cfg: Config) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -118,10 +118,10 @@ _JUDGEMENT = ("margin", "robust_margin", "gap_margin")  # read by the claims onl
 
 
 def cell_config(cfg: Config) -> Config:
-    """The config that identifies a seed's cell in the store: ``cfg`` without the execution and with the
-    judgement-only margins at their defaults (the rows do not depend on them)."""
-    defaults = {f.name: f.default for f in fields(Config) if f.name in _JUDGEMENT}
-    return replace(cfg, run=engine.Execution(), **defaults)
+    """The config that identifies a seed's cell in the store: what the cell reads
+    (:func:`ntk_adv.engine.reads_only`: ``cfg`` without the execution, the judgement-only margins at their
+    defaults; the rows do not depend on them)."""
+    return engine.reads_only(cfg, ignores=_JUDGEMENT)
 
 
 def seed_rows(cfg: Config, seeds) -> list[dict]:

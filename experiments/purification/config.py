@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ntk_adv import engine, kernels
+from ntk_adv import engine
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
@@ -169,9 +169,6 @@ class Config:
                 "net must be the rich net: standard parametrization, bias, readout trained, n_out 1"
             )
 
-    def rich_net(self) -> TwoLayerConfig:
-        return self.net
-
     def lazy_net(self) -> TwoLayerConfig:
         return TwoLayerConfig(
             self.lazy_width,
@@ -180,11 +177,6 @@ class Config:
             train_readout=True,
             parametrization="ntk",
             init_scale=1.0,
-        )
-
-    def kernel(self) -> kernels.KernelFn:
-        return kernels.two_layer_kernel(
-            "ntk", gamma=self.net.gamma, bias=True, parametrization="ntk", train_readout=True
         )
 
     def adv_norm(self) -> str:

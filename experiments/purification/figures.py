@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ntk_adv import plots
-from ntk_adv.metrics import mean_ci
+from ntk_adv.verdicts import mean_ci
 
 ACC_METRICS = ("clean_acc", "robust_acc_l2", "robust_acc_linf")
 MODELS = ("clean", "adversarial", "lazy", "lazy_adv", "ntk_limit", "kernel_adv", "linear_adv", "oracle")
@@ -49,7 +49,7 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
         for model in MODELS:
             vals = [r["value"] for r in rows if r["model"] == model and r["metric"] == metric]
             ci = mean_ci(vals)
-            means.append(ci.mean)
+            means.append(ci.value)
             errs.append(ci.half_width)
         xs = np.arange(len(MODELS)) + (j - 1) * width
         ax_acc.bar(

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ntk_adv import attacks, limits, models, training
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.training import TrainConfig, train
 
 from .config import LOSS, Config
@@ -55,7 +56,7 @@ def linear_apply(params, x):
 def stage_train(cfg: Config, key, prob):
     """Clean feature-learning training, then adversarial training from the clean weights in ``checkpoints``
     chunks. Returns the initial and clean parameters and the parameters after each chunk (leading axis)."""
-    net = cfg.rich_net()
+    net = cfg.net
     apply_fn = models.make_apply(net)
     mask = models.trainable_mask(net)
     p0 = models.init_params(net, cfg.data.d, key=jax.random.fold_in(key, 1))
@@ -77,7 +78,7 @@ def stage_evaluate(cfg: Config, prob, p0, p_clean, p_adv):
     """Metrics and per-neuron statistics of the clean net and of every adversarial-training checkpoint.
     ``weight_move`` is measured from the initialization for the clean net and from the clean weights for the
     checkpoints. Returns ((C+1,) metrics, (C+1, m) stats)."""
-    net = cfg.rich_net()
+    net = cfg.net
     stack = jax.tree_util.tree_map(lambda c, a: jnp.concatenate([c[None], a]), p_clean, p_adv)
     refs = jax.tree_util.tree_map(
         lambda i, c, a: jnp.concatenate([i[None], jnp.broadcast_to(c, a.shape)]), p0, p_clean, p_adv
@@ -111,7 +112,12 @@ def stage_lazy(cfg: Config, key, prob):
     )
     lazy, lazy_adv = net_metrics(cfg, net, p1, p0, prob), net_metrics(cfg, net, p_adv, p0, prob)
     limit = limits.make_predictor(
-        cfg.kernel(), prob["x"], prob["y"], loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps
+        cfg.lazy_net().with_width(INF_WIDTH).kernel,
+        prob["x"],
+        prob["y"],
+        loss=LOSS,
+        lr=cfg.lazy_lr,
+        steps=cfg.lazy_steps,
     )
     lazy["agreement_with_limit"] = jnp.mean(
         jnp.sign(apply_fn(p1, prob["x_test"])) == jnp.sign(limit(prob["x_test"]))
@@ -125,7 +131,13 @@ def stage_kernels(cfg: Config, key, prob):
     predictor), logistic regression clean and adversarially trained, and the purified oracle."""
     attack = adversarial_attack(cfg)
     x, y = prob["x"], prob["y"]
-    fit = partial(limits.make_predictor, cfg.kernel(), loss=LOSS, lr=cfg.lazy_lr, steps=cfg.lazy_steps)
+    fit = partial(
+        limits.make_predictor,
+        cfg.lazy_net().with_width(INF_WIDTH).kernel,
+        loss=LOSS,
+        lr=cfg.lazy_lr,
+        steps=cfg.lazy_steps,
+    )
     limit = fit(x, y)
     kernel_adv = limit
     for _ in range(cfg.kernel_rounds):

@@ -485,7 +485,10 @@ def report(summary: dict) -> None:
             h["eps"],
             0.0,
         ):
-            print(f"  m={p['width']:>6} {p['target']:>8} {p['metric']:<18} {p['mean']:.3f} {p['ci95']}")
+            lo, hi = p["ci95"]
+            print(
+                f"  m={p['width']:>6} {p['target']:>8} {p['metric']:<18} {p['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+            )
     for c in summary["claims"]:
         print(
             f"  [{c['verdict']}] {c['name']}: {c['measured']}" + (f" - {c['reason']}" if c["reason"] else "")

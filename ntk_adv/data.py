@@ -1097,29 +1097,3 @@ def fingerprint(spec: DataSpec) -> str:
     splitting and subsampling): two specs that read the same numbers share it, whatever the root path; changed
     files, a switched split or another directory behind the same relative root change it."""
     return _load_stamped(spec, _stamp(spec))[1]
-
-
-def input_shape(meta: dict, d: int) -> tuple[int, ...]:
-    """One example's shape for an architecture: ``(H, W, C)`` channels-last when ``meta`` records an
-    ``image_shape`` ((H, W) grey, or (C, H, W) as the CIFAR batches store it), else ``(d,)``."""
-    shape = tuple(int(s) for s in meta.get("image_shape", ()) or ())
-    if len(shape) == 2:
-        shape = (*shape, 1)
-    elif len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3):
-        shape = (shape[1], shape[2], shape[0])
-    if not shape or int(np.prod(shape)) != d:
-        return (d,)
-    return shape
-
-
-def as_inputs(x, meta: dict):
-    """Rows x (N, d) as the architecture's inputs (N, *:func:`input_shape`): images (N, H, W, C) channels-last
-    when ``meta`` records an image shape (CIFAR's (C, H, W) rows are transposed), else x unchanged."""
-    d = int(np.prod(x.shape[1:]))
-    shape = input_shape(meta, d)
-    if len(shape) == 1:
-        return x.reshape(x.shape[0], d)
-    raw = tuple(int(s) for s in meta["image_shape"])
-    if len(raw) == 3 and raw[0] in (1, 3) and (raw[1], raw[2], raw[0]) == shape:  # (C, H, W) -> (H, W, C)
-        return x.reshape(x.shape[0], *raw).transpose(0, 2, 3, 1)
-    return x.reshape(x.shape[0], *shape)

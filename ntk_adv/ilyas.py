@@ -38,8 +38,9 @@ import numpy as np
 
 from ntk_adv import multiclass as mc
 from ntk_adv.arch.base import INF_WIDTH, Architecture, check_width, is_infinite
-from ntk_adv.data import DataSpec, data_arrays, input_shape, load_spec_cached
+from ntk_adv.data import DataSpec, data_arrays, load_spec_cached
 from ntk_adv.models import TwoLayerConfig, centered_mask
+from ntk_adv.perturbation.protocol import ArchFns, arch_fns
 
 TARGETS = ("rand", "rand_any", "det", "balanced")
 SCENARIOS = ("a", "b")
@@ -218,28 +219,30 @@ def _inputs(scenario: str, x: jax.Array, eta: jax.Array) -> jax.Array:
 # -------------------------------------------------------------------------------------------- finite
 @dataclass(frozen=True)
 class Net:
-    """An architecture seen through rows: inputs stay (N, d) for the attacks (exact per-row norms) and are
-    reshaped to one example's ``shape`` (images (H, W, C) for a cnn) only inside :meth:`apply` and
-    :meth:`kernel`. Hashable (a static argument of the jitted steps)."""
+    """f or g of the protocol: an architecture on the protocol's rows x (N, d) (:class:`~ntk_adv.perturbation.
+    protocol.ArchFns`: images (H, W, C) for a cnn, the rows otherwise; the attacks keep exact row norms), as
+    a plain net or a centred pair (params, params_0) -> f - f_0. Hashable (a static argument of the jitted
+    steps)."""
 
-    arch: Architecture
-    shape: tuple[int, ...]
+    fns: ArchFns
+    d: int
 
-    def view(self, x):
-        return jnp.reshape(x, (x.shape[0], *self.shape))
+    @property
+    def arch(self) -> Architecture:
+        return self.fns.arch
 
     def apply(self, params, x):
         """Outputs (N, C); a centred net's params are the pair (params, params_0): f - f_0."""
         if isinstance(params, tuple):
-            return self.arch.apply(params[0], self.view(x)) - self.arch.apply(params[1], self.view(x))
-        return self.arch.apply(params, self.view(x))
+            return self.fns.apply(params[0], x) - self.fns.apply(params[1], x)
+        return self.fns.apply(params, x)
 
     def kernel(self, x1, x2):
         """The scalar NTK Theta (N1, N2) of the trained layers (the C-output NTK is Theta x I_C)."""
-        return self.arch.kernel(self.view(x1), self.view(x2), "ntk")
+        return self.fns.kernel(x1, x2)
 
     def init(self, centered: bool, key):
-        p = self.arch.init(key, self.shape)
+        p = self.arch.init(key, self.fns.input_shape(self.d))
         return (p, p) if centered else p
 
     def mask(self, params):
@@ -249,13 +252,8 @@ class Net:
 
 
 def make_net(setup: IlyasSetup, n_classes: int, d: int) -> Net:
-    """:class:`Net` of ``setup`` with C outputs on rows of dimension d (image shape from the data's meta)."""
-    shape = input_shape(load_spec_cached(setup.data).meta, d) if setup.net.arch == "cnn" else (d,)
-    if setup.net.arch == "cnn" and len(shape) != 3:
-        raise ValueError(
-            f"--arch cnn needs image data (a dataset with an image shape); {setup.data.name!r} has none"
-        )
-    return Net(setup.net.architecture(n_classes), shape)
+    """:class:`Net` of ``setup`` with C outputs on rows of dimension d."""
+    return Net(arch_fns(setup.net.architecture(n_classes), setup.data.name), int(d))
 
 
 def _train(net: Net, train: TrainSpec, which: str, params, x, y):

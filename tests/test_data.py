@@ -573,22 +573,3 @@ def test_decompression_bombs_are_refused_without_inflating_them(tmp_path):
         match=rf"big\.gz: IDX header declares dims \(2000000, 28, 28\), 1568000000 bytes .* {IDX_MAX_BYTES}",
     ):
         read_idx(big)
-
-
-def test_as_inputs_keeps_images_channels_last():
-    """Digits rows become (N, 8, 8, 1); CIFAR's (C, H, W) rows become (N, H, W, C) with the pixel at (h, w, c)
-    taken from row index c*H*W + h*W + w; vectors stay (N, d)."""
-    from ntk_adv.data import as_inputs, input_shape
-
-    assert input_shape({"image_shape": (8, 8)}, 64) == (8, 8, 1)
-    assert input_shape({"image_shape": (3, 32, 32)}, 3072) == (32, 32, 3)
-    assert input_shape({"image_shape": (8, 8)}, 10) == (10,)  # a shape that does not fit the rows is ignored
-    assert input_shape({}, 5) == (5,)
-    x = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 60)
-    img = as_inputs(x, {"image_shape": (3, 4, 5)})
-    assert img.shape == (2, 4, 5, 3)
-    for h, w, c in [(0, 0, 0), (1, 2, 0), (3, 4, 2), (2, 1, 1)]:
-        assert img[1, h, w, c] == x[1, c * 20 + h * 5 + w]
-    assert as_inputs(x, {}).shape == (2, 60)
-    grey = as_inputs(x[:, :20], {"image_shape": (4, 5)})
-    assert grey.shape == (2, 4, 5, 1) and grey[0, 2, 3, 0] == x[0, 13]

@@ -256,7 +256,8 @@ def test_cifar10_ten_classes_from_python_batches(tmp_path):
 
     from test_data import fake_cifar
 
-    from ntk_adv.data import as_inputs, load_all_classes
+    from ntk_adv.data import load_all_classes
+    from ntk_adv.perturbation.protocol import arch_fns
 
     root = fake_cifar(tmp_path / "cifar-10-batches-py", n=20)
     ds = load_all_classes("cifar10", root=tmp_path, n_train=40, n_test=20)
@@ -264,7 +265,9 @@ def test_cifar10_ten_classes_from_python_batches(tmp_path):
     assert ds.x_train.shape == (40, 3072) and set(np.unique(ds.y_train).astype(int)) <= set(range(10))
     full = load_all_classes("cifar10", root=tmp_path)
     raw = pickle.loads((root / "test_batch").read_bytes(), encoding="bytes")
-    img = as_inputs(full.x_test, full.meta)
+    img = arch_fns(ilyas.NetSpec(arch="cnn", depth=1, width=4).architecture(10), "cifar10").inputs(
+        full.x_test
+    )
     assert img.shape == (20, 32, 32, 3)
     pixels = raw[b"data"].astype(np.float32) / 255.0 - full.meta["mean_subtracted"]
     rows_back = np.asarray(img).transpose(0, 3, 1, 2).reshape(20, 3072)  # (h, w, c) -> c*1024 + h*32 + w
@@ -284,7 +287,8 @@ def test_cifar10_ten_classes_from_python_batches(tmp_path):
     # a convolutional net sees the rows as 32x32x3 images (its first-layer filters have 3 input channels)
     cnn = replace(setup, net=ilyas.NetSpec(arch="cnn", depth=1, width=4))
     net = ilyas.make_net(cnn, 10, 3072)
-    assert net.shape == (32, 32, 3) and net.arch.init(jax.random.PRNGKey(0), net.shape)[0]["w"].shape[2] == 3
+    shape = net.fns.input_shape(3072)
+    assert shape == (32, 32, 3) and net.arch.init(jax.random.PRNGKey(0), shape)[0]["w"].shape[2] == 3
     rows = ilyas.run_cell(cnn, [0])
     assert {(r["arch"], r["depth"]) for r in rows} == {("cnn", 1)} and all(0 <= r["value"] <= 1 for r in rows)
 

@@ -494,7 +494,7 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     rest = [a for a in axes if a != "depth"]
     out = []
     for depth in sorted({r["depth"] for r in rows if "depth" in r}):
-        for c in claims_at(cfg, select(rows, depth=depth), rest):
+        for c in claims_at(cfg, select(rows, depth=depth), rest, depth=depth):
             out.append(
                 {
                     **c,
@@ -506,8 +506,10 @@ def claims(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     return out
 
 
-def no_prediction(cfg: Config) -> dict:
-    """The prediction claim of an architecture without the two-layer closed forms: inconclusive, saying so."""
+def no_prediction(cfg: Config, depth: int | None = None) -> dict:
+    """The prediction claim of an architecture without the two-layer closed forms: inconclusive, saying so
+    (at ``depth`` when the claims are made per depth)."""
+    arch = cfg.arch_label() if depth is None else f"{cfg.arch} (depth {depth})"
     est = verdicts.Estimate(0.0, -1.0, 1.0, 0, "none")
     c = verdicts.equals(
         "agreement_equals_prediction",
@@ -518,13 +520,13 @@ def no_prediction(cfg: Config) -> dict:
     )
     return _inconclusive(
         c,
-        f"no prediction for {cfg.arch_label()}: the decomposition g = g_0 + B + S, the predicted agreement "
+        f"no prediction for {arch}: the decomposition g = g_0 + B + S, the predicted agreement "
         "over g's initial function and the predicted cosine are closed forms of the two-layer net; the "
         "claims against the same-init limit still apply",
     ).to_dict()
 
 
-def claims_at(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
+def claims_at(cfg: Config, rows: list[dict], axes: list[str], depth: int | None = None) -> list[dict]:
     """The verdict table (:mod:`ntk_adv.verdicts`), every claim refutable and judged with the seed as the
     unit: measured agreement equals the lazy limit's (same-init) agreement at every finite width of the
     headline point, finite g takes its limit's signs (the two functions compared directly), and along each
@@ -538,7 +540,7 @@ def claims_at(cfg: Config, rows: list[dict], axes: list[str]) -> list[dict]:
     if not rows:
         return out
     if not cfg.decomposes():
-        out.append(no_prediction(cfg))
+        out.append(no_prediction(cfg, depth))
     point = headline_point(rows, axes)
     best = restrict_to_best_lr(
         rows, axes, metric="agreement_predicted"

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import engine, kernels, limits, models, plots, verdicts
-from ntk_adv.arch import INF_WIDTH, Architecture
+from ntk_adv.arch import INF_WIDTH, Architecture, build
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import empirical_ntk_implicit, relative_frobenius_error, two_layer_empirical_ntk
 from ntk_adv.metrics import fit_loglog_slope, relative_gap
@@ -118,13 +118,12 @@ QUICK_CONFIG = Config(
 
 def architecture(arch: str, net: models.TwoLayerConfig, depth: int, width, trained: str) -> Architecture:
     """The net of one cell: the two-layer template at ``width``, or an fc net of ``depth`` layers with the
-    template's gamma, bias and parametrization."""
+    template's gamma, bias and parametrization (:func:`ntk_adv.arch.build`)."""
     if arch == "two-layer":
         return replace(net, width=width)
-    from ntk_adv.arch import ARCHITECTURES
-
-    return ARCHITECTURES["fc"](
-        width=width,
+    return build(
+        "fc",
+        width,
         depth=depth,
         gamma=net.gamma,
         bias=net.bias,

@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import multiclass as mc
+from ntk_adv.arch import build
 from ntk_adv.arch.base import INF_WIDTH, Architecture, check_width, is_infinite
 from ntk_adv.data import DataSpec, data_arrays, load_spec_cached
-from ntk_adv.models import TwoLayerConfig, centered_mask
+from ntk_adv.models import centered_mask
 from ntk_adv.perturbation.protocol import ArchFns, arch_fns
 
 TARGETS = ("rand", "rand_any", "det", "balanced")
@@ -94,15 +95,11 @@ class NetSpec:
         return "standard" if self.arch == "two-layer" else "ntk"
 
     def architecture(self, n_classes: int) -> Architecture:
-        """The architecture with ``n_classes`` outputs at this spec's width (INF_WIDTH: kernel only)."""
-        if self.arch == "two-layer":
-            return TwoLayerConfig(
-                width=self.width, gamma=self.gamma, n_out=n_classes, parametrization=self.param()
-            )
-        from ntk_adv.arch import ARCHITECTURES
-
-        return ARCHITECTURES[self.arch](
-            width=self.width,
+        """The architecture with ``n_classes`` outputs at this spec's width (INF_WIDTH: kernel only)
+        (:func:`ntk_adv.arch.build`; every layer of fc / cnn trained, the two-layer readout frozen)."""
+        return build(
+            self.arch,
+            self.width,
             depth=self.depth,
             gamma=self.gamma,
             parametrization=self.param(),

@@ -13,12 +13,12 @@ Hence the trained predictor is always ``f_0(z) + Theta(z, X) coef`` with
 ``f_0`` is either zero (the *centred* predictor) or the initial function of a finite net (the *with initial
 function* variant, which a trained finite net converges to as width grows).
 
-:data:`INF_WIDTH` (``math.inf``) is the width of these predictors wherever results carry a ``width``.
+:data:`ntk_adv.arch.INF_WIDTH` (``math.inf``) is the width of these predictors wherever results carry a
+``width``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 
@@ -32,7 +32,6 @@ from ntk_adv.kernels import KernelFn, check_pair, kernel_matrix, phi
 from ntk_adv.losses import check_loss, margin_loss_derivative
 
 InitFn = Callable[[jax.Array], jax.Array]
-INF_WIDTH = math.inf  # the one spelling of "infinite width": the ``width`` column of infinite-width results
 
 
 @struct.dataclass

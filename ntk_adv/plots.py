@@ -12,9 +12,9 @@ Importing this module selects no backend: figures are :class:`matplotlib.figure.
 pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).
 
 Rows are dicts with ``metric``, ``value`` and config columns (``width``, ``seed``, ``eps``, ``steps_g``, ...).
-**Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`ntk_adv.limits.INF_WIDTH`; what
+**Infinite-width rows**: the canonical marker is ``width = math.inf`` (:data:`ntk_adv.arch.INF_WIDTH`; what
 ``store.ResultStore.rows`` writes; a CSV stores ``inf`` and ``results.read_csv`` reads it back as ``inf``).
-:func:`is_infinite_width` also accepts ``None`` (``ProtocolConfig.width=None`` or a blank CSV cell, so a row
+:func:`is_infinite_width` also accepts ``None`` (a blank CSV cell, so a row
 with no width column counts as infinite) and the strings ``"inf"``, ``"infinite"``, ``"infinity"``.
 Infinite-width results are drawn dashed: a horizontal line against width, a dashed curve against other axes.
 Every ``figure_*`` has a ``draw_*`` twin that draws on a given axis (for composition and tests) and

@@ -228,7 +228,7 @@ def to_frame(path: str | os.PathLike):
     """A run's long-format results as a pandas DataFrame, to hand over: ``path`` is a run directory (its
     ``results.csv``) or a CSV path. Columns keep the file's order; a column whose values are all numbers is
     numeric (int64 when all are integers and none is missing, else float64: an infinite width stays
-    ``float('inf')``, :data:`ntk_adv.limits.INF_WIDTH`), one of True/False is bool (``boolean`` with gaps),
+    ``float('inf')``, :data:`ntk_adv.arch.INF_WIDTH`), one of True/False is bool (``boolean`` with gaps),
     any other column holds strings (missing values are None / NaN). Shape: (rows, columns)."""
     import pandas as pd
 

@@ -445,3 +445,24 @@ def test_registry_names_every_architecture():
     assert all(ARCHITECTURES[name].name == name for name in ARCHITECTURES)
     with pytest.raises(ValueError, match="unknown architecture 'mlp'; expected one of two-layer, fc, cnn"):
         architecture("mlp")
+
+
+def test_build_one_constructor_for_every_command():
+    """arch.build is how every command turns --arch/--depth/--gamma/... into an architecture."""
+    from ntk_adv.arch import CNN, FC, INF_WIDTH, build
+    from ntk_adv.models import TwoLayerConfig
+
+    assert build("fc", 16, depth=3, gamma=0.2, parametrization="ntk") == FC(
+        width=16, depth=3, gamma=0.2, parametrization="ntk"
+    )
+    assert build("two-layer", INF_WIDTH, depth=2, gamma=0.1, n_out=10) == TwoLayerConfig(
+        INF_WIDTH, gamma=0.1, n_out=10
+    )
+    assert build("cnn", 4, depth=1).depth == 1 and isinstance(build("cnn", 4), CNN)
+    assert build("two-layer", 8, trained=None) == TwoLayerConfig(8)  # a neutral value of an absent field
+    with pytest.raises(ValueError, match="fixed depth 2; got 3"):
+        build("two-layer", 8, depth=3)
+    with pytest.raises(ValueError, match="--arch two-layer has no field 'trained'"):
+        build("two-layer", 8, trained="all")
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        build("resnet", 8)

@@ -11,6 +11,7 @@ import pytest
 
 from experiments import cli, demo, perturbation_learning
 from ntk_adv import engine
+from ntk_adv.arch import FC
 from ntk_adv.data import DataSpec
 from ntk_adv.results import read_csv
 
@@ -342,9 +343,7 @@ def test_arch_options_are_checked():
     with pytest.raises(ValueError, match="--widths inf and --no-infinite contradict"):
         perturbation_learning.Config(widths=(8, math.inf), infinite=False)
     cfg = perturbation_learning.Config(arch="fc", depth=(2, 4), widths=(16, math.inf))
-    assert [c.arch for c, _ in cfg.grid().cells()][:2] == [
-        perturbation_learning.arch_class("fc")(width=16, depth=2, parametrization="ntk")
-    ] * 2
+    assert [c.arch for c, _ in cfg.grid().cells()][:2] == [FC(width=16, depth=2, parametrization="ntk")] * 2
     assert {(c.arch.width, c.arch.depth) for c, _ in cfg.grid().cells()} == {
         (w, d) for w in (16, math.inf) for d in (2, 4)
     }

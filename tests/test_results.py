@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntk_adv.limits import INF_WIDTH
+from ntk_adv.arch import INF_WIDTH
 from ntk_adv.results import to_frame, write_csv, write_parquet
 
 ROWS = [

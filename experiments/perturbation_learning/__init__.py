@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .claims import *  # noqa: F403
 from .claims import __all__ as _claims_all
-from .config import AXES, HEADLINE, QUICK_CONFIG, REPORT_CONFIG, Config, arch_class, make_arch
+from .config import AXES, HEADLINE, QUICK_CONFIG, REPORT_CONFIG, Config, make_arch
 from .figures import *  # noqa: F403
 from .figures import __all__ as _figures_all
 from .run import main, report
@@ -37,7 +37,6 @@ __all__ = [
     "QUICK_CONFIG",
     "REPORT_CONFIG",
     "Config",
-    "arch_class",
     "main",
     "make_arch",
     "report",

@@ -4,16 +4,15 @@ architecture it builds (``--arch two-layer|fc|cnn``, ``--depth``, ``--widths`` w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from ntk_adv import engine
-from ntk_adv.arch import architecture
+from ntk_adv.arch import build
 from ntk_adv.arch.base import INF_WIDTH, Architecture, is_infinite
 from ntk_adv.data import DataSpec
-from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import protocol
 
 COMMAND = "perturbation-learning"
@@ -35,34 +34,16 @@ HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predict
 ArchName = Literal["two-layer", "fc", "cnn"]  # the names of ntk_adv.arch.ARCHITECTURES
 
 
-def arch_class(name: str) -> type:
-    """The :class:`~ntk_adv.arch.Architecture` class of ``--arch name`` (:func:`ntk_adv.arch.architecture`;
-    a one-line ValueError when unknown or not available in this checkout)."""
-    try:
-        return architecture(name)
-    except ImportError as err:
-        raise ValueError(f"--arch {name} is not available in this checkout ({err})") from err
-
-
 def make_arch(name: str, width, *, depth: int | None, gamma: float, parametrization: str) -> Architecture:
     """The architecture ``--arch name`` at ``width`` (an int or INF_WIDTH): ``depth`` (None: the
-    architecture's default; the two-layer net has depth 2 only), leaky slope ``gamma``, ``parametrization``,
-    bias on; every other field at the architecture's default."""
-    cls = arch_class(name)
-    names = {f.name for f in fields(cls)}
-    kw: dict = {"width": width, "parametrization": parametrization}
-    if "gamma" in names:
-        kw["gamma"] = gamma
-    elif gamma != 0.0:
-        raise ValueError(f"--gamma: --arch {name} has no leaky slope field")
-    if depth is not None:
-        if "depth" in names:
-            kw["depth"] = depth
-        elif cls is TwoLayerConfig and depth == 2:
-            pass
-        else:
-            raise ValueError(f"--depth: --arch {name} has a fixed depth; got {depth}")
-    return cls(**kw)
+    architecture's default), leaky slope ``gamma``, ``parametrization``; every other field at the
+    architecture's default (:func:`ntk_adv.arch.build`)."""
+    try:
+        return build(name, width, depth=depth, gamma=gamma, parametrization=parametrization)
+    except ValueError as err:
+        if "has no field 'gamma'" in str(err):
+            raise ValueError(f"--gamma: --arch {name} has no leaky slope field") from None
+        raise
 
 
 def _as_width(w):

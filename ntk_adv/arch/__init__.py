@@ -60,7 +60,31 @@ def architecture(name: str) -> type[Architecture]:
         ) from None
 
 
+def build(name: str, width, *, depth: int | None = None, option: str = "--arch", **fields) -> Architecture:
+    """The architecture ``name`` at ``width`` (an int or :data:`INF_WIDTH`) with ``depth`` (None: the
+    architecture's default; the two-layer net has depth 2 only) and any other of its ``fields`` (e.g.
+    ``gamma``, ``parametrization``, ``n_out``); a field the architecture does not have is a one-line
+    ValueError naming ``option`` (unless its value is the neutral 0 / None), as is an unknown name."""
+    import dataclasses
+
+    cls = architecture(name)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw: dict = {"width": width}
+    for key, value in fields.items():
+        if key in names:
+            kw[key] = value
+        elif value not in (None, 0, 0.0):
+            raise ValueError(f"{option} {name} has no field {key!r} (got {value!r})")
+    if depth is not None:
+        if "depth" in names:
+            kw["depth"] = depth
+        elif depth != 2:
+            raise ValueError(f"--depth: {option} {name} has a fixed depth 2; got {depth}")
+    return cls(**kw)
+
+
 __all__ = [
+    "build",
     "ARCHITECTURES",
     "CNN",
     "FC",

@@ -330,6 +330,17 @@ def figures(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: in
     return paths
 
 
+def _legend(axes) -> None:
+    """One legend right of the last panel with every panel's labelled lines (once each)."""
+    seen: dict = {}
+    for ax in np.atleast_1d(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    np.atleast_1d(axes)[-1].legend(
+        list(seen.values()), list(seen), frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0)
+    )
+
+
 def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     colors = {"rand": "C0", "det": "C3", "rand_any": "C2", "balanced": "C4"}
@@ -352,7 +363,7 @@ def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_cl
         ax.set_ylabel("g's clean test accuracy")
         ax.set_ylim(0.0, 1.0)
         ax.set_title(f"{'kernel limit' if inf else f'width m = {int(width)}'}, eps = {h['eps']:g} (L2)")
-    axes[-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _legend(axes)
     return plots.save(fig, out, "ilyas_vs_depth")
 
 
@@ -382,7 +393,7 @@ def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes
         ax.set_ylabel("g's clean test accuracy")
         ax.set_ylim(0.0, 1.0)
         ax.set_title("kernel limit (centred)" if inf else f"width m = {int(width)}, scenario {scen}")
-    axes[-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _legend(axes)
     paths += plots.save(fig, out, "ilyas_vs_eps")
     finite = [r for r in rows if not plots.is_infinite_width(r["width"])]
     if len({r["width"] for r in finite}) > 1:
@@ -410,7 +421,7 @@ def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes
             ax.set_ylabel(ylabel)
             ax.set_ylim(0.0, 1.0)
             ax.set_title(f"eps = {h['eps']:g} (L2), scenario {scen}")
-        axes[1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        _legend(axes)
         paths += plots.save(fig, out, "ilyas_vs_width")
     return paths
 

@@ -12,8 +12,10 @@ parametrization, every layer trained, leaky ReLU with slope 0, bias):
   per cell the claims that g's signs equal its same-init kernel limit's and that g's gap to it shrinks at
   m^(-1/2). The two-layer closed forms (the decomposition g = g_0 + B + S and the predicted agreement) exist
   for depth 2 of the two-layer net only; for the fc nets the summary says "no prediction" there.
+* ``OUT/agreement_balanced/`` - the same with balanced targets (exactly half of each sign, mean(y_adv) = 0),
+  which removes the bias term B of the limit g: what is left is the perturbations' signal.
 * ``OUT/agreement_vs_depth.png`` - agreement against depth, one line per width (the limit dashed) with 95%
-  intervals over seeds.
+  intervals over seeds; one panel per target rule.
 
 ``OUT/summary.json`` gathers both experiments' claims (names prefixed ``convergence.`` / ``agreement.``) and
 their verdict counts. Each part is resumable through its own store.
@@ -70,6 +72,7 @@ class Config:
 
     convergence: convergence.Config = field(default_factory=_convergence)
     agreement: pl.Config = field(default_factory=_agreement)
+    agreement_balanced: pl.Config = field(default_factory=lambda: replace(_agreement(), targets="balanced"))
     # how the cells run and where they are kept (--backend, --workers, --force, --accept-stale); each part
     # keeps its store under OUT/<part>/store
     run: engine.Execution = field(default_factory=engine.Execution)
@@ -86,6 +89,16 @@ QUICK_CONFIG = Config(
     ),
     agreement=replace(
         _agreement(),
+        depth=(2, 3),
+        widths=(16, 256, INF_WIDTH),
+        seeds=2,
+        data=DataSpec("digits", n_train=60, n_test=60),
+        steps_f=(30,),
+        steps_g=(30,),
+    ),
+    agreement_balanced=replace(
+        _agreement(),
+        targets="balanced",
         depth=(2, 3),
         widths=(16, 256, INF_WIDTH),
         seeds=2,
@@ -114,23 +127,29 @@ def main(cfg: Config = Config(), out: str | Path = "figures/depth", *, progress:
     )
     if progress:
         print(f"depth: perturbation learning at depths {cfg.agreement.depth} -> {out / 'agreement'}")
-    agr = pl.main(replace(cfg.agreement, run=run("agreement")), out / "agreement", progress=progress)
-    rows = read_csv(out / "agreement" / "results.csv")
-    figures = [p.name for p in agreement_vs_depth(rows, out, int(agr.get("n_test", 0)) or None)]
+    agr = {}
+    for part in ("agreement", "agreement_balanced"):
+        if progress:
+            print(f"depth: perturbation learning ({part}) at depths {cfg.agreement.depth} -> {out / part}")
+        agr[part] = pl.main(replace(getattr(cfg, part), run=run(part)), out / part, progress=progress)
+    panels = {p: read_csv(out / p / "results.csv") for p in agr}
+    figures = [
+        p.name for p in agreement_vs_depth(panels, out, int(agr["agreement"].get("n_test", 0)) or None)
+    ]
     claims = [{**c, "name": f"convergence.{c['name']}"} for c in conv["claims"]] + [
-        {**c, "name": f"agreement.{c['name']}"} for c in agr["claims"]
+        {**c, "name": f"{part}.{c['name']}"} for part, s in agr.items() for c in s["claims"]
     ]
     summary = {
         "experiment": COMMAND,
         **provenance(),
         "config": asdict(cfg),
-        "parts": {"convergence": "convergence/summary.json", "agreement": "agreement/summary.json"},
+        "parts": {p: f"{p}/summary.json" for p in ("convergence", *agr)},
         "convergence_slopes_by_depth": {
             d: {k: f[k] for k in ("ntk_rel_error_slope", "ntk_rel_error_trained_slope", "function_gap_slope")}
             for d, f in conv["by_depth"].items()
         },
-        "agreement_by_depth": agr.get("agreement_by_depth"),
-        "prediction": agr.get("prediction"),
+        "agreement_by_depth": {p: a.get("agreement_by_depth") for p, a in agr.items()},
+        "prediction": agr["agreement"].get("prediction"),
         "claims": claims,
         "verdicts": verdicts.summarize(claims),
         "figures": figures,
@@ -141,29 +160,31 @@ def main(cfg: Config = Config(), out: str | Path = "figures/depth", *, progress:
     return summary
 
 
-def agreement_vs_depth(rows: list[dict], out: Path, n_test: int | None) -> list[Path]:
-    """Agreement of sign f and sign g against depth, one line per width (the limit dashed), 95% intervals
-    over seeds (at the run's single eps, lr and steps)."""
-    rows = [r for r in rows if r.get("depth") not in (None, "")]
-    for r in rows:
-        r["depth"] = int(float(r["depth"]))
-    widths = sorted(
-        {float(r["width"]) for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w
+def agreement_vs_depth(panels: dict[str, list[dict]], out: Path, n_test: int | None) -> list[Path]:
+    """Agreement of sign f and sign g against depth, one panel per target rule, one line per width (the
+    limit dashed, black), 95% intervals over seeds (at the run's single eps, lr and steps)."""
+    fig, axes = plots.new_figure(len(panels), 3.6, 3.0)
+    for ax, (part, rows) in zip(np.atleast_1d(axes), panels.items()):
+        rows = [dict(r, depth=int(float(r["depth"]))) for r in rows if r.get("depth") not in (None, "")]
+        widths = sorted(
+            {float(r["width"]) for r in rows}, key=lambda w: np.inf if plots.is_infinite_width(w) else w
+        )
+        for i, w in enumerate(widths):
+            inf = plots.is_infinite_width(w)
+            sub = [r for r in rows if float(r["width"]) == w]
+            line = plots.plot_metric(ax, select(sub, metric="agreement"), "depth", "agreement",
+                                     label="kernel limit (m = inf)" if inf else f"m = {int(w)}",
+                                     color="k" if inf else f"C{i}", logx=None, n_points=n_test)  # fmt: skip
+            if inf:
+                line.set_linestyle("--")
+        ax.axhline(0.5, color="0.5", ls=":", lw=1.0, label="chance")
+        ax.set_xticks(sorted({r["depth"] for r in rows}))
+        ax.set_xlabel("depth L (weight layers of the fc net)")
+        ax.set_ylabel("agreement of sign f and sign g")
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title("balanced targets" if part.endswith("balanced") else "random targets")
+    np.atleast_1d(axes)[-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(
+        "Perturbation learning vs depth (fc, NTK param., centred, scenario a, eps = 1 L2)", fontsize=9
     )
-    fig, (ax,) = plots.new_figure(1, 4.2, 3.2)
-    for i, w in enumerate(widths):
-        inf = plots.is_infinite_width(w)
-        sub = [r for r in rows if float(r["width"]) == w]
-        line = plots.plot_metric(ax, select(sub, metric="agreement"), "depth", "agreement",
-                                 label="kernel limit (m = inf)" if inf else f"m = {int(w)}",
-                                 color="k" if inf else f"C{i}", logx=None, n_points=n_test)  # fmt: skip
-        if inf:
-            line.set_linestyle("--")
-    ax.axhline(0.5, color="0.5", ls=":", lw=1.0, label="chance")
-    ax.set_xticks(sorted({r["depth"] for r in rows}))
-    ax.set_xlabel("depth L (weight layers of the fc net)")
-    ax.set_ylabel("agreement of sign f and sign g (test points)")
-    ax.set_ylim(0.0, 1.02)
-    ax.set_title("Perturbation learning vs depth (fc, NTK param., centred)")
-    ax.legend(frameon=False, fontsize=7)
     return plots.save(fig, out, "agreement_vs_depth")

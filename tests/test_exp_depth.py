@@ -19,9 +19,14 @@ def test_depth_quick(tmp_path):
     names = {c["name"] for c in on_disk["claims"]}
     assert "convergence.ntk_rel_error_rate[depth=3]" in names
     assert any(n.startswith("agreement.") and n.endswith("[depth=2]") for n in names)
-    assert set(on_disk["agreement_by_depth"]) == {"2", "3"} and "inf" in on_disk["agreement_by_depth"]["3"]
+    by_depth = on_disk["agreement_by_depth"]
+    assert set(by_depth) == {"agreement", "agreement_balanced"}
+    assert set(by_depth["agreement"]) == {"2", "3"} and "inf" in by_depth["agreement_balanced"]["3"]
     assert on_disk["prediction"].startswith("no prediction for fc")
     for c in summary["claims"]:
         assert c["verdict"] in verdicts.VERDICTS and (c["verdict"] == "confirmed" or c["reason"])
-    parts = [json.loads((tmp_path / p / "summary.json").read_text()) for p in ("convergence", "agreement")]
+    parts = [
+        json.loads((tmp_path / p / "summary.json").read_text())
+        for p in ("convergence", "agreement", "agreement_balanced")
+    ]
     assert len(on_disk["claims"]) == sum(len(p["claims"]) for p in parts)

@@ -75,7 +75,7 @@ e. **Deep and convolutional kernels** (``kernels``): the exact infinite-width NT
    readout, ``kernels_cnn_n`` x ``kernels_cnn_n`` images 32x32x3: same-position covariances) and
    ``cnn_pool`` (CNN depth 3, 2x2 average pooling after each block, ``kernels_pool_n`` x ``kernels_pool_n``
    images 8x8x3: pixel-pair covariances). ``mnist_blockwise``: the FC kernel (depth ``kernels_mnist_depth``)
-   of ``kernels_mnist_n`` random inputs of dimension 784 with itself (the MNIST training split's size),
+   of ``kernels_mnist_points`` random inputs of dimension 784 with itself (the MNIST training split's size),
    computed by :func:`ntk_adv.arch.blockwise` in ``kernels_block``-row tiles into a preallocated float32
    array: wall time and the process's peak RSS.
 
@@ -165,7 +165,7 @@ QUICK = dict(
     kernels_fc_n=500,
     kernels_cnn_n=20,
     kernels_pool_n=10,
-    kernels_mnist_n=10000,
+    kernels_mnist_points=10000,
 )
 
 
@@ -218,7 +218,7 @@ class Config:
     kernels_fc_depth: int = 5
     kernels_cnn_n: int = 100
     kernels_pool_n: int = 30
-    kernels_mnist_n: int = 60000
+    kernels_mnist_points: int = 60000
     kernels_mnist_depth: int = 3
     kernels_block: int = 5000
     kernels_mnist_memmap: bool = True  # the result array is a file-backed np.memmap (reclaimable pages)
@@ -248,7 +248,7 @@ class Config:
             "kernels_fc_d",
             "kernels_cnn_n",
             "kernels_pool_n",
-            "kernels_mnist_n",
+            "kernels_mnist_points",
             "kernels_block",
         )
         for name in positive:
@@ -896,9 +896,9 @@ def bench_kernels(cfg: Config, progress: bool) -> dict:
         _say(progress, f"  kernels {name} {shape}: ours {entry['ours_s']:.3f}s, nt/ours {ratio}")
     # the MNIST-train-sized kernel, blockwise into one preallocated float32 array
     arch = FC(width=INF_WIDTH, depth=cfg.kernels_mnist_depth)
-    x = rng.standard_normal((cfg.kernels_mnist_n, 784)).astype(np.float32)
+    x = rng.standard_normal((cfg.kernels_mnist_points, 784)).astype(np.float32)
     base_rss = _rss_mb()
-    shape = (cfg.kernels_mnist_n, cfg.kernels_mnist_n)
+    shape = (cfg.kernels_mnist_points, cfg.kernels_mnist_points)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         if (
@@ -909,13 +909,13 @@ def bench_kernels(cfg: Config, progress: bool) -> dict:
             out = np.empty(shape, np.float32)
         blockwise(lambda a, b: arch.kernel(a, b, "ntk"), x, block=cfg.kernels_block, out=out)
         seconds = time.perf_counter() - t0
-        finite = bool(np.isfinite(out[:: max(1, cfg.kernels_mnist_n // 97)]).all())
+        finite = bool(np.isfinite(out[:: max(1, cfg.kernels_mnist_points // 97)]).all())
         symmetric = bool(np.array_equal(out[:5, -5:], out[-5:, :5].T))
         nbytes = out.nbytes
         del out
     res["mnist_blockwise"] = {
         "arch": arch.describe(),
-        "n": cfg.kernels_mnist_n,
+        "n": cfg.kernels_mnist_points,
         "d": 784,
         "block": cfg.kernels_block,
         "seconds": seconds,
@@ -926,7 +926,7 @@ def bench_kernels(cfg: Config, progress: bool) -> dict:
         "baseline_rss_mb": base_rss,
         "peak_rss_mb": _rss_mb(),
     }
-    _say(progress, f"  kernels mnist_blockwise {cfg.kernels_mnist_n} x 784: {seconds:.1f}s")
+    _say(progress, f"  kernels mnist_blockwise {cfg.kernels_mnist_points} x 784: {seconds:.1f}s")
     return res
 
 

@@ -55,6 +55,7 @@ from ntk_adv.guards import (
     likely_option,
     probe_address,
 )
+from ntk_adv.guards import _role as _count_role
 
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
@@ -271,8 +272,9 @@ def _parse_value(spec: dict):
             v = base(token)
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"invalid {base.__name__} value {token!r}") from err
-        if base is int and not -INT_MAX - 1 <= v <= INT_MAX:
-            raise argparse.ArgumentTypeError(
+        counts = base is int or (base is float and _count_role(spec["dest"].rsplit(".", 1)[-1]) is not None)
+        if counts and v == v and abs(v) != float("inf") and not -INT_MAX - 1 <= v <= INT_MAX:
+            raise argparse.ArgumentTypeError(  # a count (width, seeds, points, d) typed float to admit inf
                 f"{token} is out of range: integer options take at most {INT_MAX}"
             )
         if spec["choices"] is not None and v not in spec["choices"]:

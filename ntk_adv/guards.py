@@ -80,6 +80,8 @@ def _ints(v) -> list[int]:
             out += _ints(x)
         elif isinstance(x, int) and not isinstance(x, bool):
             out.append(x)
+        elif isinstance(x, float) and math.isfinite(x) and x.is_integer():  # e.g. --widths 64 inf
+            out.append(int(x))
     return out
 
 

@@ -51,6 +51,7 @@ large widths (one training: 1.5-3x at m = 64-128, 5-6x at m = 1000-4000 over aut
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Literal, get_args
 
@@ -182,7 +183,9 @@ def _flip_updates(net: TwoLayerConfig, flips, active, v, ky, acc=None, weight=No
         k, v, acc = state
         rank = k * chunk + jnp.arange(chunk, dtype=jnp.int32)  # the rank-th flip of this step
         valid = rank < count
-        blk = jnp.minimum(jnp.searchsorted(ends, rank + 1, side="left"), n_blocks - 1).astype(jnp.int32)
+        with warnings.catch_warnings():  # jax >= 0.12 asks for int64 indices inside searchsorted and warns
+            warnings.simplefilter("ignore", UserWarning)  # when x64 is off; int32 is what we use anyway
+            blk = jnp.minimum(jnp.searchsorted(ends, rank + 1, side="left"), n_blocks - 1).astype(jnp.int32)
         before = jnp.where(blk > 0, ends[jnp.maximum(blk - 1, 0)], 0)
         local = jnp.cumsum(flips[blk].astype(jnp.int32), axis=1)  # (chunk, BLOCK)
         offset = jnp.sum(local < (rank - before + 1)[:, None], axis=1, dtype=jnp.int32)

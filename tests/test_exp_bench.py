@@ -47,7 +47,7 @@ TINY = dict(
     kernels_fc_d=16,
     kernels_cnn_n=2,
     kernels_pool_n=2,
-    kernels_mnist_n=50,
+    kernels_mnist_points=50,
     kernels_block=16,
 )
 

@@ -52,6 +52,8 @@ def _as_width(w):
         return INF_WIDTH
     if isinstance(w, bool) or not float(w).is_integer() or w < 1:
         raise ValueError(f"widths must be integers >= 1 or inf (ntk_adv.INF_WIDTH), got {w!r}")
+    if w > 2**31 - 1:
+        raise ValueError(f"--widths {w:.0f} is out of range: integer options take at most {2**31 - 1}")
     return int(w)
 
 

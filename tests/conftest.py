@@ -58,6 +58,16 @@ def pytest_pyfunc_call(pyfuncitem):
         raise
 
 
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_code():
+    """Drop JAX's compiled executables after every test module. One pytest process compiles thousands of
+    programs; on jax 0.12 their code sections exhaust the kernel's memory-map limit (vm.max_map_count, 65530
+    here) about 600 tests in ("releaseMappedMemory failed: Cannot allocate memory", then failures or an
+    abort). Modules share few programs, so this costs little compile time."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def strict_rank_promotion():
     previous = jax.config.jax_numpy_rank_promotion

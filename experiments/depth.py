@@ -182,9 +182,15 @@ def agreement_vs_depth(panels: dict[str, list[dict]], out: Path, n_test: int | N
         ax.set_xlabel("depth L (weight layers of the fc net)")
         ax.set_ylabel("agreement of sign f and sign g")
         ax.set_ylim(0.0, 1.02)
-        ax.set_title("balanced targets" if part.endswith("balanced") else "random targets")
-    np.atleast_1d(axes)[-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(
-        "Perturbation learning vs depth (fc, NTK param., centred, scenario a, eps = 1 L2)", fontsize=9
+        rule = "balanced targets" if part.endswith("balanced") else "random targets"
+        eps = ", ".join(f"{e:g}" for e in sorted({float(r["eps"]) for r in rows if "eps" in r}))
+        ax.set_title(rule)
+    np.atleast_1d(axes)[-1].legend(
+        frameon=False,
+        fontsize=7,
+        title=f"fc, NTK param., centred nets,\nscenario a, eps = {eps or '?'} (L2)",
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
     )
     return plots.save(fig, out, "agreement_vs_depth")

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from experiments import bench, cli
 
@@ -108,6 +109,7 @@ def get(tree: dict, path: str):
     return tree
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_bench_main_tiny(tmp_path, capsys):
     res = bench.main(bench.Config(**TINY), tmp_path, progress=False)
     on_disk = json.loads((tmp_path / "bench.json").read_text())

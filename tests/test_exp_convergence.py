@@ -86,6 +86,7 @@ def test_convergence_default_scale_matches_theory(tmp_path):
     }
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_convergence_at_depth_fc(tmp_path):
     """Deep fc nets (NTK parametrization, every layer trained) at depths 2 and 3: one cell per (depth, width),
     rows carry the depth, claims are named per depth, and the empirical NTK's error shrinks with the width at

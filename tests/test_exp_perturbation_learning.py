@@ -309,6 +309,7 @@ def test_a_swept_n_train_replaces_the_default_everywhere():
     assert perturbation_learning.Config().data.n_train == 200  # nothing swept: the spec as given
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_cli_deep_fc_over_depth_and_width_including_inf(tmp_path):
     """``ntk-adv perturbation-learning --arch fc --depth 2 3 --widths 8 32 inf --seeds 2`` (tiny) runs on the
     embedded digits, names its outputs, files every (depth, width, seed) cell with arch/depth/width columns,

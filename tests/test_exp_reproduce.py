@@ -209,6 +209,7 @@ def test_errors(capsys):
     assert capsys.readouterr().err.strip().count("\n") == 0  # one line
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_reproduction_table_from_one_command(tmp_path):
     """--panels runs several panels (each resumable through its store) and writes the table with, per point,
     the published value, the papers' convention, ours, the prediction, the regime and the verdict."""

@@ -19,6 +19,7 @@ TINY = targets.Config(
 )
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_tiny_run_writes_figure_and_judged_claims(tmp_path):
     summary = targets.main(TINY, tmp_path, progress=False)
     assert (tmp_path / "targets.png").stat().st_size > 0 and (tmp_path / "targets.pdf").stat().st_size > 0

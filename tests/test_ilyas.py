@@ -208,6 +208,7 @@ def test_pinned_verdicts():
     assert eq["verdict"] == "inconclusive" and "more seeds" in eq["reason"]
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 def test_deep_fc_finite_nets_approach_their_same_init_limit():
     """Ten classes at depth 3 (fc, NTK parametrization, every layer trained): as the width grows, g's clean
     accuracy and its agreement with f approach the same-init kernel limit's prediction (per seed), and the

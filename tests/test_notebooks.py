@@ -7,6 +7,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow  # default run under ~10 min on 2 cores; CI runs -m slow too
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.ipynb")))
 def test_notebook_runs(name, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="nbformat/nbclient are in the dev group (uv sync)")

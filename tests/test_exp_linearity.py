@@ -297,7 +297,7 @@ def test_process_pool_gives_the_same_rows(tmp_path):
     each part's programs twice: minutes.)"""
     seeded, whole = cells.plan(replace(TINY, parts="cd"))
     seeded = [(u, s) for u, s in seeded if u.part == "d"]
-    assert len(seeded) == TINY.seeds and [u.tag for u, _ in whole] == ["data"]
+    assert len(seeded) == TINY.seeds and [u.get("tag") for u, _ in whole] == ["data"]
     rows = {}
     for backend in ("inprocess", "processes"):
         opts = dict(run=cells.run_unit, kind="linearity", progress=False, backend=backend, workers=2)

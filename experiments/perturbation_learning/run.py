@@ -68,8 +68,9 @@ def report(summary: dict) -> None:
     for w in agr:
         a, g = agr[w], acc.get(w, {"mean": np.nan, "ci95": [np.nan, np.nan]})
         p = pred.get(w, {}).get("mean", np.nan)
+        p_text = f"{p:>9.3f}" if np.isfinite(p) else f"{'-':>9}"  # no prediction printed as '-', not nan
         print(
-            f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p:>9.3f}  "
+            f"{w:>8}  {a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {p_text}  "
             f"{g['mean']:.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
         )
     if "agreement_infinite" in summary:

@@ -34,12 +34,18 @@ HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predict
 ArchName = Literal["two-layer", "fc", "cnn"]  # the names of ntk_adv.arch.ARCHITECTURES
 
 
-def make_arch(name: str, width, *, depth: int | None, gamma: float, parametrization: str) -> Architecture:
+def make_arch(
+    name: str, width, *, depth: int | None, gamma: float, parametrization: str, trained: str = "auto"
+) -> Architecture:
     """The architecture ``--arch name`` at ``width`` (an int or INF_WIDTH): ``depth`` (None: the
-    architecture's default), leaky slope ``gamma``, ``parametrization``; every other field at the
+    architecture's default), leaky slope ``gamma``, ``parametrization``, ``trained`` (fc / cnn: 'all' or
+    'first' layer; 'auto': the architecture's default, every layer); every other field at the
     architecture's default (:func:`ntk_adv.arch.build`)."""
+    extra = {} if trained == "auto" else {"trained": trained}
+    if extra and name == "two-layer":
+        raise ValueError("--trained: the two-layer net trains its first layer (its readout stays frozen)")
     try:
-        return build(name, width, depth=depth, gamma=gamma, parametrization=parametrization)
+        return build(name, width, depth=depth, gamma=gamma, parametrization=parametrization, **extra)
     except ValueError as err:
         if "has no field 'gamma'" in str(err):
             raise ValueError(f"--gamma: --arch {name} has no leaky slope field") from None
@@ -70,6 +76,8 @@ class Config:
     # standard | ntk | auto (standard for two-layer, ntk for fc and cnn: their standard-parametrization NTK of
     # every layer grows with the width and has no infinite-width limit)
     parametrization: str = "auto"
+    # fc / cnn: which layers train - all, first (the first layer only, as the two-layer net), or auto (all)
+    trained: Literal["auto", "all", "first"] = "auto"
     centered: bool = False
     widths: tuple[float, ...] = (10, 100, 1000)  # hidden widths m; inf runs the infinite-width limit
     infinite: bool = True
@@ -125,7 +133,14 @@ class Config:
     def arch_at(self, width, depth: int | None = None) -> Architecture:
         """The architecture of this run at ``width`` (and ``depth``; default the first ``--depth``)."""
         depth = depth if depth is not None else (self.depth[0] if self.depth else None)
-        return make_arch(self.arch, width, depth=depth, gamma=self.gamma[0], parametrization=self.param())
+        return make_arch(
+            self.arch,
+            width,
+            depth=depth,
+            gamma=self.gamma[0],
+            parametrization=self.param(),
+            trained=self.trained,
+        )
 
     def param(self) -> str:
         """The parametrization: ``parametrization``, or for ``auto`` standard (two-layer) / ntk (fc, cnn)."""

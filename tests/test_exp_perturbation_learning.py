@@ -348,3 +348,13 @@ def test_arch_options_are_checked():
     assert {(c.arch.width, c.arch.depth) for c, _ in cfg.grid().cells()} == {
         (w, d) for w in (16, math.inf) for d in (2, 4)
     }
+
+
+def test_trained_layers_option():
+    """--trained picks which layers of an fc / cnn net train; the two-layer net refuses it (its readout is
+    frozen by construction)."""
+    cfg = perturbation_learning.Config(arch="fc", depth=(3,), widths=(16,), trained="first",
+                                       parametrization="standard")  # fmt: skip
+    assert cfg.base().arch == FC(width=16, depth=3, trained="first", parametrization="standard")
+    with pytest.raises(ValueError, match="--trained: the two-layer net trains its first layer"):
+        perturbation_learning.Config(trained="first")

@@ -83,6 +83,15 @@ class Config:
     run: engine.Execution = field(default_factory=engine.Execution)
 
 
+_QUICK_AGREEMENT = replace(
+    _agreement(),
+    depth=(2, 3),
+    widths=(16, 256, INF_WIDTH),
+    seeds=2,
+    data=DataSpec("digits", n_train=60, n_test=60),
+    steps_f=(30,),
+    steps_g=(30,),
+)
 QUICK_CONFIG = Config(
     convergence=replace(
         _convergence(),
@@ -92,25 +101,8 @@ QUICK_CONFIG = Config(
         data=DataSpec("digits", n_train=40, n_test=20),
         n_kernel=20,
     ),
-    agreement=replace(
-        _agreement(),
-        depth=(2, 3),
-        widths=(16, 256, INF_WIDTH),
-        seeds=2,
-        data=DataSpec("digits", n_train=60, n_test=60),
-        steps_f=(30,),
-        steps_g=(30,),
-    ),
-    agreement_balanced=replace(
-        _agreement(),
-        targets="balanced",
-        depth=(2, 3),
-        widths=(16, 256, INF_WIDTH),
-        seeds=2,
-        data=DataSpec("digits", n_train=60, n_test=60),
-        steps_f=(30,),
-        steps_g=(30,),
-    ),
+    agreement=_QUICK_AGREEMENT,
+    agreement_balanced=replace(_QUICK_AGREEMENT, targets="balanced"),
 )
 
 

@@ -330,6 +330,14 @@ def figures(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: in
     return paths
 
 
+TARGET_COLORS = {"rand": "C0", "det": "C3", "rand_any": "C2", "balanced": "C4"}
+
+
+def _panel_widths(cfg: Config, h: dict) -> list:
+    """The headline finite width (if any) and the limit (if run): one figure panel each."""
+    return ([h["width"]] if h["width"] is not None else []) + ([ilyas.INF_WIDTH] if cfg.infinite else [])
+
+
 def _legend(axes) -> None:
     """One legend right of the last panel with every panel's labelled lines (once each)."""
     seen: dict = {}
@@ -343,8 +351,8 @@ def _legend(axes) -> None:
 
 def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
-    colors = {"rand": "C0", "det": "C3", "rand_any": "C2", "balanced": "C4"}
-    widths = ([h["width"]] if h["width"] is not None else []) + ([ilyas.INF_WIDTH] if cfg.infinite else [])
+    colors = TARGET_COLORS
+    widths = _panel_widths(cfg, h)
     fig, axes = plots.new_figure(len(widths), 3.3, 2.8)
     axes = np.atleast_1d(axes)
     for ax, width in zip(axes, widths):
@@ -372,8 +380,8 @@ def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes
     scen = h["scenario"]
     paths: list[Path] = []
     chance = 1.0 / n_classes
-    colors = {"rand": "C0", "det": "C3", "rand_any": "C2", "balanced": "C4"}
-    widths = ([h["width"]] if h["width"] is not None else []) + ([ilyas.INF_WIDTH] if cfg.infinite else [])
+    colors = TARGET_COLORS
+    widths = _panel_widths(cfg, h)
     fig, axes = plots.new_figure(len(widths), 3.3, 2.8)
     axes = np.atleast_1d(axes)
     for ax, width in zip(axes, widths):

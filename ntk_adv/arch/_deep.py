@@ -124,6 +124,16 @@ class DeepArchitecture(Architecture):
             return self.w_std / math.sqrt(fan_in), self.b_std
         return 1.0, 1.0
 
+    def _scaled(self, u, layer, fan_in: int):
+        """A weight layer's output from its raw product ``u``: times w_std / sqrt(fan_in) and plus b_std b
+        (NTK parametrization), or unchanged plus b (standard); the bias only where ``layer`` has one."""
+        scale_w, scale_b = self._scales(fan_in)
+        u = u * scale_w if scale_w != 1.0 else u
+        if "b" in layer:
+            b = layer["b"] * scale_b if scale_b != 1.0 else layer["b"]
+            u = u + jnp.broadcast_to(b, u.shape)
+        return u
+
     def act(self, u):
         if self.activation == "erf":
             return jax.scipy.special.erf(u)

@@ -99,15 +99,10 @@ class CNN(DeepArchitecture):
 
     def _conv(self, layer, h):
         fh, fw, c_in, _ = layer["w"].shape
-        scale_w, scale_b = self._scales(fh * fw * c_in)
         u = jax.lax.conv_general_dilated(
             h, layer["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-        u = u * scale_w if scale_w != 1.0 else u
-        if "b" in layer:
-            b = layer["b"] * scale_b if scale_b != 1.0 else layer["b"]
-            u = u + jnp.broadcast_to(b, u.shape)
-        return u
+        return self._scaled(u, layer, fh * fw * c_in)
 
     def apply(self, params, x):
         """Outputs (N,) for ``n_out == 1`` else (N, n_out); ``x`` (N, H, W, C)."""

@@ -60,13 +60,7 @@ class FC(DeepArchitecture):
         )
 
     def _dense(self, layer, h):
-        scale_w, scale_b = self._scales(h.shape[-1])
-        u = h @ layer["w"].T
-        u = u * scale_w if scale_w != 1.0 else u
-        if "b" in layer:
-            b = layer["b"] * scale_b if scale_b != 1.0 else layer["b"]
-            u = u + jnp.broadcast_to(b, u.shape)
-        return u
+        return self._scaled(h @ layer["w"].T, layer, h.shape[-1])
 
     def apply(self, params, x):
         """Outputs (N,) for ``n_out == 1`` else (N, n_out); ``x`` (N, *shape)."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +69,12 @@ from ntk_adv.attack_checks import (  # argument checks and shared helpers (shape
     row_norm,
 )
 
-ATTACKS = ("one_step_l2", "fgsm", "fgm", "pgd_l2", "pgd_linf", "l0", "lbfgs")
+AttackName = Literal["one_step_l2", "fgsm", "fgm", "pgd_l2", "pgd_linf", "l0", "lbfgs"]  # make_attack names
+ATTACKS: tuple[str, ...] = get_args(AttackName)
 
 __all__ = [
     "ATTACKS",
+    "AttackName",
     "NORMS",
     "fgm",
     "fgsm",

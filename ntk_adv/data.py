@@ -891,6 +891,9 @@ def _x64_enabled() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 
 
+_OMIT = {"omit_if_default": True}  # a field left out of cell identities at its default
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What data an experiment runs on; hashable, so it is part of a sweep cell's identity.
@@ -911,8 +914,9 @@ class DataSpec:
     neg: int | None = None  # class index labelled -1 (none: the data set's default pair)
     root: str | None = None  # directory holding the mnist / fmnist / cifar10 files (a path every worker sees)
     seed: int = 0  # data seed: split, subsample and synthetic draw
-    # pair: two classes labelled +-1 (the default); all: the ten classes, labels 0..9 (digits, mnist, ...)
-    classes: Literal["pair", "all"] = field(default="pair", metadata={"omit_if_default": True})
+    classes: Literal["pair", "all"] = field(
+        default="pair", metadata=_OMIT
+    )  # pair: two classes labelled +-1 (pos, neg); all: every class, labels 0..C-1
 
     CLI_ALIASES: ClassVar[dict[str, str]] = {"dataset": "name", "data_seed": "seed", "data_root": "root"}
 

@@ -30,24 +30,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import multiclass as mc
-from ntk_adv.arch import build
-from ntk_adv.arch.base import INF_WIDTH, Architecture, check_width, is_infinite
+from ntk_adv.arch import ARCHITECTURES, ArchName, build
+from ntk_adv.arch.base import INF_WIDTH, Architecture, ParametrizationChoice, check_width, is_infinite
 from ntk_adv.data import DataSpec, data_arrays, load_spec_cached
 from ntk_adv.models import centered_mask
 from ntk_adv.perturbation.protocol import ArchFns, arch_fns
 
-TARGETS = ("rand", "rand_any", "det", "balanced")
-SCENARIOS = ("a", "b")
-
-
-ARCHS = ("two-layer", "fc", "cnn")
+IlyasTargets = Literal["rand", "rand_any", "det", "balanced"]  # target rules of make_targets
+IlyasScenario = Literal["a", "b"]  # a: g trains on eta alone; b: on x + eta (Ilyas et al.)
+TARGETS: tuple[str, ...] = get_args(IlyasTargets)
+SCENARIOS: tuple[str, ...] = get_args(IlyasScenario)
+ARCHS: tuple[str, ...] = tuple(ARCHITECTURES)
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,15 @@ class NetSpec:
     NTK parametrization; ``width`` :data:`~ntk_adv.arch.INF_WIDTH` is the infinite-width (kernel) limit. The
     C-output NTK of each is Theta x I_C (outputs independent at init), so the limits use the scalar Theta."""
 
-    arch: Literal["two-layer", "fc", "cnn"] = "two-layer"  # the network family (ntk_adv.arch)
-    depth: int = 2  # weight layers of fc (2 = one hidden layer); conv blocks of cnn; two-layer: 2
-    width: int | float = 256  # hidden width m / channels (INF_WIDTH: the kernel limit)
-    gamma: float = 0.0  # leaky-ReLU slope in [0, 1)
-    # standard | ntk | auto (standard for two-layer, ntk for fc and cnn: their standard-parametrization NTK of
-    # every layer grows with the width and has no infinite-width limit)
-    parametrization: Literal["auto", "standard", "ntk"] = "auto"
+    arch: ArchName = "two-layer"  # the network family of f and g (ntk_adv.arch)
+    depth: int = 2  # weight layers of fc (2 = one hidden layer); conv blocks of cnn; two-layer: 2; >= 1
+    width: int | float = 256  # hidden width m (fc) / channels (cnn), >= 1; INF_WIDTH: the kernel limit
+    gamma: float = 0.0  # leaky-ReLU slope gamma of the activation, in [0, 1) (0: ReLU)
+    # auto: fc and cnn take ntk (their standard-parametrization NTK of every layer grows with the width and
+    # has no infinite-width limit)
+    parametrization: ParametrizationChoice = "auto"  # standard | ntk | auto (two-layer: standard, else ntk)
     centered: bool = (
-        True  # finite nets minus their initial function (f_0 = 0), whose limit is the centred one
+        True  # train and evaluate f(x) - f_0(x) (finite nets; f_0 = 0), whose limit is the centred one
     )
 
     def __post_init__(self):
@@ -111,11 +111,11 @@ class NetSpec:
 class TrainSpec:
     """Full-batch gradient descent of f and g (time tau = lr * steps) on a C-class loss."""
 
-    loss: str = "identity"  # identity | centred_identity | cross_entropy | mse (ntk_adv.multiclass)
-    lr_f: float = 0.1  # learning rate of f
-    steps_f: int = 100  # steps of f
-    lr_g: float = 0.1  # learning rate of g (and of Wallace's g_w)
-    steps_g: int = 100  # steps of g
+    loss: mc.MCLoss = "identity"  # C-class training loss of f and g (ntk_adv.multiclass)
+    lr_f: float = 0.1  # learning rate of f's full-batch gradient descent, > 0
+    steps_f: int = 100  # gradient-descent steps T_f of f, >= 1
+    lr_g: float = 0.1  # learning rate of g (and of Wallace's g_w), > 0
+    steps_g: int = 100  # gradient-descent steps T_g of g, >= 1
 
     def __post_init__(self):
         mc.check_loss(self.loss, what="--loss")
@@ -131,9 +131,11 @@ class TrainSpec:
 class AttackSpec:
     """The targeted attack on f: eps is an L2 radius (one_step_l2, pgd_l2) or an L-inf one (pgd_linf)."""
 
-    attack: str = "pgd_l2"  # one_step_l2 | pgd_l2 | pgd_linf
-    attack_loss: str = "cross_entropy"  # targeted loss: cross_entropy (softmax prob of t) or identity (f_t)
-    attack_steps: int = 10  # PGD iterations (step 2.5 eps / steps)
+    attack: mc.MCAttack = "pgd_l2"  # targeted attack on f (eps: L2 radius, L-inf for pgd_linf)
+    attack_loss: mc.AttackLoss = (
+        "cross_entropy"  # targeted loss: cross_entropy (softmax prob of t) or identity (f_t)
+    )
+    attack_steps: int = 10  # PGD iterations, >= 1 (step size 2.5 eps / steps)
 
     def __post_init__(self):
         mc.check_loss(self.attack, mc.MC_ATTACKS, "--attack")
@@ -152,8 +154,8 @@ class IlyasSetup:
     train: TrainSpec = field(default_factory=TrainSpec)
     attack: AttackSpec = field(default_factory=AttackSpec)
     eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # attack radii (L2 norm; L-inf for pgd_linf)
-    targets: tuple[str, ...] = ("rand", "det")  # target rules (see make_targets)
-    scenarios: tuple[str, ...] = ("b",)  # a: train g on eta alone; b: on x + eta (Ilyas et al.)
+    targets: tuple[IlyasTargets, ...] = ("rand", "det")  # target rules (see make_targets)
+    scenarios: tuple[IlyasScenario, ...] = ("b",)  # a: train g on eta alone; b: on x + eta (Ilyas et al.)
 
     def __post_init__(self):
         if self.data.classes != "all":

@@ -44,13 +44,15 @@ class TwoLayerConfig(Architecture):
 
     name: ClassVar[str] = "two-layer"
 
-    width: int | float
-    parametrization: Parametrization = "standard"
-    n_out: int = 1
-    gamma: float = 0.0
-    bias: bool = True
-    train_readout: bool = False
-    init_scale: float = 1.0
+    width: int | float  # hidden width m (number of hidden units), >= 1; INF_WIDTH: the infinite-width limit
+    parametrization: Parametrization = (
+        "standard"  # standard (init variance 1/fan_in) or ntk (1/sqrt(fan_in) in the pass)
+    )
+    n_out: int = 1  # outputs: 1 gives a scalar f(x) (binary labels +-1), C gives (N, C)
+    gamma: float = 0.0  # leaky-ReLU slope gamma of the activation, in [0, 1) (0: ReLU)
+    bias: bool = True  # hidden units have a bias term (trained with the first layer)
+    train_readout: bool = False  # also train the readout layer (default: only the first layer trains)
+    init_scale: float = 1.0  # multiplies every initial parameter (< 1: small init, outside NTK theory), > 0
 
     def __post_init__(self):
         super().__post_init__()

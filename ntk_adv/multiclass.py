@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +47,12 @@ from ntk_adv.kernels import KernelFn, kernel_matrix
 from ntk_adv.limits import KernelPredictor, mse_descent_gain
 from ntk_adv.training import masked_optimizer
 
-MC_LOSSES = ("identity", "centred_identity", "cross_entropy", "mse")
-ATTACK_LOSSES = ("cross_entropy", "identity")
-MC_ATTACKS = ("one_step_l2", "pgd_l2", "pgd_linf")
+MCLoss = Literal["identity", "centred_identity", "cross_entropy", "mse"]  # C-class training losses
+AttackLoss = Literal["cross_entropy", "identity"]  # targeted attack losses
+MCAttack = Literal["one_step_l2", "pgd_l2", "pgd_linf"]  # the C-class targeted attacks
+MC_LOSSES: tuple[str, ...] = get_args(MCLoss)
+ATTACK_LOSSES: tuple[str, ...] = get_args(AttackLoss)
+MC_ATTACKS: tuple[str, ...] = get_args(MCAttack)
 Predictor = Callable[[jax.Array], jax.Array]
 
 

@@ -65,15 +65,15 @@ class TrainConfig:
     ``plateau``: reduce the learning rate by ``plateau_factor`` when the loss has not improved (relative
     tolerance 1e-4) for ``plateau_patience`` steps (PyTorch's ReduceLROnPlateau defaults)."""
 
-    loss: Loss = "identity"
-    steps: int = 100
-    lr: float = 0.01
-    optimizer: Optimizer = "gd"
-    momentum: float = 0.9
-    plateau: bool = False
-    plateau_factor: float = 0.1
-    plateau_patience: int = 10
-    record_loss: bool = True
+    loss: Loss = "identity"  # training loss of the labels +-1 (ntk_adv.losses)
+    steps: int = 100  # full-batch gradient-descent steps T, >= 0
+    lr: float = 0.01  # learning rate of full-batch gradient descent, > 0 (time tau = lr * steps for gd)
+    optimizer: Optimizer = "gd"  # gd: plain gradient descent; momentum: heavy ball (optax sgd with momentum)
+    momentum: float = 0.9  # heavy-ball coefficient beta of the momentum optimizer, in [0, 1)
+    plateau: bool = False  # cut the learning rate by plateau_factor when the loss stops improving
+    plateau_factor: float = 0.1  # factor applied to the learning rate on a plateau, in (0, 1)
+    plateau_patience: int = 10  # steps without improvement (relative 1e-4) before the cut, >= 1
+    record_loss: bool = True  # record the training loss at every step (the loss curve)
 
     def __post_init__(self):
         validate.check_choices(self)  # loss, optimizer

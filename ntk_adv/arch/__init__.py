@@ -9,6 +9,7 @@ circular).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Literal, get_args
 
 from ntk_adv.arch._deep import blockwise
 from ntk_adv.arch.base import (
@@ -23,11 +24,13 @@ from ntk_adv.arch.base import (
 from ntk_adv.arch.cnn import CNN
 from ntk_adv.arch.fc import FC
 
+ArchName = Literal["two-layer", "fc", "cnn"]  # the --arch choices, the keys of ARCHITECTURES
+
 
 class _Registry(Mapping):
     """name -> Architecture subclass; 'two-layer' resolves lazily to models.TwoLayerConfig."""
 
-    _names = ("two-layer", "fc", "cnn")
+    _names: tuple[str, ...] = get_args(ArchName)
 
     def __getitem__(self, name: str) -> type[Architecture]:
         if name == "two-layer":
@@ -86,6 +89,7 @@ def build(name: str, width, *, depth: int | None = None, option: str = "--arch",
 __all__ = [
     "build",
     "ARCHITECTURES",
+    "ArchName",
     "CNN",
     "FC",
     "INF_WIDTH",

@@ -32,6 +32,8 @@ import numpy as np
 
 Parametrization = Literal["standard", "ntk"]
 PARAMETRIZATIONS: tuple[str, ...] = get_args(Parametrization)
+# a command's --parametrization: either one, or auto (standard for two-layer, ntk for fc and cnn)
+ParametrizationChoice = Literal["auto", "standard", "ntk"]
 KernelKind = Literal["ntk", "nngp"]
 INF_WIDTH = (
     math.inf

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntk_adv import engine, kernels, limits, models, plots, verdicts
-from ntk_adv.arch import INF_WIDTH, Architecture, build
+from ntk_adv.arch import INF_WIDTH, Architecture, Trained, build
 from ntk_adv.data import DataSpec, load_spec
 from ntk_adv.empirical import empirical_ntk_implicit, relative_frobenius_error, two_layer_empirical_ntk
 from ntk_adv.metrics import fit_loglog_slope, relative_gap
@@ -38,6 +38,7 @@ from ntk_adv.results import provenance, write_csv, write_json
 from ntk_adv.training import TrainConfig, train
 
 COMMAND = "convergence"
+ConvergenceArch = Literal["two-layer", "fc"]  # the ntk_adv.arch.ARCHITECTURES this experiment runs
 METRICS = ("ntk_rel_error_init", "ntk_rel_error_trained", "function_gap")
 
 
@@ -52,16 +53,36 @@ class Config:
     ``train`` (:class:`ntk_adv.training.TrainConfig`: plain full-batch gradient descent, the dynamics whose
     limit is kernel gradient descent), ``data`` (:class:`ntk_adv.data.DataSpec`)."""
 
-    widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)
-    seeds: int = 8
+    widths: tuple[int, ...] = (
+        64,
+        128,
+        256,
+        512,
+        1024,
+        2048,
+        4096,
+    )  # hidden widths m of the finite nets, >= 1
+    seeds: int = 8  # number of seeds (independent initializations) per width, >= 1
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=100))
     net: models.TwoLayerConfig = field(default_factory=lambda: models.TwoLayerConfig(1))  # width: from widths
-    arch: Literal["two-layer", "fc"] = "two-layer"  # the net family (fc takes gamma/bias/param. from net)
-    depths: tuple[int, ...] = (2,)  # weight layers (fc: any >= 2; two-layer: 2)
-    trained: Literal["first", "all"] = "first"  # fc: train the first layer only, or every layer
+    arch: ConvergenceArch = "two-layer"  # the net family (fc takes gamma/bias/param. from net)
+    depths: tuple[int, ...] = (2,)  # weight layers L (fc: any >= 2; two-layer: 2)
+    trained: Trained = "first"  # fc: train the first layer only, or every layer
     train: TrainConfig = field(default_factory=_theory)
-    n_kernel: int = 100  # training points on which the NTK error is measured
-    seed: int = 0
+    n_kernel: int = 100  # first training points on which the NTK error is measured, 1..N
+    seed: int = 0  # base seed of the network initializations (folded with width and depth)
+    # set by the experiment (net.width from widths; a frozen scalar readout; plain GD, no loss curve)
+    CLI_HIDE: ClassVar[tuple[str, ...]] = (
+        "net.width",
+        "net.n_out",
+        "net.train_readout",
+        "train.optimizer",
+        "train.momentum",
+        "train.plateau",
+        "train.plateau_factor",
+        "train.plateau_patience",
+        "train.record_loss",
+    )
     run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):

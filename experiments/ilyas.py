@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ntk_adv import engine, ilyas, plots, verdicts
 from ntk_adv.data import ALL_CLASSES_DATASETS as ALL_CLASS_SETS
-from ntk_adv.data import DataSpec
+from ntk_adv.data import AllClassesDataset, DataSpec
 from ntk_adv.results import provenance, select, write_csv, write_json
 from ntk_adv.store import ResultStore
 
@@ -54,16 +55,24 @@ class Config:
     )  # --arch, --depth, --gamma, ... (width: --widths)
     train: ilyas.TrainSpec = field(default_factory=ilyas.TrainSpec)
     attack: ilyas.AttackSpec = field(default_factory=ilyas.AttackSpec)
-    widths: tuple[int, ...] = (64, 256, 1024)  # hidden widths m of the finite nets
+    widths: tuple[int, ...] = (64, 256, 1024)  # hidden widths m of the finite nets, >= 1
     depths: tuple[int, ...] = ()  # depths to sweep (fc: weight layers; cnn: conv blocks); empty: --depth
-    infinite: bool = True  # also run the kernel limit (centred)
-    seeds: int = 4  # seeds per width (the statistical unit)
+    infinite: bool = True  # also run the infinite-width kernel limit (centred)
+    seeds: int = 4  # seeds per width (independent f, targets and g: the statistical unit), >= 1
     eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # attack radii: L2 norm (L-inf for pgd_linf), pixels in [0,1]
-    targets: tuple[str, ...] = ("rand", "det")  # rand | rand_any | det | balanced
-    scenarios: tuple[str, ...] = ("b",)  # b: g trains on x + eta (Ilyas et al.); a: on eta alone
-    # several data sets in one run (e.g. mnist fmnist), each into OUT/<name>/ (files under --data-root or its
-    # subfolder of that name); empty: --dataset alone
-    datasets: tuple[str, ...] = ()
+    targets: tuple[ilyas.IlyasTargets, ...] = ("rand", "det")  # target rules: rand, rand_any, det, balanced
+    scenarios: tuple[ilyas.IlyasScenario, ...] = ("b",)  # b: g trains on x + eta (Ilyas et al.); a: eta alone
+    # files under --data-root or its subfolder of that name
+    datasets: tuple[AllClassesDataset, ...] = ()  # several data sets, each into OUT/<name>/; empty: --dataset
+    # set by the experiment: net.width from widths; all classes of an image set (no synthetic d, shift, pair)
+    CLI_HIDE: ClassVar[tuple[str, ...]] = (
+        "net.width",
+        "data.classes",
+        "data.d",
+        "data.shift",
+        "data.pos",
+        "data.neg",
+    )
     # how the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)
 

@@ -734,7 +734,8 @@ def load_cifar10_pair(
 # All ten classes (DataSpec.classes == "all"): integer labels 0..9
 # ----------------------------------------------------------------------------------------------------
 
-ALL_CLASSES_DATASETS = ("digits", "mnist", "fmnist", "cifar10")
+AllClassesDataset = Literal["digits", "mnist", "fmnist", "cifar10"]  # the data sets with --classes all
+ALL_CLASSES_DATASETS: tuple[str, ...] = get_args(AllClassesDataset)
 
 
 def _split_by_class(labels: np.ndarray, test_fraction: float, rng: np.random.Generator):

@@ -58,7 +58,7 @@ def test_nearest_neighbour_score_matches_argmin():
         ({"halfway_tolerance": 0.5}, "halfway_tolerance"),
         ({"widths": ()}, "widths must be"),
         ({"attack": "pgd"}, "unknown attack 'pgd'"),
-        ({"eps_rel": 0.0}, "eps_rel must be"),
+        ({"eps": 0.0}, "eps must be"),
     ],
 )
 def test_bad_config_fails_clearly(kwargs, message):

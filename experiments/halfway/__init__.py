@@ -21,7 +21,7 @@ infinite-width limit:
       at a floor, while each net still approaches its own limit f_0 + Theta coef.
 (ii)  Across all pairs of models (nets of every width and seed, and the NTK limit), closer flip points go with
       higher transfer of one-step targeted perturbations (``attack``: fgm = one-step L2 or fgsm = L-inf sign,
-      targets -y, radius ``eps_rel`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the
+      targets -y, radius ``eps`` x the median pair distance (fgm), divided by sqrt(d) for fgsm): the
       Spearman correlation between flip-point distance and symmetrized transfer rate is negative (prediction:
       sign < 0), judged with a one-sided Mantel permutation test over models (p < 0.05).
 (iii) The net agrees more and more with the kernel predictor as the width grows (sign agreement on test points

@@ -182,7 +182,7 @@ def summarize(cfg: Config, rows: list[dict], ref: dict) -> dict:
     claims.append(
         V.above(
             "attack_white_box_success",
-            f"the one-step {cfg.attack} attack (eps_rel {cfg.eps_rel:g}) fools its own net on "
+            f"the one-step {cfg.attack} attack (eps {cfg.eps:g} x median pair distance) fools its own net on "
             "more than half of the "
             "correctly classified test points (so transfer rates measure something), all nets pooled",
             0.5,

@@ -4,6 +4,7 @@ the smoke-test scale :data:`QUICK_CONFIG`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -12,7 +13,8 @@ from ntk_adv.data import DataSpec
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.training import TrainConfig
 
-HALFWAY_ATTACKS = ("fgm", "fgsm")
+HalfwayAttack = Literal["fgm", "fgsm"]  # the one-step attacks of ntk_adv.attacks this experiment uses
+HALFWAY_ATTACKS: tuple[str, ...] = get_args(HalfwayAttack)
 # per (width, seed) rows; ``flip_net_net`` has one row per (width, disjoint seed pair)
 SEED_METRICS = (
     "flip_net_limit",
@@ -32,25 +34,41 @@ SEED_METRICS = (
 class Config:
     """Composed of the library's configs: ``net`` (:class:`ntk_adv.models.TwoLayerConfig`; its ``width`` is a
     template overridden by ``widths``), ``train`` (:class:`ntk_adv.training.TrainConfig`, plain gradient
-    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps_rel``: attack radius as a fraction of the
+    descent), ``data`` (:class:`ntk_adv.data.DataSpec`). ``eps``: attack radius as a fraction of the
     median test-pair L2 distance (fgm, L2) or that divided by sqrt(d) (fgsm, L-inf)."""
 
-    widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
-    seeds: int = 8
+    widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # hidden widths m of the finite nets, distinct, >= 1
+    seeds: int = 8  # nets (independent initializations) per width, even and >= 4 (compared in disjoint pairs)
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=250, n_test=None, pos=3, neg=8))
     net: models.TwoLayerConfig = field(default_factory=lambda: models.TwoLayerConfig(1))  # width: from widths
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig.theory(lr=0.2, steps=100, loss="logistic", record_loss=False)
     )
-    centered: bool = True
-    n_pairs: int = 300
-    grid: int = 64
-    bisection: int = 20
-    attack: str = "fgm"
-    eps_rel: float = 0.3  # radius / median test-pair L2 distance (fgm: L2; fgsm: L-inf, also / sqrt(d))
-    permutations: int = 2000
-    halfway_tolerance: float = 0.05  # |mean flip point t - 0.5| allowed by the "halfway" claim
-    seed: int = 0
+    centered: bool = True  # nets as f(x) - f_0(x) (f_0 = 0 at init), so their limit is deterministic
+    n_pairs: int = (
+        300  # random test pairs (x_a, x_b) of different classes whose flip points are located, >= 1
+    )
+    grid: int = 64  # grid steps on the segment from x_a to x_b that locate the first sign change, >= 1
+    bisection: int = 20  # bisection halvings that refine each flip point, >= 0
+    attack: HalfwayAttack = "fgm"  # one-step targeted attack (targets -y): fgm (L2) or fgsm (L-inf sign)
+    eps: float = (
+        0.3  # attack radius / median test-pair L2 distance, > 0 (fgm: L2; fgsm: L-inf, also / sqrt(d))
+    )
+    permutations: int = 2000  # permutations of the one-sided Mantel test (transfer vs flip distance), >= 1
+    halfway_tolerance: float = 0.05  # |mean flip point t - 0.5| allowed by the "halfway" claim, in (0, 0.5)
+    seed: int = 0  # seed of the test pairs, the initializations and the permutation test
+    # set by the experiment: net.width from widths; a scalar output with its first layer trained; plain GD
+    CLI_HIDE: ClassVar[tuple[str, ...]] = (
+        "net.width",
+        "net.n_out",
+        "net.train_readout",
+        "train.optimizer",
+        "train.momentum",
+        "train.plateau",
+        "train.plateau_factor",
+        "train.plateau_patience",
+        "train.record_loss",
+    )
     run: engine.Execution = field(default_factory=engine.Execution)
 
     def __post_init__(self):
@@ -82,8 +100,8 @@ class Config:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.attack not in HALFWAY_ATTACKS:
             raise ValueError(f"unknown attack {self.attack!r}; expected one of {', '.join(HALFWAY_ATTACKS)}")
-        if not (np.isfinite(self.eps_rel) and self.eps_rel > 0):
-            raise ValueError(f"eps_rel must be finite and > 0, got {self.eps_rel!r}")
+        if not (np.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be finite and > 0, got {self.eps!r}")
         if not 0 < self.halfway_tolerance < 0.5:
             raise ValueError(f"halfway_tolerance must lie in (0, 0.5), got {self.halfway_tolerance!r}")
 

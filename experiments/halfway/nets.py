@@ -106,7 +106,7 @@ def setup(cfg: Config) -> tuple:
     xt, yt = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     ia, ib = make_pairs(cfg, ds.x_test, ds.y_test)
     median_dist = float(np.median(np.linalg.norm(ds.x_test[ia] - ds.x_test[ib], axis=1)))
-    eps = cfg.eps_rel * median_dist / (1.0 if cfg.attack == "fgm" else np.sqrt(x.shape[1]))
+    eps = cfg.eps * median_dist / (1.0 if cfg.attack == "fgm" else np.sqrt(x.shape[1]))
     arrays = {"x": x, "y": y, "x_test": xt, "y_test": yt, "xa": xt[ia], "xb": xt[ib]}
     return ds, arrays, eps, median_dist
 

@@ -26,7 +26,7 @@ from .nets import attack_fn, evaluate_width, kernel_limit, nearest_neighbour, se
 
 PARTS = ("reference", "nets")
 JUDGEMENT = ("permutations", "halfway_tolerance")  # read by summarize only: not part of a cell
-NETS_ONLY = ("widths", "seeds", "centered", "attack", "eps_rel")  # settings the reference does not read
+NETS_ONLY = ("widths", "seeds", "centered", "attack", "eps")  # settings the reference does not read
 
 
 def units(cfg: Config) -> list[engine.Unit]:

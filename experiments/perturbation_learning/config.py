@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from ntk_adv import engine
-from ntk_adv.arch import build
-from ntk_adv.arch.base import INF_WIDTH, Architecture, is_infinite
+from ntk_adv.arch import ArchName, build
+from ntk_adv.arch.base import INF_WIDTH, Architecture, ParametrizationChoice, is_infinite
+from ntk_adv.attacks import AttackName
 from ntk_adv.data import DataSpec
+from ntk_adv.losses import Loss
+from ntk_adv.pattern_gd import Solver
 from ntk_adv.perturbation import protocol
 
 COMMAND = "perturbation-learning"
@@ -30,8 +33,9 @@ AXES = {
     "d": "data.d",
     "n_train": "data.n_train",
 }
+# --trained: auto (the architecture's default) or one of ntk_adv.arch._deep.Trained
+Trained = Literal["auto", "all", "first"]
 HEADLINE = ("agreement", "g_acc_test", "g_acc_train", "f_acc_test", "cos_predicted")
-ArchName = Literal["two-layer", "fc", "cnn"]  # the names of ntk_adv.arch.ARCHITECTURES
 
 
 def make_arch(
@@ -66,32 +70,33 @@ def _as_width(w):
 @dataclass(frozen=True)
 class Config:
     data: DataSpec = field(default_factory=lambda: DataSpec("digits", n_train=200, n_test=None))
-    arch: ArchName = "two-layer"  # network: two-layer, fc (deep fully connected) or cnn (images)
+    arch: ArchName = "two-layer"  # network of f and g: two-layer, fc (deep fully connected) or cnn (images)
     depth: tuple[int, ...] = ()  # depth(s) of fc / cnn (a sweep axis; none: the architecture's default)
-    scenario: str = "a"
-    attack: str = "one_step_l2"
-    targets: str = "random"
-    loss: str = "identity"
-    preset: str = "theory"
-    # standard | ntk | auto (standard for two-layer, ntk for fc and cnn: their standard-parametrization NTK of
-    # every layer grows with the width and has no infinite-width limit)
-    parametrization: str = "auto"
-    # fc / cnn: which layers train - all, first (the first layer only, as the two-layer net), or auto (all)
-    trained: Literal["auto", "all", "first"] = "auto"
-    centered: bool = False
-    widths: tuple[float, ...] = (10, 100, 1000)  # hidden widths m; inf runs the infinite-width limit
-    infinite: bool = True
-    seeds: int = 5
+    scenario: protocol.Scenario = "a"  # g's inputs: a: eta alone; b: x + eta; noise: noise + eta
+    attack: AttackName = "one_step_l2"  # how f's adversarial perturbations are made (ntk_adv.attacks)
+    targets: protocol.Targets = "random"  # attack targets = g's labels: random +-1, -y, or balanced signs
+    loss: Loss = "identity"  # training loss of f and g (ntk_adv.losses)
+    preset: protocol.Preset = "theory"  # theory: plain full-batch GD; paper: momentum 0.9 + reduce-on-plateau
+    # auto: fc and cnn take ntk (their standard-parametrization NTK of every layer grows with the width and
+    # has no infinite-width limit)
+    parametrization: ParametrizationChoice = "auto"  # standard | ntk | auto (two-layer: standard, else ntk)
+    trained: Trained = "auto"  # fc / cnn: which layers train: all, first (as the two-layer net) or auto (all)
+    centered: bool = False  # train and evaluate f(x) - f_0(x): centred networks (f_0 = 0 at init)
+    widths: tuple[float, ...] = (10, 100, 1000)  # hidden widths m, >= 1; inf runs the infinite-width limit
+    infinite: bool = True  # also run the infinite-width (NTK, kernel) limit
+    seeds: int = 5  # number of seeds (independent initializations of f and g, target draws), >= 1
     eps: tuple[float, ...] = (1.0,)  # attack radii: L2 norm (L-inf for fgsm, pgd_linf; the step for l0)
-    lr_f: tuple[float, ...] = (0.1,)
-    lr_g: tuple[float, ...] = (0.1,)
-    steps_f: tuple[int, ...] = (100,)
-    steps_g: tuple[int, ...] = (100,)
-    gamma: tuple[float, ...] = (0.0,)
-    d: tuple[int, ...] = ()  # input dimension(s) of synthetic data (overrides data.d)
-    n_train: tuple[int, ...] = ()  # training-set size(s) (overrides data.n_train)
-    solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
-    decision_map: bool = True
+    lr_f: tuple[float, ...] = (0.1,)  # learning rate(s) of f's full-batch gradient descent, > 0
+    lr_g: tuple[float, ...] = (0.1,)  # learning rate(s) of g's full-batch gradient descent, > 0
+    steps_f: tuple[int, ...] = (100,)  # gradient-descent steps T_f of f
+    steps_g: tuple[int, ...] = (100,)  # gradient-descent steps T_g of g
+    gamma: tuple[float, ...] = (0.0,)  # leaky-ReLU slope(s) gamma of the activation, in [0, 1) (0: ReLU)
+    d: tuple[int, ...] = ()  # input dimension(s) d of synthetic data, a sweep axis (none: 100)
+    n_train: tuple[int, ...] = ()  # training-set size(s) N, a sweep axis (none: 200)
+    solver: Solver = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
+    decision_map: bool = True  # also draw decision maps in the class-mean plane
+    # the top-level d / n_train axes set data.d / data.n_train (dead options beside them)
+    CLI_HIDE: ClassVar[tuple[str, ...]] = ("data.d", "data.n_train")
     # how the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Literal, get_args
 
-from ntk_adv.arch._deep import blockwise
+from ntk_adv.arch._deep import Trained, blockwise
 from ntk_adv.arch.base import (
     INF_WIDTH,
     PARAMETRIZATIONS,
@@ -90,6 +90,7 @@ __all__ = [
     "build",
     "ARCHITECTURES",
     "ArchName",
+    "Trained",
     "CNN",
     "FC",
     "INF_WIDTH",

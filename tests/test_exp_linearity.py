@@ -171,8 +171,8 @@ def test_adversarial_train_clean_equals_library_training():
         ({"train": TrainConfig(loss="logistic", steps=0)}, "steps must be >= 1"),
         ({"net": models.TwoLayerConfig(64, train_readout=True)}, "frozen readout"),
         ({"synthetic": "digits"}, "synthetic must be"),
-        ({"eps_grid": (0.1, 0.2)}, "include 0"),
-        ({"eps_grid": (0.0,)}, "eps_grid"),
+        ({"eps": (0.1, 0.2)}, "include 0"),
+        ({"eps": (0.0,)}, "eps must hold"),
         ({"n_rays": 0}, "n_rays"),
         ({"rbf_scale": 0.0}, "rbf_scale"),
     ],
@@ -285,7 +285,7 @@ TINY = replace(
     train=TrainConfig(loss="logistic", lr=0.5, steps=10, record_loss=False),
     ray_points=21,
     n_rays=4,
-    eps_grid=(0.0, 0.2, 0.4),
+    eps=(0.0, 0.2, 0.4),
     net=models.TwoLayerConfig(16),
 )
 
@@ -323,6 +323,6 @@ def test_cli_options():
         ["linearity", "--eps", "0", "0.3", "--widths", "8", "16", "32", "--backend", "processes"]
     )
     cfg = cli.config_from_args(args, linearity.Config)
-    assert cfg.eps_grid == (0.0, 0.3) and cfg.widths == (8, 16, 32) and cfg.run.backend == "processes"
+    assert cfg.eps == (0.0, 0.3) and cfg.widths == (8, 16, 32) and cfg.run.backend == "processes"
     unit = cells.unit(cfg, "d", cfg.data)  # a cell's identity holds what its unit reads, not the execution
     assert unit.settings.run == engine.Execution() and unit.settings.widths == linearity.Config().widths

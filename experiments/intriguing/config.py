@@ -7,6 +7,7 @@ zero, with a one-line ValueError naming the option."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,30 +35,41 @@ class Config:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig.theory(lr=0.5, steps=200, loss="logistic", record_loss=False)
     )
-    widths: tuple[int, ...] = (16, 64, 256, 1024)  # (a) distortion vs width, (b) noise, (c) transfer
-    seeds: int = 3
+    widths: tuple[int, ...] = (
+        16,
+        64,
+        256,
+        1024,
+    )  # hidden widths m of (a) distortion, (b) noise, (c) transfer
+    seeds: int = 3  # number of seeds (independent initializations) per width, >= 2
     decays: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0, 2.0)  # (a) anchored weight decay lambda; lr x max <= 1
-    decay_width: int = 256
-    n_attack: int = 50  # test points attacked
-    c_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-    refine_steps: int = 5
-    lbfgs_steps: int = 50
-    noise_multiples: tuple[float, ...] = (1.0, 2.0, 5.0)
-    noise_draws: int = 20
+    decay_width: int = 256  # (a) width m of the nets trained with weight decay, >= 1
+    n_attack: int = 50  # test points attacked (minimal distortions measured on them), >= 1
+    c_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # L-BFGS penalty weights c tried per point, > 0
+    refine_steps: int = 5  # bisection steps in log c refining the smallest successful c, >= 0
+    lbfgs_steps: int = 50  # L-BFGS iterations of each box-constrained attack solve, >= 1
+    noise_multiples: tuple[float, ...] = (
+        1.0,
+        2.0,
+        5.0,
+    )  # (b) Gaussian noise L2 norm / mean minimal distortion
+    noise_draws: int = 20  # (b) Gaussian noise draws per attacked point and multiple, >= 1
     noise_tolerance: float = 0.15  # noise may raise the error by at most this much over the clean error
     amplify: float = 1.1  # the amplified variant x + amplify * eta
     transfer_floor: float = 0.5  # predicted floor of the transfer error of amplified examples (a coin flip)
     transfer_width: int = 1024  # width of the nets trained on the two disjoint halves
-    probe_widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # (d) purity, (e) Lipschitz
-    top_k: int = 10
-    n_directions: int = 256
-    purity_tolerance: float = 0.02
-    adv_width: int = 256  # (f) adversarially trained nets
-    adv_eps: float = 0.05  # (f) FGM radius, RMS per pixel
-    mnist_width: int = 256
-    mnist_n_train: int = 500
-    parts: str = PARTS  # which parts to run, any subset of "abcdef"
-    seed: int = 0
+    probe_widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # hidden widths m of (d) purity, (e) Lipschitz
+    top_k: int = 10  # (d) test points of largest activation whose label purity is measured, >= 1
+    n_directions: int = 256  # (d) hidden units and random activation-space directions compared, >= 1
+    purity_tolerance: float = 0.02  # (d) units' purity within this of random directions' (a proportion)
+    adv_width: int = 256  # (f) width m of the adversarially trained nets, >= 1
+    adv_eps: float = 0.05  # (f) adversarial-training FGM radius: L2 norm / sqrt(d) (RMS per pixel), > 0
+    mnist_width: int = 256  # width m of the nets of the MNIST Table-1 comparison (with --data-root), >= 1
+    mnist_n_train: int = 500  # MNIST (1 vs 2) training points of the Table-1 comparison, >= 1
+    parts: str = PARTS  # which parts to run, any subset of "abcdef" (a string, e.g. abf)
+    seed: int = 0  # base seed of initializations, noise and probe directions
+    # set by the experiment: net.width from widths and the other width fields; a scalar first-layer net
+    CLI_HIDE: ClassVar[tuple[str, ...]] = ("net.width", "net.n_out", "net.train_readout")
     run: engine.Execution = field(default_factory=engine.Execution)  # where cells run and are stored
 
     def __post_init__(self):

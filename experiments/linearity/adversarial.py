@@ -92,7 +92,7 @@ def _mixed_train(apply_fn, params, x, y, weights, *, eps, loss: str, lr, steps: 
 
 
 def eval_grid(cfg: Config) -> tuple[float, ...]:
-    return tuple(sorted(set(cfg.eps_grid) | {cfg.adv_eps}))
+    return tuple(sorted(set(cfg.eps) | {cfg.adv_eps}))
 
 
 @partial(jax.jit, static_argnums=0)

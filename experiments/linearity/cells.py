@@ -28,7 +28,7 @@ from ntk_adv.data import DataSpec, load_spec
 from . import adversarial, dimension, magnitude, rays
 from .config import Config
 
-_RAYS = ("net", "train", "eps_grid", "ray_t", "ray_points", "n_rays", "rbf_scale")
+_RAYS = ("net", "train", "eps", "ray_t", "ray_points", "n_rays", "rbf_scale")
 READS: dict[str, tuple[str, ...]] = {
     "a": (
         "net",
@@ -46,7 +46,7 @@ READS: dict[str, tuple[str, ...]] = {
     "rays_models": _RAYS,
     "rays": (*_RAYS, "seeds", "seed", "widths"),
     "magnitude": ("net", "train", "seeds", "seed", "paper_eps", "rbf_scale"),
-    "d": ("net", "train", "seeds", "seed", "eps_grid", "adv_eps", "adv_alpha"),
+    "d": ("net", "train", "seeds", "seed", "eps", "adv_eps", "adv_alpha"),
 }
 SEEDED = ("a", "rays_models", "rays", "d")  # rows carry the seed of their cell; the others are whole units
 

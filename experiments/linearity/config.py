@@ -6,7 +6,7 @@ axes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
 PARTS = "abcd"
+SyntheticName = Literal["gauss", "shifted_gauss"]  # the synthetic names of ntk_adv.data.DATASETS
+SYNTHETIC: tuple[str, ...] = get_args(SyntheticName)
 PAPER_EPS = 0.25  # Goodfellow et al. (2015): MNIST pixels in [0, 1], L-inf eps 0.25
 
 
@@ -39,21 +41,26 @@ class Config:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(loss="logistic", lr=0.5, steps=200, record_loss=False)
     )
-    parts: str = PARTS
-    seeds: int = 4
-    seed: int = 0
+    parts: str = PARTS  # which parts to run, any subset of "abcd" (a string, e.g. ac)
+    seeds: int = 4  # number of seeds (independent initializations) per cell, >= 1
+    seed: int = 0  # base seed of the initializations, synthetic draws and rays
     # (a) dimension sweep on synthetic data
-    dims: tuple[int, ...] = (16, 64, 256, 1024)
-    synthetic: str = "gauss"
-    n_synthetic: int = 200
-    n_points: int = 100
-    dim_width: int = 512
-    dim_eps: float = 0.01  # (a): L-inf size of the FGSM and random-sign perturbations
-    dim_lr: float = 0.01
-    dim_steps: int = 100
+    dims: tuple[int, ...] = (
+        16,
+        64,
+        256,
+        1024,
+    )  # (a) input dimensions d of the synthetic data (>= 3 distinct)
+    synthetic: SyntheticName = "gauss"  # (a) synthetic data set of the dimension sweep
+    n_synthetic: int = 200  # (a) training points N of each synthetic data set, >= 1
+    n_points: int = 100  # (a) test points perturbed per dimension, >= 1
+    dim_width: int = 512  # (a) hidden width m of the nets of the dimension sweep, >= 1
+    dim_eps: float = 0.01  # (a) L-inf size of the FGSM and random-sign perturbations, > 0
+    dim_lr: float = 0.01  # (a) learning rate of the identity-loss gradient descent, > 0
+    dim_steps: int = 100  # (a) gradient-descent steps, >= 1
     # (b), (c): widths, eps grid, rays
-    widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
-    eps_grid: tuple[float, ...] = (  # FGSM eps grid of (c) and (d): L-inf radii in input units, including 0
+    widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # (b), (c) hidden widths m of the finite nets
+    eps: tuple[float, ...] = (  # FGSM radii of (c) and (d): L-inf norm in input units, including 0
         0.0,
         0.05,
         0.1,
@@ -64,21 +71,31 @@ class Config:
         0.35,
         0.4,
     )
-    ray_t: float = 1.0
-    ray_points: int = 801
-    n_rays: int = 32
+    ray_t: float = 1.0  # (b) rays x + t s run over t in [-ray_t, ray_t] (s: the FGSM sign direction), > 0
+    ray_points: int = 801  # (b) grid points per ray, >= 5
+    n_rays: int = 32  # (b) test points whose rays are followed, >= 1
     # (c) the paper's eps, the RBF model, MNIST
-    paper_eps: float = PAPER_EPS  # (c): the paper's FGSM eps, L-inf, in input units
-    rbf_scale: float = 0.5  # RBF bandwidth as a fraction of the median train pairwise L2 distance
-    mnist_n_train: int = 1000
-    mnist_n_test: int = 500
+    paper_eps: float = PAPER_EPS  # (c) the paper's FGSM radius, L-inf norm in input units, > 0
+    rbf_scale: float = 0.5  # (c) RBF bandwidth as a fraction of the median train pairwise L2 distance, > 0
+    mnist_n_train: int = 1000  # (c) MNIST (1 vs 2) training points of the real-MNIST repeat (--data-root)
+    mnist_n_test: int = 500  # (c) MNIST test points of the real-MNIST repeat, >= 1
     # (d) adversarial training
-    adv_eps: float = PAPER_EPS  # (d): L-inf size of the training perturbations (FGSM and noise)
-    adv_alpha: float = 0.5
-    adv_margin: float = 0.2
+    adv_eps: float = PAPER_EPS  # (d) L-inf radius of the training perturbations (FGSM and noise), > 0
+    adv_alpha: float = 0.5  # (d) weight of the clean loss in alpha clean + (1 - alpha) perturbed, in [0, 1)
+    adv_margin: float = 0.2  # (d) FGSM-error drop adversarial training must exceed (and noise must not)
+    # set by the experiment: a scalar, first-layer-trained net at init scale 1; plain GD, no loss curve
+    CLI_HIDE: ClassVar[tuple[str, ...]] = (
+        "net.n_out",
+        "net.train_readout",
+        "net.init_scale",
+        "train.optimizer",
+        "train.momentum",
+        "train.plateau",
+        "train.plateau_factor",
+        "train.plateau_patience",
+        "train.record_loss",
+    )
     run: engine.Execution = field(default_factory=engine.Execution)
-
-    CLI_ALIASES: ClassVar[dict[str, str]] = {"eps": "eps_grid"}
 
     def __post_init__(self):
         if not self.parts or set(self.parts) - set(PARTS):
@@ -87,8 +104,8 @@ class Config:
             v = getattr(self, name)
             if len(v) < 3 or min(v) < 1 or len(set(v)) != len(v):
                 raise ValueError(f"{name} must hold >= 3 distinct integers >= 1 (for a slope fit), got {v}")
-        if self.synthetic not in ("gauss", "shifted_gauss"):
-            raise ValueError(f"synthetic must be 'gauss' or 'shifted_gauss', got {self.synthetic!r}")
+        if self.synthetic not in SYNTHETIC:
+            raise ValueError(f"synthetic must be one of {', '.join(SYNTHETIC)}, got {self.synthetic!r}")
         for name in (
             "seeds",
             "n_synthetic",
@@ -107,12 +124,10 @@ class Config:
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {v}")
-        if len(self.eps_grid) < 2 or any(not np.isfinite(e) or e < 0 for e in self.eps_grid):
-            raise ValueError(f"eps_grid must hold >= 2 finite values >= 0, got {self.eps_grid}")
-        if min(self.eps_grid) != 0 or len(set(self.eps_grid)) != len(self.eps_grid):
-            raise ValueError(
-                f"eps_grid must hold distinct values and include 0 (the clean error), got {self.eps_grid}"
-            )
+        if len(self.eps) < 2 or any(not np.isfinite(e) or e < 0 for e in self.eps):
+            raise ValueError(f"eps must hold >= 2 finite values >= 0, got {self.eps}")
+        if min(self.eps) != 0 or len(set(self.eps)) != len(self.eps):
+            raise ValueError(f"eps must hold distinct values and include 0 (the clean error), got {self.eps}")
         if not 0.0 <= self.adv_alpha < 1.0:
             raise ValueError(
                 f"adv_alpha must be in [0, 1) (1 would train on clean points only), got {self.adv_alpha}"
@@ -167,6 +182,6 @@ QUICK_CONFIG = Config(
     train=TrainConfig(loss="logistic", lr=0.5, steps=100, record_loss=False),
     ray_points=201,
     n_rays=8,
-    eps_grid=(0.0, 0.1, 0.2, 0.25, 0.3, 0.4),
+    eps=(0.0, 0.1, 0.2, 0.25, 0.3, 0.4),
     net=TwoLayerConfig(128),
 )

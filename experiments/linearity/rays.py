@@ -173,11 +173,11 @@ def _example_points(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 
 def run_models(cfg: Config, x, y, z, yz) -> list[dict]:
     """Parts (b) and (c) of the deterministic models (rows with seed 0): the FGSM error curves of the limit,
-    logistic regression and the RBF machine over ``eps_grid``, the limit's ray metrics per ray (its own FGSM
+    logistic regression and the RBF machine over ``eps``, the limit's ray metrics per ray (its own FGSM
     rays from the first ``n_rays`` test points) and its example curve along the first ray."""
     n_rays = min(cfg.n_rays, z.shape[0])
     z_ray, y_ray = z[:n_rays], yz[:n_rays]
-    eps_grid = jnp.asarray(cfg.eps_grid, x.dtype)
+    eps_grid = jnp.asarray(cfg.eps, x.dtype)
     tc = cfg.train
     limit = _limit(cfg, x, y)
     lin = train_linear(x, y, tc)
@@ -187,7 +187,7 @@ def run_models(cfg: Config, x, y, z, yz) -> list[dict]:
     for model in ("limit", "linear", "rbf"):  # deterministic: one row each (seed 0)
         rows += [
             {"part": "c", "model": model, "eps": e, "seed": 0, "metric": "fgsm_error", "value": float(v)}
-            for e, v in zip(cfg.eps_grid, np.asarray(res["errors_" + model]))
+            for e, v in zip(cfg.eps, np.asarray(res["errors_" + model]))
         ]
     for metric in ("ray_wrong_contiguous", "ray_linear_r2"):
         rows += [
@@ -217,7 +217,7 @@ def run_nets(cfg: Config, x, y, z, yz, seeds=None) -> list[dict]:
     seeds = list(range(cfg.seeds)) if seeds is None else [int(s) for s in seeds]
     n_rays = min(cfg.n_rays, z.shape[0])
     z_ray, y_ray = z[:n_rays], yz[:n_rays]
-    eps_grid = jnp.asarray(cfg.eps_grid, x.dtype)
+    eps_grid = jnp.asarray(cfg.eps, x.dtype)
     limit = _limit(cfg, x, y)
     root = jax.random.PRNGKey(cfg.seed)
     pick = jnp.asarray(seeds)
@@ -245,7 +245,7 @@ def run_nets(cfg: Config, x, y, z, yz, seeds=None) -> list[dict]:
                     "metric": "fgsm_error",
                     "value": float(errors[i, j]),
                 }
-                for j, e in enumerate(cfg.eps_grid)
+                for j, e in enumerate(cfg.eps)
             ]
             rows += [
                 {
@@ -391,8 +391,8 @@ def summarize_c(cfg: Config, rows, summary: dict) -> list[verdicts.Claim]:
         per_width[w] = per_seed
         curves[str(w)] = per_seed.mean(axis=0)
         gaps[str(w)] = float(np.mean(np.abs(per_seed - curves["limit"][None, :])))
-    order = np.argsort(cfg.eps_grid)
-    summary["fgsm_eps"] = [float(e) for e in np.asarray(cfg.eps_grid)[order]]
+    order = np.argsort(cfg.eps)
+    summary["fgsm_eps"] = [float(e) for e in np.asarray(cfg.eps)[order]]
     summary["fgsm_error_curves"] = {k: [float(v) for v in c[order]] for k, c in curves.items()}
     summary["fgsm_error_gap_to_limit_by_width"] = gaps
     w_small, w_large = min(cfg.widths), max(cfg.widths)

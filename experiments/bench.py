@@ -106,7 +106,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -114,15 +114,17 @@ import numpy as np
 
 from ntk_adv import engine, models, pattern_gd
 from ntk_adv.arch import INF_WIDTH
-from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.data import SYNTHETIC_DATASETS, DataSpec, SyntheticName, data_arrays
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.perturbation import batch, protocol
 from ntk_adv.results import provenance, write_json
 from ntk_adv.store import ResultStore
 from ntk_adv.training import TrainConfig, train
 
+from .reproduce import PanelName
+
 COMMAND = "bench"
-SECTIONS = (
+Section = Literal[  # the sections of this benchmark, in the order they run
     "matmul",
     "training",
     "width_sweep",
@@ -131,7 +133,8 @@ SECTIONS = (
     "infinite",
     "reproduction_panel",
     "kernels",
-)
+]
+SECTIONS: tuple[str, ...] = get_args(Section)
 PRESETS = ("theory", "paper")
 TARGETS = {
     "training_peak_fraction": 0.8,  # of the matmul peak, at every width >= 1000
@@ -171,58 +174,68 @@ QUICK = dict(
 
 @dataclass(frozen=True)
 class Config:
-    quick: bool = False
-    sections: tuple[str, ...] = SECTIONS
+    quick: bool = False  # scale every size still at its default down (QUICK): a smoke run
+    sections: tuple[Section, ...] = SECTIONS  # which sections to run (0/a matmul, training; b-e as listed)
     # (0) + (a)
-    matmul_sizes: tuple[int, ...] = (2048, 3072, 4096)
-    repeats: int = 3  # best-of-k rounds for matmul and training timings
-    train_widths: tuple[int, ...] = (100, 1000, 4000)
-    train_n: int = 2000
-    d: int = 784
-    steps: int = 100
-    vmap_widths: tuple[int, ...] = (100,)
-    vmap_seeds: int = 8
+    matmul_sizes: tuple[int, ...] = (2048, 3072, 4096)  # (0) square matmul sizes n of the float32 peak
+    repeats: int = 3  # best-of-k rounds for matmul, training and kernel timings, >= 1
+    train_widths: tuple[int, ...] = (100, 1000, 4000)  # (a) hidden widths m of the timed trainings
+    train_n: int = 2000  # (a) training points N of the timed trainings
+    d: int = 784  # input dimension d of (a)'s Gaussian inputs, (b)'s sweep data and (c)
+    steps: int = 100  # gradient-descent steps of every timed training (f and g alike)
+    vmap_widths: tuple[int, ...] = (100,)  # (a) widths of the vmap-over-seeds training variant, >= 1
+    vmap_seeds: int = 8  # (a) seeds trained together in the vmap variant, >= 1
     # (b)
-    sweep_dataset: str = "shifted_gauss"
-    sweep_n: int = 2000
-    sweep_n_test: int = 1000
-    sweep_widths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-    sweep_seeds: int = 5
-    sweep_eps: float = 0.14
-    sweep_lr: float = 0.01
-    paper_widths: tuple[int, ...] = (10, 100, 1000)
-    paper_lrs: tuple[float, ...] = (0.01, 0.001)
-    paper_eps_max: float = 0.14
-    paper_eps_count: int = 11
-    paper_seeds: int = 1
-    sweep_repeats: int = 1
+    sweep_dataset: SyntheticName = "shifted_gauss"  # (b) synthetic data set of the reference sweeps
+    sweep_n: int = 2000  # (b) training points N of the sweeps
+    sweep_n_test: int = 1000  # (b) held-out test points of the sweeps
+    sweep_widths: tuple[int, ...] = (
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1024,
+        2048,
+        4096,
+    )  # (b) width sweep's widths m
+    sweep_seeds: int = 5  # (b) seeds of the width sweep
+    sweep_eps: float = 0.14  # (b) attack radius of the width sweep, L2 norm, >= 0
+    sweep_lr: float = 0.01  # (b) learning rate lr_f = lr_g of the width sweep, > 0
+    paper_widths: tuple[int, ...] = (10, 100, 1000)  # (b) widths m of the paper sweep
+    paper_lrs: tuple[float, ...] = (0.01, 0.001)  # (b) learning rates of the paper sweep (lr_f x lr_g grid)
+    paper_eps_max: float = 0.14  # (b) largest attack radius (L2) of the paper sweep's eps grid, >= 0
+    paper_eps_count: int = 11  # (b) radii in the paper sweep's eps grid linspace(0, paper_eps_max)
+    paper_seeds: int = 1  # (b) seeds of the paper sweep
+    sweep_repeats: int = 1  # (b) rounds of each sweep measurement (>= 2: warm times from later rounds)
     same_solver_loop: bool = True  # also time the per-cell loop with the engine's solver (isolates reuse)
     paper_same_solver_loop: bool = False  # the same for the paper_preset section (adds a third loop's time)
     # (d) one published panel end to end (``ntk-adv reproduce``: paper preset, lr grid, all seeds, summary,
     # figure)
-    panel: str = "shifted_gauss_a_eps"
-    panel_seeds: int = 5
+    panel: PanelName = "shifted_gauss_a_eps"  # the reproduce panel timed by reproduction_panel
+    panel_seeds: int = 5  # seeds of the timed panel, >= 1
     panel_values: tuple[float, ...] = ()  # the panel's swept values; empty = the published ones
-    panel_n_train: int | None = None  # shrink the panel (smoke tests); None = the published setting
-    panel_n_test: int | None = None
-    panel_d: int | None = None
-    panel_width: int | None = None
-    panel_steps: int | None = None
+    panel_n_train: int | None = None  # shrink the panel's N (smoke tests); None = the published setting
+    panel_n_test: int | None = None  # the panel's held-out test points; None = the published setting
+    panel_d: int | None = None  # the panel's input dimension d; None = the published setting
+    panel_width: int | None = None  # the panel's hidden width m where not swept; None = the published one
+    panel_steps: int | None = None  # the panel's steps T_f = T_g where not swept; None = the published ones
     # (c)
-    infinite_n: int = 10000
-    infinite_n_test: int = 1000
-    infinite_repeats: int = 1
+    infinite_n: int = 10000  # (c) training points N of the infinite-width cell
+    infinite_n_test: int = 1000  # (c) held-out test points of the infinite-width cell
+    infinite_repeats: int = 1  # (c) warm calls after the cold one, >= 0
     # (e) deep and convolutional kernels, ours vs neural-tangents
-    kernels_fc_n: int = 2000
-    kernels_fc_d: int = 3072
-    kernels_fc_depth: int = 5
-    kernels_cnn_n: int = 100
-    kernels_pool_n: int = 30
-    kernels_mnist_points: int = 60000
-    kernels_mnist_depth: int = 3
-    kernels_block: int = 5000
+    kernels_fc_n: int = 2000  # (e) points of the fc kernel case (an n x n kernel)
+    kernels_fc_d: int = 3072  # (e) input dimension of the fc kernel case
+    kernels_fc_depth: int = 5  # (e) weight layers of the fc kernel case, >= 2
+    kernels_cnn_n: int = 100  # (e) 32x32x3 images of the cnn_flatten case
+    kernels_pool_n: int = 30  # (e) 8x8x3 images of the cnn_pool case
+    kernels_mnist_points: int = 60000  # (e) inputs (dimension 784) of the blockwise MNIST-size kernel
+    kernels_mnist_depth: int = 3  # (e) weight layers of the blockwise fc kernel, >= 2
+    kernels_block: int = 5000  # (e) rows per tile of the blockwise kernel
     kernels_mnist_memmap: bool = True  # the result array is a file-backed np.memmap (reclaimable pages)
-    seed: int = 0
+    seed: int = 0  # base seed of every data draw and initialization
 
     def __post_init__(self):
         unknown = set(self.sections) - set(SECTIONS)
@@ -267,7 +280,7 @@ class Config:
         for name in ("kernels_fc_depth", "kernels_mnist_depth"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
-        if self.sweep_dataset not in ("gauss", "shifted_gauss"):
+        if self.sweep_dataset not in SYNTHETIC_DATASETS:
             raise ValueError(f"sweep_dataset must be gauss or shifted_gauss, got {self.sweep_dataset!r}")
 
     def resolved(self) -> Config:

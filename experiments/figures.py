@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -80,11 +81,13 @@ PANELS: dict[str, pl.Config] = {
 
 
 EXTRA_PANELS = ("targets",)  # panels that are whole experiments of their own
+# the keys of PANELS, then EXTRA_PANELS (a test keeps them equal)
+FigurePanel = Literal["width", "eps", "steps_g", "steps_f", "d", "n_train", "targets"]
 
 
 @dataclass(frozen=True)
 class Config:
-    panels: tuple[str, ...] = tuple(PANELS) + EXTRA_PANELS
+    panels: tuple[FigurePanel, ...] = tuple(PANELS) + EXTRA_PANELS  # which figure panels to (re)draw
     quick: bool = False  # 2 seeds, one width, at most 3 values per axis: a smoke test of the figure set
     # how every panel's sweep runs (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)

@@ -41,8 +41,8 @@ def reportable() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Config:
-    experiments: tuple[str, ...] = ()  # subset of commands; empty = all
-    quick: bool = False
+    experiments: tuple[str, ...] = ()  # subset of the reportable commands (e.g. halfway ilyas); empty = all
+    quick: bool = False  # each experiment at its smoke-test scale (QUICK_CONFIG): numbers indicative only
     html: bool = False  # also write report.html (sortable verdict table, figures inline, no external assets)
 
     def __post_init__(self):

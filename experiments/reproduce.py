@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from matplotlib import ticker
 
 from ntk_adv import engine, plots, verdicts
 from ntk_adv.data import DataSpec, data_arrays
+from ntk_adv.pattern_gd import Solver
 from ntk_adv.perturbation import protocol
 from ntk_adv.results import provenance, read_csv, write_csv, write_json
 
@@ -283,6 +285,56 @@ BLOCKS: dict[str, Block] = {
 PANELS: dict[str, tuple[str, str]] = {
     f"{b.name}_{s}": (b.name, s) for b in BLOCKS.values() for s in SWEEPS if s in b.sweeps
 }
+PanelName = Literal[  # the keys of PANELS (a test keeps them equal)
+    "shifted_gauss_a_eps",
+    "shifted_gauss_a_width",
+    "shifted_gauss_a_d",
+    "shifted_gauss_a_n_train",
+    "shifted_gauss_a_steps_f",
+    "shifted_gauss_a_steps_g",
+    "shifted_gauss_a_gamma",
+    "shifted_gauss_b_eps",
+    "shifted_gauss_b_width",
+    "shifted_gauss_b_d",
+    "shifted_gauss_b_n_train",
+    "shifted_gauss_b_steps_f",
+    "shifted_gauss_b_steps_g",
+    "shifted_gauss_b_gamma",
+    "gauss_a_eps",
+    "gauss_a_width",
+    "gauss_a_d",
+    "gauss_a_n_train",
+    "gauss_a_steps_f",
+    "gauss_a_steps_g",
+    "gauss_a_gamma",
+    "gauss_b_eps",
+    "gauss_b_width",
+    "gauss_b_d",
+    "gauss_b_n_train",
+    "gauss_b_steps_f",
+    "gauss_b_steps_g",
+    "gauss_b_gamma",
+    "mnist_a_eps",
+    "mnist_a_width",
+    "mnist_a_steps_f",
+    "mnist_a_steps_g",
+    "mnist_a_gamma",
+    "mnist_b_eps",
+    "mnist_b_width",
+    "mnist_b_steps_f",
+    "mnist_b_steps_g",
+    "mnist_b_gamma",
+    "fmnist_a_eps",
+    "fmnist_a_width",
+    "fmnist_a_steps_f",
+    "fmnist_a_steps_g",
+    "fmnist_a_gamma",
+    "fmnist_b_eps",
+    "fmnist_b_width",
+    "fmnist_b_steps_f",
+    "fmnist_b_steps_g",
+    "fmnist_b_gamma",
+]
 
 
 def eps_for_d(c: float, d: int) -> float:
@@ -347,20 +399,22 @@ PAPER_VALUES: dict[str, dict[str, float]] = {
 # ---------------------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class Config:
-    panel: str = ""  # e.g. shifted_gauss_a_eps; --list shows every name
+    panel: Literal["", PanelName] = ""  # the published panel to reproduce, e.g. shifted_gauss_a_eps (--list)
     list: bool = False  # print every panel with its settings and exit
-    panels: tuple[str, ...] = ()  # several panels (or 'all') and the reproduction table OUT/table.{csv,md}
-    seeds: int = 20  # random targets make a seed's agreement bimodal: marginal intervals need many seeds
+    panels: tuple[
+        Literal["all", PanelName], ...
+    ] = ()  # several panels (or all) and the table OUT/table.{csv,md}
+    seeds: int = 20  # seeds per cell, >= 1 (random targets make agreement bimodal: intervals need many)
     data_root: str = ""  # directory of the MNIST / Fashion-MNIST IDX files, or of mnist/ and fmnist/ folders
     # Overrides for smoke tests; the published settings are the defaults (None / empty = published).
-    values: tuple[float, ...] = ()  # the swept values
-    n_train: int | None = None
-    n_test: int | None = None
-    d: int | None = None
-    width: int | None = None  # m of the non-width panels
-    steps: int | None = None  # T_f = T_g where not swept
+    values: tuple[float, ...] = ()  # the panel's swept values (eps: L2 radii); empty: the published ones
+    n_train: int | None = None  # training points N where not swept, >= 1 (none: published)
+    n_test: int | None = None  # held-out test points, >= 1 (none: published)
+    d: int | None = None  # input dimension d of synthetic panels where not swept, >= 1 (none: published)
+    width: int | None = None  # hidden width m of the non-width panels, >= 1 (none: published)
+    steps: int | None = None  # gradient-descent steps T_f = T_g where not swept, >= 1 (none: published)
     # how the sweep runs (as in perturbation-learning)
-    solver: str = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
+    solver: Solver = "auto"  # trainings: auto | autodiff | pattern (ntk_adv.pattern_gd; the same GD iterates)
     # where the cells run and where they are kept (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)
 

@@ -42,13 +42,13 @@ class Config:
     data: DataSpec = field(
         default_factory=lambda: DataSpec("shifted_gauss", n_train=1000, n_test=1000, d=100)
     )
-    width: int = 512
-    seeds: int = 8
-    n_train: tuple[int, ...] = (100, 200, 400, 1000)  # N values of the N sweep (at eps_small)
+    width: int = 512  # hidden width m of f and g, >= 1
+    seeds: int = 8  # number of seeds (initializations and target draws) per cell, >= 2
+    n_train: tuple[int, ...] = (100, 200, 400, 1000)  # training-set sizes N of the N sweep (at eps_small)
     eps: tuple[float, ...] = (0.001, 0.002, 0.004, 0.01, 0.02)  # L2 radii of the eps sweep (at data.n_train)
-    eps_small: float = 0.004  # L2 radius of the N sweep
-    lr: float = 1.0  # lr_f = lr_g, theory preset (plain GD)
-    steps: int = 1000  # T_f = T_g
+    eps_small: float = 0.004  # attack radius of the N sweep, L2 norm, > 0
+    lr: float = 1.0  # learning rate lr_f = lr_g of plain full-batch GD (theory preset), > 0
+    steps: int = 1000  # gradient-descent steps T_f = T_g, >= 1
     # how the perturbation-learning sweeps run (--backend, --workers, --store, --force, --accept-stale)
     run: engine.Execution = field(default_factory=engine.Execution)
 

@@ -51,6 +51,8 @@ __all__ = [
 
 DatasetName = Literal["gauss", "shifted_gauss", "digits", "mnist", "fmnist", "cifar10"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
+SyntheticName = Literal["gauss", "shifted_gauss"]  # the synthetic DATASETS (drawn, with d and shift)
+SYNTHETIC_DATASETS: tuple[str, ...] = get_args(SyntheticName)
 
 MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, pixels in [0, 1]
 FMNIST_MEAN = 0.2860  # same for Fashion-MNIST

@@ -6,19 +6,18 @@ axes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar
 
 import numpy as np
 
 from ntk_adv import engine
-from ntk_adv.data import DataSpec
+from ntk_adv.data import SYNTHETIC_DATASETS, DataSpec, SyntheticName
 from ntk_adv.losses import MARGIN_LOSSES
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
 PARTS = "abcd"
-SyntheticName = Literal["gauss", "shifted_gauss"]  # the synthetic names of ntk_adv.data.DATASETS
-SYNTHETIC: tuple[str, ...] = get_args(SyntheticName)
+SYNTHETIC = SYNTHETIC_DATASETS
 PAPER_EPS = 0.25  # Goodfellow et al. (2015): MNIST pixels in [0, 1], L-inf eps 0.25
 
 

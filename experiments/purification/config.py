@@ -6,6 +6,7 @@ model of the paper), plus the experiment's own settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -13,8 +14,10 @@ from ntk_adv import engine
 from ntk_adv.models import TwoLayerConfig
 from ntk_adv.training import TrainConfig
 
-ADV_ATTACKS = ("fgm", "pgd_l2", "pgd_linf")
-DICTIONARIES = ("orthogonal", "gaussian")
+AdvAttack = Literal["fgm", "pgd_l2", "pgd_linf"]  # the ntk_adv.attacks names adversarial training uses
+Dictionary = Literal["orthogonal", "gaussian"]  # the dictionaries of problem.make_problem
+ADV_ATTACKS: tuple[str, ...] = get_args(AdvAttack)
+DICTIONARIES: tuple[str, ...] = get_args(Dictionary)
 LOSS = "logistic"
 
 
@@ -25,13 +28,13 @@ class SparseCoding:
     y = sign(<w*, z>), w* in {-1, +1}^n_atoms, noise xi ~ N(0, noise^2 I_d); ``n_train`` / ``n_test``
     points."""
 
-    d: int = 32
-    n_atoms: int = 32
-    dictionary: str = "orthogonal"
-    sparsity: int = 3
-    noise: float = 0.01
-    n_train: int = 1000
-    n_test: int = 500
+    d: int = 32  # input dimension d, >= 1
+    n_atoms: int = 32  # dictionary atoms (columns of M), >= 1 (orthogonal: <= d)
+    dictionary: Dictionary = "orthogonal"  # orthogonal: orthonormal columns; gaussian: unit-norm random ones
+    sparsity: int = 3  # nonzero entries of each sparse code z (odd, <= n_atoms), random signs
+    noise: float = 0.01  # standard deviation of the Gaussian noise xi per coordinate, >= 0
+    n_train: int = 1000  # training points N, >= 2
+    n_test: int = 500  # test points, >= 1
 
     def __post_init__(self):
         for name, low in {"d": 1, "n_atoms": 1, "sparsity": 1, "n_train": 2, "n_test": 1}.items():
@@ -78,30 +81,49 @@ class Config:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(loss=LOSS, lr=0.5, steps=1000, record_loss=False)
     )
-    seeds: int = 4
-    seed: int = 0
+    seeds: int = 4  # number of seeds (data draws and initializations), >= 1
+    seed: int = 0  # base seed of the data model and the initializations
     # adversarial training from the clean weights
-    adv_attack: str = "fgm"
-    adv_eps: float = 0.25  # training attack's radius in its norm (fgm, pgd_l2: L2; pgd_linf: L-inf)
-    adv_attack_steps: int = 3
-    adv_lr: float = 0.5
-    adv_steps: int = 2000
-    checkpoints: int = 10
+    adv_attack: AdvAttack = "fgm"  # attack of adversarial training (fgm, pgd_l2: L2; pgd_linf: L-inf)
+    adv_eps: float = 0.25  # training attack's radius in its norm (fgm, pgd_l2: L2; pgd_linf: L-inf), > 0
+    adv_attack_steps: int = 3  # PGD iterations of the training attack (pgd_l2, pgd_linf), >= 1
+    adv_lr: float = 0.5  # learning rate of adversarial training, > 0
+    adv_steps: int = 2000  # gradient-descent steps of adversarial training (a multiple of checkpoints)
+    checkpoints: int = 10  # evaluations along adversarial training (the trajectory), >= 1
     # lazy / NTK regime, kernel and linear references
-    lazy_width: int = 1024
-    lazy_lr: float = 4.0
-    lazy_steps: int = 250
-    kernel_rounds: int = 3
+    lazy_width: int = 1024  # hidden width m of the lazy (NTK-parametrized, init scale 1) nets, >= 1
+    lazy_lr: float = 4.0  # learning rate of the lazy nets' gradient descent, > 0
+    lazy_steps: int = 250  # gradient-descent steps of the lazy nets (clean and adversarial), >= 1
+    kernel_rounds: int = 3  # refits of the kernel predictor on FGM-perturbed training points, >= 1
     # evaluation
-    eps_l2: float = 0.25  # L2 radius of the robust accuracy (untargeted PGD)
-    eps_linf: float = 0.25 / np.sqrt(32)  # L-inf radius of the robust accuracy (default: eps_l2 / sqrt(d))
-    eval_steps: int = 20
-    pure_atoms: int = 1
-    oracle_threshold: float = 0.5
+    eps_l2: float = 0.25  # L2 radius of the robust accuracy (untargeted PGD), > 0
+    eps_linf: float = 0.25 / np.sqrt(
+        32
+    )  # L-inf radius of the robust accuracy, > 0 (default: eps_l2 / sqrt(d))
+    eval_steps: int = 20  # PGD iterations of the robust-accuracy attack (step 2.5 eps / eval_steps), >= 1
+    pure_atoms: int = 1  # atoms a neuron's weight is projected on to measure its purity, 1..n_atoms
+    oracle_threshold: float = (
+        0.5  # bias threshold b of the ideal purified net's neurons relu(<M_j, x> - b), >= 0
+    )
     margin: float = 0.2  # "not robust": robust accuracy more than this below clean accuracy
     robust_margin: float = 0.1  # "robust": robust accuracy within this of clean accuracy
     gap_margin: float = (
         0.1  # "well below": low-complexity models' robust accuracy below the rich net's by this
+    )
+    # set by the experiment: the rich net (standard parametrization, bias, readout trained, scalar output)
+    # trained by plain GD on the logistic loss
+    CLI_HIDE: ClassVar[tuple[str, ...]] = (
+        "net.parametrization",
+        "net.n_out",
+        "net.bias",
+        "net.train_readout",
+        "train.loss",
+        "train.optimizer",
+        "train.momentum",
+        "train.plateau",
+        "train.plateau_factor",
+        "train.plateau_patience",
+        "train.record_loss",
     )
     run: engine.Execution = field(default_factory=engine.Execution)
 

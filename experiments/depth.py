@@ -26,8 +26,9 @@ their verdict counts. Each part is resumable through its own store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -78,6 +79,13 @@ class Config:
     convergence: convergence.Config = field(default_factory=_convergence)
     agreement: pl.Config = field(default_factory=_agreement)
     agreement_balanced: pl.Config = field(default_factory=lambda: replace(_agreement(), targets="balanced"))
+    # each part runs as ``run`` says (its own run is replaced): the parts' execution options are dead
+    CLI_HIDE: ClassVar[tuple[str, ...]] = tuple(
+        f"{part}.run.{f.name}"
+        for part in ("convergence", "agreement", "agreement_balanced")
+        for f in fields(engine.Execution)
+        if f.metadata.get("cli", True)
+    )
     # how the cells run and where they are kept (--backend, --workers, --force, --accept-stale); each part
     # keeps its store under OUT/<part>/store
     run: engine.Execution = field(default_factory=engine.Execution)

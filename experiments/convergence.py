@@ -109,8 +109,8 @@ class Config:
             )
         if self.train.optimizer != "gd" or self.train.plateau:
             raise ValueError(
-                f"the convergence experiment compares against kernel gradient descent: --optimizer must be "
-                f"gd without --plateau, got {self.train.optimizer!r}"
+                f"the convergence experiment compares against kernel gradient descent: train.optimizer "
+                f"must be gd without train.plateau, got {self.train.optimizer!r}"
             )
         if self.net.train_readout or self.net.n_out != 1:
             raise ValueError("the convergence experiment's NTK is the first layer's: a frozen scalar readout")

@@ -87,12 +87,12 @@ class Config:
             )
         if self.train.optimizer != "gd" or self.train.plateau or self.train.steps < 1:
             raise ValueError(
-                "--optimizer gd without --plateau and --steps >= 1: the kernel limit is plain "
+                "train.optimizer gd without train.plateau, and --steps >= 1: the kernel limit is plain "
                 "gradient descent"
             )
         if self.net.train_readout or self.net.n_out != 1:
             raise ValueError(
-                "the experiment trains the first layer of a scalar-output net (--no-train-readout)"
+                "the experiment trains the first layer of a scalar net (net.train_readout False, n_out 1)"
             )
         for name, low in (("n_pairs", 1), ("grid", 1), ("bisection", 0), ("permutations", 1)):
             v = getattr(self, name)

@@ -135,7 +135,7 @@ class Config:
             raise ValueError(f"transfer_floor must lie in [0, 1], got {self.transfer_floor}")
         if self.net.train_readout or self.net.n_out != 1:
             raise ValueError(
-                "the experiment trains the first layer of a scalar-output net (--no-train-readout, --n-out 1)"
+                "the experiment trains the first layer of a scalar net (net.train_readout False, n_out 1)"
             )
         if self.data.name in ("gauss",):
             raise ValueError("dataset 'gauss' has random labels; use a dataset with learnable labels")

@@ -60,6 +60,7 @@ from flax import struct
 
 from ntk_adv import attacks, kernels, limits, models, pattern_gd, validate
 from ntk_adv.arch.base import INF_WIDTH, Architecture
+from ntk_adv.attacks import AttackName
 from ntk_adv.data import DataSpec
 from ntk_adv.losses import Loss
 from ntk_adv.metrics import accuracy, agreement, mean_abs_cosine, relative_gap
@@ -125,7 +126,7 @@ class ProtocolConfig:
     steps_g: int = 100
     scenario: Scenario = "a"
     noise: NoiseKind = "uniform"
-    attack: str = "one_step_l2"
+    attack: AttackName = "one_step_l2"
     eps: float = 1.0
     attack_steps: int = 10
     attack_step_size: float | None = None

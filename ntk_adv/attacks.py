@@ -74,7 +74,6 @@ ATTACKS: tuple[str, ...] = get_args(AttackName)
 
 __all__ = [
     "ATTACKS",
-    "AttackName",
     "NORMS",
     "fgm",
     "fgsm",

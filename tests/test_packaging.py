@@ -59,7 +59,7 @@ def test_installed_wheel_runs_a_command_without_a_top_level_experiments(wheel, t
         "print('MODULES', ntk_adv.__file__, pl.__file__, 'experiments' in sys.modules, code)"
     )
     argv = ["perturbation-learning", "--dataset", "shifted_gauss", "--n-train", "20", "--n-test", "20"]
-    argv += ["--data.d", "4", "--widths", "4", "--no-infinite", "--seeds", "1"]
+    argv += ["--d", "4", "--widths", "4", "--no-infinite", "--seeds", "1"]
     argv += ["--steps-f", "2", "--steps-g", "2", "--no-decision-map", "--quiet", "--out", str(tmp_path / "o")]
     env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     cmd = [sys.executable, "-c", probe, *argv]

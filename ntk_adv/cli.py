@@ -1062,4 +1062,3 @@ __all__ = [
     "source_hash",
     "write_schema",
 ]
-

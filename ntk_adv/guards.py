@@ -131,7 +131,7 @@ class DryRun(Exception):
         else:
             when = f"{_duration(self.seconds)} (from {self.estimate})"
         depends = (
-            f"; {p['depends']} more sweeps depend on earlier sweeps' results and are not counted"
+            f"; plus {p['depends']} sweep(s) not counted: they depend on earlier sweeps' results"
             if p["depends"]
             else ""
         )
@@ -145,7 +145,7 @@ class DryRun(Exception):
     def _line(self) -> str:
         """This sweep's plan as text (no name)."""
         if self.depends:
-            return f"depends on previous sweep: {self.depends}; its cells are known once that is computed"
+            return f"depends on previous sweep: {self.depends}"
         p = self.plan
         why = ", ".join(f"{p[k]} {k}" for k in ("missing", "stale", "corrupt") if p[k]) or "none"
         kept = f", {p['kept']} stale kept (--accept-stale)" if p["kept"] else ""

@@ -20,8 +20,9 @@ groups cells.
   ``run_batch`` must then be a module-level function (it is pickled to the workers).
 * Progress: a tqdm bar on a terminal; off a terminal (a log file, a Slurm job) a plain line every
   ``NTK_ADV_PROGRESS_EVERY`` seconds (default 30) with cells computed, cached and an ETA. ``dry_run=True``
-  raises :class:`DryRun` with the plan instead of computing. Ray tasks ask for one CPU (and one GPU when jax
-  sees one: :func:`ray_resources`).
+  raises :class:`DryRun` with the plan (and an estimated time, :func:`estimate_time`) instead of computing;
+  a command of several sweeps plans them all with a :class:`Planner`. Ray tasks ask for one CPU (and one GPU
+  when jax sees one: :func:`ray_resources`).
 * JAX's persistent compilation cache can be enabled with :func:`enable_compilation_cache` (or
   ``NTK_ADV_JAX_CACHE=DIR`` for the CLI); it is off by default because with jaxlib 0.5.3 an L-BFGS attack
   executable loaded from the cache returned all-zero perturbations.

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ntk_adv import cli as _cli
 
-config_from_args = _cli.config_from_args
 PACKAGE = __package__ or "experiments"
 ROOT = Path(__file__).resolve().parent
 
@@ -33,8 +32,8 @@ GLOSSARY: dict[str, str] = {
     "width": "hidden width m",
     "infinite": "also run the infinite-width (NTK) limit",
     "seeds": "number of seeds (network initializations) per cell",
-    "scenario": "perturbation-learning scenario: a = g sees only perturbations with random target labels, "
-    "b = perturbations of other-class points, c = natural points plus perturbations",
+    "scenario": "what g trains on: a = the perturbations alone (x_adv = eta), b = clean points plus their "
+    "perturbations (x_adv = x + eta), noise = noise points plus perturbations",
     "attack": "how f's adversarial perturbations are made",
     "targets": "target labels of the perturbed points",
     "loss": "training loss",
@@ -117,20 +116,69 @@ def _checkout_cli():
     return importlib.import_module("experiments.cli")
 
 
-def build_parser(selected: str | None = None):
-    """The full parser: every command's options (imports them all), or only ``selected``'s. The ``ntk-adv``
-    script itself builds only the options of the command it runs."""
-    return _cli.build_parser(commands(), selected if selected is not None else tuple(commands()), GLOSSARY)
+# Valid values by option name (the field's leaf name), checked before JAX is imported; a count that must be an
+# integer is also capped at int32 (ntk_adv.guards.INT_MAX).
+RANGES: dict[str, str] = {
+    "lr": "> 0",
+    "lr_f": "> 0",
+    "lr_g": "> 0",
+    "eps": ">= 0",
+    "seeds": ">= 1",
+    "widths": "[1, inf]",  # inf: the infinite-width limit
+    "width": "[1, inf]",
+    "depth": ">= 1",
+    "depths": ">= 1",
+    "n_train": ">= 1",
+    "n_test": ">= 1",
+    "n_kernel": ">= 1",
+    "d": ">= 1",
+    "steps": ">= 0",
+    "steps_f": ">= 0",
+    "steps_g": ">= 0",
+    "gamma": "[0, 1)",
+    "workers": ">= 1",
+    "momentum": "[0, 1)",
+}
+# The figure styles of ``--style`` (ntk_adv.plots.STYLES; named here so that --help imports no matplotlib).
+STYLES = ("neurips", "icml", "iclr", "plain")
+# Options renamed since 0.1 (old flag -> new flag; CHANGELOG.md has the table): a typed old name is refused
+# in one line naming the new one. Dotted paths now shortened (--train.lr -> --lr) are found automatically.
+RENAMED: dict[str, str] = {}
+SCHEMA_FILE = ROOT / "cli_schema.json"
+
+
+def app() -> _cli.App:
+    """This application as the library's CLI sees it."""
+    return _cli.App(
+        commands=commands(),
+        glossary=GLOSSARY,
+        ranges=RANGES,
+        package=PACKAGE,
+        schema_file=SCHEMA_FILE,
+        styles=STYLES,
+        renamed=RENAMED,
+    )
+
+
+def parse_config(command: str, argv: list[str]):
+    """The ``Config`` that ``ntk-adv command argv`` would run (for tests and notebooks)."""
+    spec, values = _cli.parse(app(), command, list(argv))
+    module = importlib.import_module(commands()[command])
+    return _cli.build_config(module.Config, {k: v for k, v in values.items() if not k.startswith("cli:")})
 
 
 def main(argv: list[str] | None = None) -> int:
     """The ``ntk-adv`` console script (``ntk_adv_experiments.cli:main``; ``experiments.cli`` in a
-    checkout)."""
+    checkout). ``--write-schema`` (maintainers) regenerates the shipped option schema, cli_schema.json."""
     try:
         live = _checkout_cli()
         if live is not None:
             return live.main(argv)
-        return _cli.main(argv, commands(), GLOSSARY)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv == ["--write-schema"]:
+            print(f"ntk-adv: wrote {_cli.write_schema(app())}")
+            return 0
+        return _cli.main(argv, app())
     except KeyboardInterrupt:  # before the library's own handler is in place (imports, discovery)
         sys.stderr.write("ntk-adv: interrupted\n")
         return 130

@@ -125,18 +125,22 @@ def main(cfg: Config = Config(), out: str | Path = "figures/depth", *, progress:
     ) -> engine.Execution:  # each part's store in its own folder (OUT/<part>/store by default)
         return replace(cfg.run, store=str(Path(cfg.run.store) / part) if cfg.run.store else "")
 
+    planner = engine.Planner(COMMAND)  # --dry-run: plan all three sweeps, compute nothing
     if progress:
         print(f"depth: convergence at depths {cfg.convergence.depths} -> {out / 'convergence'}")
-    conv = convergence.main(
-        replace(cfg.convergence, run=run("convergence")), out / "convergence", progress=progress
-    )
+    with planner.sweep("convergence"):
+        conv = convergence.main(
+            replace(cfg.convergence, run=run("convergence")), out / "convergence", progress=progress
+        )
     if progress:
         print(f"depth: perturbation learning at depths {cfg.agreement.depth} -> {out / 'agreement'}")
     agr = {}
     for part in ("agreement", "agreement_balanced"):
         if progress:
             print(f"depth: perturbation learning ({part}) at depths {cfg.agreement.depth} -> {out / part}")
-        agr[part] = pl.main(replace(getattr(cfg, part), run=run(part)), out / part, progress=progress)
+        with planner.sweep(part):
+            agr[part] = pl.main(replace(getattr(cfg, part), run=run(part)), out / part, progress=progress)
+    planner.finish()
     panels = {p: read_csv(out / p / "results.csv") for p in agr}
     figures = [
         p.name for p in agreement_vs_depth(panels, out, int(agr["agreement"].get("n_test", 0)) or None)

@@ -123,13 +123,16 @@ def panel_config(name: str, quick: bool, run: engine.Execution | None = None) ->
 def main(cfg: Config = Config(), out: str | Path = "figures", *, progress: bool = True) -> dict:
     out = Path(out)
     done = {}
+    planner = engine.Planner(COMMAND)  # --dry-run: plan every panel's sweeps, compute nothing
     for name in tqdm(cfg.panels, desc="figures: panels", disable=None if progress else True):
-        if name == "targets":
-            tcfg = replace(targets.QUICK_CONFIG if cfg.quick else targets.Config(), run=cfg.run)
-            summary = targets.main(tcfg, out / name, progress=False)
-        else:
-            summary = pl.main(panel_config(name, cfg.quick, cfg.run), out / name, progress=False)
-        done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
+        with planner.sweep(name):
+            if name == "targets":
+                tcfg = replace(targets.QUICK_CONFIG if cfg.quick else targets.Config(), run=cfg.run)
+                summary = targets.main(tcfg, out / name, progress=False)
+            else:
+                summary = pl.main(panel_config(name, cfg.quick, cfg.run), out / name, progress=False)
+            done[name] = {"figures": summary["figures"], "claims": summary["claims"]}
+    planner.finish()
     summary = {
         "experiment": COMMAND,
         **provenance(),

@@ -449,16 +449,19 @@ def main(cfg: Config = Config(), out: str | Path = "runs/ilyas", *, progress: bo
     out = Path(out)
     if cfg.datasets:
         parts = {}
+        planner = engine.Planner(COMMAND)  # --dry-run: plan every data set's sweep, compute nothing
         for name in cfg.datasets:
             if progress:
                 print(f"ilyas: data set {name} -> {out / name}")
-            s = main(cfg.for_dataset(name), out / name, progress=progress)
-            parts[name] = {
-                "summary": f"{name}/summary.json",
-                "headline": s["headline"],
-                "verdicts": s["verdicts"],
-                "figures": [f"{name}/{f}" for f in s["figures"]],
-            }
+            with planner.sweep(name):
+                s = main(cfg.for_dataset(name), out / name, progress=progress)
+                parts[name] = {
+                    "summary": f"{name}/summary.json",
+                    "headline": s["headline"],
+                    "verdicts": s["verdicts"],
+                    "figures": [f"{name}/{f}" for f in s["figures"]],
+                }
+        planner.finish()
         top = {
             "experiment": COMMAND,
             **provenance(),

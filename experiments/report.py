@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import importlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -44,6 +44,7 @@ class Config:
     experiments: tuple[str, ...] = ()  # subset of the reportable commands (e.g. halfway ilyas); empty = all
     quick: bool = False  # each experiment at its smoke-test scale (QUICK_CONFIG): numbers indicative only
     html: bool = False  # also write report.html (sortable verdict table, figures inline, no external assets)
+    dry_run: bool = False  # plan every experiment's sweeps (cells, cached, estimated time), compute nothing
 
     def __post_init__(self):
         known = reportable()
@@ -64,9 +65,11 @@ def scale_of(module, quick: bool):
 
 def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: bool = True) -> dict:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     commands = reportable()
     chosen = cfg.experiments or tuple(commands)
+    if cfg.dry_run:
+        plan(chosen, commands, cfg.quick, out)
+    out.mkdir(parents=True, exist_ok=True)
     sections, table, timings = [], [], {}
     bar = tqdm(chosen, desc="report: experiments", disable=None if progress else True)
     for command in bar:
@@ -107,6 +110,34 @@ def main(cfg: Config = Config(), out: str | Path = "runs/report", *, progress: b
     if progress is not False:
         print(f"{summary['confirmed']}/{summary['total']} predictions confirmed; report: {out / 'report.md'}")
     return summary
+
+
+def with_dry_run(cfg):
+    """``cfg`` with ``dry_run`` set on every execution sub-config (``ntk_adv.engine.Execution``)."""
+    from ntk_adv import engine
+
+    changes = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, engine.Execution):
+            changes[f.name] = replace(v, dry_run=True)
+        elif is_dataclass(v) and not isinstance(v, type):
+            changes[f.name] = with_dry_run(v)
+    return replace(cfg, **changes)
+
+
+def plan(chosen, commands, quick: bool, out: Path):
+    """``--dry-run``: every chosen experiment's sweeps planned at the report's scale (one
+    :class:`ntk_adv.guards.DryRun` holding them all), nothing computed."""
+    from ntk_adv import engine
+
+    planner = engine.Planner(COMMAND)
+    for command in chosen:
+        module = importlib.import_module(commands[command])
+        exp_cfg, _ = scale_of(module, quick)
+        with planner.sweep(command):
+            module.main(with_dry_run(exp_cfg), out / command, progress=False)
+    planner.finish()
 
 
 def claims_of(summary: dict) -> list[dict]:

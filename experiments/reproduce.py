@@ -836,11 +836,14 @@ def run_table(cfg: Config, out: Path, *, progress: bool = True) -> dict:
     """Every panel of ``cfg.panels`` (resumably, each through the store) and the reproduction table."""
     panels = list(PANELS) if cfg.panels == ("all",) else list(cfg.panels)
     results, rows = {}, []
+    planner = engine.Planner(COMMAND)  # --dry-run: plan every panel's sweeps, compute nothing
     for i, panel in enumerate(panels):
         if progress:
             print(f"reproduce: panel {i + 1}/{len(panels)} {panel} -> {out / panel}")
-        results[panel] = run_panel(replace(cfg, panel=panel, panels=()), out / panel, progress=progress)
-        rows += table_rows(results[panel])
+        with planner.sweep(panel):
+            results[panel] = run_panel(replace(cfg, panel=panel, panels=()), out / panel, progress=progress)
+            rows += table_rows(results[panel])
+    planner.finish()
     write_csv(rows, out / "table.csv")
     lines = [
         "# Reproduction table: Kumano, Kera, Yamasaki (NeurIPS 2024) panels",
@@ -881,8 +884,13 @@ def run_panel(cfg: Config, out: Path, *, progress: bool = True) -> dict:
     claims: list[dict] = []
     sweeps = []
     n_test = None
-    for sub, pcfg in cfg.sweep_configs():
-        summary = pl.main(pcfg, out / sub, progress=progress)
+    planner = engine.Planner(COMMAND)  # --dry-run: plan each of the panel's sweeps, compute nothing
+    configs = list(cfg.sweep_configs())
+    for sub, pcfg in configs:
+        with planner.sweep(sub if len(configs) > 1 else ""):
+            summary = pl.main(pcfg, out / sub, progress=progress)
+        if planner.planning:
+            continue
         sub_rows = read_csv(out / sub / "results.csv")
         rows += sub_rows
         n_test = pl.n_test_points(pcfg) if n_test is None else n_test
@@ -892,6 +900,7 @@ def run_panel(cfg: Config, out: Path, *, progress: bool = True) -> dict:
         else:
             claims += summary["claims"]
         sweeps.append(sub)
+    planner.finish()
     settings["n_test"] = n_test
     if settings["n_train"] is None:
         settings["n_train"] = int(data_arrays(pcfg.data)[0].shape[0])  # every point of the split

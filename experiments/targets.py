@@ -207,13 +207,16 @@ def figure(cfg: Config, runs: dict, out: Path, n_points: int) -> list[Path]:
 def main(cfg: Config = Config(), out: str | Path = "runs/targets", *, progress: bool = True) -> dict:
     out = Path(out)
     runs: dict = {}
+    planner = engine.Planner(COMMAND)  # --dry-run: plan every sweep, compute nothing
     for kind in KINDS:
         runs[kind] = {}
         for axis, pcfg in cfg.sweeps(kind).items():
             if progress:
                 print(f"targets: {kind} targets, sweep over {axis} -> {out / f'{kind}_{axis}'}")
-            summary = pl.main(pcfg, out / f"{kind}_{axis}", progress=False)
-            runs[kind][axis] = (summary, read_csv(out / f"{kind}_{axis}" / "results.csv"))
+            with planner.sweep(f"{kind}_{axis}"):
+                summary = pl.main(pcfg, out / f"{kind}_{axis}", progress=False)
+                runs[kind][axis] = (summary, read_csv(out / f"{kind}_{axis}" / "results.csv"))
+    planner.finish()
     n_points = pl.n_test_points(cfg.sweeps("random")["eps"])
     summary = {"experiment": COMMAND, **provenance(), "config": asdict(cfg), "claims": claims(cfg, runs)}
     summary["verdicts"] = verdicts.summarize(summary["claims"])

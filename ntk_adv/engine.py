@@ -20,8 +20,9 @@ groups cells.
   ``run_batch`` must then be a module-level function (it is pickled to the workers).
 * Progress: a tqdm bar on a terminal; off a terminal (a log file, a Slurm job) a plain line every
   ``NTK_ADV_PROGRESS_EVERY`` seconds (default 30) with cells computed, cached and an ETA. ``dry_run=True``
-  raises :class:`DryRun` with the plan instead of computing. Ray tasks ask for one CPU (and one GPU when jax
-  sees one: :func:`ray_resources`).
+  raises :class:`DryRun` with the plan (and an estimated time, :func:`estimate_time`) instead of computing;
+  a command of several sweeps plans them all with a :class:`Planner`. Ray tasks ask for one CPU (and one GPU
+  when jax sees one: :func:`ray_resources`).
 * JAX's persistent compilation cache can be enabled with :func:`enable_compilation_cache` (or
   ``NTK_ADV_JAX_CACHE=DIR`` for the CLI); it is off by default because with jaxlib 0.5.3 an L-BFGS attack
   executable loaded from the cache returned all-zero perturbations.
@@ -36,6 +37,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import json
 import os
 import sys
 import time
@@ -500,6 +502,7 @@ def run_sweep(
     if dry_run:
         n_stale = sum(status[i] == "stale" for _, i in pending)
         n_corrupt = sum(ids[i] in set(corrupt) for _, i in pending)
+        seconds, source = estimate_time(kind, [cell[0] for cell, _ in pending], store)
         raise DryRun(
             kind,
             {
@@ -513,6 +516,8 @@ def run_sweep(
                 "chunks": len(chunks),
                 "backend": backend,
             },
+            seconds=seconds,
+            estimate=source,
         )
     describe = describe or (lambda cfg: repr(batch_key(cfg)))
     tty = sys.stderr.isatty()
@@ -560,6 +565,117 @@ def run_sweep(
         if plain is not None:
             plain.close()
     return [done.get(i) or kept.get(i) or found[i] for i in range(len(cells))]
+
+
+# ------------------------------------------------------------------------------------------- dry runs
+BENCH_ENV = "NTK_ADV_BENCH"
+BENCH_KINDS = ("perturbation_learning",)  # the bench's width sweep times these cells (protocol cells)
+
+
+def bench_file() -> Path:
+    """Where a dry run looks for the bench's result: ``NTK_ADV_BENCH`` (a bench.json or the folder holding
+    it), else ``runs/bench/bench.json`` (``ntk-adv bench``'s default output) under the working directory."""
+    raw = os.environ.get(BENCH_ENV, "").strip()
+    path = Path(raw) if raw else Path("runs") / "bench" / "bench.json"
+    return path / "bench.json" if path.is_dir() else path
+
+
+def _bench_per_cell(kind: str) -> tuple[float, str] | None:
+    """Seconds per cell measured by the bench's engine on its width sweep (cold: compile included, as in a
+    fresh command), for the kinds of cells it times; None without a readable bench result."""
+    if kind not in BENCH_KINDS:
+        return None
+    path = bench_file()
+    try:
+        sweep = json.loads(path.read_text())["width_sweep"]
+        per = float(sweep["engine_cold_s"]) / int(sweep["cells"])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+    if not per > 0 or per == float("inf"):
+        return None
+    return per, (
+        f"the bench: {path}: {per:.3g} s/cell on its width sweep ({sweep['cells']} cells, "
+        f"N={sweep.get('n_train')}, d={sweep.get('d')}, widths {sweep.get('widths')}, compile included)"
+    )
+
+
+def _part(config: Any) -> Any:
+    """What tells cells of one kind apart in cost: a :class:`Unit`'s part (its stored config's ``part``)."""
+    return config.get("part") if isinstance(config, dict) else getattr(config, "part", None)
+
+
+def estimate_time(kind: str, configs: Sequence[Any], store: ResultStore) -> tuple[float | None, str]:
+    """(seconds, where the number comes from) for computing cells of ``configs`` of ``kind``: the bench's
+    per-cell cost where it times this kind of cell (:func:`bench_file`), else the mean recorded time
+    (``elapsed_s``) of the store's records of the same kind and part; ``(None, "no estimate (no timing
+    recorded)")`` without either. Cells of a part with no recorded time are left out and the text says so
+    ("at least")."""
+    if not configs:
+        return 0.0, "nothing to compute"
+    bench = _bench_per_cell(kind)
+    if bench is not None:
+        return bench[0] * len(configs), bench[1]
+    times: dict[Any, list[float]] = {}
+    for path in store.records_dir.glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+            elapsed = rec.get("elapsed_s")
+            if rec.get("kind") == kind and isinstance(elapsed, (int, float)) and elapsed >= 0:
+                times.setdefault(_part(rec.get("config")), []).append(float(elapsed))
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: the sweep itself warns about corrupt records
+    means = {part: sum(ts) / len(ts) for part, ts in times.items()}
+    parts = [_part(cfg) for cfg in configs]
+    known = [means[p] for p in parts if p in means]
+    if not known:
+        return None, "no estimate (no timing recorded)"
+    n = sum(len(times[p]) for p in set(parts) if p in means)
+    text = f"the store's timings: mean recorded time of {n} stored {kind} cells of the same part"
+    if len(known) < len(parts):
+        text += f"; at least: {len(parts) - len(known)} cells of parts with no timing recorded not counted"
+    return sum(known), text
+
+
+class Planner:
+    """Plans every sweep of a command that runs several (``--dry-run``): each sweep runs inside
+    ``with planner.sweep(label):``; under a dry run the sweep raises :class:`DryRun` before any work, the
+    planner keeps it and the command goes on to its next sweep; :meth:`finish`, after the last sweep and
+    before any use of their results, raises one :class:`DryRun` with every plan (nothing computed) - or does
+    nothing when the sweeps ran. A nested command's multi-sweep plan is flattened into this one. A sweep
+    whose cells are chosen from an earlier sweep's results is recorded with :meth:`depends` (when
+    :attr:`planning`, i.e. the earlier sweep only planned). One planner per command call: no global state::
+
+        planner = engine.Planner(COMMAND)
+        for part in parts:
+            with planner.sweep(part):
+                results[part] = sub.main(...)
+        planner.finish()
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.plans: list[DryRun] = []
+
+    @contextlib.contextmanager
+    def sweep(self, label: str = ""):
+        try:
+            yield
+        except DryRun as plan:
+            self.plans.append(plan.labelled(label))
+
+    @property
+    def planning(self) -> bool:
+        """True once a sweep only planned (a dry run): its results do not exist."""
+        return bool(self.plans)
+
+    def depends(self, kind: str, label: str, on: str) -> None:
+        """Record a sweep ``label`` of ``kind`` whose cells depend on ``on`` (an earlier sweep's results)."""
+        self.plans.append(DryRun(kind, {}, depends=on, label=label))
+
+    def finish(self) -> None:
+        """Raise the command's plan (one :class:`DryRun`) if its sweeps planned; else return."""
+        if self.plans:
+            raise DryRun.of(self.kind, self.plans)
 
 
 def _data_stamp(spec: Any) -> tuple:

@@ -47,21 +47,127 @@ class BackendFailure(RuntimeError):
 
 
 class DryRun(Exception):
-    """Raised by :func:`ntk_adv.engine.run_sweep` with ``dry_run=True`` before any work. ``plan`` holds the
-    counts: ``total``; ``fresh`` (in the store and up to date); ``kept`` (stale records kept);
-    ``compute``, of them ``stale``, ``corrupt`` and ``missing``; ``chunks`` and ``backend``. ``str(err)``
-    is the one-line plan the CLI prints (exit 0). Defined here with the CLI's other outcomes."""
+    """Raised by :func:`ntk_adv.engine.run_sweep` with ``dry_run=True`` before any work, and by a command
+    that runs several sweeps once it has planned them all (:class:`ntk_adv.engine.Planner`).
 
-    def __init__(self, kind: str, plan: dict):
-        self.kind, self.plan = kind, plan
-        p = plan
+    One sweep: ``plan`` holds the counts: ``total``; ``fresh`` (in the store and up to date); ``kept`` (stale
+    records kept); ``compute``, of them ``stale``, ``corrupt`` and ``missing``; ``chunks`` and ``backend``.
+    ``seconds`` is the estimated time of the cells to compute (None: no estimate) and ``estimate`` says where
+    it comes from (:func:`ntk_adv.engine.estimate_time`). A sweep whose cells are chosen from an earlier
+    sweep's results cannot be counted without computing: ``depends`` says what it waits for, ``plan`` is
+    empty. ``label`` names the sweep inside its command (a panel, a part).
+
+    Several sweeps (:meth:`of`): ``sweeps`` lists one single-sweep :class:`DryRun` per sweep (nested
+    commands flattened, labels joined with ``/``) and ``plan`` holds the totals (``total``, ``fresh``,
+    ``kept``, ``compute``, ``chunks``; ``unestimated``: sweeps with cells to compute but no estimate;
+    ``depends``: sweeps not counted). ``str(err)`` is the whole plan the CLI prints (exit 0): one line for
+    one sweep, else a line per sweep and a total line. Defined here with the CLI's other outcomes."""
+
+    def __init__(
+        self,
+        kind: str,
+        plan: dict,
+        *,
+        seconds: float | None = None,
+        estimate: str = "",
+        depends: str = "",
+        sweeps: tuple[DryRun, ...] = (),
+        label: str = "",
+    ):
+        self.kind, self.plan, self.sweeps, self.label = kind, plan, tuple(sweeps), label
+        self.seconds, self.estimate, self.depends = seconds, estimate, depends
+        super().__init__(self._text())
+
+    @classmethod
+    def of(cls, kind: str, parts: list[DryRun]) -> DryRun:
+        """The plan of command ``kind`` that runs the sweeps of ``parts`` (single- or multi-sweep plans, in
+        order); a single sweep is returned as it is."""
+        sweeps = tuple(s for p in parts for s in (p.sweeps or (p,)))
+        if len(sweeps) == 1:
+            return sweeps[0]
+        counted = [s for s in sweeps if not s.depends]
+        total = {k: sum(s.plan[k] for s in counted) for k in ("total", "fresh", "kept", "compute", "chunks")}
+        timed = [s for s in counted if s.plan["compute"]]
+        known = [s.seconds for s in timed if s.seconds is not None]
+        total["unestimated"] = len(timed) - len(known)
+        total["depends"] = len(sweeps) - len(counted)
+        sources = sorted({s.estimate.split(":")[0] for s in timed if s.seconds is not None})
+        seconds = sum(known) if known else None
+        return cls(kind, total, seconds=seconds, estimate=", ".join(sources), sweeps=sweeps)
+
+    def labelled(self, label: str) -> DryRun:
+        """This plan with ``label`` put before the labels of its sweeps."""
+        if not label:
+            return self
+        if self.sweeps:
+            return DryRun.of(self.kind, [s.labelled(label) for s in self.sweeps])
+        return DryRun(
+            self.kind,
+            self.plan,
+            seconds=self.seconds,
+            estimate=self.estimate,
+            depends=self.depends,
+            label="/".join(x for x in (label, self.label) if x),
+        )
+
+    def _name(self) -> str:
+        return f"{self.kind} [{self.label}]" if self.label else self.kind
+
+    def _text(self) -> str:
+        if not self.sweeps:
+            return f"{self._name()}: dry run: {self._line()}; nothing computed"
+        p = self.plan
+        lines = [f"{self.kind}: dry run of {len(self.sweeps)} sweeps; nothing computed"]
+        lines += [f"  {s._name()}: {s._line()}" for s in self.sweeps]
+        if not p["compute"]:
+            when = "0 s (nothing to compute)"
+        elif self.seconds is None:
+            when = "no estimate (no timing recorded)"
+        elif p["unestimated"]:
+            when = (
+                f"at least {_duration(self.seconds)} (from {self.estimate}; {p['unestimated']} sweeps with "
+                f"no timing recorded not counted)"
+            )
+        else:
+            when = f"{_duration(self.seconds)} (from {self.estimate})"
+        depends = (
+            f"; plus {p['depends']} sweep(s) not counted: they depend on earlier sweeps' results"
+            if p["depends"]
+            else ""
+        )
+        kept = f", {p['kept']} stale kept (--accept-stale)" if p["kept"] else ""
+        lines.append(
+            f"{self.kind}: total: {p['total']} cells, {p['fresh']} already in the store and fresh{kept}, "
+            f"{p['compute']} to compute in {p['chunks']} chunks; estimated time {when}{depends}"
+        )
+        return "\n".join(lines)
+
+    def _line(self) -> str:
+        """This sweep's plan as text (no name)."""
+        if self.depends:
+            return f"depends on previous sweep: {self.depends}"
+        p = self.plan
         why = ", ".join(f"{p[k]} {k}" for k in ("missing", "stale", "corrupt") if p[k]) or "none"
         kept = f", {p['kept']} stale kept (--accept-stale)" if p["kept"] else ""
-        super().__init__(
-            f"{kind}: dry run: {p['total']} cells, {p['fresh']} already in the store and fresh{kept}, "
-            f"{p['compute']} to compute ({why}) in {p['chunks']} chunks on backend {p['backend']}; nothing "
-            f"computed"
+        if not p["compute"]:
+            when = "0 s (nothing to compute)"
+        elif self.seconds is None:
+            when = self.estimate or "no estimate (no timing recorded)"
+        else:
+            when = f"{_duration(self.seconds)} (from {self.estimate})"
+        return (
+            f"{p['total']} cells, {p['fresh']} already in the store and fresh{kept}, "
+            f"{p['compute']} to compute ({why}) in {p['chunks']} chunks on backend {p['backend']}; "
+            f"estimated time {when}"
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def physical_memory() -> int:

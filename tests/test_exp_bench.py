@@ -170,8 +170,7 @@ def test_quick_and_cli_options():
     quick = bench.Config(quick=True).resolved()
     assert quick.sweep_n < bench.Config().sweep_n and quick.infinite_n < bench.Config().infinite_n
     assert bench.Config(quick=True, steps=7).resolved().steps == 7  # explicit values win over --quick
-    args = cli.build_parser().parse_args(["bench", "--quick", "--sections", "matmul", "paper_sweep"])
-    cfg = cli.config_from_args(args, bench.Config)
+    cfg = cli.parse_config("bench", ["--quick", "--sections", "matmul", "paper_sweep"])
     assert cfg.quick and cfg.sections == ("matmul", "paper_sweep")
     assert (
         bench.train_flops_per_step(2000, 784, 100)

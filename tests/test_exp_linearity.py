@@ -318,11 +318,9 @@ def test_cli_options():
     """One name per quantity: ``--eps`` is the eps grid (L-inf), the execution options are there."""
     from experiments import cli
 
-    parser = cli.build_parser("linearity")
-    args = parser.parse_args(
-        ["linearity", "--eps", "0", "0.3", "--widths", "8", "16", "32", "--backend", "processes"]
+    cfg = cli.parse_config(
+        "linearity", ["--eps", "0", "0.3", "--widths", "8", "16", "32", "--backend", "processes"]
     )
-    cfg = cli.config_from_args(args, linearity.Config)
     assert cfg.eps == (0.0, 0.3) and cfg.widths == (8, 16, 32) and cfg.run.backend == "processes"
     unit = cells.unit(cfg, "d", cfg.data)  # a cell's identity holds what its unit reads, not the execution
     assert unit.settings.run == engine.Execution() and unit.settings.widths == linearity.Config().widths

@@ -153,14 +153,12 @@ def test_decision_map_predictors_are_the_sweeps_cell(tiny_run):
 
 def test_execution_is_the_run_sub_config():
     """--backend/--workers/--store/--force/--accept-stale are the ``run`` sub-config (engine.Execution), with
-    bare aliases."""
-    parser = cli.build_parser("perturbation-learning")
+    their bare names."""
     flags = ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--accept-stale"]
-    args = parser.parse_args(["perturbation-learning", *flags])
-    cfg = cli.config_from_args(args, perturbation_learning.Config)
+    cfg = cli.parse_config("perturbation-learning", flags)
     assert cfg.run == engine.Execution("processes", 3, "S", True, True)
-    args = parser.parse_args(["perturbation-learning", "--run.backend", "ray", "--run.workers", "4"])
-    assert cli.config_from_args(args, perturbation_learning.Config).run == engine.Execution("ray", 4)
+    cfg = cli.parse_config("perturbation-learning", ["--backend", "ray", "--workers", "4"])
+    assert cfg.run == engine.Execution("ray", 4)
 
 
 @pytest.mark.slow

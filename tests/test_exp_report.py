@@ -90,3 +90,14 @@ def test_report_html_is_self_contained_escaped_and_sortable(tmp_path):
     assert page.count("<script>") == 1 and 'addEventListener("click"' in page
     assert "<th>experiment</th><th>claim</th>" in page
     assert not report.Config().html
+
+
+def test_report_dry_run_plans_every_experiment_and_computes_nothing(tmp_path, capsys):
+    from experiments import cli
+
+    argv = ["report", "--quick", "--experiments", "convergence", "linearity", "--dry-run"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "convergence [convergence]" in out and "linearity [linearity/" in out and "report: total:" in out
+    assert not (tmp_path / "report.md").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no record, no figure

@@ -96,7 +96,7 @@ def test_execution_options_reach_every_sweep():
     sub-config) and hands them to every sweep of the panel (one per d on a d panel)."""
     argv = ["reproduce", "--panel", "shifted_gauss_a_d", "--values", "10", "40"]
     argv += ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--accept-stale"]
-    cfg = cli.config_from_args(cli.build_parser("reproduce").parse_args(argv), reproduce.Config)
+    cfg = cli.parse_config("reproduce", argv[1:])
     assert cfg.run == engine.Execution("processes", 3, "S", True, True)
     subs = cfg.sweep_configs()
     assert len(subs) == 2 and all(c.run == cfg.run for _, c in subs)

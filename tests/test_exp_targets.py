@@ -49,9 +49,8 @@ def test_bad_options_are_named():
 def test_execution_options_reach_every_sweep():
     """targets takes perturbation-learning's --backend/--workers/--store/--force/--accept-stale (its ``run``
     sub-config) and hands them to each of its four sweeps; --eps is the eps sweep's grid."""
-    argv = ["targets", "--backend", "processes", "--workers", "3", "--store", "S", "--force"]
-    argv += ["--eps", "0.1,1"]
-    cfg = cli.config_from_args(cli.build_parser("targets").parse_args(argv), targets.Config)
+    argv = ["--backend", "processes", "--workers", "3", "--store", "S", "--force", "--eps", "0.1", "1"]
+    cfg = cli.parse_config("targets", argv)
     assert cfg.run == engine.Execution("processes", 3, "S", force=True) and cfg.eps == (0.1, 1.0)
     assert all(c.run == cfg.run for kind in targets.KINDS for c in cfg.sweeps(kind).values())
 

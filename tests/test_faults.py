@@ -579,7 +579,7 @@ def test_valid_inputs_still_work_and_nan_is_never_a_class_under_jit():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["convergence", "--n-kernel", "0"], "--n-kernel must be >= 1, got 0"),
+        (["convergence", "--n-kernel", "0"], "--n-kernel 0 is out of range: expected >= 1"),
         (["convergence", "--n-kernel", "500", "--n-train", "30"], "--n-kernel 500 exceeds the --n-train 30"),
         (["convergence", "--widths", "64", "--seeds", "4"], ">= 2 distinct --widths"),
         (["convergence", "--widths", "64", "128", "--seeds", "1"], r">= 3 \(width, seed\) points"),
@@ -591,7 +591,7 @@ def test_valid_inputs_still_work_and_nan_is_never_a_class_under_jit():
         ),
         (
             ["convergence", "--data-seed", str(10**23)],
-            r"--data-seed: 1000+ is out of range: integer options take at most 2147483647",
+            r"--data-seed 1000+ is out of range: integer options take at most 2147483647",
         ),
         # a swept --n-train is the value every data step reads, checked before any cell (not the default 200)
         (["perturbation-learning", "--n-train", "500"], r"--n-train 500: n_train must be in \[1, 252\]"),

@@ -294,8 +294,8 @@ def test_the_default_plan_of_every_command_fits():
     from ntk_adv import cli as lib_cli
     from ntk_adv import guards
 
-    for name, module in cli.commands().items():
-        spec = lib_cli.command_specs(module, cli.GLOSSARY, name)
+    for name in cli.commands():
+        spec = lib_cli.load_command_spec(cli.app(), name)
         opts = {o["dest"]: o["default"] for o in spec["options"]}
         guards.check_plan(opts, max_memory_gb=16.0)  # a 16 GB machine runs every default
 
@@ -354,18 +354,18 @@ def test_a_wrong_shape_option_cache_is_rebuilt(tmp_path, monkeypatch, capsys):
     from ntk_adv import cli as lib_cli
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    module = cli.commands()["demo"]
-    path = lib_cli._cache_dir() / f"{module}-{lib_cli._source_version(module)}.json"
+    monkeypatch.setattr(cli, "SCHEMA_FILE", tmp_path / "absent.json")  # as after an edit: the cache answers
+    path = lib_cli._cache_dir() / f"demo-{lib_cli.source_hash(cli.PACKAGE)}.json"
     path.parent.mkdir(parents=True)
     for bad in ([], {"options": 3, "out": "x"}, {"options": [{"dest": "eps"}], "out": "x"}, "x", None):
         path.write_text(json.dumps(bad))
         with pytest.raises(SystemExit) as exit_:
             cli.main(["demo", "--help"])
         assert exit_.value.code == 0 and "--eps" in capsys.readouterr().out
-        assert lib_cli._valid_spec(json.loads(path.read_text()))  # rebuilt
+        assert lib_cli.valid_command_spec(json.loads(path.read_text()))  # rebuilt
 
 
-@pytest.mark.parametrize("where", ["build_parser", "check_plan", "output_lock", "main"])
+@pytest.mark.parametrize("where", ["parse", "check_plan", "output_lock", "main"])
 def test_ctrl_c_anywhere_is_one_line_and_exit_130(where, monkeypatch, capsys, tmp_path):
     import contextlib
 

@@ -27,7 +27,7 @@ ARGS = [
     "shifted_gauss",
     "--n-train",
     "24",
-    "--data.n-test",
+    "--n-test",
     "16",
     "--d",
     "8",

@@ -72,16 +72,29 @@ def main(cfg: Config = Config(), out: str | Path = "runs/intriguing", *, progres
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     per_seed, coupled = units.cells(cfg)
-    cell_rows = engine.run_rows(per_seed, **options)
+    planner = engine.Planner(COMMAND)  # --dry-run: plan every sweep, compute nothing
+    cell_rows: list[dict] = []
+    with planner.sweep("per-seed units"):
+        cell_rows += engine.run_rows(per_seed, **options)
     if coupled:
-        cell_rows += engine.run_rows(coupled, seed_column=None, **options)
+        with planner.sweep("coupled units"):
+            cell_rows += engine.run_rows(coupled, seed_column=None, **options)
     timings["nets_limit_probes"] = time.perf_counter() - tick
     tick = time.perf_counter()
     sources = []
-    if "c" in parts:
+    if "c" in parts and planner.planning:  # the transfer cells are chosen from the units' rows
+        n = len(units.attacked_widths(cfg)) + 1
+        planner.depends(
+            COMMAND,
+            "transfer",
+            f"{n} cells (one per attacked width and the limit) that carry the per-seed units' attacks: how "
+            "many are in the store is known once those are computed",
+        )
+    elif "c" in parts:
         sources = transfer.sources(cell_rows)
         cell_rows += engine.run_rows(units.transfer_cells(cfg, sources), seed_column=None, **options)
         timings["transfer"] = time.perf_counter() - tick
+    planner.finish()
     rows, probe_out, lazy, mnist_meta = assemble(cfg, cell_rows, sources)
 
     summary: dict = {

@@ -76,8 +76,15 @@ def main(cfg: Config = Config(), out: str | Path = "runs/linearity", *, progress
     }
     seeded, whole = cells.plan(cfg)
     options = dict(run=cells.run_unit, kind=COMMAND, progress=progress, **cfg.run.sweep_options(out))
-    found = engine.run_rows(seeded, **options) if seeded else []
-    found += engine.run_rows(whole, seed_column=None, **options) if whole else []
+    planner = engine.Planner(COMMAND)  # --dry-run: plan both sweeps, compute nothing
+    found: list[dict] = []
+    if seeded:
+        with planner.sweep("per-seed units"):
+            found += engine.run_rows(seeded, **options)
+    if whole:
+        with planner.sweep("whole units"):
+            found += engine.run_rows(whole, seed_column=None, **options)
+    planner.finish()
     found = [_columns(r) for r in found]
 
     rows: list[dict] = []

@@ -24,42 +24,6 @@ from ntk_adv import cli as _cli
 PACKAGE = __package__ or "experiments"
 ROOT = Path(__file__).resolve().parent
 
-# One-line help for fields whose config carries no comment (a field's own ``# comment`` wins).
-GLOSSARY: dict[str, str] = {
-    "eps": "perturbation size(s), L2 norm of each perturbation",
-    "eps_grid": "perturbation sizes, L2 norm",
-    "widths": "hidden widths m of the finite networks",
-    "width": "hidden width m",
-    "infinite": "also run the infinite-width (NTK) limit",
-    "seeds": "number of seeds (network initializations) per cell",
-    "scenario": "what g trains on: a = the perturbations alone (x_adv = eta), b = clean points plus their "
-    "perturbations (x_adv = x + eta), noise = noise points plus perturbations",
-    "attack": "how f's adversarial perturbations are made",
-    "targets": "target labels of the perturbed points",
-    "loss": "training loss",
-    "preset": "training hyper-parameter preset",
-    "parametrization": "network parametrization (standard or NTK)",
-    "centered": "centre the networks at initialization (f_0 = 0)",
-    "lr": "learning rate (gradient descent step)",
-    "lr_f": "learning rate(s) of f",
-    "lr_g": "learning rate(s) of g",
-    "steps": "gradient-descent steps",
-    "steps_f": "training steps T_f of f",
-    "steps_g": "training steps T_g of g",
-    "gamma": "leaky-ReLU slope gamma in [0, 1)",
-    "solver": "trainings: auto | autodiff | pattern (the same gradient-descent iterates)",
-    "backend": "where cells run: inprocess, processes (a local pool) or ray (local or a cluster)",
-    "workers": "number of parallel workers (processes or Ray tasks)",
-    "force": "recompute cells already in the store",
-    "accept_stale": "keep stored cells computed by other code or on other data (rows marked 'stale')",
-    "store": "result store directory (default: OUT/store)",
-    "decision_map": "also draw decision maps in the class-mean plane",
-    "quick": "small smoke-test version of the run",
-    "n_kernel": "points used for the kernel comparison",
-    "bias": "networks with a bias term",
-}
-
-
 _COMMAND = re.compile(r"""^COMMAND\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.M)
 _CONFIG = re.compile(r"^(class Config\b|Config\s*=|from \S+ import .*\bConfig\b)", re.M)
 _MAIN = re.compile(r"^(def main\(|main\s*=|from \S+ import .*\bmain\b)", re.M)
@@ -151,7 +115,6 @@ def app() -> _cli.App:
     """This application as the library's CLI sees it."""
     return _cli.App(
         commands=commands(),
-        glossary=GLOSSARY,
         ranges=RANGES,
         package=PACKAGE,
         schema_file=SCHEMA_FILE,

@@ -17,7 +17,7 @@ the command's tree, else its dotted path (``--agreement.widths``); a config clas
 ``CLI_ALIASES`` class variable (:class:`ntk_adv.data.DataSpec`: ``--dataset``, ``--data-seed``,
 ``--data-root``) and hide the ones its command sets itself in ``CLI_HIDE`` (dotted paths relative to that
 class; a nested ``net.width`` overwritten by ``--widths`` is no option). The help is the field's trailing
-``# comment`` (or the string literal after it), else the application's glossary entry for the name; the
+``# comment`` (or the whole-line comments above it, or the string literal after it); the
 valid range (``lr > 0``) comes from the application's range table by name.
 
 Describing the options needs the config classes, and importing them imports JAX (seconds). So the options
@@ -253,12 +253,10 @@ def in_range(v: float, rng: str) -> bool:
     return (low < v or (lo_in and v == low)) and (v < high or (hi_in and v == high))
 
 
-def option_specs(
-    config_cls: type, glossary: Mapping[str, str] | None = None, ranges: Mapping[str, str] | None = None
-) -> dict:
+def option_specs(config_cls: type, ranges: Mapping[str, str] | None = None) -> dict:
     """``{"options": [...], "groups": {dest: doc}}`` of ``config_cls``. An option is a JSON-able dict:
     dest (dotted field path), flag, kind/base/optional/choices, default, help and range (or None)."""
-    glossary, ranges = glossary or {}, ranges or {}
+    ranges = ranges or {}
     items = list(_leaves(config_cls, config_cls()))
     leaves = [x for x in items if x[0] != "group"]
     counts = Counter(short for _, short, *_ in leaves)
@@ -274,7 +272,7 @@ def option_specs(
                 "flag": _flag(name),
                 **_describe_type(tp),
                 "default": _jsonable(value),
-                "help": doc or glossary.get(dest, glossary.get(leaf, "")),
+                "help": doc,
                 "range": ranges.get(leaf),
             }
         )
@@ -333,13 +331,12 @@ def default_out(module, name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class App:
-    """What the application hands to :func:`main`: its commands, the glossary (help by option name), the
-    range table (valid values by option name, e.g. ``{"lr": "> 0"}``), its package name, the schema file it
-    ships, the figure styles (``--style``) and options renamed since an earlier release (old flag -> new
-    flag, for a one-line hint)."""
+    """What the application hands to :func:`main`: its commands, the range table (valid values by option
+    name, e.g. ``{"lr": "> 0"}``), its package name, the schema file it ships, the figure styles
+    (``--style``) and options renamed since an earlier release (old flag -> new flag, for a one-line
+    hint)."""
 
     commands: Commands
-    glossary: Mapping[str, str]
     ranges: Mapping[str, str]
     package: str
     schema_file: Path
@@ -356,7 +353,7 @@ def command_spec(app: App, name: str) -> dict:
         "summary": summary,
         "doc": doc,
         "out": default_out(module, name),
-        **option_specs(module.Config, app.glossary, app.ranges),
+        **option_specs(module.Config, app.ranges),
     }
 
 

@@ -107,7 +107,7 @@ RANGES: dict[str, str] = {
 STYLES = ("neurips", "icml", "iclr", "plain")
 # Options renamed since 0.1 (old flag -> new flag; CHANGELOG.md has the table): a typed old name is refused
 # in one line naming the new one. Dotted paths now shortened (--train.lr -> --lr) are found automatically.
-RENAMED: dict[str, str] = {}
+RENAMED: dict[str, str] = {"--eps-rel": "--eps", "--eps-grid": "--eps"}
 SCHEMA_FILE = ROOT / "cli_schema.json"
 
 

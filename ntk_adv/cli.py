@@ -77,7 +77,7 @@ from ntk_adv.guards import _role as _count_role
 
 Commands = Mapping[str, str]  # subcommand -> importable module with COMMAND, Config and main
 
-SCHEMA_VERSION = 5  # bump when the schema's shape changes
+SCHEMA_VERSION = 6  # bump when the schema's shape changes
 RAY_ADDRESS_HELP = (
     "address HOST:PORT of a running Ray cluster (also RAY_ADDRESS with --backend ray); implies --backend "
     "ray. Workers get ntk_adv via the Ray runtime_env; file data must sit on a path all nodes share"
@@ -217,6 +217,7 @@ def _leaves(cls: type, default, prefix: str = "", hidden: frozenset = frozenset(
             continue
         path = prefix + f.name
         if path in hide:
+            yield ("hidden", path, "")
             continue
         value = getattr(default, f.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -258,7 +259,7 @@ def option_specs(config_cls: type, ranges: Mapping[str, str] | None = None) -> d
     dest (dotted field path), flag, kind/base/optional/choices, default, help and range (or None)."""
     ranges = ranges or {}
     items = list(_leaves(config_cls, config_cls()))
-    leaves = [x for x in items if x[0] != "group"]
+    leaves = [x for x in items if x[0] not in ("group", "hidden")]
     counts = Counter(short for _, short, *_ in leaves)
     reserved = {f.lstrip("-").replace("-", "_") for f in COMMON.values()}
     options = []
@@ -277,7 +278,10 @@ def option_specs(config_cls: type, ranges: Mapping[str, str] | None = None) -> d
             }
         )
     groups = {dest: doc for kind, dest, doc in (x for x in items if x[0] == "group")}
-    return {"options": options, "groups": groups}
+    taken = {o["flag"] for o in options}
+    gone = [x[1] for x in items if x[0] == "hidden"]
+    hidden = sorted(({_flag(d) for d in gone} | {_flag(d.rsplit(".", 1)[-1]) for d in gone}) - taken)
+    return {"options": options, "groups": groups, "hidden": hidden}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -386,6 +390,8 @@ def valid_command_spec(spec) -> bool:
     if not isinstance(spec, dict) or not isinstance(spec.get("out"), str):
         return False
     if not isinstance(spec.get("groups"), dict) or not isinstance(spec.get("summary"), str):
+        return False
+    if not isinstance(spec.get("hidden"), list):
         return False
     options = spec.get("options")
     return isinstance(options, list) and all(
@@ -647,6 +653,8 @@ def _check_renamed(argv: list[str], spec: dict, app: App, prog: str) -> None:
         new = by_dest.get(typed) or app.renamed.get(typed)
         if new and new in flags:
             raise UsageError(f"{typed} is now {new} (CHANGELOG.md, renamed options)")
+        if typed in spec.get("hidden", ()):
+            raise UsageError(f"{typed} is no option of {prog}: the command sets it itself (CHANGELOG.md)")
 
 
 def config_file_args(path: Path, spec: dict, command: str) -> list[str]:

@@ -26,6 +26,9 @@ def test_help_lists_subcommands(capsys):
         (["demo", "--lr-f", "-1"], "--lr-f -1.0 is out of range: expected > 0"),
         (["demo", "--widht", "10"], "did you mean --widths?"),
         (["convergence", "--train.lr", "0.1"], "--train.lr is now --lr"),
+        (["halfway", "--eps-rel", "0.1"], "--eps-rel is now --eps"),
+        (["convergence", "--optimizer", "sgd"], "--optimizer is no option of ntk-adv convergence"),
+        (["demo", "--data.d", "4"], "--data.d is no option of ntk-adv demo"),
         (["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "/nonexistent/dir"),
     ],
 )

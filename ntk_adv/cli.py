@@ -467,10 +467,13 @@ def _pytype(o: dict):
 
 
 def _help(o: dict) -> str:
-    text = o["help"].rstrip(".") if o["help"] else ""
-    if o["range"]:
-        text += f" (valid: {o['range']})"
-    return text
+    return o["help"].rstrip(".") if o["help"] else ""
+
+
+def _hint(o: dict):
+    """The ``(default: ...; valid: ...)`` tail of an option's help (an empty tuple's default reads none)."""
+    valid = f"; valid: {o['range']}" if o["range"] else ""
+    return lambda default: f"(default: {default.strip() or 'none'}{valid})"
 
 
 def _default(o: dict):
@@ -499,7 +502,8 @@ def _synthesize(cls_name: str, spec: dict, app: App) -> type:
                 ann = typing.Annotated[sub, tyro.conf.OmitArgPrefixes, tyro.conf.arg(help=doc)]
                 fields.append((key, ann, dataclasses.field(default_factory=sub)))
             else:
-                ann = typing.Annotated[_pytype(val), tyro.conf.arg(name=val["flag"][2:], help=_help(val))]
+                arg = tyro.conf.arg(name=val["flag"][2:], help=_help(val), help_behavior_hint=_hint(val))
+                ann = typing.Annotated[_pytype(val), arg]
                 meta = {"dest": val["dest"]}
                 fields.append((key, ann, dataclasses.field(default=_default(val), metadata=meta)))
         made = dataclasses.make_dataclass(name, fields, frozen=True)

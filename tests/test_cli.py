@@ -103,7 +103,7 @@ def test_help_lines_come_from_the_config(capsys):
     out = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "L2 norm" in out and "--dataset {gauss,shifted_gauss,digits,mnist,fmnist,cifar10}" in out
     assert "--ray-address" in out and "--backend {inprocess,processes,ray}" in out and "--store" in out
-    assert "--lr-f [FLOAT [FLOAT ...]]" in out and "(valid: > 0)" in out
+    assert "--lr-f [FLOAT [FLOAT ...]]" in out and "valid: > 0)" in out
 
 
 def test_choices_are_enforced_by_name(capsys):

@@ -337,6 +337,7 @@ def claims(summary: dict, depth: int | None = None) -> list[verdicts.Claim]:
     return out
 
 
+@plots.styled
 def plot(rows, summary, out: Path) -> list[Path]:
     """One panel per depth: the three errors vs width (log-log) with intervals over seeds and the theory's
     slope -1/2 as a line."""

@@ -349,6 +349,7 @@ def _legend(axes) -> None:
     )
 
 
+@plots.styled
 def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     colors = TARGET_COLORS
@@ -375,6 +376,7 @@ def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_cl
     return plots.save(fig, out, "ilyas_vs_depth")
 
 
+@plots.styled
 def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     scen = h["scenario"]

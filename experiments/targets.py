@@ -171,6 +171,7 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
     return out
 
 
+@plots.styled
 def figure(cfg: Config, runs: dict, out: Path, n_points: int) -> list[Path]:
     fig, axes = plots.new_figure(2, 3.4, 3.0)
     for ax, (axis, col, label) in zip(

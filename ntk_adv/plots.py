@@ -102,7 +102,9 @@ def _venue(name: str) -> tuple[float, float, dict]:
     return float(column), float(text), rc
 
 
-_ACTIVE_STYLE: contextvars.ContextVar[str] = contextvars.ContextVar("ntk_adv_plots_style", default=DEFAULT_STYLE)
+_ACTIVE_STYLE: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "ntk_adv_plots_style", default=DEFAULT_STYLE
+)
 
 
 def style_rc(name: str | None = None) -> dict:
@@ -240,7 +242,7 @@ def paper_fonts(fig) -> None:
         # a title wider than its axes would widen the saved (tight) figure past the column: wrap it
         width_pt = ax.get_position().width * fig.get_size_inches()[0] * 72
         chars = max(int(width_pt / (0.5 * title_size)), 20)
-        if len(ax.get_title()) > chars:
+        if len(ax.get_title()) > chars and "$" not in ax.get_title():  # (never split a formula)
             ax.set_title(textwrap.fill(" ".join(ax.get_title().split()), chars))
         ax.xaxis.label.set_fontsize(label_size)
         ax.yaxis.label.set_fontsize(label_size)
@@ -263,18 +265,29 @@ def paper_fonts(fig) -> None:
 
 
 def legend_below(ax, ncol: int = 2, **kw):
-    """The legend under the axes (outside the data), ``ncol`` columns."""
+    """The legend under the axes (outside the data, below the tick labels and the x label), ``ncol``
+    columns."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
+    rc = style_rc()
     if max(len(t) for t in labels) > 28:  # long labels side by side would widen the figure past the column
         ncol = 1
+    # clear the x tick labels and the x label: their heights in points, in units of the legend's font size
+    clear_pt = (
+        rc.get("xtick.major.size", plt.rcParams["xtick.major.size"])
+        + plt.rcParams["xtick.major.pad"]
+        + 1.3 * rc["xtick.labelsize"]
+        + plt.rcParams["axes.labelpad"]
+        + 1.6 * rc["axes.labelsize"]
+    )
     return ax.legend(
         handles,
         labels,
         frameon=False,
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.22),
+        bbox_to_anchor=(0.5, 0.0),
+        borderaxespad=clear_pt / rc["legend.fontsize"],
         ncol=min(ncol, len(handles)),
         **kw,
     )

@@ -255,7 +255,10 @@ def test_labels_never_raw_field_names(rows):
     plots.paper_fonts(ax2.figure)
     assert ax2.get_xlabel() == r"training points $N$"
     legend = ax.get_legend()
-    assert legend is not None and legend.get_bbox_to_anchor().bounds[1] < ax.get_window_extent().bounds[1]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert legend is not None and legend.get_window_extent(renderer).y1 < ax.get_window_extent().y0
 
 
 def test_factor_spaced_axes_are_logarithmic(rows):

@@ -25,6 +25,7 @@ def plot(rows, summary, out: Path) -> list[Path]:
     return paths
 
 
+@plots.styled
 def _distortion(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     fig, (ax1, ax2) = plots.new_figure(2, 3.8, 3.0)
@@ -61,10 +62,10 @@ def _distortion(rows, summary, out: Path) -> list[Path]:
     ax2.set_xlabel("weight decay lambda (anchored at init)")
     ax2.set_title("(a) distortion and clean error vs weight decay")
     ax2.legend(frameon=False)
-    fig.tight_layout()
     return plots.save(fig, out, "intriguing_distortion")
 
 
+@plots.styled
 def _noise(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     fig, (ax,) = plots.new_figure(1, 4.2, 3.1)
@@ -108,6 +109,7 @@ def _noise(rows, summary, out: Path) -> list[Path]:
     return plots.save(fig, out, "intriguing_noise")
 
 
+@plots.styled
 def _transfer(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     sub = select(rows, part="c", metric="transfer")
@@ -143,10 +145,10 @@ def _transfer(rows, summary, out: Path) -> list[Path]:
     ax.set_ylabel(f"transfer error of x + {cfg['amplify']:g} eta")
     ax.set_title("(c) transfer vs width")
     ax.legend(frameon=False, fontsize=6)
-    fig.tight_layout()
     return plots.save(fig, out, "intriguing_transfer")
 
 
+@plots.styled
 def _probes(rows, summary, out: Path, parts) -> list[Path]:
     cfg = summary["config"]
     panels = [p for p in ("d", "e") if p in parts]
@@ -187,5 +189,4 @@ def _probes(rows, summary, out: Path, parts) -> list[Path]:
             ax.set_ylabel(r"$\|W\|_2\,\|a\|_2$ / mean $\|\nabla_x f\|_2$")
             ax.set_title("(e) operator-norm Lipschitz bound / true")
         ax.legend(frameon=False, fontsize=6, loc="lower left" if part == "d" else "upper left")
-    fig.tight_layout()
     return plots.save(fig, out, "intriguing_probes")

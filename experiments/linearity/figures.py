@@ -27,6 +27,7 @@ def plot(rows, summary, out: Path) -> list[Path]:
     return paths
 
 
+@plots.styled
 def _plot_dimension(rows, summary, out: Path) -> list[Path]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import ScalarFormatter
@@ -84,10 +85,10 @@ def _plot_dimension(rows, summary, out: Path) -> list[Path]:
     ax2.set_ylabel("FGSM change / random-sign change")
     ax2.set_title("(a) ratio")
     ax2.legend(frameon=False)
-    fig.tight_layout()
     return plots.save(fig, out, "linearity_dimension")
 
 
+@plots.styled
 def _plot_rays(rows, summary, out: Path) -> list[Path]:
     fig, (ax1, ax2, ax3) = plots.new_figure(3, 3.4, 3.0)
     widths = sorted({r["width"] for r in select(rows, part="b", model="net", metric="ray_kinks")})
@@ -137,10 +138,10 @@ def _plot_rays(rows, summary, out: Path) -> list[Path]:
         fontsize=7,
     )
     ax3.legend(frameon=False)
-    fig.tight_layout()
     return plots.save(fig, out, "linearity_ray")
 
 
+@plots.styled
 def _plot_fgsm(rows, summary, out: Path, parts) -> list[Path]:
     cfg = summary["config"]
     panels = [p for p in ("c", "d") if p in parts]
@@ -224,5 +225,4 @@ def _plot_fgsm(rows, summary, out: Path, parts) -> list[Path]:
         ax.set_ylabel("FGSM test error")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(frameon=False, loc="upper left", fontsize=6)
-    fig.tight_layout()
     return plots.save(fig, out, "linearity_fgsm")

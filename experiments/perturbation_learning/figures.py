@@ -28,6 +28,7 @@ AXIS_LABELS = {
 AGREEMENT_LABEL = "agreement of sign f and sign g"
 
 
+@plots.styled
 def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
     """Measured points with 95% intervals (in [0, 1]) beside the theory's predicted lines: agreement vs width
     (predicted per width, centred limit dotted), vs each swept axis (predicted per width), the cosine of the
@@ -141,6 +142,7 @@ def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
     return np.mean(curves, axis=0)
 
 
+@plots.styled
 def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
     """Relative output gap of finite f and g to their same-init limits vs width m (log-log), with the fitted
     slope and its 95% interval in the legend and the predicted m^(-1/2) as a dashed line."""

@@ -33,10 +33,11 @@ METRIC_LABELS = {
 def plot(rows, neuron_rows, summary, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    with plt.rc_context(plots.PAPER_RC):
+    with plots.style(plots.active_style()):
         return _plot(plt, rows, neuron_rows, summary, out)
 
 
+@plots.styled
 def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     fig, (ax_acc, ax_hist, ax_traj) = plots.new_figure(3, 3.6, 2.9)
@@ -127,5 +128,4 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
         f"k={cfg['data']['sparsity']}, width {cfg['net']['width']}, {cfg['seeds']} seeds",
         fontsize=9,
     )
-    fig.tight_layout()
     return plots.save(fig, out, "purification")

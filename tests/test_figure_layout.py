@@ -151,7 +151,7 @@ def legends_over_data(fig) -> list[str]:
 # ------------------------------------------------------------------------------------------- rendering
 @pytest.fixture
 def captured(monkeypatch, tmp_path):
-    """Replace ``plots.save``: apply the style's fonts (as ``save`` does), keep (name, figure), write nothing."""
+    """Replace ``plots.save``: apply the style's fonts (as ``save`` does), keep (name, figure); no files."""
     figs = []
 
     def fake_save(fig, out, name):

@@ -227,7 +227,8 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
             points=proj,
             labels=np.asarray(y),
             contours=contours,
-            title=(r"$m = \infty$" if is_infinite(width) else f"$m = {width}$")
+            title=f"{cfg.data.name.replace('_', ' ')}: "
+            + (r"$m = \infty$" if is_infinite(width) else f"$m = {width}$")
             + rf", $\varepsilon = {c.eps:g}$ ($\ell_2$), seed 0, "
             + rf"$\overline{{y_\mathrm{{adv}}}} = {mean_yadv:+.3f}$",
         )

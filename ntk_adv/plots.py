@@ -5,8 +5,9 @@ mean over seeds with a shaded 95% interval (the intervals of :mod:`ntk_adv.verdi
 proportions the bootstrap over seeds widened to Student-t, or the two-stage bootstrap over seeds and test
 points when their number is given - always inside [0, 1]), the
 theoretical value (or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every
-figure is saved as PNG and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels:
-:data:`TEXT_WIDTH`) with 8-9 pt fonts and TrueType (Type 42) fonts in the PDF.
+figure is saved as PNG and PDF in a venue style (:func:`style`, :data:`STYLES`: tueplots' NeurIPS, ICML and
+ICLR bundles and a plain one; default NeurIPS) at the venue's column width (one panel) or text width (several
+panels), with its font sizes, mathtext labels and TrueType (Type 42) fonts in the PDF.
 
 Importing this module selects no backend: figures are :class:`matplotlib.figure.Figure` objects drawn without
 pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).

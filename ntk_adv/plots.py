@@ -265,10 +265,13 @@ def paper_fonts(fig) -> None:
             t.set_fontsize(legend_size)
 
 
-def legend_below(ax, ncol: int = 2, **kw):
+def legend_below(ax, ncol: int = 2, *, handles=None, **kw):
     """The legend under the axes (outside the data, below the tick labels and the x label), ``ncol``
-    columns."""
-    handles, labels = ax.get_legend_handles_labels()
+    columns; ``handles``: explicit legend handles (default: the labelled artists of ``ax``)."""
+    if handles is not None:
+        labels = [h.get_label() for h in handles]
+    else:
+        handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
     rc = style_rc()

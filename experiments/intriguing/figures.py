@@ -171,7 +171,7 @@ def _transfer(rows, summary, out: Path) -> list[Path]:
 def _probes(rows, summary, out: Path, parts) -> list[Path]:
     cfg = summary["config"]
     panels = [p for p in ("d", "e") if p in parts]
-    fig, axes = plots.new_figure(len(panels), 3.8, 3.0)
+    fig, axes = plots.new_figure(len(panels), 3.8, 4.2)
     for ax, part in zip(axes, panels):
         if part == "d":
             for metric, label, color in (
@@ -207,5 +207,5 @@ def _probes(rows, summary, out: Path, parts) -> list[Path]:
             ax.set_xlabel("width m")
             ax.set_ylabel(r"$\|W\|_2\,\|a\|_2$ / mean $\|\nabla_x f\|_2$")
             ax.set_title("(e) operator-norm Lipschitz bound / true")
-        ax.legend(frameon=False, fontsize=6, loc="lower left" if part == "d" else "upper left")
+        plots.legend_below(ax, ncol=1)
     return plots.save(fig, out, "intriguing_probes")

@@ -391,8 +391,24 @@ def plot_metric(
             sweep_ticks(ax, xs)
     if logy:
         ax.set_yscale("log")
+        log_ticks(ax, "y")
     ax.set_xlabel(axis_label(x))
     return line
+
+
+def log_ticks(ax, axis: str = "y") -> None:
+    """Readable ticks on a log axis: labels at 1, 2, 5 x 10^k (data within a decade) or 1, 3 x 10^k (within
+    two) as plain numbers - matplotlib would label crowded minor ticks ``2 x 10^-1`` - else at the decades
+    only; minor ticks never labelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = (ax.dataLim.y0, ax.dataLim.y1) if axis == "y" else (ax.dataLim.x0, ax.dataLim.x1)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_minor_formatter(NullFormatter())
+    if lo > 0 and np.isfinite(hi) and hi / lo < 100:
+        subs = (1.0, 2.0, 5.0) if hi / lo < 10 else (1.0, 3.0)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 REGIME_METRIC = "g_lazy"  # per-cell regime label (1 lazy, 0 not) written by the perturbation experiments

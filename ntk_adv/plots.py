@@ -242,7 +242,7 @@ def paper_fonts(fig) -> None:
             title.set_fontsize(title_size)
         # a title wider than its axes would widen the saved (tight) figure past the column: wrap it
         width_pt = ax.get_position().width * fig.get_size_inches()[0] * 72
-        chars = max(int(width_pt / (0.5 * title_size)), 20)
+        chars = max(int(width_pt / (0.42 * title_size)), 20)  # ~0.42 em per character
         if len(ax.get_title()) > chars and "$" not in ax.get_title():  # (never split a formula)
             ax.set_title(textwrap.fill(" ".join(ax.get_title().split()), chars))
         ax.xaxis.label.set_fontsize(label_size)

@@ -276,6 +276,14 @@ def _depth(out):
     agreement_vs_depth(panels, out, int(n_test or 0) or None)
 
 
+def _reproduce(out):
+    from experiments.reproduce import figure
+
+    for panel in ("shifted_gauss_a_eps", "shifted_gauss_a_gamma"):
+        summary = _summary("reproduce", panel, "summary.json")
+        figure(summary["panel"], summary["settings"], summary["points"], out)
+
+
 # Every other figure function the committed results can feed, in the default style: all figures each draws.
 OTHERS = {
     "halfway": _halfway,
@@ -285,6 +293,7 @@ OTHERS = {
     "linearity": _linearity,
     "convergence": _convergence,
     "depth": _depth,
+    "reproduce": _reproduce,
 }
 NOT_YET_CLEAN: dict[str, str] = {}  # case -> why it is still expected to fail
 

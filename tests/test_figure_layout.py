@@ -284,6 +284,52 @@ def _reproduce(out):
         figure(summary["panel"], summary["settings"], summary["points"], out)
 
 
+def from_dict(cls, raw: dict):
+    """A (nested) config dataclass from its JSON form; fields it no longer has are dropped, lists become
+    tuples."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw or f.name == "run":
+            continue
+        v, hint = raw[f.name], hints.get(f.name)
+        if isinstance(v, dict) and dataclasses.is_dataclass(hint):
+            v = from_dict(hint, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kw[f.name] = v
+    return cls(**kw)
+
+
+def _ilyas(out):
+    from experiments import ilyas
+
+    summary = _summary("report", "ilyas", "summary.json")
+    cfg = from_dict(ilyas.Config, summary["config"])
+    ilyas.figures(cfg, _rows("report", "ilyas", "results.csv"), out, summary["n_test"], summary["n_classes"])
+
+
+def _targets(out):
+    from experiments import perturbation_learning as pl
+    from experiments import targets
+
+    base = ("report", "targets")
+    cfg = from_dict(targets.Config, _summary(*base, "summary.json")["config"])
+    runs = {
+        kind: {
+            axis: (
+                _summary(*base, f"{kind}_{axis}", "summary.json"),
+                _rows(*base, f"{kind}_{axis}", "results.csv"),
+            )
+            for axis in ("n_train", "eps")
+        }
+        for kind in targets.KINDS
+    }
+    targets.figure(cfg, runs, out, pl.n_test_points(cfg.sweeps("random")["eps"]))
+
+
 # Every other figure function the committed results can feed, in the default style: all figures each draws.
 OTHERS = {
     "halfway": _halfway,
@@ -294,6 +340,8 @@ OTHERS = {
     "convergence": _convergence,
     "depth": _depth,
     "reproduce": _reproduce,
+    "ilyas": _ilyas,
+    "targets": _targets,
 }
 NOT_YET_CLEAN: dict[str, str] = {}  # case -> why it is still expected to fail
 

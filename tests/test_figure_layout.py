@@ -2,16 +2,19 @@
 style (:data:`ntk_adv.plots.STYLES`).
 
 The inputs are the committed results under ``figures/`` (results.csv, pairs.csv, neurons.csv, summary.json:
-real outputs, read in well under a second) or tiny synthetic grids; nothing is trained (the eps sweep's first-order curve computes one kernel). ``plots.save`` is
-replaced by a capture that applies the style's fonts (what ``save`` does) and keeps the figure, so no file
-is written. Covered: the reviewer's five figures (issue 24: halfway, purification, intriguing_transfer,
+real outputs, read in well under a second) or tiny synthetic grids; nothing is trained (the eps sweep's
+first-order curve computes one kernel). ``plots.save`` is replaced by a capture that applies the style's fonts
+(what ``save`` does) and keeps the figure, so no file is written.
+
+Covered: the reviewer's five figures (issue 24: halfway, purification, intriguing_transfer,
 n_train/agreement_vs_N, the decision maps) in every style; every figure of halfway, purification, intriguing,
 linearity, convergence, depth, reproduce, ilyas, targets and the perturbation-learning sweeps (width, eps,
-steps_f, steps_g, d, n_train: agreement, gap and cosine figures) in the default style. The extents are
-matplotlib's own: after ``fig.canvas.draw()``, ``get_window_extent(renderer)``
-of every visible, non-empty text (suptitle, titles, axis labels, drawn tick labels, offset texts, annotations,
-legend texts, colorbar labels); two boxes may touch by at most 1 px. A legend's box must not hold a data
-marker, a bar, a scatter point or a contour vertex of its axes.
+steps_f, steps_g, d, n_train: agreement, gap and cosine figures) in the default style.
+
+The extents are matplotlib's own: after ``fig.canvas.draw()``, ``get_window_extent(renderer)`` of every
+visible, non-empty text (suptitle, titles, axis labels, drawn tick labels, offset texts, annotations, legend
+texts, colorbar labels); two boxes may touch by at most 1 px. A legend's box must not hold a data marker, a
+bar, a scatter point or a contour vertex of its axes.
 """
 
 from __future__ import annotations

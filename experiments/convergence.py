@@ -358,16 +358,17 @@ def claims(summary: dict, depth: int | None = None) -> list[verdicts.Claim]:
     return out
 
 
+@plots.styled
 def plot(rows, summary, out: Path) -> list[Path]:
     """One panel per depth: the three errors vs width (log-log) with intervals over seeds and the theory's
     slope -1/2 as a line."""
     labels = {
         "ntk_rel_error_init": "NTK error at init",
         "ntk_rel_error_trained": "NTK error after training",
-        "function_gap": "|f_m - f_inf| / |f_inf - f_0|",
+        "function_gap": r"$|f_m - f_\infty| / |f_\infty - f_0|$",
     }
     depths = [int(d) for d in summary["by_depth"]]
-    fig, axes = plots.new_figure(len(depths), 4.2, 3.2)
+    fig, axes = plots.new_figure(len(depths), 4.2, 4.6)
     cfg = summary["config"]
     param = cfg["net"]["parametrization"]
     for ax, depth in zip(axes, depths):
@@ -376,10 +377,13 @@ def plot(rows, summary, out: Path) -> list[Path]:
             plots.plot_metric(ax, sub, "width", metric, label=labels[metric], logy=True)
         widths = sorted({r["width"] for r in sub})
         anchor = summary["by_depth"][str(depth)]["ntk_rel_error_init_geomean_by_width"][str(widths[0])]
-        plots.theory_slope(ax, widths, anchor, -0.5, label="theory: slope -1/2")
-        ax.set_xlabel("width m")
+        plots.theory_slope(ax, widths, anchor, -0.5, label=r"theory: slope $-1/2$")
+        plots.log_ticks(ax, "y")
+        ax.set_xlabel(plots.axis_label("width"))
         ax.set_ylabel("relative error")
-        net = "two-layer" if cfg["arch"] == "two-layer" else f"fc depth {depth}, {cfg['trained']} trained"
-        ax.set_title(f"{net} ({summary['dataset']}, {param} param.)")
-    axes[0].legend(frameon=False)
+        net = "two-layer" if cfg["arch"] == "two-layer" else f"fc, depth {depth}"
+        ax.set_title(net)
+    plots.legend_below(axes[0], ncol=1)
+    trained = "" if cfg["arch"] == "two-layer" else f", {cfg['trained']} layers trained"
+    fig.suptitle(f"{summary['dataset']}, {param} parametrization{trained}")
     return plots.save(fig, out, "convergence")

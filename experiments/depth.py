@@ -169,6 +169,7 @@ def main(cfg: Config = Config(), out: str | Path = "figures/depth", *, progress:
     return summary
 
 
+@plots.styled
 def agreement_vs_depth(panels: dict[str, list[dict]], out: Path, n_test: int | None) -> list[Path]:
     """Agreement of sign f and sign g against depth, one panel per target rule, one line per width (the
     limit dashed, black), 95% intervals over seeds (at the run's single eps, lr and steps)."""

@@ -347,6 +347,11 @@ def _panel_widths(cfg: Config, h: dict) -> list:
     return ([h["width"]] if h["width"] is not None else []) + ([ilyas.INF_WIDTH] if cfg.infinite else [])
 
 
+def _d(kind: str) -> str:
+    """The dataset name of a target kind as mathtext: ``rand`` -> ``$D_\\mathrm{rand}$``."""
+    return rf"$D_\mathrm{{{kind}}}$"
+
+
 def _legend(axes) -> None:
     """One legend right of the last panel with every panel's labelled lines (once each)."""
     seen: dict = {}
@@ -358,6 +363,7 @@ def _legend(axes) -> None:
     )
 
 
+@plots.styled
 def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     colors = TARGET_COLORS
@@ -368,22 +374,22 @@ def _figure_vs_depth(cfg: Config, rows: list[dict], out: Path, n_test: int, n_cl
         inf = plots.is_infinite_width(width)
         for kind in cfg.targets:
             sub = select(rows, target=kind, scenario=h["scenario"], eps=h["eps"], width=width)
-            plots.plot_metric(ax, sub, "depth", "g_acc_test", label=f"D_{kind}", color=colors.get(kind),
+            plots.plot_metric(ax, sub, "depth", "g_acc_test", label=_d(kind), color=colors.get(kind),
                               logx=None, n_points=n_test)  # fmt: skip
             if not inf:
                 plots.plot_prediction(ax, sub, "depth", "acc_predicted", color=colors.get(kind),
-                                      label=f"D_{kind}: same-init limit")  # fmt: skip
-        ax.axhline(1.0 / n_classes, color="0.5", ls=":", lw=1.0, label="chance 1/C")
-        ax.set_xlabel(
-            f"depth ({cfg.net.arch}: {'conv blocks' if cfg.net.arch == 'cnn' else 'weight layers'})"
-        )
-        ax.set_ylabel("g's clean test accuracy")
+                                      label=_d(kind) + ": same-init limit")  # fmt: skip
+        ax.axhline(1.0 / n_classes, color="0.5", ls=":", lw=1.0, label=r"chance $1/C$")
+        ax.set_xlabel("conv blocks" if cfg.net.arch == "cnn" else "weight layers")
         ax.set_ylim(0.0, 1.0)
-        ax.set_title(f"{'kernel limit' if inf else f'width m = {int(width)}'}, eps = {h['eps']:g} (L2)")
+        ax.set_title(r"$m = \infty$" if inf else f"$m = {int(width)}$")
+    axes[0].set_ylabel(r"clean test accuracy of $g$")
+    fig.suptitle(rf"{cfg.net.arch} depth, $\varepsilon = {h['eps']:g}$ ($\ell_2$)")
     _legend(axes)
     return plots.save(fig, out, "ilyas_vs_depth")
 
 
+@plots.styled
 def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes: int) -> list[Path]:
     h = headline(cfg, rows)
     scen = h["scenario"]
@@ -397,47 +403,48 @@ def _figures_at(cfg: Config, rows: list[dict], out: Path, n_test: int, n_classes
         inf = plots.is_infinite_width(width)
         for kind in cfg.targets:
             sub = select(rows, target=kind, scenario=scen, width=width)
-            plots.plot_metric(ax, sub, "eps", "g_acc_test", label=f"D_{kind}", color=colors.get(kind),
+            plots.plot_metric(ax, sub, "eps", "g_acc_test", label=_d(kind), color=colors.get(kind),
                               logx=None, n_points=n_test)  # fmt: skip
             if not inf:
                 plots.plot_prediction(ax, sub, "eps", "acc_predicted", color=colors.get(kind),
-                                      label=f"D_{kind}: same-init limit")  # fmt: skip
+                                      label=_d(kind) + ": same-init limit")  # fmt: skip
         wal = [r["value"] for r in select(rows, metric="wallace_acc_test", width=width)]
         if wal:
             ax.axhline(float(np.mean(wal)), color="k", ls="-.", lw=1.0, label="Wallace control")
-        ax.axhline(chance, color="0.5", ls=":", lw=1.0, label="chance 1/C")
-        ax.set_xlabel("attack radius eps (L2 norm, pixels in [0, 1])")
-        ax.set_ylabel("g's clean test accuracy")
+        ax.axhline(chance, color="0.5", ls=":", lw=1.0, label=r"chance $1/C$")
+        ax.set_xlabel(r"$\varepsilon$ ($\ell_2$)")
         ax.set_ylim(0.0, 1.0)
-        ax.set_title("kernel limit (centred)" if inf else f"width m = {int(width)}, scenario {scen}")
+        ax.set_title(r"$m = \infty$ (centred)" if inf else f"$m = {int(width)}$")
+    axes[0].set_ylabel(r"clean test accuracy of $g$")
+    fig.suptitle(f"scenario ({scen}), pixels in [0, 1]")
     _legend(axes)
     paths += plots.save(fig, out, "ilyas_vs_eps")
     finite = [r for r in rows if not plots.is_infinite_width(r["width"])]
     if len({r["width"] for r in finite}) > 1:
         fig, axes = plots.new_figure(2, 3.3, 2.8)
         for ax, metric, ylabel in (
-            (axes[0], "g_acc_test", "g's clean test accuracy"),
-            (axes[1], "agreement", "agreement of argmax f and argmax g"),
+            (axes[0], "g_acc_test", r"clean test accuracy of $g$"),
+            (axes[1], "agreement", r"agreement of $\arg\max f$, $\arg\max g$"),
         ):
             for kind in cfg.targets:
                 sub = select(finite, target=kind, scenario=scen, eps=h["eps"])
-                plots.plot_metric(ax, sub, "width", metric, label=f"D_{kind}", color=colors.get(kind),
+                plots.plot_metric(ax, sub, "width", metric, label=_d(kind), color=colors.get(kind),
                                   n_points=n_test)  # fmt: skip
                 pred = "acc_predicted" if metric == "g_acc_test" else "agreement_predicted"
                 plots.plot_prediction(ax, sub, "width", pred, color=colors.get(kind),
-                                      label=f"D_{kind}: same-init limit")  # fmt: skip
+                                      label=_d(kind) + ": same-init limit")  # fmt: skip
                 lim = [r["value"] for r in select(rows, metric=metric, target=kind, scenario=scen,
                                                   eps=h["eps"], width=ilyas.INF_WIDTH)]  # fmt: skip
                 if lim:
                     ax.axhline(float(np.mean(lim)), color=colors.get(kind), ls=":", lw=1.0,
-                               label=f"D_{kind}: centred limit (m = inf)")  # fmt: skip
+                               label=_d(kind) + r": centred limit ($m = \infty$)")  # fmt: skip
             wmetric = "wallace_acc_test" if metric == "g_acc_test" else "wallace_agreement"
             plots.plot_metric(ax, select(finite, target="wallace"), "width", wmetric, label="Wallace control",
                               color="k", n_points=n_test)  # fmt: skip
-            ax.set_xlabel("hidden width m")
+            ax.set_xlabel(plots.axis_label("width"))
             ax.set_ylabel(ylabel)
             ax.set_ylim(0.0, 1.0)
-            ax.set_title(f"eps = {h['eps']:g} (L2), scenario {scen}")
+            ax.set_title(rf"$\varepsilon = {h['eps']:g}$ ($\ell_2$), scenario ({scen})")
         _legend(axes)
         paths += plots.save(fig, out, "ilyas_vs_width")
     return paths

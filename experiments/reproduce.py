@@ -687,6 +687,7 @@ def use_log_axis(values) -> bool:
     return not np.allclose(steps, steps[0], rtol=1e-6)
 
 
+@plots.styled
 def figure(panel: str, settings: dict, points: list[dict], out: Path) -> list[Path]:
     """Agreement vs the swept value: ours (mean over seeds, 95% band), the papers' convention (seed 0, best
     lr; markers) and the lazy limit's prediction (dashed)."""

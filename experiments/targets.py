@@ -171,13 +171,14 @@ def claims(cfg: Config, runs: dict) -> list[dict]:
     return out
 
 
+@plots.styled
 def figure(cfg: Config, runs: dict, out: Path, n_points: int) -> list[Path]:
-    fig, axes = plots.new_figure(2, 3.4, 3.0)
+    fig, axes = plots.new_figure(2, 3.4, 4.2)
     for ax, (axis, col, label) in zip(
         axes,
         (
-            ("n_train", "data.n_train", "training-set size N"),
-            ("eps", "eps", "perturbation radius eps (L2 norm)"),
+            ("n_train", "data.n_train", plots.axis_label("data.n_train")),
+            ("eps", "eps", plots.axis_label("eps")),
         ),
     ):
         for i, kind in enumerate(KINDS):
@@ -196,10 +197,10 @@ def figure(cfg: Config, runs: dict, out: Path, n_points: int) -> list[Path]:
                 ax, rows, col, "agreement_predicted", color=f"C{i}", label=f"{kind} targets: predicted"
             )
         ax.set_xlabel(label)
-        ax.set_ylabel("agreement of sign f and sign g")
         ax.set_ylim(0.4, 1.02)
-    axes[0].set_title(f"eps={cfg.eps_small:g} (L2), m={cfg.width}")
-    axes[1].set_title(f"N={cfg.data.n_train}, m={cfg.width}")
+    axes[0].set_ylabel(plots.axis_label("agreement"))
+    axes[0].set_title(rf"$\varepsilon = {cfg.eps_small:g}$, $m = {cfg.width}$")
+    axes[1].set_title(f"$N = {cfg.data.n_train}$, $m = {cfg.width}$")
     axes[1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return plots.save(fig, out, "targets")
 

@@ -5,8 +5,9 @@ mean over seeds with a shaded 95% interval (the intervals of :mod:`ntk_adv.verdi
 proportions the bootstrap over seeds widened to Student-t, or the two-stage bootstrap over seeds and test
 points when their number is given - always inside [0, 1]), the
 theoretical value (or slope) as a dashed line; axis labels with symbol and unit from :data:`LABELS`; every
-figure is saved as PNG and PDF at a paper's column width (:data:`COLUMN_WIDTH`; several panels:
-:data:`TEXT_WIDTH`) with 8-9 pt fonts and TrueType (Type 42) fonts in the PDF.
+figure is saved as PNG and PDF in a venue style (:func:`style`, :data:`STYLES`: tueplots' NeurIPS, ICML and
+ICLR bundles and a plain one; default NeurIPS) at the venue's column width (one panel) or text width (several
+panels), with its font sizes, mathtext labels and TrueType (Type 42) fonts in the PDF.
 
 Importing this module selects no backend: figures are :class:`matplotlib.figure.Figure` objects drawn without
 pyplot's global state, and saving uses the file format's own renderer (Agg for PNG, the PDF backend for PDF).
@@ -23,6 +24,9 @@ returns the saved paths [png, pdf].
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,19 +44,11 @@ from ntk_adv.verdicts import mean_ci, seed_mean, seed_proportion
 
 _INF_STRINGS = ("inf", "infinite", "infinity")
 
-COLUMN_WIDTH = 3.25  # inches: one column of a two-column paper (NeurIPS/ICML/IEEE-style)
-TEXT_WIDTH = 6.75  # inches: the full text width, for multi-panel figures
-
-PAPER_RC = {
-    "figure.figsize": (COLUMN_WIDTH, 2.4),
+# ------------------------------------------------------------------------------------------- venue styles
+# Base settings every style shares; a style adds its venue's fonts, font sizes and widths (tueplots bundles).
+_BASE_RC = {
     "figure.dpi": 150,
     "savefig.dpi": 300,
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "lines.linewidth": 1.2,
@@ -61,33 +57,128 @@ PAPER_RC = {
     "savefig.pad_inches": 0.02,
     "pdf.fonttype": 42,  # TrueType in PDFs (venues refuse Type 3)
     "ps.fonttype": 42,
+    "text.usetex": False,  # mathtext: no LaTeX install needed
 }
+# Times (the venues' text font) where installed, else STIX (a Times clone shipped with matplotlib) or DejaVu:
+# never a missing-font warning.
+_SERIF_FALLBACK = ["STIXGeneral", "DejaVu Serif"]
+
+STYLES: tuple[str, ...] = ("neurips", "icml", "iclr", "plain")
+DEFAULT_STYLE = "neurips"
+
+
+@functools.cache
+def _venue(name: str) -> tuple[float, float, dict]:
+    """(column width, text width, rcParams) of the style ``name``: tueplots' bundle of the newest year it
+    knows (usetex=False, serif), widths from ``tueplots.figsizes``."""
+    if name == "plain":  # the suite's own sans-serif look at two-column widths
+        rc = {
+            "font.family": "sans-serif",
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "legend.fontsize": 7,
+            "mathtext.fontset": "dejavusans",
+        }
+        return 3.25, 6.75, rc
+    from tueplots import bundles, figsizes
+
+    if name == "neurips":  # single column: one panel spans the text width
+        bundle = bundles.neurips2024(usetex=False, family="serif")
+        column = text = figsizes.neurips2024(nrows=1, ncols=1)["figure.figsize"][0]
+    elif name == "iclr":
+        bundle = bundles.iclr2024(usetex=False, family="serif")
+        column = text = figsizes.iclr2024(nrows=1, ncols=1)["figure.figsize"][0]
+    elif name == "icml":
+        bundle = bundles.icml2024(usetex=False, family="serif", column="half")
+        column = figsizes.icml2024_half(nrows=1, ncols=1)["figure.figsize"][0]
+        text = figsizes.icml2024_full(nrows=1, ncols=1)["figure.figsize"][0]
+    else:
+        raise ValueError(f"unknown figure style {name!r}; expected one of {', '.join(STYLES)}")
+    rc = {k: v for k, v in bundle.items() if not k.startswith(("figure.", "savefig."))}
+    rc["font.serif"] = [*bundle.get("font.serif", []), *_SERIF_FALLBACK]
+    rc["mathtext.fontset"] = "stix"  # Times-like math beside Times (or STIX) text
+    return float(column), float(text), rc
+
+
+_ACTIVE_STYLE: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "ntk_adv_plots_style", default=DEFAULT_STYLE
+)
+
+
+def style_rc(name: str | None = None) -> dict:
+    """The rcParams of style ``name`` (default: the active one, see :func:`style`)."""
+    return {**_BASE_RC, **_venue(name or active_style())[2]}
+
+
+def active_style() -> str:
+    """The name of the style in force: the innermost :func:`style` context, else :data:`DEFAULT_STYLE`."""
+    return _ACTIVE_STYLE.get()
+
+
+def column_width(name: str | None = None) -> float:
+    """Inches: a one-panel figure's width in style ``name`` (default: the active style)."""
+    return _venue(name or active_style())[0]
+
+
+def text_width(name: str | None = None) -> float:
+    """Inches: a several-panel figure's width (the venue's text width) in style ``name``."""
+    return _venue(name or active_style())[1]
+
+
+@contextlib.contextmanager
+def style(name: str = DEFAULT_STYLE):
+    """Draw and save figures in the venue style ``name`` (one of :data:`STYLES`) inside the block::
+
+        with plots.style("icml"):
+            experiments.halfway.main(cfg, out)
+
+    ``neurips`` (default) and ``iclr``: serif (Times, else STIX) 9 pt labels, 7 pt ticks, every figure 5.5 in
+    wide (single-column venues); ``icml``: 8/6 pt, 3.25 in for one panel, 6.75 in for several; ``plain``:
+    DejaVu Sans 8/7 pt at 3.25 / 6.75 in. Fonts, sizes and widths are tueplots' bundles (usetex=False,
+    mathtext). Pure: a :func:`matplotlib.rc_context` and a context variable, both restored on exit."""
+    if name not in STYLES:
+        raise ValueError(f"unknown figure style {name!r}; expected one of {', '.join(STYLES)}")
+    token = _ACTIVE_STYLE.set(name)
+    try:
+        with plt.rc_context(style_rc(name)):
+            yield name
+    finally:
+        _ACTIVE_STYLE.reset(token)
+
+
+COLUMN_WIDTH = 5.5  # inches: one panel in the default style (NeurIPS: single column, text width 5.5 in)
+TEXT_WIDTH = 5.5  # inches: several panels in the default style; other styles: column_width(), text_width()
+PAPER_RC = {**_BASE_RC}  # the shared base; the active style's full rcParams: style_rc()
+
 
 # Axis labels: column or metric name -> label with symbol and unit (norm). Unknown names are never printed
 # raw: see :func:`axis_label`.
 LABELS: dict[str, str] = {
-    "width": "width m",
-    "eps": "eps (L2 norm)",
-    "eps_linf": "eps (L-inf norm)",
-    "steps_f": "T_f (steps of f)",
-    "steps_g": "T_g (steps of g)",
-    "T_f": "T_f (steps of f)",
-    "T_g": "T_g (steps of g)",
-    "lr_f": "learning rate of f",
-    "lr_g": "learning rate of g",
+    "width": r"width $m$",
+    "eps": r"$\varepsilon$ ($\ell_2$)",
+    "eps_linf": r"$\varepsilon$ ($\ell_\infty$)",
+    "steps_f": r"steps of $f$, $T_f$",
+    "steps_g": r"steps of $g$, $T_g$",
+    "T_f": r"steps of $f$, $T_f$",
+    "T_g": r"steps of $g$, $T_g$",
+    "lr_f": r"learning rate of $f$",
+    "lr_g": r"learning rate of $g$",
     "lr": "learning rate",
-    "d": "d (input dimension)",
-    "data.d": "d (input dimension)",
-    "n_train": "N (training points)",
-    "data.n_train": "N (training points)",
-    "gamma": "gamma (leaky-ReLU slope)",
-    "multiple": "noise size (multiple of the adversarial distance)",
-    "agreement": "agreement of sign f and sign g",
-    "agreement_predicted": "agreement of sign f and sign g (predicted)",
-    "g_acc_test": "accuracy of g (held-out)",
-    "g_acc_train": "accuracy of g (training points)",
-    "f_acc_test": "accuracy of f (held-out)",
-    "cos_predicted": "mean |cos(eta_n, D_n)|",
+    "d": r"input dimension $d$",
+    "data.d": r"input dimension $d$",
+    "n_train": r"training points $N$",
+    "data.n_train": r"training points $N$",
+    "gamma": r"leaky-ReLU slope $\gamma$",
+    "multiple": "noise norm / adversarial distance",
+    "agreement": r"agreement of $\mathrm{sign}\,f$, $\mathrm{sign}\,g$",
+    "agreement_predicted": r"agreement (predicted)",
+    "g_acc_test": r"test accuracy of $g$",
+    "g_acc_train": r"train accuracy of $g$",
+    "f_acc_test": r"test accuracy of $f$",
+    "cos_predicted": r"mean $|\cos(\eta_n, D_n)|$",
     "value": "measured value",
 }
 PROPORTION_PREFIXES = ("agreement", "agree_", "acc", "flip_")  # metrics that are fractions of points
@@ -107,67 +198,113 @@ def is_proportion(metric: str) -> bool:
     return metric.startswith(PROPORTION_PREFIXES) or any(p in metric for p in PROPORTION_PARTS)
 
 
-def new_figure(ncols: int = 1, width: float | None = None, height: float | None = None):
-    """A figure of ``ncols`` panels, scaled (aspect kept) to :data:`COLUMN_WIDTH` for one panel and
-    :data:`TEXT_WIDTH` for several; ``width``/``height`` give a panel's aspect ratio (default 4:3). A plain
-    :class:`~matplotlib.figure.Figure`: no pyplot window, no backend switch. Returns (fig, axes)."""
+def new_figure(ncols: int = 1, width: float | None = None, height: float | None = None, *, nrows: int = 1):
+    """A figure of ``nrows`` x ``ncols`` panels, scaled (aspect kept) to the active style's
+    :func:`column_width` for one column of panels and :func:`text_width` for several; ``width``/``height``
+    give a panel's aspect ratio (default 4:3). Constrained layout (titles, suptitle, colorbars and legends
+    outside the axes get room). A plain :class:`~matplotlib.figure.Figure`: no pyplot window, no backend
+    switch. Returns (fig, axes) (axes flat)."""
     width, height = width or 4.0, height or 3.0
-    target = COLUMN_WIDTH if ncols == 1 else TEXT_WIDTH
+    target = column_width() if ncols == 1 else text_width()
     scale = target / (width * ncols)
-    with plt.rc_context(PAPER_RC):
-        fig = Figure(figsize=(target, height * scale))
-        axes = fig.subplots(1, ncols, squeeze=False)
-    return fig, axes[0]
+    with plt.rc_context(style_rc()):
+        fig = Figure(figsize=(target, height * scale * nrows), layout="constrained")
+        fig.get_layout_engine().set(w_pad=2 / 72, h_pad=2 / 72, wspace=0.04, hspace=0.04)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes.ravel()
+
+
+def styled(fn):
+    """Decorator: run a figure function inside the active style's rcParams (artists take their fonts when
+    created), so a figure drawn outside any :func:`style` block gets :data:`DEFAULT_STYLE`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with style(active_style()):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def paper_fonts(fig) -> None:
-    """Paper font sizes on every text of ``fig`` (artists created outside :data:`PAPER_RC` included)."""
+    """The active style's fonts and sizes on every text of ``fig`` (artists created outside the style
+    included): titles, axis labels, ticks, legends, colorbar labels, the suptitle."""
+    rc = style_rc()
+    family = rc.get("font.family", "sans-serif")
+    title_size, label_size = rc["axes.titlesize"], rc["axes.labelsize"]
+    tick_size, legend_size = rc["xtick.labelsize"], rc["legend.fontsize"]
+    for text in fig.findobj(match=lambda a: hasattr(a, "set_fontfamily") and hasattr(a, "get_text")):
+        text.set_fontfamily(family)
+    if fig._suptitle is not None:
+        fig._suptitle.set_fontsize(title_size)
     for ax in fig.axes:
-        ax.title.set_fontsize(PAPER_RC["axes.titlesize"])
+        for title in (ax.title, ax._left_title, ax._right_title):
+            title.set_fontsize(title_size)
         # a title wider than its axes would widen the saved (tight) figure past the column: wrap it
         width_pt = ax.get_position().width * fig.get_size_inches()[0] * 72
-        chars = max(int(width_pt / (0.5 * PAPER_RC["axes.titlesize"])), 20)
-        if len(ax.get_title()) > chars:
+        chars = max(int(width_pt / (0.42 * title_size)), 20)  # ~0.42 em per character
+        if len(ax.get_title()) > chars and "$" not in ax.get_title():  # (never split a formula)
             ax.set_title(textwrap.fill(" ".join(ax.get_title().split()), chars))
-        ax.xaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
-        ax.yaxis.label.set_fontsize(PAPER_RC["axes.labelsize"])
-        ax.tick_params(labelsize=PAPER_RC["xtick.labelsize"])
+        ax.xaxis.label.set_fontsize(label_size)
+        ax.yaxis.label.set_fontsize(label_size)
+        ax.tick_params(which="both", labelsize=tick_size)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.get_offset_text().set_fontsize(tick_size)
+        for text in ax.texts:
+            text.set_fontsize(legend_size)
         legend = ax.get_legend()
         if legend is not None:
             for t in legend.get_texts():
-                t.set_fontsize(PAPER_RC["legend.fontsize"])
+                t.set_fontsize(legend_size)
         for label in (ax.xaxis.label, ax.yaxis.label):
             text = label.get_text()
             if text in LABELS or (text and "." in text and " " not in text):
                 label.set_text(axis_label(text))  # raw field names become labels with symbol and unit
+    for legend in fig.legends:
+        for t in legend.get_texts():
+            t.set_fontsize(legend_size)
 
 
-def legend_below(ax, ncol: int = 2, **kw):
-    """The legend under the axes (outside the data), ``ncol`` columns."""
-    handles, labels = ax.get_legend_handles_labels()
+def legend_below(ax, ncol: int = 2, *, handles=None, **kw):
+    """The legend under the axes (outside the data, below the tick labels and the x label), ``ncol``
+    columns; ``handles``: explicit legend handles (default: the labelled artists of ``ax``)."""
+    if handles is not None:
+        labels = [h.get_label() for h in handles]
+    else:
+        handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
+    rc = style_rc()
     if max(len(t) for t in labels) > 28:  # long labels side by side would widen the figure past the column
         ncol = 1
+    # clear the x tick labels and the x label: their heights in points, in units of the legend's font size
+    clear_pt = (
+        rc.get("xtick.major.size", plt.rcParams["xtick.major.size"])
+        + plt.rcParams["xtick.major.pad"]
+        + 1.3 * rc["xtick.labelsize"]
+        + plt.rcParams["axes.labelpad"]
+        + 1.6 * rc["axes.labelsize"]
+    )
     return ax.legend(
         handles,
         labels,
         frameon=False,
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.22),
+        bbox_to_anchor=(0.5, 0.0),
+        borderaxespad=clear_pt / rc["legend.fontsize"],
         ncol=min(ncol, len(handles)),
         **kw,
     )
 
 
 def save(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Save ``fig`` as ``out_dir/name.png`` and ``.pdf`` with :data:`PAPER_RC` (TrueType fonts, tight box);
+    """Save ``fig`` as ``out_dir/name.png`` and ``.pdf`` in the active style (TrueType fonts, tight box);
     returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     paper_fonts(fig)
-    with plt.rc_context(PAPER_RC):
+    with plt.rc_context(style_rc()):
         for p in paths:
             # a temporary file renamed into place: a planted symlink is replaced, never followed, and a
             # reader never sees half a figure
@@ -250,10 +387,28 @@ def plot_metric(
     logx = _auto_logx([{x: v} for v in xs], x, logx)
     if logx:
         ax.set_xscale("log", base=logx)
+        if logx == 10:
+            sweep_ticks(ax, xs)
     if logy:
         ax.set_yscale("log")
+        log_ticks(ax, "y")
     ax.set_xlabel(axis_label(x))
     return line
+
+
+def log_ticks(ax, axis: str = "y") -> None:
+    """Readable ticks on a log axis: labels at 1, 2, 5 x 10^k (data within a decade) or 1, 3 x 10^k (within
+    two) as plain numbers - matplotlib would label crowded minor ticks ``2 x 10^-1`` - else at the decades
+    only; minor ticks never labelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = (ax.dataLim.y0, ax.dataLim.y1) if axis == "y" else (ax.dataLim.x0, ax.dataLim.x1)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_minor_formatter(NullFormatter())
+    if lo > 0 and np.isfinite(hi) and hi / lo < 100:
+        subs = (1.0, 2.0, 5.0) if hi / lo < 10 else (1.0, 3.0)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 REGIME_METRIC = "g_lazy"  # per-cell regime label (1 lazy, 0 not) written by the perturbation experiments
@@ -346,6 +501,22 @@ def split_width(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
     return finite, infinite
 
 
+def sweep_ticks(ax, xs, axis: str = "x", max_ticks: int = 7) -> None:
+    """Clean ticks on a log axis of a factor sweep: the swept values themselves (every k-th when there are
+    more than ``max_ticks``) as plain numbers, no minor tick labels (their ``3 x 10^1`` overprint)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    vals = sorted({float(v) for v in np.ravel(xs) if np.isfinite(v) and v > 0})
+    if not vals:
+        return
+    step = int(np.ceil(len(vals) / max_ticks))
+    ticks = vals[::step]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def _auto_logx(rows, x, logx):
     if logx != "auto":
         return logx
@@ -407,6 +578,7 @@ def draw_vs_width(
     return ax
 
 
+@styled
 def figure_vs_width(
     rows: Iterable[dict],
     metrics: Sequence[str] = ("agreement", "g_acc_test"),
@@ -497,6 +669,7 @@ def draw_vs(
     return ax
 
 
+@styled
 def figure_vs(
     rows: Iterable[dict],
     x: str,
@@ -554,8 +727,8 @@ def draw_cosine_vs_steps_f(
         x,
         metric,
         logx=logx,
-        ylabel="mean |cos(eta_n, D_n)|",
-        xlabel="f's training steps T_f",
+        ylabel=axis_label("cos_predicted"),
+        xlabel=axis_label("steps_f"),
         predicted="cos_predicted_theory"
         if any(r.get("metric") == "cos_predicted_theory" for r in rows)
         else None,
@@ -565,6 +738,7 @@ def draw_cosine_vs_steps_f(
     return ax
 
 
+@styled
 def figure_cosine_vs_steps_f(
     rows: Iterable[dict],
     *,
@@ -631,7 +805,13 @@ def decision_map(
         alpha=0.35,
         lw=0,
     )
-    handles = [Patch(color=shade_color, alpha=0.35, label=f"sign {f_name} != sign {g_name}")]
+    handles = [
+        Patch(
+            color=shade_color,
+            alpha=0.35,
+            label=rf"$\mathrm{{sign}}\,{_math(f_name)} \neq \mathrm{{sign}}\,{_math(g_name)}$",
+        )
+    ]
     if contours is None:
         contours = {k: ls for k, ls in DEFAULT_CONTOURS.items() if k in grid_values}
     for i, (name, ls) in enumerate(contours.items()):
@@ -641,24 +821,35 @@ def decision_map(
         color = ("k", "C0", "0.4", "0.4", "C3", "C2")[i % 6]
         if np.nanmin(vals) < 0 < np.nanmax(vals):
             ax.contour(u, v, vals, levels=[0.0], colors=[color], linestyles=[ls], linewidths=1.2)
-        handles.append(Line2D([], [], color=color, ls=ls, label=f"{name} = 0"))
+        handles.append(Line2D([], [], color=color, ls=ls, label=f"${_math(name)} = 0$"))
     if points is not None:
         pts = np.asarray(points)
         lab = np.ones(len(pts)) if labels is None else np.asarray(labels)
         for sign, color, marker in ((1, "tab:red", "+"), (-1, "tab:blue", "_")):
             sel = lab * sign > 0
             ax.scatter(pts[sel, 0], pts[sel, 1], s=12, c=color, marker=marker, lw=0.8, label=f"y = {sign:+d}")
-            handles.append(Line2D([], [], color=color, marker=marker, ls="", label=f"train y = {sign:+d}"))
+            handles.append(Line2D([], [], color=color, marker=marker, ls="", label=f"train $y = {sign:+d}$"))
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
-    ax.set_xlabel("along mean difference")
-    ax.set_ylabel("orthogonal (class-mean plane)")
-    if legend:
-        ax.legend(handles=handles, frameon=False, loc="best")
+    ax.set_xlabel(r"along $\mu_+ - \mu_-$")
+    ax.set_ylabel("orthogonal, class-mean plane")
+    if legend:  # beside the map, never over the contours
+        ax.legend(
+            handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0
+        )
     return ax
 
 
+_MATH_NAMES = {"hat_f": r"\hat f", "hat_g": r"\hat g", "f": "f", "g": "g", "B + S": "B + S"}
+
+
+def _math(name: str) -> str:
+    """A predictor's name as mathtext (``hat_f`` -> ``\\hat f``); unknown names verbatim in roman."""
+    return _MATH_NAMES.get(name, r"\mathrm{" + name.replace("_", r"\_").replace(" ", r"\ ") + "}")
+
+
+@styled
 def figure_decision_map(
     grid_values: Mapping[str, np.ndarray],
     f_name: str,
@@ -672,8 +863,9 @@ def figure_decision_map(
     labels=None,
     title: str | None = None,
 ) -> list[Path]:
-    """:func:`decision_map` on a new square figure, saved as PNG and PDF; returns both paths."""
-    fig, (ax,) = new_figure(1, 4.0, 4.0)
+    """:func:`decision_map` on a new figure (the square map with its legend beside it), saved as PNG and PDF;
+    returns both paths."""
+    fig, (ax,) = new_figure(1, 5.2, 3.2)
     decision_map(ax, grid_values, f_name, g_name, extent, contours, points=points, labels=labels)
     if title:
         ax.set_title(title)

@@ -205,7 +205,8 @@ def test_decision_map(tmp_path):
     contours = [c for c in ax.collections if isinstance(c, ContourSet)]
     assert sorted(c.linestyles[0] for c in contours) == ["--", ":"]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "sign f != sign g" in legend and "hat_f = 0" in legend and "hat_g = 0" in legend
+    assert r"$\mathrm{sign}\,f \neq \mathrm{sign}\,g$" in legend
+    assert r"$\hat f = 0$" in legend and r"$\hat g = 0$" in legend
     plt.close(fig)
     paths = plots.figure_decision_map(grid, "f", "g", 1.0, out=tmp_path, contours={"hat_f": "-."})
     assert_written(paths, tmp_path, "decision_map")
@@ -244,16 +245,20 @@ def test_labels_never_raw_field_names(rows):
         "cos_predicted",
         eps=1.0,
     )
-    assert ax.get_xlabel() == "d (input dimension)" and ax.get_ylabel() == "mean |cos(eta_n, D_n)|"
-    assert plots.axis_label("eps") == "eps (L2 norm)" and plots.axis_label("steps_g") == "T_g (steps of g)"
-    assert plots.axis_label("agreement") == "agreement of sign f and sign g"
-    assert plots.axis_label("data.n_train") == "N (training points)"
+    assert ax.get_xlabel() == r"input dimension $d$" and ax.get_ylabel() == r"mean $|\cos(\eta_n, D_n)|$"
+    assert plots.axis_label("eps") == r"$\varepsilon$ ($\ell_2$)"
+    assert plots.axis_label("steps_g") == r"steps of $g$, $T_g$"
+    assert plots.axis_label("agreement") == r"agreement of $\mathrm{sign}\,f$, $\mathrm{sign}\,g$"
+    assert plots.axis_label("data.n_train") == r"training points $N$"
     ax2 = plots.new_figure()[1][0]
     ax2.set_xlabel("data.n_train")
     plots.paper_fonts(ax2.figure)
-    assert ax2.get_xlabel() == "N (training points)"
+    assert ax2.get_xlabel() == r"training points $N$"
     legend = ax.get_legend()
-    assert legend is not None and legend.get_bbox_to_anchor().bounds[1] < ax.get_window_extent().bounds[1]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert legend is not None and legend.get_window_extent(renderer).y1 < ax.get_window_extent().y0
 
 
 def test_factor_spaced_axes_are_logarithmic(rows):

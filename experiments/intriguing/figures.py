@@ -25,6 +25,7 @@ def plot(rows, summary, out: Path) -> list[Path]:
     return paths
 
 
+@plots.styled
 def _distortion(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     fig, (ax1, ax2) = plots.new_figure(2, 3.8, 3.0)
@@ -61,10 +62,10 @@ def _distortion(rows, summary, out: Path) -> list[Path]:
     ax2.set_xlabel("weight decay lambda (anchored at init)")
     ax2.set_title("(a) distortion and clean error vs weight decay")
     ax2.legend(frameon=False)
-    fig.tight_layout()
     return plots.save(fig, out, "intriguing_distortion")
 
 
+@plots.styled
 def _noise(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     fig, (ax,) = plots.new_figure(1, 4.2, 3.1)
@@ -108,49 +109,69 @@ def _noise(rows, summary, out: Path) -> list[Path]:
     return plots.save(fig, out, "intriguing_noise")
 
 
+def model_groups(names: list[str]) -> list[tuple[float, str]]:
+    r"""(centre index, label) of each run of models of one width in ``names`` (``m=16 s0``, ``m=1024 half A``,
+    ``limit half B``, ...): one tick per width (``16``, ..., ``$\infty$``), never one per model."""
+    groups: list[list] = []
+    for i, n in enumerate(names):
+        key = n.split()[0]
+        if groups and groups[-1][0] == key:
+            groups[-1][2] = i
+        else:
+            groups.append([key, i, i])
+    label = lambda key: r"$\infty$" if key == "limit" else key.removeprefix("m=")
+    return [((lo + hi) / 2, label(key)) for key, lo, hi in groups]
+
+
+@plots.styled
 def _transfer(rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
     sub = select(rows, part="c", metric="transfer")
     names = list(dict.fromkeys(r["source"] for r in sub))
-    fig, axes = plots.new_figure(3, 3.6, 3.4)
+    fig, axes = plots.new_figure(3, 3.6, 4.4)
     index = {n: i for i, n in enumerate(names)}
+    groups = model_groups(names)
+    bounds = [i - 0.5 for i in range(1, len(names)) if names[i].split()[0] != names[i - 1].split()[0]]
+    amp = f"{cfg['amplify']:g}"
     for ax, variant in zip(axes[:2], ("eta", "amplified")):
         mat = np.full((len(names), len(names)), np.nan)
         for r in select(sub, variant=variant):
             if r["target"] in index:
                 mat[index[r["source"]], index[r["target"]]] = r["value"]
         im = ax.imshow(mat, vmin=0, vmax=1, cmap="magma")
-        ax.set_xticks(range(len(names)))
-        ax.set_yticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=90, fontsize=4.5)
-        ax.set_yticklabels(names, fontsize=4.5)
-        ax.set_xlabel("target model (evaluated)")
-        ax.set_ylabel("source model (attacked)")
-        title = "x + eta" if variant == "eta" else f"x + {cfg['amplify']:g} eta"
-        ax.set_title(f"(c) transfer error, {title}")
-    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+        for b in bounds:  # the width groups (seeds, halves) apart
+            ax.axhline(b, color="w", lw=0.6)
+            ax.axvline(b, color="w", lw=0.6)
+        ax.set_xticks([c for c, _ in groups], [t for _, t in groups])
+        ax.set_yticks([c for c, _ in groups], [t for _, t in groups])
+        ax.tick_params(length=0)
+        ax.set_xlabel(r"target width $m$")
+        ax.set_ylabel(r"source width $m$")
+        ax.set_title(r"(c) $x + \eta$" if variant == "eta" else rf"(c) $x + {amp}\,\eta$")
+    cb = fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+    cb.set_label("transfer error")
     ax = axes[2]
     for metric, label, color in (
-        ("transfer_net_net", "net -> net (same m)", "C0"),
-        ("transfer_net_limit", "net -> infinite width", "C1"),
+        ("transfer_net_net", r"net $\to$ net (same $m$)", "C0"),
+        ("transfer_net_limit", r"net $\to$ limit", "C1"),
     ):
         plots.plot_metric(
             ax, select(rows, part="c", variant="amplified"), "width", metric, label=label, color=color
         )
     ax.axhline(cfg["transfer_floor"], color="0.5", lw=0.8, ls=":", label="predicted floor")
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("width m")
-    ax.set_ylabel(f"transfer error of x + {cfg['amplify']:g} eta")
-    ax.set_title("(c) transfer vs width")
-    ax.legend(frameon=False, fontsize=6)
-    fig.tight_layout()
+    ax.set_xlabel(plots.axis_label("width"))
+    ax.set_ylabel(rf"transfer error of $x + {amp}\,\eta$")
+    ax.set_title("(c) vs width")
+    plots.legend_below(ax, ncol=1)
     return plots.save(fig, out, "intriguing_transfer")
 
 
+@plots.styled
 def _probes(rows, summary, out: Path, parts) -> list[Path]:
     cfg = summary["config"]
     panels = [p for p in ("d", "e") if p in parts]
-    fig, axes = plots.new_figure(len(panels), 3.8, 3.0)
+    fig, axes = plots.new_figure(len(panels), 3.8, 4.2)
     for ax, part in zip(axes, panels):
         if part == "d":
             for metric, label, color in (
@@ -186,6 +207,5 @@ def _probes(rows, summary, out: Path, parts) -> list[Path]:
             ax.set_xlabel("width m")
             ax.set_ylabel(r"$\|W\|_2\,\|a\|_2$ / mean $\|\nabla_x f\|_2$")
             ax.set_title("(e) operator-norm Lipschitz bound / true")
-        ax.legend(frameon=False, fontsize=6, loc="lower left" if part == "d" else "upper left")
-    fig.tight_layout()
+        plots.legend_below(ax, ncol=1)
     return plots.save(fig, out, "intriguing_probes")

@@ -27,14 +27,15 @@ def plot(rows, summary, out: Path) -> list[Path]:
     return paths
 
 
+@plots.styled
 def _plot_dimension(rows, summary, out: Path) -> list[Path]:
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     cfg = summary["config"]
-    fig, (ax1, ax2) = plots.new_figure(2, 3.9, 3.1)
+    fig, (ax1, ax2) = plots.new_figure(2, 3.9, 4.6)
     colors = {"linear": "C0", "net": "C1", "limit": "C2"}
-    labels = {"linear": "linear model", "net": f"net m={cfg['dim_width']}", "limit": "infinite width"}
+    labels = {"linear": "linear model", "net": f"net $m = {cfg['dim_width']}$", "limit": r"$m = \infty$"}
     for model in DIM_MODELS:
         plots.plot_metric(
             ax1, rows, "d", "fgsm_change", color=colors[model], logy=True, part="a", model=model
@@ -72,29 +73,31 @@ def _plot_dimension(rows, summary, out: Path) -> list[Path]:
         Line2D([], [], color="k", ls="--", lw=1.0, label="theory: slope 1"),
         Line2D([], [], color="0.5", ls="--", lw=1.0, label="theory: slope 1/2"),
     ]
-    ax1.legend(handles=handles, frameon=False, fontsize=6)
-    ax1.set_xlabel("input dimension d")
-    ax1.set_ylabel(f"mean |logit change|  (L-inf size {cfg['dim_eps']:g})")
-    ax1.set_title(f"(a) logit change vs dimension ({cfg['synthetic']} data)")
+    plots.legend_below(ax1, ncol=2, handles=handles)
+    ax1.set_xlabel(plots.axis_label("d"))
+    ax1.set_ylabel(rf"mean $|\Delta f|$ ($\ell_\infty$ step {cfg['dim_eps']:g})")
+    ax1.set_title(f"(a) logit change ({cfg['synthetic']})")
     ax2.plot(dims, np.sqrt(dims), ls="--", color="k", lw=1.0, label=r"theory: $\sqrt{d}$")
+    ax2.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax2.yaxis.set_major_formatter(ScalarFormatter())
-    ax2.yaxis.set_minor_formatter(ScalarFormatter())
-    ax2.tick_params(axis="y", which="minor", labelsize=6)
-    ax2.set_xlabel("input dimension d")
-    ax2.set_ylabel("FGSM change / random-sign change")
+    ax2.yaxis.set_minor_formatter(NullFormatter())
+    ax2.set_xlabel(plots.axis_label("d"))
+    ax2.set_ylabel("FGSM / random-sign change")
     ax2.set_title("(a) ratio")
-    ax2.legend(frameon=False)
-    fig.tight_layout()
+    plots.legend_below(ax2, ncol=1)
     return plots.save(fig, out, "linearity_dimension")
 
 
+@plots.styled
 def _plot_rays(rows, summary, out: Path) -> list[Path]:
-    fig, (ax1, ax2, ax3) = plots.new_figure(3, 3.4, 3.0)
+    fig, (ax1, ax2, ax3) = plots.new_figure(3, 3.4, 4.4)
     widths = sorted({r["width"] for r in select(rows, part="b", model="net", metric="ray_kinks")})
     shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
     for i, w in enumerate(shown):
         sub = select(rows, part="b", model="net", width=w, metric="ray_example")
-        ax1.plot([r["t"] for r in sub], [r["value"] for r in sub], color=f"C{i}", lw=1.0, label=f"net m={w}")
+        ax1.plot(
+            [r["t"] for r in sub], [r["value"] for r in sub], color=f"C{i}", lw=1.0, label=f"net $m = {w}$"
+        )
     sub = select(rows, part="b", model="net", width=shown[-1], metric="ray_example_limit")
     ax1.plot(
         [r["t"] for r in sub],
@@ -102,45 +105,37 @@ def _plot_rays(rows, summary, out: Path) -> list[Path]:
         color="k",
         ls="--",
         lw=1.0,
-        label=f"infinite width (ray of m={shown[-1]})",
+        label=rf"$m = \infty$ (ray of $m = {shown[-1]}$)",
     )
     ax1.axhline(0.0, color="0.75", lw=0.6)
     ax1.axvline(0.0, color="0.75", lw=0.6)
-    ax1.set_xlabel("t   (input x + t sign grad loss)")
-    ax1.set_ylabel("logit f (centred)")
-    ax1.set_title("(b) logits along an FGSM ray")
-    ax1.legend(frameon=False)
+    ax1.set_xlabel(r"$t$ in $x + t\,\mathrm{sign}\,\nabla_x L$")
+    ax1.set_ylabel(r"logit $f$ (centred)")
+    ax1.set_title("(b) along an FGSM ray")
+    plots.legend_below(ax1, ncol=1)
     plots.plot_metric(ax2, rows, "width", "ray_sup_gap", label="measured", logy=True, part="b", model="net")
     plots.theory_slope(
-        ax2, widths, summary["ray_sup_gap_by_width"][str(widths[0])], -0.5, label="theory: slope -1/2"
+        ax2, widths, summary["ray_sup_gap_by_width"][str(widths[0])], -0.5, label=r"theory: slope $-1/2$"
     )
-    ax2.set_xlabel("width m")
-    ax2.set_ylabel("sup |f_m - f_inf| / range of f_inf")
-    ax2.set_title(f"(b) distance to the limit (slope {summary['ray_sup_gap_slope']:+.2f})")
-    ax2.legend(frameon=False)
+    ax2.set_xlabel(plots.axis_label("width"))
+    ax2.set_ylabel(r"$\sup |f_m - f_\infty|$ / range of $f_\infty$")
+    ax2.set_title(f"(b) gap, slope {summary['ray_sup_gap_slope']:+.2f}")
+    plots.legend_below(ax2, ncol=1)
     plots.plot_metric(
-        ax3, rows, "width", "ray_kinks", label="kinks in [-T, T]", logy=True, part="b", model="net"
+        ax3, rows, "width", "ray_kinks", label=r"kinks in $[-T, T]$", logy=True, part="b", model="net"
     )
     plots.theory_slope(
         ax3, widths, summary["ray_kinks_by_width"][str(widths[0])], 1.0, label="theory: slope 1"
     )
-    ax3.set_xlabel("width m")
+    ax3.set_xlabel(plots.axis_label("width"))
     ax3.set_ylabel("kinks per ray")
-    ax3.set_title(f"(b) kinks (slope {summary['ray_kinks_slope']:+.2f})")
-    ax3.text(
-        0.97,
-        0.04,
-        f"linear between kinks\nto {summary['ray_pl_residual_max']:.0e} (relative)",
-        transform=ax3.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=7,
-    )
-    ax3.legend(frameon=False)
-    fig.tight_layout()
+    ax3.set_title(f"(b) kinks, slope {summary['ray_kinks_slope']:+.2f}")
+    ax3.plot([], [], ls="none", label=f"linear between kinks to {summary['ray_pl_residual_max']:.0e}")
+    plots.legend_below(ax3, ncol=1)
     return plots.save(fig, out, "linearity_ray")
 
 
+@plots.styled
 def _plot_fgsm(rows, summary, out: Path, parts) -> list[Path]:
     cfg = summary["config"]
     panels = [p for p in ("c", "d") if p in parts]
@@ -224,5 +219,4 @@ def _plot_fgsm(rows, summary, out: Path, parts) -> list[Path]:
         ax.set_ylabel("FGSM test error")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(frameon=False, loc="upper left", fontsize=6)
-    fig.tight_layout()
     return plots.save(fig, out, "linearity_fgsm")

@@ -19,15 +19,27 @@ from .claims import headline_point, n_test_points, restrict_to_best_lr
 from .config import Config
 
 AXIS_LABELS = {
-    "eps": "perturbation radius eps (L2 norm)",
-    "steps_g": "g's training steps T_g",
-    "data.d": "input dimension d",
-    "data.n_train": "training-set size N",
-    "gamma": "leaky slope gamma",
+    "eps": r"perturbation radius $\varepsilon$ ($\ell_2$)",
+    "steps_g": plots.axis_label("steps_g"),
+    "data.d": plots.axis_label("data.d"),
+    "data.n_train": plots.axis_label("data.n_train"),
+    "gamma": plots.axis_label("gamma"),
 }
-AGREEMENT_LABEL = "agreement of sign f and sign g"
+AGREEMENT_LABEL = plots.axis_label("agreement")
+CENTRED_LIMIT = r"centred limit ($m = \infty$, $g_0 = 0$)"
 
 
+def short_title(cfg: Config) -> str:
+    """Data, architecture, scenario and attack in a few words, no identifiers (``shifted_gauss`` ->
+    ``shifted gauss``, ``one_step_l2`` -> ``one-step l2``)."""
+    words = lambda s: str(s).replace("_", " ")
+    attack = {"one_step_l2": r"one-step $\ell_2$", "fgm": "FGM", "fgsm": "FGSM"}.get(
+        cfg.attack, words(cfg.attack)
+    )
+    return f"{words(cfg.data.name)}, {cfg.arch_label()}, scenario ({cfg.scenario}), {attack}"
+
+
+@plots.styled
 def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
     """Measured points with 95% intervals (in [0, 1]) beside the theory's predicted lines: agreement vs width
     (predicted per width, centred limit dotted), vs each swept axis (predicted per width), the cosine of the
@@ -37,13 +49,10 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
     chosen = restrict_to_best_lr(rows, axes)
     n = n_test_points(cfg)
     paths = []
-    title = (
-        f"{cfg.data.name}, {cfg.arch_label()}, scenario ({cfg.scenario}), {cfg.attack}, "
-        f"{cfg.targets} targets, {cfg.preset} preset"
-    )
+    title = short_title(cfg)
     where = headline_point(chosen, axes)
     if len({r["width"] for r in chosen}) > 1 and any(not plots.is_infinite_width(r["width"]) for r in chosen):
-        eps_txt = f", eps={where['eps']:g}" if "eps" in where else f", eps={cfg.eps[0]:g}"
+        eps_txt = rf", $\varepsilon = {where.get('eps', cfg.eps[0]):g}$"
         paths += plots.figure_vs_width(
             chosen,
             ("agreement", "g_acc_test"),
@@ -51,9 +60,9 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
             name="agreement_vs_width",
             title=title + eps_txt,
             n_points=n,
-            labels={"agreement": AGREEMENT_LABEL, "g_acc_test": "g's held-out accuracy"},
+            labels={"agreement": AGREEMENT_LABEL, "g_acc_test": plots.axis_label("g_acc_test")},
             predictions={"agreement": "agreement_predicted"},
-            infinite_label="centred limit, g_0 = 0",
+            infinite_label=r"centred limit, $g_0 = 0$",
             infinite_ls=":",
             **where,
         )
@@ -80,7 +89,7 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
                 predicted="agreement_predicted",
                 n_points=n,
                 logx="auto",
-                infinite_label="centred limit (infinite width, g_0 = 0)",
+                infinite_label=CENTRED_LIMIT,
                 infinite_ls=":",
                 **fixed,
             )
@@ -94,7 +103,9 @@ def figures(cfg: Config, rows: list[dict], out: Path) -> list[Path]:
                 )
                 curve = first_order_curve(cfg, grid, **{a: v for a, v in fixed.items() if a != "width"})
                 if curve is not None:
-                    ax.plot(grid, curve, color="0.5", lw=0.9, label="centred limit, first order in eps")
+                    ax.plot(
+                        grid, curve, color="0.5", lw=0.9, label=r"centred limit, first order in $\varepsilon$"
+                    )
                     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
             ax.set_title(title)
             paths += plots.save(fig, out, name)
@@ -141,6 +152,7 @@ def first_order_curve(cfg: Config, eps_grid, **where) -> np.ndarray | None:
     return np.mean(curves, axis=0)
 
 
+@plots.styled
 def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
     """Relative output gap of finite f and g to their same-init limits vs width m (log-log), with the fitted
     slope and its 95% interval in the legend and the predicted m^(-1/2) as a dashed line."""
@@ -158,7 +170,7 @@ def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
             color=f"C{i}",
             logx=2,
             logy=True,
-            label=f"{metric[0]}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]",
+            label=f"${metric[0]}$: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]",
         )
         xs = np.asarray(sorted({r["width"] for r in sub}), float)
         ax.plot(
@@ -167,10 +179,10 @@ def gap_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
             ls="--",
             lw=1.0,
             color=line.get_color(),
-            label=f"{metric[0]}: predicted m^(-1/2)",
+            label=f"${metric[0]}$: predicted $m^{{-1/2}}$",
         )
-    ax.set_xlabel("width m")
-    ax.set_ylabel("||net - same-init limit|| / ||limit|| on z")
+    ax.set_xlabel(plots.axis_label("width"))
+    ax.set_ylabel(r"$\|\mathrm{net} - \mathrm{limit}\| / \|\mathrm{limit}\|$ on $z$")
     ax.set_title(title)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return plots.save(fig, out, "gap_vs_width")
@@ -215,9 +227,10 @@ def decision_maps(cfg: Config, out: Path) -> list[Path]:
             points=proj,
             labels=np.asarray(y),
             contours=contours,
-            title=f"{cfg.data.name}, {cfg.arch_label()}: "
-            f"{'infinite width' if is_infinite(width) else f'width {width}'}, "
-            f"eps={c.eps:g} (L2), seed 0, mean(y_adv)={mean_yadv:+.3f}",
+            title=f"{cfg.data.name.replace('_', ' ')}: "
+            + (r"$m = \infty$" if is_infinite(width) else f"$m = {width}$")
+            + rf", $\varepsilon = {c.eps:g}$ ($\ell_2$), seed 0, "
+            + rf"$\overline{{y_\mathrm{{adv}}}} = {mean_yadv:+.3f}$",
         )
     return paths
 

@@ -33,13 +33,14 @@ METRIC_LABELS = {
 def plot(rows, neuron_rows, summary, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    with plt.rc_context(plots.PAPER_RC):
+    with plots.style(plots.active_style()):
         return _plot(plt, rows, neuron_rows, summary, out)
 
 
+@plots.styled
 def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     cfg = summary["config"]
-    fig, (ax_acc, ax_hist, ax_traj) = plots.new_figure(3, 3.6, 2.9)
+    fig, (ax_acc, ax_hist, ax_traj) = plots.new_figure(3, 3.6, 5.6)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
     # (a) accuracies per model, mean and 95% interval over seeds
@@ -51,26 +52,25 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
             ci = mean_ci(vals)
             means.append(ci.value)
             errs.append(ci.half_width)
-        xs = np.arange(len(MODELS)) + (j - 1) * width
-        ax_acc.bar(
-            xs,
+        ys = np.arange(len(MODELS)) + (j - 1) * width
+        ax_acc.barh(  # horizontal: the model names read level, never overprinting
+            ys,
             means,
             width,
-            yerr=errs,
+            xerr=errs,
             capsize=2,
             color=colors[j],
             label=METRIC_LABELS[metric],
             error_kw={"lw": 0.8},
         )
-    ax_acc.set_xticks(np.arange(len(MODELS)), [LABELS[m] for m in MODELS], rotation=30, ha="right")
-    ax_acc.set_ylim(0, 1.22)
-    ax_acc.set_yticks(np.linspace(0, 1, 6))
-    ax_acc.axhline(0.5, ls=":", color="0.5", lw=0.8)
-    ax_acc.set_ylabel("test accuracy")
-    ax_acc.set_title(
-        rf"(a) accuracy; $\epsilon_2$={cfg['eps_l2']:g}, $\epsilon_\infty$={cfg['eps_linf']:.3g}"
-    )
-    ax_acc.legend(frameon=False, loc="upper center", ncol=3, fontsize=7, handlelength=1.2, columnspacing=1.0)
+    ax_acc.set_yticks(np.arange(len(MODELS)), [LABELS[m] for m in MODELS])
+    ax_acc.set_ylim(len(MODELS) - 0.5, -0.5)  # the first model on top
+    ax_acc.set_xlim(0, 1.0)
+    ax_acc.set_xticks(np.linspace(0, 1, 3))
+    ax_acc.axvline(0.5, ls=":", color="0.5", lw=0.8)
+    ax_acc.set_xlabel("test accuracy")
+    ax_acc.set_title("(a) accuracy")
+    plots.legend_below(ax_acc, ncol=1, handlelength=1.2)
 
     # (b) importance-weighted histogram of per-neuron purity, pooled over seeds
     bins = np.linspace(0, 1, 26)
@@ -96,13 +96,14 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
         label=r"dense direction $Mw^*$ ($1/\sqrt{D}$)",
     )
     ax_hist.axvline(1.0, ls=":", color="k", lw=1.0, label="pure atom")
-    ax_hist.set_xlabel(r"neuron purity $\max_j |\langle M_j, w_i\rangle| / \|w_i\|$")
-    ax_hist.set_ylabel("share of output weight")
-    ax_hist.set_title(r"(b) neuron purity, weighted by $|a_i|\,\|w_i\|$")
-    ax_hist.legend(frameon=False, fontsize=6)
+    ax_hist.set_xlabel(r"purity $\max_j |\langle M_j, w_i\rangle| / \|w_i\|$")
+    ax_hist.set_ylabel(r"share of weight $|a_i|\,\|w_i\|$")
+    ax_hist.set_title("(b) neuron purity")
+    plots.legend_below(ax_hist, ncol=1)
 
     # (c) trajectory during adversarial training
     traj = [r for r in rows if r["model"] == "adversarial_trajectory"]
+    norm = r"\ell_\infty" if cfg["adv_attack"] == "pgd_linf" else r"\ell_2"
     trained = "robust_acc_" + ("linf" if cfg["adv_attack"] == "pgd_linf" else "l2")
     for j, (metric, label) in enumerate(
         [
@@ -118,14 +119,14 @@ def _plot(plt, rows, neuron_rows, summary, out: Path) -> list[Path]:
     oracle = summary["models"]["oracle"][trained]["mean"]
     plots.theory_line(ax_traj, oracle, label=f"oracle {METRIC_LABELS[trained]} acc.", color="0.3")
     ax_traj.set_ylim(0, 1.05)
-    ax_traj.set_xlabel(f"adversarial training step ({cfg['adv_attack']}, eps={cfg['adv_eps']:g})")
+    ax_traj.set_xlabel(rf"step (${norm}$, $\varepsilon = {cfg['adv_eps']:g}$)")
     ax_traj.set_ylabel("value (mean, 95% CI)")
-    ax_traj.set_title("(c) purification during adversarial training")
-    ax_traj.legend(frameon=False, fontsize=6, loc="lower right", ncol=2)
+    ax_traj.set_title("(c) adv. training")
+    plots.legend_below(ax_traj, ncol=1)
     fig.suptitle(
-        f"Feature purification: sparse coding d={cfg['data']['d']}, D={cfg['data']['n_atoms']}, "
-        f"k={cfg['data']['sparsity']}, width {cfg['net']['width']}, {cfg['seeds']} seeds",
-        fontsize=9,
+        rf"sparse coding $d = {cfg['data']['d']}$, $D = {cfg['data']['n_atoms']}$, "
+        rf"$k = {cfg['data']['sparsity']}$, $m = {cfg['net']['width']}$; "
+        rf"$\varepsilon_2 = {cfg['eps_l2']:g}$, $\varepsilon_\infty = {cfg['eps_linf']:.3g}$; "
+        f"{cfg['seeds']} seeds"
     )
-    fig.tight_layout()
     return plots.save(fig, out, "purification")

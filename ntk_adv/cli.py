@@ -982,7 +982,7 @@ def main(argv: list[str] | None, app: App) -> int:
             sweep_temp_files(out)  # debris of an earlier killed run
             before = _snapshot(out)
             try:
-                with getattr(plots, "style", lambda name: contextlib.nullcontext())(values["cli:style"]):
+                with plots.style(values["cli:style"]):
                     module.main(cfg, out, progress=not values["cli:quiet"])
             except DryRun as plan:  # the plan, before any work: exit 0
                 print(plan)

@@ -340,3 +340,12 @@ def test_unknown_command_suggests_the_closest(capsys):
         cli.main(["perturbatoin-learning"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "did you mean perturbation-learning?" in err
+
+
+def test_style_names_are_the_plots_styles(tmp_path):
+    """--style lists ntk_adv.plots.STYLES (named in experiments/cli.py so that --help imports no matplotlib),
+    default first; a command draws its figures inside plots.style(name)."""
+    from ntk_adv import plots
+
+    assert cli.STYLES == plots.STYLES and cli.STYLES[0] == plots.DEFAULT_STYLE
+    assert cli._cli.parse(cli.app(), "demo", ["--style", "icml"])[1]["cli:style"] == "icml"

@@ -159,7 +159,12 @@ def test_help_is_fast_and_imports_no_jax(tmp_path):
         "try:\n    runpy.run_module('experiments.cli', run_name='__main__')\n"
         "except SystemExit:\n    pass\nprint('JAX' if 'jax' in sys.modules else 'NOJAX')"
     )
-    for argv in (["--help"], ["demo", "--help"], ["demo", "--lr-f", "0"]):
+    for argv in (
+        ["--help"],
+        ["demo", "--help"],
+        ["perturbation-learning", "--attack", "foo"],
+        ["demo", "--lr-f", "0"],
+    ):
         t0 = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - t0

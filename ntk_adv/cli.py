@@ -642,15 +642,19 @@ def _tyro(cls, args: list[str], prog: str, spec: dict | None = None):
 
 def _check_renamed(argv: list[str], spec: dict, app: App, prog: str) -> None:
     """An option spelled as in an earlier release (a dotted path now shortened, or a renamed flag) is
-    refused in one line naming the new spelling."""
+    refused in one line naming the new spelling, a removed one naming why; a several-values option typed
+    without a value is refused (tyro would take it as the empty tuple)."""
     flags = {o["flag"] for o in spec["options"]} | set(COMMON.values())
     by_dest = {_flag(o["dest"]): o["flag"] for o in spec["options"]}
-    for token in argv:
+    several = {o["flag"] for o in spec["options"] if o["kind"] == "tuple"}
+    for i, token in enumerate(argv):
         if token == "--":
             break
         if not token.startswith("--"):
             continue
         typed = token.split("=", 1)[0]
+        if typed in several and "=" not in token and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            raise UsageError(f"{typed} needs at least one value")
         bare = typed[5:] if typed.startswith("--no-") else None
         if typed in flags or (bare and "--" + bare in flags):
             continue

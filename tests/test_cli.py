@@ -29,6 +29,7 @@ def test_help_lists_subcommands(capsys):
         (["halfway", "--eps-rel", "0.1"], "--eps-rel is now --eps"),
         (["convergence", "--optimizer", "sgd"], "--optimizer is no option of ntk-adv convergence"),
         (["demo", "--data.d", "4"], "--data.d is no option of ntk-adv demo"),
+        (["perturbation-learning", "--widths", "--seeds", "2"], "--widths needs at least one value"),
         (["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "/nonexistent/dir"),
     ],
 )
@@ -313,6 +314,11 @@ def test_a_sweep_as_a_file_round_trips(tmp_path, capsys):
     assert cli.parse_config("convergence", ["--config", str(written)]) == cli.parse_config(
         "convergence", ["--config", str(sweep)]
     )
+    # empty tuples (--depth) and the infinite width survive the round trip too
+    spec, values = lib_cli.parse(cli.app(), "perturbation-learning", ["--widths", "16", "inf"])
+    written.write_text(lib_cli.config_yaml("perturbation-learning", values, spec))
+    cfg = cli.parse_config("perturbation-learning", ["--config", str(written)])
+    assert cfg == cli.parse_config("perturbation-learning", ["--widths", "16", "inf"]) and cfg.depth == ()
     sweep.write_text("seds: 3\n")
     with pytest.raises(SystemExit) as exc:
         cli.main(["convergence", "--config", str(sweep)])

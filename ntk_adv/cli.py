@@ -609,6 +609,15 @@ def _condense(text: str, prog: str, spec: dict | None = None) -> str:
     if m:
         choices = ", ".join(c.strip().strip("'\"") for c in m.group(3).split(","))
         message = f"{m.group(2)}: unknown value '{m.group(1)}'; expected one of {choices}"
+    m = re.search(
+        r"(--[\w.-]+): (invalid literal for int|could not convert|Could not find valid parse)", message
+    )
+    if m and spec is not None:
+        base = next((o["base"] for o in spec["options"] if o["flag"] == m.group(1)), "")
+        kind = {"int": "an integer", "float": "a number", "number": "a number"}.get(base, "a valid value")
+        typed = re.findall(r"'([^']*)'", message[m.end() :])
+        bad = next((t for t in typed if not _parses(t, base)), typed[-1] if typed else "?")
+        message = f"{m.group(1)}: '{bad}' is not {kind}"
     suggestions = []
     for s in sections[1:]:
         if s[0].startswith("Perhaps you meant"):
@@ -617,6 +626,14 @@ def _condense(text: str, prog: str, spec: dict | None = None) -> str:
         message += f"; did you mean {' or '.join(dict.fromkeys(suggestions[:3]))}?"
     message = message.replace("Error parsing ", "").replace(" could not convert", " could not convert")
     return f"{prog}: error: {message} (see {prog} --help)"
+
+
+def _parses(token: str, base: str) -> bool:
+    try:
+        (int if base == "int" else float)(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _tyro(cls, args: list[str], prog: str, spec: dict | None = None):

@@ -30,6 +30,8 @@ def test_help_lists_subcommands(capsys):
         (["convergence", "--optimizer", "sgd"], "--optimizer is no option of ntk-adv convergence"),
         (["demo", "--data.d", "4"], "--data.d is no option of ntk-adv demo"),
         (["perturbation-learning", "--widths", "--seeds", "2"], "--widths needs at least one value"),
+        (["perturbation-learning", "--seeds", "2.5"], "--seeds: '2.5' is not an integer"),
+        (["perturbation-learning", "--widths", "10", "y"], "--widths: 'y' is not a number"),
         (["convergence", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "/nonexistent/dir"),
     ],
 )
@@ -77,7 +79,7 @@ def test_bad_tuple_item_is_named(capsys):
         cli.main(["convergence", "--widths", "16", "x"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--widths" in err and len(err.strip().splitlines()) == 1
+    assert "--widths: 'x' is not an integer" in err and len(err.strip().splitlines()) == 1
 
 
 def test_nested_options_have_one_name_each():

@@ -920,7 +920,8 @@ def top_level(app: App, argv: list[str]) -> typing.NoReturn:
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         sys.stderr.write(f"ntk-adv: error: unknown command '{first}'{hint} (see ntk-adv --help)\n")
         raise SystemExit(EXIT_USAGE)
-    completing = bool(argv) and argv[0].startswith("--tyro")
+    argv = argv or ["--help"]  # a bare `ntk-adv` lists the commands
+    completing = argv[0].startswith("--tyro")
     schema = shipped_schema(app)
     classes = {}
     for name, module in app.commands.items():

@@ -127,7 +127,7 @@ def parse_config(command: str, argv: list[str]):
     """The ``Config`` that ``ntk-adv command argv`` would run (for tests and notebooks)."""
     spec, values = _cli.parse(app(), command, list(argv))
     module = importlib.import_module(commands()[command])
-    return _cli.build_config(module.Config, {k: v for k, v in values.items() if not k.startswith("cli:")})
+    return _cli.build_config(module.Config, _cli.split(values)[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -307,6 +307,7 @@ def module_summary(module_name: str) -> tuple[str, str]:
     return (first[: end.start() + 1] if end else first), doc
 
 
+@functools.cache
 def source_hash(app_package: str) -> str:
     """Hash of the sources the options are read from: every ``.py`` file of this library and of the
     application package, by path relative to its package and content (a fresh clone, an installed wheel and
@@ -427,10 +428,14 @@ def shipped_schema(app: App) -> dict | None:
 
 def load_command_spec(app: App, name: str) -> dict:
     """One command's schema entry: from the shipped schema when current, else from the per-user cache,
-    else built by importing the command (and cached; an unwritable cache is ignored)."""
+    else built by importing the command (and cached)."""
     schema = shipped_schema(app)
-    if schema is not None:
-        return schema["commands"][name]
+    return schema["commands"][name] if schema is not None else _user_spec(app, name)
+
+
+def _user_spec(app: App, name: str) -> dict:
+    """A command's entry from the per-user cache, else built by importing the command and cached there (an
+    unwritable cache is ignored)."""
     path = _cache_dir() / f"{name}-{source_hash(app.package)}.json"
     cached = _read_json(path)
     if valid_command_spec(cached):
@@ -542,8 +547,7 @@ def _synthesize(cls_name: str, spec: dict, app: App) -> type:
         markers = (tyro.conf.FlagCreatePairsOff,) if tp is bool else ()
         ann = typing.Annotated[(tp, *markers, tyro.conf.arg(name=attr.replace("_", "-"), help=text))]
         fields.append((attr, ann, dataclasses.field(default=default, metadata={"dest": "cli:" + attr})))
-    tree[("group", "common")] = None  # placeholder: the common options come last in --help
-    body = make(cls_name.replace("-", "_"), {k: v for k, v in tree.items() if v is not None}, "")
+    body = make(cls_name.replace("-", "_"), tree, "")
     common_cls = dataclasses.make_dataclass(cls_name.replace("-", "_") + "_common", fields, frozen=True)
     common_cls.__doc__ = "common options"
     cls = dataclasses.make_dataclass(
@@ -636,14 +640,14 @@ def _parses(token: str, base: str) -> bool:
     return True
 
 
-def _tyro(cls, args: list[str], prog: str, spec: dict | None = None):
+def _tyro(cls, args: list[str], prog: str, spec: dict | None = None, description: str | None = None):
     """tyro.cli with errors as one line on stderr (exit 2); help goes to stdout as tyro writes it."""
     import tyro
 
     buf = io.StringIO()
     try:
         with contextlib.redirect_stderr(buf):
-            return tyro.cli(cls, args=args, prog=prog)
+            return tyro.cli(cls, args=args, prog=prog, description=description)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             sys.stderr.write(_condense(buf.getvalue(), prog, spec) + "\n")
@@ -657,7 +661,7 @@ def _tyro(cls, args: list[str], prog: str, spec: dict | None = None):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_renamed(argv: list[str], spec: dict, app: App, prog: str) -> None:
+def _precheck(argv: list[str], spec: dict, app: App, prog: str) -> None:
     """An option spelled as in an earlier release (a dotted path now shortened, or a renamed flag) is
     refused in one line naming the new spelling, a removed one naming why; a several-values option typed
     without a value is refused (tyro would take it as the empty tuple)."""
@@ -800,8 +804,7 @@ def config_yaml(command: str, values: Mapping[str, object], spec: dict) -> str:
     for o in spec["options"]:
         v = values.get(o["dest"])
         data[o["flag"][2:]] = list(v) if isinstance(v, tuple) else v
-    for dest in ("cli:style",):
-        data[COMMON[dest][2:]] = values.get(dest)
+    data[COMMON["cli:style"][2:]] = values.get("cli:style")
     header = f"# the options of this run: ntk-adv {command} --config config.yaml runs it again\n"
     return header + yaml.safe_dump(data, sort_keys=False)
 
@@ -853,16 +856,18 @@ def outputs_line(prefix: str, out: Path, files: list[Path]) -> str:
     return text
 
 
-def _backends(values: Mapping[str, object]) -> list[str]:
-    return [k for k in values if not k.startswith("cli:") and k.rsplit(".", 1)[-1] == "backend"]
+def split(values: Mapping[str, object]) -> tuple[dict, dict]:
+    """(common options ``cli:...``, the config's options by dotted field path) of :func:`parse`'s values."""
+    common = {k: v for k, v in values.items() if k.startswith("cli:")}
+    return common, {k: v for k, v in values.items() if k not in common}
 
 
-def resolve_ray_address(values: dict) -> str | None:
-    """The Ray cluster of ``--ray-address`` (or of ``RAY_ADDRESS`` with ``--backend ray``), probed; an
-    ``inprocess`` backend becomes ``ray``, another one with an address is refused. Read, never written: the
-    address reaches the engine in the config's ``run.ray_address``."""
-    backends = _backends(values)
-    address = values.get("cli:ray_address")
+def resolve_ray_address(values: dict, address: str | None) -> str | None:
+    """The Ray cluster of ``--ray-address`` (``address``; or of ``RAY_ADDRESS`` with ``--backend ray``),
+    probed; in the config's option values (``values``, by field path) an ``inprocess`` backend becomes
+    ``ray``, another one with an address is refused, and ``ray_address`` is set beside each backend. Read,
+    never written: the address reaches the engine in the config's ``run.ray_address``."""
+    backends = [k for k in values if k.rsplit(".", 1)[-1] == "backend"]
     if not address and any(values[dest] == "ray" for dest in backends):
         address = os.environ.get("RAY_ADDRESS") or None
     if not address:
@@ -886,7 +891,7 @@ def parse(app: App, command: str, argv: list[str]) -> tuple[dict, dict]:
     every check that needs no JAX (choices, types, ranges, renamed options) done. Exits 0 on ``--help``."""
     spec = load_command_spec(app, command)
     prog = f"ntk-adv {command}"
-    _check_renamed(argv, spec, app, prog)
+    _precheck(argv, spec, app, prog)
     config_path = _config_option(argv)
     tokens = config_file_args(config_path, spec, command) if config_path else []
     cls = _synthesize(command, spec, app)
@@ -921,17 +926,14 @@ def top_level(app: App, argv: list[str]) -> typing.NoReturn:
         sys.stderr.write(f"ntk-adv: error: unknown command '{first}'{hint} (see ntk-adv --help)\n")
         raise SystemExit(EXIT_USAGE)
     argv = argv or ["--help"]  # a bare `ntk-adv` lists the commands
-    completing = argv[0].startswith("--tyro")
-    schema = shipped_schema(app)
-    classes = {}
-    for name, module in app.commands.items():
-        if completing or schema is not None:
-            spec = schema["commands"][name] if schema is not None else load_command_spec(app, name)
-            classes[name] = _synthesize(name, spec, app)
-        else:  # the listing needs only the summaries
-            stub = dataclasses.make_dataclass(name.replace("-", "_"), [], frozen=True)
-            stub.__doc__ = module_summary(module)[0]
-            classes[name] = stub
+    if argv[0].startswith("--tyro"):  # a completion script: every command's options
+        schema = shipped_schema(app)
+        specs = {n: schema["commands"][n] if schema else _user_spec(app, n) for n in app.commands}
+        classes = {name: _synthesize(name, spec, app) for name, spec in specs.items()}
+    else:  # the listing needs only the summaries
+        classes = {
+            name: dataclasses.make_dataclass(name.replace("-", "_"), [], frozen=True) for name in app.commands
+        }
     union = typing.Union[  # noqa: UP007 - a runtime Union of annotated subcommands
         tuple(
             typing.Annotated[
@@ -945,14 +947,7 @@ def top_level(app: App, argv: list[str]) -> typing.NoReturn:
         "`ntk-adv COMMAND --help` lists a command's options; `ntk-adv --version`; shell completion: "
         "`ntk-adv --tyro-write-completion bash|zsh|tcsh FILE`."
     )
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(buf):
-            tyro.cli(union, prog="ntk-adv", description=description, args=argv)
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            sys.stderr.write(_condense(buf.getvalue(), "ntk-adv") + "\n")
-        raise
+    _tyro(union, argv, "ntk-adv", description=description)
     raise SystemExit(0)
 
 
@@ -968,7 +963,7 @@ def main(argv: list[str] | None, app: App) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("NTK_ADV_DEBUG", "") not in ("", "0") or "--debug" in argv
     prefix = "ntk-adv"
-    values: dict = {}
+    options: dict = {}  # the config's option values, by field path
     spec: dict = {"options": []}
 
     def fail(code: int, msg: str) -> typing.NoReturn:
@@ -984,11 +979,11 @@ def main(argv: list[str] | None, app: App) -> int:
         command, argv = argv[0], argv[1:]
         prefix = f"ntk-adv {command}"
         spec, values = parse(app, command, argv)
-        debug = debug or bool(values["cli:debug"])
-        options = {k: v for k, v in values.items() if not k.startswith("cli:")}
-        check_plan(options, values["cli:max_memory"], flag)
-        resolve_ray_address(values)
-        out = Path(values["cli:out"])
+        common, options = split(values)
+        debug = debug or bool(common["cli:debug"])
+        check_plan(options, common["cli:max_memory"], flag)
+        resolve_ray_address(options, common.get("cli:ray_address"))
+        out = Path(common["cli:out"])
         module = importlib.import_module(app.commands[command])  # JAX from here on
         if os.environ.get("NTK_ADV_JAX_CACHE"):
             # Opt-in: jaxlib 0.5.3 was seen to return wrong (all-zero) L-BFGS perturbations from a cached
@@ -996,7 +991,7 @@ def main(argv: list[str] | None, app: App) -> int:
             from ntk_adv.engine import enable_compilation_cache
 
             enable_compilation_cache(os.environ["NTK_ADV_JAX_CACHE"])
-        cfg = build_config(module.Config, {k: v for k, v in values.items() if not k.startswith("cli:")})
+        cfg = build_config(module.Config, options)
         from ntk_adv import plots
         from ntk_adv.results import atomic_write, output_lock, sweep_temp_files, write_manifest
 
@@ -1004,15 +999,17 @@ def main(argv: list[str] | None, app: App) -> int:
             sweep_temp_files(out)  # debris of an earlier killed run
             before = _snapshot(out)
             try:
-                with plots.style(values["cli:style"]):
-                    module.main(cfg, out, progress=not values["cli:quiet"])
+                with plots.style(common["cli:style"]):
+                    module.main(cfg, out, progress=not common["cli:quiet"])
             except DryRun as plan:  # the plan, before any work: exit 0
                 print(plan)
                 return 0
             _write_parquet(cfg, out)
             written = written_files(out, before)
             if written:  # a listing-only run (reproduce --list) writes nothing and says nothing more
-                written.append(atomic_write(out / "config.yaml", config_yaml(command, values, spec)))
+                written.append(
+                    atomic_write(out / "config.yaml", config_yaml(command, {**common, **options}, spec))
+                )
                 manifest = write_manifest(out, written)
                 print(outputs_line(prefix, out, sorted({*written, manifest})))
     except SystemExit:
@@ -1048,7 +1045,7 @@ def main(argv: list[str] | None, app: App) -> int:
     except (RuntimeError, MemoryError) as err:
         if debug or not is_out_of_memory(err):
             raise
-        likely = likely_option({k: v for k, v in values.items() if not k.startswith("cli:")}, flag)
+        likely = likely_option(options, flag)
         fail(
             EXIT_RESOURCES,
             f"error: out of memory while computing (XLA: {_one_line(str(err))[:120]}); the largest arrays "
@@ -1091,5 +1088,6 @@ __all__ = [
     "outputs_line",
     "parse",
     "source_hash",
+    "split",
     "write_schema",
 ]

@@ -330,16 +330,3 @@ def probe_address(address: str, timeout: float = 3.0) -> None:
             f"--ray-address {address}: no Ray cluster answers at {host}:{port} ({cause}); start one "
             f"(ray start --head) or fix the address"
         ) from None
-
-
-def finite_gb(text: str) -> float:
-    """argparse type of ``--max-memory``: a finite number of gigabytes > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"expected a number of gigabytes > 0, got {text!r}")
-    return v

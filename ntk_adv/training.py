@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +81,17 @@ class TrainConfig:
             raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
         if not (np.isfinite(self.lr) and self.lr >= 0):
             raise ValueError(f"learning rate must be finite and >= 0, got {self.lr!r}")
+
+    # The fields theory() fixes for plain full-batch GD without a loss curve: a command that always trains
+    # this way hides them from its options (CLI_HIDE: *(f"train.{f}" for f in TrainConfig.PLAIN_GD_FIXED)).
+    PLAIN_GD_FIXED: ClassVar[tuple[str, ...]] = (
+        "optimizer",
+        "momentum",
+        "plateau",
+        "plateau_factor",
+        "plateau_patience",
+        "record_loss",
+    )
 
     @classmethod
     def theory(cls, lr: float = 0.01, steps: int = 100, loss: str = "identity", **kw) -> TrainConfig:

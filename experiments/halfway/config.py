@@ -62,12 +62,7 @@ class Config:
         "net.width",
         "net.n_out",
         "net.train_readout",
-        "train.optimizer",
-        "train.momentum",
-        "train.plateau",
-        "train.plateau_factor",
-        "train.plateau_patience",
-        "train.record_loss",
+        *(f"train.{f}" for f in TrainConfig.PLAIN_GD_FIXED),
     )
     run: engine.Execution = field(default_factory=engine.Execution)
 

@@ -118,12 +118,7 @@ class Config:
         "net.bias",
         "net.train_readout",
         "train.loss",
-        "train.optimizer",
-        "train.momentum",
-        "train.plateau",
-        "train.plateau_factor",
-        "train.plateau_patience",
-        "train.record_loss",
+        *(f"train.{f}" for f in TrainConfig.PLAIN_GD_FIXED),
     )
     run: engine.Execution = field(default_factory=engine.Execution)
 

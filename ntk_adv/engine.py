@@ -616,14 +616,10 @@ def estimate_time(kind: str, configs: Sequence[Any], store: ResultStore) -> tupl
     if bench is not None:
         return bench[0] * len(configs), bench[1]
     times: dict[Any, list[float]] = {}
-    for path in store.records_dir.glob("*.json"):
-        try:
-            rec = json.loads(path.read_text())
-            elapsed = rec.get("elapsed_s")
-            if rec.get("kind") == kind and isinstance(elapsed, (int, float)) and elapsed >= 0:
-                times.setdefault(_part(rec.get("config")), []).append(float(elapsed))
-        except (OSError, ValueError, AttributeError):
-            continue  # unreadable: the sweep itself warns about corrupt records
+    for rec in store.records():  # the readable ones (the sweep itself reported corrupt records)
+        elapsed = rec.get("elapsed_s")
+        if rec.get("kind") == kind and isinstance(elapsed, (int, float)) and elapsed >= 0:
+            times.setdefault(_part(rec.get("config")), []).append(float(elapsed))
     means = {part: sum(ts) / len(ts) for part, ts in times.items()}
     parts = [_part(cfg) for cfg in configs]
     known = [means[p] for p in parts if p in means]
